@@ -1,0 +1,43 @@
+# troupe — see README.md. `make run` for the demo, `make test` for every test.
+GO      ?= go
+BIN     := bin/troupe
+# Debian packages the tests need (sh, base64, setsid, tar come with the base system).
+APT_PKGS := coreutils util-linux tar
+FUZZTIME ?= 5s
+# package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./console:FuzzStripANSI
+
+.PHONY: all build run test deps vet unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/troupe
+
+run: build
+	./$(BIN) run --out results/hello-multinode examples/hello-multinode.toml
+
+deps:
+	@missing=""; for c in sh base64 setsid tar; do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); fi
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; done
+
+test: deps vet unit fuzz
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./...
+
+clean:
+	rm -rf bin results

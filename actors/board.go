@@ -1,0 +1,135 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/boot"
+	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/testshell"
+)
+
+// releaseTimeout bounds how long powering off and releasing a board may take.
+const releaseTimeout = 10 * time.Second
+
+// boardActor drives one board's backend through the shared console, boot
+// and test-shell code. Each action runs in one goroutine of its own so the
+// actor stays responsive; stopping the actor cancels it and powers off.
+type boardActor struct {
+	cfg     Config
+	node    string
+	board   lab.Board
+	backend Backend
+	con     *console.Console
+	shell   *testshell.Shell
+	cancel  context.CancelFunc
+	opDone  chan struct{}
+}
+
+func newBoardActor(cfg Config, node string, b lab.Board, backend Backend) *boardActor {
+	return &boardActor{cfg: cfg, node: node, board: b, backend: backend}
+}
+
+func (a *boardActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		var sh *testshell.Shell
+		a.con = console.New(a.backend.Console(), console.Options{
+			Raw: a.cfg.Book.Raw(a.node),
+			OnLine: func(line string) {
+				a.cfg.Book.Line(a.node, line)
+				sh.Feed(line)
+			},
+			Logger: a.cfg.Logger.With("board", a.board.Name),
+		})
+		sh = testshell.New(a.con)
+		a.shell = sh
+	case *doAction:
+		a.start(ctx, m)
+	case *actionResult:
+		a.cancel = nil
+		ctx.Send(ctx.Parent(), m)
+	case *actor.Stopping:
+		a.release()
+	}
+}
+
+func (a *boardActor) start(ctx actor.Context, m *doAction) {
+	opCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.cancel, a.opDone = cancel, done
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		defer close(done)
+		defer cancel()
+		root.Send(self, a.perform(opCtx, m))
+	}()
+}
+
+// perform runs one action; a panic in it becomes the action's error.
+func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResult) {
+	res = &actionResult{index: m.index}
+	defer func() {
+		if r := recover(); r != nil {
+			res.err = fmt.Errorf("board %s: panic: %v", a.board.Name, r)
+		}
+	}()
+	switch m.action.Type {
+	case jobs.Deploy:
+		if err := a.backend.Deploy(ctx, m.action.Image); err != nil {
+			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
+		}
+	case jobs.Boot:
+		err := boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())
+		if err == nil {
+			err = a.shell.Init(ctx)
+		}
+		if err != nil {
+			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
+		}
+	case jobs.Test:
+		out, err := a.shell.Run(ctx, m.test)
+		res.outcome = out
+		if err != nil {
+			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
+		}
+	default:
+		res.err = fmt.Errorf("unknown action type %q", m.action.Type)
+	}
+	return res
+}
+
+// release cancels the running action, powers the board off and closes it.
+func (a *boardActor) release() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	var errs []error
+	if err := a.backend.Off(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("power off: %w", err))
+	}
+	if a.opDone != nil {
+		select {
+		case <-a.opDone:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("action did not stop in time"))
+		}
+	}
+	if a.con != nil {
+		_ = a.con.Close()
+	}
+	if err := a.backend.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)
+	}
+}

@@ -1,0 +1,175 @@
+package actors
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/results"
+)
+
+// groupActor supervises the node actors of one job. A node that fails,
+// crashes or is stopped becomes incomplete; an essential one ends the group.
+type groupActor struct {
+	cfg    Config
+	nodes  map[string]*nodeState // by node name
+	byPID  map[string]string     // node actor PID id → node name
+	order  []string
+	ending *endGroup
+	live   int
+}
+
+type nodeState struct {
+	node      jobs.Node
+	essential bool
+	action    string // current action, for error messages
+	done      bool
+	status    string
+	err       string
+	tests     []results.Test
+}
+
+func newGroupActor(cfg Config) *groupActor {
+	g := &groupActor{cfg: cfg, nodes: map[string]*nodeState{}, byPID: map[string]string{}}
+	for _, n := range cfg.Job.Nodes() {
+		role, _ := cfg.Job.Role(n.Role)
+		g.nodes[n.Name] = &nodeState{node: n, essential: role.Essential, action: "start"}
+		g.order = append(g.order, n.Name)
+	}
+	return g
+}
+
+func (g *groupActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		for _, name := range g.order {
+			n := g.nodes[name].node
+			pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+				return newNodeActor(g.cfg, n)
+			}))
+			g.byPID[pid.Id] = name
+			g.live++
+		}
+	case *nodePhase:
+		if st := g.nodes[m.node]; st != nil && !st.done {
+			st.action = m.action
+			g.emit(st, m.action, "")
+		}
+	case *nodeDone:
+		g.nodeDone(ctx, m)
+	case *endGroup:
+		g.end(ctx, m)
+	case *actor.Terminated:
+		g.terminated(ctx, m.Who)
+	}
+}
+
+// HandleFailure makes the group the supervisor of its node actors: a node
+// actor that panics is stopped and its node is incomplete.
+func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
+	if name, ok := g.byPID[child.Id]; ok {
+		if st := g.nodes[name]; !st.done {
+			st.done, st.status = true, results.StatusIncomplete
+			st.err = fmt.Sprintf("node actor crashed during %s: %v", st.action, reason)
+			g.emit(st, st.status, st.err)
+			g.cfg.Logger.Error("node actor crashed", "node", name, "reason", fmt.Sprint(reason))
+			if ctx, ok := sup.(actor.Context); ok && st.essential {
+				g.end(ctx, &endGroup{
+					status: results.StatusIncomplete,
+					reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
+				})
+			}
+		}
+	}
+	sup.StopChildren(child)
+}
+
+func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
+	st := g.nodes[m.node]
+	if st == nil || st.done {
+		return
+	}
+	st.done, st.status, st.err, st.tests = true, m.status, m.err, m.tests
+	g.emit(st, st.status, st.err)
+	if st.status == results.StatusIncomplete && st.essential {
+		g.end(ctx, &endGroup{
+			status: results.StatusIncomplete,
+			reason: fmt.Sprintf("essential node %s failed: %s", st.node.Name, st.err),
+		})
+	}
+}
+
+// end stops every node still running, recording why.
+func (g *groupActor) end(ctx actor.Context, m *endGroup) {
+	if g.ending != nil {
+		return
+	}
+	var where []string
+	for _, name := range g.order {
+		st := g.nodes[name]
+		if st.done {
+			continue
+		}
+		where = append(where, fmt.Sprintf("%s in %s", name, st.action))
+		st.done, st.status = true, m.status
+		st.err = fmt.Sprintf("%s (during %s)", m.reason, st.action)
+		g.emit(st, st.status, st.err)
+	}
+	reason := m.reason
+	if len(where) > 0 {
+		reason += ": " + strings.Join(where, ", ")
+	}
+	g.ending = &endGroup{status: m.status, reason: reason}
+	for _, pid := range ctx.Children() {
+		ctx.Stop(pid)
+	}
+}
+
+func (g *groupActor) terminated(ctx actor.Context, who *actor.PID) {
+	name, ok := g.byPID[who.Id]
+	if !ok {
+		return
+	}
+	delete(g.byPID, who.Id)
+	g.live--
+	if st := g.nodes[name]; !st.done {
+		st.done, st.status = true, results.StatusIncomplete
+		st.err = fmt.Sprintf("node stopped unexpectedly during %s", st.action)
+		g.emit(st, st.status, st.err)
+	}
+	if g.live == 0 {
+		ctx.Send(ctx.Parent(), g.report())
+	}
+}
+
+// report sums up the group once every node actor has stopped.
+func (g *groupActor) report() *groupDone {
+	d := &groupDone{status: results.StatusComplete}
+	for _, name := range g.order {
+		st := g.nodes[name]
+		d.nodes = append(d.nodes, results.Node{
+			Name: name, Role: st.node.Role, Board: g.cfg.Boards[name].Name,
+			Status: st.status, Error: st.err,
+		})
+		d.tests = append(d.tests, st.tests...)
+		if st.status != results.StatusComplete && d.reason == "" {
+			d.status = results.StatusIncomplete
+			d.reason = fmt.Sprintf("%s: %s", name, st.err)
+		}
+	}
+	if g.ending != nil {
+		d.status, d.reason = g.ending.status, g.ending.reason
+	}
+	sort.SliceStable(d.tests, func(i, j int) bool { return d.tests[i].Node < d.tests[j].Node })
+	return d
+}
+
+func (g *groupActor) emit(st *nodeState, phase, detail string) {
+	g.cfg.Events(Event{
+		Time: g.cfg.Clock.Now(), Node: st.node.Name, Board: g.cfg.Boards[st.node.Name].Name,
+		Phase: phase, Detail: detail,
+	})
+}

@@ -1,0 +1,61 @@
+package actors
+
+import (
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/testshell"
+)
+
+// Messages between the actors of one job. They never leave the process.
+
+// cancelJob asks the job actor to end the job as canceled.
+type cancelJob struct{ reason string }
+
+// jobTimeout fires when the whole job has run out of time.
+type jobTimeout struct{}
+
+// endGroup asks the group actor to stop every node that is still running.
+type endGroup struct {
+	status string // results.StatusIncomplete or results.StatusCanceled
+	reason string
+}
+
+// groupDone is the group's final report to its job, sent once every node
+// actor (and so every board actor) has stopped and every board is off.
+type groupDone struct {
+	status string
+	reason string
+	nodes  []results.Node
+	tests  []results.Test
+}
+
+// nodePhase reports that a node started an action.
+type nodePhase struct {
+	node   string
+	action string // e.g. "boot", "test 'serve'"
+}
+
+// nodeDone is a node's final report to its group.
+type nodeDone struct {
+	node   string
+	status string
+	err    string
+	tests  []results.Test
+}
+
+// actionTimeout fires when the node's current action ran out of time.
+type actionTimeout struct{ index int }
+
+// doAction asks the board actor to perform one action.
+type doAction struct {
+	index  int
+	action jobs.Action
+	test   testshell.Test
+}
+
+// actionResult is the board actor's answer to doAction.
+type actionResult struct {
+	index   int
+	outcome testshell.Outcome // tests only
+	err     error
+}

@@ -1,0 +1,147 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/testshell"
+)
+
+// nodeActor runs one node's actions in order on its board, enforcing each
+// action's timeout, and reports the node's outcome to the group.
+type nodeActor struct {
+	cfg     Config
+	node    jobs.Node
+	actions []jobs.Action
+	board   *actor.PID
+	current int
+	stop    func() bool
+	tests   []results.Test
+	done    bool
+}
+
+func newNodeActor(cfg Config, n jobs.Node) *nodeActor {
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role)}
+}
+
+func (a *nodeActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		b := a.cfg.Boards[a.node.Name]
+		backend, err := a.cfg.Open(b)
+		if err != nil {
+			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("open board %s: %v", b.Name, err))
+			return
+		}
+		a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			return newBoardActor(a.cfg, a.node.Name, b, backend)
+		}))
+		a.next(ctx, 0)
+	case *actionResult:
+		a.result(ctx, m)
+	case *actionTimeout:
+		if m.index == a.current && !a.done {
+			act := a.actions[m.index]
+			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
+		}
+	case *actor.Stopping:
+		a.stopTimer()
+	}
+}
+
+// HandleFailure supervises the board actor: a crash of it ends the node.
+func (a *nodeActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
+	sup.StopChildren(child)
+	if ctx, ok := sup.(actor.Context); ok && !a.done {
+		a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("board actor crashed during %s: %v", describe(a.actions[a.current]), reason))
+	}
+}
+
+// next starts action i, or ends the node when there is none left.
+func (a *nodeActor) next(ctx actor.Context, i int) {
+	a.stopTimer()
+	a.current = i
+	if i >= len(a.actions) {
+		a.finish(ctx, results.StatusComplete, "")
+		return
+	}
+	act := a.actions[i]
+	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: describe(act)})
+	msg := &doAction{index: i, action: act}
+	if act.Type == jobs.Test {
+		msg.test = testshell.Test{Name: act.Name, Script: act.Run, Env: [][2]string{
+			{"TROUPE_JOB", a.cfg.Job.Name},
+			{"TROUPE_NODE", a.node.Name},
+			{"TROUPE_ROLE", a.node.Role},
+		}}
+	}
+	if act.Timeout > 0 {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.stop = a.cfg.Clock.AfterFunc(act.Timeout, func() { root.Send(self, &actionTimeout{index: i}) })
+	}
+	ctx.Send(a.board, msg)
+}
+
+func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
+	if a.done || m.index != a.current {
+		return
+	}
+	act := a.actions[m.index]
+	if m.err != nil {
+		a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s: %v", describe(act), m.err))
+		return
+	}
+	if act.Type == jobs.Test {
+		a.record(act, m.outcome)
+		if m.outcome.Raised != "" {
+			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s raised: %s", describe(act), m.outcome.Raised))
+			return
+		}
+	}
+	a.next(ctx, m.index+1)
+}
+
+// record turns a test's outcome into result cases: the ones it reported,
+// and one in suite "troupe" named after the action, pass iff it exited 0.
+func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
+	for _, c := range o.Cases {
+		a.tests = append(a.tests, results.Test{
+			Node: a.node.Name, Role: a.node.Role, Suite: act.Name, Name: c.Name,
+			Result: c.Result, Measurement: c.Measurement, Units: c.Units,
+		})
+	}
+	r := results.Pass
+	if o.ExitCode != 0 {
+		r = results.Fail
+	}
+	a.tests = append(a.tests, results.Test{Node: a.node.Name, Role: a.node.Role, Suite: "troupe", Name: act.Name, Result: r})
+}
+
+// finish reports the node's outcome and stops it; stopping the node stops
+// its board actor, which powers the board off.
+func (a *nodeActor) finish(ctx actor.Context, status, err string) {
+	if a.done {
+		return
+	}
+	a.done = true
+	a.stopTimer()
+	ctx.Send(ctx.Parent(), &nodeDone{node: a.node.Name, status: status, err: err, tests: a.tests})
+	ctx.Stop(ctx.Self())
+}
+
+func (a *nodeActor) stopTimer() {
+	if a.stop != nil {
+		a.stop()
+		a.stop = nil
+	}
+}
+
+func describe(act jobs.Action) string {
+	if act.Type == jobs.Test {
+		return fmt.Sprintf("test '%s'", act.Name)
+	}
+	return string(act.Type)
+}

@@ -1,0 +1,68 @@
+// Package boot brings a board from power-off to a logged-in shell: power
+// cycle, wait for the login prompt on the console, log in, wait for the
+// shell prompt. Simulated and real boards go through this same code.
+package boot
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+)
+
+// Power is a board's power switch.
+type Power interface {
+	On(ctx context.Context) error
+	Off(ctx context.Context) error
+	State(ctx context.Context) (bool, error)
+}
+
+// Console is what boot needs of a board console.
+type Console interface {
+	Expect(ctx context.Context, re *regexp.Regexp) ([]string, error)
+	Send(s string) error
+	Discard()
+}
+
+// Prompts describe what the board prints and what to answer.
+type Prompts struct {
+	Login *regexp.Regexp // the login prompt
+	User  string         // typed at the login prompt
+	Shell *regexp.Regexp // the shell prompt after login
+}
+
+// DefaultPrompts fit a Linux board with a getty and a root login.
+func DefaultPrompts() Prompts {
+	return Prompts{
+		Login: regexp.MustCompile(`login:\s*$`),
+		User:  "root",
+		Shell: regexp.MustCompile(`[#$]\s*$`),
+	}
+}
+
+// Boot power-cycles the board and logs in on its console.
+func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
+	if err := pw.Off(ctx); err != nil {
+		return fmt.Errorf("power off: %w", err)
+	}
+	con.Discard()
+	if err := pw.On(ctx); err != nil {
+		return fmt.Errorf("power on: %w", err)
+	}
+	on, err := pw.State(ctx)
+	if err != nil {
+		return fmt.Errorf("power state: %w", err)
+	}
+	if !on {
+		return fmt.Errorf("power on: the board reports power off after switching it on")
+	}
+	if _, err := con.Expect(ctx, p.Login); err != nil {
+		return fmt.Errorf("wait for login prompt: %w", err)
+	}
+	if err := con.Send(p.User + "\n"); err != nil {
+		return fmt.Errorf("log in: %w", err)
+	}
+	if _, err := con.Expect(ctx, p.Shell); err != nil {
+		return fmt.Errorf("wait for shell prompt: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+// Command troupe runs multi-node test jobs on labs of embedded boards,
+// simulated or real.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/runner"
+)
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitTestFailed = 1
+	exitIncomplete = 2
+	exitInvalid    = 3
+)
+
+const usage = `usage:
+  troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml
+  troupe validate FILE...
+
+exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitInvalid
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "troupe: unknown command %q\n%s", args[0], usage)
+	return exitInvalid
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitInvalid
+	}
+	code := exitOK
+	for _, f := range args {
+		if _, err := jobs.Load(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			code = exitInvalid
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", f)
+	}
+	return code
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the job needs)")
+	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>)")
+	verbose := fs.Bool("v", false, "debug logs on stderr")
+	if err := fs.Parse(args); err != nil {
+		return exitInvalid
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "troupe run: want one job file, got %d\n%s", fs.NArg(), usage)
+		return exitInvalid
+	}
+	job, err := jobs.Load(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+	var l *lab.Lab
+	if *labFile != "" {
+		if l, err = lab.Load(*labFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+	}
+	if *out == "" {
+		*out = filepath.Join("results", job.Name+"-"+time.Now().Format("20060102-150405"))
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "troupe: %s received, canceling job %s\n", s, job.Name)
+			cancel(fmt.Errorf("received %s", s))
+		case <-ctx.Done():
+		}
+	}()
+
+	var mu sync.Mutex
+	start := time.Now()
+	fmt.Fprintf(stdout, "job %s: %d nodes, results in %s\n", job.Name, len(job.Nodes()), *out)
+	r, err := runner.Run(ctx, job, l, runner.Options{
+		Out:    *out,
+		Logger: logger,
+		Events: func(e actors.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			line := fmt.Sprintf("%7.3fs  %-12s %-10s %s", e.Time.Sub(start).Seconds(), e.Node, e.Board, e.Phase)
+			if e.Detail != "" {
+				line += ": " + e.Detail
+			}
+			fmt.Fprintln(stdout, line)
+		},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe run: %v\n", err)
+		if runner.IsInvalid(err) {
+			return exitInvalid
+		}
+		if r == nil {
+			return exitIncomplete
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintln(stdout)
+	results.Summary(stdout, r)
+	return r.ExitCode()
+}
+

@@ -1,0 +1,360 @@
+// Package jobs reads troupe job files: TOML descriptions of a multi-node
+// job, its roles (how many nodes of which device type), and the deploy, boot
+// and test actions to run on them.
+//
+// Parsing is strict: unknown keys, wrong types and invalid values are all
+// reported together, each as an *Error naming the file, line and key.
+package jobs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
+)
+
+// ActionType is the kind of an action.
+type ActionType string
+
+// The action types.
+const (
+	Deploy ActionType = "deploy"
+	Boot   ActionType = "boot"
+	Test   ActionType = "test"
+)
+
+// Defaults and limits of job files.
+const (
+	DefaultTimeout          = 30 * time.Minute
+	DefaultPriority         = 50
+	DefaultMultinodeTimeout = 5 * time.Minute
+	DefaultDeployTimeout    = 10 * time.Minute
+	DefaultBootTimeout      = 5 * time.Minute
+	MaxNodes                = 10000
+)
+
+// Job is a parsed, valid job file.
+type Job struct {
+	Name             string
+	Timeout          time.Duration // whole job
+	Priority         int           // 0..100
+	MultinodeTimeout time.Duration // default for every multinode call
+	Roles            []Role        // sorted by name
+	Actions          []Action      // in file order
+	File             string        // path it was loaded from
+}
+
+// Role is a group of identical nodes.
+type Role struct {
+	Name       string
+	DeviceType string
+	Count      int
+	Essential  bool
+	Tags       []string
+	Timeout    time.Duration // effective per-call multinode timeout
+}
+
+// Action is one step of the job, run on the nodes of some roles.
+type Action struct {
+	Index   int // 0-based position in the file
+	Type    ActionType
+	Roles   []string      // all role names if the file omits them
+	Image   string        // deploy only; resolved against the job file's directory
+	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
+	Name    string        // test only
+	Run     string        // test only
+	Line    int
+}
+
+// Node is one member of a role.
+type Node struct {
+	Name  string // "<role>-<index>"
+	Role  string
+	Index int
+}
+
+// Error is a problem in a job (or lab) file.
+type Error = tomlfile.Error
+
+// Errors is every problem found in a file; Load and Parse return it.
+type Errors = tomlfile.Errors
+
+// Load reads and parses the job file at path.
+func Load(path string) (*Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load job: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a job file read from file. file names the file in errors,
+// and relative image paths are resolved against its directory.
+func Parse(file string, data []byte) (*Job, error) {
+	doc, root, err := tomlfile.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	j := &Job{File: file, Timeout: DefaultTimeout, Priority: DefaultPriority, MultinodeTimeout: DefaultMultinodeTimeout}
+	root.Only("name", "timeout", "priority", "multinode", "roles", "action")
+	root.Require("name", "roles", "action")
+	if name, ok := root.String("name"); ok {
+		j.Name = name
+		checkName(root, "name", name, ".-")
+	}
+	if d, ok := positive(root, "timeout"); ok {
+		j.Timeout = d
+	}
+	if p, ok := root.Int("priority"); ok {
+		if p < 0 || p > 100 {
+			root.Errorf("priority", "must be between 0 and 100 (got %d)", p)
+		}
+		j.Priority = int(p)
+	}
+	if mn, ok := root.Table("multinode"); ok {
+		mn.Only("timeout")
+		if d, ok := positive(mn, "timeout"); ok {
+			j.MultinodeTimeout = d
+		}
+	}
+	if roles, ok := root.Table("roles"); ok {
+		j.Roles = parseRoles(roles, j.MultinodeTimeout)
+	}
+	if actions, ok := root.Tables("action"); ok {
+		if len(actions) == 0 {
+			root.Errorf("action", "at least one action is required")
+		}
+		j.Actions = parseActions(actions, j)
+	}
+	if err := doc.Err(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
+	if len(t.M) == 0 {
+		t.Errorf("", "at least one role is required")
+	}
+	var roles []Role
+	total := 0
+	for _, name := range t.Keys() { // sorted
+		checkName(t, name, name, "")
+		rt, ok := t.Table(name)
+		if !ok {
+			continue
+		}
+		r := Role{Name: name, Count: 1, Timeout: multinode}
+		rt.Only("device_type", "count", "essential", "tags", "timeout")
+		rt.Require("device_type")
+		if s, ok := rt.String("device_type"); ok {
+			if s == "" {
+				rt.Errorf("device_type", "must not be empty")
+			}
+			r.DeviceType = s
+		}
+		if n, ok := rt.Int("count"); ok {
+			if n < 1 {
+				rt.Errorf("count", "must be >= 1 (got %d)", n)
+			}
+			r.Count = int(min(max(n, 0), MaxNodes+1)) // clamped: the total is checked below
+		}
+		r.Essential, _ = rt.Bool("essential")
+		if tags, ok := rt.Strings("tags"); ok && len(tags) > 0 {
+			for _, tag := range tags {
+				if tag == "" {
+					rt.Errorf("tags", "tags must not be empty strings")
+				}
+			}
+			r.Tags = tags
+		}
+		if d, ok := positive(rt, "timeout"); ok {
+			r.Timeout = d
+		}
+		total += r.Count
+		roles = append(roles, r)
+	}
+	if total > MaxNodes {
+		t.Errorf("", "the job has %d nodes; at most %d are allowed", total, MaxNodes)
+	}
+	return roles
+}
+
+func parseActions(tables []tomlfile.Table, j *Job) []Action {
+	all := make([]string, len(j.Roles))
+	for i, r := range j.Roles {
+		all[i] = r.Name
+	}
+	tests := map[string]string{} // test name -> key of its action
+	var actions []Action
+	for i, t := range tables {
+		a := Action{Index: i, Roles: all, Line: t.Line()}
+		t.Only("type", "roles", "image", "timeout", "name", "run")
+		t.Require("type")
+		if typ, ok := t.String("type"); ok {
+			a.Type = ActionType(typ) // reset below if invalid
+			switch a.Type {
+			case Deploy:
+				a.Timeout = DefaultDeployTimeout
+			case Boot:
+				a.Timeout = DefaultBootTimeout
+			case Test:
+			default:
+				a.Type = ""
+				t.Errorf("type", "must be one of deploy, boot, test (got %q)", typ)
+			}
+		}
+		if roles, ok := t.Strings("roles"); ok {
+			a.Roles = actionRoles(t, roles, j)
+		}
+		if d, ok := t.Duration("timeout"); ok {
+			if d < 0 {
+				t.Errorf("timeout", "must not be negative (got %q)", t.M["timeout"])
+			} else if d > 0 {
+				a.Timeout = d
+			}
+		}
+		for _, k := range []string{"image", "name", "run"} {
+			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
+				t.Errorf(k, "not allowed on a %s action", a.Type)
+			}
+		}
+		if a.Type == Deploy {
+			if img, ok := t.String("image"); ok {
+				a.Image = resolve(j.File, img)
+			}
+		}
+		if a.Type == Test {
+			t.Require("name", "run")
+			if name, ok := t.String("name"); ok {
+				a.Name = name
+				if checkName(t, "name", name, ".-") {
+					if prev, dup := tests[name]; dup {
+						t.Errorf("name", "duplicate test name %q (also used by %s)", name, prev)
+					} else {
+						tests[name] = t.Path
+					}
+				}
+			}
+			if run, ok := t.String("run"); ok {
+				if strings.TrimSpace(run) == "" {
+					t.Errorf("run", "must not be empty")
+				}
+				a.Run = run
+			}
+		}
+		actions = append(actions, a)
+	}
+	return actions
+}
+
+func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
+	if len(roles) == 0 {
+		t.Errorf("roles", "must not be empty (omit it to run on all roles)")
+	}
+	seen := map[string]bool{}
+	for _, r := range roles {
+		if _, ok := j.Role(r); !ok {
+			t.Errorf("roles", "undefined role %q", r)
+		}
+		if seen[r] {
+			t.Errorf("roles", "duplicate role %q", r)
+		}
+		seen[r] = true
+	}
+	return roles
+}
+
+func allows(typ ActionType, key string) bool {
+	switch key {
+	case "image":
+		return typ == Deploy
+	default: // name, run
+		return typ == Test
+	}
+}
+
+// resolve makes a relative image path relative to the job file's directory.
+// URLs are kept as they are.
+func resolve(file, image string) string {
+	if image == "" || filepath.IsAbs(image) || strings.Contains(image, "://") {
+		return image
+	}
+	return filepath.Join(filepath.Dir(file), image)
+}
+
+// positive reads a duration that must be > 0.
+func positive(t tomlfile.Table, k string) (time.Duration, bool) {
+	d, ok := t.Duration(k)
+	if ok && d <= 0 {
+		t.Errorf(k, "must be > 0 (got %q)", t.M[k])
+		return 0, false
+	}
+	return d, ok
+}
+
+// checkName checks that name is non-empty and made of letters, digits, '_'
+// and the characters in extra.
+func checkName(t tomlfile.Table, k, name, extra string) bool {
+	if validName(name, extra) {
+		return true
+	}
+	allowed := "letters, digits and '_'"
+	if extra != "" {
+		allowed = "letters, digits, '_', '.' and '-'"
+	}
+	if name == "" {
+		t.Errorf(k, "must not be empty")
+	} else {
+		t.Errorf(k, "must contain only %s (got %q)", allowed, name)
+	}
+	return false
+}
+
+func validName(s, extra string) bool {
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || strings.ContainsRune(extra, c)
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Nodes lists the nodes of the job: by role (sorted by name), then index.
+func (j *Job) Nodes() []Node {
+	var nodes []Node
+	for _, r := range j.Roles {
+		for i := range r.Count {
+			nodes = append(nodes, Node{Name: fmt.Sprintf("%s-%d", r.Name, i), Role: r.Name, Index: i})
+		}
+	}
+	return nodes
+}
+
+// Role returns the role called name.
+func (j *Job) Role(name string) (Role, bool) {
+	for _, r := range j.Roles {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}
+
+// ActionsFor returns the actions that run on role, in order.
+func (j *Job) ActionsFor(role string) []Action {
+	var out []Action
+	for _, a := range j.Actions {
+		for _, r := range a.Roles {
+			if r == role {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,246 @@
+package lab_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+const labFile = `[[board]]
+name = "sim-0"
+device_type = "sim"
+tags = ["usb"]
+backend = "sim"
+
+[[board]]
+name = "rpi.4_b-1"
+device_type = "rpi4"
+`
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lab.toml")
+	require.NoError(t, os.WriteFile(path, []byte(labFile), 0o600))
+	l, err := lab.Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, &lab.Lab{File: path, Boards: []lab.Board{
+		{Name: "sim-0", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim", Line: 1},
+		{Name: "rpi.4_b-1", DeviceType: "rpi4", Backend: "sim", Line: 7},
+	}}, l)
+
+	_, err = lab.Load(filepath.Join(t.TempDir(), "none.toml"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"unknown top-level key", "boards = 1\n" + labFile, `lab.toml:1: unknown key "boards"`},
+		{"unknown board key", strings.Replace(labFile, `backend = "sim"`, `backend = "sim"`+"\nserial = 1", 1), `lab.toml:6: board[0]: unknown key "serial"`},
+		{"missing name", strings.Replace(labFile, `name = "rpi.4_b-1"`, ``, 1), `lab.toml:7: board[1].name: is required`},
+		{"missing device type", strings.Replace(labFile, `device_type = "rpi4"`, ``, 1), `lab.toml:7: board[1].device_type: is required`},
+		{"bad name", strings.Replace(labFile, `"rpi.4_b-1"`, `"rpi 4"`, 1), `lab.toml:8: board[1].name: must contain only letters, digits, '_', '.' and '-' (got "rpi 4")`},
+		{"duplicate name", strings.Replace(labFile, `"rpi.4_b-1"`, `"sim-0"`, 1), `lab.toml:8: board[1].name: duplicate board name "sim-0" (also used by board[0])`},
+		{"wrong type", strings.Replace(labFile, `tags = ["usb"]`, `tags = "usb"`, 1), `lab.toml:4: board[0].tags: must be an array of strings (got string "usb")`},
+		{"unsupported backend", strings.Replace(labFile, `backend = "sim"`, `backend = "qemu"`, 1), `lab.toml:5: board[0].backend: backend "qemu" is not supported yet (supported: sim)`},
+		{"hardware table", labFile + "[board.hardware]\nserial = \"/dev/x\"\n", `lab.toml:10: board[1]: unknown key "hardware"`},
+		{"no boards", "", `lab.toml: board: is required`},
+		{"empty boards", "board = []", `lab.toml:1: board: at least one board is required`},
+		{"syntax error", "[[board]]\nname = \n", `lab.toml:2: board.name: TOML syntax error: expected value but found '\n' instead`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := lab.Parse("lab.toml", []byte(tt.src))
+			require.Error(t, err)
+			assert.Nil(t, l)
+			var errs jobs.Errors
+			require.ErrorAs(t, err, &errs)
+			assert.Contains(t, strings.Split(err.Error(), "\n"), tt.want)
+		})
+	}
+}
+
+func TestParseCollectsAllErrors(t *testing.T) {
+	src := strings.Replace(labFile, `backend = "sim"`, `backend = "x"`, 1)
+	src = strings.Replace(src, `device_type = "rpi4"`, `device_type = 4`, 1)
+	_, err := lab.Parse("lab.toml", []byte(src))
+	require.Error(t, err)
+	assert.Equal(t, "lab.toml:5: board[0].backend: backend \"x\" is not supported yet (supported: sim)\n"+
+		"lab.toml:9: board[1].device_type: must be a string (got integer 4)", err.Error())
+	var one *jobs.Error
+	require.ErrorAs(t, err, &one)
+	assert.Equal(t, "board[0].backend", one.Key)
+}
+
+// job builds a job from role specs "name:count:device_type[:tag,tag]".
+func job(t *testing.T, roles ...string) *jobs.Job {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("name = \"j\"\n[[action]]\ntype = \"boot\"\n")
+	for _, r := range roles {
+		f := strings.Split(r, ":")
+		fmt.Fprintf(&b, "[roles.%s]\ncount = %s\ndevice_type = %q\n", f[0], f[1], f[2])
+		if len(f) > 3 {
+			fmt.Fprintf(&b, "tags = [\"%s\"]\n", strings.Join(strings.Split(f[3], ","), `", "`))
+		}
+	}
+	j, err := jobs.Parse("job.toml", []byte(b.String()))
+	require.NoError(t, err)
+	return j
+}
+
+// boards builds boards from specs "name:device_type[:tag,tag]".
+func boards(specs ...string) *lab.Lab {
+	l := &lab.Lab{File: "lab.toml"}
+	for _, s := range specs {
+		f := strings.Split(s, ":")
+		b := lab.Board{Name: f[0], DeviceType: f[1], Backend: "sim"}
+		if len(f) > 2 {
+			b.Tags = strings.Split(f[2], ",")
+		}
+		l.Boards = append(l.Boards, b)
+	}
+	return l
+}
+
+func TestForJob(t *testing.T) {
+	j := job(t, "server:1:sim:usb", "client:2:qemu")
+	l := lab.ForJob(j)
+	assert.Equal(t, &lab.Lab{File: "built-in", Boards: []lab.Board{
+		{Name: "sim-0", DeviceType: "qemu", Backend: "sim"},
+		{Name: "sim-1", DeviceType: "qemu", Backend: "sim"},
+		{Name: "sim-2", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim"},
+	}}, l)
+	require.NoError(t, l.Check(j))
+	got, err := l.Assign(j, nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"client-0": "sim-0", "client-1": "sim-1", "server-0": "sim-2"}, names(got))
+}
+
+func names(m map[string]lab.Board) map[string]string {
+	out := map[string]string{}
+	for n, b := range m {
+		out[n] = b.Name
+	}
+	return out
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		job  []string
+		lab  []string
+		want []string // nil: satisfiable
+	}{
+		{"fits", []string{"a:2:sim"}, []string{"b0:sim", "b1:sim:usb"}, nil},
+		{"too few", []string{"client:3:rpi4:usb"}, []string{"b0:rpi4:usb", "b1:rpi4", "b2:sim:usb"},
+			[]string{"role client needs 3 boards of type rpi4 with tags [usb]; the lab has 1"}},
+		{"no tags", []string{"client:2:rpi4"}, []string{"b0:rpi4:usb"},
+			[]string{"role client needs 2 boards of type rpi4; the lab has 1"}},
+		{"all tags needed", []string{"a:1:sim:usb,wifi"}, []string{"b0:sim:usb", "b1:sim:wifi"},
+			[]string{"role a needs 1 boards of type sim with tags [usb wifi]; the lab has 0"}},
+		{"one error per role", []string{"a:1:x", "b:1:y", "c:1:sim"}, []string{"b0:sim"},
+			[]string{"role a needs 1 boards of type x; the lab has 0", "role b needs 1 boards of type y; the lab has 0"}},
+		{"joint", []string{"a:2:sim", "b:2:sim", "c:1:rpi4"}, []string{"b0:sim", "b1:sim", "b2:sim", "r:rpi4"},
+			[]string{"roles a, b together need 4 boards (a: 2 of type sim, b: 2 of type sim); the lab has 3 that fit them"}},
+		{"joint with tags", []string{"a:1:sim", "b:2:sim:usb"}, []string{"u0:sim:usb", "u1:sim:usb"},
+			[]string{"roles a, b together need 3 boards (a: 1 of type sim, b: 2 of type sim with tags [usb]); the lab has 2 that fit them"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := boards(tt.lab...).Check(job(t, tt.job...))
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			var ue *lab.UnsatisfiableError
+			require.ErrorAs(t, err, &ue)
+			assert.Equal(t, tt.want, ue.Lines)
+			assert.Equal(t, "j", ue.Job)
+			assert.Contains(t, err.Error(), strings.Join(tt.want, "; "))
+		})
+	}
+}
+
+func TestAssign(t *testing.T) {
+	busy := func(names ...string) func(lab.Board) bool {
+		return func(b lab.Board) bool {
+			for _, n := range names {
+				if b.Name == n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	tests := []struct {
+		name string
+		job  []string
+		lab  []string
+		free func(lab.Board) bool
+		want map[string]string // nil: error
+	}{
+		{"greedy would fail", []string{"a:1:sim", "b:1:sim:usb"}, []string{"usb-board:sim:usb", "plain-board:sim"}, nil,
+			map[string]string{"a-0": "plain-board", "b-0": "usb-board"}},
+		{"lab order preferred", []string{"a:2:sim"}, []string{"x:rpi4", "b2:sim", "b1:sim", "b0:sim"}, nil,
+			map[string]string{"a-0": "b2", "a-1": "b1"}},
+		{"busy boards skipped", []string{"a:2:sim"}, []string{"b0:sim", "b1:sim", "b2:sim"}, busy("b0"),
+			map[string]string{"a-0": "b1", "a-1": "b2"}},
+		{"chain of reassignments", []string{"a:1:sim", "b:1:sim:t1", "c:1:sim:t1,t2"}, []string{"b0:sim:t1,t2", "b1:sim:t1", "b2:sim"}, nil,
+			map[string]string{"a-0": "b2", "b-0": "b1", "c-0": "b0"}},
+		{"too few free", []string{"a:2:sim"}, []string{"b0:sim", "b1:sim"}, busy("b1"), nil},
+		{"joint too few free", []string{"a:1:sim", "b:1:sim"}, []string{"b0:sim", "b1:sim", "b2:sim"}, busy("b0", "b1"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := job(t, tt.job...)
+			l := boards(tt.lab...)
+			got, err := l.Assign(j, tt.free)
+			if tt.want == nil {
+				require.Error(t, err)
+				assert.Nil(t, got)
+				assert.Contains(t, err.Error(), "free")
+				require.NoError(t, l.Check(j), "the lab could run the job when all boards are free")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, names(got))
+		})
+	}
+}
+
+func TestAssignErrorMessage(t *testing.T) {
+	j := job(t, "a:1:sim", "b:1:sim")
+	_, err := boards("b0:sim", "b1:sim").Assign(j, func(b lab.Board) bool { return b.Name == "b1" })
+	require.Error(t, err)
+	assert.Equal(t, "assign boards of lab lab.toml to job j: roles a, b together need 2 boards (a: 1 of type sim, b: 1 of type sim); the lab has 1 free that fit them", err.Error())
+	assert.False(t, errors.As(err, new(*lab.UnsatisfiableError)))
+}
+
+func TestAssignDeterministic(t *testing.T) {
+	j := job(t, "a:3:sim", "b:2:sim:usb", "c:1:sim")
+	l := boards("u0:sim:usb", "p0:sim", "u1:sim:usb", "p1:sim", "u2:sim:usb", "p2:sim", "u3:sim:usb")
+	first, err := l.Assign(j, nil)
+	require.NoError(t, err)
+	for range 20 {
+		again, err := l.Assign(j, nil)
+		require.NoError(t, err)
+		assert.Equal(t, first, again)
+	}
+	used := map[string]bool{}
+	for node, b := range first {
+		assert.False(t, used[b.Name], "board %s used twice", b.Name)
+		used[b.Name] = true
+		if strings.HasPrefix(node, "b-") {
+			assert.Equal(t, []string{"usb"}, b.Tags)
+		}
+	}
+	assert.Len(t, first, 6)
+}

@@ -1,0 +1,301 @@
+// Package logbook records the live log of a troupe job: the raw console
+// bytes of every node, each in its own file, and a merged, ordered stream of
+// console lines (group.log) that subscribers can follow live.
+package logbook
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Retain is how many of the latest entries a Book keeps in memory for
+// Subscribe to replay.
+const Retain = 10000
+
+// GroupFile is the name of the merged log inside the logs directory.
+const GroupFile = "group.log"
+
+// Entry is one line of the merged log.
+type Entry struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Node string    `json:"node"`
+	Text string    `json:"text"`
+}
+
+// Book is the log of one job, written under <dir>/logs/. It is safe for
+// concurrent use.
+type Book struct {
+	logs string
+	now  func() time.Time
+
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	seq      uint64
+	last     time.Time
+	group    *os.File
+	writeErr error
+	entries  []Entry // the latest entries; only the last Retain are used
+	subs     map[*subscriber]struct{}
+
+	rawMu     sync.Mutex // guards raws and rawClosed
+	rawClosed bool
+	raws      map[string]*rawWriter
+}
+
+type subscriber struct {
+	ch chan Entry
+}
+
+// New creates dir/logs/ and opens dir/logs/group.log for appending. A nil
+// now uses time.Now.
+func New(dir string, now func() time.Time) (*Book, error) {
+	if now == nil {
+		now = time.Now
+	}
+	logs := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, fmt.Errorf("logbook: create logs dir: %w", err)
+	}
+	group, err := os.OpenFile(filepath.Join(logs, GroupFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("logbook: open group log: %w", err)
+	}
+	return &Book{
+		logs:  logs,
+		now:   now,
+		group: group,
+		subs:  map[*subscriber]struct{}{},
+		raws:  map[string]*rawWriter{},
+	}, nil
+}
+
+// Line appends one console line of node to the merged log and delivers it
+// to subscribers. Control characters other than tab in node and text are
+// replaced by visible escapes (e.g. "\x1b"), so an entry is always exactly
+// one line. Seq starts at 1; Seq and Time are assigned under one lock, so
+// entries in Seq order are also in Time order (Time never goes backwards).
+// After Close, Line does nothing and returns the zero Entry.
+func (b *Book) Line(node, text string) Entry {
+	node, text = Escape(node), Escape(text)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return Entry{}
+	}
+	t := b.now().UTC()
+	if t.Before(b.last) {
+		t = b.last
+	}
+	b.last = t
+	b.seq++
+	e := Entry{Seq: b.seq, Time: t, Node: node, Text: text}
+
+	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+	if _, err := b.group.WriteString(line); err != nil && b.writeErr == nil {
+		b.writeErr = fmt.Errorf("logbook: write group log: %w", err)
+	}
+
+	if len(b.entries) >= 2*Retain {
+		b.entries = append(b.entries[:0], b.entries[len(b.entries)-Retain+1:]...)
+	}
+	b.entries = append(b.entries, e)
+
+	for s := range b.subs {
+		select {
+		case s.ch <- e:
+		default: // full: drop the subscriber rather than block.
+			b.dropLocked(s)
+		}
+	}
+	return e
+}
+
+// Subscribe returns the retained entries (the latest Retain) with Seq >= from
+// and a channel of the entries logged after them, with no gap and no
+// duplicate. The channel has a buffer of buf entries (at least 1); if it is
+// full when a new entry arrives the subscriber is dropped and the channel
+// closed, so a slow reader never blocks Line. cancel closes the channel; it
+// is idempotent. After Close the channel is already closed.
+func (b *Book) Subscribe(from uint64, buf int) (entries []Entry, ch <-chan Entry, cancel func()) {
+	buf = max(buf, 1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	retained := b.entries[max(0, len(b.entries)-Retain):]
+	start := uint64(0)
+	if len(retained) > 0 && from > retained[0].Seq {
+		start = min(uint64(len(retained)), from-retained[0].Seq) // Seqs are contiguous.
+	}
+	entries = append([]Entry{}, retained[start:]...)
+
+	s := &subscriber{ch: make(chan Entry, buf)}
+	if b.closed {
+		close(s.ch)
+		return entries, s.ch, func() {}
+	}
+	b.subs[s] = struct{}{}
+	cancel = func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.dropLocked(s)
+	}
+	return entries, s.ch, cancel
+}
+
+// dropLocked removes s and closes its channel, once. b.mu must be held.
+func (b *Book) dropLocked(s *subscriber) {
+	if _, ok := b.subs[s]; ok {
+		delete(b.subs, s)
+		close(s.ch)
+	}
+}
+
+// Close closes the log files and the subscriber channels. It is idempotent;
+// Line and writes to Raw writers after Close are ignored. It returns the
+// first error met writing or closing the files.
+func (b *Book) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	errs := []error{b.writeErr}
+	if err := b.group.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("logbook: close group log: %w", err))
+	}
+	for s := range b.subs {
+		b.dropLocked(s)
+	}
+	b.mu.Unlock()
+
+	b.rawMu.Lock()
+	defer b.rawMu.Unlock()
+	b.rawClosed = true
+	for _, w := range b.raws {
+		errs = append(errs, w.close())
+	}
+	return errors.Join(errs...)
+}
+
+// Raw returns a writer that appends raw console bytes of node to
+// dir/logs/<node>.log, creating the file on the first write. Writers of
+// different nodes may be used concurrently; the writer of one node is also
+// safe for concurrent use. Writing fails for a node name that is not a plain
+// file name (empty, ".", "..", containing a path separator) or is "group".
+// After Close, writes are ignored.
+func (b *Book) Raw(node string) io.Writer {
+	b.rawMu.Lock()
+	defer b.rawMu.Unlock()
+	if b.rawClosed {
+		return io.Discard
+	}
+	w, ok := b.raws[node]
+	if !ok {
+		w = &rawWriter{node: node, path: filepath.Join(b.logs, node+".log")}
+		b.raws[node] = w
+	}
+	return w
+}
+
+type rawWriter struct {
+	node string
+	path string
+
+	mu     sync.Mutex // guards f and closed
+	f      *os.File
+	closed bool
+}
+
+func (w *rawWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
+	if w.f == nil {
+		if err := checkNode(w.node); err != nil {
+			return 0, err
+		}
+		f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return 0, fmt.Errorf("logbook: open raw log of %s: %w", w.node, err)
+		}
+		w.f = f
+	}
+	n, err := w.f.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("logbook: write raw log of %s: %w", w.node, err)
+	}
+	return n, nil
+}
+
+func (w *rawWriter) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.f == nil {
+		return nil
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("logbook: close raw log of %s: %w", w.node, err)
+	}
+	return nil
+}
+
+// checkNode rejects node names that are not safe as a log file name.
+func checkNode(node string) error {
+	if node == "" || node == "." || node == ".." || node == "group" ||
+		strings.ContainsAny(node, `/\`) || strings.ContainsRune(node, 0) {
+		return fmt.Errorf("logbook: invalid node name %q", node)
+	}
+	return nil
+}
+
+// Escape makes s a single printable line: every control character except
+// tab (newlines, carriage returns, escapes, DEL, C1 controls) and every
+// invalid UTF-8 byte is replaced by a visible escape such as "\x1b" or
+// "\u0085".
+func Escape(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&sb, `\x%02x`, s[i])
+		case r == '\t' || !unicode.IsControl(r):
+			sb.WriteString(s[i : i+size])
+		case r < utf8.RuneSelf:
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		}
+		i += size
+	}
+	return sb.String()
+}
+
+func needsEscape(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	for _, r := range s {
+		if r != '\t' && unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}

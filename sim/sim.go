@@ -1,0 +1,388 @@
+// Package sim simulates an embedded board: a pseudo-terminal console that
+// shows a bootloader and kernel log, a login prompt and then a real
+// /bin/sh running in a per-board sandbox directory.
+package sim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	tokenVar       = "TROUPE_SIM_TOKEN"
+	defaultDelay   = 30 * time.Millisecond
+	offTimeout     = 10 * time.Second
+	shellReapLimit = 5 * time.Second
+)
+
+// ErrClosed is returned by operations on a closed Board.
+var ErrClosed = errors.New("board closed")
+
+// Options configures a simulated board.
+type Options struct {
+	Name      string        // board name, e.g. "sim-0" (default "sim")
+	Dir       string        // sandbox directory (created if missing); the root is Dir/root
+	Logger    *slog.Logger  // nil = discard
+	BootDelay time.Duration // time spent printing the boot log; default 30ms
+}
+
+// Board is a simulated board. Its methods are safe for concurrent use.
+type Board struct {
+	o    Options
+	log  *slog.Logger
+	root string
+	ptm  *os.File // harness side
+	pts  *os.File // kept open for the board's life, so ptm never sees EIO
+
+	mu     sync.Mutex
+	sess   *session // nil when off
+	closed bool
+}
+
+// session is one power-on.
+type session struct {
+	token  string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	stopped bool
+	shells  map[int]bool // pids of the shells started during this power-on
+}
+
+// New creates a powered-off board.
+func New(o Options) (*Board, error) {
+	if o.Name == "" {
+		o.Name = "sim"
+	}
+	if o.Dir == "" {
+		return nil, fmt.Errorf("new sim board %s: empty Dir", o.Name)
+	}
+	if o.BootDelay <= 0 {
+		o.BootDelay = defaultDelay
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+	}
+	root := filepath.Join(dir, "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+	}
+	ptm, pts, err := openPTY()
+	if err != nil {
+		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+	}
+	if err := setMode(pts, modeOff); err != nil {
+		_ = ptm.Close()
+		_ = pts.Close()
+		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+	}
+	becomeSubreaper()
+	return &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, pts: pts}, nil
+}
+
+// Console returns the harness side of the board's serial console. The same
+// object is returned for the board's whole life and stays open across
+// power cycles; closing it ends the console for good.
+func (b *Board) Console() io.ReadWriteCloser { return b.ptm }
+
+// Root returns the board's root directory.
+func (b *Board) Root() string { return b.root }
+
+// On powers the board on; the boot runs in the background. No-op if on.
+func (b *Board) On(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("power on %s: %w", b.o.Name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("power on %s: %w", b.o.Name, ErrClosed)
+	}
+	if b.sess != nil {
+		return nil
+	}
+	tok := make([]byte, 16)
+	_, _ = rand.Read(tok) // never fails
+	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+		return fmt.Errorf("power on %s: %w", b.o.Name, err)
+	}
+	if err := b.pts.SetDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("power on %s: %w", b.o.Name, err)
+	}
+	if err := flushInput(b.pts); err != nil {
+		return fmt.Errorf("power on %s: %w", b.o.Name, err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &session{token: hex.EncodeToString(tok), cancel: cancel, done: make(chan struct{}), shells: map[int]bool{}}
+	b.sess = s
+	b.log.Info("power on")
+	go b.run(sctx, s)
+	return nil
+}
+
+// Off powers the board off, killing the shell and everything it started.
+// No-op if off.
+func (b *Board) Off(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	return b.offLocked(ctx)
+}
+
+func (b *Board) offLocked(ctx context.Context) error {
+	s := b.sess
+	if s == nil {
+		return nil
+	}
+	b.sess = nil
+	deadline := time.Now().Add(offTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	s.mu.Lock()
+	s.stopped = true // no new shell can start from now on
+	shells := make(map[int]bool, len(s.shells))
+	for pid := range s.shells {
+		shells[pid] = true
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	var errs []error
+	if err := killSession(s.token, shells, deadline); err != nil {
+		errs = append(errs, err)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		errs = append(errs, errors.New("boot goroutine did not stop"))
+	}
+	if err := setMode(b.pts, modeOff); err != nil {
+		errs = append(errs, err)
+	}
+	b.log.Info("power off")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("power off %s: %w", b.o.Name, err)
+	}
+	return nil
+}
+
+// State reports whether the board is powered on.
+func (b *Board) State(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("state %s: %w", b.o.Name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false, fmt.Errorf("state %s: %w", b.o.Name, ErrClosed)
+	}
+	return b.sess != nil, nil
+}
+
+// Close powers the board off and closes the console. Idempotent.
+func (b *Board) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	err := b.offLocked(context.Background())
+	for _, f := range []*os.File{b.ptm, b.pts} {
+		if cerr := f.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", b.o.Name, err)
+	}
+	return nil
+}
+
+// run is one power-on: boot log, then a getty-like login/shell loop.
+func (b *Board) run(ctx context.Context, s *session) {
+	defer close(s.done)
+	// Power off interrupts any read or write on the slave.
+	stop := context.AfterFunc(ctx, func() { _ = b.pts.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if err := b.boot(ctx); err != nil {
+		b.logStop("boot", ctx, err)
+		return
+	}
+	for ctx.Err() == nil {
+		if err := b.login(ctx); err != nil {
+			b.logStop("login", ctx, err)
+			return
+		}
+		if err := b.shell(ctx, s); err != nil {
+			b.logStop("shell", ctx, err)
+			return
+		}
+	}
+}
+
+func (b *Board) logStop(stage string, ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		b.log.Debug("power-on sequence stopped", "stage", stage)
+		return
+	}
+	b.log.Error("power-on sequence failed", "stage", stage, "err", err)
+}
+
+func (b *Board) bootLines() []string {
+	return []string{
+		"",
+		"U-Boot 2024.01-troupe-sim (Jan 08 2024 - 12:00:00 +0000)",
+		"",
+		"Model: troupe simulated board " + b.o.Name,
+		"DRAM: 1 GiB",
+		"MMC:   sim-mmc@0: 0",
+		"Net:   eth0: sim-eth@0",
+		"Hit any key to stop autoboot: 0",
+		"Starting kernel ...",
+		"",
+		"[    0.000000] Booting Linux on physical CPU 0x0",
+		"[    0.000000] Linux version 6.1.0-troupe-sim (troupe@sim) (gcc 12.2.0) #1 SMP PREEMPT",
+		"[    0.000000] Machine model: troupe simulated board " + b.o.Name,
+		"[    0.000000] Kernel command line: console=ttyS0,115200 root=/dev/mmcblk0p2 rw",
+		"[    0.123456] Serial: 8250/16550 driver, 4 ports, IRQ sharing disabled",
+		"[    0.456789] mmc0: new high speed SDHC card at address 0001",
+		"[    0.789012] EXT4-fs (mmcblk0p2): mounted filesystem with ordered data mode",
+		"[    0.912345] Run /sbin/init as init process",
+	}
+}
+
+func (b *Board) boot(ctx context.Context) error {
+	if err := setMode(b.pts, modeBoot); err != nil {
+		return err
+	}
+	lines := b.bootLines()
+	step := b.o.BootDelay / time.Duration(len(lines))
+	t := time.NewTimer(step)
+	defer t.Stop()
+	for _, l := range lines {
+		if _, err := b.pts.WriteString(l + "\r\n"); err != nil {
+			return fmt.Errorf("write boot log: %w", err)
+		}
+		t.Reset(step)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// login prints the login prompt and reads one line (any user is accepted).
+func (b *Board) login(ctx context.Context) error {
+	if err := setMode(b.pts, modeShell); err != nil {
+		return err
+	}
+	// ONLCR turns "\n" into "\r\n".
+	if _, err := b.pts.WriteString("\n" + b.o.Name + " login: "); err != nil {
+		return fmt.Errorf("write login prompt: %w", err)
+	}
+	buf := make([]byte, 256)
+	for {
+		n, err := b.pts.Read(buf) // canonical mode: at most one line per read
+		if err != nil {
+			return fmt.Errorf("read login name: %w", err)
+		}
+		if n > 0 && buf[n-1] == '\n' {
+			b.log.Debug("login", "user", string(buf[:n-1]))
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *Board) shellEnv(token string) []string {
+	return []string{
+		"HOME=" + b.root,
+		"TMPDIR=" + filepath.Join(b.root, "tmp"),
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"PS1=root@" + b.o.Name + ":~# ",
+		"TERM=dumb",
+		"USER=root",
+		"SHELL=/bin/sh",
+		"LANG=C.UTF-8",
+		"LAVA_MULTI_NODE_CACHE=" + filepath.Join(b.root, "tmp", "lava_multi_node_cache.txt"),
+		tokenVar + "=" + token,
+	}
+}
+
+// shell runs one interactive shell on the console until it exits (nil) or
+// the board is powered off (error).
+func (b *Board) shell(ctx context.Context, s *session) error {
+	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+		return fmt.Errorf("create TMPDIR: %w", err)
+	}
+	tty, err := os.OpenFile(b.pts.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open console tty: %w", err)
+	}
+	cmd := exec.Command("/bin/sh", "-i")
+	cmd.Dir = b.root
+	cmd.Env = b.shellEnv(s.token)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		_ = tty.Close()
+		return context.Canceled
+	}
+	err = cmd.Start()
+	if err == nil {
+		s.shells[cmd.Process.Pid] = true
+	}
+	s.mu.Unlock()
+	_ = tty.Close()
+	if err != nil {
+		return fmt.Errorf("start shell: %w", err)
+	}
+	b.log.Debug("shell started", "pid", cmd.Process.Pid)
+
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	select {
+	case err := <-waitc:
+		b.log.Debug("shell exited", "err", err)
+		return nil
+	case <-ctx.Done():
+	}
+	// Powered off: Off kills everything; make sure the shell is reaped.
+	_ = cmd.Process.Kill()
+	t := time.NewTimer(shellReapLimit)
+	defer t.Stop()
+	select {
+	case <-waitc:
+	case <-t.C:
+		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,399 @@
+package sim
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
+	"github.com/troupe-lab/troupe/console"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const waitTO = 10 * time.Second
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newBoard(t *testing.T, name string) (*Board, *console.Console) {
+	t.Helper()
+	b, err := New(Options{Name: name, Dir: filepath.Join(t.TempDir(), name)})
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		_ = c.Close()
+	})
+	return b, c
+}
+
+func expect(t *testing.T, c *console.Console, re string) []string {
+	t.Helper()
+	m, err := c.Expect(ctxT(t, waitTO), regexp.MustCompile(re))
+	require.NoError(t, err)
+	return m
+}
+
+func prompt(name string) string { return regexp.QuoteMeta("root@" + name + ":~# ") }
+
+// login waits for the login prompt and logs in; returns everything printed
+// before the login prompt.
+func login(t *testing.T, b *Board, c *console.Console) string {
+	t.Helper()
+	m := expect(t, c, `(?s)(.*)\n`+regexp.QuoteMeta(b.o.Name)+` login: $`)
+	require.NoError(t, c.Send("root\n"))
+	expect(t, c, prompt(b.o.Name))
+	return m[1]
+}
+
+var seq atomic.Int64
+
+// run executes cmd in the board's shell and returns its output. The marker
+// is computed by the shell so the echoed command line never matches it.
+func run(t *testing.T, b *Board, c *console.Console, cmd string) string {
+	t.Helper()
+	n := seq.Add(1)
+	require.NoError(t, c.Send(fmt.Sprintf("%s; echo @@$((%d+1))@@\n", cmd, n)))
+	m := expect(t, c, fmt.Sprintf(`(?s)\+1\)\)@@\n(.*?)@@%d@@\n`, n+1))
+	expect(t, c, prompt(b.o.Name))
+	return m[1]
+}
+
+func TestBootLoginAndShell(t *testing.T) {
+	b, c := newBoard(t, "sim-0")
+	on, err := b.State(ctxT(t, waitTO))
+	require.NoError(t, err)
+	assert.False(t, on)
+
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	require.NoError(t, b.On(ctxT(t, waitTO))) // no-op
+	on, err = b.State(ctxT(t, waitTO))
+	require.NoError(t, err)
+	assert.True(t, on)
+
+	for _, re := range []string{
+		`U-Boot 2024\.01-troupe-sim`, `DRAM: 1 GiB`, `Hit any key to stop autoboot: 0`,
+		`Starting kernel \.\.\.`, `\[    0\.000000\] Linux version 6\.1\.0-troupe-sim`,
+		`\[    0\.912345\] Run /sbin/init as init process\n`, `\nsim-0 login: $`,
+	} {
+		expect(t, c, re)
+	}
+	require.NoError(t, c.Send("root\n"))
+	expect(t, c, `^root\n`) // echoed by the tty
+	expect(t, c, prompt("sim-0"))
+	assert.Equal(t, "hello world\n", run(t, b, c, "echo hello world"))
+	assert.Equal(t, "3\n", run(t, b, c, "echo $((1+2))"))
+
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	require.NoError(t, b.Off(ctxT(t, waitTO))) // no-op
+	on, err = b.State(ctxT(t, waitTO))
+	require.NoError(t, err)
+	assert.False(t, on)
+}
+
+func TestCleanEnvironmentAndSandbox(t *testing.T) {
+	t.Setenv("TROUPE_HARNESS_SECRET", "leak")
+	b, c := newBoard(t, "envboard")
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+
+	env := run(t, b, c, "env")
+	assert.NotContains(t, env, "TROUPE_HARNESS_SECRET")
+	root := b.Root()
+	for _, kv := range []string{
+		"HOME=" + root, "TMPDIR=" + root + "/tmp", "TERM=dumb", "USER=root", "SHELL=/bin/sh", "LANG=C.UTF-8",
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LAVA_MULTI_NODE_CACHE=" + root + "/tmp/lava_multi_node_cache.txt",
+	} {
+		assert.Contains(t, strings.Split(env, "\n"), kv)
+	}
+	assert.Regexp(t, `(?m)^TROUPE_SIM_TOKEN=[0-9a-f]{32}$`, env)
+	assert.Equal(t, root+"\n", run(t, b, c, "pwd"))
+	assert.DirExists(t, filepath.Join(root, "tmp"))
+}
+
+func TestBoardsAreIsolated(t *testing.T) {
+	a, ca := newBoard(t, "iso-a")
+	b, cb := newBoard(t, "iso-b")
+	require.NoError(t, a.On(ctxT(t, waitTO)))
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, a, ca)
+	login(t, b, cb)
+	assert.NotEqual(t, a.Root(), b.Root())
+
+	assert.Equal(t, "ok\n", run(t, a, ca, `echo a > "$HOME/home.txt" && echo t > "$TMPDIR/tmp.txt" && echo ok`))
+	assert.FileExists(t, filepath.Join(a.Root(), "home.txt"))
+	assert.FileExists(t, filepath.Join(a.Root(), "tmp", "tmp.txt"))
+	out := run(t, b, cb, `ls "$HOME/home.txt" "$TMPDIR/tmp.txt" home.txt >/dev/null 2>&1; echo rc=$?`)
+	assert.NotEqual(t, "rc=0\n", out)
+	assert.NoFileExists(t, filepath.Join(b.Root(), "home.txt"))
+}
+
+// tokenProcs lists pids whose environment carries token.
+func tokenProcs(token string) map[int]string {
+	needle := []byte("\x00" + tokenVar + "=" + token + "\x00")
+	ps := map[int]string{}
+	for _, p := range listProcs() {
+		if environHas(p.pid, needle) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.pid))
+			ps[p.pid] = strings.TrimSpace(string(comm))
+		}
+	}
+	return ps
+}
+
+func countSleeps(ps map[int]string) int {
+	n := 0
+	for _, comm := range ps {
+		if comm == "sleep" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestOffKillsEverything(t *testing.T) {
+	b, c := newBoard(t, "killer")
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	b.mu.Lock()
+	token := b.sess.token
+	b.mu.Unlock()
+
+	var pids []int
+	for _, cmd := range []string{"sleep 1000 &", "setsid sleep 1000 &", "(trap '' HUP; sleep 1000) &"} {
+		out := run(t, b, c, cmd+" echo PID=$!")
+		var pid int
+		_, err := fmt.Sscanf(strings.TrimSpace(out[strings.LastIndex(out, "PID="):]), "PID=%d", &pid)
+		require.NoError(t, err, "output %q", out)
+		pids = append(pids, pid)
+	}
+	// The sleeps are exec'd asynchronously; wait (bounded) until all three exist.
+	require.Eventually(t, func() bool { return countSleeps(tokenProcs(token)) >= 3 }, waitTO, 10*time.Millisecond)
+	for pid := range tokenProcs(token) {
+		pids = append(pids, pid)
+	}
+
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	for _, pid := range pids {
+		assert.ErrorIs(t, unix.Kill(pid, 0), unix.ESRCH, "pid %d survived power off", pid)
+	}
+	assert.Empty(t, tokenProcs(token))
+}
+
+func TestPowerCycle(t *testing.T) {
+	b, c := newBoard(t, "cycler")
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	tok1 := run(t, b, c, "echo $TROUPE_SIM_TOKEN")
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+
+	// While off nothing is echoed, and typed input is dropped at power on.
+	c.Discard()
+	require.NoError(t, c.Send("junk-while-off\n"))
+	_, err := c.Expect(ctxT(t, 100*time.Millisecond), regexp.MustCompile(`junk`))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	boot := login(t, b, c)
+	assert.Contains(t, boot, "U-Boot 2024.01-troupe-sim")
+	assert.NotContains(t, boot, "junk")
+	tok2 := run(t, b, c, "echo $TROUPE_SIM_TOKEN")
+	assert.NotEqual(t, tok1, tok2)
+	assert.NotContains(t, run(t, b, c, "true"), "not found")
+}
+
+func TestShellExitReturnsToLogin(t *testing.T) {
+	b, c := newBoard(t, "getty")
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	require.NoError(t, c.Send("exit\n"))
+	expect(t, c, `\ngetty login: $`)
+	require.NoError(t, c.Send("root\n"))
+	expect(t, c, prompt("getty"))
+	assert.Equal(t, "again\n", run(t, b, c, "echo again"))
+}
+
+func TestOffDuringBootIsPrompt(t *testing.T) {
+	b, err := New(Options{Name: "slow", Dir: t.TempDir(), BootDelay: time.Minute})
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	defer func() { require.NoError(t, b.Close()); _ = c.Close() }()
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	expect(t, c, `U-Boot`)
+	start := time.Now()
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	b, err := New(Options{Name: "closer", Dir: t.TempDir()})
+	require.NoError(t, err)
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	require.NoError(t, b.Close())
+	require.NoError(t, b.Close())
+	require.ErrorIs(t, b.On(ctxT(t, waitTO)), ErrClosed)
+	_, err = b.State(ctxT(t, waitTO))
+	require.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+}
+
+func TestNewNeedsDir(t *testing.T) {
+	_, err := New(Options{Name: "x"})
+	require.Error(t, err)
+}
+
+// --- Deploy ---
+
+type entry struct {
+	name, body, link string
+	typ              byte
+	mode             int64
+}
+
+func writeTar(t *testing.T, path string, gz bool, entries []entry) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)), Format: tar.FormatPAX}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		if e.typ == tar.TypeReg {
+			_, err := tw.Write([]byte(e.body))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	data := buf.Bytes()
+	if gz {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, err := zw.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, zw.Close())
+		data = zb.Bytes()
+	}
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	return fi.Mode()
+}
+
+func TestDeployDirectory(t *testing.T) {
+	b, err := New(Options{Name: "dep", Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Close()) }()
+	ctx := ctxT(t, waitTO)
+
+	src := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "usr", "bin"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "usr", "bin", "tool"), []byte("#!/bin/sh\n"), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "readme"), []byte("hi"), 0o600))
+	require.NoError(t, os.Symlink("usr/bin/tool", filepath.Join(src, "tool-link")))
+	require.NoError(t, os.Chmod(filepath.Join(src, "usr"), 0o711))
+
+	require.NoError(t, b.Deploy(ctx, ""))
+	require.NoError(t, b.Deploy(ctx, src))
+	root := b.Root()
+	assert.Equal(t, os.FileMode(0o750), mode(t, filepath.Join(root, "usr", "bin", "tool")).Perm())
+	assert.Equal(t, os.FileMode(0o600), mode(t, filepath.Join(root, "readme")).Perm())
+	assert.Equal(t, os.FileMode(0o711), mode(t, filepath.Join(root, "usr")).Perm())
+	target, err := os.Readlink(filepath.Join(root, "tool-link"))
+	require.NoError(t, err)
+	assert.Equal(t, "usr/bin/tool", target)
+	require.NoError(t, b.Deploy(ctx, src)) // redeploy over itself
+
+	err = b.Deploy(ctx, filepath.Join(src, "missing"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.Contains(t, err.Error(), "missing")
+	err = b.Deploy(ctx, filepath.Join(src, "readme"))
+	require.ErrorContains(t, err, "not a directory, tar or tar.gz image")
+}
+
+func TestDeployTar(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
+			b, err := New(Options{Name: "tar", Dir: t.TempDir()})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, b.Close()) }()
+			img := filepath.Join(t.TempDir(), "rootfs.img") // no telling extension: detected by content
+			writeTar(t, img, gz, []entry{
+				{name: "./", typ: tar.TypeDir, mode: 0o755},
+				{name: "./etc/", typ: tar.TypeDir, mode: 0o750},
+				{name: "./etc/hostname", typ: tar.TypeReg, mode: 0o644, body: "board\n"},
+				{name: "bin/run", typ: tar.TypeReg, mode: 0o4755, body: "#!/bin/sh\n"},
+				{name: "bin/sh", typ: tar.TypeSymlink, link: "/bin/dash"},
+				{name: "bin/run2", typ: tar.TypeLink, link: "bin/run"},
+			})
+			require.NoError(t, b.Deploy(ctxT(t, waitTO), img))
+			root := b.Root()
+			body, err := os.ReadFile(filepath.Join(root, "etc", "hostname"))
+			require.NoError(t, err)
+			assert.Equal(t, "board\n", string(body))
+			assert.Equal(t, os.FileMode(0o750), mode(t, filepath.Join(root, "etc")).Perm())
+			m := mode(t, filepath.Join(root, "bin", "run"))
+			assert.Equal(t, os.FileMode(0o755), m.Perm())
+			assert.NotZero(t, m&os.ModeSetuid)
+			assert.NotZero(t, mode(t, filepath.Join(root, "bin", "sh"))&os.ModeSymlink)
+			assert.FileExists(t, filepath.Join(root, "bin", "run2"))
+		})
+	}
+}
+
+func TestDeployRejectsEscapes(t *testing.T) {
+	outside := t.TempDir()
+	for name, entries := range map[string][]entry{
+		"../evil":      {{name: "../evil", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"a/../../evil": {{name: "a/../../evil", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"/abs/evil":    {{name: "/abs/evil", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"link/evil": {
+			{name: "link", typ: tar.TypeSymlink, link: outside},
+			{name: "link/evil", typ: tar.TypeReg, mode: 0o644, body: "x"},
+		},
+		"rel/evil": {
+			{name: "rel", typ: tar.TypeSymlink, link: "../../../../../../../../" + outside},
+			{name: "rel/evil", typ: tar.TypeReg, mode: 0o644, body: "x"},
+		},
+		"hard": {{name: "hard", typ: tar.TypeLink, link: "../../etc/passwd"}},
+	} {
+		t.Run(strings.ReplaceAll(name, "/", "_"), func(t *testing.T) {
+			b, err := New(Options{Name: "esc", Dir: t.TempDir()})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, b.Close()) }()
+			img := filepath.Join(t.TempDir(), "evil.tar")
+			writeTar(t, img, false, entries)
+			err = b.Deploy(ctxT(t, waitTO), img)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("%q", name))
+			assert.NoFileExists(t, filepath.Join(outside, "evil"))
+			assert.NoFileExists(t, filepath.Join(filepath.Dir(b.Root()), "evil"))
+		})
+	}
+}

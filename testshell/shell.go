@@ -1,0 +1,211 @@
+// Package testshell drives a logged-in POSIX shell on a board's console: it
+// delivers files and test scripts through the console itself (the same way
+// on simulated and real boards), runs them, detects their end and exit status
+// through unique markers, and collects the result markers they print.
+package testshell
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+//go:embed helpers
+var helpers embed.FS
+
+// Console is what the shell needs of a board console.
+type Console interface {
+	Expect(ctx context.Context, re *regexp.Regexp) ([]string, error)
+	Send(s string) error
+}
+
+// Test is one test action to run on the board.
+type Test struct {
+	Name   string
+	Script string
+	Env    [][2]string // exported before the script runs, in order
+}
+
+// Case is one result a test reported.
+type Case struct {
+	Name        string
+	Result      string
+	Measurement *float64
+	Units       string
+}
+
+// Outcome is what a finished test script left behind.
+type Outcome struct {
+	ExitCode int
+	Cases    []Case
+	Raised   string   // message of troupe-raise / lava-test-raise, if called
+	Invalid  []string // malformed markers seen (never counted as results)
+}
+
+// Shell is one logged-in shell session on a board console.
+type Shell struct {
+	con   Console
+	token string
+
+	mu  sync.Mutex
+	seq int
+	run *Outcome // collects markers while a test runs
+}
+
+// New returns a shell session on con. Call Feed with every console line.
+func New(con Console) *Shell {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return &Shell{con: con, token: hex.EncodeToString(b)}
+}
+
+// Feed hands the shell one line of console output; it must be called for
+// every line, in order, before that text becomes visible to Expect.
+func (s *Shell) Feed(line string) {
+	if !strings.Contains(line, "<LAVA_SIGNAL_") {
+		return
+	}
+	ms, errs := ParseLine(line)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run == nil {
+		return
+	}
+	for _, err := range errs {
+		s.run.Invalid = append(s.run.Invalid, err.Error())
+	}
+	for _, m := range ms {
+		switch m.Kind {
+		case TestCase:
+			s.run.Cases = append(s.run.Cases, Case{Name: m.Case, Result: m.Result, Measurement: m.Measurement, Units: m.Units})
+		case TestRaise:
+			if s.run.Raised == "" {
+				s.run.Raised = m.Message
+			}
+		}
+	}
+}
+
+// Init prepares a freshly logged-in shell: no echo, no prompts, and the
+// troupe helpers installed in $TROUPE_DIR/bin.
+func (s *Shell) Init(ctx context.Context) error {
+	if _, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/troupe"; export TROUPE_DIR; mkdir -p "$TROUPE_DIR/bin"`); err != nil {
+		return fmt.Errorf("init shell: %w", err)
+	}
+	files := map[string][]byte{}
+	err := fs.WalkDir(helpers, "helpers", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := helpers.ReadFile(p)
+		files["bin/"+path.Base(p)] = data
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read helpers: %w", err)
+	}
+	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
+		return fmt.Errorf("install helpers: %w", err)
+	}
+	return nil
+}
+
+// Exec runs one command line in the shell and returns its exit status.
+func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
+	s.mu.Lock()
+	s.seq++
+	id := fmt.Sprintf("%s-%d", s.token, s.seq)
+	s.mu.Unlock()
+	// The end marker is built by printf so that an echo of the typed
+	// command can never match it.
+	line := fmt.Sprintf("%s; printf '<TROUPE_%%s %%s %%s>\\n' END %s \"$?\"\n", cmd, id)
+	end := regexp.MustCompile(`<TROUPE_END ` + id + ` (\d+)>`)
+	if err := s.con.Send(line); err != nil {
+		return 0, fmt.Errorf("send command: %w", err)
+	}
+	m, err := s.con.Expect(ctx, end)
+	if err != nil {
+		return 0, fmt.Errorf("wait for end of command: %w", err)
+	}
+	code, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0, fmt.Errorf("exit status %q: %w", m[1], err)
+	}
+	return code, nil
+}
+
+// WriteFiles writes files (paths relative to $TROUPE_DIR) on the board
+// through the console, base64-encoded in here-documents, in one round trip.
+func (s *Shell) WriteFiles(ctx context.Context, files map[string][]byte, mode uint32) error {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("(set -e\n")
+	for _, n := range names {
+		p := `"$TROUPE_DIR"/` + quote(n)
+		fmt.Fprintf(&b, "mkdir -p \"$(dirname %s)\"\nbase64 -d > %s <<'TROUPE_EOF'\n", p, p)
+		enc := base64.StdEncoding.EncodeToString(files[n])
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\n")
+			enc = enc[76:]
+		}
+		b.WriteString(enc + "\nTROUPE_EOF\n")
+		fmt.Fprintf(&b, "chmod %o %s\n", mode, p)
+	}
+	b.WriteString(")")
+	code, err := s.Exec(ctx, b.String())
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("writing %s failed with exit status %d", strings.Join(names, ", "), code)
+	}
+	return nil
+}
+
+// Run delivers t's script, runs it with t's environment and the helpers on
+// PATH, and returns its exit status and the markers it printed.
+func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
+	script := "tests/" + t.Name + "/run.sh"
+	if err := s.WriteFiles(ctx, map[string][]byte{script: []byte(t.Script)}, 0o755); err != nil {
+		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
+	}
+	var env strings.Builder
+	for _, kv := range t.Env {
+		fmt.Fprintf(&env, "%s=%s; export %s; ", kv[0], quote(kv[1]), kv[0])
+	}
+	cmd := fmt.Sprintf(`(%sPATH="$TROUPE_DIR/bin:$PATH"; export PATH; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1"' troupe-test "$TROUPE_DIR"/%s)`,
+		env.String(), quote(script))
+
+	s.mu.Lock()
+	s.run = &Outcome{}
+	s.mu.Unlock()
+	code, err := s.Exec(ctx, cmd)
+	s.mu.Lock()
+	out := *s.run
+	s.run = nil
+	s.mu.Unlock()
+	out.ExitCode = code
+	if err != nil {
+		return out, fmt.Errorf("run test %s: %w", t.Name, err)
+	}
+	return out, nil
+}
+
+// quote makes s one single-quoted shell word.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
