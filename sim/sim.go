@@ -225,8 +225,18 @@ func (b *Board) Close() error {
 func (b *Board) run(ctx context.Context, s *session) {
 	defer close(s.done)
 	// Power off interrupts any read or write on the slave.
-	stop := context.AfterFunc(ctx, func() { _ = b.pts.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Wait for that callback if it started, so it cannot clobber the
+	// deadline reset done by the next power-on.
+	cbDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = b.pts.SetDeadline(time.Unix(1, 0))
+		close(cbDone)
+	})
+	defer func() {
+		if !stop() {
+			<-cbDone
+		}
+	}()
 
 	if err := b.boot(ctx); err != nil {
 		b.logStop("boot", ctx, err)
