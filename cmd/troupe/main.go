@@ -155,4 +155,3 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	results.Summary(stdout, r)
 	return r.ExitCode()
 }
-

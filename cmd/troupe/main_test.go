@@ -554,4 +554,3 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, 3, res.code)
 	assert.Contains(t, res.stderr, `unknown command "frobnicate"`)
 }
-
