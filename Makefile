@@ -1,11 +1,13 @@
 # troupe — see README.md. `make run` for the demo, `make test` for every test.
 GO      ?= go
 BIN     := bin/troupe
-# Debian packages the tests need (sh, base64, setsid, tar come with the base system).
-APT_PKGS := coreutils util-linux tar
+# Debian packages the tests need: the sim boards' shell tools, and netcat
+# for the MultiNode examples that talk TCP between boards.
+APT_PKGS := coreutils util-linux tar netcat-openbsd
+TOOLS    := sh base64 setsid tar nc
 FUZZTIME ?= 5s
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./console:FuzzStripANSI
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./console:FuzzStripANSI
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 
@@ -18,7 +20,7 @@ run: build
 	./$(BIN) run --out results/hello-multinode examples/hello-multinode.toml
 
 deps:
-	@missing=""; for c in sh base64 setsid tar; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in $(TOOLS); do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); fi
 	$(GO) mod download
 

@@ -28,12 +28,13 @@ type boardActor struct {
 	backend Backend
 	con     *console.Console
 	shell   *testshell.Shell
+	mn      testshell.MultiNode
 	cancel  context.CancelFunc
 	opDone  chan struct{}
 }
 
-func newBoardActor(cfg Config, node string, b lab.Board, backend Backend) *boardActor {
-	return &boardActor{cfg: cfg, node: node, board: b, backend: backend}
+func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn testshell.MultiNode) *boardActor {
+	return &boardActor{cfg: cfg, node: node, board: b, backend: backend, mn: mn}
 }
 
 func (a *boardActor) Receive(ctx actor.Context) {
@@ -48,7 +49,7 @@ func (a *boardActor) Receive(ctx actor.Context) {
 			},
 			Logger: a.cfg.Logger.With("board", a.board.Name),
 		})
-		sh = testshell.New(a.con)
+		sh = testshell.New(a.con, a.mn)
 		a.shell = sh
 	case *doAction:
 		a.start(ctx, m)

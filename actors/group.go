@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/troupe-lab/troupe/coordinator"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/results"
 )
@@ -20,6 +21,7 @@ type groupActor struct {
 	order  []string
 	ending *endGroup
 	live   int
+	coord  *actor.PID
 }
 
 type nodeState struct {
@@ -45,10 +47,21 @@ func newGroupActor(cfg Config) *groupActor {
 func (g *groupActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		var members []coordinator.Member
+		for _, name := range g.order {
+			members = append(members, coordinator.Member{Name: name, Role: g.nodes[name].node.Role})
+		}
+		cg, err := coordinator.New(members)
+		if err != nil {
+			// Cannot happen for a valid job; end it rather than run without coordination.
+			ctx.Send(ctx.Parent(), &groupDone{status: results.StatusIncomplete, reason: fmt.Sprintf("coordinator: %v", err)})
+			return
+		}
+		g.coord = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newCoordActor(g.cfg, cg) }))
 		for _, name := range g.order {
 			n := g.nodes[name].node
 			pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				return newNodeActor(g.cfg, n)
+				return newNodeActor(g.cfg, n, g.coord)
 			}))
 			g.byPID[pid.Id] = name
 			g.live++
@@ -71,12 +84,11 @@ func (g *groupActor) Receive(ctx actor.Context) {
 // actor that panics is stopped and its node is incomplete.
 func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
 	if name, ok := g.byPID[child.Id]; ok {
-		if st := g.nodes[name]; !st.done {
-			st.done, st.status = true, results.StatusIncomplete
-			st.err = fmt.Sprintf("node actor crashed during %s: %v", st.action, reason)
-			g.emit(st, st.status, st.err)
+		ctx, ok := sup.(actor.Context)
+		if st := g.nodes[name]; ok && !st.done {
+			g.settle(ctx, st, results.StatusIncomplete, fmt.Sprintf("node actor crashed during %s: %v", st.action, reason))
 			g.cfg.Logger.Error("node actor crashed", "node", name, "reason", fmt.Sprint(reason))
-			if ctx, ok := sup.(actor.Context); ok && st.essential {
+			if st.essential {
 				g.end(ctx, &endGroup{
 					status: results.StatusIncomplete,
 					reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
@@ -92,8 +104,8 @@ func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
 	if st == nil || st.done {
 		return
 	}
-	st.done, st.status, st.err, st.tests = true, m.status, m.err, m.tests
-	g.emit(st, st.status, st.err)
+	st.tests = m.tests
+	g.settle(ctx, st, m.status, m.err)
 	if st.status == results.StatusIncomplete && st.essential {
 		g.end(ctx, &endGroup{
 			status: results.StatusIncomplete,
@@ -114,9 +126,7 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 			continue
 		}
 		where = append(where, fmt.Sprintf("%s in %s", name, st.action))
-		st.done, st.status = true, m.status
-		st.err = fmt.Sprintf("%s (during %s)", m.reason, st.action)
-		g.emit(st, st.status, st.err)
+		g.settle(ctx, st, m.status, fmt.Sprintf("%s (during %s)", m.reason, st.action))
 	}
 	reason := m.reason
 	if len(where) > 0 {
@@ -124,7 +134,9 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 	}
 	g.ending = &endGroup{status: m.status, reason: reason}
 	for _, pid := range ctx.Children() {
-		ctx.Stop(pid)
+		if pid != g.coord {
+			ctx.Stop(pid)
+		}
 	}
 }
 
@@ -136,9 +148,7 @@ func (g *groupActor) terminated(ctx actor.Context, who *actor.PID) {
 	delete(g.byPID, who.Id)
 	g.live--
 	if st := g.nodes[name]; !st.done {
-		st.done, st.status = true, results.StatusIncomplete
-		st.err = fmt.Sprintf("node stopped unexpectedly during %s", st.action)
-		g.emit(st, st.status, st.err)
+		g.settle(ctx, st, results.StatusIncomplete, fmt.Sprintf("node stopped unexpectedly during %s", st.action))
 	}
 	if g.live == 0 {
 		ctx.Send(ctx.Parent(), g.report())
@@ -165,6 +175,23 @@ func (g *groupActor) report() *groupDone {
 	}
 	sort.SliceStable(d.tests, func(i, j int) bool { return d.tests[i].Node < d.tests[j].Node })
 	return d
+}
+
+// settle records a node's final status, tells the coordinator that the
+// node will never send or arrive again, and reports the change.
+func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, err string) {
+	st.done, st.status, st.err = true, status, err
+	reason := "finished its actions"
+	switch status {
+	case results.StatusIncomplete:
+		reason = "died during " + st.action
+	case results.StatusCanceled:
+		reason = "was canceled during " + st.action
+	}
+	if g.coord != nil {
+		ctx.Send(g.coord, &nodeEnded{node: st.node.Name, reason: reason})
+	}
+	g.emit(st, status, err)
 }
 
 func (g *groupActor) emit(st *nodeState, phase, detail string) {

@@ -41,6 +41,8 @@ type Event struct {
 type Config struct {
 	Job    *jobs.Job
 	Boards map[string]lab.Board // node name → its board, reserved for this job
+	// Addresses are the nodes' IP addresses (TROUPE_IP), by node name.
+	Addresses map[string]string
 	// Open makes the backend of a board; called by the node's actor.
 	Open   func(b lab.Board) (Backend, error)
 	Book   *logbook.Book // where console output goes

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -17,14 +18,15 @@ type nodeActor struct {
 	node    jobs.Node
 	actions []jobs.Action
 	board   *actor.PID
+	coord   *actor.PID
 	current int
 	stop    func() bool
 	tests   []results.Test
 	done    bool
 }
 
-func newNodeActor(cfg Config, n jobs.Node) *nodeActor {
-	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role)}
+func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -36,8 +38,10 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("open board %s: %v", b.Name, err))
 			return
 		}
+		role, _ := a.cfg.Job.Role(a.node.Role)
+		mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
 		a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-			return newBoardActor(a.cfg, a.node.Name, b, backend)
+			return newBoardActor(a.cfg, a.node.Name, b, backend, mn)
 		}))
 		a.next(ctx, 0)
 	case *actionResult:
@@ -76,7 +80,8 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_JOB", a.cfg.Job.Name},
 			{"TROUPE_NODE", a.node.Name},
 			{"TROUPE_ROLE", a.node.Role},
-		}}
+			{"TROUPE_IP", a.cfg.Addresses[a.node.Name]},
+		}, Files: map[string][]byte{"group": a.groupFile()}}
 	}
 	if act.Timeout > 0 {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -137,6 +142,16 @@ func (a *nodeActor) stopTimer() {
 		a.stop()
 		a.stop = nil
 	}
+}
+
+// groupFile lists every node of the group for the helpers (troupe-group,
+// troupe-role list, troupe-network query): "name<TAB>role<TAB>address" lines.
+func (a *nodeActor) groupFile() []byte {
+	var b strings.Builder
+	for _, n := range a.cfg.Job.Nodes() {
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.cfg.Addresses[n.Name])
+	}
+	return []byte(b.String())
 }
 
 func describe(act jobs.Action) string {

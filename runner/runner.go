@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -66,8 +67,9 @@ func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*results.R
 	}))
 	defer system.Shutdown()
 	run, err := actors.Start(system, actors.Config{
-		Job:    j,
-		Boards: boards,
+		Job:       j,
+		Boards:    boards,
+		Addresses: loopbackAddresses(l, boards),
 		Open: func(b lab.Board) (actors.Backend, error) {
 			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(work, b.Name), Logger: opts.Logger})
 		},
@@ -98,6 +100,23 @@ func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*results.R
 		return r, fmt.Errorf("write results: %w", err)
 	}
 	return r, nil
+}
+
+// loopbackAddresses gives every sim node an address of its own in
+// 127.0.0.0/8: 127.N.x.y with y.x counting the board's place in the lab, and
+// N picked at random per run so that runs side by side rarely collide.
+func loopbackAddresses(l *lab.Lab, boards map[string]lab.Board) map[string]string {
+	index := map[string]int{}
+	for i, b := range l.Boards {
+		index[b.Name] = i
+	}
+	n := 2 + rand.IntN(250)
+	addrs := map[string]string{}
+	for node, b := range boards {
+		i := index[b.Name]
+		addrs[node] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
+	}
+	return addrs
 }
 
 // IsInvalid tells whether err is about bad input (exit code 3).

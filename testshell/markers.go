@@ -1,6 +1,8 @@
 package testshell
 
 import (
+	"github.com/troupe-lab/troupe/coordinator"
+
 	"fmt"
 	"regexp"
 	"strconv"
@@ -101,4 +103,77 @@ func parseTestCase(body string) (Marker, error) {
 		return Marker{}, fmt.Errorf("no RESULT")
 	}
 	return mk, nil
+}
+
+var multiNodeRE = regexp.MustCompile(`<LAVA_MULTI_NODE> <LAVA_(SEND|WAIT_ALL|WAIT|SYNC) ([^<>]*)>`)
+
+var callKinds = map[string]coordinator.Kind{
+	"SEND": coordinator.Send, "WAIT": coordinator.Wait, "WAIT_ALL": coordinator.WaitAll, "SYNC": coordinator.Sync,
+}
+
+// ParseMultiNode finds a MultiNode request marker in a console line:
+//
+//	<LAVA_MULTI_NODE> <LAVA_SEND id [key=value ...]>
+//	<LAVA_MULTI_NODE> <LAVA_WAIT id>
+//	<LAVA_MULTI_NODE> <LAVA_WAIT_ALL id [role]>
+//	<LAVA_MULTI_NODE> <LAVA_SYNC id>
+//
+// It returns ok=false when the line holds none. Node and Timeout of the
+// request are left for the caller to fill in.
+func ParseMultiNode(line string) (req coordinator.Request, ok bool, err error) {
+	m := multiNodeRE.FindStringSubmatch(line)
+	if m == nil {
+		return req, false, nil
+	}
+	req.Kind = callKinds[m[1]]
+	f := strings.Fields(m[2])
+	if len(f) == 0 || !caseIDRE.MatchString(f[0]) {
+		return req, true, fmt.Errorf("marker %q: missing or invalid message id", m[0])
+	}
+	req.ID, f = f[0], f[1:]
+	switch req.Kind {
+	case coordinator.Send:
+		for _, kv := range f {
+			k, v, found := strings.Cut(kv, "=")
+			if !found || k == "" {
+				return req, true, fmt.Errorf("marker %q: %q is not key=value", m[0], kv)
+			}
+			req.Data = append(req.Data, coordinator.KV{Key: k, Value: v})
+		}
+	case coordinator.WaitAll:
+		if len(f) > 1 {
+			return req, true, fmt.Errorf("marker %q: wait-all takes an id and at most one role", m[0])
+		}
+		if len(f) == 1 {
+			req.Role = f[0]
+		}
+	default:
+		if len(f) > 0 {
+			return req, true, fmt.Errorf("marker %q: unexpected %q", m[0], strings.Join(f, " "))
+		}
+	}
+	return req, true, nil
+}
+
+var replyNames = map[coordinator.Kind]string{
+	coordinator.Send: "LAVA_SEND_COMPLETE", coordinator.Wait: "LAVA_WAIT_COMPLETE",
+	coordinator.WaitAll: "LAVA_WAIT_ALL_COMPLETE", coordinator.Sync: "LAVA_SYNC_COMPLETE",
+}
+
+// FormatReply renders a coordinator reply as the line typed back into the
+// console: LAVA's reply marker with sender:key=value pairs, or with "nack"
+// followed by troupe's error message.
+func FormatReply(kind coordinator.Kind, r coordinator.Reply) string {
+	var b strings.Builder
+	b.WriteString("<" + replyNames[kind])
+	if !r.OK {
+		msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(r.Err)
+		b.WriteString(" nack> " + msg)
+		return b.String()
+	}
+	for _, m := range r.Data {
+		fmt.Fprintf(&b, " %s:%s=%s", m.Sender, m.Key, m.Value)
+	}
+	b.WriteString(">")
+	return b.String()
 }

@@ -5,12 +5,15 @@
 package testshell
 
 import (
+	"errors"
+
 	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/troupe-lab/troupe/coordinator"
 	"io/fs"
 	"path"
 	"regexp"
@@ -29,12 +32,23 @@ type Console interface {
 	Send(s string) error
 }
 
+// MultiNode answers the MultiNode calls a test script makes; Call blocks
+// until the reply is due or ctx ends.
+type MultiNode interface {
+	Call(ctx context.Context, r coordinator.Request) (coordinator.Reply, error)
+}
+
 // Test is one test action to run on the board.
 type Test struct {
 	Name   string
 	Script string
-	Env    [][2]string // exported before the script runs, in order
+	Env    [][2]string       // exported before the script runs, in order
+	Files  map[string][]byte // extra files for the helpers, relative to $TROUPE_DIR
 }
+
+// ErrShellDied reports that the board's shell went away under a running
+// test: a login prompt or a kernel panic appeared instead of its end marker.
+var ErrShellDied = errors.New("shell died")
 
 // Case is one result a test reported.
 type Case struct {
@@ -55,23 +69,31 @@ type Outcome struct {
 // Shell is one logged-in shell session on a board console.
 type Shell struct {
 	con   Console
+	mn    MultiNode
 	token string
 
-	mu  sync.Mutex
-	seq int
-	run *Outcome // collects markers while a test runs
+	mu     sync.Mutex
+	seq    int
+	run    *Outcome        // collects markers while a test runs
+	runCtx context.Context // ends with the running test
+	calls  sync.WaitGroup  // MultiNode calls in flight
 }
 
 // New returns a shell session on con. Call Feed with every console line.
-func New(con Console) *Shell {
+// mn answers MultiNode calls; nil makes every call fail.
+func New(con Console, mn MultiNode) *Shell {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return &Shell{con: con, token: hex.EncodeToString(b)}
+	return &Shell{con: con, mn: mn, token: hex.EncodeToString(b)}
 }
 
 // Feed hands the shell one line of console output; it must be called for
 // every line, in order, before that text becomes visible to Expect.
 func (s *Shell) Feed(line string) {
+	if strings.Contains(line, "<LAVA_MULTI_NODE>") {
+		s.multiNode(line)
+		return
+	}
 	if !strings.Contains(line, "<LAVA_SIGNAL_") {
 		return
 	}
@@ -94,6 +116,41 @@ func (s *Shell) Feed(line string) {
 			}
 		}
 	}
+}
+
+// multiNode answers a MultiNode request marker of the running test. The
+// call runs in a goroutine of its own (it may block for minutes) and its
+// reply is typed back into the console, where the helper reads it.
+func (s *Shell) multiNode(line string) {
+	req, ok, err := ParseMultiNode(line)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ok || s.run == nil {
+		return
+	}
+	if err != nil {
+		s.run.Invalid = append(s.run.Invalid, err.Error())
+		_ = s.con.Send(FormatReply(req.Kind, coordinator.Reply{Err: err.Error()}) + "\n")
+		return
+	}
+	ctx := s.runCtx
+	s.calls.Add(1)
+	go func() {
+		defer s.calls.Done()
+		var rep coordinator.Reply
+		var err error
+		if s.mn == nil {
+			err = errors.New("no MultiNode coordinator for this board")
+		} else {
+			rep, err = s.mn.Call(ctx, req)
+		}
+		if err != nil {
+			rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
+		}
+		if ctx.Err() == nil {
+			_ = s.con.Send(FormatReply(req.Kind, rep) + "\n")
+		}
+	}()
 }
 
 // Init prepares a freshly logged-in shell: no echo, no prompts, and the
@@ -122,6 +179,14 @@ func (s *Shell) Init(ctx context.Context) error {
 
 // Exec runs one command line in the shell and returns its exit status.
 func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
+	return s.exec(ctx, cmd, false)
+}
+
+// diedRE matches what a console shows when the shell under a command went
+// away: a fresh login prompt, or a kernel panic.
+const diedRE = `|(\S+ login: ?\z|Kernel panic - not syncing[^\n]*)`
+
+func (s *Shell) exec(ctx context.Context, cmd string, watchDeath bool) (int, error) {
 	s.mu.Lock()
 	s.seq++
 	id := fmt.Sprintf("%s-%d", s.token, s.seq)
@@ -129,13 +194,20 @@ func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
 	// The end marker is built by printf so that an echo of the typed
 	// command can never match it.
 	line := fmt.Sprintf("%s; printf '<TROUPE_%%s %%s %%s>\\n' END %s \"$?\"\n", cmd, id)
-	end := regexp.MustCompile(`<TROUPE_END ` + id + ` (\d+)>`)
+	pattern := `<TROUPE_END ` + id + ` (\d+)>`
+	if watchDeath {
+		pattern += diedRE
+	}
+	end := regexp.MustCompile(pattern)
 	if err := s.con.Send(line); err != nil {
 		return 0, fmt.Errorf("send command: %w", err)
 	}
 	m, err := s.con.Expect(ctx, end)
 	if err != nil {
 		return 0, fmt.Errorf("wait for end of command: %w", err)
+	}
+	if len(m) > 2 && m[2] != "" {
+		return 0, fmt.Errorf("%w: console shows %q", ErrShellDied, strings.TrimSpace(m[2]))
 	}
 	code, err := strconv.Atoi(m[1])
 	if err != nil {
@@ -180,7 +252,11 @@ func (s *Shell) WriteFiles(ctx context.Context, files map[string][]byte, mode ui
 // PATH, and returns its exit status and the markers it printed.
 func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	script := "tests/" + t.Name + "/run.sh"
-	if err := s.WriteFiles(ctx, map[string][]byte{script: []byte(t.Script)}, 0o755); err != nil {
+	files := map[string][]byte{script: []byte(t.Script)}
+	for n, b := range t.Files {
+		files[n] = b
+	}
+	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
 		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
 	}
 	var env strings.Builder
@@ -190,14 +266,17 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	cmd := fmt.Sprintf(`(%sPATH="$TROUPE_DIR/bin:$PATH"; export PATH; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1"' troupe-test "$TROUPE_DIR"/%s)`,
 		env.String(), quote(script))
 
+	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
-	s.run = &Outcome{}
+	s.run, s.runCtx = &Outcome{}, runCtx
 	s.mu.Unlock()
-	code, err := s.Exec(ctx, cmd)
+	code, err := s.exec(ctx, cmd, true)
 	s.mu.Lock()
 	out := *s.run
-	s.run = nil
+	s.run, s.runCtx = nil, nil // no new MultiNode calls from here on
 	s.mu.Unlock()
+	cancel()
+	s.calls.Wait()
 	out.ExitCode = code
 	if err != nil {
 		return out, fmt.Errorf("run test %s: %w", t.Name, err)

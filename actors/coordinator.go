@@ -1,0 +1,134 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/coordinator"
+)
+
+// mnCall is a MultiNode call from a node's test shell. The reply goes to
+// the channel, which has room for one reply.
+type mnCall struct {
+	req   coordinator.Request
+	reply chan coordinator.Reply
+}
+
+// nodeEnded tells the coordinator that a node can never send or arrive again.
+type nodeEnded struct{ node, reason string }
+
+// coordTick fires at the coordinator's next deadline.
+type coordTick struct{}
+
+// coordActor is the MultiNode coordinator of one group: a thin actor around
+// coordinator.Group that pushes each reply to its waiting node the moment
+// it is due. Nothing polls.
+type coordActor struct {
+	cfg     Config
+	group   *coordinator.Group
+	waiting map[string]mnCall // node → its pending blocking call
+	armed   time.Time
+	stop    func() bool
+}
+
+func newCoordActor(cfg Config, g *coordinator.Group) *coordActor {
+	return &coordActor{cfg: cfg, group: g, waiting: map[string]mnCall{}}
+}
+
+func (a *coordActor) Receive(ctx actor.Context) {
+	now := a.cfg.Clock.Now()
+	switch m := ctx.Message().(type) {
+	case *mnCall:
+		if m.req.Kind != coordinator.Send {
+			a.waiting[m.req.Node] = *m
+		}
+		replies, err := a.group.Handle(now, m.req)
+		if err != nil {
+			m.reply <- coordinator.Reply{Node: m.req.Node, Kind: m.req.Kind, ID: m.req.ID, Err: err.Error()}
+			delete(a.waiting, m.req.Node)
+			break
+		}
+		for _, r := range replies {
+			if r.Kind == coordinator.Send && r.Node == m.req.Node {
+				m.reply <- r
+				continue
+			}
+			a.deliver(r)
+		}
+	case *nodeEnded:
+		for _, r := range a.group.Ended(now, m.node, m.reason) {
+			a.deliver(r)
+		}
+		delete(a.waiting, m.node)
+	case *coordTick:
+		a.armed = time.Time{}
+		for _, r := range a.group.Tick(now) {
+			a.deliver(r)
+		}
+	case *actor.Stopping:
+		if a.stop != nil {
+			a.stop()
+		}
+		return
+	}
+	a.arm(ctx, now)
+}
+
+// deliver pushes a reply to the node's pending call, if it is still the
+// call the reply answers.
+func (a *coordActor) deliver(r coordinator.Reply) {
+	c, ok := a.waiting[r.Node]
+	if !ok || c.req.Kind != r.Kind || c.req.ID != r.ID {
+		return
+	}
+	delete(a.waiting, r.Node)
+	c.reply <- r
+}
+
+// arm sets the timer for the next deadline of a pending call.
+func (a *coordActor) arm(ctx actor.Context, now time.Time) {
+	next, ok := a.group.NextDeadline()
+	if !ok || next.Equal(a.armed) {
+		return
+	}
+	if a.stop != nil {
+		a.stop()
+	}
+	a.armed = next
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.stop = a.cfg.Clock.AfterFunc(next.Sub(now), func() { root.Send(self, &coordTick{}) })
+}
+
+// mnClient is how a board's test shell reaches the coordinator.
+type mnClient struct {
+	root    *actor.RootContext
+	coord   *actor.PID
+	node    string
+	timeout time.Duration // per blocking call
+}
+
+// slack is how much longer than the call's own timeout a client waits for
+// the coordinator, which answers timeouts itself.
+const slack = 5 * time.Second
+
+func (c mnClient) Call(ctx context.Context, r coordinator.Request) (coordinator.Reply, error) {
+	r.Node = c.node
+	if r.Kind != coordinator.Send {
+		r.Timeout = c.timeout
+	}
+	reply := make(chan coordinator.Reply, 1)
+	c.root.Send(c.coord, &mnCall{req: r, reply: reply})
+	t := time.NewTimer(c.timeout + slack)
+	defer t.Stop()
+	select {
+	case rep := <-reply:
+		return rep, nil
+	case <-ctx.Done():
+		return coordinator.Reply{}, ctx.Err()
+	case <-t.C:
+		return coordinator.Reply{}, fmt.Errorf("no answer from the coordinator within %s", c.timeout+slack)
+	}
+}
