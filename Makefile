@@ -21,6 +21,7 @@ run: build
 
 deps:
 	@missing=""; for c in $(TOOLS); do command -v $$c >/dev/null || missing=1; done; \
+	nc -h 2>&1 | grep -q OpenBSD || missing=1; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); fi
 	$(GO) mod download
 

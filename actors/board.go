@@ -40,7 +40,12 @@ func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn tes
 func (a *boardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		var sh *testshell.Shell
+		// The shell needs the console and the console feeds the shell:
+		// the shell gets a reference that is filled in before any action
+		// (and so any use of it) starts.
+		ref := &consoleRef{}
+		a.shell = testshell.New(ref, a.mn)
+		sh := a.shell
 		a.con = console.New(a.backend.Console(), console.Options{
 			Raw: a.cfg.Book.Raw(a.node),
 			OnLine: func(line string) {
@@ -49,8 +54,7 @@ func (a *boardActor) Receive(ctx actor.Context) {
 			},
 			Logger: a.cfg.Logger.With("board", a.board.Name),
 		})
-		sh = testshell.New(a.con, a.mn)
-		a.shell = sh
+		ref.Console = a.con
 	case *doAction:
 		a.start(ctx, m)
 	case *actionResult:
@@ -106,7 +110,9 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 	return res
 }
 
-// release cancels the running action, powers the board off and closes it.
+// release cancels the running action, waits for it to stop (closing the
+// console unblocks one stuck on console I/O), then powers the board off and
+// closes it. A panicking backend is logged, never left to hang the stop.
 func (a *boardActor) release() {
 	if a.cancel != nil {
 		a.cancel()
@@ -114,8 +120,18 @@ func (a *boardActor) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	var errs []error
-	if err := a.backend.Off(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("power off: %w", err))
+	step := func(what string, f func() error) {
+		defer func() {
+			if r := recover(); r != nil {
+				errs = append(errs, fmt.Errorf("%s: panic: %v", what, r))
+			}
+		}()
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	if a.con != nil {
+		step("close console", a.con.Close)
 	}
 	if a.opDone != nil {
 		select {
@@ -124,13 +140,12 @@ func (a *boardActor) release() {
 			errs = append(errs, errors.New("action did not stop in time"))
 		}
 	}
-	if a.con != nil {
-		_ = a.con.Close()
-	}
-	if err := a.backend.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close: %w", err))
-	}
+	step("power off", func() error { return a.backend.Off(ctx) })
+	step("close", a.backend.Close)
 	if err := errors.Join(errs...); err != nil {
 		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)
 	}
 }
+
+// consoleRef lets the shell be made before the console it talks to.
+type consoleRef struct{ *console.Console }

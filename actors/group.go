@@ -9,7 +9,7 @@ import (
 
 	"github.com/troupe-lab/troupe/coordinator"
 	"github.com/troupe-lab/troupe/jobs"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 )
 
 // groupActor supervises the node actors of one job. A node that fails,
@@ -31,7 +31,7 @@ type nodeState struct {
 	done      bool
 	status    string
 	err       string
-	tests     []results.Test
+	tests     []report.Test
 }
 
 func newGroupActor(cfg Config) *groupActor {
@@ -54,7 +54,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		cg, err := coordinator.New(members)
 		if err != nil {
 			// Cannot happen for a valid job; end it rather than run without coordination.
-			ctx.Send(ctx.Parent(), &groupDone{status: results.StatusIncomplete, reason: fmt.Sprintf("coordinator: %v", err)})
+			ctx.Send(ctx.Parent(), &groupDone{status: report.StatusIncomplete, reason: fmt.Sprintf("coordinator: %v", err)})
 			return
 		}
 		g.coord = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newCoordActor(g.cfg, cg) }))
@@ -76,27 +76,43 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *endGroup:
 		g.end(ctx, m)
 	case *actor.Terminated:
-		g.terminated(ctx, m.Who)
+		// System messages overtake user messages: handle the end of a
+		// node actor after what it sent before it stopped (nodeDone).
+		ctx.Send(ctx.Self(), &nodeGone{pid: m.Who})
+	case *nodeGone:
+		g.terminated(ctx, m.pid)
+	case *nodeCrashed:
+		g.crashed(ctx, m)
 	}
 }
 
 // HandleFailure makes the group the supervisor of its node actors: a node
-// actor that panics is stopped and its node is incomplete.
+// actor that panics is stopped and its node is incomplete. The verdict is
+// queued behind what the node sent before it crashed (its last nodePhase).
 func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
-	if name, ok := g.byPID[child.Id]; ok {
-		ctx, ok := sup.(actor.Context)
-		if st := g.nodes[name]; ok && !st.done {
-			g.settle(ctx, st, results.StatusIncomplete, fmt.Sprintf("node actor crashed during %s: %v", st.action, reason))
-			g.cfg.Logger.Error("node actor crashed", "node", name, "reason", fmt.Sprint(reason))
-			if st.essential {
-				g.end(ctx, &endGroup{
-					status: results.StatusIncomplete,
-					reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
-				})
-			}
-		}
+	if ctx, ok := sup.(actor.Context); ok {
+		ctx.Send(ctx.Self(), &nodeCrashed{pid: child, reason: fmt.Sprint(reason)})
 	}
 	sup.StopChildren(child)
+}
+
+func (g *groupActor) crashed(ctx actor.Context, m *nodeCrashed) {
+	name, ok := g.byPID[m.pid.Id]
+	if !ok {
+		return
+	}
+	st := g.nodes[name]
+	if st.done {
+		return
+	}
+	g.settle(ctx, st, report.StatusIncomplete, fmt.Sprintf("node actor crashed during %s: %s", st.action, m.reason))
+	g.cfg.Logger.Error("node actor crashed", "node", name, "reason", m.reason)
+	if st.essential {
+		g.end(ctx, &endGroup{
+			status: report.StatusIncomplete,
+			reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
+		})
+	}
 }
 
 func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
@@ -106,9 +122,9 @@ func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
 	}
 	st.tests = m.tests
 	g.settle(ctx, st, m.status, m.err)
-	if st.status == results.StatusIncomplete && st.essential {
+	if st.status == report.StatusIncomplete && st.essential {
 		g.end(ctx, &endGroup{
-			status: results.StatusIncomplete,
+			status: report.StatusIncomplete,
 			reason: fmt.Sprintf("essential node %s failed: %s", st.node.Name, st.err),
 		})
 	}
@@ -148,7 +164,7 @@ func (g *groupActor) terminated(ctx actor.Context, who *actor.PID) {
 	delete(g.byPID, who.Id)
 	g.live--
 	if st := g.nodes[name]; !st.done {
-		g.settle(ctx, st, results.StatusIncomplete, fmt.Sprintf("node stopped unexpectedly during %s", st.action))
+		g.settle(ctx, st, report.StatusIncomplete, fmt.Sprintf("node stopped unexpectedly during %s", st.action))
 	}
 	if g.live == 0 {
 		ctx.Send(ctx.Parent(), g.report())
@@ -157,16 +173,16 @@ func (g *groupActor) terminated(ctx actor.Context, who *actor.PID) {
 
 // report sums up the group once every node actor has stopped.
 func (g *groupActor) report() *groupDone {
-	d := &groupDone{status: results.StatusComplete}
+	d := &groupDone{status: report.StatusComplete}
 	for _, name := range g.order {
 		st := g.nodes[name]
-		d.nodes = append(d.nodes, results.Node{
+		d.nodes = append(d.nodes, report.Node{
 			Name: name, Role: st.node.Role, Board: g.cfg.Boards[name].Name,
 			Status: st.status, Error: st.err,
 		})
 		d.tests = append(d.tests, st.tests...)
-		if st.status != results.StatusComplete && d.reason == "" {
-			d.status = results.StatusIncomplete
+		if st.status != report.StatusComplete && d.reason == "" {
+			d.status = report.StatusIncomplete
 			d.reason = fmt.Sprintf("%s: %s", name, st.err)
 		}
 	}
@@ -183,9 +199,9 @@ func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, err string
 	st.done, st.status, st.err = true, status, err
 	reason := "finished its actions"
 	switch status {
-	case results.StatusIncomplete:
+	case report.StatusIncomplete:
 		reason = "died during " + st.action
-	case results.StatusCanceled:
+	case report.StatusCanceled:
 		reason = "was canceled during " + st.action
 	}
 	if g.coord != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 )
 
 // Backend is one board as its board actor drives it: a power switch, a
@@ -57,7 +57,7 @@ type Config struct {
 type Run struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
-	done   chan *results.Results
+	done   chan *report.Results
 }
 
 // Start spawns the actor tree of cfg.Job in system and starts running it.
@@ -76,7 +76,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Run, error) {
 			return nil, fmt.Errorf("start job %s: no board for node %s", cfg.Job.Name, n.Name)
 		}
 	}
-	r := &Run{system: system, done: make(chan *results.Results, 1)}
+	r := &Run{system: system, done: make(chan *report.Results, 1)}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &jobActor{cfg: cfg, done: r.done}
 	})
@@ -94,12 +94,12 @@ func (r *Run) Cancel(reason string) {
 }
 
 // Done delivers the results once every board of the job is off.
-func (r *Run) Done() <-chan *results.Results { return r.done }
+func (r *Run) Done() <-chan *report.Results { return r.done }
 
 // jobActor owns one job: its timeout, its group and its results.
 type jobActor struct {
 	cfg     Config
-	done    chan *results.Results
+	done    chan *report.Results
 	group   *actor.PID
 	started time.Time
 	stop    func() bool
@@ -118,9 +118,9 @@ func (a *jobActor) Receive(ctx actor.Context) {
 			a.stop = a.cfg.Clock.AfterFunc(t, func() { root.Send(self, &jobTimeout{}) })
 		}
 	case *jobTimeout:
-		a.end(ctx, results.StatusIncomplete, fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
+		a.end(ctx, report.StatusIncomplete, fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
 	case *cancelJob:
-		a.end(ctx, results.StatusCanceled, m.reason)
+		a.end(ctx, report.StatusCanceled, m.reason)
 	case *groupDone:
 		a.finish(ctx, m)
 	case *actor.Stopping:
@@ -142,8 +142,8 @@ func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
 	if a.stop != nil {
 		a.stop()
 	}
-	r := &results.Results{
-		Job: results.Job{
+	r := &report.Results{
+		Job: report.Job{
 			Name:      a.cfg.Job.Name,
 			Status:    g.status,
 			Error:     g.reason,

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/troupe-lab/troupe/jobs"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/testshell"
 )
 
@@ -16,7 +18,7 @@ type jobTimeout struct{}
 
 // endGroup asks the group actor to stop every node that is still running.
 type endGroup struct {
-	status string // results.StatusIncomplete or results.StatusCanceled
+	status string // report.StatusIncomplete or report.StatusCanceled
 	reason string
 }
 
@@ -25,8 +27,8 @@ type endGroup struct {
 type groupDone struct {
 	status string
 	reason string
-	nodes  []results.Node
-	tests  []results.Test
+	nodes  []report.Node
+	tests  []report.Test
 }
 
 // nodePhase reports that a node started an action.
@@ -40,7 +42,17 @@ type nodeDone struct {
 	node   string
 	status string
 	err    string
-	tests  []results.Test
+	tests  []report.Test
+}
+
+// nodeGone is the group's own note that a node actor has terminated,
+// queued behind the messages the node sent before.
+type nodeGone struct{ pid *actor.PID }
+
+// nodeCrashed is the group's own note that a node actor panicked.
+type nodeCrashed struct {
+	pid    *actor.PID
+	reason string
 }
 
 // actionTimeout fires when the node's current action ran out of time.

@@ -7,7 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/jobs"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/testshell"
 )
 
@@ -21,7 +21,7 @@ type nodeActor struct {
 	coord   *actor.PID
 	current int
 	stop    func() bool
-	tests   []results.Test
+	tests   []report.Test
 	done    bool
 }
 
@@ -35,7 +35,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		b := a.cfg.Boards[a.node.Name]
 		backend, err := a.cfg.Open(b)
 		if err != nil {
-			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("open board %s: %v", b.Name, err))
+			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("open board %s: %v", b.Name, err))
 			return
 		}
 		role, _ := a.cfg.Job.Role(a.node.Role)
@@ -49,7 +49,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *actionTimeout:
 		if m.index == a.current && !a.done {
 			act := a.actions[m.index]
-			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
+			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
 		}
 	case *actor.Stopping:
 		a.stopTimer()
@@ -60,7 +60,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 func (a *nodeActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
 	sup.StopChildren(child)
 	if ctx, ok := sup.(actor.Context); ok && !a.done {
-		a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("board actor crashed during %s: %v", describe(a.actions[a.current]), reason))
+		a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("board actor crashed during %s: %v", describe(a.actions[a.current]), reason))
 	}
 }
 
@@ -69,7 +69,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	a.stopTimer()
 	a.current = i
 	if i >= len(a.actions) {
-		a.finish(ctx, results.StatusComplete, "")
+		a.finish(ctx, report.StatusComplete, "")
 		return
 	}
 	act := a.actions[i]
@@ -96,13 +96,13 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 	}
 	act := a.actions[m.index]
 	if m.err != nil {
-		a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s: %v", describe(act), m.err))
+		a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return
 	}
 	if act.Type == jobs.Test {
 		a.record(act, m.outcome)
 		if m.outcome.Raised != "" {
-			a.finish(ctx, results.StatusIncomplete, fmt.Sprintf("%s raised: %s", describe(act), m.outcome.Raised))
+			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s raised: %s", describe(act), m.outcome.Raised))
 			return
 		}
 	}
@@ -113,16 +113,16 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 // and one in suite "troupe" named after the action, pass iff it exited 0.
 func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
 	for _, c := range o.Cases {
-		a.tests = append(a.tests, results.Test{
+		a.tests = append(a.tests, report.Test{
 			Node: a.node.Name, Role: a.node.Role, Suite: act.Name, Name: c.Name,
 			Result: c.Result, Measurement: c.Measurement, Units: c.Units,
 		})
 	}
-	r := results.Pass
+	r := report.Pass
 	if o.ExitCode != 0 {
-		r = results.Fail
+		r = report.Fail
 	}
-	a.tests = append(a.tests, results.Test{Node: a.node.Name, Role: a.node.Role, Suite: "troupe", Name: act.Name, Result: r})
+	a.tests = append(a.tests, report.Test{Node: a.node.Name, Role: a.node.Role, Suite: "troupe", Name: act.Name, Result: r})
 }
 
 // finish reports the node's outcome and stops it; stopping the node stops

@@ -19,7 +19,7 @@ import (
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/sim"
 )
 
@@ -37,7 +37,7 @@ const grace = time.Minute
 
 // Run runs j on l (nil: the built-in sim lab) and writes its results to
 // opts.Out. Canceling ctx cancels the job; its results are still written.
-func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*results.Results, error) {
+func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*report.Results, error) {
 	if l == nil {
 		l = lab.ForJob(j)
 	}
@@ -84,7 +84,7 @@ func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*results.R
 
 	limit := time.NewTimer(j.Timeout + grace)
 	defer limit.Stop()
-	var r *results.Results
+	var r *report.Results
 	canceled := ctx.Done()
 	for r == nil {
 		select {
@@ -96,7 +96,7 @@ func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*results.R
 			return nil, fmt.Errorf("job %s: actors did not end the job within %s of its timeout", j.Name, grace)
 		}
 	}
-	if err := results.Write(opts.Out, r); err != nil {
+	if err := report.Write(opts.Out, r); err != nil {
 		return r, fmt.Errorf("write results: %w", err)
 	}
 	return r, nil

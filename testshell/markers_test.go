@@ -1,6 +1,7 @@
 package testshell
 
 import (
+	"github.com/troupe-lab/troupe/coordinator"
 	"strings"
 	"testing"
 
@@ -59,5 +60,70 @@ func FuzzParseLine(f *testing.F) {
 			// A reported result is always backed by the exact text in the line.
 			require.True(t, strings.Contains(line, "TEST_CASE_ID="+m.Case) && strings.Contains(line, "RESULT="+m.Result))
 		}
+	})
+}
+
+func TestParseMultiNode(t *testing.T) {
+	tests := []struct {
+		line string
+		ok   bool
+		want coordinator.Request
+		err  string
+	}{
+		{"plain", false, coordinator.Request{}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_SEND ready ip=127.0.0.2 port=80>", true,
+			coordinator.Request{Kind: coordinator.Send, ID: "ready", Data: []coordinator.KV{{Key: "ip", Value: "127.0.0.2"}, {Key: "port", Value: "80"}}}, ""},
+		{"junk<LAVA_MULTI_NODE> <LAVA_SEND ready>", true, coordinator.Request{Kind: coordinator.Send, ID: "ready"}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_WAIT ready>", true, coordinator.Request{Kind: coordinator.Wait, ID: "ready"}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL done client>", true, coordinator.Request{Kind: coordinator.WaitAll, ID: "done", Role: "client"}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL done>", true, coordinator.Request{Kind: coordinator.WaitAll, ID: "done"}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_SYNC go>", true, coordinator.Request{Kind: coordinator.Sync, ID: "go"}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_SYNC>", false, coordinator.Request{}, ""},
+		{"<LAVA_MULTI_NODE> <LAVA_SYNC go extra>", true, coordinator.Request{Kind: coordinator.Sync, ID: "go"}, "unexpected"},
+		{"<LAVA_MULTI_NODE> <LAVA_SEND ready novalue>", true, coordinator.Request{Kind: coordinator.Send, ID: "ready"}, "not key=value"},
+		{"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL a b c>", true, coordinator.Request{Kind: coordinator.WaitAll, ID: "a"}, "at most one role"},
+		{"<LAVA_MULTI_NODE> <LAVA_WAIT b@d>", true, coordinator.Request{Kind: coordinator.Wait}, "invalid message id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.line, func(t *testing.T) {
+			req, ok, err := ParseMultiNode(tc.line)
+			assert.Equal(t, tc.ok, ok)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, req)
+		})
+	}
+}
+
+func TestFormatReply(t *testing.T) {
+	assert.Equal(t, "<LAVA_SYNC_COMPLETE>", FormatReply(coordinator.Sync, coordinator.Reply{OK: true}))
+	assert.Equal(t, "<LAVA_SEND_COMPLETE>", FormatReply(coordinator.Send, coordinator.Reply{OK: true}))
+	assert.Equal(t, "<LAVA_WAIT_COMPLETE server-0:ip=127.0.0.2 server-0:port=80>", FormatReply(coordinator.Wait, coordinator.Reply{OK: true,
+		Data: []coordinator.Message{{Sender: "server-0", Key: "ip", Value: "127.0.0.2"}, {Sender: "server-0", Key: "port", Value: "80"}}}))
+	assert.Equal(t, "<LAVA_WAIT_ALL_COMPLETE nack> wait-all 'x': node c-1 died during boot",
+		FormatReply(coordinator.WaitAll, coordinator.Reply{Err: "wait-all 'x':\nnode c-1 died during boot"}))
+}
+
+func FuzzParseMultiNode(f *testing.F) {
+	f.Add("<LAVA_MULTI_NODE> <LAVA_SEND ready ip=127.0.0.2 port=80>")
+	f.Add("<LAVA_MULTI_NODE> <LAVA_WAIT_ALL done client>")
+	f.Add("<LAVA_MULTI_NODE> <LAVA_SYNC go>")
+	f.Fuzz(func(t *testing.T, line string) {
+		req, ok, err := ParseMultiNode(line)
+		if !ok || err != nil {
+			return
+		}
+		require.NotEmpty(t, req.ID)
+		require.Contains(t, line, req.ID)
+		for _, kv := range req.Data {
+			require.NotEmpty(t, kv.Key)
+			require.NotContains(t, kv.Key+kv.Value, ">")
+		}
+		// A reply for the request can always be formatted as one line.
+		require.NotContains(t, FormatReply(req.Kind, coordinator.Reply{Err: line}), "\n")
 	})
 }

@@ -177,7 +177,8 @@ func (s *Shell) Init(ctx context.Context) error {
 	return nil
 }
 
-// Exec runs one command line in the shell and returns its exit status.
+// Exec runs one command line in the shell and returns its exit status. Its
+// last line must not end in '&' or a comment.
 func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
 	return s.exec(ctx, cmd, false)
 }
@@ -191,14 +192,20 @@ func (s *Shell) exec(ctx context.Context, cmd string, watchDeath bool) (int, err
 	s.seq++
 	id := fmt.Sprintf("%s-%d", s.token, s.seq)
 	s.mu.Unlock()
-	// The end marker is built by printf so that an echo of the typed
-	// command can never match it.
+	// The end marker is built by printf, so that an echo of the typed
+	// command can never match it. It is on the command's last line: a
+	// test script reading /dev/tty must never find it waiting there.
 	line := fmt.Sprintf("%s; printf '<TROUPE_%%s %%s %%s>\\n' END %s \"$?\"\n", cmd, id)
-	pattern := `<TROUPE_END ` + id + ` (\d+)>`
+	// The pattern includes the newline: every line before the marker
+	// (result markers without a newline of their own too) has been fed.
+	pattern := `<TROUPE_END ` + id + ` (\d+)>\n`
 	if watchDeath {
 		pattern += diedRE
 	}
 	end := regexp.MustCompile(pattern)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if err := s.con.Send(line); err != nil {
 		return 0, fmt.Errorf("send command: %w", err)
 	}
@@ -251,20 +258,27 @@ func (s *Shell) WriteFiles(ctx context.Context, files map[string][]byte, mode ui
 // Run delivers t's script, runs it with t's environment and the helpers on
 // PATH, and returns its exit status and the markers it printed.
 func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
-	script := "tests/" + t.Name + "/run.sh"
-	files := map[string][]byte{script: []byte(t.Script)}
+	dir := "tests/" + t.Name + "/"
+	var env strings.Builder
+	for _, kv := range t.Env {
+		if !envNameRE.MatchString(kv[0]) {
+			return Outcome{}, fmt.Errorf("run test %s: invalid environment variable name %q", t.Name, kv[0])
+		}
+		fmt.Fprintf(&env, "%s=%s; export %s\n", kv[0], quote(kv[1]), kv[0])
+	}
+	// The environment travels as a file like the script: values are never
+	// typed through the terminal's line editing.
+	files := map[string][]byte{dir + "run.sh": []byte(t.Script), dir + "env": []byte(env.String())}
 	for n, b := range t.Files {
 		files[n] = b
 	}
 	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
 		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
 	}
-	var env strings.Builder
-	for _, kv := range t.Env {
-		fmt.Fprintf(&env, "%s=%s; export %s; ", kv[0], quote(kv[1]), kv[0])
-	}
-	cmd := fmt.Sprintf(`(%sPATH="$TROUPE_DIR/bin:$PATH"; export PATH; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1"' troupe-test "$TROUPE_DIR"/%s)`,
-		env.String(), quote(script))
+	// The script runs in a subshell with its stdin closed, so it can never
+	// eat what is typed next; MultiNode helpers talk to /dev/tty themselves.
+	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; export PATH; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1" </dev/null' troupe-test "$d/run.sh")`,
+		quote(dir))
 
 	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
@@ -283,6 +297,8 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	}
 	return out, nil
 }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // quote makes s one single-quoted shell word.
 func quote(s string) string {

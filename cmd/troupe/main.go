@@ -18,7 +18,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
 )
 
@@ -152,6 +152,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Fprintln(stdout)
-	results.Summary(stdout, r)
+	report.Summary(stdout, r)
 	return r.ExitCode()
 }

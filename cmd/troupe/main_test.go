@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupe-lab/troupe/results"
+	"github.com/troupe-lab/troupe/report"
 )
 
 // troupeBin is the real binary, built once for the end-to-end tests.
@@ -82,14 +82,14 @@ func writeJob(t *testing.T, body string) string {
 	return p
 }
 
-func readResults(t *testing.T, dir string) *results.Results {
+func readResults(t *testing.T, dir string) *report.Results {
 	t.Helper()
-	r, err := results.Read(dir)
+	r, err := report.Read(dir)
 	require.NoError(t, err)
 	return r
 }
 
-func nodeByName(t *testing.T, r *results.Results, name string) results.Node {
+func nodeByName(t *testing.T, r *report.Results, name string) report.Node {
 	t.Helper()
 	for _, n := range r.Nodes {
 		if n.Name == name {
@@ -97,7 +97,7 @@ func nodeByName(t *testing.T, r *results.Results, name string) results.Node {
 		}
 	}
 	t.Fatalf("no node %s in %+v", name, r.Nodes)
-	return results.Node{}
+	return report.Node{}
 }
 
 func TestRunHelloMultinode(t *testing.T) {
@@ -112,11 +112,11 @@ func TestRunHelloMultinode(t *testing.T) {
 	assert.Contains(t, res.stdout, "job hello-multinode: complete")
 
 	r := readResults(t, res.out)
-	assert.Equal(t, results.StatusComplete, r.Job.Status)
+	assert.Equal(t, report.StatusComplete, r.Job.Status)
 	require.Len(t, r.Nodes, 4)
 	boards := map[string]bool{}
 	for _, n := range r.Nodes {
-		assert.Equal(t, results.StatusComplete, n.Status, n.Name)
+		assert.Equal(t, report.StatusComplete, n.Status, n.Name)
 		boards[n.Board] = true
 	}
 	assert.Len(t, boards, 4, "every node has a board of its own")
@@ -124,7 +124,7 @@ func TestRunHelloMultinode(t *testing.T) {
 
 	var serverCases []string
 	for _, c := range r.Tests {
-		assert.Equal(t, results.Pass, c.Result, "%+v", c)
+		assert.Equal(t, report.Pass, c.Result, "%+v", c)
 		if c.Node == "server-0" {
 			serverCases = append(serverCases, c.Suite+"/"+c.Name)
 		}
@@ -194,8 +194,8 @@ troupe-test-case bad --shell false
 lava-test-case lava-style --result fail --measurement 3 --units s
 true
 '''`,
-			code: 1, status: results.StatusComplete,
-			nodes:   map[string]string{"solo-0": results.StatusComplete},
+			code: 1, status: report.StatusComplete,
+			nodes:   map[string]string{"solo-0": report.StatusComplete},
 			results: map[string]string{"check/good": "pass", "check/bad": "fail", "check/lava-style": "fail", "troupe/check": "pass"},
 		},
 		{
@@ -209,7 +209,7 @@ type = "boot"
 type = "test"
 name = "check"
 run = "exit 3"`,
-			code: 1, status: results.StatusComplete,
+			code: 1, status: report.StatusComplete,
 			results: map[string]string{"troupe/check": "fail"},
 		},
 		{
@@ -224,9 +224,9 @@ type = "test"
 name = "hang"
 timeout = "1s"
 run = "sleep 60"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: test 'hang' timed out after 1s`,
-			nodes:    map[string]string{"solo-0": results.StatusIncomplete},
+			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 		},
 		{
 			name: "job timeout names node and action",
@@ -248,9 +248,9 @@ type = "test"
 roles = ["b"]
 name = "quick"
 run = "true"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `job timed out after 2s: a-0 in test 'hang'`,
-			nodes:    map[string]string{"a-0": results.StatusIncomplete, "b-0": results.StatusComplete},
+			nodes:    map[string]string{"a-0": report.StatusIncomplete, "b-0": report.StatusComplete},
 		},
 		{
 			name: "raise ends the node",
@@ -271,9 +271,9 @@ troupe-test-case after --result pass
 type = "test"
 name = "second"
 run = "true"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: test 'first' raised: disk [on] fire`,
-			nodes:    map[string]string{"solo-0": results.StatusIncomplete},
+			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 			results:  map[string]string{"first/before": "pass", "troupe/first": "fail"},
 		},
 		{
@@ -297,9 +297,9 @@ type = "test"
 roles = ["client"]
 name = "wait"
 run = "sleep 60"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `essential node server-0 failed: test 'serve' raised: server broke: client-0 in test 'wait', client-1 in test 'wait'`,
-			nodes:    map[string]string{"server-0": results.StatusIncomplete, "client-0": results.StatusIncomplete, "client-1": results.StatusIncomplete},
+			nodes:    map[string]string{"server-0": report.StatusIncomplete, "client-0": report.StatusIncomplete, "client-1": report.StatusIncomplete},
 		},
 		{
 			name: "non-essential failure does not stop others",
@@ -320,9 +320,9 @@ type = "test"
 roles = ["server"]
 name = "serve"
 run = "sleep 1; troupe-test-case served --result pass"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `client-0: test 'break' raised: client broke`,
-			nodes:    map[string]string{"server-0": results.StatusComplete, "client-0": results.StatusIncomplete},
+			nodes:    map[string]string{"server-0": report.StatusComplete, "client-0": report.StatusIncomplete},
 			results:  map[string]string{"serve/served": "pass"},
 		},
 		{
@@ -335,9 +335,9 @@ type = "deploy"
 image = "does-not-exist.tar"
 [[action]]
 type = "boot"`,
-			code: 2, status: results.StatusIncomplete,
+			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: deploy: board sim-0`,
-			nodes:    map[string]string{"solo-0": results.StatusIncomplete},
+			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 		},
 	}
 	for _, tc := range tests {
@@ -510,10 +510,10 @@ wait
 			assert.Equal(t, 2, cmd.ProcessState.ExitCode(), rest.String()+se.String())
 
 			r := readResults(t, out)
-			assert.Equal(t, results.StatusCanceled, r.Job.Status)
+			assert.Equal(t, report.StatusCanceled, r.Job.Status)
 			assert.Contains(t, r.Job.Error, "received")
 			for _, n := range r.Nodes {
-				assert.Equal(t, results.StatusCanceled, n.Status)
+				assert.Equal(t, report.StatusCanceled, n.Status)
 			}
 			for _, p := range pids {
 				assert.ErrorIs(t, syscall.Kill(p, 0), syscall.ESRCH, "pid %d left running", p)

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/report"
+)
+
+func readLog(t *testing.T, out, node string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "logs", node+".log"))
+	require.NoError(t, err)
+	return strings.ReplaceAll(string(b), "\r", "")
+}
+
+// groupLogTime returns the time of the first group.log line of node that
+// contains text.
+func groupLogTime(t *testing.T, out, node, text string) time.Time {
+	t.Helper()
+	f, err := os.Open(filepath.Join(out, "logs", "group.log"))
+	require.NoError(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.SplitN(sc.Text(), " ", 3)
+		if len(fields) == 3 && fields[1] == node && strings.Contains(fields[2], text) {
+			ts, err := time.Parse(time.RFC3339Nano, fields[0])
+			require.NoError(t, err)
+			return ts
+		}
+	}
+	t.Fatalf("no line of %s with %q in group.log", node, text)
+	return time.Time{}
+}
+
+func TestRelayExample(t *testing.T) {
+	res := troupe(t, "run", "--out", "OUT", "../../examples/relay.toml")
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	got := map[string]string{}
+	for _, c := range r.Tests {
+		got[c.Node+"/"+c.Suite+"/"+c.Name] = c.Result
+	}
+	for _, n := range []string{"client-0", "client-1", "client-2"} {
+		assert.Equal(t, "pass", got[n+"/connect/greeting"], "%v", got)
+		log := readLog(t, res.out, n)
+		assert.Contains(t, log, "got: hello from server-0")
+	}
+	assert.Equal(t, "pass", got["server-0/serve/clients-fetched"])
+}
+
+func TestMultiNodeHelpers(t *testing.T) {
+	job := writeJob(t, `name = "helpers"
+timeout = "1m"
+[multinode]
+timeout = "20s"
+[roles.server]
+device_type = "sim"
+[roles.client]
+device_type = "sim"
+count = 2
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+roles = ["server"]
+name = "serve"
+run = '''
+echo "self=$(troupe-self) lself=$(lava-self) role=$(troupe-role) lrole=$(lava-role)"
+echo "roles=$(troupe-role list | tr '\n' ,)"
+lava-group | sed 's/^/group: /'
+echo "clients=$(troupe-group client | tr '\n' ,)"
+echo "myip=$TROUPE_IP query=$(troupe-network query server-0)"
+lava-send ready ip=$TROUPE_IP port=80
+lava-network broadcast eth0
+lava-wait-all hello client | sed 's/^/printed: /'
+lava-sync end
+echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
+'''
+[[action]]
+type = "test"
+roles = ["client"]
+name = "connect"
+run = '''
+lava-wait ready | sed 's/^/printed: /'
+lava-network broadcast eth0
+lava-network collect eth0
+echo "server-ip=$(lava-network query server-0)"
+troupe-send hello from=$TROUPE_NODE
+troupe-sync end
+echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
+troupe-send 'bad<id' 2>&1 | sed 's/^/usage: /'
+'''`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+
+	server := readLog(t, res.out, "server-0")
+	assert.Contains(t, server, "self=server-0 lself=server-0 role=server lrole=server")
+	assert.Contains(t, server, "roles=client,server,")
+	assert.Contains(t, server, "group: client-0\tclient\ngroup: client-1\tclient\ngroup: server-0\tserver\n")
+	assert.Contains(t, server, "clients=client-0,client-1,")
+	assert.Regexp(t, `myip=(127\.\d+\.\d+\.\d+) query=127\.`, server)
+	assert.Contains(t, server, "printed: from=client-0\nprinted: from=client-1\n")
+	assert.Contains(t, server, "cache: client-0:from=client-0\ncache: client-1:from=client-1\n")
+
+	client := readLog(t, res.out, "client-1")
+	assert.Regexp(t, `printed: ip=127\.\d+\.\d+\.\d+\nprinted: port=80\n`, client)
+	assert.Regexp(t, `server-ip=127\.\d+\.\d+\.\d+`, client)
+	assert.Regexp(t, `cache: server-0:ip=127\.\d+\.\d+\.\d+\ncache: server-0:port=80\n`, client)
+	assert.Regexp(t, `cache: server-0:ipv4=127\.`, client, "lava-network collect stores the addresses")
+	assert.Contains(t, client, "usage: troupe-send: invalid message id 'bad<id'")
+}
+
+// TestDeathMidBarrier: a client's shell dies while the others wait at a
+// barrier; they are released at once with an error naming it.
+func TestDeathMidBarrier(t *testing.T) {
+	job := writeJob(t, `name = "death"
+timeout = "1m"
+[multinode]
+timeout = "2m"
+[roles.server]
+device_type = "sim"
+[roles.client]
+device_type = "sim"
+count = 3
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+roles = ["server", "client"]
+name = "work"
+run = '''
+if [ "$TROUPE_NODE" = client-2 ]; then
+  troupe-sync started
+  echo "client-2 dies now"
+  kill -KILL $PPID
+  sleep 100
+fi
+troupe-sync started
+troupe-sync ready; echo "sync exit $?"
+lava-sync ready2; echo "lava-sync exit $?"
+'''`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
+	assert.Contains(t, r.Job.Error, "client-2")
+	assert.Contains(t, nodeByName(t, r, "client-2").Error, "shell died")
+	assert.Less(t, r.Job.DurationS, 30.0, "nobody waited for the 2m timeout")
+
+	died := groupLogTime(t, res.out, "client-2", "login:")
+	for _, n := range []string{"server-0", "client-0", "client-1"} {
+		assert.Equal(t, report.StatusComplete, nodeByName(t, r, n).Status, n)
+		log := readLog(t, res.out, n)
+		assert.Contains(t, log, "troupe-sync ready: sync 'ready': node client-2 died during test 'work'")
+		assert.Contains(t, log, "sync exit 1")
+		assert.Regexp(t, `lava-sync ready2: sync 'ready2': .*node client-2 died during test 'work'`, log)
+		assert.Contains(t, log, "lava-sync exit 1")
+		released := groupLogTime(t, res.out, n, "sync 'ready': node client-2 died")
+		assert.Less(t, released.Sub(died), time.Second, "%s released %s after the death", n, released.Sub(died))
+	}
+}
+
+// TestEndedWithoutSending: a node that finished its actions can never send
+// again, so a wait-all on it fails at once.
+func TestEndedWithoutSending(t *testing.T) {
+	job := writeJob(t, `name = "ended"
+timeout = "30s"
+[multinode]
+timeout = "20s"
+[roles.server]
+device_type = "sim"
+[roles.client]
+device_type = "sim"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+roles = ["server"]
+name = "serve"
+run = "troupe-wait-all done client; echo wait-all exit $?"
+[[action]]
+type = "test"
+roles = ["client"]
+name = "quit"
+run = "true"`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Less(t, r.Job.DurationS, 15.0, "nobody waited for the 20s timeout")
+	server := readLog(t, res.out, "server-0")
+	assert.Contains(t, server, "troupe-wait-all done: wait-all 'done' (role client): node client-0 finished its actions")
+	assert.Contains(t, server, "wait-all exit 1")
+}
+
+// TestCallTimeout: a call that times out names the call and the nodes that
+// had not arrived; the role's timeout overrides the job's.
+func TestCallTimeout(t *testing.T) {
+	job := writeJob(t, `name = "late"
+timeout = "30s"
+[multinode]
+timeout = "20s"
+[roles.busy]
+device_type = "sim"
+[roles.eager]
+device_type = "sim"
+timeout = "1s"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+roles = ["busy"]
+name = "work"
+run = "sleep 3; troupe-sync late; echo sync exit $?"
+[[action]]
+type = "test"
+roles = ["eager"]
+name = "hurry"
+run = "troupe-sync early; echo sync exit $?; lava-sync early2; echo lava-sync exit $?"`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	eager := readLog(t, res.out, "eager-0")
+	assert.Contains(t, eager, "troupe-sync early: sync 'early' timed out after 1s: waiting for busy-0")
+	assert.Contains(t, eager, "sync exit 1")
+	assert.Contains(t, eager, "lava-sync early2: sync 'early2' timed out after 1s: waiting for busy-0")
+	assert.Contains(t, eager, "lava-sync exit 1")
+}

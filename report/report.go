@@ -1,0 +1,194 @@
+// Package report holds the outcome of a troupe job: the job status, the
+// status of every node in the group and the result of every test case. It
+// reads and writes results.json, renders JUnit XML for CI systems and prints a
+// human summary table.
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Job statuses.
+const (
+	StatusComplete   = "complete"
+	StatusIncomplete = "incomplete"
+	StatusCanceled   = "canceled"
+)
+
+// Test case results.
+const (
+	Pass    = "pass"
+	Fail    = "fail"
+	Skip    = "skip"
+	Unknown = "unknown"
+)
+
+// File names written by Write.
+const (
+	JSONFile  = "results.json"
+	JUnitFile = "junit.xml"
+)
+
+// Job is the outcome of the job as a whole.
+type Job struct {
+	Name      string  `json:"name"`
+	Status    string  `json:"status"`
+	Error     string  `json:"error"`
+	DurationS float64 `json:"duration_s"`
+}
+
+// Node is the outcome of one board of the group.
+type Node struct {
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	Board  string `json:"board"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+// Test is the result of one test case run on one node.
+type Test struct {
+	Node        string   `json:"node"`
+	Role        string   `json:"role"`
+	Suite       string   `json:"suite"`
+	Name        string   `json:"name"`
+	Result      string   `json:"result"`
+	Measurement *float64 `json:"measurement,omitempty"`
+	Units       string   `json:"units,omitempty"`
+}
+
+// Results is everything known about a finished (or aborted) job.
+type Results struct {
+	Job   Job    `json:"job"`
+	Nodes []Node `json:"nodes"`
+	Tests []Test `json:"tests"`
+}
+
+// MarshalJSON encodes r with Nodes and Tests as arrays, never null.
+func (r Results) MarshalJSON() ([]byte, error) {
+	type plain Results // plain has no MarshalJSON method: no recursion.
+	p := plain(r)
+	if p.Nodes == nil {
+		p.Nodes = []Node{}
+	}
+	if p.Tests == nil {
+		p.Tests = []Test{}
+	}
+	return json.Marshal(p)
+}
+
+// ExitCode is the process exit code for the job: 0 if it completed with no
+// failed test case, 1 if it completed with a failed case, 2 otherwise
+// (incomplete, canceled or unknown status).
+func (r *Results) ExitCode() int {
+	if r.Job.Status != StatusComplete {
+		return 2
+	}
+	for _, t := range r.Tests {
+		if t.Result == Fail {
+			return 1
+		}
+	}
+	return 0
+}
+
+// Counts returns how many test cases of node passed and failed. An empty
+// node counts the cases of all nodes.
+func (r *Results) Counts(node string) (passed, failed int) {
+	for _, t := range r.Tests {
+		if node != "" && t.Node != node {
+			continue
+		}
+		switch t.Result {
+		case Pass:
+			passed++
+		case Fail:
+			failed++
+		}
+	}
+	return passed, failed
+}
+
+// Write creates dir if needed and writes dir/results.json (indented JSON) and
+// dir/junit.xml. Each file is written to a temporary file and renamed into
+// place, so readers never see a partial file.
+func Write(dir string, r *Results) error {
+	if r == nil {
+		return errNil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results: create dir: %w", err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: encode json: %w", err)
+	}
+	data = append(data, '\n')
+	if err := writeAtomic(filepath.Join(dir, JSONFile), func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	}); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, JUnitFile), func(f *os.File) error {
+		return WriteJUnit(f, r)
+	})
+}
+
+// writeAtomic writes path through a temporary file in the same directory
+// that is renamed over path once complete.
+func writeAtomic(path string, write func(*os.File) error) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("results: create temp for %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := write(f); err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("results: chmod %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("results: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("results: close %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("results: rename %s: %w", path, err)
+	}
+	return nil
+}
+
+// Read reads dir/results.json. Nodes and Tests are never nil in the result.
+func Read(dir string) (*Results, error) {
+	path := filepath.Join(dir, JSONFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("results: read: %w", err)
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("results: decode %s: %w", path, err)
+	}
+	if r.Nodes == nil {
+		r.Nodes = []Node{}
+	}
+	if r.Tests == nil {
+		r.Tests = []Test{}
+	}
+	return &r, nil
+}
+
+// errNil is returned when a nil *Results is passed where one is required.
+var errNil = errors.New("results: nil results")
