@@ -18,6 +18,9 @@ import (
 // releaseTimeout bounds how long powering off and releasing a board may take.
 const releaseTimeout = 10 * time.Second
 
+// stuckAfter is how long release lets a canceled action stop by itself.
+const stuckAfter = time.Second
+
 // boardActor drives one board's backend through the shared console, boot
 // and test-shell code. Each action runs in one goroutine of its own so the
 // actor stays responsive; stopping the actor cancels it and powers off.
@@ -110,9 +113,10 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 	return res
 }
 
-// release cancels the running action, waits for it to stop (closing the
-// console unblocks one stuck on console I/O), then powers the board off and
-// closes it. A panicking backend is logged, never left to hang the stop.
+// release cancels the running action and waits for it to stop, then powers
+// the board off and closes it. An action still stuck after stuckAfter (on
+// console I/O) is unblocked by closing the console. A panicking backend is
+// logged, never left to hang the stop.
 func (a *boardActor) release() {
 	if a.cancel != nil {
 		a.cancel()
@@ -130,17 +134,29 @@ func (a *boardActor) release() {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	if a.con != nil {
-		step("close console", a.con.Close)
+	closed := false
+	closeConsole := func() {
+		if a.con != nil && !closed {
+			closed = true
+			step("close console", a.con.Close)
+		}
 	}
 	if a.opDone != nil {
+		stuck := time.NewTimer(stuckAfter)
+		defer stuck.Stop()
 		select {
 		case <-a.opDone:
-		case <-ctx.Done():
-			errs = append(errs, errors.New("action did not stop in time"))
+		case <-stuck.C:
+			closeConsole()
+			select {
+			case <-a.opDone:
+			case <-ctx.Done():
+				errs = append(errs, errors.New("action did not stop in time"))
+			}
 		}
 	}
 	step("power off", func() error { return a.backend.Off(ctx) })
+	closeConsole()
 	step("close", a.backend.Close)
 	if err := errors.Join(errs...); err != nil {
 		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)

@@ -38,7 +38,10 @@
 //     unique with -2, -3, ... suffixes. The script is the run.steps joined
 //     by newlines, preceded by "export NAME='value'" lines for the
 //     definition's params (defaults from the repository) and parameters
-//     (from the job, overriding the params). The definition's path and the
+//     (from the job, overriding the params). The path of LAVA's cache file,
+//     /tmp/lava_multi_node_cache.txt, becomes
+//     ${LAVA_MULTI_NODE_CACHE:-/tmp/lava_multi_node_cache.txt}, so that it
+//     points into a simulated board's sandbox. The definition's path and the
 //     repository's metadata are descriptive only and ignored.
 //   - An action without role runs on all roles (troupe's rule).
 //
@@ -1185,12 +1188,17 @@ func merge(params, overrides []param) []param {
 	return out
 }
 
-// script builds the test script: the parameters, then the steps.
+// cacheFile is where LAVA test definitions read MultiNode data from; on a
+// simulated board the cache lives in the board's sandbox instead.
+const cacheFile = "/tmp/lava_multi_node_cache.txt"
+
+// script builds the test script: the parameters, then the steps, with
+// LAVA's cache file path made to follow $LAVA_MULTI_NODE_CACHE.
 func script(params []param, steps []string) string {
 	var b strings.Builder
 	for _, p := range params {
 		fmt.Fprintf(&b, "export %s='%s'\n", p.name, strings.ReplaceAll(p.value, "'", `'\''`))
 	}
-	b.WriteString(strings.Join(steps, "\n"))
+	b.WriteString(strings.ReplaceAll(strings.Join(steps, "\n"), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}"))
 	return b.String()
 }

@@ -45,7 +45,7 @@ func TestLoadIperfMultinode(t *testing.T) {
 				Run: "export DURATION='30'\n" +
 					"export MESSAGE='it'\\''s done'\n" +
 					"lava-wait server-ready\n" +
-					"SERVER=$(grep ip= /tmp/lava_multi_node_cache.txt | cut -d= -f2)\n" +
+					"SERVER=$(grep ip= ${LAVA_MULTI_NODE_CACHE:-/tmp/lava_multi_node_cache.txt} | cut -d= -f2)\n" +
 					`lava-test-case iperf-run --shell iperf3 -c "$SERVER" -t "$DURATION"` + "\n" +
 					"lava-send client-done\n" +
 					"lava-sync finished"},

@@ -231,20 +231,32 @@ func (s *Shell) WriteFiles(ctx context.Context, files map[string][]byte, mode ui
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	// One mkdir and one chmod for all files, one base64 per file: every
+	// process started costs time on a small board.
+	dirs := map[string]bool{}
+	var mkdir, chmod []string
+	for _, n := range names {
+		if d := path.Dir(n); d != "." && !dirs[d] {
+			dirs[d] = true
+			mkdir = append(mkdir, `"$TROUPE_DIR"/`+quote(d))
+		}
+		chmod = append(chmod, `"$TROUPE_DIR"/`+quote(n))
+	}
 	var b strings.Builder
 	b.WriteString("(set -e\n")
-	for _, n := range names {
-		p := `"$TROUPE_DIR"/` + quote(n)
-		fmt.Fprintf(&b, "mkdir -p \"$(dirname %s)\"\nbase64 -d > %s <<'TROUPE_EOF'\n", p, p)
+	if len(mkdir) > 0 {
+		fmt.Fprintf(&b, "mkdir -p %s\n", strings.Join(mkdir, " "))
+	}
+	for i, n := range names {
+		fmt.Fprintf(&b, "base64 -d > %s <<'TROUPE_EOF'\n", chmod[i])
 		enc := base64.StdEncoding.EncodeToString(files[n])
 		for len(enc) > 76 {
 			b.WriteString(enc[:76] + "\n")
 			enc = enc[76:]
 		}
 		b.WriteString(enc + "\nTROUPE_EOF\n")
-		fmt.Fprintf(&b, "chmod %o %s\n", mode, p)
 	}
-	b.WriteString(")")
+	fmt.Fprintf(&b, "chmod %o %s\n)", mode, strings.Join(chmod, " "))
 	code, err := s.Exec(ctx, b.String())
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
 )
@@ -31,8 +32,9 @@ const (
 )
 
 const usage = `usage:
-  troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml
+  troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml
   troupe validate FILE...
+  troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
 
 exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
 `
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "import-lava":
+		return cmdImportLAVA(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -66,7 +70,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for _, f := range args {
-		if _, err := jobs.Load(f); err != nil {
+		if _, err := loadJob(f); err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
 			continue
@@ -89,7 +93,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe run: want one job file, got %d\n%s", fs.NArg(), usage)
 		return exitInvalid
 	}
-	job, err := jobs.Load(fs.Arg(0))
+	job, err := loadJob(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
@@ -154,4 +158,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout)
 	report.Summary(stdout, r)
 	return r.ExitCode()
+}
+
+// loadJob reads a troupe job file, or a LAVA job definition (YAML).
+func loadJob(path string) (*jobs.Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read job: %w", err)
+	}
+	if lava.IsLAVA(path, data) {
+		return lava.Import(path, data)
+	}
+	return jobs.Parse(path, data)
+}
+
+func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
+		return exitInvalid
+	}
+	job, err := lava.Load(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitInvalid
+	}
+	if err := job.Encode(stdout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitIncomplete
+	}
+	return exitOK
 }

@@ -103,6 +103,7 @@ func nodeByName(t *testing.T, r *report.Results, name string) report.Node {
 func TestRunHelloMultinode(t *testing.T) {
 	res := troupe(t, "run", "--out", "OUT", "../../examples/hello-multinode.toml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.NotContains(t, res.stderr, "level=ERROR", "a clean run logs no errors")
 
 	// A line per node phase change, then the summary table.
 	for _, n := range []string{"server-0", "client-0", "client-1", "client-2"} {

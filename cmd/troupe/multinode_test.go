@@ -233,3 +233,36 @@ run = "troupe-sync early; echo sync exit $?; lava-sync early2; echo lava-sync ex
 	assert.Contains(t, eager, "lava-sync early2: sync 'early2' timed out after 1s: waiting for busy-0")
 	assert.Contains(t, eager, "lava-sync exit 1")
 }
+
+// TestLAVAJob: a LAVA MultiNode job definition runs unchanged, and
+// import-lava prints it as a troupe job that validates.
+func TestLAVAJob(t *testing.T) {
+	res := troupe(t, "run", "--out", "OUT", "../../examples/lava-multinode.yaml")
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, "lava-ping-pong", r.Job.Name)
+	got := map[string]string{}
+	for _, c := range r.Tests {
+		got[c.Node+"/"+c.Name] = c.Result
+	}
+	assert.Equal(t, "pass", got["server-0/all-clients"], "%v", got)
+	assert.Equal(t, "pass", got["client-0/got-port"], "%v", got)
+	assert.Equal(t, "pass", got["client-1/got-port"], "%v", got)
+
+	imp := troupe(t, "import-lava", "../../examples/lava-multinode.yaml")
+	require.Equal(t, 0, imp.code, imp.stderr)
+	assert.Contains(t, imp.stdout, `name = "lava-ping-pong"`)
+	p := filepath.Join(t.TempDir(), "imported.toml")
+	require.NoError(t, os.WriteFile(p, []byte(imp.stdout), 0o644))
+	v := troupe(t, "validate", p)
+	assert.Equal(t, 0, v.code, v.stderr)
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("job_name: x\nprotocols:\n  lava-multinode:\n    roles:\n      a: {device_type: sim, count: 1}\nactions:\n- test:\n    definitions:\n    - {from: git, repository: 'https://example.com/x.git', name: x, path: x.yaml}\n"), 0o644))
+	for _, cmd := range []string{"run", "validate", "import-lava"} {
+		res := troupe(t, cmd, bad)
+		assert.Equal(t, 3, res.code, cmd)
+		assert.Contains(t, res.stderr, "bad.yaml:9:", cmd)
+		assert.Contains(t, res.stderr, "needs the network", cmd)
+	}
+}
