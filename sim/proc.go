@@ -84,13 +84,18 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	self := os.Getpid()
 	needle := []byte("\x00" + tokenVar + "=" + token + "\x00")
 	tracked := map[int]bool{}
+	foreign := map[int]bool{} // checked once: not ours (a process's environment is fixed)
 	for {
 		var alive []int
 		for _, p := range listProcs() {
 			if p.pid == self {
 				continue
 			}
+			if foreign[p.pid] {
+				continue
+			}
 			if !tracked[p.pid] && !shells[p.pid] && !shells[p.sid] && !shells[p.pgid] && !environHas(p.pid, needle) {
+				foreign[p.pid] = true
 				continue
 			}
 			tracked[p.pid] = true
