@@ -7,7 +7,7 @@ APT_PKGS := coreutils util-linux tar netcat-openbsd
 TOOLS    := sh base64 setsid tar nc
 FUZZTIME ?= 5s
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./console:FuzzStripANSI
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./console:FuzzStripANSI
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 
@@ -40,7 +40,9 @@ fuzz:
 test: deps vet unit fuzz
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=3x ./...
+	$(GO) test -run='^$$' -bench=. ./coordinator ./actors
+	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner
+	@echo "1000-node sync job: TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner"
 
 clean:
 	rm -rf bin results
