@@ -31,6 +31,7 @@ type nodeState struct {
 	done      bool
 	status    string
 	err       string
+	class     string
 	tests     []report.Test
 }
 
@@ -105,12 +106,13 @@ func (g *groupActor) crashed(ctx actor.Context, m *nodeCrashed) {
 	if st.done {
 		return
 	}
-	g.settle(ctx, st, report.StatusIncomplete, fmt.Sprintf("node actor crashed during %s: %s", st.action, m.reason))
+	g.settle(ctx, st, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("node actor crashed during %s: %s", st.action, m.reason))
 	g.cfg.Logger.Error("node actor crashed", "node", name, "reason", m.reason)
 	if st.essential {
 		g.end(ctx, &endGroup{
 			status: report.StatusIncomplete,
 			reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
+			class:  st.class,
 		})
 	}
 }
@@ -121,11 +123,12 @@ func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
 		return
 	}
 	st.tests = m.tests
-	g.settle(ctx, st, m.status, m.err)
+	g.settle(ctx, st, m.status, m.class, m.err)
 	if st.status == report.StatusIncomplete && st.essential {
 		g.end(ctx, &endGroup{
 			status: report.StatusIncomplete,
 			reason: fmt.Sprintf("essential node %s failed: %s", st.node.Name, st.err),
+			class:  st.class,
 		})
 	}
 }
@@ -142,13 +145,17 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 			continue
 		}
 		where = append(where, fmt.Sprintf("%s in %s", name, st.action))
-		g.settle(ctx, st, m.status, fmt.Sprintf("%s (during %s)", m.reason, st.action))
+		class := m.class
+		if class == "" {
+			class = st.actionClass()
+		}
+		g.settle(ctx, st, m.status, class, fmt.Sprintf("%s (during %s)", m.reason, st.action))
 	}
 	reason := m.reason
 	if len(where) > 0 {
 		reason += ": " + strings.Join(where, ", ")
 	}
-	g.ending = &endGroup{status: m.status, reason: reason}
+	g.ending = &endGroup{status: m.status, reason: reason, class: m.class}
 	for _, pid := range ctx.Children() {
 		if pid != g.coord {
 			ctx.Stop(pid)
@@ -164,7 +171,7 @@ func (g *groupActor) terminated(ctx actor.Context, who *actor.PID) {
 	delete(g.byPID, who.Id)
 	g.live--
 	if st := g.nodes[name]; !st.done {
-		g.settle(ctx, st, report.StatusIncomplete, fmt.Sprintf("node stopped unexpectedly during %s", st.action))
+		g.settle(ctx, st, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("node stopped unexpectedly during %s", st.action))
 	}
 	if g.live == 0 {
 		ctx.Send(ctx.Parent(), g.report())
@@ -178,16 +185,25 @@ func (g *groupActor) report() *groupDone {
 		st := g.nodes[name]
 		d.nodes = append(d.nodes, report.Node{
 			Name: name, Role: st.node.Role, Board: g.cfg.Boards[name].Name,
-			Status: st.status, Error: st.err,
+			Status: st.status, Error: st.err, Class: st.class,
 		})
 		d.tests = append(d.tests, st.tests...)
 		if st.status != report.StatusComplete && d.reason == "" {
 			d.status = report.StatusIncomplete
 			d.reason = fmt.Sprintf("%s: %s", name, st.err)
+			d.class = st.class
 		}
 	}
 	if g.ending != nil {
-		d.status, d.reason = g.ending.status, g.ending.reason
+		d.status, d.reason, d.class = g.ending.status, g.ending.reason, g.ending.class
+		if d.class == "" { // a timeout: the board's fault if any node was still deploying or booting
+			d.class = report.TestFailure
+			for _, name := range g.order {
+				if g.nodes[name].class == report.Infrastructure {
+					d.class = report.Infrastructure
+				}
+			}
+		}
 	}
 	sort.SliceStable(d.tests, func(i, j int) bool { return d.tests[i].Node < d.tests[j].Node })
 	return d
@@ -195,8 +211,8 @@ func (g *groupActor) report() *groupDone {
 
 // settle records a node's final status, tells the coordinator that the
 // node will never send or arrive again, and reports the change.
-func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, err string) {
-	st.done, st.status, st.err = true, status, err
+func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, class, err string) {
+	st.done, st.status, st.err, st.class = true, status, err, class
 	reason := "finished its actions"
 	switch status {
 	case report.StatusIncomplete:
@@ -208,6 +224,14 @@ func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, err string
 		ctx.Send(g.coord, &nodeEnded{node: st.node.Name, reason: reason})
 	}
 	g.emit(st, status, err)
+}
+
+// actionClass is whose fault it is when the node is stopped in its action.
+func (st *nodeState) actionClass() string {
+	if strings.HasPrefix(st.action, "test ") {
+		return report.TestFailure
+	}
+	return report.Infrastructure
 }
 
 func (g *groupActor) emit(st *nodeState, phase, detail string) {

@@ -118,9 +118,9 @@ func (a *jobActor) Receive(ctx actor.Context) {
 			a.stop = a.cfg.Clock.AfterFunc(t, func() { root.Send(self, &jobTimeout{}) })
 		}
 	case *jobTimeout:
-		a.end(ctx, report.StatusIncomplete, fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
+		a.end(ctx, report.StatusIncomplete, "", fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
 	case *cancelJob:
-		a.end(ctx, report.StatusCanceled, m.reason)
+		a.end(ctx, report.StatusCanceled, report.JobError, m.reason)
 	case *groupDone:
 		a.finish(ctx, m)
 	case *actor.Stopping:
@@ -130,12 +130,12 @@ func (a *jobActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *jobActor) end(ctx actor.Context, status, reason string) {
+func (a *jobActor) end(ctx actor.Context, status, class, reason string) {
 	if a.ending {
 		return
 	}
 	a.ending = true
-	ctx.Send(a.group, &endGroup{status: status, reason: reason})
+	ctx.Send(a.group, &endGroup{status: status, reason: reason, class: class})
 }
 
 func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
@@ -147,6 +147,7 @@ func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
 			Name:      a.cfg.Job.Name,
 			Status:    g.status,
 			Error:     g.reason,
+			Class:     g.class,
 			DurationS: a.cfg.Clock.Now().Sub(a.started).Seconds(),
 		},
 		Nodes: g.nodes,

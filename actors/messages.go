@@ -20,6 +20,7 @@ type jobTimeout struct{}
 type endGroup struct {
 	status string // report.StatusIncomplete or report.StatusCanceled
 	reason string
+	class  string // of the error; "" means each node's by the action it was in
 }
 
 // groupDone is the group's final report to its job, sent once every node
@@ -27,6 +28,7 @@ type endGroup struct {
 type groupDone struct {
 	status string
 	reason string
+	class  string
 	nodes  []report.Node
 	tests  []report.Test
 }
@@ -42,6 +44,7 @@ type nodeDone struct {
 	node   string
 	status string
 	err    string
+	class  string
 	tests  []report.Test
 }
 

@@ -35,7 +35,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		b := a.cfg.Boards[a.node.Name]
 		backend, err := a.cfg.Open(b)
 		if err != nil {
-			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("open board %s: %v", b.Name, err))
+			a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("open board %s: %v", b.Name, err))
 			return
 		}
 		role, _ := a.cfg.Job.Role(a.node.Role)
@@ -49,7 +49,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *actionTimeout:
 		if m.index == a.current && !a.done {
 			act := a.actions[m.index]
-			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
+			a.finish(ctx, report.StatusIncomplete, classOf(act), fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
 		}
 	case *actor.Stopping:
 		a.stopTimer()
@@ -60,7 +60,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 func (a *nodeActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
 	sup.StopChildren(child)
 	if ctx, ok := sup.(actor.Context); ok && !a.done {
-		a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("board actor crashed during %s: %v", describe(a.actions[a.current]), reason))
+		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("board actor crashed during %s: %v", describe(a.actions[a.current]), reason))
 	}
 }
 
@@ -69,7 +69,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	a.stopTimer()
 	a.current = i
 	if i >= len(a.actions) {
-		a.finish(ctx, report.StatusComplete, "")
+		a.finish(ctx, report.StatusComplete, "", "")
 		return
 	}
 	act := a.actions[i]
@@ -96,13 +96,15 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 	}
 	act := a.actions[m.index]
 	if m.err != nil {
-		a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s: %v", describe(act), m.err))
+		// The test script's own failures are exit codes and markers; an
+		// error of the action itself is the board's or the console's.
+		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return
 	}
 	if act.Type == jobs.Test {
 		a.record(act, m.outcome)
 		if m.outcome.Raised != "" {
-			a.finish(ctx, report.StatusIncomplete, fmt.Sprintf("%s raised: %s", describe(act), m.outcome.Raised))
+			a.finish(ctx, report.StatusIncomplete, report.TestFailure, fmt.Sprintf("%s raised: %s", describe(act), m.outcome.Raised))
 			return
 		}
 	}
@@ -127,13 +129,13 @@ func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
 
 // finish reports the node's outcome and stops it; stopping the node stops
 // its board actor, which powers the board off.
-func (a *nodeActor) finish(ctx actor.Context, status, err string) {
+func (a *nodeActor) finish(ctx actor.Context, status, class, err string) {
 	if a.done {
 		return
 	}
 	a.done = true
 	a.stopTimer()
-	ctx.Send(ctx.Parent(), &nodeDone{node: a.node.Name, status: status, err: err, tests: a.tests})
+	ctx.Send(ctx.Parent(), &nodeDone{node: a.node.Name, status: status, err: err, class: class, tests: a.tests})
 	ctx.Stop(ctx.Self())
 }
 
@@ -152,6 +154,15 @@ func (a *nodeActor) groupFile() []byte {
 		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.cfg.Addresses[n.Name])
 	}
 	return []byte(b.String())
+}
+
+// classOf tells whose fault it is when act does not finish in time: a
+// test that hangs is the test's; a deploy or boot that hangs is the board's.
+func classOf(act jobs.Action) string {
+	if act.Type == jobs.Test {
+		return report.TestFailure
+	}
+	return report.Infrastructure
 }
 
 func describe(act jobs.Action) string {

@@ -27,6 +27,13 @@ const (
 	Unknown = "unknown"
 )
 
+// Error classes: who is to blame when a node or job did not complete.
+const (
+	Infrastructure = "infrastructure" // power, deploy, boot, console lost, board crash
+	TestFailure    = "test"           // a test script hung or raised
+	JobError       = "job"            // invalid or canceled
+)
+
 // File names written by Write.
 const (
 	JSONFile  = "results.json"
@@ -38,7 +45,17 @@ type Job struct {
 	Name      string  `json:"name"`
 	Status    string  `json:"status"`
 	Error     string  `json:"error"`
+	Class     string  `json:"class,omitempty"` // of the error: infrastructure, test or job
 	DurationS float64 `json:"duration_s"`
+	// Attempts lists earlier runs of the job that ended with an
+	// infrastructure error and were retried on other boards.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one earlier, retried run of a job.
+type Attempt struct {
+	Boards []string `json:"boards"`
+	Error  string   `json:"error"`
 }
 
 // Node is the outcome of one board of the group.
@@ -48,6 +65,7 @@ type Node struct {
 	Board  string `json:"board"`
 	Status string `json:"status"`
 	Error  string `json:"error"`
+	Class  string `json:"class,omitempty"` // of the error: infrastructure, test or job
 }
 
 // Test is the result of one test case run on one node.

@@ -176,6 +176,7 @@ func TestRunOutcomes(t *testing.T) {
 		code     int
 		status   string
 		jobError string
+		class    string            // of the job error
 		nodes    map[string]string // node → status
 		results  map[string]string // suite/name → result
 	}{
@@ -227,6 +228,7 @@ timeout = "1s"
 run = "sleep 60"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: test 'hang' timed out after 1s`,
+			class:    report.TestFailure,
 			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 		},
 		{
@@ -251,6 +253,7 @@ name = "quick"
 run = "true"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `job timed out after 2s: a-0 in test 'hang'`,
+			class:    report.TestFailure,
 			nodes:    map[string]string{"a-0": report.StatusIncomplete, "b-0": report.StatusComplete},
 		},
 		{
@@ -274,6 +277,7 @@ name = "second"
 run = "true"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: test 'first' raised: disk [on] fire`,
+			class:    report.TestFailure,
 			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 			results:  map[string]string{"first/before": "pass", "troupe/first": "fail"},
 		},
@@ -300,6 +304,7 @@ name = "wait"
 run = "sleep 60"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `essential node server-0 failed: test 'serve' raised: server broke: client-0 in test 'wait', client-1 in test 'wait'`,
+			class:    report.TestFailure,
 			nodes:    map[string]string{"server-0": report.StatusIncomplete, "client-0": report.StatusIncomplete, "client-1": report.StatusIncomplete},
 		},
 		{
@@ -323,6 +328,7 @@ name = "serve"
 run = "sleep 1; troupe-test-case served --result pass"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `client-0: test 'break' raised: client broke`,
+			class:    report.TestFailure,
 			nodes:    map[string]string{"server-0": report.StatusComplete, "client-0": report.StatusIncomplete},
 			results:  map[string]string{"serve/served": "pass"},
 		},
@@ -338,6 +344,7 @@ image = "does-not-exist.tar"
 type = "boot"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `solo-0: deploy: board sim-0`,
+			class:    report.Infrastructure,
 			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
 		},
 	}
@@ -348,6 +355,7 @@ type = "boot"`,
 			require.Equal(t, tc.code, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 			r := readResults(t, res.out)
 			assert.Equal(t, tc.status, r.Job.Status)
+			assert.Equal(t, tc.class, r.Job.Class)
 			if tc.jobError != "" {
 				assert.Contains(t, r.Job.Error, tc.jobError)
 				assert.Contains(t, res.stdout, "error: ")
@@ -513,6 +521,7 @@ wait
 			r := readResults(t, out)
 			assert.Equal(t, report.StatusCanceled, r.Job.Status)
 			assert.Contains(t, r.Job.Error, "received")
+			assert.Equal(t, report.JobError, r.Job.Class)
 			for _, n := range r.Nodes {
 				assert.Equal(t, report.StatusCanceled, n.Status)
 			}
