@@ -236,7 +236,7 @@ func (st *nodeState) actionClass() string {
 
 func (g *groupActor) emit(st *nodeState, phase, detail string) {
 	g.cfg.Events(Event{
-		Time: g.cfg.Clock.Now(), Node: st.node.Name, Board: g.cfg.Boards[st.node.Name].Name,
+		Time: g.cfg.Clock.Now(), Job: g.cfg.Job.Name, Node: st.node.Name, Board: g.cfg.Boards[st.node.Name].Name,
 		Phase: phase, Detail: detail,
 	})
 }

@@ -31,6 +31,7 @@ type Backend interface {
 // Event is a phase change of a node, for progress output.
 type Event struct {
 	Time   time.Time
+	Job    string
 	Node   string
 	Board  string
 	Phase  string // an action ("deploy", "boot", "test 'serve'") or a final status
@@ -78,7 +79,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Run, error) {
 	}
 	r := &Run{system: system, done: make(chan *report.Results, 1)}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &jobActor{cfg: cfg, done: r.done}
+		return &jobActor{cfg: cfg, report: func(res *report.Results) { r.done <- res }}
 	})
 	pid, err := system.Root.SpawnNamed(props, "job-"+cfg.Job.Name+"-"+fmt.Sprint(time.Now().UnixNano()))
 	if err != nil {
@@ -99,7 +100,7 @@ func (r *Run) Done() <-chan *report.Results { return r.done }
 // jobActor owns one job: its timeout, its group and its results.
 type jobActor struct {
 	cfg     Config
-	done    chan *report.Results
+	report  func(*report.Results) // called once, from the actor; must not block
 	group   *actor.PID
 	started time.Time
 	stop    func() bool
@@ -153,6 +154,6 @@ func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
 		Nodes: g.nodes,
 		Tests: g.tests,
 	}
-	a.done <- r
+	a.report(r)
 	ctx.Stop(ctx.Self())
 }

@@ -1,6 +1,6 @@
-// Package runner runs one job on a lab from start to results: it reserves
-// the job's boards, builds the actor tree, waits for the end, and writes
-// results.json, junit.xml and the logs.
+// Package runner runs jobs on a lab from start to results: it checks that
+// the lab can run them, hands them to the lab's scheduler (the lab actor),
+// waits for the end, and writes results.json, junit.xml and the logs.
 package runner
 
 import (
@@ -20,16 +20,25 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
+	"github.com/troupe-lab/troupe/scheduler"
 	"github.com/troupe-lab/troupe/sim"
 )
 
 // Options tune a run.
 type Options struct {
-	Out    string             // results directory (created)
+	// Out is the results directory of a single job; with several jobs,
+	// each job's results go to Out/<job name>.
+	Out    string
 	Logger *slog.Logger       // nil: discard
 	Events func(actors.Event) // phase changes; nil: none
-	Clock  actors.Clock       // nil: the wall clock
+	// Waiting is told why a job waits, about once a second while it does.
+	Waiting func(job string, e scheduler.Explanation)
+	Clock   actors.Clock // nil: the wall clock
 }
+
+// DefaultRetries is how often a job ended by an infrastructure error is
+// run again on other boards.
+const DefaultRetries = 1
 
 // grace is how long past the job timeout Run waits for the actors to end
 // the job before giving up on them.
@@ -38,83 +47,145 @@ const grace = time.Minute
 // Run runs j on l (nil: the built-in sim lab) and writes its results to
 // opts.Out. Canceling ctx cancels the job; its results are still written.
 func Run(ctx context.Context, j *jobs.Job, l *lab.Lab, opts Options) (*report.Results, error) {
+	rs, err := RunMany(ctx, []*jobs.Job{j}, l, opts)
+	if len(rs) == 1 {
+		return rs[0], err
+	}
+	return nil, err
+}
+
+// RunMany runs every job through the scheduler of one lab (nil: a built-in
+// sim lab with the boards all of them need at once). Results come back in
+// the order of js; a nil entry is a job whose results could not be had.
+func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*report.Results, error) {
 	if l == nil {
-		l = lab.ForJob(j)
+		l = builtinLab(js)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := l.Check(j); err != nil {
+	var bad []error
+	for _, j := range js {
+		if err := l.Check(j); err != nil {
+			bad = append(bad, err)
+		}
+	}
+	if err := errors.Join(bad...); err != nil {
 		return nil, err
 	}
-	boards, err := l.Assign(j, nil)
-	if err != nil {
-		return nil, fmt.Errorf("assign boards: %w", err)
-	}
-	work, err := os.MkdirTemp("", "troupe-"+j.Name+"-")
+	work, err := os.MkdirTemp("", "troupe-")
 	if err != nil {
 		return nil, fmt.Errorf("board sandboxes: %w", err)
 	}
 	defer os.RemoveAll(work)
-	book, err := logbook.New(opts.Out, nil)
-	if err != nil {
-		return nil, fmt.Errorf("logs: %w", err)
-	}
-	defer book.Close()
 
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return opts.Logger.With("lib", "protoactor")
 	}))
 	defer system.Shutdown()
-	run, err := actors.Start(system, actors.Config{
-		Job:       j,
-		Boards:    boards,
-		Addresses: loopbackAddresses(l, boards),
+	labActor := actors.StartLab(system, actors.LabConfig{
+		Lab: l,
 		Open: func(b lab.Board) (actors.Backend, error) {
 			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(work, b.Name), Logger: opts.Logger})
 		},
-		Book:   book,
-		Clock:  opts.Clock,
-		Logger: opts.Logger,
-		Events: opts.Events,
+		Addresses: loopbackAddresses(l),
+		Clock:     opts.Clock,
+		Logger:    opts.Logger,
+		Retries:   DefaultRetries,
 	})
-	if err != nil {
-		return nil, err
+
+	type result struct {
+		i int
+		r *report.Results
+	}
+	all := make(chan result, len(js)) // each job reports once: never blocks
+	ids := make([]string, len(js))
+	outs := make([]string, len(js))
+	var limit time.Duration
+	for i, j := range js {
+		outs[i] = outDir(opts.Out, js, i)
+		book, err := logbook.New(outs[i], nil)
+		if err != nil {
+			return nil, fmt.Errorf("logs of %s: %w", j.Name, err)
+		}
+		defer book.Close()
+		sub := actors.Submission{Job: j, Book: book, Events: opts.Events,
+			Done: func(r *report.Results) { all <- result{i, r} }}
+		if opts.Waiting != nil {
+			name := j.Name
+			sub.Waiting = func(e scheduler.Explanation) { opts.Waiting(name, e) }
+		}
+		ids[i] = labActor.Submit(sub)
+		limit += j.Timeout * time.Duration(1+DefaultRetries)
 	}
 
-	limit := time.NewTimer(j.Timeout + grace)
-	defer limit.Stop()
-	var r *report.Results
+	// At worst the jobs run one after another, each up to its timeout per
+	// attempt; past that (and a grace) the actors have failed us.
+	deadline := time.NewTimer(limit + grace)
+	defer deadline.Stop()
+	rs := make([]*report.Results, len(js))
 	canceled := ctx.Done()
-	for r == nil {
+	var errs []error
+	for left := len(js); left > 0; {
 		select {
-		case r = <-run.Done():
+		case x := <-all:
+			rs[x.i] = x.r
+			left--
+			if err := report.Write(outs[x.i], x.r); err != nil {
+				errs = append(errs, fmt.Errorf("write results of %s: %w", js[x.i].Name, err))
+			}
 		case <-canceled:
-			run.Cancel(fmt.Sprintf("canceled: %v", context.Cause(ctx)))
+			for _, id := range ids {
+				labActor.Cancel(id, fmt.Sprintf("canceled: %v", context.Cause(ctx)))
+			}
 			canceled = nil
-		case <-limit.C:
-			return nil, fmt.Errorf("job %s: actors did not end the job within %s of its timeout", j.Name, grace)
+		case <-deadline.C:
+			return rs, errors.Join(append(errs, errors.New("the actors did not end the jobs within their timeouts"))...)
 		}
 	}
-	if err := report.Write(opts.Out, r); err != nil {
-		return r, fmt.Errorf("write results: %w", err)
-	}
-	return r, nil
+	return rs, errors.Join(errs...)
 }
 
-// loopbackAddresses gives every sim node an address of its own in
+// outDir is where job i's results go: out itself for a single job, else
+// out/<job name> (with -2, -3 ... for jobs of the same name).
+func outDir(out string, js []*jobs.Job, i int) string {
+	if len(js) == 1 {
+		return out
+	}
+	n := 1
+	for _, j := range js[:i] {
+		if j.Name == js[i].Name {
+			n++
+		}
+	}
+	name := js[i].Name
+	if n > 1 {
+		name = fmt.Sprintf("%s-%d", name, n)
+	}
+	return filepath.Join(out, name)
+}
+
+// builtinLab has a sim board for every node of every job, so that all of
+// them can run at once.
+func builtinLab(js []*jobs.Job) *lab.Lab {
+	l := &lab.Lab{File: "built-in"}
+	for _, j := range js {
+		for _, b := range lab.ForJob(j).Boards {
+			b.Name = fmt.Sprintf("sim-%d", len(l.Boards))
+			l.Boards = append(l.Boards, b)
+		}
+	}
+	return l
+}
+
+// loopbackAddresses gives every board an address of its own in
 // 127.0.0.0/8: 127.N.x.y with y.x counting the board's place in the lab, and
 // N picked at random per run so that runs side by side rarely collide.
-func loopbackAddresses(l *lab.Lab, boards map[string]lab.Board) map[string]string {
-	index := map[string]int{}
-	for i, b := range l.Boards {
-		index[b.Name] = i
-	}
+func loopbackAddresses(l *lab.Lab) map[string]string {
 	n := 2 + rand.IntN(250)
 	addrs := map[string]string{}
-	for node, b := range boards {
-		i := index[b.Name]
-		addrs[node] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
+	for i, b := range l.Boards {
+		addrs[b.Name] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
 	}
 	return addrs
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
+	"github.com/troupe-lab/troupe/scheduler"
 )
 
 // Exit codes.
@@ -32,7 +33,7 @@ const (
 )
 
 const usage = `usage:
-  troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml
+  troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml...
   troupe validate FILE...
   troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
 
@@ -83,30 +84,44 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the job needs)")
-	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>)")
+	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the jobs need)")
+	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>); with several jobs, DIR/<job>/ each")
 	verbose := fs.Bool("v", false, "debug logs on stderr")
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "troupe run: want one job file, got %d\n%s", fs.NArg(), usage)
+	if fs.NArg() == 0 {
+		fmt.Fprintf(stderr, "troupe run: no job file\n%s", usage)
 		return exitInvalid
 	}
-	job, err := loadJob(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitInvalid
+	var js []*jobs.Job
+	code := exitOK
+	for _, f := range fs.Args() {
+		job, err := loadJob(f)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			code = exitInvalid
+			continue
+		}
+		js = append(js, job)
+	}
+	if code != exitOK {
+		return code
 	}
 	var l *lab.Lab
 	if *labFile != "" {
+		var err error
 		if l, err = lab.Load(*labFile); err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitInvalid
 		}
 	}
 	if *out == "" {
-		*out = filepath.Join("results", job.Name+"-"+time.Now().Format("20060102-150405"))
+		name := js[0].Name
+		if len(js) > 1 {
+			name = "run"
+		}
+		*out = filepath.Join("results", name+"-"+time.Now().Format("20060102-150405"))
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -122,7 +137,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	go func() {
 		select {
 		case s := <-sigs:
-			fmt.Fprintf(stderr, "troupe: %s received, canceling job %s\n", s, job.Name)
+			fmt.Fprintf(stderr, "troupe: %s received, canceling\n", s)
 			cancel(fmt.Errorf("received %s", s))
 		case <-ctx.Done():
 		}
@@ -130,18 +145,38 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	var mu sync.Mutex
 	start := time.Now()
-	fmt.Fprintf(stdout, "job %s: %d nodes, results in %s\n", job.Name, len(job.Nodes()), *out)
-	r, err := runner.Run(ctx, job, l, runner.Options{
+	for _, j := range js {
+		fmt.Fprintf(stdout, "job %s: %d nodes\n", j.Name, len(j.Nodes()))
+	}
+	fmt.Fprintf(stdout, "results in %s\n", *out)
+	many := len(js) > 1
+	lastWhy := map[string]string{}
+	rs, err := runner.RunMany(ctx, js, l, runner.Options{
 		Out:    *out,
 		Logger: logger,
 		Events: func(e actors.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			line := fmt.Sprintf("%7.3fs  %-12s %-10s %s", e.Time.Sub(start).Seconds(), e.Node, e.Board, e.Phase)
+			node := e.Node
+			if many {
+				node = e.Job + "/" + e.Node
+			}
+			line := fmt.Sprintf("%7.3fs  %-12s %-10s %s", e.Time.Sub(start).Seconds(), node, e.Board, e.Phase)
 			if e.Detail != "" {
 				line += ": " + e.Detail
 			}
 			fmt.Fprintln(stdout, line)
+		},
+		Waiting: func(job string, e scheduler.Explanation) {
+			mu.Lock()
+			defer mu.Unlock()
+			// Say why a job waits once it has waited a while, and again
+			// whenever the reason changes.
+			if time.Since(start) < waitNotice || lastWhy[job] == e.Summary {
+				return
+			}
+			lastWhy[job] = e.Summary
+			fmt.Fprintf(stdout, "%7.3fs  %s waits: %s\n", time.Since(start).Seconds(), job, e.Summary)
 		},
 	})
 	if err != nil {
@@ -149,16 +184,27 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		if runner.IsInvalid(err) {
 			return exitInvalid
 		}
-		if r == nil {
-			return exitIncomplete
-		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	fmt.Fprintln(stdout)
-	report.Summary(stdout, r)
-	return r.ExitCode()
+	code = exitOK
+	for _, r := range rs {
+		if r == nil {
+			code = max(code, exitIncomplete)
+			continue
+		}
+		fmt.Fprintln(stdout)
+		report.Summary(stdout, r)
+		code = max(code, r.ExitCode())
+	}
+	if len(rs) == 0 {
+		code = exitIncomplete
+	}
+	return code
 }
+
+// waitNotice is how long a job waits before troupe run says why.
+const waitNotice = 3 * time.Second
 
 // loadJob reads a troupe job file, or a LAVA job definition (YAML).
 func loadJob(path string) (*jobs.Job, error) {

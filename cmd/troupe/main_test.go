@@ -296,12 +296,12 @@ type = "boot"
 type = "test"
 roles = ["server"]
 name = "serve"
-run = "troupe-raise server broke"
+run = "troupe-sync up; troupe-raise server broke"
 [[action]]
 type = "test"
 roles = ["client"]
 name = "wait"
-run = "sleep 60"`,
+run = "troupe-sync up; sleep 60"`,
 			code: 2, status: report.StatusIncomplete,
 			jobError: `essential node server-0 failed: test 'serve' raised: server broke: client-0 in test 'wait', client-1 in test 'wait'`,
 			class:    report.TestFailure,

@@ -1,0 +1,872 @@
+// Package scheduler makes the placement decisions of the lab scheduler: which
+// queued jobs start now, on which boards, which boards are held back for the
+// job at the head of the queue, and why every other job is still waiting.
+//
+// Plan is a pure function of a State: no goroutines, no clock (the time is
+// State.Now), no I/O. The lab actor calls it whenever something changes (a job
+// is submitted, finishes or is canceled, a board's health changes, a timer
+// fires) and applies the Decision.
+//
+// # Policy
+//
+// Jobs are taken in queue order: priority descending, then Submitted
+// ascending (FIFO within a priority), then ID ascending. A job starts only if
+// every one of its nodes gets a distinct usable board at once (all or
+// nothing; boards are matched to nodes with augmenting paths, preferring
+// boards in lab order). A board is usable by a job when it has the role's
+// device type and all its tags, its health is Good (or Unknown, for device
+// types without a health-check job), it is not busy, the job does not avoid
+// it, and it is not reserved for another job (but see backfill).
+//
+// # Reservation and backfill: the starvation bound
+//
+// The first job in queue order that cannot start now, but could once running
+// jobs end, is the head. Plan predicts the earliest time T at which the head
+// could start if nothing else started: each of its candidate boards frees at
+// the expected end (Started+Timeout) of the job holding it, or now if idle or
+// past that end. It reserves for the head the boards it would use at T,
+// preferring those that free earliest. A later job may still start now
+// (backfill) on boards that are not reserved, and on reserved boards only if
+// it is expected to end (Now + its Timeout) no later than T.
+//
+// Bound: if jobs end by their timeouts, board health does not change and no
+// job of higher priority (or an earlier submission of equal priority) is
+// queued after it, the head starts no later than T, and T is at most the
+// latest expected end of the jobs running when it became head (the jobs
+// started in the same Plan call before it included). Every later Plan call
+// recomputes the reservation, and T never moves later: the boards reserved
+// before are all free or held by jobs ending by the old T. In short: once a
+// job is the head it waits at most one maximum job timeout.
+//
+// A job that could not start even if every running job ended (its boards are
+// unhealthy or avoided) is not made the head and holds no boards: it would
+// only block others. It waits, explained, until health changes. A job that
+// can never run on the lab (see Never) is likewise skipped and explained.
+//
+// Timeouts must be positive. A Job or Running with Timeout ≤ 0 is treated as
+// never ending for prediction: it cannot backfill onto reserved boards, and
+// boards it holds are predicted to free only in the far future.
+package scheduler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Health is the health of a board.
+type Health string
+
+// The board healths.
+const (
+	Unknown     Health = "unknown"
+	Good        Health = "good"
+	Bad         Health = "bad"
+	Maintenance Health = "maintenance"
+	Retired     Health = "retired"
+)
+
+// Board is one board of the lab.
+type Board struct {
+	Name, DeviceType string
+	Tags             []string
+	Health           Health
+}
+
+// Role is a group of identical nodes of a job.
+type Role struct {
+	Name, DeviceType string
+	Count            int
+	Tags             []string
+}
+
+// Job is a job waiting in the queue.
+type Job struct {
+	ID        string
+	Name      string
+	Priority  int // 0..100, higher first
+	Submitted time.Time
+	// Timeout is the upper bound of its run time, used to predict when
+	// boards free up.
+	Timeout time.Duration
+	Roles   []Role
+	// Avoid lists boards not to use (a retry after an infrastructure error
+	// avoids the boards that failed).
+	Avoid []string
+}
+
+// Running is a job holding boards. It is expected to end at Started+Timeout.
+type Running struct {
+	JobID   string
+	Boards  []string
+	Started time.Time
+	Timeout time.Duration
+}
+
+// State is everything Plan decides from.
+type State struct {
+	Now     time.Time
+	Queue   []Job     // waiting jobs, any order
+	Boards  []Board   // the whole lab, in lab order
+	Running []Running // jobs holding boards
+	// Checked lists the device types that have a health-check job: their
+	// Unknown boards are not schedulable until checked (Plan lists the idle
+	// ones in Decision.HealthChecks). For other device types Unknown boards
+	// are usable.
+	Checked map[string]bool
+}
+
+// Start is a job to start now on the given boards.
+type Start struct {
+	JobID  string
+	Boards map[string]string // node name "<role>-<i>" → board name
+}
+
+// Decision is what Plan decided.
+type Decision struct {
+	Start        []Start  // jobs to start now, in queue order
+	HealthChecks []string // idle Unknown boards of checked device types, in lab order
+	// Reserved maps each board held for the head of the queue to its job
+	// ID. It lists the whole reservation, including boards still busy and
+	// idle boards lent to backfill jobs (that end before the head's
+	// predicted start).
+	Reserved map[string]string
+	Explain  map[string]Explanation // for every job still waiting, by job ID
+}
+
+// Explanation says why a job is still waiting.
+type Explanation struct {
+	JobID    string
+	Position int // 1-based in the ordered queue
+	Roles    []RoleWait
+	// Head is true for the head of the queue, whose boards are reserved;
+	// PredictedStart is then when it is expected to start at the latest.
+	Head           bool
+	PredictedStart time.Time
+	// Never is set when the job can never run on the lab (see Never).
+	Never string
+	// Summary is one line, e.g. "position 2; role client needs 3 sim
+	// boards: 1 idle, 2 busy (job-7); waiting for job-3 (head of queue,
+	// reserved sim-2)".
+	Summary string
+}
+
+// RoleWait counts the boards of one role of a waiting job. Every board of
+// the role's device type that carries all the role's tags is counted in
+// exactly one of Unhealthy, Avoided, Busy, ReservedFor and Idle (in that
+// order of precedence). Empty maps are nil. The maps may be shared between
+// the RoleWaits of a Decision (computing 1000 explanations must stay cheap):
+// treat them as read-only.
+type RoleWait struct {
+	Role       string
+	DeviceType string
+	Need       int
+	OfType     int            // boards of that device type in the lab
+	LackTags   map[string]int // tag → how many boards of the type lack it
+	// Unhealthy counts bad, maintenance and retired boards, and unknown
+	// ones of checked device types.
+	Unhealthy   map[Health]int
+	Avoided     int                 // boards the job avoids
+	Busy        map[string][]string // job ID → its boards (running, or started by this decision)
+	ReservedFor map[string][]string // job ID → idle boards reserved for it that this job may not use
+	Idle        int                 // usable by this job now
+}
+
+// NodeNames lists the job's node names, "<role>-<i>", roles in the given
+// order.
+func (j Job) NodeNames() []string {
+	var names []string
+	for _, r := range j.Roles {
+		for i := range r.Count {
+			names = append(names, nodeName(r.Name, i))
+		}
+	}
+	return names
+}
+
+func nodeName(role string, i int) string { return role + "-" + strconv.Itoa(i) }
+
+// NeverError is the error of Never: one line per problem.
+type NeverError struct {
+	JobID string
+	Lines []string
+}
+
+func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
+
+// Never reports whether j can never run on the lab of s, counting every
+// board that is not retired (whatever its health otherwise, and ignoring
+// j.Avoid): if so it returns a *NeverError whose lines mirror lab.Check, e.g.
+// "role client needs 3 boards of type rpi4 with tags [usb]; the lab has 1".
+func Never(s State, j Job) error {
+	p := newPlanner(s)
+	if lines := p.never(&j); len(lines) > 0 {
+		return &NeverError{JobID: j.ID, Lines: lines}
+	}
+	return nil
+}
+
+// farFuture stands for "never" in predictions (timeouts ≤ 0).
+const farFuture = 100 * 365 * 24 * time.Hour
+
+// spec is the static part of a role: the boards of its device type that
+// carry its tags, computed once per Plan per distinct (type, tags).
+type spec struct {
+	fit        []int // boards of the type with all the tags, lab order
+	usable     []int // the healthy ones among fit
+	nonRetired []int // the not retired ones among fit
+	ofType     int
+	lackTags   map[string]int
+	unhealthy  map[Health]int
+}
+
+type planner struct {
+	s       State
+	boards  []Board
+	index   map[string]int
+	healthy []bool
+	busyBy  []string    // job holding the board, or ""
+	freeAt  []time.Time // predicted end of the holder; Now if idle
+	resv    []string    // job the board is reserved for, or ""
+	specs   map[string]*spec
+	states  map[stateKey]*roleState
+	byType  map[string][]int
+
+	// Head of the queue, once found.
+	head     *Job
+	headT    time.Time
+	resvList []string
+
+	// Scratch.
+	avoid     []uint32 // board → stamp of the job that avoids it
+	stamp     uint32
+	m         matcher
+	roleCands [][]int
+	nodeCands [][]int
+	buf       []int
+}
+
+func healthy(b Board, checked map[string]bool) bool {
+	switch b.Health {
+	case Good:
+		return true
+	case Unknown, "":
+		return !checked[b.DeviceType]
+	}
+	return false
+}
+
+func newPlanner(s State) *planner {
+	n := len(s.Boards)
+	p := &planner{
+		s:       s,
+		boards:  s.Boards,
+		index:   make(map[string]int, n),
+		healthy: make([]bool, n),
+		busyBy:  make([]string, n),
+		freeAt:  make([]time.Time, n),
+		resv:    make([]string, n),
+		specs:   map[string]*spec{},
+		byType:  map[string][]int{},
+		avoid:   make([]uint32, n),
+	}
+	p.m.init(n)
+	for i, b := range s.Boards {
+		if _, dup := p.index[b.Name]; !dup {
+			p.index[b.Name] = i
+		}
+		p.healthy[i] = healthy(b, s.Checked)
+		p.freeAt[i] = s.Now
+		p.byType[b.DeviceType] = append(p.byType[b.DeviceType], i)
+	}
+	for _, r := range s.Running {
+		end := r.Started.Add(r.Timeout)
+		if r.Timeout <= 0 {
+			end = s.Now.Add(farFuture)
+		}
+		if end.Before(s.Now) {
+			end = s.Now
+		}
+		for _, name := range r.Boards {
+			if i, ok := p.index[name]; ok && p.busyBy[i] == "" {
+				p.busyBy[i] = r.JobID
+				p.freeAt[i] = end
+			}
+		}
+	}
+	return p
+}
+
+func hasTag(tags []string, t string) bool {
+	for _, x := range tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) spec(r *Role) *spec {
+	key := r.DeviceType
+	if len(r.Tags) > 0 {
+		key += "\x00" + strings.Join(r.Tags, "\x00")
+	}
+	if sp, ok := p.specs[key]; ok {
+		return sp
+	}
+	sp := &spec{}
+	for _, i := range p.byType[r.DeviceType] {
+		b := &p.boards[i]
+		sp.ofType++
+		fit := true
+		for _, t := range r.Tags {
+			if !hasTag(b.Tags, t) {
+				fit = false
+				if sp.lackTags == nil {
+					sp.lackTags = map[string]int{}
+				}
+				sp.lackTags[t]++
+			}
+		}
+		if !fit {
+			continue
+		}
+		sp.fit = append(sp.fit, i)
+		if b.Health != Retired {
+			sp.nonRetired = append(sp.nonRetired, i)
+		}
+		if p.healthy[i] {
+			sp.usable = append(sp.usable, i)
+		} else {
+			if sp.unhealthy == nil {
+				sp.unhealthy = map[Health]int{}
+			}
+			h := b.Health
+			if h == "" {
+				h = Unknown
+			}
+			sp.unhealthy[h]++
+		}
+	}
+	p.specs[key] = sp
+	return sp
+}
+
+// markAvoid stamps the boards j avoids; p.avoided(i) then tells.
+func (p *planner) markAvoid(j *Job) {
+	p.stamp++
+	for _, name := range j.Avoid {
+		if i, ok := p.index[name]; ok {
+			p.avoid[i] = p.stamp
+		}
+	}
+}
+
+func (p *planner) avoided(i int) bool { return p.avoid[i] == p.stamp }
+
+// mayBackfill reports whether j may use a board reserved for the head: it
+// is expected to end no later than the head's predicted start.
+func (p *planner) mayBackfill(j *Job) bool {
+	return p.head != nil && j.Timeout > 0 && !p.s.Now.Add(j.Timeout).After(p.headT)
+}
+
+// usableNow reports whether board i is usable by j now (avoid marked).
+func (p *planner) usableNow(j *Job, i int, backfill bool) bool {
+	if p.busyBy[i] != "" || p.avoided(i) {
+		return false
+	}
+	r := p.resv[i]
+	return r == "" || r == j.ID || backfill
+}
+
+// match matches the nodes of j to boards, each role choosing among the
+// boards keep accepts in the order of list(role). It returns the board of
+// every node (in NodeNames order) or nil.
+func (p *planner) match(j *Job, list func(*spec) []int, keep func(int) bool) []int {
+	p.roleCands = p.roleCands[:0]
+	p.buf = p.buf[:0]
+	nodes := 0
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		if r.Count <= 0 {
+			p.roleCands = append(p.roleCands, nil)
+			continue
+		}
+		start := len(p.buf)
+		for _, i := range list(p.spec(r)) {
+			if keep(i) {
+				p.buf = append(p.buf, i)
+			}
+		}
+		if len(p.buf)-start < r.Count {
+			return nil
+		}
+		p.roleCands = append(p.roleCands, p.buf[start:len(p.buf):len(p.buf)])
+		nodes += r.Count
+	}
+	p.nodeCands = p.nodeCands[:0]
+	for ri, r := range j.Roles {
+		for range max(r.Count, 0) {
+			p.nodeCands = append(p.nodeCands, p.roleCands[ri])
+		}
+	}
+	ok := p.m.run(p.nodeCands)
+	var got []int
+	if ok {
+		got = make([]int, nodes)
+		for n := range nodes {
+			got[n] = p.m.boardOf[n]
+		}
+	}
+	p.m.clear()
+	return got
+}
+
+func usableList(sp *spec) []int { return sp.usable }
+
+// tryStart starts j now if every node gets a usable board.
+func (p *planner) tryStart(j *Job, d *Decision) bool {
+	backfill := p.mayBackfill(j)
+	got := p.match(j, usableList, func(i int) bool { return p.usableNow(j, i, backfill) })
+	if got == nil {
+		return false
+	}
+	end := p.s.Now.Add(j.Timeout)
+	if j.Timeout <= 0 {
+		end = p.s.Now.Add(farFuture)
+	}
+	st := Start{JobID: j.ID, Boards: make(map[string]string, len(got))}
+	n := 0
+	for _, r := range j.Roles {
+		for k := range max(r.Count, 0) {
+			b := got[n]
+			n++
+			st.Boards[nodeName(r.Name, k)] = p.boards[b].Name
+			p.busyBy[b] = j.ID
+			p.freeAt[b] = end
+		}
+	}
+	d.Start = append(d.Start, st)
+	return true
+}
+
+// makeHead tries to make j, which cannot start now, the head: it predicts
+// when j could start and reserves the boards. It fails if j could not start
+// even with every running job ended.
+func (p *planner) makeHead(j *Job) bool {
+	if p.match(j, usableList, func(i int) bool { return !p.avoided(i) }) == nil {
+		return false
+	}
+	var times []time.Time
+	for ri := range j.Roles {
+		for _, i := range p.spec(&j.Roles[ri]).usable {
+			if !p.avoided(i) {
+				times = append(times, p.freeAt[i])
+			}
+		}
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	times = slices.Compact(times)
+	// The last time is feasible: every candidate is free then.
+	k := sort.Search(len(times)-1, func(k int) bool {
+		t := times[k]
+		return p.match(j, usableList, func(i int) bool { return !p.avoided(i) && !p.freeAt[i].After(t) }) != nil
+	})
+	t := times[k]
+	// Reserve the boards that free earliest: candidates ordered by free
+	// time, then lab order.
+	byFree := func(sp *spec) []int {
+		l := slices.Clone(sp.usable)
+		slices.SortStableFunc(l, func(a, b int) int { return p.freeAt[a].Compare(p.freeAt[b]) })
+		return l
+	}
+	got := p.match(j, byFree, func(i int) bool { return !p.avoided(i) && !p.freeAt[i].After(t) })
+	slices.Sort(got)
+	p.head, p.headT = j, t
+	for _, b := range got {
+		p.resv[b] = j.ID
+		p.resvList = append(p.resvList, p.boards[b].Name)
+	}
+	return true
+}
+
+// never returns why j can never run on the lab, or nil.
+func (p *planner) never(j *Job) []string {
+	var lines []string
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		if n := len(p.spec(r).nonRetired); n < r.Count {
+			lines = append(lines, fmt.Sprintf("role %s needs %d boards of type %s%s; the lab has %d",
+				r.Name, r.Count, r.DeviceType, withTags(r.Tags), n))
+		}
+	}
+	if len(lines) > 0 {
+		return lines
+	}
+	var nodeRoles []int
+	p.nodeCands = p.nodeCands[:0]
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		for range max(r.Count, 0) {
+			p.nodeCands = append(p.nodeCands, p.spec(r).nonRetired)
+			nodeRoles = append(nodeRoles, ri)
+		}
+	}
+	defer p.m.clear()
+	p.m.start(p.nodeCands)
+	for n := range p.nodeCands {
+		p.m.stamp++
+		if p.m.augment(n) {
+			continue
+		}
+		// The boards tried are all the candidates of the nodes reached
+		// from node n: fewer than those nodes need.
+		inSet := map[int]bool{nodeRoles[n]: true}
+		boards := 0
+		for b, st := range p.m.visited {
+			if st == p.m.stamp {
+				boards++
+				if o := p.m.owner[b]; o >= 0 {
+					inSet[nodeRoles[o]] = true
+				}
+			}
+		}
+		var names, counts []string
+		need := 0
+		for ri, r := range j.Roles {
+			if inSet[ri] {
+				names = append(names, r.Name)
+				counts = append(counts, fmt.Sprintf("%s: %d of type %s%s", r.Name, r.Count, r.DeviceType, withTags(r.Tags)))
+				need += r.Count
+			}
+		}
+		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
+			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
+	}
+	return nil
+}
+
+func withTags(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" with tags [%s]", strings.Join(tags, " "))
+}
+
+// queueOrder is the order of the queue: priority descending, then
+// Submitted ascending, then ID ascending.
+func queueOrder(a, b *Job) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := a.Submitted.Compare(b.Submitted); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// Plan decides which queued jobs start now and on which boards, which
+// boards are reserved for the head of the queue, which boards need a
+// health check, and why every other job waits. See the package comment for
+// the policy.
+func Plan(s State) Decision {
+	return plan(s, true)
+}
+
+// plan is Plan; reserve=false disables the head's reservation (for tests
+// that show the starvation it prevents).
+func plan(s State, reserve bool) Decision {
+	p := newPlanner(s)
+	d := Decision{Reserved: map[string]string{}, Explain: map[string]Explanation{}}
+	for i, b := range s.Boards {
+		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" {
+			d.HealthChecks = append(d.HealthChecks, b.Name)
+		}
+	}
+	queue := make([]*Job, len(s.Queue))
+	for i := range s.Queue {
+		queue[i] = &s.Queue[i]
+	}
+	slices.SortStableFunc(queue, queueOrder)
+
+	type waiting struct {
+		j     *Job
+		pos   int
+		never []string
+	}
+	var wait []waiting
+	for pos, j := range queue {
+		p.markAvoid(j)
+		if p.tryStart(j, &d) {
+			continue
+		}
+		w := waiting{j: j, pos: pos + 1}
+		if p.head == nil && reserve {
+			if w.never = p.never(j); w.never == nil {
+				p.makeHead(j)
+			}
+		}
+		wait = append(wait, w)
+	}
+	for _, b := range p.resvList {
+		d.Reserved[b] = p.head.ID
+	}
+	for _, w := range wait {
+		if w.never == nil && (p.head == nil || w.j != p.head) {
+			w.never = p.never(w.j)
+		}
+		d.Explain[w.j.ID] = p.explain(w.j, w.pos, w.never)
+	}
+	return d
+}
+
+// roleState is the dynamic part of a RoleWait (and of its summary), the
+// same for every waiting job of the same role spec that avoids none of its
+// boards and is not the head: computed once, shared.
+type roleState struct {
+	avoided     int
+	busy        map[string][]string
+	reservedFor map[string][]string
+	idle        int
+	reserved    []string // boards in reservedFor
+	tail        string   // the summary after "role r needs n t boards: "
+}
+
+type stateKey struct {
+	sp       *spec
+	backfill bool
+}
+
+func (p *planner) roleState(j *Job, sp *spec, tags []string, backfill bool) *roleState {
+	shared := p.head != j
+	if shared {
+		for _, name := range j.Avoid {
+			if i, ok := p.index[name]; ok && slices.Contains(sp.fit, i) {
+				shared = false
+			}
+		}
+	}
+	key := stateKey{sp, backfill}
+	if shared {
+		if st, ok := p.states[key]; ok {
+			return st
+		}
+	}
+	st := &roleState{}
+	for _, i := range sp.fit {
+		switch {
+		case !p.healthy[i]:
+		case p.avoided(i):
+			st.avoided++
+		case p.busyBy[i] != "":
+			if st.busy == nil {
+				st.busy = map[string][]string{}
+			}
+			st.busy[p.busyBy[i]] = append(st.busy[p.busyBy[i]], p.boards[i].Name)
+		case p.resv[i] != "" && p.resv[i] != j.ID && !backfill:
+			if st.reservedFor == nil {
+				st.reservedFor = map[string][]string{}
+			}
+			st.reservedFor[p.resv[i]] = append(st.reservedFor[p.resv[i]], p.boards[i].Name)
+			st.reserved = append(st.reserved, p.boards[i].Name)
+		default:
+			st.idle++
+		}
+	}
+	st.tail = describeRole(sp, st, tags)
+	if shared {
+		if p.states == nil {
+			p.states = map[stateKey]*roleState{}
+		}
+		p.states[key] = st
+	}
+	return st
+}
+
+func (p *planner) explain(j *Job, pos int, never []string) Explanation {
+	p.markAvoid(j)
+	backfill := p.mayBackfill(j)
+	e := Explanation{JobID: j.ID, Position: pos}
+	var sum strings.Builder
+	sum.WriteString("position ")
+	sum.WriteString(strconv.Itoa(pos))
+	if len(never) > 0 {
+		e.Never = strings.Join(never, "; ")
+		sum.WriteString("; can never run on this lab: ")
+		sum.WriteString(e.Never)
+	}
+	isHead := p.head == j
+	if isHead {
+		e.Head, e.PredictedStart = true, p.headT
+		sum.WriteString("; head of queue")
+	}
+	short := 0 // roles without enough idle boards
+	var reservedSeen []string
+	e.Roles = make([]RoleWait, 0, len(j.Roles))
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		sp := p.spec(r)
+		st := p.roleState(j, sp, r.Tags, backfill)
+		e.Roles = append(e.Roles, RoleWait{Role: r.Name, DeviceType: r.DeviceType, Need: r.Count, OfType: sp.ofType,
+			LackTags: sp.lackTags, Unhealthy: sp.unhealthy,
+			Avoided: st.avoided, Busy: st.busy, ReservedFor: st.reservedFor, Idle: st.idle})
+		reservedSeen = append(reservedSeen, st.reserved...)
+		if st.idle < r.Count && len(never) == 0 {
+			short++
+			fmt.Fprintf(&sum, "; role %s needs %d %s boards%s: %s", r.Name, r.Count, r.DeviceType, withTags(r.Tags), st.tail)
+		}
+	}
+	if short == 0 && len(never) == 0 {
+		sum.WriteString("; enough idle boards for each role, but not for all roles together")
+	}
+	if isHead {
+		fmt.Fprintf(&sum, "; reserved %s; predicted start %s", list(p.resvList), in(p.headT.Sub(p.s.Now)))
+	} else if len(reservedSeen) > 0 && len(never) == 0 {
+		slices.Sort(reservedSeen)
+		reservedSeen = slices.Compact(reservedSeen)
+		fmt.Fprintf(&sum, "; waiting for %s (head of queue, reserved %s)", p.head.ID, list(reservedSeen))
+	}
+	e.Summary = sum.String()
+	return e
+}
+
+func in(d time.Duration) string {
+	if d <= 0 {
+		return "now"
+	}
+	return "in " + d.String()
+}
+
+func describeRole(sp *spec, st *roleState, tags []string) string {
+	if sp.ofType == 0 {
+		return "the lab has none"
+	}
+	var sum strings.Builder
+	fmt.Fprintf(&sum, "%d idle", st.idle)
+	if len(st.busy) > 0 {
+		n := 0
+		ids := make([]string, 0, len(st.busy))
+		for id, bs := range st.busy {
+			n += len(bs)
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		fmt.Fprintf(&sum, ", %d busy (%s)", n, list(ids))
+	}
+	for id, bs := range st.reservedFor { // at most one: the head
+		fmt.Fprintf(&sum, ", %d reserved for %s", len(bs), id)
+	}
+	if st.avoided > 0 {
+		fmt.Fprintf(&sum, ", %d avoided", st.avoided)
+	}
+	if len(sp.unhealthy) > 0 {
+		var parts []string
+		n := 0
+		for _, h := range []Health{Bad, Maintenance, Retired, Unknown} {
+			if c := sp.unhealthy[h]; c > 0 {
+				n += c
+				parts = append(parts, fmt.Sprintf("%d %s", c, h))
+			}
+		}
+		fmt.Fprintf(&sum, ", %d unhealthy (%s)", n, strings.Join(parts, ", "))
+	}
+	if len(sp.lackTags) > 0 {
+		var parts []string
+		for _, t := range tags {
+			if c := sp.lackTags[t]; c > 0 {
+				parts = append(parts, fmt.Sprintf("%d without %s", c, t))
+			}
+		}
+		fmt.Fprintf(&sum, ", %s", strings.Join(parts, ", "))
+	}
+	return sum.String()
+}
+
+// list joins names, showing at most 3.
+func list(names []string) string {
+	if len(names) <= 3 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, +%d more", strings.Join(names[:3], ", "), len(names)-3)
+}
+
+// matcher finds a maximum bipartite matching of nodes to boards with
+// augmenting paths (Kuhn's algorithm), as lab.Assign does: each node prefers
+// the first free board in its candidate order. Its arrays are reused across
+// calls; clear undoes only what a run touched.
+type matcher struct {
+	cands   [][]int
+	owner   []int    // board → node, or -1
+	visited []uint32 // board → stamp of the search that visited it
+	stamp   uint32
+	boardOf []int // node → board
+	touched []int
+}
+
+func (m *matcher) init(boards int) {
+	m.owner = make([]int, boards)
+	for i := range m.owner {
+		m.owner[i] = -1
+	}
+	m.visited = make([]uint32, boards)
+}
+
+func (m *matcher) start(cands [][]int) {
+	m.cands = cands
+	m.boardOf = m.boardOf[:0]
+	for range cands {
+		m.boardOf = append(m.boardOf, -1)
+	}
+}
+
+// run matches every node, or reports false.
+func (m *matcher) run(cands [][]int) bool {
+	m.start(cands)
+	for n := range cands {
+		m.stamp++
+		if !m.augment(n) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *matcher) take(b, node int) {
+	if m.owner[b] < 0 {
+		m.touched = append(m.touched, b)
+	}
+	m.owner[b] = node
+	m.boardOf[node] = b
+}
+
+func (m *matcher) augment(node int) bool {
+	for _, b := range m.cands[node] {
+		if m.owner[b] < 0 && m.visited[b] != m.stamp {
+			m.visited[b] = m.stamp
+			m.take(b, node)
+			return true
+		}
+	}
+	for _, b := range m.cands[node] {
+		if m.visited[b] == m.stamp {
+			continue
+		}
+		m.visited[b] = m.stamp
+		if m.owner[b] < 0 || m.augment(m.owner[b]) {
+			m.take(b, node)
+			return true
+		}
+	}
+	return false
+}
+
+func (m *matcher) clear() {
+	for _, b := range m.touched {
+		m.owner[b] = -1
+	}
+	m.touched = m.touched[:0]
+}
