@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -23,8 +24,12 @@ type LabConfig struct {
 	Addresses map[string]string
 	Clock     Clock
 	Logger    *slog.Logger
-	Retries   int // reruns of a job ended by an infrastructure error (default 1)
+	Retries   int // reruns of a job ended by an infrastructure error
 	BadAfter  int // consecutive infrastructure errors that take a board bad (default 3)
+	// HealthOut is where health-check runs write their results and logs,
+	// one directory each. The checks themselves are the lab's.
+	HealthOut string
+	Events    func(Event) // phase changes of health checks; nil: none
 }
 
 // Submission is a job handed to the lab.
@@ -107,6 +112,9 @@ type running struct {
 	pid    *actor.PID
 	boards map[string]string // node → board
 	since  time.Time
+	check  string // the board, when this is a health check
+	out    string // results directory of a health check
+	book   *logbook.Book
 }
 
 type labActor struct {
@@ -118,13 +126,26 @@ type labActor struct {
 	running  map[string]*running
 	ticking  bool
 	stop     func() bool
+
+	checks    map[string]lab.HealthCheck // by device type
+	jobsOn    map[string]int             // board → jobs since its last health check
+	lastCheck map[string]time.Time
+	checkSeq  int
 }
 
 func newLabActor(cfg LabConfig) *labActor {
-	a := &labActor{cfg: cfg, byName: map[string]lab.Board{}, failures: map[string]int{}, running: map[string]*running{}}
+	a := &labActor{cfg: cfg, byName: map[string]lab.Board{}, failures: map[string]int{}, running: map[string]*running{},
+		checks: map[string]lab.HealthCheck{}, jobsOn: map[string]int{}, lastCheck: map[string]time.Time{}}
+	for _, hc := range cfg.Lab.HealthChecks {
+		a.checks[hc.DeviceType] = hc
+	}
 	for _, b := range cfg.Lab.Boards {
 		a.byName[b.Name] = b
-		a.boards = append(a.boards, scheduler.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: scheduler.Good})
+		h := scheduler.Good
+		if _, ok := a.checks[b.DeviceType]; ok {
+			h = scheduler.Unknown // checked before its first job
+		}
+		a.boards = append(a.boards, scheduler.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: h})
 	}
 	return a
 }
@@ -167,7 +188,11 @@ func schedJob(id string, j *jobs.Job, now time.Time) scheduler.Job {
 // plan asks the scheduler what to do now and does it.
 func (a *labActor) plan(ctx actor.Context) {
 	now := a.cfg.Clock.Now()
-	st := scheduler.State{Now: now, Boards: a.boards}
+	a.dueChecks(now)
+	st := scheduler.State{Now: now, Boards: a.boards, Checked: map[string]bool{}}
+	for t := range a.checks {
+		st.Checked[t] = true
+	}
 	for _, q := range a.queue {
 		st.Queue = append(st.Queue, q.job)
 	}
@@ -181,6 +206,9 @@ func (a *labActor) plan(ctx actor.Context) {
 	d := scheduler.Plan(st)
 	for _, s := range d.Start {
 		a.start(ctx, s, now)
+	}
+	for _, b := range d.HealthChecks {
+		a.startCheck(ctx, b, now)
 	}
 	for _, q := range a.queue {
 		if e, ok := d.Explain[q.id]; ok && q.sub.Waiting != nil {
@@ -206,12 +234,17 @@ func (a *labActor) start(ctx actor.Context, s scheduler.Start, now time.Time) {
 	if q == nil {
 		return
 	}
+	a.running[q.id] = a.spawn(ctx, q, s.Boards, now)
+}
+
+// spawn starts a job actor for q on the given boards (node → board).
+func (a *labActor) spawn(ctx actor.Context, q *queued, boards map[string]string, now time.Time) *running {
 	cfg := Config{
 		Job: q.sub.Job, Boards: map[string]lab.Board{}, Addresses: map[string]string{},
 		Open: a.cfg.Open, Book: q.sub.Book, Clock: a.cfg.Clock, Logger: a.cfg.Logger,
 		Events: q.sub.Events,
 	}
-	for node, b := range s.Boards {
+	for node, b := range boards {
 		cfg.Boards[node] = a.byName[b]
 		cfg.Addresses[node] = a.cfg.Addresses[b]
 	}
@@ -222,7 +255,60 @@ func (a *labActor) start(ctx actor.Context, s scheduler.Start, now time.Time) {
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &jobActor{cfg: cfg, report: func(r *report.Results) { root.Send(self, &attemptDone{id: id, res: r}) }}
 	}))
-	a.running[q.id] = &running{q: q, pid: pid, boards: s.Boards, since: now}
+	return &running{q: q, pid: pid, boards: boards, since: now}
+}
+
+// dueChecks marks for a new health check the boards whose check is due
+// again: after every N jobs, or when it is older than the interval.
+func (a *labActor) dueChecks(now time.Time) {
+	for i, b := range a.boards {
+		hc, ok := a.checks[b.DeviceType]
+		if !ok || b.Health != scheduler.Good {
+			continue
+		}
+		if (hc.Every > 0 && a.jobsOn[b.Name] >= hc.Every) ||
+			(hc.Interval > 0 && now.Sub(a.lastCheck[b.Name]) >= hc.Interval) {
+			a.boards[i].Health = scheduler.Unknown
+		}
+	}
+}
+
+// startCheck runs the lab's health-check job of the board's type on it.
+func (a *labActor) startCheck(ctx actor.Context, board string, now time.Time) {
+	hc := a.checks[a.byName[board].DeviceType]
+	a.checkSeq++
+	out := filepath.Join(a.cfg.HealthOut, fmt.Sprintf("%s-%d", board, a.checkSeq))
+	book, err := logbook.New(out, nil)
+	if err != nil {
+		a.cfg.Logger.Error("health check", "board", board, "err", err)
+		a.setHealth(board, scheduler.Bad)
+		return
+	}
+	q := &queued{id: fmt.Sprintf("health-check-%s-%d", board, a.checkSeq), sub: Submission{Job: hc.Job, Book: book, Events: a.cfg.Events}}
+	nodes := hc.Job.Nodes()
+	r := a.spawn(ctx, q, map[string]string{nodes[0].Name: board}, now)
+	r.check, r.out, r.book = board, out, book
+	a.running[q.id] = r
+}
+
+// checkDone takes a board into service if its health check passed, out of
+// service if not.
+func (a *labActor) checkDone(r *running, res *report.Results) {
+	if err := report.Write(r.out, res); err != nil {
+		a.cfg.Logger.Error("health check results", "board", r.check, "err", err)
+	}
+	_ = r.book.Close()
+	h := scheduler.Good
+	if res.ExitCode() != 0 {
+		h = scheduler.Bad
+		a.cfg.Logger.Warn("board failed its health check: taken out of service", "board", r.check, "error", res.Job.Error, "results", r.out)
+	}
+	a.setHealth(r.check, h)
+	a.lastCheck[r.check] = a.cfg.Clock.Now()
+	a.jobsOn[r.check] = 0
+	if h == scheduler.Good {
+		a.failures[r.check] = 0
+	}
 }
 
 func (a *labActor) cancel(ctx actor.Context, m *cancelQueued) {
@@ -252,6 +338,15 @@ func (a *labActor) attemptDone(ctx actor.Context, m *attemptDone) {
 	}
 	delete(a.running, m.id)
 	res := m.res
+	if r.check != "" {
+		a.checkDone(r, res)
+		a.dropHopeless()
+		a.plan(ctx)
+		return
+	}
+	for _, b := range r.boards {
+		a.jobsOn[b]++
+	}
 	var failed []string
 	for _, n := range res.Nodes {
 		switch {

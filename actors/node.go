@@ -81,6 +81,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_NODE", a.node.Name},
 			{"TROUPE_ROLE", a.node.Role},
 			{"TROUPE_IP", a.cfg.Addresses[a.node.Name]},
+			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
 		}, Files: map[string][]byte{"group": a.groupFile()}}
 	}
 	if act.Timeout > 0 {

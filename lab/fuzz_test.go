@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,6 +15,9 @@ func FuzzParseLab(f *testing.F) {
 	f.Add([]byte(labFile))
 	f.Add([]byte("board = [{name = \"a\", device_type = \"x\", tags = [\"u\"]}]\n"))
 	f.Add([]byte("[[board]]\nname = 'a'\ndevice_type = \"\"\n"))
+	// Job paths are relative to the lab file, here the package directory.
+	f.Add([]byte("retries = 0\nbad_after = 2\n" + labFile + "[[health_check]]\ndevice_type = \"sim\"\njob = \"testdata/health-sim.toml\"\nevery = 3\ninterval = \"1h\"\n"))
+	f.Add([]byte(labFile + "[[health_check]]\ndevice_type = \"rpi4\"\njob = \"testdata/health-sim.toml\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := lab.Parse("lab.toml", data)
 		if err != nil {
@@ -31,5 +35,32 @@ func FuzzParseLab(f *testing.F) {
 			assert.False(t, names[b.Name], "duplicate %q", b.Name)
 			names[b.Name] = true
 		}
+		assert.GreaterOrEqual(t, l.Retries, 0)
+		assert.GreaterOrEqual(t, l.BadAfter, 1)
+		types := map[string]bool{}
+		for _, hc := range l.HealthChecks {
+			assert.True(t, hasType(l, hc.DeviceType), "no board of type %q", hc.DeviceType)
+			assert.False(t, types[hc.DeviceType], "two health checks for %q", hc.DeviceType)
+			types[hc.DeviceType] = true
+			require.NotNil(t, hc.Job)
+			require.Len(t, hc.Job.Roles, 1)
+			assert.Equal(t, 1, hc.Job.Roles[0].Count)
+			assert.Equal(t, hc.DeviceType, hc.Job.Roles[0].DeviceType)
+			assert.GreaterOrEqual(t, hc.Every, 0)
+			assert.GreaterOrEqual(t, hc.Interval, time.Duration(0))
+			assert.Positive(t, hc.Line)
+			got, ok := l.HealthCheck(hc.DeviceType)
+			assert.True(t, ok)
+			assert.Equal(t, hc, got)
+		}
 	})
+}
+
+func hasType(l *lab.Lab, dt string) bool {
+	for _, b := range l.Boards {
+		if b.DeviceType == dt {
+			return true
+		}
+	}
+	return false
 }

@@ -6,7 +6,9 @@ package lab
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/jobs/tomlfile"
@@ -24,10 +26,34 @@ type Board struct {
 	Line       int // in the lab file; 0 for built-in boards
 }
 
+// Defaults of lab files.
+const (
+	// DefaultRetries is how often a job ended by an infrastructure error
+	// is rerun on other boards.
+	DefaultRetries = 1
+	// DefaultBadAfter is how many consecutive infrastructure errors take a
+	// board out of service.
+	DefaultBadAfter = 3
+)
+
 // Lab is a set of boards.
 type Lab struct {
-	Boards []Board // in file order
-	File   string
+	Boards       []Board // in file order
+	File         string
+	Retries      int           // >= 0: reruns of a job ended by an infrastructure error
+	BadAfter     int           // >= 1: consecutive infrastructure errors that take a board out of service
+	HealthChecks []HealthCheck // in file order, at most one per device type
+}
+
+// HealthCheck is the job that checks the health of the boards of one device
+// type. It runs on a board whose health is unknown, and again after Every
+// jobs on it or when the last check is older than Interval (if set).
+type HealthCheck struct {
+	DeviceType string
+	Job        *jobs.Job     // exactly one role, with count 1 and DeviceType
+	Every      int           // >= 0; 0: only when the board's health is unknown
+	Interval   time.Duration // >= 0; 0: no time-based rerun
+	Line       int           // in the lab file
 }
 
 // Load reads and parses the lab file at path.
@@ -46,8 +72,20 @@ func Parse(file string, data []byte) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{File: file}
-	root.Only("board")
+	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
+	root.Only("board", "retries", "bad_after", "health_check")
+	if n, ok := root.Int("retries"); ok {
+		if n < 0 {
+			root.Errorf("retries", "must be >= 0 (got %d)", n)
+		}
+		l.Retries = int(n)
+	}
+	if n, ok := root.Int("bad_after"); ok {
+		if n < 1 {
+			root.Errorf("bad_after", "must be >= 1 (got %d)", n)
+		}
+		l.BadAfter = int(n)
+	}
 	root.Require("board")
 	tables, _ := root.Tables("board")
 	if root.Has("board") && len(tables) == 0 {
@@ -90,10 +128,113 @@ func Parse(file string, data []byte) (*Lab, error) {
 		}
 		l.Boards = append(l.Boards, b)
 	}
+	if checks, ok := root.Tables("health_check"); ok {
+		l.HealthChecks = parseHealthChecks(checks, l)
+	}
 	if err := doc.Err(); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+func parseHealthChecks(tables []tomlfile.Table, l *Lab) []HealthCheck {
+	types := map[string]bool{} // device types of the boards
+	for _, b := range l.Boards {
+		types[b.DeviceType] = true
+	}
+	seen := map[string]string{} // device type -> key of its health check
+	var out []HealthCheck
+	for _, t := range tables {
+		hc := HealthCheck{Line: t.Line()}
+		t.Only("device_type", "job", "every", "interval")
+		t.Require("device_type", "job")
+		if dt, ok := t.String("device_type"); ok {
+			hc.DeviceType = dt
+			prev, dup := seen[dt]
+			switch {
+			case dt == "":
+				t.Errorf("device_type", "must not be empty")
+			case dup:
+				t.Errorf("device_type", "duplicate health check for device type %q (also used by %s)", dt, prev)
+			case !types[dt]:
+				t.Errorf("device_type", "no board has device type %q", dt)
+			}
+			if dt != "" && !dup {
+				seen[dt] = t.Path
+			}
+		}
+		if path, ok := t.String("job"); ok {
+			hc.Job = healthJob(t, resolve(l.File, path), hc.DeviceType)
+		}
+		if n, ok := t.Int("every"); ok {
+			if n < 0 {
+				t.Errorf("every", "must be >= 0 (got %d)", n)
+			}
+			hc.Every = int(n)
+		}
+		if d, ok := t.Duration("interval"); ok {
+			if d <= 0 {
+				t.Errorf("interval", "must be > 0 (got %q)", t.M["interval"])
+			}
+			hc.Interval = d
+		}
+		out = append(out, hc)
+	}
+	return out
+}
+
+// healthJob loads the health check job at path and checks that it has
+// exactly one role, with count 1 and (if dt is not empty) device type dt.
+// Problems are recorded as errors about the key "job" of t.
+func healthJob(t tomlfile.Table, path, dt string) *jobs.Job {
+	if path == "" {
+		t.Errorf("job", "must not be empty")
+		return nil
+	}
+	// Only regular files: reading a device or a FIFO might never end.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		t.Errorf("job", "health check job %s is not a regular file", path)
+		return nil
+	}
+	j, err := jobs.Load(path)
+	if err != nil {
+		t.Errorf("job", "invalid health check job: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil
+	}
+	if len(j.Roles) != 1 {
+		names := make([]string, len(j.Roles))
+		for i, r := range j.Roles {
+			names[i] = r.Name
+		}
+		t.Errorf("job", "health check job %s must have exactly one role (it has %d: %s)", path, len(j.Roles), strings.Join(names, ", "))
+		return j
+	}
+	r := j.Roles[0]
+	if r.Count != 1 {
+		t.Errorf("job", "role %s of health check job %s must have count = 1 (got %d)", r.Name, path, r.Count)
+	}
+	if dt != "" && r.DeviceType != dt {
+		t.Errorf("job", "role %s of health check job %s has device_type %q; the health check is for %q", r.Name, path, r.DeviceType, dt)
+	}
+	return j
+}
+
+// resolve makes a path relative to the lab file's directory.
+func resolve(file, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(file), path)
+}
+
+// HealthCheck returns the health check of the boards of deviceType.
+func (l *Lab) HealthCheck(deviceType string) (HealthCheck, bool) {
+	for _, hc := range l.HealthChecks {
+		if hc.DeviceType == deviceType {
+			return hc, true
+		}
+	}
+	return HealthCheck{}, false
 }
 
 func validName(s string) bool {
@@ -109,7 +250,7 @@ func validName(s string) bool {
 // ForJob is the built-in sim lab for j: one board per node, sim-0, sim-1,
 // ... in j.Nodes() order, with the device type and tags of the node's role.
 func ForJob(j *jobs.Job) *Lab {
-	l := &Lab{File: "built-in"}
+	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter}
 	for i, n := range j.Nodes() {
 		r, _ := j.Role(n.Role)
 		l.Boards = append(l.Boards, Board{

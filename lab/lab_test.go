@@ -31,7 +31,7 @@ func TestLoad(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(labFile), 0o600))
 	l, err := lab.Load(path)
 	require.NoError(t, err)
-	assert.Equal(t, &lab.Lab{File: path, Boards: []lab.Board{
+	assert.Equal(t, &lab.Lab{File: path, Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter, Boards: []lab.Board{
 		{Name: "sim-0", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim", Line: 1},
 		{Name: "rpi.4_b-1", DeviceType: "rpi4", Backend: "sim", Line: 7},
 	}}, l)
@@ -113,7 +113,7 @@ func boards(specs ...string) *lab.Lab {
 func TestForJob(t *testing.T) {
 	j := job(t, "server:1:sim:usb", "client:2:qemu")
 	l := lab.ForJob(j)
-	assert.Equal(t, &lab.Lab{File: "built-in", Boards: []lab.Board{
+	assert.Equal(t, &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter, Boards: []lab.Board{
 		{Name: "sim-0", DeviceType: "qemu", Backend: "sim"},
 		{Name: "sim-1", DeviceType: "qemu", Backend: "sim"},
 		{Name: "sim-2", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim"},

@@ -36,10 +36,6 @@ type Options struct {
 	Clock   actors.Clock // nil: the wall clock
 }
 
-// DefaultRetries is how often a job ended by an infrastructure error is
-// run again on other boards.
-const DefaultRetries = 1
-
 // grace is how long past the job timeout Run waits for the actors to end
 // the job before giving up on them.
 const grace = time.Minute
@@ -91,7 +87,10 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 		Addresses: loopbackAddresses(l),
 		Clock:     opts.Clock,
 		Logger:    opts.Logger,
-		Retries:   DefaultRetries,
+		Retries:   l.Retries,
+		BadAfter:  l.BadAfter,
+		HealthOut: filepath.Join(opts.Out, "health-checks"),
+		Events:    opts.Events,
 	})
 
 	type result struct {
@@ -116,11 +115,15 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 			sub.Waiting = func(e scheduler.Explanation) { opts.Waiting(name, e) }
 		}
 		ids[i] = labActor.Submit(sub)
-		limit += j.Timeout * time.Duration(1+DefaultRetries)
+		limit += j.Timeout * time.Duration(1+l.Retries)
 	}
 
-	// At worst the jobs run one after another, each up to its timeout per
-	// attempt; past that (and a grace) the actors have failed us.
+	for _, hc := range l.HealthChecks {
+		limit += hc.Job.Timeout * time.Duration(len(l.Boards))
+	}
+	// At worst the jobs (and health checks) run one after another, each up
+	// to its timeout per attempt; past that (and a grace) the actors have
+	// failed us.
 	deadline := time.NewTimer(limit + grace)
 	defer deadline.Stop()
 	rs := make([]*report.Results, len(js))
@@ -168,7 +171,7 @@ func outDir(out string, js []*jobs.Job, i int) string {
 // builtinLab has a sim board for every node of every job, so that all of
 // them can run at once.
 func builtinLab(js []*jobs.Job) *lab.Lab {
-	l := &lab.Lab{File: "built-in"}
+	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
 	for _, j := range js {
 		for _, b := range lab.ForJob(j).Boards {
 			b.Name = fmt.Sprintf("sim-%d", len(l.Boards))

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,16 +140,9 @@ func TestSchedulerRejectsJobTooBig(t *testing.T) {
 	assert.NoDirExists(t, res.out)
 }
 
-// TestInfrastructureRetriesAndBadBoards: a job ended by an infrastructure
-// error is retried once on another board (results record the attempt);
-// boards that fail three times in a row are taken out of service, and a job
-// left without boards ends instead of waiting forever.
-func TestInfrastructureRetriesAndBadBoards(t *testing.T) {
-	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", "[[board]]\nname = \"sim-a\"\ndevice_type = \"sim\"\n[[board]]\nname = \"sim-b\"\ndevice_type = \"sim\"\n")
-	broken := func(name string) string {
-		return writeFile(t, dir, name+".toml", fmt.Sprintf(`name = %q
-priority = 100
+func brokenJob(t *testing.T, dir, name string, priority int) string {
+	return writeFile(t, dir, name+".toml", fmt.Sprintf(`name = %q
+priority = %d
 [roles.node]
 device_type = "sim"
 [[action]]
@@ -153,23 +150,131 @@ type = "deploy"
 image = "missing.tar"
 [[action]]
 type = "boot"
-`, name))
-	}
-	late := writeFile(t, dir, "late.toml", strings.Replace(sizedJob("late", 1, "true"), "timeout = \"1m\"", "timeout = \"1m\"\npriority = 0", 1))
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", broken("b1"), broken("b2"), broken("b3"), late)
-	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+`, name, priority))
+}
 
+// TestInfrastructureRetries: a job ended by an infrastructure error is
+// retried once on another board (results record the attempt); boards that
+// fail three times in a row are taken out of service.
+func TestInfrastructureRetries(t *testing.T) {
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", "[[board]]\nname = \"sim-a\"\ndevice_type = \"sim\"\n[[board]]\nname = \"sim-b\"\ndevice_type = \"sim\"\n")
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT",
+		brokenJob(t, dir, "b1", 50), brokenJob(t, dir, "b2", 50), brokenJob(t, dir, "b3", 50))
+	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	for _, name := range []string{"b1", "b2", "b3"} {
 		r := readResults(t, filepath.Join(res.out, name))
 		assert.Equal(t, report.StatusIncomplete, r.Job.Status, name)
 		assert.Equal(t, report.Infrastructure, r.Job.Class, name)
-		if assert.Len(t, r.Job.Attempts, 1, name) && assert.Len(t, r.Nodes, 1, name) {
+		if len(r.Nodes) == 0 {
+			// Both boards went out of service before its retry.
+			assert.Contains(t, r.Job.Error, "no boards left in service", name)
+			continue
+		}
+		if assert.Len(t, r.Job.Attempts, 1, name) {
 			assert.NotEqual(t, r.Job.Attempts[0].Boards[0], r.Nodes[0].Board, "%s retried on another board", name)
 			assert.Contains(t, r.Job.Attempts[0].Error, "deploy")
 		}
 	}
-	r := readResults(t, filepath.Join(res.out, "late"))
-	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
-	assert.Contains(t, r.Job.Error, "no boards left in service")
+	// Six infrastructure errors on two boards, no success between: at
+	// least one board failed three times in a row.
 	assert.Contains(t, res.stderr, "board taken out of service")
+}
+
+// TestJobLeftWithoutBoards: a queued job whose boards have all gone out of
+// service ends at once instead of waiting forever.
+func TestJobLeftWithoutBoards(t *testing.T) {
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", "retries = 0\nbad_after = 1\n[[board]]\nname = \"sim-a\"\ndevice_type = \"sim\"\n")
+	late := writeFile(t, dir, "late.toml", sizedJob("late", 1, "true"))
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", brokenJob(t, dir, "broken", 100), late)
+	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, filepath.Join(res.out, "broken"))
+	assert.Empty(t, r.Job.Attempts, "retries = 0")
+	l := readResults(t, filepath.Join(res.out, "late"))
+	assert.Equal(t, report.StatusIncomplete, l.Job.Status)
+	assert.Contains(t, l.Job.Error, "no boards left in service")
+	assert.Contains(t, res.stderr, "board taken out of service")
+}
+
+// TestHealthChecks: boards of a device type with a health-check job are
+// checked before their first job; a board that fails its check is never
+// given a job.
+func TestHealthChecks(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "health.toml", `name = "sim-health"
+timeout = "30s"
+[roles.dut]
+device_type = "sim"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "check"
+run = '''
+echo "checking $TROUPE_BOARD"
+troupe-test-case board-ok --shell test "$TROUPE_BOARD" != sim-b
+'''`)
+	labFile := writeFile(t, dir, "lab.toml", fourSimLab+`
+[[health_check]]
+device_type = "sim"
+job = "health.toml"
+`)
+	var files []string
+	for i := range 3 {
+		files = append(files, writeFile(t, dir, fmt.Sprintf("j%d.toml", i), sizedJob(fmt.Sprintf("j%d", i), 2, "troupe-test-case ok --result pass")))
+	}
+	res := troupe(t, append([]string{"run", "--lab", labFile, "--out", "OUT"}, files...)...)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	for i := range 3 {
+		r := readResults(t, filepath.Join(res.out, fmt.Sprintf("j%d", i)))
+		for _, n := range r.Nodes {
+			assert.NotEqual(t, "sim-b", n.Board, "a board that failed its health check got a job")
+		}
+	}
+	checks, err := filepath.Glob(filepath.Join(res.out, "health-checks", "sim-*"))
+	require.NoError(t, err)
+	assert.Len(t, checks, 4, "every board checked once")
+	bad, err := filepath.Glob(filepath.Join(res.out, "health-checks", "sim-b-*"))
+	require.NoError(t, err)
+	require.Len(t, bad, 1)
+	r := readResults(t, bad[0])
+	assert.Equal(t, 1, r.ExitCode())
+	assert.Contains(t, res.stderr, "failed its health check")
+}
+
+// TestCancelQueuedAndRunning: SIGINT cancels the running job (its boards
+// are powered off) and the queued one, which never starts.
+func TestCancelQueuedAndRunning(t *testing.T) {
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", fourSimLab)
+	long := writeFile(t, dir, "long.toml", sizedJob("long", 4, "echo running; sleep 1000"))
+	queued := writeFile(t, dir, "queued.toml", sizedJob("queued", 1, "true"))
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(troupeBin, "run", "--lab", labFile, "--out", out, long, queued)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	sc := bufio.NewScanner(stdout)
+	running := 0
+	for running < 4 && sc.Scan() {
+		if strings.Contains(sc.Text(), "test 'work'") {
+			running++
+		}
+	}
+	require.Equal(t, 4, running, "all four nodes of the long job run their test")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	for sc.Scan() {
+	}
+	_ = cmd.Wait()
+	assert.Equal(t, 2, cmd.ProcessState.ExitCode(), se.String())
+	r := readResults(t, filepath.Join(out, "long"))
+	assert.Equal(t, report.StatusCanceled, r.Job.Status)
+	q := readResults(t, filepath.Join(out, "queued"))
+	assert.Equal(t, report.StatusCanceled, q.Job.Status)
+	assert.Contains(t, q.Job.Error, "while queued")
+	assert.Empty(t, q.Nodes)
 }
