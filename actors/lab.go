@@ -79,6 +79,15 @@ func (l *Lab) Submit(s Submission) string {
 	return id
 }
 
+// Stop ends the lab: running jobs and health checks are stopped and their
+// boards powered off before it returns (within protoactor's 10 s).
+func (l *Lab) Stop() error {
+	if err := l.system.Root.StopFuture(l.pid).Wait(); err != nil {
+		return fmt.Errorf("stop lab: %w", err)
+	}
+	return nil
+}
+
 // Cancel ends a queued or running job as canceled; its boards are freed.
 func (l *Lab) Cancel(id, reason string) {
 	l.system.Root.Send(l.pid, &cancelQueued{id: id, reason: reason})
@@ -144,6 +153,9 @@ func newLabActor(cfg LabConfig) *labActor {
 		h := scheduler.Good
 		if _, ok := a.checks[b.DeviceType]; ok {
 			h = scheduler.Unknown // checked before its first job
+		}
+		if b.Health != "" {
+			h = scheduler.Health(b.Health)
 		}
 		a.boards = append(a.boards, scheduler.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: h})
 	}

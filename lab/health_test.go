@@ -212,3 +212,13 @@ func TestParseHealthCheckCollectsAllErrors(t *testing.T) {
 		path+":20: health_check[1].job: role dut of health check job "+filepath.Join(filepath.Dir(path), "health/rpi4.toml")+" has device_type \"rpi4\"; the health check is for \"sim\"",
 		err.Error())
 }
+
+func TestBoardHealth(t *testing.T) {
+	l, err := lab.Parse("lab.toml", []byte("[[board]]\nname = \"a\"\ndevice_type = \"sim\"\nhealth = \"maintenance\"\n[[board]]\nname = \"b\"\ndevice_type = \"sim\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "maintenance", l.Boards[0].Health)
+	assert.Equal(t, "", l.Boards[1].Health)
+	_, err = lab.Parse("lab.toml", []byte("[[board]]\nname = \"a\"\ndevice_type = \"sim\"\nhealth = \"sick\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `lab.toml:4: board[0].health: must be one of unknown, good, bad, maintenance, retired (got "sick")`)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,8 +24,15 @@ type Board struct {
 	DeviceType string
 	Tags       []string
 	Backend    string
-	Line       int // in the lab file; 0 for built-in boards
+	// Health is the state the lab file puts the board in: "" (the
+	// scheduler decides: unknown until checked where a health check
+	// exists, good otherwise), or one of Healths.
+	Health string
+	Line   int // in the lab file; 0 for built-in boards
 }
+
+// Healths are the board states a lab file may set.
+var Healths = []string{"unknown", "good", "bad", "maintenance", "retired"}
 
 // Defaults of lab files.
 const (
@@ -94,7 +102,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	names := map[string]string{} // board name -> key of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
-		t.Only("name", "device_type", "tags", "backend")
+		t.Only("name", "device_type", "tags", "backend", "health")
 		t.Require("name", "device_type")
 		if name, ok := t.String("name"); ok {
 			b.Name = name
@@ -125,6 +133,12 @@ func Parse(file string, data []byte) (*Lab, error) {
 				t.Errorf("backend", "backend %q is not supported yet (supported: %s)", be, Sim)
 			}
 			b.Backend = be
+		}
+		if h, ok := t.String("health"); ok {
+			if !slices.Contains(Healths, h) {
+				t.Errorf("health", "must be one of %s (got %q)", strings.Join(Healths, ", "), h)
+			}
+			b.Health = h
 		}
 		l.Boards = append(l.Boards, b)
 	}

@@ -126,6 +126,13 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	// failed us.
 	deadline := time.NewTimer(limit + grace)
 	defer deadline.Stop()
+	// Whatever still runs when the jobs are done (a health check) is
+	// stopped with its boards powered off before the sandboxes go.
+	defer func() {
+		if err := labActor.Stop(); err != nil {
+			opts.Logger.Error("stop lab", "err", err)
+		}
+	}()
 	rs := make([]*report.Results, len(js))
 	canceled := ctx.Done()
 	var errs []error

@@ -278,3 +278,47 @@ func TestCancelQueuedAndRunning(t *testing.T) {
 	assert.Contains(t, q.Job.Error, "while queued")
 	assert.Empty(t, q.Nodes)
 }
+
+// TestHealthRecheckAndMaintenance: with every = 1 a board is checked again
+// after each job; a board in maintenance is never given a job.
+func TestHealthRecheckAndMaintenance(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "health.toml", `name = "sim-health"
+timeout = "30s"
+[roles.dut]
+device_type = "sim"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "check"
+run = "troupe-test-case alive --result pass"`)
+	labFile := writeFile(t, dir, "lab.toml", `
+[[board]]
+name = "sim-a"
+device_type = "sim"
+[[board]]
+name = "sim-m"
+device_type = "sim"
+health = "maintenance"
+[[health_check]]
+device_type = "sim"
+job = "health.toml"
+every = 1
+`)
+	j1 := writeFile(t, dir, "j1.toml", strings.Replace(sizedJob("j1", 1, "true"), `timeout = "1m"`, "timeout = \"1m\"\npriority = 60", 1))
+	j2 := writeFile(t, dir, "j2.toml", sizedJob("j2", 1, "true"))
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", j1, j2)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	for _, name := range []string{"j1", "j2"} {
+		r := readResults(t, filepath.Join(res.out, name))
+		require.Len(t, r.Nodes, 1)
+		assert.Equal(t, "sim-a", r.Nodes[0].Board, "never the board in maintenance")
+	}
+	done, err := filepath.Glob(filepath.Join(res.out, "health-checks", "sim-a-*", "results.json"))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, len(done), 2, "checked before j1 and again before j2")
+	m, err := filepath.Glob(filepath.Join(res.out, "health-checks", "sim-m-*"))
+	require.NoError(t, err)
+	assert.Empty(t, m, "a board in maintenance is not checked either")
+}
