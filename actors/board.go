@@ -102,8 +102,15 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
 	case jobs.Test:
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stop := a.watchPower(ctx, cancel)
 		out, err := a.shell.Run(ctx, m.test)
+		stop()
 		res.outcome = out
+		if cause := context.Cause(ctx); errors.Is(cause, errPowerLost) {
+			err = cause
+		}
 		if err != nil {
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
@@ -111,6 +118,46 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		res.err = fmt.Errorf("unknown action type %q", m.action.Type)
 	}
 	return res
+}
+
+// errPowerLost: the board switched off under a running test.
+var errPowerLost = errors.New("board lost power")
+
+// powerWatch is how often the power state is read back while a test runs:
+// a board that loses power falls silent, and nothing else would notice.
+const powerWatch = 250 * time.Millisecond
+
+// watchPower cancels ctx with errPowerLost when the board reports power
+// off. The returned stop ends the watch and waits for it.
+func (a *boardActor) watchPower(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				a.cfg.Logger.Error("power watch", "board", a.board.Name, "panic", fmt.Sprint(r))
+			}
+		}()
+		t := time.NewTicker(powerWatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if on, err := a.backend.State(ctx); err == nil && !on {
+				cancel(errPowerLost)
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // release cancels the running action and waits for it to stop, then powers

@@ -30,6 +30,9 @@ type LabConfig struct {
 	// one directory each. The checks themselves are the lab's.
 	HealthOut string
 	Events    func(Event) // phase changes of health checks; nil: none
+	// HealthChanged is told every change of a board's health. Called from
+	// the lab actor; must not block. Nil: none.
+	HealthChanged func(board, health string)
 }
 
 // Submission is a job handed to the lab.
@@ -273,14 +276,14 @@ func (a *labActor) spawn(ctx actor.Context, q *queued, boards map[string]string,
 // dueChecks marks for a new health check the boards whose check is due
 // again: after every N jobs, or when it is older than the interval.
 func (a *labActor) dueChecks(now time.Time) {
-	for i, b := range a.boards {
+	for _, b := range a.boards {
 		hc, ok := a.checks[b.DeviceType]
 		if !ok || b.Health != scheduler.Good {
 			continue
 		}
 		if (hc.Every > 0 && a.jobsOn[b.Name] >= hc.Every) ||
 			(hc.Interval > 0 && now.Sub(a.lastCheck[b.Name]) >= hc.Interval) {
-			a.boards[i].Health = scheduler.Unknown
+			a.setHealth(b.Name, scheduler.Unknown)
 		}
 	}
 }
@@ -431,8 +434,11 @@ func (a *labActor) unusable(q *queued) error {
 
 func (a *labActor) setHealth(board string, h scheduler.Health) {
 	for i := range a.boards {
-		if a.boards[i].Name == board {
+		if a.boards[i].Name == board && a.boards[i].Health != h {
 			a.boards[i].Health = h
+			if a.cfg.HealthChanged != nil {
+				a.cfg.HealthChanged(board, string(h))
+			}
 		}
 	}
 }

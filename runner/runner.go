@@ -34,6 +34,11 @@ type Options struct {
 	// Waiting is told why a job waits, about once a second while it does.
 	Waiting func(job string, e scheduler.Explanation)
 	Clock   actors.Clock // nil: the wall clock
+	// Open makes the backend of a board, given a sandbox directory of its
+	// own. Nil: a simulated board.
+	Open func(b lab.Board, dir string) (actors.Backend, error)
+	// HealthChanged is told every change of a board's health. Nil: none.
+	HealthChanged func(board, health string)
 }
 
 // grace is how long past the job timeout Run waits for the actors to end
@@ -79,18 +84,25 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 		return opts.Logger.With("lib", "protoactor")
 	}))
 	defer system.Shutdown()
+	open := opts.Open
+	if open == nil {
+		open = func(b lab.Board, dir string) (actors.Backend, error) {
+			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: opts.Logger})
+		}
+	}
 	labActor := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
 		Open: func(b lab.Board) (actors.Backend, error) {
-			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(work, b.Name), Logger: opts.Logger})
+			return open(b, filepath.Join(work, b.Name))
 		},
-		Addresses: loopbackAddresses(l),
-		Clock:     opts.Clock,
-		Logger:    opts.Logger,
-		Retries:   l.Retries,
-		BadAfter:  l.BadAfter,
-		HealthOut: filepath.Join(opts.Out, "health-checks"),
-		Events:    opts.Events,
+		HealthChanged: opts.HealthChanged,
+		Addresses:     loopbackAddresses(l),
+		Clock:         opts.Clock,
+		Logger:        opts.Logger,
+		Retries:       l.Retries,
+		BadAfter:      l.BadAfter,
+		HealthOut:     filepath.Join(opts.Out, "health-checks"),
+		Events:        opts.Events,
 	})
 
 	type result struct {
