@@ -641,11 +641,11 @@ func TestOpenPanics(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, "job.toml", fakeJob)
 			open := h.cfg.Open
-			h.cfg.Open = func(b lab.Board) (actors.Backend, error) {
+			h.cfg.Open = func(node string, b lab.Board) (actors.Backend, error) {
 				if h.nodeOf(b) == tc.panicOn {
 					panic("board on fire")
 				}
-				return open(b)
+				return open(node, b)
 			}
 			for _, n := range fakeNodes {
 				h.script(n, fakeConfig{deployHang: tc.hang})
@@ -754,11 +754,11 @@ func TestBoardActorCrash(t *testing.T) {
 func TestOpenError(t *testing.T) {
 	h := newHarness(t, "job.toml", fakeJob)
 	open := h.cfg.Open
-	h.cfg.Open = func(b lab.Board) (actors.Backend, error) {
+	h.cfg.Open = func(node string, b lab.Board) (actors.Backend, error) {
 		if h.nodeOf(b) == "client-0" {
 			return nil, errBoom
 		}
-		return open(b)
+		return open(node, b)
 	}
 	h.start()
 	r := h.wait(waitLimit)

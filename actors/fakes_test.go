@@ -625,7 +625,7 @@ func (h *harness) nodeOf(b lab.Board) string {
 	return ""
 }
 
-func (h *harness) openFake(b lab.Board) (actors.Backend, error) {
+func (h *harness) openFake(_ string, b lab.Board) (actors.Backend, error) {
 	node := h.nodeOf(b)
 	h.mu.Lock()
 	f := newFakeBackend(b.Name, h.fcfg[node], h.sig)
@@ -776,7 +776,7 @@ func (h *harness) openSim() func(node string) *countingBackend {
 	dir := h.t.TempDir()
 	var mu sync.Mutex
 	opened := map[string]*countingBackend{}
-	h.cfg.Open = func(b lab.Board) (actors.Backend, error) {
+	h.cfg.Open = func(_ string, b lab.Board) (actors.Backend, error) {
 		sb, err := sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(dir, b.Name), BootDelay: 5 * time.Millisecond})
 		if err != nil {
 			return nil, err

@@ -44,8 +44,8 @@ type Config struct {
 	Boards map[string]lab.Board // node name → its board, reserved for this job
 	// Addresses are the nodes' IP addresses (TROUPE_IP), by node name.
 	Addresses map[string]string
-	// Open makes the backend of a board; called by the node's actor.
-	Open   func(b lab.Board) (Backend, error)
+	// Open makes the backend of a node's board; called by the node's actor.
+	Open   func(node string, b lab.Board) (Backend, error)
 	Book   *logbook.Book // where console output goes
 	Clock  Clock         // nil: the wall clock
 	Logger *slog.Logger  // nil: discard

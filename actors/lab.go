@@ -19,7 +19,7 @@ import (
 // LabConfig is a lab and how to run jobs on it.
 type LabConfig struct {
 	Lab  *lab.Lab
-	Open func(b lab.Board) (Backend, error)
+	Open func(node string, b lab.Board) (Backend, error)
 	// Addresses are the boards' IP addresses (TROUPE_IP), by board name.
 	Addresses map[string]string
 	Clock     Clock

@@ -53,7 +53,7 @@ type = "boot"`))
 	healthOut := filepath.Join(dir, "health")
 	labActor := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
-		Open: func(b lab.Board) (actors.Backend, error) {
+		Open: func(_ string, b lab.Board) (actors.Backend, error) {
 			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(dir, "boards", b.Name)})
 		},
 		Clock: clock, HealthOut: healthOut,

@@ -33,7 +33,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		b := a.cfg.Boards[a.node.Name]
-		backend, err := a.cfg.Open(b)
+		backend, err := a.cfg.Open(a.node.Name, b)
 		if err != nil {
 			a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("open board %s: %v", b.Name, err))
 			return

@@ -28,11 +28,11 @@ func TestRegressionTerminatedOvertakesNodeDone(t *testing.T) {
 		h.syncRelease = false
 		h.script("client-1", fakeConfig{onErr: errBoom})
 		open := h.cfg.Open
-		h.cfg.Open = func(b lab.Board) (actors.Backend, error) {
+		h.cfg.Open = func(node string, b lab.Board) (actors.Backend, error) {
 			if h.nodeOf(b) == "client-0" {
 				return nil, errBoom
 			}
-			return open(b)
+			return open(node, b)
 		}
 		h.start()
 		r := h.wait(waitLimit)

@@ -34,9 +34,9 @@ type Options struct {
 	// Waiting is told why a job waits, about once a second while it does.
 	Waiting func(job string, e scheduler.Explanation)
 	Clock   actors.Clock // nil: the wall clock
-	// Open makes the backend of a board, given a sandbox directory of its
-	// own. Nil: a simulated board.
-	Open func(b lab.Board, dir string) (actors.Backend, error)
+	// Open makes the backend of a node's board, given a sandbox directory
+	// of its own. Nil: a simulated board.
+	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
 	// HealthChanged is told every change of a board's health. Nil: none.
 	HealthChanged func(board, health string)
 }
@@ -86,14 +86,14 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	defer system.Shutdown()
 	open := opts.Open
 	if open == nil {
-		open = func(b lab.Board, dir string) (actors.Backend, error) {
+		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
 			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: opts.Logger})
 		}
 	}
 	labActor := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
-		Open: func(b lab.Board) (actors.Backend, error) {
-			return open(b, filepath.Join(work, b.Name))
+		Open: func(node string, b lab.Board) (actors.Backend, error) {
+			return open(node, b, filepath.Join(work, b.Name))
 		},
 		HealthChanged: opts.HealthChanged,
 		Addresses:     loopbackAddresses(l),
