@@ -5,8 +5,10 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Power is a board's power switch.
@@ -39,6 +41,9 @@ func DefaultPrompts() Prompts {
 	}
 }
 
+// ErrKernelPanic: the board's kernel panicked while booting.
+var ErrKernelPanic = errors.New("kernel panic during boot")
+
 // Boot power-cycles the board and logs in on its console.
 func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
 	if err := pw.Off(ctx); err != nil {
@@ -55,8 +60,15 @@ func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
 	if !on {
 		return fmt.Errorf("power on: the board reports power off after switching it on")
 	}
-	if _, err := con.Expect(ctx, p.Login); err != nil {
+	// A kernel panic on the way ends the wait at once: the board will not
+	// get to a login prompt.
+	login := regexp.MustCompile(`(` + p.Login.String() + `)|(Kernel panic - not syncing[^\n]*)`)
+	m, err := con.Expect(ctx, login)
+	if err != nil {
 		return fmt.Errorf("wait for login prompt: %w", err)
+	}
+	if m[len(m)-1] != "" {
+		return fmt.Errorf("%w: %s", ErrKernelPanic, strings.TrimSpace(m[len(m)-1]))
 	}
 	if err := con.Send(p.User + "\n"); err != nil {
 		return fmt.Errorf("log in: %w", err)

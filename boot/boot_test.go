@@ -278,7 +278,7 @@ func TestBootErrors(t *testing.T) {
 		{
 			name: "no login prompt",
 			board: func(b *fakeBoard) {
-				_ = b.print("U-Boot 2024.01\r\nStarting kernel ...\r\nKernel panic - not syncing\r\n")
+				_ = b.print("U-Boot 2024.01\r\nStarting kernel ...\r\n[    0.5] Run /sbin/init as init process\r\n")
 				b.drain()
 			},
 			ctxTO:   shortTO,
@@ -407,4 +407,18 @@ func TestBootSimBoard(t *testing.T) {
 	require.NoError(t, con.Send("echo $((40+2))\n"))
 	_, err = con.Expect(ctxT(t, waitTO), regexp.MustCompile(`\n42\n`))
 	require.NoError(t, err)
+}
+
+func TestBootKernelPanic(t *testing.T) {
+	p := newFakePower()
+	con, b := newFakeLine(t, nil)
+	play(t, p, b, func(b *fakeBoard) {
+		if b.print("U-Boot\r\nStarting kernel ...\r\n[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n") != nil {
+			return
+		}
+		b.drain()
+	})
+	err := boot.Boot(ctxT(t, waitTO), p, con, boot.DefaultPrompts())
+	require.ErrorIs(t, err, boot.ErrKernelPanic)
+	assert.Contains(t, err.Error(), "Unable to mount root fs")
 }
