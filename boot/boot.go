@@ -67,8 +67,8 @@ func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
 	if err != nil {
 		return fmt.Errorf("wait for login prompt: %w", err)
 	}
-	if m[len(m)-1] != "" {
-		return fmt.Errorf("%w: %s", ErrKernelPanic, strings.TrimSpace(m[len(m)-1]))
+	if len(m) == 3 && m[2] != "" {
+		return fmt.Errorf("%w: %s", ErrKernelPanic, strings.TrimSpace(m[2]))
 	}
 	if err := con.Send(p.User + "\n"); err != nil {
 		return fmt.Errorf("log in: %w", err)
