@@ -7,7 +7,7 @@ APT_PKGS := coreutils util-linux tar netcat-openbsd
 TOOLS    := sh base64 setsid tar nc
 FUZZTIME ?= 5s
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./console:FuzzStripANSI
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./console:FuzzStripANSI
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 

@@ -18,7 +18,11 @@ import (
 // tar file (plain or gzip-compressed, detected by content) is unpacked.
 // "" does nothing. Entries that would land outside the root (".." or
 // absolute names, or writes through symlinks leaving the root) are refused.
+// The DeployFail fault makes it fail, even for "".
 func (b *Board) Deploy(ctx context.Context, image string) error {
+	if b.getFaults().DeployFail {
+		return injected(fmt.Sprintf("deploy to %s: flash write failed (injected)", b.o.Name))
+	}
 	if image == "" {
 		return nil
 	}

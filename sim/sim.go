@@ -1,6 +1,7 @@
 // Package sim simulates an embedded board: a pseudo-terminal console that
 // shows a bootloader and kernel log, a login prompt and then a real
-// /bin/sh running in a per-board sandbox directory.
+// /bin/sh running in a per-board sandbox directory. Faults (faults.go)
+// make it misbehave like a board of a real lab, for tests of the harness.
 package sim
 
 import (
@@ -35,6 +36,7 @@ type Options struct {
 	Dir       string        // sandbox directory (created if missing); the root is Dir/root
 	Logger    *slog.Logger  // nil = discard
 	BootDelay time.Duration // time spent printing the boot log; default 30ms
+	Faults    Faults        // initial fault settings (see SetFaults); zero = healthy
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.
@@ -42,23 +44,41 @@ type Board struct {
 	o    Options
 	log  *slog.Logger
 	root string
-	ptm  *os.File // harness side
-	pts  *os.File // kept open for the board's life, so ptm never sees EIO
+	ptm  *os.File   // harness side
+	con  *faultConn // wraps ptm; what Console returns
+	pts  *os.File   // kept open for the board's life, so ptm never sees EIO
+
+	fmu    sync.Mutex
+	faults Faults
 
 	mu     sync.Mutex
 	sess   *session // nil when off
+	lieOn  bool     // PowerLie: State reports on, but there is no session
 	closed bool
 }
 
 // session is one power-on.
 type session struct {
-	token  string
-	cancel context.CancelFunc
-	done   chan struct{}
+	token     string
+	cancel    context.CancelFunc // power off
+	runCtx    context.Context    // the boot/login/shell sequence; ends at power off or kernel panic
+	runCancel context.CancelFunc
+	done      chan struct{}
+	hung      chan struct{} // closed once a mid-run kernel panic has been printed
 
-	mu      sync.Mutex
-	stopped bool
-	shells  map[int]bool // pids of the shells started during this power-on
+	mu        sync.Mutex
+	stopped   bool
+	panicked  bool
+	shellHung bool
+	shells    map[int]bool // pids of the shells started during this power-on
+}
+
+func (s *session) shellsLocked() map[int]bool {
+	m := make(map[int]bool, len(s.shells))
+	for pid := range s.shells {
+		m[pid] = true
+	}
+	return m
 }
 
 // New creates a powered-off board.
@@ -94,13 +114,15 @@ func New(o Options) (*Board, error) {
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
 	becomeSubreaper()
-	return &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, pts: pts}, nil
+	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults}
+	b.con.setFaults(o.Faults)
+	return b, nil
 }
 
 // Console returns the harness side of the board's serial console. The same
 // object is returned for the board's whole life and stays open across
 // power cycles; closing it ends the console for good.
-func (b *Board) Console() io.ReadWriteCloser { return b.ptm }
+func (b *Board) Console() io.ReadWriteCloser { return b.con }
 
 // Root returns the board's root directory.
 func (b *Board) Root() string { return b.root }
@@ -115,7 +137,16 @@ func (b *Board) On(ctx context.Context) error {
 	if b.closed {
 		return fmt.Errorf("power on %s: %w", b.o.Name, ErrClosed)
 	}
-	if b.sess != nil {
+	f := b.getFaults()
+	if f.PowerFail {
+		return injected(fmt.Sprintf("power on %s: PDU did not answer (injected)", b.o.Name))
+	}
+	if b.sess != nil || b.lieOn {
+		return nil
+	}
+	if f.PowerLie {
+		b.lieOn = true
+		b.log.Info("fault: power on lie")
 		return nil
 	}
 	tok := make([]byte, 16)
@@ -130,7 +161,11 @@ func (b *Board) On(ctx context.Context) error {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &session{token: hex.EncodeToString(tok), cancel: cancel, done: make(chan struct{}), shells: map[int]bool{}}
+	rctx, rcancel := context.WithCancel(sctx)
+	s := &session{
+		token: hex.EncodeToString(tok), cancel: cancel, runCtx: rctx, runCancel: rcancel,
+		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
+	}
 	b.sess = s
 	b.log.Info("power on")
 	go b.run(sctx, s)
@@ -145,10 +180,16 @@ func (b *Board) Off(ctx context.Context) error {
 	if b.closed {
 		return nil
 	}
+	if b.getFaults().PowerFail {
+		return injected(fmt.Sprintf("power off %s: PDU did not answer (injected)", b.o.Name))
+	}
 	return b.offLocked(ctx)
 }
 
+// offLocked powers off; it also clears the mid-run faults.
 func (b *Board) offLocked(ctx context.Context) error {
+	b.lieOn = false
+	b.con.reconnect()
 	s := b.sess
 	if s == nil {
 		return nil
@@ -160,10 +201,7 @@ func (b *Board) offLocked(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopped = true // no new shell can start from now on
-	shells := make(map[int]bool, len(s.shells))
-	for pid := range s.shells {
-		shells[pid] = true
-	}
+	shells := s.shellsLocked()
 	s.mu.Unlock()
 	s.cancel()
 
@@ -200,7 +238,7 @@ func (b *Board) State(ctx context.Context) (bool, error) {
 	if b.closed {
 		return false, fmt.Errorf("state %s: %w", b.o.Name, ErrClosed)
 	}
-	return b.sess != nil, nil
+	return b.sess != nil || b.lieOn, nil
 }
 
 // Close powers the board off and closes the console. Idempotent.
@@ -212,8 +250,8 @@ func (b *Board) Close() error {
 	}
 	b.closed = true
 	err := b.offLocked(context.Background())
-	for _, f := range []*os.File{b.ptm, b.pts} {
-		if cerr := f.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+	for _, c := range []io.Closer{b.con, b.pts} {
+		if cerr := c.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 			err = errors.Join(err, cerr)
 		}
 	}
@@ -223,12 +261,53 @@ func (b *Board) Close() error {
 	return nil
 }
 
-// run is one power-on: boot log, then a getty-like login/shell loop.
-func (b *Board) run(ctx context.Context, s *session) {
+// run is one power-on: boot log, then a getty-like login/shell loop. A
+// mid-run kernel panic ends that loop; the board then hangs until power off.
+func (b *Board) run(sctx context.Context, s *session) {
 	defer close(s.done)
-	// Power off interrupts any read or write on the slave.
-	// Wait for that callback if it started, so it cannot clobber the
-	// deadline reset done by the next power-on.
+	stage, err := b.sequence(s)
+	s.mu.Lock()
+	panicked := s.panicked
+	s.mu.Unlock()
+	if panicked && sctx.Err() == nil {
+		b.panicHang(sctx, s)
+		return
+	}
+	if err != nil {
+		b.logStop(stage, sctx, err)
+	}
+}
+
+func (b *Board) sequence(s *session) (stage string, err error) {
+	ctx := s.runCtx
+	err = b.interruptible(ctx, func() error {
+		if err := b.boot(ctx); err != nil {
+			stage = "boot"
+			return err
+		}
+		for ctx.Err() == nil {
+			if err := b.login(ctx); err != nil {
+				stage = "login"
+				return err
+			}
+			if err := b.shell(ctx, s); err != nil {
+				stage = "shell"
+				return err
+			}
+		}
+		return nil
+	})
+	return stage, err
+}
+
+// interruptible runs fn, interrupting its reads and writes on the slave
+// once ctx is done.
+func (b *Board) interruptible(ctx context.Context, fn func() error) error {
+	if err := b.pts.SetDeadline(time.Time{}); err != nil {
+		return err
+	}
+	// Wait for the callback if it started, so it cannot clobber the
+	// deadline reset done by the next stage or power-on.
 	cbDone := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = b.pts.SetDeadline(time.Unix(1, 0))
@@ -239,20 +318,36 @@ func (b *Board) run(ctx context.Context, s *session) {
 			<-cbDone
 		}
 	}()
+	return fn()
+}
 
-	if err := b.boot(ctx); err != nil {
-		b.logStop("boot", ctx, err)
-		return
+// panicHang prints a kernel panic and hangs until power off.
+func (b *Board) panicHang(sctx context.Context, s *session) {
+	err := b.interruptible(sctx, func() error {
+		defer close(s.hung)
+		if err := setMode(b.pts, modeBoot); err != nil { // no echo: the kernel is dead
+			return err
+		}
+		if _, err := b.pts.WriteString(panicText); err != nil {
+			return fmt.Errorf("write kernel panic: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		b.logStop("kernel panic", sctx, err)
 	}
-	for ctx.Err() == nil {
-		if err := b.login(ctx); err != nil {
-			b.logStop("login", ctx, err)
-			return
-		}
-		if err := b.shell(ctx, s); err != nil {
-			b.logStop("shell", ctx, err)
-			return
-		}
+	<-sctx.Done()
+}
+
+// sleepCtx waits for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -287,12 +382,49 @@ func (b *Board) bootLines() []string {
 	}
 }
 
+// Lines of the boot log at which the boot faults cut in.
+const (
+	kernelStartLine = "Starting kernel ..."
+	mmcLine         = "[    0.456789] mmc0: new high speed SDHC card at address 0001"
+)
+
+func panicAtBootLines() []string {
+	return []string{
+		`[    0.781234] VFS: Cannot open root device "mmcblk0p2" or unknown-block(179,2): error -6`,
+		`[    0.782345] Please append a correct "root=" boot option; here are the available partitions:`,
+		"[    0.791234] Kernel panic - not syncing: VFS: Unable to mount root fs",
+	}
+}
+
+// cutAfter returns lines up to and including the first one equal to l.
+func cutAfter(lines []string, l string) []string {
+	for i, x := range lines {
+		if x == l {
+			return lines[:i+1]
+		}
+	}
+	return lines
+}
+
+// boot prints the boot log; it returns when the login prompt is due, or
+// hangs until power off when a boot fault says so.
 func (b *Board) boot(ctx context.Context) error {
 	if err := setMode(b.pts, modeBoot); err != nil {
 		return err
 	}
+	f := b.getFaults()
 	lines := b.bootLines()
 	step := b.o.BootDelay / time.Duration(len(lines))
+	hang := true
+	switch {
+	case f.BootHang:
+		lines = cutAfter(lines, kernelStartLine)
+	case f.PanicAtBoot:
+		lines = append(cutAfter(lines, mmcLine), panicAtBootLines()...)
+	case f.NoLoginPrompt:
+	default:
+		hang = false
+	}
 	t := time.NewTimer(step)
 	defer t.Stop()
 	for _, l := range lines {
@@ -305,6 +437,14 @@ func (b *Board) boot(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
+	}
+	if hang {
+		b.log.Info("fault: boot hangs")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if f.SlowBoot > 0 {
+		return sleepCtx(ctx, f.SlowBoot)
 	}
 	return nil
 }
@@ -367,6 +507,12 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		s.mu.Unlock()
 		_ = tty.Close()
 		return context.Canceled
+	}
+	if s.shellHung { // no shell answers any more
+		s.mu.Unlock()
+		_ = tty.Close()
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	err = cmd.Start()
 	if err == nil {

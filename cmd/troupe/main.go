@@ -36,6 +36,7 @@ const usage = `usage:
   troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml...
   troupe validate FILE...
   troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
+  troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
 
 exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
 `
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "import-lava":
 		return cmdImportLAVA(args[1:], stdout, stderr)
+	case "scenario":
+		return cmdScenario(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
