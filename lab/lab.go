@@ -24,6 +24,9 @@ type Board struct {
 	DeviceType string
 	Tags       []string
 	Backend    string
+	// Hardware is how to reach a real board (backend "hardware"); nil
+	// for simulated boards.
+	Hardware *Hardware
 	// Health is the state the lab file puts the board in: "" (the
 	// scheduler decides: unknown until checked where a health check
 	// exists, good otherwise), or one of Healths.
@@ -102,7 +105,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	names := map[string]string{} // board name -> key of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
-		t.Only("name", "device_type", "tags", "backend", "health")
+		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot")
 		t.Require("name", "device_type")
 		if name, ok := t.String("name"); ok {
 			b.Name = name
@@ -129,10 +132,19 @@ func Parse(file string, data []byte) (*Lab, error) {
 			b.Tags = tags
 		}
 		if be, ok := t.String("backend"); ok {
-			if be != Sim {
-				t.Errorf("backend", "backend %q is not supported yet (supported: %s)", be, Sim)
+			if be != Sim && be != HardwareBackend {
+				t.Errorf("backend", "backend %q is not supported (supported: %s, %s)", be, Sim, HardwareBackend)
 			}
 			b.Backend = be
+		}
+		if b.Backend == HardwareBackend {
+			b.Hardware = parseHardware(t)
+		} else {
+			for _, k := range []string{"console", "power", "boot"} {
+				if t.Has(k) {
+					t.Errorf(k, "is for backend = %q", HardwareBackend)
+				}
+			}
 		}
 		if h, ok := t.String("health"); ok {
 			if !slices.Contains(Healths, h) {

@@ -37,6 +37,8 @@ const usage = `usage:
   troupe validate FILE...
   troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
+  troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
+  troupe simboard power SOCKET on|off|status
 
 exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
 `
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdImportLAVA(args[1:], stdout, stderr)
 	case "scenario":
 		return cmdScenario(args[1:], stdout, stderr)
+	case "simboard":
+		return cmdSimboard(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,0 +1,85 @@
+package lab_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/lab"
+)
+
+func TestHardwareBoards(t *testing.T) {
+	l, err := lab.Parse("lab.toml", []byte(`
+[[board]]
+name = "rpi-01"
+device_type = "rpi4"
+backend = "hardware"
+[board.console]
+kind = "serial"
+device = "/dev/ttyUSB0"
+[board.power]
+kind = "pdudaemon"
+url = "http://127.0.0.1:16421"
+hostname = "pdu-1"
+port = 3
+state = ["/usr/local/bin/outlet-state", "3"]
+[board.boot]
+method = "u-boot"
+interrupt = "Hit any key to stop autoboot"
+commands = ["setenv serverip {server_ip}", "tftpboot {kernel_addr} {kernel}", "booti {kernel_addr}"]
+
+[[board]]
+name = "bbb-02"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = "127.0.0.1:4001"
+[board.power]
+kind = "command"
+on = ["pdu", "on", "2"]
+off = ["pdu", "off", "2"]
+state = ["pdu", "state", "2"]
+`))
+	require.NoError(t, err)
+	hw := l.Boards[0].Hardware
+	require.NotNil(t, hw)
+	assert.Equal(t, lab.Console{Kind: "serial", Device: "/dev/ttyUSB0", Baud: 115200}, hw.Console)
+	assert.Equal(t, "pdudaemon", hw.Power.Kind)
+	assert.Equal(t, 3, hw.Power.Port)
+	assert.Equal(t, []string{"/usr/local/bin/outlet-state", "3"}, hw.Power.State)
+	assert.Equal(t, "u-boot", hw.Boot.Method)
+	assert.Len(t, hw.Boot.Commands, 3)
+	hw = l.Boards[1].Hardware
+	assert.Equal(t, lab.Console{Kind: "tcp", Address: "127.0.0.1:4001"}, hw.Console)
+	assert.Equal(t, []string{"pdu", "on", "2"}, hw.Power.On)
+	assert.Equal(t, lab.BootMethod{Method: "shell", Login: "login:", User: "root"}, hw.Boot)
+}
+
+func TestHardwareBoardErrors(t *testing.T) {
+	head := "[[board]]\nname = \"b\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n"
+	tests := []struct{ name, body, want string }{
+		{"no console", "[board.power]\nkind = \"manual\"\n", `lab.toml:1: board[0].console: is required`},
+		{"bad console kind", "[board.console]\nkind = \"usb\"\n[board.power]\nkind = \"manual\"\n", `lab.toml:6: board[0].console.kind: must be one of serial, tcp (got "usb")`},
+		{"serial without device", "[board.console]\nkind = \"serial\"\n[board.power]\nkind = \"manual\"\n", `board[0].console.device: is required`},
+		{"tcp with baud", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\nbaud = 9600\n[board.power]\nkind = \"manual\"\n", `lab.toml:8: board[0].console.baud: is for kind = "serial"`},
+		{"command without state", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"command\"\non = [\"a\"]\noff = [\"b\"]\n", `board[0].power.state: is required`},
+		{"unknown power key", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\nurl = \"x\"\n", `lab.toml:10: board[0].power: unknown key "url"`},
+		{"u-boot without commands", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\n[board.boot]\nmethod = \"u-boot\"\ninterrupt = \"Hit\"\n", `board[0].boot.commands: is required`},
+		{"console on a sim board", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := head + tc.body
+			want := tc.want
+			if tc.name == "console on a sim board" {
+				body = "[[board]]\nname = \"b\"\ndevice_type = \"x\"\n[board.console]\nkind = \"tcp\"\n"
+				want = `lab.toml:4: board[0].console: is for backend = "hardware"`
+			}
+			_, err := lab.Parse("lab.toml", []byte(body))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), want)
+		})
+	}
+}
