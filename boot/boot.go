@@ -46,19 +46,8 @@ var ErrKernelPanic = errors.New("kernel panic during boot")
 
 // Boot power-cycles the board and logs in on its console.
 func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
-	if err := pw.Off(ctx); err != nil {
-		return fmt.Errorf("power off: %w", err)
-	}
-	con.Discard()
-	if err := pw.On(ctx); err != nil {
-		return fmt.Errorf("power on: %w", err)
-	}
-	on, err := pw.State(ctx)
-	if err != nil {
-		return fmt.Errorf("power state: %w", err)
-	}
-	if !on {
-		return fmt.Errorf("power on: the board reports power off after switching it on")
+	if err := cyclePower(ctx, pw, con); err != nil {
+		return err
 	}
 	// A kernel panic on the way ends the wait at once: the board will not
 	// get to a login prompt.
@@ -70,11 +59,5 @@ func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
 	if len(m) == 3 && m[2] != "" {
 		return fmt.Errorf("%w: %s", ErrKernelPanic, strings.TrimSpace(m[2]))
 	}
-	if err := con.Send(p.User + "\n"); err != nil {
-		return fmt.Errorf("log in: %w", err)
-	}
-	if _, err := con.Expect(ctx, p.Shell); err != nil {
-		return fmt.Errorf("wait for shell prompt: %w", err)
-	}
-	return nil
+	return logIn(ctx, con, p)
 }
