@@ -94,7 +94,12 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
 	case jobs.Boot:
-		err := boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())
+		var err error
+		if b, ok := a.backend.(Booter); ok {
+			err = b.Boot(ctx, a.con)
+		} else {
+			err = boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())
+		}
 		if err == nil {
 			err = a.shell.Init(ctx)
 		}

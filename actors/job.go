@@ -28,6 +28,12 @@ type Backend interface {
 	Close() error
 }
 
+// Booter is a backend with a boot method of its own (u-boot, custom
+// prompts); others boot with boot.Boot and the default prompts.
+type Booter interface {
+	Boot(ctx context.Context, con boot.Console) error
+}
+
 // Event is a phase change of a node, for progress output.
 type Event struct {
 	Time   time.Time

@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
@@ -87,6 +88,9 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	open := opts.Open
 	if open == nil {
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
+			if b.Backend == lab.HardwareBackend {
+				return hardware.Open(b, opts.Logger)
+			}
 			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: opts.Logger})
 		}
 	}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/report"
+)
+
+// simboard starts `troupe simboard` with a console on a pty (pty != "") or
+// on a TCP port, and returns the console's address or device and the power
+// control socket.
+func simboard(t *testing.T, name string, onPty bool) (where, control string) {
+	t.Helper()
+	dir := t.TempDir()
+	control = filepath.Join(dir, "power.sock")
+	args := []string{"simboard", "--name", name, "--control", control, "--dir", filepath.Join(dir, "root")}
+	if onPty {
+		where = filepath.Join(dir, "ttyS0")
+		args = append(args, "--pty", where)
+	} else {
+		args = append(args, "--tcp", "127.0.0.1:0")
+	}
+	cmd := exec.Command(troupeBin, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	if !onPty {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		require.NoError(t, err)
+		where = strings.TrimSpace(strings.TrimPrefix(line, "console on "))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, errSock := os.Stat(control)
+		_, errPty := os.Stat(where)
+		if errSock == nil && (!onPty || errPty == nil) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "simboard %s did not start", name)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return where, control
+}
+
+// TestHardwareBackends runs a MultiNode job on real-board backends: one
+// board on a serial console (a pty, through go.bug.st/serial), one on a raw
+// TCP console, both powered through the command driver with read-back.
+// The boards are `troupe simboard` processes: no mock of the code under test.
+func TestHardwareBackends(t *testing.T) {
+	tty, ttyPower := simboard(t, "hw-serial", true)
+	addr, tcpPower := simboard(t, "hw-tcp", false)
+	power := func(sock string) string {
+		q := func(op string) string { return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op) }
+		return fmt.Sprintf("[board.power]\nkind = \"command\"\non = %s\noff = %s\nstate = %s\n", q("on"), q("off"), q("status"))
+	}
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`
+[[board]]
+name = "hw-serial"
+device_type = "rpi4"
+backend = "hardware"
+[board.console]
+kind = "serial"
+device = %q
+baud = 115200
+%s
+[[board]]
+name = "hw-tcp"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+%s`, tty, power(ttyPower), addr, power(tcpPower)))
+	job := writeFile(t, dir, "job.toml", `name = "on-hardware"
+timeout = "1m"
+[multinode]
+timeout = "20s"
+[roles.server]
+device_type = "rpi4"
+[roles.client]
+device_type = "bbb"
+[[action]]
+type = "boot"
+timeout = "20s"
+[[action]]
+type = "test"
+name = "talk"
+run = '''
+echo "$TROUPE_NODE on $TROUPE_BOARD"
+if [ "$TROUPE_ROLE" = server ]; then troupe-send hello from=$TROUPE_BOARD; fi
+if [ "$TROUPE_ROLE" = client ]; then troupe-test-case got-hello --shell troupe-wait hello; fi
+troupe-test-case synced --shell troupe-sync done
+'''`)
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusComplete, r.Job.Status)
+	assert.Equal(t, "hw-serial", nodeByName(t, r, "server-0").Board)
+	assert.Equal(t, "hw-tcp", nodeByName(t, r, "client-0").Board)
+	got := map[string]string{}
+	for _, c := range r.Tests {
+		got[c.Node+"/"+c.Name] = c.Result
+	}
+	assert.Equal(t, "pass", got["client-0/got-hello"], "%v", got)
+	assert.Equal(t, "pass", got["server-0/synced"], "%v", got)
+	assert.Contains(t, readLog(t, res.out, "server-0"), "hw-serial login:")
+	assert.Contains(t, readLog(t, res.out, "client-0"), "\nfrom=hw-serial\n")
+
+	// Every board was powered off at the end.
+	for _, sock := range []string{ttyPower, tcpPower} {
+		st := troupe(t, "simboard", "power", sock, "status")
+		assert.Equal(t, "off\n", st.stdout, st.stderr)
+	}
+}
+
+// TestHardwareConsoleMissing: a console device that does not exist is an
+// infrastructure error naming the board and the device.
+func TestHardwareConsoleMissing(t *testing.T) {
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", `
+[[board]]
+name = "ghost"
+device_type = "rpi4"
+backend = "hardware"
+[board.console]
+kind = "serial"
+device = "/dev/does-not-exist"
+[board.power]
+kind = "command"
+on = ["true"]
+off = ["true"]
+state = ["echo", "on"]
+`)
+	job := writeFile(t, dir, "job.toml", "name = \"x\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\n")
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	assert.Equal(t, 2, res.code, res.stdout+res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.Infrastructure, r.Job.Class)
+	assert.Contains(t, r.Job.Error, "console of ghost: open /dev/does-not-exist")
+}
