@@ -72,7 +72,9 @@ func TestHardwareBackends(t *testing.T) {
 	tty, ttyPower := simboard(t, "hw-serial", true)
 	addr, tcpPower := simboard(t, "hw-tcp", false)
 	power := func(sock string) string {
-		q := func(op string) string { return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op) }
+		q := func(op string) string {
+			return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op)
+		}
 		return fmt.Sprintf("[board.power]\nkind = \"command\"\non = %s\noff = %s\nstate = %s\n", q("on"), q("off"), q("status"))
 	}
 	dir := t.TempDir()
