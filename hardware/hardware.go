@@ -75,13 +75,17 @@ func newSwitch(board string, p lab.Power) (power.Switch, error) {
 // Console is the board's console, open for the board's life.
 func (b *Board) Console() io.ReadWriteCloser { return b.con }
 
-// Deploy puts an image on the board. Only boards that boot what is on them
-// already are supported so far: an image is an error.
-func (b *Board) Deploy(_ context.Context, image string) error {
+// Deploy puts an image on the board with its deploy method: the flasher
+// command, or nothing (a board that boots what it has; an image is then
+// an error).
+func (b *Board) Deploy(ctx context.Context, image string) error {
 	if image == "" {
 		return nil
 	}
-	return fmt.Errorf("deploy %s to %s: this board has no deploy method (tftp and flasher are not supported yet)", image, b.name)
+	if b.hw.Deploy.Method == "flasher" {
+		return flash(ctx, b.name, b.hw.Deploy.Command, b.hw.Deploy.Timeout, image)
+	}
+	return fmt.Errorf("deploy %s to %s: the board has no deploy method (set [board.deploy] method = \"flasher\")", image, b.name)
 }
 
 // Boot brings the board to a logged-in shell by its boot method.

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"regexp"
+	"time"
 	"slices"
 	"strings"
 
@@ -13,6 +14,14 @@ type Hardware struct {
 	Console Console
 	Power   Power
 	Boot    BootMethod
+	Deploy  Deploy
+}
+
+// Deploy is how software gets onto a real board.
+type Deploy struct {
+	Method  string        // "none" (default) or "flasher"
+	Command []string      // flasher: argv templates with {image} and {board}
+	Timeout time.Duration // flasher: default 10m
 }
 
 // Console is a real board's console: a serial device or a raw TCP port
@@ -54,12 +63,13 @@ var (
 	consoleKinds = []string{"serial", "tcp"}
 	powerKinds   = []string{"pdudaemon", "command", "snmp", "manual"}
 	bootMethods  = []string{"shell", "u-boot"}
+	deployKinds  = []string{"none", "flasher"}
 )
 
 // parseHardware reads the [board.console], [board.power] and [board.boot]
 // tables of a hardware board.
 func parseHardware(t tomlfile.Table) *Hardware {
-	hw := &Hardware{Boot: BootMethod{Method: "shell", Login: "login:", User: "root"}}
+	hw := &Hardware{Boot: BootMethod{Method: "shell", Login: "login:", User: "root"}, Deploy: Deploy{Method: "none"}}
 	t.Require("console", "power")
 	if c, ok := t.Table("console"); ok {
 		c.Only("kind", "device", "baud", "address")
@@ -160,6 +170,26 @@ func parseHardware(t tomlfile.Table) *Hardware {
 			for _, k := range []string{"interrupt", "commands"} {
 				if b.Has(k) {
 					b.Errorf(k, "is for method = \"u-boot\"")
+				}
+			}
+		}
+	}
+	if d, ok := t.Table("deploy"); ok {
+		d.Only("method", "command", "timeout")
+		if d.Has("method") {
+			hw.Deploy.Method = oneOf(d, "method", deployKinds)
+		}
+		if hw.Deploy.Method == "flasher" {
+			d.Require("command")
+			hw.Deploy.Command, _ = d.Strings("command")
+			hw.Deploy.Timeout = 10 * time.Minute
+			if v, ok := d.Duration("timeout"); ok {
+				hw.Deploy.Timeout = v
+			}
+		} else {
+			for _, k := range []string{"command", "timeout"} {
+				if d.Has(k) {
+					d.Errorf(k, "is for method = \"flasher\"")
 				}
 			}
 		}

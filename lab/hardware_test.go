@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -82,4 +83,20 @@ func TestHardwareBoardErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), want)
 		})
 	}
+}
+
+func TestHardwareDeploy(t *testing.T) {
+	head := "[[board]]\nname = \"b\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\n"
+	l, err := lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"flasher\"\ncommand = [\"flash\", \"{image}\"]\ntimeout = \"2m\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, lab.Deploy{Method: "flasher", Command: []string{"flash", "{image}"}, Timeout: 2 * time.Minute}, l.Boards[0].Hardware.Deploy)
+	l, err = lab.Parse("lab.toml", []byte(head))
+	require.NoError(t, err)
+	assert.Equal(t, "none", l.Boards[0].Hardware.Deploy.Method)
+	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"flasher\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "board[0].deploy.command: is required")
+	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"tftp\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `lab.toml:11: board[0].deploy.method: must be one of none, flasher (got "tftp")`)
 }

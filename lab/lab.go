@@ -105,7 +105,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	names := map[string]string{} // board name -> key of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
-		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot")
+		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy")
 		t.Require("name", "device_type")
 		if name, ok := t.String("name"); ok {
 			b.Name = name
@@ -140,7 +140,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 		if b.Backend == HardwareBackend {
 			b.Hardware = parseHardware(t)
 		} else {
-			for _, k := range []string{"console", "power", "boot"} {
+			for _, k := range []string{"console", "power", "boot", "deploy"} {
 				if t.Has(k) {
 					t.Errorf(k, "is for backend = %q", HardwareBackend)
 				}

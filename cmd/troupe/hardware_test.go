@@ -163,3 +163,34 @@ state = ["echo", "on"]
 	assert.Equal(t, report.Infrastructure, r.Job.Class)
 	assert.Contains(t, r.Job.Error, "console of ghost: open /dev/does-not-exist")
 }
+
+// TestHardwareFlasherFails: a flasher that exits non-zero is an
+// infrastructure error naming the board, with the flasher's output.
+func TestHardwareFlasherFails(t *testing.T) {
+	addr, sock := simboard(t, "hw-flash", false)
+	dir := t.TempDir()
+	writeFile(t, dir, "rootfs.img", "not really an image")
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`
+[[board]]
+name = "hw-flash"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+[board.power]
+kind = "command"
+on = [%q, "simboard", "power", %q, "on"]
+off = [%q, "simboard", "power", %q, "off"]
+state = [%q, "simboard", "power", %q, "status"]
+[board.deploy]
+method = "flasher"
+command = ["/bin/sh", "-c", "echo 'flashing {board}'; echo 'mmc write failed' >&2; exit 4"]
+`, addr, troupeBin, sock, troupeBin, sock, troupeBin, sock))
+	job := writeFile(t, dir, "job.toml", "name = \"flash\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"rootfs.img\"\n[[action]]\ntype = \"boot\"\n")
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	assert.Equal(t, 2, res.code, res.stdout+res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.Infrastructure, r.Job.Class)
+	assert.Contains(t, r.Job.Error, "flash hw-flash: /bin/sh: exit status 4: flashing hw-flash | mmc write failed")
+}
