@@ -2,9 +2,9 @@ package lab
 
 import (
 	"regexp"
-	"time"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/troupe-lab/troupe/jobs/tomlfile"
 )
