@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -99,4 +100,15 @@ func TestHardwareDeploy(t *testing.T) {
 	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"tftp\"\n"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `lab.toml:11: board[0].deploy.method: must be one of none, flasher (got "tftp")`)
+}
+
+// TestExampleLabs: the documented example labs parse.
+func TestExampleLabs(t *testing.T) {
+	files, err := filepath.Glob("../examples/labs/*.toml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		_, err := lab.Load(f)
+		assert.NoError(t, err, f)
+	}
 }
