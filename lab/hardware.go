@@ -2,8 +2,6 @@ package lab
 
 import (
 	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/troupe-lab/troupe/jobs/tomlfile"
@@ -74,7 +72,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 	if c, ok := t.Table("console"); ok {
 		c.Only("kind", "device", "baud", "address")
 		c.Require("kind")
-		hw.Console.Kind = oneOf(c, "kind", consoleKinds)
+		hw.Console.Kind = c.OneOf("kind", consoleKinds...)
 		switch hw.Console.Kind {
 		case "serial":
 			c.Require("device")
@@ -101,7 +99,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 	}
 	if p, ok := t.Table("power"); ok {
 		p.Require("kind")
-		hw.Power.Kind = oneOf(p, "kind", powerKinds)
+		hw.Power.Kind = p.OneOf("kind", powerKinds...)
 		switch hw.Power.Kind {
 		case "pdudaemon":
 			p.Only("kind", "url", "hostname", "port", "state")
@@ -148,7 +146,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 	if b, ok := t.Table("boot"); ok {
 		b.Only("method", "interrupt", "commands", "login", "user")
 		if b.Has("method") {
-			hw.Boot.Method = oneOf(b, "method", bootMethods)
+			hw.Boot.Method = b.OneOf("method", bootMethods...)
 		}
 		if s, ok := b.String("login"); ok {
 			if _, err := regexp.Compile(s); err != nil {
@@ -177,7 +175,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 	if d, ok := t.Table("deploy"); ok {
 		d.Only("method", "command", "timeout")
 		if d.Has("method") {
-			hw.Deploy.Method = oneOf(d, "method", deployKinds)
+			hw.Deploy.Method = d.OneOf("method", deployKinds...)
 		}
 		if hw.Deploy.Method == "flasher" {
 			d.Require("command")
@@ -195,13 +193,4 @@ func parseHardware(t tomlfile.Table) *Hardware {
 		}
 	}
 	return hw
-}
-
-// oneOf reads t's string k, which must be one of allowed.
-func oneOf(t tomlfile.Table, k string, allowed []string) string {
-	s, ok := t.String(k)
-	if ok && !slices.Contains(allowed, s) {
-		t.Errorf(k, "must be one of %s (got %q)", strings.Join(allowed, ", "), s)
-	}
-	return s
 }

@@ -265,7 +265,7 @@ func parseJob(doc *tomlfile.Doc, root tomlfile.Table, s *Scenario, extra *jobs.E
 			jobErrors(doc, err, extra)
 		}
 	default:
-		root.Errorf("job", "must be a job file path or a [job] table (got %s)", describe(v))
+		root.Errorf("job", "must be a job file path or a [job] table (got %s)", tomlfile.Describe(v))
 	}
 }
 
@@ -360,7 +360,7 @@ func parseFault(t tomlfile.Table) Fault {
 	if f.Kind == ConsoleNoise {
 		t.Require("rate")
 	}
-	if r, ok := number(t, "rate"); ok {
+	if r, ok := t.Number("rate"); ok {
 		if !(r > 0) || math.IsInf(r, 0) {
 			t.Errorf("rate", "must be a number of bytes per second > 0 (got %v)", r)
 		}
@@ -369,7 +369,7 @@ func parseFault(t tomlfile.Table) Fault {
 	if f.Kind == ConsoleDrop {
 		t.Require("probability")
 	}
-	if p, ok := number(t, "probability"); ok {
+	if p, ok := t.Number("probability"); ok {
 		if !(p > 0 && p <= 1) {
 			t.Errorf("probability", "must be > 0 and <= 1 (got %v)", p)
 		}
@@ -432,7 +432,7 @@ var (
 func parseExpect(t tomlfile.Table) Expect {
 	var e Expect
 	t.Only("status", "exit", "error", "class", "within", "attempts", "nodes", "tests", "boards")
-	e.Status = oneOf(t, "status", statuses)
+	e.Status = t.OneOf("status", statuses...)
 	if n, ok := t.Int("exit"); ok {
 		if n < 0 || n > 3 {
 			t.Errorf("exit", "must be between 0 and 3 (got %d)", n)
@@ -442,7 +442,7 @@ func parseExpect(t tomlfile.Table) Expect {
 		}
 	}
 	e.Error = regex(t, "error")
-	e.Class = oneOf(t, "class", classes)
+	e.Class = t.OneOf("class", classes...)
 	if d, ok := t.Duration("within"); ok {
 		if d <= 0 {
 			t.Errorf("within", "must be > 0 (got %q)", t.M["within"])
@@ -467,7 +467,7 @@ func parseExpect(t tomlfile.Table) Expect {
 			nt.Only("status", "error", "board")
 			nt.Require("status")
 			var ne NodeExpect
-			ne.Status = oneOf(nt, "status", statuses)
+			ne.Status = nt.OneOf("status", statuses...)
 			ne.Error = regex(nt, "error")
 			if b, ok := nt.String("board"); ok {
 				if b == "" {
@@ -486,32 +486,19 @@ func parseExpect(t tomlfile.Table) Expect {
 			te.Node = nonEmpty(tt, "node")
 			te.Suite, _ = tt.String("suite")
 			te.Name = nonEmpty(tt, "name")
-			te.Result = oneOf(tt, "result", results)
+			te.Result = tt.OneOf("result", results...)
 			e.Tests = append(e.Tests, te)
 		}
 	}
 	if boards, ok := t.Table("boards"); ok {
 		e.Boards = map[string]string{}
 		for _, name := range boards.Keys() {
-			if h := oneOf(boards, name, lab.Healths); h != "" {
+			if h := boards.OneOf(name, lab.Healths...); h != "" {
 				e.Boards[name] = h
 			}
 		}
 	}
 	return e
-}
-
-// oneOf reads a string that must be one of allowed; "" if it is not.
-func oneOf(t tomlfile.Table, k string, allowed []string) string {
-	v, ok := t.String(k)
-	if !ok {
-		return ""
-	}
-	if !slices.Contains(allowed, v) {
-		t.Errorf(k, "must be one of %s (got %q)", strings.Join(allowed, ", "), v)
-		return ""
-	}
-	return v
 }
 
 // regex reads a string that must be a valid regexp.
@@ -546,42 +533,6 @@ func reason(pattern string, err error) string {
 		return re.Code.String()
 	}
 	return fmt.Sprintf("%s at %q", re.Code, re.Expr)
-}
-
-// number reads a float or an integer.
-func number(t tomlfile.Table, k string) (float64, bool) {
-	v, found := t.M[k]
-	if !found {
-		return 0, false
-	}
-	switch v := v.(type) {
-	case float64:
-		return v, true
-	case int64:
-		return float64(v), true
-	}
-	t.Errorf(k, "must be a number (got %s)", describe(v))
-	return 0, false
-}
-
-// describe names the TOML type of v, with the value for scalars.
-func describe(v any) string {
-	switch v := v.(type) {
-	case string:
-		return fmt.Sprintf("string %q", v)
-	case int64:
-		return fmt.Sprintf("integer %d", v)
-	case float64:
-		return fmt.Sprintf("float %v", v)
-	case bool:
-		return fmt.Sprintf("boolean %v", v)
-	case []any, []map[string]any:
-		return "array"
-	case map[string]any:
-		return "table"
-	default:
-		return "datetime"
-	}
 }
 
 // resolve makes a path relative to the scenario file's directory.

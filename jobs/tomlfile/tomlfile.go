@@ -9,6 +9,7 @@ package tomlfile
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -232,7 +233,7 @@ func (t Table) Strings(k string) ([]string, bool) {
 	for i, e := range arr {
 		s, ok := e.(string)
 		if !ok {
-			t.doc.Errorf(fmt.Sprintf("%s[%d]", t.Key(k), i), "must be a string (got %s)", describe(e))
+			t.doc.Errorf(fmt.Sprintf("%s[%d]", t.Key(k), i), "must be a string (got %s)", Describe(e))
 			return nil, false
 		}
 		out = append(out, s)
@@ -298,7 +299,7 @@ func (t Table) Tables(k string) ([]Table, bool) {
 		key := fmt.Sprintf("%s[%d]", t.Key(k), i)
 		m, ok := e.(map[string]any)
 		if !ok {
-			t.doc.Errorf(key, "must be a table (got %s)", describe(e))
+			t.doc.Errorf(key, "must be a table (got %s)", Describe(e))
 			continue
 		}
 		out = append(out, Table{doc: t.doc, Path: key, M: m})
@@ -306,12 +307,43 @@ func (t Table) Tables(k string) ([]Table, bool) {
 	return out, true
 }
 
-func (t Table) typeError(k, want string, got any) {
-	t.Errorf(k, "must be %s (got %s)", want, describe(got))
+// OneOf returns the string at k, which must be one of allowed ("" if it
+// is missing or not allowed, which is recorded as an error).
+func (t Table) OneOf(k string, allowed ...string) string {
+	v, ok := t.String(k)
+	if !ok {
+		return ""
+	}
+	if !slices.Contains(allowed, v) {
+		t.Errorf(k, "must be one of %s (got %q)", strings.Join(allowed, ", "), v)
+		return ""
+	}
+	return v
 }
 
-// describe names the TOML type of v, with the value for scalars.
-func describe(v any) string {
+// Number returns the number at k: a float, or an integer as a float.
+func (t Table) Number(k string) (float64, bool) {
+	v, found := t.M[k]
+	if !found {
+		return 0, false
+	}
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case int64:
+		return float64(v), true
+	}
+	t.typeError(k, "a number", v)
+	return 0, false
+}
+
+func (t Table) typeError(k, want string, got any) {
+	t.Errorf(k, "must be %s (got %s)", want, Describe(got))
+}
+
+// Describe names the TOML type of v, with the value for scalars, for
+// error messages.
+func Describe(v any) string {
 	switch v := v.(type) {
 	case string:
 		return fmt.Sprintf("string %q", v)
