@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sync"
 
@@ -26,12 +27,29 @@ type Board struct {
 	hw   lab.Hardware
 	con  io.ReadWriteCloser
 	once sync.Once
+	opts Options
+
+	mu   sync.Mutex
+	vars map[string]string // u-boot placeholders set by the last deploy
+}
+
+// Options is what a run provides to its real boards.
+type Options struct {
+	Logger *slog.Logger
+	// TFTPRoot is the directory the run's TFTP server serves, and
+	// ServerIP how boards reach that server ({server_ip}); for boards with
+	// deploy method "tftp".
+	TFTPRoot, ServerIP string
 }
 
 // Open reaches the board described by b: it opens its console now (a
 // missing device is an error here, naming the board) and builds its power
 // switch.
-func Open(b lab.Board, logger *slog.Logger) (*Board, error) {
+func Open(b lab.Board, opts Options) (*Board, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if b.Hardware == nil {
 		return nil, fmt.Errorf("board %s: not a hardware board", b.Name)
 	}
@@ -52,7 +70,10 @@ func Open(b lab.Board, logger *slog.Logger) (*Board, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Board{Switch: sw, name: b.Name, hw: hw, con: con}, nil
+	if hw.Deploy.Method == "tftp" && opts.TFTPRoot == "" {
+		return nil, fmt.Errorf("board %s: deploy method tftp, but the run has no TFTP server", b.Name)
+	}
+	return &Board{Switch: sw, name: b.Name, hw: hw, con: con, opts: opts}, nil
 }
 
 func newSwitch(board string, p lab.Power) (power.Switch, error) {
@@ -82,10 +103,44 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 	if image == "" {
 		return nil
 	}
-	if b.hw.Deploy.Method == "flasher" {
+	switch b.hw.Deploy.Method {
+	case "flasher":
 		return flash(ctx, b.name, b.hw.Deploy.Command, b.hw.Deploy.Timeout, image)
+	case "tftp":
+		return b.stage(image)
 	}
 	return fmt.Errorf("deploy %s to %s: the board has no deploy method (set [board.deploy] method = \"flasher\")", image, b.name)
+}
+
+// stage puts image where the TFTP server serves it to this board only
+// (<root>/<board>/<name>) and sets the u-boot placeholders for it.
+func (b *Board) stage(image string) error {
+	name := filepath.Base(image)
+	dst := filepath.Join(b.opts.TFTPRoot, b.name, name)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+	}
+	in, err := os.Open(image)
+	if err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	file := b.name + "/" + name
+	b.vars = map[string]string{"server_ip": b.opts.ServerIP, "kernel": file, "image": file}
+	return nil
 }
 
 // Boot brings the board to a logged-in shell by its boot method.
@@ -102,7 +157,16 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 	if err != nil {
 		return fmt.Errorf("boot %s: interrupt: %w", b.name, err)
 	}
-	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Commands: b.hw.Boot.Commands, Prompts: p})
+	vars := map[string]string{"board": b.name}
+	for k, v := range b.hw.Boot.Vars {
+		vars[k] = v
+	}
+	b.mu.Lock()
+	for k, v := range b.vars {
+		vars[k] = v
+	}
+	b.mu.Unlock()
+	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Commands: b.hw.Boot.Commands, Vars: vars, Prompts: p})
 }
 
 // Close closes the console; the power is left as it is (the board actor

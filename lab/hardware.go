@@ -17,7 +17,7 @@ type Hardware struct {
 
 // Deploy is how software gets onto a real board.
 type Deploy struct {
-	Method  string        // "none" (default) or "flasher"
+	Method  string        // "none" (default), "flasher" or "tftp" (served by the lab's TFTP server)
 	Command []string      // flasher: argv templates with {image} and {board}
 	Timeout time.Duration // flasher: default 10m
 }
@@ -50,8 +50,11 @@ type BootMethod struct {
 	Method    string   // "shell" (already running a getty: power cycle and log in) or "u-boot"
 	Interrupt string   // u-boot: the autoboot prompt to interrupt (regexp)
 	Commands  []string // u-boot: command templates ({server_ip}, {kernel}, ...)
-	Login     string   // regexp of the login prompt (default "login:")
-	User      string   // typed at the login prompt (default "root")
+	// Vars are the board's own placeholder values (kernel_addr, dtb_addr
+	// ...); a tftp deploy adds server_ip, kernel and image.
+	Vars  map[string]string
+	Login string // regexp of the login prompt (default "login:")
+	User  string // typed at the login prompt (default "root")
 }
 
 // HardwareBackend is the backend of real boards.
@@ -61,7 +64,7 @@ var (
 	consoleKinds = []string{"serial", "tcp"}
 	powerKinds   = []string{"pdudaemon", "command", "snmp", "manual"}
 	bootMethods  = []string{"shell", "u-boot"}
-	deployKinds  = []string{"none", "flasher"}
+	deployKinds  = []string{"none", "flasher", "tftp"}
 )
 
 // parseHardware reads the [board.console], [board.power] and [board.boot]
@@ -144,7 +147,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 		}
 	}
 	if b, ok := t.Table("boot"); ok {
-		b.Only("method", "interrupt", "commands", "login", "user")
+		b.Only("method", "interrupt", "commands", "login", "user", "vars")
 		if b.Has("method") {
 			hw.Boot.Method = b.OneOf("method", bootMethods...)
 		}
@@ -164,8 +167,14 @@ func parseHardware(t tomlfile.Table) *Hardware {
 				b.Errorf("interrupt", "invalid regexp: %v", err)
 			}
 			hw.Boot.Commands, _ = b.Strings("commands")
+			if v, ok := b.Table("vars"); ok {
+				hw.Boot.Vars = map[string]string{}
+				for _, k := range v.Keys() {
+					hw.Boot.Vars[k], _ = v.String(k)
+				}
+			}
 		} else {
-			for _, k := range []string{"interrupt", "commands"} {
+			for _, k := range []string{"interrupt", "commands", "vars"} {
 				if b.Has(k) {
 					b.Errorf(k, "is for method = \"u-boot\"")
 				}

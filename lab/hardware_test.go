@@ -97,9 +97,15 @@ func TestHardwareDeploy(t *testing.T) {
 	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"flasher\"\n"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "board[0].deploy.command: is required")
-	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"tftp\"\n"))
+	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"ftp\"\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `lab.toml:11: board[0].deploy.method: must be one of none, flasher (got "tftp")`)
+	assert.Contains(t, err.Error(), `lab.toml:11: board[0].deploy.method: must be one of none, flasher, tftp (got "ftp")`)
+	l, err = lab.Parse("lab.toml", []byte("[tftp]\naddress = \"127.0.0.1:6969\"\nserver_ip = \"127.0.0.1:6969\"\n"+head+"[board.deploy]\nmethod = \"tftp\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, lab.TFTP{Address: "127.0.0.1:6969", ServerIP: "127.0.0.1:6969"}, l.TFTP)
+	_, err = lab.Parse("lab.toml", []byte("[tftp]\naddress = \"nowhere\"\n"+head))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "lab.toml:2: tftp.address: want host:port")
 }
 
 // TestExampleLabs: the documented example labs parse.

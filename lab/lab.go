@@ -5,6 +5,7 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,14 @@ type Lab struct {
 	Retries      int           // >= 0: reruns of a job ended by an infrastructure error
 	BadAfter     int           // >= 1: consecutive infrastructure errors that take a board out of service
 	HealthChecks []HealthCheck // in file order, at most one per device type
+	TFTP         TFTP          // the TFTP server of boards with deploy method "tftp"
+}
+
+// TFTP is where the lab serves deployed images to boards that fetch them
+// (u-boot's tftpboot).
+type TFTP struct {
+	Address  string // listen address, host:port ("": 0.0.0.0:69)
+	ServerIP string // what boards are told to fetch from ({server_ip}); default: the address's host, or the address itself when its port is not 69
 }
 
 // HealthCheck is the job that checks the health of the boards of one device
@@ -84,7 +93,17 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp")
+	if t, ok := root.Table("tftp"); ok {
+		t.Only("address", "server_ip")
+		if a, ok := t.String("address"); ok {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				t.Errorf("address", "want host:port (%v)", err)
+			}
+			l.TFTP.Address = a
+		}
+		l.TFTP.ServerIP, _ = t.String("server_ip")
+	}
 	if n, ok := root.Int("retries"); ok {
 		if n < 0 {
 			root.Errorf("retries", "must be >= 0 (got %d)", n)

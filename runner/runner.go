@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/hardware/tftp"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
@@ -85,11 +87,16 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 		return opts.Logger.With("lib", "protoactor")
 	}))
 	defer system.Shutdown()
+	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer stopTFTP()
 	open := opts.Open
 	if open == nil {
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
 			if b.Backend == lab.HardwareBackend {
-				return hardware.Open(b, opts.Logger)
+				return hardware.Open(b, hwOpts)
 			}
 			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: opts.Logger})
 		}
@@ -214,6 +221,39 @@ func loopbackAddresses(l *lab.Lab) map[string]string {
 		addrs[b.Name] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
 	}
 	return addrs
+}
+
+// startTFTP starts the lab's TFTP server when a board deploys over TFTP,
+// serving root.
+func startTFTP(l *lab.Lab, root string, logger *slog.Logger) (hardware.Options, func(), error) {
+	opts := hardware.Options{Logger: logger}
+	needed := false
+	for _, b := range l.Boards {
+		needed = needed || (b.Hardware != nil && b.Hardware.Deploy.Method == "tftp")
+	}
+	if !needed {
+		return opts, func() {}, nil
+	}
+	addr := l.TFTP.Address
+	if addr == "" {
+		addr = "0.0.0.0:69"
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return opts, nil, fmt.Errorf("tftp root: %w", err)
+	}
+	srv, err := tftp.Listen(addr, root, logger)
+	if err != nil {
+		return opts, nil, fmt.Errorf("tftp server of lab %s: %w", l.File, err)
+	}
+	opts.TFTPRoot, opts.ServerIP = root, l.TFTP.ServerIP
+	if opts.ServerIP == "" {
+		host, port, _ := net.SplitHostPort(srv.Addr())
+		opts.ServerIP = host
+		if port != "69" {
+			opts.ServerIP = srv.Addr()
+		}
+	}
+	return opts, func() { _ = srv.Close() }, nil
 }
 
 // IsInvalid tells whether err is about bad input (exit code 3).
