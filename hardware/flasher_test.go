@@ -38,3 +38,18 @@ func TestFlash(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "unknown placeholder {device}")
 }
+
+func TestStageForTFTP(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	img := filepath.Join(src, "Image")
+	require.NoError(t, os.WriteFile(img, []byte("kernel"), 0o644))
+	b := &Board{name: "bbb-01", opts: Options{TFTPRoot: root, ServerIP: "127.0.0.1:6969"}}
+	require.NoError(t, b.stage(img))
+	got, err := os.ReadFile(filepath.Join(root, "bbb-01", "Image"))
+	require.NoError(t, err)
+	assert.Equal(t, "kernel", string(got), "served under the board's own directory")
+	assert.Equal(t, map[string]string{"server_ip": "127.0.0.1:6969", "kernel": "bbb-01/Image", "image": "bbb-01/Image"}, b.vars)
+	err = b.stage(filepath.Join(src, "missing"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "deploy "+filepath.Join(src, "missing")+" to bbb-01")
+}
