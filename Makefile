@@ -1,10 +1,11 @@
 # troupe — see README.md. `make run` for the demo, `make test` for every test.
 GO      ?= go
 BIN     := bin/troupe
-# Debian packages the tests need: the sim boards' shell tools, and netcat
-# for the MultiNode examples that talk TCP between boards.
-APT_PKGS := coreutils util-linux tar netcat-openbsd
-TOOLS    := sh base64 setsid tar nc
+# Debian packages the tests need: the sim boards' shell tools, netcat for
+# the MultiNode examples that talk TCP between boards, and the real peers of
+# the real-board tests (pdudaemon, ser2net).
+APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net
+TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net
 FUZZTIME ?= 5s
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
 FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./console:FuzzStripANSI
@@ -20,7 +21,7 @@ run: build
 	./$(BIN) run --out results/hello-multinode examples/hello-multinode.toml
 
 deps:
-	@missing=""; for c in $(TOOLS); do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in $(TOOLS); do command -v $$c >/dev/null || [ -x "$$c" ] || missing=1; done; \
 	nc -h 2>&1 | grep -q OpenBSD || missing=1; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); fi
 	$(GO) mod download

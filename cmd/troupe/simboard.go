@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/troupe-lab/troupe/sim"
 )
@@ -35,11 +36,16 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 	ptyPath := fs.String("pty", "", "console on a pseudo-terminal: a symlink to its slave is made at this path")
 	tcpAddr := fs.String("tcp", "", "console on a TCP port (raw, like ser2net), e.g. 127.0.0.1:4001")
 	control := fs.String("control", "", "unix socket for power control (troupe simboard power SOCKET on|off|status)")
+	bootloader := fs.String("bootloader", "", `bootloader emulation: "" (boot straight to the kernel) or "u-boot" (interactive u-boot console: setenv, tftpboot, booti...)`)
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
 	if (*ptyPath == "") == (*tcpAddr == "") || *control == "" {
 		fmt.Fprintf(stderr, "troupe simboard: want --control and exactly one of --pty and --tcp\n")
+		return exitInvalid
+	}
+	if *bootloader != sim.BootloaderNone && *bootloader != sim.BootloaderUBoot {
+		fmt.Fprintf(stderr, "troupe simboard: --bootloader: want %q or %q, got %q\n", sim.BootloaderNone, sim.BootloaderUBoot, *bootloader)
 		return exitInvalid
 	}
 	if *dir == "" {
@@ -51,7 +57,7 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	b, err := sim.New(sim.Options{Name: *name, Dir: *dir})
+	b, err := sim.New(sim.Options{Name: *name, Dir: *dir, Bootloader: *bootloader})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitIncomplete
@@ -197,11 +203,31 @@ func servePty(ctx context.Context, b *sim.Board, path string) error {
 		return fmt.Errorf("pty link: %w", err)
 	}
 	defer os.Remove(path)
+	// Raw until a client sets its own mode: a cooked slave with echo on
+	// would feed the board's output back to it as input.
+	if err := makeRaw(slave); err != nil {
+		return fmt.Errorf("pty raw mode: %w", err)
+	}
 	p := &peers{cur: master}
 	go p.pump(b.Console())
 	go func() { _, _ = io.Copy(b.Console(), master) }()
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// makeRaw puts a terminal in raw mode (cfmakeraw).
+func makeRaw(f *os.File) error {
+	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	return unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
 }
 
 // serveTCP serves the board's console to one TCP client at a time.
