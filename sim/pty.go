@@ -58,6 +58,7 @@ const (
 	modeOff   termMode = iota // no echo: input written while off stays silent
 	modeBoot                  // no output processing: boot text carries its own \r\n
 	modeShell                 // "stty sane": canonical, echo, ONLCR
+	modeUBoot                 // raw: byte by byte, no echo, no processing (the bootloader echoes)
 )
 
 func setMode(tty *os.File, m termMode) error {
@@ -76,6 +77,12 @@ func setMode(tty *os.File, m termMode) error {
 		case modeBoot:
 			t.Oflag = 0
 			t.Lflag &^= unix.ECHO | unix.ECHOE | unix.ECHOK | unix.ECHOCTL | unix.ECHOKE
+		case modeUBoot:
+			t.Iflag = unix.IUTF8
+			t.Oflag = 0
+			t.Lflag = 0
+			t.Cc[unix.VMIN] = 1
+			t.Cc[unix.VTIME] = 0
 		}
 		if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
 			return fmt.Errorf("set termios: %w", err)

@@ -37,6 +37,10 @@ type Options struct {
 	Logger    *slog.Logger  // nil = discard
 	BootDelay time.Duration // time spent printing the boot log; default 30ms
 	Faults    Faults        // initial fault settings (see SetFaults); zero = healthy
+	// Bootloader selects the bootloader emulation: BootloaderNone ("", the
+	// default: u-boot's banner, then straight to the kernel) or
+	// BootloaderUBoot ("u-boot": an interactive u-boot console, see uboot.go).
+	Bootloader string
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.
@@ -91,6 +95,11 @@ func New(o Options) (*Board, error) {
 	}
 	if o.BootDelay <= 0 {
 		o.BootDelay = defaultDelay
+	}
+	switch o.Bootloader {
+	case BootloaderNone, BootloaderUBoot:
+	default:
+		return nil, fmt.Errorf("new sim board %s: unknown bootloader %q (want %q or %q)", o.Name, o.Bootloader, BootloaderNone, BootloaderUBoot)
 	}
 	log := o.Logger
 	if log == nil {
@@ -359,7 +368,17 @@ func (b *Board) logStop(stage string, ctx context.Context, err error) {
 	b.log.Error("power-on sequence failed", "stage", stage, "err", err)
 }
 
+// defaultCmdline is the kernel command line when u-boot's bootargs is unset.
+const defaultCmdline = "console=ttyS0,115200 root=/dev/mmcblk0p2 rw"
+
+// bootLines is the whole boot log without a bootloader emulation.
 func (b *Board) bootLines() []string {
+	lines := append(b.ubootBanner(), "Hit any key to stop autoboot: 0")
+	return append(lines, b.kernelLines(defaultCmdline)...)
+}
+
+// ubootBanner is what u-boot prints before its autoboot countdown.
+func (b *Board) ubootBanner() []string {
 	return []string{
 		"",
 		"U-Boot 2024.01-troupe-sim (Jan 08 2024 - 12:00:00 +0000)",
@@ -368,13 +387,18 @@ func (b *Board) bootLines() []string {
 		"DRAM: 1 GiB",
 		"MMC:   sim-mmc@0: 0",
 		"Net:   eth0: sim-eth@0",
-		"Hit any key to stop autoboot: 0",
+	}
+}
+
+// kernelLines is the boot log from the kernel's start to init.
+func (b *Board) kernelLines(cmdline string) []string {
+	return []string{
 		"Starting kernel ...",
 		"",
 		"[    0.000000] Booting Linux on physical CPU 0x0",
 		"[    0.000000] Linux version 6.1.0-troupe-sim (troupe@sim) (gcc 12.2.0) #1 SMP PREEMPT",
 		"[    0.000000] Machine model: troupe simulated board " + b.o.Name,
-		"[    0.000000] Kernel command line: console=ttyS0,115200 root=/dev/mmcblk0p2 rw",
+		"[    0.000000] Kernel command line: " + cmdline,
 		"[    0.123456] Serial: 8250/16550 driver, 4 ports, IRQ sharing disabled",
 		"[    0.456789] mmc0: new high speed SDHC card at address 0001",
 		"[    0.789012] EXT4-fs (mmcblk0p2): mounted filesystem with ordered data mode",
@@ -415,6 +439,18 @@ func (b *Board) boot(ctx context.Context) error {
 	f := b.getFaults()
 	lines := b.bootLines()
 	step := b.o.BootDelay / time.Duration(len(lines))
+	if b.o.Bootloader == BootloaderUBoot {
+		// u-boot's console until one of its boot commands succeeds; the
+		// kernel log follows.
+		cmdline, err := b.ubootRun(ctx, step)
+		if err != nil {
+			return err
+		}
+		if err := setMode(b.pts, modeBoot); err != nil {
+			return err
+		}
+		lines = b.kernelLines(cmdline)
+	}
 	hang := true
 	switch {
 	case f.BootHang:
