@@ -568,7 +568,8 @@ func TestStaleTimersHaveNoEffect(t *testing.T) {
 	r := h.wait(waitLimit)
 	c0 := byNode(r)["client-0"]
 	assert.Equal(t, report.StatusIncomplete, c0.Status)
-	assert.Equal(t, "boot timed out after 8s", c0.Error, "and not the stale deploy timeout")
+	assert.True(t, strings.HasPrefix(c0.Error, "boot timed out after 8s: "), "and not the stale deploy timeout: %s", c0.Error)
+	assert.Contains(t, c0.Error, "wait for login prompt", "the timeout says what boot was waiting for")
 
 	// The job timer was stopped when the job ended; firing it is harmless
 	// and produces no second result.

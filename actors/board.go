@@ -60,6 +60,10 @@ func (a *boardActor) Receive(ctx actor.Context) {
 		ref.Console = a.con
 	case *doAction:
 		a.start(ctx, m)
+	case *abortAction:
+		if a.cancel != nil {
+			a.cancel()
+		}
 	case *actionResult:
 		a.cancel = nil
 		ctx.Send(ctx.Parent(), m)

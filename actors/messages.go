@@ -61,6 +61,13 @@ type nodeCrashed struct {
 // actionTimeout fires when the node's current action ran out of time.
 type actionTimeout struct{ index int }
 
+// abortAction asks the board actor to cancel the running action; it
+// answers with the action's result (its error says what it waited for).
+type abortAction struct{ index int }
+
+// abortGrace ends the wait for an aborted action's result.
+type abortGrace struct{ index int }
+
 // doAction asks the board actor to perform one action.
 type doAction struct {
 	index  int

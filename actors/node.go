@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -14,19 +15,20 @@ import (
 // nodeActor runs one node's actions in order on its board, enforcing each
 // action's timeout, and reports the node's outcome to the group.
 type nodeActor struct {
-	cfg     Config
-	node    jobs.Node
-	actions []jobs.Action
-	board   *actor.PID
-	coord   *actor.PID
-	current int
-	stop    func() bool
-	tests   []report.Test
-	done    bool
+	cfg      Config
+	node     jobs.Node
+	actions  []jobs.Action
+	board    *actor.PID
+	coord    *actor.PID
+	current  int
+	timedOut int // index of the action that timed out and was aborted; -1: none
+	stop     func() bool
+	tests    []report.Test
+	done     bool
 }
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
-	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord}
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -47,9 +49,17 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *actionResult:
 		a.result(ctx, m)
 	case *actionTimeout:
-		if m.index == a.current && !a.done {
-			act := a.actions[m.index]
-			a.finish(ctx, report.StatusIncomplete, classOf(act), fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout))
+		// Cancel the action and wait a moment for its own error, which
+		// says what it was waiting for (and the console's last output).
+		if m.index == a.current && !a.done && a.timedOut < 0 {
+			a.timedOut = m.index
+			ctx.Send(a.board, &abortAction{index: m.index})
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			a.stop = a.cfg.Clock.AfterFunc(abortWait, func() { root.Send(self, &abortGrace{index: m.index}) })
+		}
+	case *abortGrace:
+		if m.index == a.timedOut && !a.done {
+			a.finish(ctx, report.StatusIncomplete, classOf(a.actions[m.index]), a.timeoutError(nil))
 		}
 	case *actor.Stopping:
 		a.stopTimer()
@@ -96,6 +106,10 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		return
 	}
 	act := a.actions[m.index]
+	if a.timedOut == m.index {
+		a.finish(ctx, report.StatusIncomplete, classOf(act), a.timeoutError(m.err))
+		return
+	}
 	if m.err != nil {
 		// The test script's own failures are exit codes and markers; an
 		// error of the action itself is the board's or the console's.
@@ -155,6 +169,20 @@ func (a *nodeActor) groupFile() []byte {
 		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.cfg.Addresses[n.Name])
 	}
 	return []byte(b.String())
+}
+
+// abortWait is how long a timed-out action may take to report why.
+const abortWait = 2 * time.Second
+
+// timeoutError describes the current action's timeout, with what the
+// action itself said when it was canceled, if anything.
+func (a *nodeActor) timeoutError(err error) string {
+	act := a.actions[a.current]
+	msg := fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout)
+	if err != nil {
+		msg += ": " + err.Error()
+	}
+	return msg
 }
 
 // classOf tells whose fault it is when act does not finish in time: a

@@ -19,11 +19,12 @@ import (
 // simboard starts `troupe simboard` with a console on a pty (pty != "") or
 // on a TCP port, and returns the console's address or device and the power
 // control socket.
-func simboard(t *testing.T, name string, onPty bool) (where, control string) {
+func simboard(t *testing.T, name string, onPty bool, extra ...string) (where, control string) {
 	t.Helper()
 	dir := t.TempDir()
 	control = filepath.Join(dir, "power.sock")
 	args := []string{"simboard", "--name", name, "--control", control, "--dir", filepath.Join(dir, "root")}
+	args = append(args, extra...)
 	if onPty {
 		where = filepath.Join(dir, "ttyS0")
 		args = append(args, "--pty", where)
@@ -193,4 +194,51 @@ command = ["/bin/sh", "-c", "echo 'flashing {board}'; echo 'mmc write failed' >&
 	r := readResults(t, res.out)
 	assert.Equal(t, report.Infrastructure, r.Job.Class)
 	assert.Contains(t, r.Job.Error, "flash hw-flash: /bin/sh: exit status 4: flashing hw-flash | mmc write failed")
+}
+
+// TestHardwareUBootFailures: a TFTP file that is missing and a u-boot
+// prompt that never appears are infrastructure errors naming the board
+// and the cause.
+func TestHardwareUBootFailures(t *testing.T) {
+	tests := []struct{ name, interrupt, commands, want string }{
+		{"tftp file missing", "Hit any key to stop autoboot", `["setenv serverip {server_ip}", "tftpboot 0x80000 no-such-Image", "booti 0x80000"]`,
+			`u-boot: "tftpboot 0x80000 no-such-Image": TFTP error: 'file not found'`},
+		{"no u-boot prompt", "Press SPACE to abort autoboot", `["booti 0x80000"]`, "u-boot prompt never appeared"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, sock := simboard(t, "hw-uboot", false, "--bootloader", "u-boot")
+			dir := t.TempDir()
+			writeFile(t, dir, "Image", "kernel")
+			labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
+[tftp]
+address = "127.0.0.1:0"
+[[board]]
+name = "hw-uboot"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+[board.power]
+kind = "command"
+on = [%q, "simboard", "power", %q, "on"]
+off = [%q, "simboard", "power", %q, "off"]
+state = [%q, "simboard", "power", %q, "status"]
+[board.boot]
+method = "u-boot"
+interrupt = %q
+commands = %s
+[board.deploy]
+method = "tftp"
+`, addr, troupeBin, sock, troupeBin, sock, troupeBin, sock, tc.interrupt, tc.commands))
+			job := writeFile(t, dir, "job.toml", "name = \"ub\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"Image\"\n[[action]]\ntype = \"boot\"\ntimeout = \"8s\"\n")
+			res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+			assert.Equal(t, 2, res.code, res.stdout+res.stderr)
+			r := readResults(t, res.out)
+			assert.Equal(t, report.Infrastructure, r.Job.Class)
+			assert.Contains(t, r.Job.Error, "board hw-uboot")
+			assert.Contains(t, r.Job.Error, tc.want)
+		})
+	}
 }

@@ -254,19 +254,33 @@ func assertBoardOff(t *testing.T, sock string) {
 	assert.Equal(t, "off\n", st.stdout, "board at %s: %s", sock, st.stderr)
 }
 
-// TestRealPeers runs a MultiNode job on two simulated boards reached
-// through real peers: the rpi4 on a serial console (a pty), the bbb's
-// console through ser2net, both powered through pdudaemon.
+// TestRealPeers runs a MultiNode job on three simulated boards reached
+// through real peers and the real-board code: the rpi4 on a serial console
+// (a pty, go.bug.st/serial), one bbb's console through ser2net, the other
+// bbb's on a plain TCP port; all powered through pdudaemon; the bbbs boot
+// through emulated u-boot, fetching the deployed image over TFTP.
 func TestRealPeers(t *testing.T) {
 	needPeer(t, "ser2net", "ser2net")
 	needPeer(t, "pdudaemon", "pdudaemon")
 	ttyA, powerA := simboard(t, "peer-rpi", true)
-	ttyB, powerB := simboard(t, "peer-bbb", true)
+	ttyB, powerB := simboard(t, "peer-bbb", true, "--bootloader", "u-boot")
+	conC, powerC := simboard(t, "peer-bbb2", false, "--bootloader", "u-boot")
 	conB, _ := startSer2net(t, ttyB)
-	url, pdud := startPDUDaemon(t, map[int]string{1: powerA, 2: powerB}, false)
+	url, pdud := startPDUDaemon(t, map[int]string{1: powerA, 2: powerB, 3: powerC}, false)
 
 	dir := t.TempDir()
+	writeFile(t, dir, "Image", "a kernel image, fetched by u-boot over TFTP")
+	uboot := `[board.boot]
+method = "u-boot"
+interrupt = "Hit any key to stop autoboot"
+commands = ["setenv serverip {server_ip}", "tftpboot {kernel_addr} {kernel}", "booti {kernel_addr}"]
+vars = { kernel_addr = "0x80000" }
+[board.deploy]
+method = "tftp"
+`
 	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
+[tftp]
+address = "127.0.0.1:0"
 
 [[board]]
 name = "peer-rpi"
@@ -283,18 +297,31 @@ backend = "hardware"
 [board.console]
 kind = "tcp"
 address = %q
-%s`, ttyA, pdudaemonPower(url, 1, powerA), conB, pdudaemonPower(url, 2, powerB)))
+%s%s
+[[board]]
+name = "peer-bbb2"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+%s%s`, ttyA, pdudaemonPower(url, 1, powerA), conB, pdudaemonPower(url, 2, powerB), uboot, conC, pdudaemonPower(url, 3, powerC), uboot))
 	job := writeFile(t, dir, "job.toml", `name = "real-peers"
-timeout = "1m"
+timeout = "2m"
 [multinode]
-timeout = "20s"
+timeout = "30s"
 [roles.server]
 device_type = "rpi4"
 [roles.client]
 device_type = "bbb"
+count = 2
+[[action]]
+type = "deploy"
+roles = ["client"]
+image = "Image"
 [[action]]
 type = "boot"
-timeout = "20s"
+timeout = "30s"
 [[action]]
 type = "test"
 name = "talk"
@@ -311,8 +338,10 @@ troupe-test-case synced --shell troupe-sync done
 	server, client := nodeByName(t, r, "server-0"), nodeByName(t, r, "client-0")
 	assert.Equal(t, "peer-rpi", server.Board)
 	assert.Equal(t, "peer-bbb", client.Board)
-	assert.Equal(t, report.StatusComplete, server.Status)
-	assert.Equal(t, report.StatusComplete, client.Status)
+	assert.Equal(t, "peer-bbb2", nodeByName(t, r, "client-1").Board)
+	for _, n := range r.Nodes {
+		assert.Equal(t, report.StatusComplete, n.Status, n.Name)
+	}
 	got := map[string]string{}
 	for _, c := range r.Tests {
 		got[c.Node+"/"+c.Name] = c.Result
@@ -320,6 +349,12 @@ troupe-test-case synced --shell troupe-sync done
 	assert.Equal(t, "pass", got["client-0/got-hello"], "%v", got)
 	assert.Equal(t, "pass", got["server-0/synced"], "%v", got)
 	assert.Equal(t, "pass", got["client-0/synced"], "%v", got)
+	assert.Equal(t, "pass", got["client-1/got-hello"], "%v", got)
+	for _, n := range []string{"client-0", "client-1"} {
+		l := readLog(t, res.out, n)
+		assert.Regexp(t, `Bytes transferred = \d+`, l, "u-boot fetched the image over TFTP")
+		assert.Contains(t, l, "tftpboot 0x80000 peer-bbb")
+	}
 	assert.Contains(t, readLog(t, res.out, "server-0"), "peer-rpi login:")
 	clientLog := readLog(t, res.out, "client-0")
 	assert.Contains(t, clientLog, "peer-bbb login:") // through ser2net
@@ -327,7 +362,7 @@ troupe-test-case synced --shell troupe-sync done
 
 	// pdudaemon switched both outlets on, then off, through localcmdline.
 	log := pdud.Log()
-	for _, n := range []int{1, 2} {
+	for _, n := range []int{1, 2, 3} {
 		on := fmt.Sprintf("Processing job for PDU lab-pdu: (on %d)", n)
 		off := fmt.Sprintf("Processing job for PDU lab-pdu: (off %d)", n)
 		assert.Contains(t, log, fmt.Sprintf("Handling HTTP request from 127.0.0.1: /power/control/on?hostname=lab-pdu&port=%d", n))
@@ -337,7 +372,7 @@ troupe-test-case synced --shell troupe-sync done
 		assert.Less(t, strings.LastIndex(log, on), strings.LastIndex(log, off), "outlet %d: the last request was not off:\n%s", n, log)
 	}
 	assert.NotContains(t, log, "Failed to execute job")
-	for _, sock := range []string{powerA, powerB} {
+	for _, sock := range []string{powerA, powerB, powerC} {
 		assertBoardOff(t, sock)
 	}
 }
