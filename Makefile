@@ -8,7 +8,7 @@ APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net
 FUZZTIME ?= 5s
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./console:FuzzStripANSI
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 

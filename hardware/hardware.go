@@ -87,6 +87,8 @@ func newSwitch(board string, p lab.Power) (power.Switch, error) {
 		sw = &power.SNMP{Board: board, Target: p.Target, Community: p.Community, OID: p.OID, OnValue: p.OnValue, OffValue: p.OffValue}
 	case "manual":
 		sw = &power.Manual{Board: board, In: os.Stdin, Out: os.Stderr}
+	case "sim":
+		sw = &power.Sim{Board: board, Socket: p.Socket}
 	default:
 		return nil, fmt.Errorf("power of %s: unknown kind %q", board, p.Kind)
 	}

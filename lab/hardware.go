@@ -33,7 +33,9 @@ type Console struct {
 
 // Power is a real board's power switch.
 type Power struct {
-	Kind string // "pdudaemon", "command", "snmp" or "manual"
+	Kind string // "pdudaemon", "command", "snmp", "manual" or "sim" (a troupe simboard's power socket)
+	// sim
+	Socket string
 	// pdudaemon
 	URL, Hostname string
 	Port          int
@@ -62,7 +64,7 @@ const HardwareBackend = "hardware"
 
 var (
 	consoleKinds = []string{"serial", "tcp"}
-	powerKinds   = []string{"pdudaemon", "command", "snmp", "manual"}
+	powerKinds   = []string{"pdudaemon", "command", "snmp", "manual", "sim"}
 	bootMethods  = []string{"shell", "u-boot"}
 	deployKinds  = []string{"none", "flasher", "tftp"}
 )
@@ -135,6 +137,10 @@ func parseHardware(t tomlfile.Table) *Hardware {
 			if n, ok := p.Int("off_value"); ok {
 				hw.Power.OffValue = int(n)
 			}
+		case "sim":
+			p.Only("kind", "socket")
+			p.Require("socket")
+			hw.Power.Socket, _ = p.String("socket")
 		case "manual":
 			p.Only("kind")
 		default:

@@ -88,7 +88,9 @@ backend = "hardware"
 kind = "serial"
 device = %q
 baud = 115200
-%s
+[board.power]
+kind = "sim"
+socket = %q
 [[board]]
 name = "hw-tcp"
 device_type = "bbb"
@@ -96,7 +98,7 @@ backend = "hardware"
 [board.console]
 kind = "tcp"
 address = %q
-%s`, tty, power(ttyPower), addr, power(tcpPower)))
+%s`, tty, ttyPower, addr, power(tcpPower)))
 	job := writeFile(t, dir, "job.toml", `name = "on-hardware"
 timeout = "1m"
 [multinode]
