@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // UBoot describes how to boot a board by typing commands at its u-boot
@@ -61,6 +62,10 @@ const (
 	grpPanic  = "troupe_panic"
 	grpPrompt = "troupe_uboot"
 )
+
+// ubootQuiet is how long the u-boot console must stay without a new prompt
+// after the autoboot interrupt before commands are typed.
+const ubootQuiet = 300 * time.Millisecond
 
 // BootUBoot power-cycles the board, stops u-boot's autoboot, types u.Commands
 // at the u-boot prompt and logs in on the booted kernel's console.
@@ -118,6 +123,21 @@ func BootUBoot(ctx context.Context, pw Power, con Console, u UBoot) error {
 	}
 	if _, err := con.Expect(ctx, prompt); err != nil {
 		return fmt.Errorf("u-boot prompt never appeared after interrupting autoboot: %w", err)
+	}
+	// A key that came late (autoboot already gave up) is an empty command
+	// line that prints one more prompt: let it pass before typing, or every
+	// command would be answered by the previous one's prompt.
+	for range 3 {
+		qctx, cancel := context.WithTimeout(ctx, ubootQuiet)
+		_, err := con.Expect(qctx, prompt)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("u-boot: wait for the console to settle: %w", err)
+		}
+		break
 	}
 	last := len(cmds) - 1
 	for i, c := range cmds[:last] {
