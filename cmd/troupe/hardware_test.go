@@ -182,14 +182,12 @@ backend = "hardware"
 kind = "tcp"
 address = %q
 [board.power]
-kind = "command"
-on = [%q, "simboard", "power", %q, "on"]
-off = [%q, "simboard", "power", %q, "off"]
-state = [%q, "simboard", "power", %q, "status"]
+kind = "sim"
+socket = %q
 [board.deploy]
 method = "flasher"
 command = ["/bin/sh", "-c", "echo 'flashing {board}'; echo 'mmc write failed' >&2; exit 4"]
-`, addr, troupeBin, sock, troupeBin, sock, troupeBin, sock))
+`, addr, sock))
 	job := writeFile(t, dir, "job.toml", "name = \"flash\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"rootfs.img\"\n[[action]]\ntype = \"boot\"\n")
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
 	assert.Equal(t, 2, res.code, res.stdout+res.stderr)
@@ -223,17 +221,15 @@ backend = "hardware"
 kind = "tcp"
 address = %q
 [board.power]
-kind = "command"
-on = [%q, "simboard", "power", %q, "on"]
-off = [%q, "simboard", "power", %q, "off"]
-state = [%q, "simboard", "power", %q, "status"]
+kind = "sim"
+socket = %q
 [board.boot]
 method = "u-boot"
 interrupt = %q
 commands = %s
 [board.deploy]
 method = "tftp"
-`, addr, troupeBin, sock, troupeBin, sock, troupeBin, sock, tc.interrupt, tc.commands))
+`, addr, sock, tc.interrupt, tc.commands))
 			job := writeFile(t, dir, "job.toml", "name = \"ub\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"Image\"\n[[action]]\ntype = \"boot\"\ntimeout = \"8s\"\n")
 			res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
 			assert.Equal(t, 2, res.code, res.stdout+res.stderr)
