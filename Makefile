@@ -6,7 +6,10 @@ BIN     := bin/troupe
 # the real-board tests (pdudaemon, ser2net).
 APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net
-FUZZTIME ?= 5s
+# Fuzz budgets are counts, not durations: Go 1.26's fuzz coordinator can fail
+# a duration run with a spurious "context deadline exceeded" when -fuzztime
+# expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
+FUZZTIME ?= 30000x
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
 FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI
 
