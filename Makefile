@@ -2,10 +2,14 @@
 GO      ?= go
 BIN     := bin/troupe
 # Debian packages the tests need: the sim boards' shell tools, netcat for
-# the MultiNode examples that talk TCP between boards, and the real peers of
-# the real-board tests (pdudaemon, ser2net).
-APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net
-TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net
+# the MultiNode examples that talk TCP between boards, the real peers of
+# the real-board tests (pdudaemon, ser2net), the browser of the web UI test
+# (chromium, driven by chromedp) and QEMU with a kernel and busybox for the
+# qemu boards (their initramfs is built by qemu/images/mkinitramfs.sh).
+APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net chromium chromium-driver \
+	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio
+TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromium \
+	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio
 # Fuzz budgets are counts, not durations: Go 1.26's fuzz coordinator can fail
 # a duration run with a spurious "context deadline exceeded" when -fuzztime
 # expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.

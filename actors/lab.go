@@ -37,6 +37,8 @@ type LabConfig struct {
 
 // Submission is a job handed to the lab.
 type Submission struct {
+	// ID names the job in the lab; empty: Submit makes one up.
+	ID     string
 	Job    *jobs.Job
 	Book   *logbook.Book
 	Events func(Event) // nil: none
@@ -47,6 +49,12 @@ type Submission struct {
 	// Done receives the final results (after any retries), once. Called
 	// from the lab actor; must not block.
 	Done func(*report.Results)
+	// Started is told the boards (node → board) of every attempt that
+	// starts. Called from the lab actor; must not block. Nil: none.
+	Started func(boards map[string]string)
+	// Attempts are earlier attempts of the job (a job re-queued after a
+	// server restart): they count against the lab's retry budget.
+	Attempts []report.Attempt
 }
 
 // Lab is the scheduler of one lab: it queues jobs, starts each when all its
@@ -75,11 +83,21 @@ func StartLab(system *actor.ActorSystem, cfg LabConfig) *Lab {
 	return &Lab{system: system, pid: pid}
 }
 
-// Submit queues a job. Its ID (for Cancel) is unique in this lab.
+// Submit queues a job and returns its ID (for Cancel): s.ID, or one made
+// up that is unique in this lab.
 func (l *Lab) Submit(s Submission) string {
-	id := fmt.Sprintf("%s-%d", s.Job.Name, time.Now().UnixNano())
+	id := s.ID
+	if id == "" {
+		id = fmt.Sprintf("%s-%d", s.Job.Name, time.Now().UnixNano())
+	}
 	l.system.Root.Send(l.pid, &submitJob{id: id, sub: s})
 	return id
+}
+
+// SetHealth sets a board's health by hand (an administrator taking it into
+// or out of service). A board set good starts with a clean failure count.
+func (l *Lab) SetHealth(board string, h scheduler.Health) {
+	l.system.Root.Send(l.pid, &setHealth{board: board, health: h})
 }
 
 // Stop ends the lab: running jobs and health checks are stopped and their
@@ -102,6 +120,11 @@ type submitJob struct {
 }
 
 type cancelQueued struct{ id, reason string }
+
+type setHealth struct {
+	board  string
+	health scheduler.Health
+}
 
 // attemptDone is a job actor's final report to the lab.
 type attemptDone struct {
@@ -168,7 +191,7 @@ func newLabActor(cfg LabConfig) *labActor {
 func (a *labActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *submitJob:
-		q := &queued{id: m.id, sub: m.sub, job: schedJob(m.id, m.sub.Job, a.cfg.Clock.Now())}
+		q := &queued{id: m.id, sub: m.sub, job: schedJob(m.id, m.sub.Job, a.cfg.Clock.Now()), attempts: m.sub.Attempts}
 		if err := a.unusable(q); err != nil {
 			q.sub.Done(&report.Results{Job: report.Job{
 				Name: q.sub.Job.Name, Status: report.StatusIncomplete, Class: report.JobError,
@@ -182,6 +205,14 @@ func (a *labActor) Receive(ctx actor.Context) {
 		a.cancel(ctx, m)
 	case *attemptDone:
 		a.attemptDone(ctx, m)
+	case *setHealth:
+		if m.health == scheduler.Good {
+			a.failures[m.board] = 0
+			a.jobsOn[m.board] = 0
+			a.lastCheck[m.board] = a.cfg.Clock.Now()
+		}
+		a.setHealth(m.board, m.health)
+		a.plan(ctx)
 	case *labTick:
 		a.ticking = false
 		a.plan(ctx)
@@ -250,6 +281,9 @@ func (a *labActor) start(ctx actor.Context, s scheduler.Start, now time.Time) {
 		return
 	}
 	a.running[q.id] = a.spawn(ctx, q, s.Boards, now)
+	if q.sub.Started != nil {
+		q.sub.Started(s.Boards)
+	}
 }
 
 // spawn starts a job actor for q on the given boards (node → board).

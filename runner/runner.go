@@ -8,23 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/troupe-lab/troupe/actors"
-	"github.com/troupe-lab/troupe/hardware"
-	"github.com/troupe-lab/troupe/hardware/tftp"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/scheduler"
-	"github.com/troupe-lab/troupe/sim"
 )
 
 // Options tune a run.
@@ -77,44 +69,10 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	if err := errors.Join(bad...); err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp("", "troupe-")
-	if err != nil {
-		return nil, fmt.Errorf("board sandboxes: %w", err)
-	}
-	defer os.RemoveAll(work)
-
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return opts.Logger.With("lib", "protoactor")
-	}))
-	defer system.Shutdown()
-	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
+	labActor, err := StartLab(l, LabOptions{Options: opts, Out: filepath.Join(opts.Out, "health-checks")})
 	if err != nil {
 		return nil, err
 	}
-	defer stopTFTP()
-	open := opts.Open
-	if open == nil {
-		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
-			if b.Backend == lab.HardwareBackend {
-				return hardware.Open(b, hwOpts)
-			}
-			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: opts.Logger})
-		}
-	}
-	labActor := actors.StartLab(system, actors.LabConfig{
-		Lab: l,
-		Open: func(node string, b lab.Board) (actors.Backend, error) {
-			return open(node, b, filepath.Join(work, b.Name))
-		},
-		HealthChanged: opts.HealthChanged,
-		Addresses:     loopbackAddresses(l),
-		Clock:         opts.Clock,
-		Logger:        opts.Logger,
-		Retries:       l.Retries,
-		BadAfter:      l.BadAfter,
-		HealthOut:     filepath.Join(opts.Out, "health-checks"),
-		Events:        opts.Events,
-	})
 
 	type result struct {
 		i int
@@ -152,7 +110,7 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	// Whatever still runs when the jobs are done (a health check) is
 	// stopped with its boards powered off before the sandboxes go.
 	defer func() {
-		if err := labActor.Stop(); err != nil {
+		if err := labActor.Close(); err != nil {
 			opts.Logger.Error("stop lab", "err", err)
 		}
 	}()
@@ -196,64 +154,6 @@ func outDir(out string, js []*jobs.Job, i int) string {
 		name = fmt.Sprintf("%s-%d", name, n)
 	}
 	return filepath.Join(out, name)
-}
-
-// builtinLab has a sim board for every node of every job, so that all of
-// them can run at once.
-func builtinLab(js []*jobs.Job) *lab.Lab {
-	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
-	for _, j := range js {
-		for _, b := range lab.ForJob(j).Boards {
-			b.Name = fmt.Sprintf("sim-%d", len(l.Boards))
-			l.Boards = append(l.Boards, b)
-		}
-	}
-	return l
-}
-
-// loopbackAddresses gives every board an address of its own in
-// 127.0.0.0/8: 127.N.x.y with y.x counting the board's place in the lab, and
-// N picked at random per run so that runs side by side rarely collide.
-func loopbackAddresses(l *lab.Lab) map[string]string {
-	n := 2 + rand.IntN(250)
-	addrs := map[string]string{}
-	for i, b := range l.Boards {
-		addrs[b.Name] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
-	}
-	return addrs
-}
-
-// startTFTP starts the lab's TFTP server when a board deploys over TFTP,
-// serving root.
-func startTFTP(l *lab.Lab, root string, logger *slog.Logger) (hardware.Options, func(), error) {
-	opts := hardware.Options{Logger: logger}
-	needed := false
-	for _, b := range l.Boards {
-		needed = needed || (b.Hardware != nil && b.Hardware.Deploy.Method == "tftp")
-	}
-	if !needed {
-		return opts, func() {}, nil
-	}
-	addr := l.TFTP.Address
-	if addr == "" {
-		addr = "0.0.0.0:69"
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return opts, nil, fmt.Errorf("tftp root: %w", err)
-	}
-	srv, err := tftp.Listen(addr, root, logger)
-	if err != nil {
-		return opts, nil, fmt.Errorf("tftp server of lab %s: %w", l.File, err)
-	}
-	opts.TFTPRoot, opts.ServerIP = root, l.TFTP.ServerIP
-	if opts.ServerIP == "" {
-		host, port, _ := net.SplitHostPort(srv.Addr())
-		opts.ServerIP = host
-		if port != "69" {
-			opts.ServerIP = srv.Addr()
-		}
-	}
-	return opts, func() { _ = srv.Close() }, nil
 }
 
 // IsInvalid tells whether err is about bad input (exit code 3).

@@ -140,19 +140,19 @@ type Decision struct {
 
 // Explanation says why a job is still waiting.
 type Explanation struct {
-	JobID    string
-	Position int // 1-based in the ordered queue
-	Roles    []RoleWait
+	JobID    string     `json:"job_id"`
+	Position int        `json:"position"` // 1-based in the ordered queue
+	Roles    []RoleWait `json:"roles"`
 	// Head is true for the head of the queue, whose boards are reserved;
 	// PredictedStart is then when it is expected to start at the latest.
-	Head           bool
-	PredictedStart time.Time
+	Head           bool      `json:"head"`
+	PredictedStart time.Time `json:"predicted_start"`
 	// Never is set when the job can never run on the lab (see Never).
-	Never string
+	Never string `json:"never"`
 	// Summary is one line, e.g. "position 2; role client needs 3 sim
 	// boards: 1 idle, 2 busy (job-7); waiting for job-3 (head of queue,
 	// reserved sim-2)".
-	Summary string
+	Summary string `json:"summary"`
 }
 
 // RoleWait counts the boards of one role of a waiting job. Every board of
@@ -162,18 +162,18 @@ type Explanation struct {
 // the RoleWaits of a Decision (computing 1000 explanations must stay cheap):
 // treat them as read-only.
 type RoleWait struct {
-	Role       string
-	DeviceType string
-	Need       int
-	OfType     int            // boards of that device type in the lab
-	LackTags   map[string]int // tag → how many boards of the type lack it
+	Role       string         `json:"role"`
+	DeviceType string         `json:"device_type"`
+	Need       int            `json:"need"`
+	OfType     int            `json:"of_type"`   // boards of that device type in the lab
+	LackTags   map[string]int `json:"lack_tags"` // tag → how many boards of the type lack it
 	// Unhealthy counts bad, maintenance and retired boards, and unknown
 	// ones of checked device types.
-	Unhealthy   map[Health]int
-	Avoided     int                 // boards the job avoids
-	Busy        map[string][]string // job ID → its boards (running, or started by this decision)
-	ReservedFor map[string][]string // job ID → idle boards reserved for it that this job may not use
-	Idle        int                 // usable by this job now
+	Unhealthy   map[Health]int      `json:"unhealthy"`
+	Avoided     int                 `json:"avoided"`      // boards the job avoids
+	Busy        map[string][]string `json:"busy"`         // job ID → its boards (running, or started by this decision)
+	ReservedFor map[string][]string `json:"reserved_for"` // job ID → idle boards reserved for it that this job may not use
+	Idle        int                 `json:"idle"`         // usable by this job now
 }
 
 // NodeNames lists the job's node names, "<role>-<i>", roles in the given

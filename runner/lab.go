@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/hardware/tftp"
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/sim"
+)
+
+// LabOptions tune a lab in service.
+type LabOptions struct {
+	Options
+	// Out is where health-check runs write their results, one directory
+	// each.
+	Out string
+	// Work is where the boards' sandboxes and the TFTP root go; empty: a
+	// temporary directory removed by Close.
+	Work string
+}
+
+// Lab is a lab in service: an actor system with the lab's scheduler (the
+// lab actor), the boards' sandboxes and, when a board deploys over TFTP,
+// the TFTP server. RunMany uses one for its jobs; the server keeps one for
+// its lifetime.
+type Lab struct {
+	*actors.Lab
+	system   *actor.ActorSystem
+	work     string
+	tempWork bool
+	stopTFTP func()
+	logger   *slog.Logger
+}
+
+// StartLab puts l in service.
+func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	work, temp := opts.Work, opts.Work == ""
+	if temp {
+		var err error
+		if work, err = os.MkdirTemp("", "troupe-"); err != nil {
+			return nil, fmt.Errorf("board sandboxes: %w", err)
+		}
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, fmt.Errorf("board sandboxes: %w", err)
+	}
+	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
+	if err != nil {
+		if temp {
+			os.RemoveAll(work)
+		}
+		return nil, err
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return opts.Logger.With("lib", "protoactor")
+	}))
+	open := opts.Open
+	if open == nil {
+		logger := opts.Logger
+		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
+			if b.Backend == lab.HardwareBackend {
+				return hardware.Open(b, hwOpts)
+			}
+			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: logger})
+		}
+	}
+	la := actors.StartLab(system, actors.LabConfig{
+		Lab: l,
+		Open: func(node string, b lab.Board) (actors.Backend, error) {
+			return open(node, b, filepath.Join(work, b.Name))
+		},
+		HealthChanged: opts.HealthChanged,
+		Addresses:     loopbackAddresses(l),
+		Clock:         opts.Clock,
+		Logger:        opts.Logger,
+		Retries:       l.Retries,
+		BadAfter:      l.BadAfter,
+		HealthOut:     opts.Out,
+		Events:        opts.Events,
+	})
+	return &Lab{Lab: la, system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}, nil
+}
+
+// Close stops the lab: running jobs and health checks end with their
+// boards powered off, then the TFTP server and the actor system stop and a
+// temporary work directory is removed.
+func (l *Lab) Close() error {
+	err := l.Lab.Stop()
+	l.system.Shutdown()
+	l.stopTFTP()
+	if l.tempWork {
+		err = errors.Join(err, os.RemoveAll(l.work))
+	}
+	return err
+}
+
+// builtinLab has a sim board for every node of every job, so that all of
+// them can run at once.
+func builtinLab(js []*jobs.Job) *lab.Lab {
+	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
+	for _, j := range js {
+		for _, b := range lab.ForJob(j).Boards {
+			b.Name = fmt.Sprintf("sim-%d", len(l.Boards))
+			l.Boards = append(l.Boards, b)
+		}
+	}
+	return l
+}
+
+// loopbackAddresses gives every board an address of its own in
+// 127.0.0.0/8: 127.N.x.y with y.x counting the board's place in the lab, and
+// N picked at random per run so that runs side by side rarely collide.
+func loopbackAddresses(l *lab.Lab) map[string]string {
+	n := 2 + rand.IntN(250)
+	addrs := map[string]string{}
+	for i, b := range l.Boards {
+		addrs[b.Name] = fmt.Sprintf("127.%d.%d.%d", n, i/250, i%250+1)
+	}
+	return addrs
+}
+
+// startTFTP starts the lab's TFTP server when a board deploys over TFTP,
+// serving root.
+func startTFTP(l *lab.Lab, root string, logger *slog.Logger) (hardware.Options, func(), error) {
+	opts := hardware.Options{Logger: logger}
+	needed := false
+	for _, b := range l.Boards {
+		needed = needed || (b.Hardware != nil && b.Hardware.Deploy.Method == "tftp")
+	}
+	if !needed {
+		return opts, func() {}, nil
+	}
+	addr := l.TFTP.Address
+	if addr == "" {
+		addr = "0.0.0.0:69"
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return opts, nil, fmt.Errorf("tftp root: %w", err)
+	}
+	srv, err := tftp.Listen(addr, root, logger)
+	if err != nil {
+		return opts, nil, fmt.Errorf("tftp server of lab %s: %w", l.File, err)
+	}
+	opts.TFTPRoot, opts.ServerIP = root, l.TFTP.ServerIP
+	if opts.ServerIP == "" {
+		host, port, _ := net.SplitHostPort(srv.Addr())
+		opts.ServerIP = host
+		if port != "69" {
+			opts.ServerIP = srv.Addr()
+		}
+	}
+	return opts, func() { _ = srv.Close() }, nil
+}
