@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -133,6 +134,29 @@ func New(o Options) (*Board, error) {
 // power cycles; closing it ends the console for good.
 func (b *Board) Console() io.ReadWriteCloser { return b.con }
 
+// tokenFile, in a board's Dir, holds the token of the power-on while on.
+const tokenFile = ".power-on"
+
+// PowerOffLeftover powers off a board whose harness died with it on: every
+// process of its last power-on (found by the token in dir) is killed. A
+// board that was off is left alone.
+func PowerOffLeftover(dir string) error {
+	tok, err := os.ReadFile(filepath.Join(dir, tokenFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("power off leftover board in %s: %w", dir, err)
+	}
+	if len(tok) == 0 {
+		return os.Remove(filepath.Join(dir, tokenFile))
+	}
+	if err := killSession(string(tok), nil, time.Now().Add(offTimeout)); err != nil {
+		return fmt.Errorf("power off leftover board in %s: %w", dir, err)
+	}
+	return os.Remove(filepath.Join(dir, tokenFile))
+}
+
 // Root returns the board's root directory.
 func (b *Board) Root() string { return b.root }
 
@@ -176,6 +200,11 @@ func (b *Board) On(ctx context.Context) error {
 		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
 	}
 	b.sess = s
+	// Kept while on, so that a harness killed with the board on can power
+	// it off when it starts again (PowerOffLeftover).
+	if err := os.WriteFile(filepath.Join(filepath.Dir(b.root), tokenFile), []byte(s.token), 0o600); err != nil {
+		b.log.Warn("power token file", "err", err)
+	}
 	b.log.Info("power on")
 	go b.run(sctx, s)
 	return nil
@@ -204,6 +233,7 @@ func (b *Board) offLocked(ctx context.Context) error {
 		return nil
 	}
 	b.sess = nil
+	_ = os.Remove(filepath.Join(filepath.Dir(b.root), tokenFile))
 	deadline := time.Now().Add(offTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
