@@ -9,6 +9,7 @@ require (
 	github.com/gosnmp/gosnmp v1.47.0
 	github.com/stretchr/testify v1.12.1
 	go.bug.st/serial v1.8.0
+	go.etcd.io/bbolt v1.5.0
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.50.0
