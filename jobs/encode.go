@@ -47,6 +47,16 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Image != "" {
 			fmt.Fprintf(&b, "image = %s\n", quote(unresolve(j.File, a.Image)))
 		}
+		if im := a.Images; im != nil {
+			fmt.Fprintf(&b, "images = {kernel = %s", quote(unresolve(j.File, im.Kernel)))
+			if im.Initrd != "" {
+				fmt.Fprintf(&b, ", initrd = %s", quote(unresolve(j.File, im.Initrd)))
+			}
+			if im.Rootfs != "" {
+				fmt.Fprintf(&b, ", rootfs = %s", quote(unresolve(j.File, im.Rootfs)))
+			}
+			b.WriteString("}\n")
+		}
 		if a.Timeout != defaultActionTimeout(a.Type) {
 			fmt.Fprintf(&b, "timeout = %s\n", quote(duration(a.Timeout)))
 		}

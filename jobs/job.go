@@ -63,10 +63,19 @@ type Action struct {
 	Type    ActionType
 	Roles   []string      // all role names if the file omits them
 	Image   string        // deploy only; resolved against the job file's directory
+	Images  *Images       // deploy only: boot images of a board that boots a kernel (qemu); nil: none
 	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
 	Name    string        // test only
 	Run     string        // test only
 	Line    int
+}
+
+// Images are what a board that boots a Linux kernel itself (a QEMU board)
+// is deployed with; paths are resolved against the job file's directory.
+type Images struct {
+	Kernel string // required
+	Initrd string // optional
+	Rootfs string // optional: a raw disk image, attached as the first disk
 }
 
 // Node is one member of a role.
@@ -192,7 +201,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "timeout", "name", "run")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run")
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -217,7 +226,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "name", "run"} {
+		for _, k := range []string{"image", "images", "name", "run"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -225,6 +234,12 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		if a.Type == Deploy {
 			if img, ok := t.String("image"); ok {
 				a.Image = resolve(j.File, img)
+			}
+			if it, ok := t.Table("images"); ok {
+				a.Images = parseImages(it, j.File)
+				if t.Has("image") {
+					t.Errorf("images", "a deploy action has image or images, not both")
+				}
 			}
 		}
 		if a.Type == Test {
@@ -268,9 +283,27 @@ func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
 	return roles
 }
 
+// parseImages reads a deploy action's images = {kernel, initrd, rootfs}.
+func parseImages(t tomlfile.Table, file string) *Images {
+	t.Only("kernel", "initrd", "rootfs")
+	t.Require("kernel")
+	im := &Images{}
+	for k, dst := range map[string]*string{"kernel": &im.Kernel, "initrd": &im.Initrd, "rootfs": &im.Rootfs} {
+		if s, ok := t.String(k); ok {
+			if s == "" {
+				t.Errorf(k, "must not be empty")
+			} else if strings.Contains(s, "://") {
+				t.Errorf(k, "must be a file path (got %q)", s)
+			}
+			*dst = resolve(file, s)
+		}
+	}
+	return im
+}
+
 func allows(typ ActionType, key string) bool {
 	switch key {
-	case "image":
+	case "image", "images":
 		return typ == Deploy
 	default: // name, run
 		return typ == Test

@@ -28,6 +28,8 @@ type Board struct {
 	// Hardware is how to reach a real board (backend "hardware"); nil
 	// for simulated boards.
 	Hardware *Hardware
+	// Qemu is how a QEMU board is emulated (backend "qemu"); nil otherwise.
+	Qemu *Qemu
 	// Health is the state the lab file puts the board in: "" (the
 	// scheduler decides: unknown until checked where a health check
 	// exists, good otherwise), or one of Healths.
@@ -124,7 +126,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	names := map[string]string{} // board name -> key of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
-		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy")
+		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy", "qemu")
 		t.Require("name", "device_type")
 		if name, ok := t.String("name"); ok {
 			b.Name = name
@@ -151,10 +153,15 @@ func Parse(file string, data []byte) (*Lab, error) {
 			b.Tags = tags
 		}
 		if be, ok := t.String("backend"); ok {
-			if be != Sim && be != HardwareBackend {
-				t.Errorf("backend", "backend %q is not supported (supported: %s, %s)", be, Sim, HardwareBackend)
+			if be != Sim && be != HardwareBackend && be != QemuBackend {
+				t.Errorf("backend", "backend %q is not supported (supported: %s, %s, %s)", be, Sim, HardwareBackend, QemuBackend)
 			}
 			b.Backend = be
+		}
+		if b.Backend == QemuBackend {
+			b.Qemu = parseQemu(t)
+		} else if t.Has("qemu") {
+			t.Errorf("qemu", "is for backend = %q", QemuBackend)
 		}
 		if b.Backend == HardwareBackend {
 			b.Hardware = parseHardware(t)

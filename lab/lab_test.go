@@ -49,7 +49,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad name", strings.Replace(labFile, `"rpi.4_b-1"`, `"rpi 4"`, 1), `lab.toml:8: board[1].name: must contain only letters, digits, '_', '.' and '-' (got "rpi 4")`},
 		{"duplicate name", strings.Replace(labFile, `"rpi.4_b-1"`, `"sim-0"`, 1), `lab.toml:8: board[1].name: duplicate board name "sim-0" (also used by board[0])`},
 		{"wrong type", strings.Replace(labFile, `tags = ["usb"]`, `tags = "usb"`, 1), `lab.toml:4: board[0].tags: must be an array of strings (got string "usb")`},
-		{"unsupported backend", strings.Replace(labFile, `backend = "sim"`, `backend = "qemu"`, 1), `lab.toml:5: board[0].backend: backend "qemu" is not supported (supported: sim, hardware)`},
+		{"unsupported backend", strings.Replace(labFile, `backend = "sim"`, `backend = "vbox"`, 1), `lab.toml:5: board[0].backend: backend "vbox" is not supported (supported: sim, hardware, qemu)`},
 		{"hardware table", labFile + "[board.hardware]\nserial = \"/dev/x\"\n", `lab.toml:10: board[1]: unknown key "hardware"`},
 		{"no boards", "", `lab.toml: board: is required`},
 		{"empty boards", "board = []", `lab.toml:1: board: at least one board is required`},
@@ -72,7 +72,7 @@ func TestParseCollectsAllErrors(t *testing.T) {
 	src = strings.Replace(src, `device_type = "rpi4"`, `device_type = 4`, 1)
 	_, err := lab.Parse("lab.toml", []byte(src))
 	require.Error(t, err)
-	assert.Equal(t, "lab.toml:5: board[0].backend: backend \"x\" is not supported (supported: sim, hardware)\n"+
+	assert.Equal(t, "lab.toml:5: board[0].backend: backend \"x\" is not supported (supported: sim, hardware, qemu)\n"+
 		"lab.toml:9: board[1].device_type: must be a string (got integer 4)", err.Error())
 	var one *jobs.Error
 	require.ErrorAs(t, err, &one)
