@@ -178,3 +178,13 @@ func (b *Board) Close() error {
 	b.once.Do(func() { err = b.con.Close() })
 	return err
 }
+
+// PowerSwitch is the power switch of b alone, without its console: for
+// powering off boards a harness left on when it died. Nil for a board whose
+// power is manual (nobody may be at the keyboard).
+func PowerSwitch(b lab.Board) (power.Switch, error) {
+	if b.Hardware == nil || b.Hardware.Power.Kind == "manual" {
+		return nil, nil
+	}
+	return newSwitch(b.Name, b.Hardware.Power)
+}

@@ -39,6 +39,11 @@ const usage = `usage:
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
   troupe simboard power SOCKET on|off|status
+  troupe serve [--lab LAB.toml] [--data DIR] [--addr 127.0.0.1:8480] [--token-file F]   the lab server (API, web UI)
+  troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
+  troupe jobs [--status S] | jobs show ID | jobs cancel ID
+  troupe devices
+  (client commands take --server URL and --token T, or TROUPE_SERVER and TROUPE_TOKEN)
 
 exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
 `
@@ -63,6 +68,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdScenario(args[1:], stdout, stderr)
 	case "simboard":
 		return cmdSimboard(args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr)
+	case "submit":
+		return cmdSubmit(args[1:], stdout, stderr)
+	case "jobs":
+		return cmdJobs(args[1:], stdout, stderr)
+	case "devices":
+		return cmdDevices(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/server"
+)
+
+// cmdServe is `troupe serve`: the lab server (see docs/api.md).
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards)")
+	data := fs.String("data", "./troupe-data", "directory of the store, results and logs")
+	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
+	tokenFile := fs.String("token-file", "", "API tokens (without: no auth, loopback only)")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		fmt.Fprint(stderr, usage)
+		return exitInvalid
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := server.Config{Data: *data, Logger: logger}
+	if *labFile != "" {
+		l, err := lab.Load(*labFile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+		cfg.Lab = l
+	}
+	if *tokenFile != "" {
+		ts, err := server.LoadTokens(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+		cfg.Tokens = ts
+	} else if !loopback(*addr) {
+		fmt.Fprintf(stderr, "troupe serve: refusing to listen on %s without --token-file: anyone could run jobs on the lab; use a loopback address or tokens\n", *addr)
+		return exitInvalid
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+		return exitIncomplete
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		_ = ln.Close()
+		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+		return exitIncomplete
+	}
+	auth := "tokens from " + *tokenFile
+	if cfg.Tokens == nil {
+		auth = "no auth: loopback only"
+	}
+	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
+
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	code := exitOK
+	select {
+	case s := <-sig:
+		logger.Info("shutting down", "signal", s.String())
+	case err := <-served:
+		logger.Error("http server", "err", err)
+		code = exitIncomplete
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Streams are long-lived: close what does not end in time.
+	if err := hs.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		logger.Error("http shutdown", "err", err)
+	}
+	_ = hs.Close()
+	if err := srv.Close(); err != nil {
+		logger.Error("close", "err", err)
+		code = exitIncomplete
+	}
+	logger.Info("stopped")
+	return code
+}
+
+// loopback tells whether addr (host:port) only listens on loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,299 @@
+// Package server is `troupe serve`: one process that owns a lab (its
+// scheduler and actor tree, runner.Lab), keeps every job in an embedded
+// store (store.Store), and serves the REST API, the live WebSocket streams
+// and the web UI. See docs/api.md.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/report"
+	"github.com/troupe-lab/troupe/runner"
+	"github.com/troupe-lab/troupe/sim"
+	"github.com/troupe-lab/troupe/store"
+	"github.com/troupe-lab/troupe/web"
+)
+
+// Config is what a server runs.
+type Config struct {
+	Lab    *lab.Lab // nil: the built-in lab of BuiltinBoards sim boards
+	Data   string   // the store and every job's results and logs
+	Tokens []Token  // nil: no auth (the caller binds loopback only)
+	Logger *slog.Logger
+	// Open makes a board's backend (tests: fault injection). Nil: sim
+	// boards are simulated, hardware boards reached for real.
+	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
+}
+
+// BuiltinBoards is the size of the built-in sim lab.
+const BuiltinBoards = 8
+
+// stoppedDuringRun is the error of an attempt the server did not see end.
+const stoppedDuringRun = "server stopped during the run"
+
+// Server is a running troupe server.
+type Server struct {
+	cfg    Config
+	tokens []Token
+	log    *slog.Logger
+	store  *store.Store
+	lab    *runner.Lab
+	labDef *lab.Lab
+
+	work    chan func() // store writes of the lab's callbacks, in order
+	workers sync.WaitGroup
+
+	mu     sync.Mutex
+	jobs   map[string]*liveJob
+	order  []string          // job IDs, oldest first
+	health map[string]string // board → health
+	subs   map[chan *liveEvent]struct{}
+	closed bool
+}
+
+// New opens the store in cfg.Data, powers off boards a previous server
+// left on, re-queues the jobs it left queued or running, and puts the lab
+// in service.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Lab == nil {
+		cfg.Lab = builtinLab()
+	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.Data, "troupe.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, tokens: cfg.Tokens, log: cfg.Logger, store: st, labDef: cfg.Lab,
+		work: make(chan func(), 4096), jobs: map[string]*liveJob{}, health: map[string]string{},
+		subs: map[chan *liveEvent]struct{}{}}
+	if err := s.start(); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func builtinLab() *lab.Lab {
+	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
+	for i := range BuiltinBoards {
+		l.Boards = append(l.Boards, lab.Board{Name: fmt.Sprintf("sim-%d", i), DeviceType: "sim", Backend: lab.Sim})
+	}
+	return l
+}
+
+func (s *Server) start() error {
+	stored, err := s.store.Health()
+	if err != nil {
+		return err
+	}
+	l := *s.labDef
+	l.Boards = slices.Clone(l.Boards)
+	for i, b := range l.Boards {
+		if h, ok := stored[b.Name]; ok {
+			l.Boards[i].Health = h
+		}
+		h := l.Boards[i].Health
+		if _, checked := l.HealthCheck(b.DeviceType); h == "" && !checked {
+			h = "good" // as the lab actor decides
+		}
+		s.health[b.Name] = h
+	}
+	s.powerOffLeftovers(l.Boards)
+
+	recs, err := s.store.Jobs()
+	if err != nil {
+		return err
+	}
+	var requeue []*liveJob
+	for _, rec := range recs {
+		lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
+		if rec.Status == store.StatusRunning {
+			if err := s.endAttempt(lj); err != nil {
+				return err
+			}
+		}
+		if rec.Status == store.StatusQueued {
+			requeue = append(requeue, lj)
+		}
+		lj.final = store.Ended(rec.Status)
+		s.jobs[rec.ID] = lj
+		s.order = append(s.order, rec.ID)
+	}
+
+	s.workers.Add(1)
+	go s.worker()
+	s.lab, err = runner.StartLab(&l, runner.LabOptions{
+		Options: runner.Options{Logger: s.log, Open: s.cfg.Open, HealthChanged: s.healthChanged},
+		Out:     filepath.Join(s.cfg.Data, "health-checks"),
+		Work:    filepath.Join(s.cfg.Data, "boards"),
+	})
+	if err != nil {
+		close(s.work)
+		s.workers.Wait()
+		return err
+	}
+	for _, lj := range requeue {
+		if err := s.enqueue(lj); err != nil {
+			s.log.Error("re-queue job", "job", lj.rec.ID, "err", err)
+		}
+	}
+	if len(requeue) > 0 {
+		s.log.Info("re-queued jobs of the previous server", "jobs", len(requeue))
+	}
+	return nil
+}
+
+// endAttempt ends the attempt a previous server left running: it is
+// recorded as an attempt stopped with the server, and the job is queued
+// again if the lab's retry budget allows, else ends incomplete.
+func (s *Server) endAttempt(lj *liveJob) error {
+	rec := lj.rec
+	rec.Attempts = append(rec.Attempts, report.Attempt{Boards: slices.Sorted(maps.Values(rec.Boards)), Error: stoppedDuringRun})
+	logs := filepath.Join(lj.dir, "logs")
+	if _, err := os.Stat(logs); err == nil {
+		if err := os.Rename(logs, fmt.Sprintf("%s-attempt-%d", logs, len(rec.Attempts))); err != nil {
+			return fmt.Errorf("keep logs of job %s: %w", rec.ID, err)
+		}
+	}
+	rec.Boards, rec.Started = nil, nil
+	if len(rec.Attempts) <= s.labDef.Retries {
+		rec.Status = store.StatusQueued
+		s.log.Warn("job was running when the server stopped: queued again", "job", rec.ID)
+	} else {
+		now := time.Now().UTC()
+		rec.Status, rec.Error, rec.Ended = report.StatusIncomplete, stoppedDuringRun, &now
+		rec.Results = &report.Results{Job: report.Job{Name: rec.Name, Status: report.StatusIncomplete,
+			Error: stoppedDuringRun, Class: report.Infrastructure, Attempts: rec.Attempts}}
+		if err := report.Write(lj.dir, rec.Results); err != nil {
+			s.log.Error("write results", "job", rec.ID, "err", err)
+		}
+		s.log.Warn("job was running when the server stopped: no retries left", "job", rec.ID)
+	}
+	return s.store.Put(rec)
+}
+
+// powerOffLeftovers powers off every board a previous server may have
+// left on (a kill -9 runs no cleanup).
+func (s *Server) powerOffLeftovers(boards []lab.Board) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, b := range boards {
+		wg.Go(func() {
+			var err error
+			switch b.Backend {
+			case lab.Sim:
+				err = sim.PowerOffLeftover(filepath.Join(s.cfg.Data, "boards", b.Name))
+			case lab.HardwareBackend:
+				var sw interface{ Off(context.Context) error }
+				sw, err = hardware.PowerSwitch(b)
+				if err == nil && sw != nil {
+					err = sw.Off(ctx)
+				}
+			}
+			if err != nil {
+				s.log.Warn("power off at start", "board", b.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (s *Server) jobDir(id string) string { return filepath.Join(s.cfg.Data, "jobs", id) }
+
+// worker runs the store writes of the lab's callbacks one after another,
+// off the lab actor, in the order they came.
+func (s *Server) worker() {
+	defer s.workers.Done()
+	for f := range s.work {
+		f()
+	}
+}
+
+// later queues f for the worker; after Close it is dropped.
+func (s *Server) later(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.work <- f
+	}
+}
+
+func (s *Server) healthChanged(board, health string) {
+	s.mu.Lock()
+	s.health[board] = health
+	s.mu.Unlock()
+	s.later(func() {
+		if err := s.store.SetHealth(board, health); err != nil {
+			s.log.Error("store board health", "board", board, "err", err)
+		}
+	})
+}
+
+// Close stops the lab (running jobs stop with their boards powered off;
+// the store keeps them as running, so the next server re-queues them) and
+// closes the store.
+func (s *Server) Close() error {
+	err := s.lab.Close()
+	s.mu.Lock()
+	s.closed = true
+	close(s.work)
+	s.mu.Unlock()
+	s.workers.Wait()
+	s.mu.Lock()
+	for _, lj := range s.jobs {
+		if lj.book != nil {
+			err = errors.Join(err, lj.book.Close())
+		}
+	}
+	for ch := range s.subs {
+		delete(s.subs, ch)
+		close(ch)
+	}
+	s.mu.Unlock()
+	return errors.Join(err, s.store.Close())
+}
+
+// Handler serves the API under /api/v1/ and the web UI at /.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
+	mux.HandleFunc("POST /api/v1/jobs", s.allow(Submitter, s.submit))
+	mux.HandleFunc("GET /api/v1/jobs", s.allow(Viewer, s.list))
+	mux.HandleFunc("GET /api/v1/jobs/{id}", s.allow(Viewer, s.show))
+	mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.allow(Submitter, s.cancel))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/explain", s.allow(Viewer, s.explain))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", s.allow(Viewer, s.logs))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/junit.xml", s.allow(Viewer, s.junit))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/source", s.allow(Viewer, s.source))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/stream", s.allow(Viewer, s.stream))
+	mux.HandleFunc("GET /api/v1/events", s.allow(Viewer, s.events))
+	mux.HandleFunc("GET /api/v1/devices", s.allow(Viewer, s.devices))
+	mux.HandleFunc("PUT /api/v1/devices/{name}/health", s.allow(Admin, s.setHealth))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API: %s %s", r.Method, r.URL.Path))
+	})
+	mux.Handle("/", web.Handler())
+	return mux
+}
+
