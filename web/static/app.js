@@ -43,14 +43,19 @@ function fmtTime(s) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-// nodeColor gives every node name its own stable color (FNV-1a of the name).
+// nodeColor gives every node name its own stable color: a hash of the name
+// picks one of a few colors that are easy to tell apart on the console.
+const PALETTE = ['#7fb0ff', '#ff8a80', '#8ce99a', '#ffd43b', '#da77f2', '#66d9e8', '#ffa94d', '#f783ac', '#a9e34b', '#b197fc', '#63e6be'];
 function nodeColor(name) {
-  let h = 2166136261;
+  let h = 2166136261; // FNV-1a, then a final mix
   for (const ch of String(name)) {
     h ^= ch.codePointAt(0);
     h = Math.imul(h, 16777619);
   }
-  return `hsl(${((h >>> 0) * 137.508) % 360} 75% 70%)`;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x45d9f3b);
+  h ^= h >>> 16;
+  return PALETTE[(h >>> 0) % PALETTE.length];
 }
 
 // byNewest orders jobs newest first: numeric ids, else submit time.
@@ -133,8 +138,9 @@ async function download(path, name) {
 
 const onLeave = (fn) => leaving.push(fn);
 
-// poll runs fn now and every ms until the page is left; runs never overlap.
-function poll(alive, ms, fn) {
+// poll runs fn (at once, unless later) and then every ms until the page is
+// left; runs never overlap.
+function poll(alive, ms, fn, later = false) {
   let timer;
   const tick = async () => {
     try {
@@ -145,7 +151,8 @@ function poll(alive, ms, fn) {
     if (alive()) timer = setTimeout(tick, ms);
   };
   onLeave(() => clearTimeout(timer));
-  tick();
+  if (later) timer = setTimeout(tick, ms);
+  else tick();
 }
 
 function closeSocket(ws) {
@@ -168,6 +175,7 @@ function route() {
   const g = ++generation;
   const alive = () => g === generation;
   hideBanner();
+  document.title = 'troupe';
   const hash = location.hash || '#/';
   for (const [re, nav, page] of routes) {
     const m = hash.match(re);
@@ -253,9 +261,11 @@ function submitPage(alive) {
   text.addEventListener('input', () => sessionStorage.setItem('troupe.draft', text.value));
   const format = el('select', {id: 'job-format'}, el('option', {value: 'toml'}, 'troupe job (TOML)'), el('option', {value: 'lava'}, 'LAVA job (YAML)'));
   const file = el('input', {type: 'file', id: 'job-file', accept: '.toml,.yaml,.yml,text/plain'});
+  let fileName = ''; // errors name the picked file, as troupe validate would
   file.addEventListener('change', async () => {
     const f = file.files[0];
     if (!f) return;
+    fileName = f.name;
     text.value = await f.text();
     format.value = /\.ya?ml$/i.test(f.name) ? 'lava' : 'toml';
     sessionStorage.setItem('troupe.draft', text.value);
@@ -271,7 +281,9 @@ function submitPage(alive) {
     button.disabled = true;
     try {
       const lava = format.value === 'lava';
-      const r = await api('POST', '/jobs' + (lava ? '?format=lava' : ''), text.value, lava ? 'application/yaml' : 'application/toml');
+      const q = new URLSearchParams({format: lava ? 'lava' : 'toml'});
+      if (fileName) q.set('file', fileName);
+      const r = await api('POST', '/jobs?' + q, text.value, lava ? 'application/yaml' : 'application/toml');
       sessionStorage.removeItem('troupe.draft');
       if (alive()) location.hash = '#/jobs/' + encodeURIComponent(r.id);
     } catch (e) {
@@ -386,6 +398,7 @@ function jobPage(alive, id) {
     title.textContent = `${job.name || 'Job'} #${job.id}`;
     status.textContent = job.status || '…';
     status.className = `badge status-${job.status}`;
+    document.title = `${job.status || '…'} · ${job.name || 'job ' + job.id} — troupe`;
     cancel.hidden = !['queued', 'running'].includes(job.status);
     error.textContent = job.error || '';
     error.hidden = !job.error;
@@ -424,7 +437,7 @@ function jobPage(alive, id) {
 
   // While queued: why it waits. While not ended: the job, in case the
   // stream is down (nodes and results arrive with the end frame otherwise).
-  poll(alive, 3000, async () => {
+  const explain = async () => {
     if (job.status !== 'queued') return;
     const x = await api('GET', path + '/explain');
     if (!alive() || x.waiting === false) return;
@@ -432,10 +445,14 @@ function jobPage(alive, id) {
       why.textContent = (x.never ? `Can never start: ${x.never}. ` : '') + (x.summary || '');
       why.hidden = job.status !== 'queued';
     }
-  });
-  poll(alive, 5000, async () => {
-    if (!ended && !TERMINAL.includes(job.status)) await refresh();
-  });
+  };
+  const start = () => {
+    poll(alive, 3000, explain);
+    poll(alive, 5000, async () => {
+      if (!ended && !TERMINAL.includes(job.status)) await refresh();
+    }, true);
+    connect();
+  };
 
   // The console stream: replay from the first line, then live. A lagged
   // frame or a dropped socket reconnects from the last line seen + 1.
@@ -487,9 +504,9 @@ function jobPage(alive, id) {
   onLeave(() => { clearTimeout(retry); closeSocket(ws); });
 
   show(job);
-  refresh().then(connect, (e) => {
+  refresh().then(start, (e) => {
     showError(e);
-    if (e.status !== 404) connect();
+    if (e.status !== 404) start();
   });
 }
 
