@@ -94,7 +94,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 	}()
 	switch m.action.Type {
 	case jobs.Deploy:
-		if err := a.backend.Deploy(ctx, m.action.Image); err != nil {
+		if err := deploy(ctx, a.backend, m.action); err != nil {
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
 	case jobs.Boot:

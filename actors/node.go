@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/testshell"
 )
@@ -25,10 +26,11 @@ type nodeActor struct {
 	stop     func() bool
 	tests    []report.Test
 	done     bool
+	addrs    map[string]string // node → address: Config.Addresses, or its board's network's
 }
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
-	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1}
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, addrs: cfg.Addresses}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -38,6 +40,11 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		backend, err := a.cfg.Open(a.node.Name, b)
 		if err != nil {
 			a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("open board %s: %v", b.Name, err))
+			return
+		}
+		if err := a.joinGroup(ctx, backend); err != nil {
+			_ = backend.Close()
+			a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("board %s joins the group network: %v", b.Name, err))
 			return
 		}
 		role, _ := a.cfg.Job.Role(a.node.Role)
@@ -90,7 +97,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_JOB", a.cfg.Job.Name},
 			{"TROUPE_NODE", a.node.Name},
 			{"TROUPE_ROLE", a.node.Role},
-			{"TROUPE_IP", a.cfg.Addresses[a.node.Name]},
+			{"TROUPE_IP", a.addrs[a.node.Name]},
 			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
 		}, Files: map[string][]byte{"group": a.groupFile()}}
 	}
@@ -154,6 +161,28 @@ func (a *nodeActor) finish(ctx actor.Context, status, class, err string) {
 	ctx.Stop(ctx.Self())
 }
 
+// joinGroup puts a networked board on its group's network; the addresses
+// it reports replace the configured ones of those nodes.
+func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
+	n, ok := backend.(Networked)
+	if !ok {
+		return nil
+	}
+	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Job: a.cfg.Job.Name, Node: a.node.Name, Nodes: a.cfg.Job.Nodes(), Boards: a.cfg.Boards})
+	if err != nil {
+		return err
+	}
+	merged := make(map[string]string, len(a.cfg.Addresses))
+	for k, v := range a.cfg.Addresses {
+		merged[k] = v
+	}
+	for k, v := range addrs {
+		merged[k] = v
+	}
+	a.addrs = merged
+	return nil
+}
+
 func (a *nodeActor) stopTimer() {
 	if a.stop != nil {
 		a.stop()
@@ -166,7 +195,7 @@ func (a *nodeActor) stopTimer() {
 func (a *nodeActor) groupFile() []byte {
 	var b strings.Builder
 	for _, n := range a.cfg.Job.Nodes() {
-		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.cfg.Addresses[n.Name])
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.addrs[n.Name])
 	}
 	return []byte(b.String())
 }

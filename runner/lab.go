@@ -16,6 +16,7 @@ import (
 	"github.com/troupe-lab/troupe/hardware/tftp"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/qemu"
 	"github.com/troupe-lab/troupe/sim"
 )
 
@@ -70,9 +71,13 @@ func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
 	open := opts.Open
 	if open == nil {
 		logger := opts.Logger
+		networks := qemu.NewNetworks(logger) // private networks of the QEMU boards' groups
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
 			if b.Backend == lab.HardwareBackend {
 				return hardware.Open(b, hwOpts)
+			}
+			if b.Backend == lab.QemuBackend {
+				return qemu.Open(b, qemu.Options{Networks: networks, Logger: logger})
 			}
 			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: logger})
 		}

@@ -1,0 +1,38 @@
+package actors
+
+import (
+	"context"
+	"errors"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+// Networked is a backend that joins a private network of its group (QEMU
+// boards). JoinGroup returns the addresses of the group's nodes on that
+// network, by node name; they replace Config.Addresses for those nodes in
+// the node's TROUPE_IP and group file.
+type Networked interface {
+	JoinGroup(g lab.Group) (map[string]string, error)
+}
+
+// ImagesDeployer is a backend that boots a kernel of its own and is
+// deployed with images = {kernel, initrd, rootfs} (QEMU boards).
+type ImagesDeployer interface {
+	DeployImages(ctx context.Context, im jobs.Images) error
+}
+
+// errNoImages: a deploy action with images on a board that takes one image.
+var errNoImages = errors.New("this board is deployed with image, not images = {kernel, ...}")
+
+// deploy runs a deploy action on b: its images if it has them, else its image.
+func deploy(ctx context.Context, b Backend, act jobs.Action) error {
+	if act.Images == nil {
+		return b.Deploy(ctx, act.Image)
+	}
+	d, ok := b.(ImagesDeployer)
+	if !ok {
+		return errNoImages
+	}
+	return d.DeployImages(ctx, *act.Images)
+}

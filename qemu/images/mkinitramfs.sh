@@ -1,0 +1,114 @@
+#!/bin/sh
+# mkinitramfs.sh OUTDIR [KERNEL_VERSION]
+#
+# Builds the default images of troupe's qemu boards from what Debian
+# installed (busybox-static, linux-image-cloud-amd64, cpio): OUTDIR/vmlinuz
+# (the kernel) and OUTDIR/initrd (a gzipped busybox initramfs). Nothing is
+# downloaded.
+#
+# The init mounts proc, sys, dev, devpts and /tmp, loads the virtio network
+# modules, configures eth0 from troupe.ip=ADDR/PREFIX on the kernel command
+# line (troupe.name=NAME sets the hostname), then prints "NAME login: " on
+# the console and, for any user name, starts a shell that owns the serial
+# port as its controlling tty (setsid cttyhack), so /dev/tty works. When the
+# shell exits the login prompt comes back, like a getty's.
+set -eu
+
+out=${1:?usage: mkinitramfs.sh OUTDIR [KERNEL_VERSION]}
+kver=${2:-}
+if [ -z "$kver" ]; then
+	kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$kernel" ] || { echo "mkinitramfs.sh: no /boot/vmlinuz-*: install linux-image-cloud-amd64" >&2; exit 1; }
+	kver=${kernel#/boot/vmlinuz-}
+fi
+kernel=/boot/vmlinuz-$kver
+moddir=/lib/modules/$kver
+busybox=/bin/busybox
+for f in "$kernel" "$moddir/modules.dep" "$busybox"; do
+	[ -r "$f" ] || { echo "mkinitramfs.sh: $f missing: install busybox-static and linux-image-cloud-amd64" >&2; exit 1; }
+done
+command -v cpio >/dev/null || { echo "mkinitramfs.sh: cpio missing: install cpio" >&2; exit 1; }
+
+mkdir -p "$out"
+work=$(mktemp -d "$out/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
+	"$root/root" "$root/var/www" "$root/lib/modules"
+cp "$busybox" "$root/bin/busybox"
+for app in $("$busybox" --list); do
+	[ "$app" = busybox ] || ln -s busybox "$root/bin/$app"
+done
+
+# Modules and their dependencies (modules.dep lists all of them), in load
+# order; those built into the kernel are simply not in modules.dep.
+order=$work/order
+: >"$order"
+add() {
+	grep -qx "$1" "$order" && return 0
+	line=$(grep "^$1:" "$moddir/modules.dep" || true)
+	[ -n "$line" ] || return 0
+	for dep in ${line#*:}; do add "$dep"; done
+	echo "$1" >>"$order"
+}
+for m in virtio virtio_ring virtio_pci virtio_net virtio_blk; do
+	path=$(grep -o "^[^:]*/$m\.ko[^:]*:" "$moddir/modules.dep" | head -n 1 | tr -d :) || true
+	[ -n "$path" ] && add "$path"
+done
+while read -r m; do
+	case $m in
+	*.ko) cp "$moddir/$m" "$root/lib/modules/" ;;
+	*.ko.xz) xz -dc "$moddir/$m" >"$root/lib/modules/$(basename "$m" .xz)" ;;
+	*.ko.zst) zstd -qdc "$moddir/$m" >"$root/lib/modules/$(basename "$m" .zst)" ;;
+	*.ko.gz) gzip -dc "$moddir/$m" >"$root/lib/modules/$(basename "$m" .gz)" ;;
+	esac
+	b=$(basename "$m")
+	echo "${b%.ko*}.ko" >>"$root/etc/modules"
+done <"$order"
+touch "$root/etc/modules"
+
+echo 'root::0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+echo 'root:x:0:' >"$root/etc/group"
+cat >"$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin HOME=/root TERM=vt100
+cd /root
+PS1='# '
+PROFILE
+
+cat >"$root/init" <<'INIT'
+#!/bin/sh
+export PATH=/bin:/sbin
+mount -t devtmpfs dev /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmp /tmp
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/modules
+ip link set lo up
+name=board
+addr=
+for arg in $(cat /proc/cmdline); do
+	case $arg in
+	troupe.ip=*) addr=${arg#troupe.ip=} ;;
+	troupe.name=*) name=${arg#troupe.name=} ;;
+	esac
+done
+hostname "$name"
+if [ -n "$addr" ]; then
+	ip link set eth0 up && ip addr add "$addr" dev eth0 || echo "init: cannot configure eth0 with $addr"
+fi
+while :; do
+	printf '\n%s login: ' "$name"
+	read -r user || sleep 1
+	setsid cttyhack sh -l
+done
+INIT
+chmod 755 "$root/init"
+
+(cd "$root" && find . | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$work/initrd"
+cp "$kernel" "$work/vmlinuz"
+mv "$work/initrd" "$out/initrd"
+mv "$work/vmlinuz" "$out/vmlinuz"
+echo "$kver" >"$out/version"

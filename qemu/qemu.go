@@ -1,0 +1,310 @@
+// Package qemu is the backend of QEMU boards: power on starts a
+// qemu-system process (TCG) booting a real kernel, power off kills and
+// reaps it, the console is the guest's serial port on QEMU's stdio, and
+// the boards of one group share a private network (see Networks). They go
+// through the same console, boot and test-shell code as every other board.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+// Options are what a QEMU board needs of its run.
+type Options struct {
+	// Networks are the group networks of the run; nil: the board has no
+	// network device.
+	Networks *Networks
+	// CacheDir is where the default images are built ("": the user's cache
+	// directory).
+	CacheDir string
+	Logger   *slog.Logger // nil: discard
+}
+
+// Board is one QEMU board.
+type Board struct {
+	name   string
+	cfg    lab.Qemu
+	opts   Options
+	logger *slog.Logger
+	con    *serial
+
+	mu     sync.Mutex
+	images *jobs.Images // deployed; nil: the default images
+	vm     *vm          // the running QEMU process; nil: off
+	port   *port        // on the group's network; nil: none
+	host   string       // guest hostname: the node
+	addr   string       // guest address with prefix ("10.3.0.1/16"); "": none
+	mac    string
+	closed bool
+}
+
+// vm is one QEMU process.
+type vm struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process is reaped
+	err  error         // its exit, once done
+}
+
+// Open makes the board b (backend "qemu"); it is off.
+func Open(b lab.Board, opts Options) (*Board, error) {
+	if b.Qemu == nil {
+		return nil, fmt.Errorf("qemu %s: not a QEMU board (backend %q)", b.Name, b.Backend)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Board{name: b.Name, cfg: *b.Qemu, opts: opts, logger: opts.Logger.With("board", b.Name), con: newSerial(), host: b.Name}, nil
+}
+
+// Console is the guest's serial port.
+func (b *Board) Console() io.ReadWriteCloser { return b.con }
+
+// Deploy accepts no image: a QEMU board boots images = {kernel, ...} (or
+// the default images when it deploys nothing).
+func (b *Board) Deploy(_ context.Context, image string) error {
+	if image == "" {
+		return nil
+	}
+	return fmt.Errorf("qemu %s: a QEMU board is deployed with images = {kernel = ..., initrd = ..., rootfs = ...}, not image = %q", b.name, image)
+}
+
+// DeployImages makes the board boot im from its next power-on.
+func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
+	for what, p := range map[string]string{"kernel": im.Kernel, "initrd": im.Initrd, "rootfs": im.Rootfs} {
+		if p == "" {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("qemu %s: deploy %s: %w", b.name, what, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("qemu %s: deploy %s: %s is not a regular file", b.name, what, p)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.images = &im
+	return nil
+}
+
+// JoinGroup plugs the board into its group's network and gives it its
+// address there: 10.<group>.0.0/16, the node's place in the group deciding
+// the rest. Every QEMU node of the group is on it.
+func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.host = g.Node
+	if b.opts.Networks == nil {
+		return nil, nil
+	}
+	if b.port != nil {
+		return nil, fmt.Errorf("qemu %s: already on a group network", b.name)
+	}
+	p, subnet, err := b.opts.Networks.join(g.ID)
+	if err != nil {
+		return nil, fmt.Errorf("qemu %s: %w", b.name, err)
+	}
+	b.port = p
+	addrs := map[string]string{}
+	for i, n := range g.Nodes {
+		if g.Boards[n.Name].Backend != lab.QemuBackend {
+			continue
+		}
+		addrs[n.Name] = fmt.Sprintf("10.%d.%d.%d", subnet, i/250, i%250+1)
+		if n.Name == g.Node {
+			b.addr = addrs[n.Name] + "/16"
+			b.mac = fmt.Sprintf("52:54:00:%02x:%02x:%02x", subnet, i/250, i%250+1)
+		}
+	}
+	return addrs, nil
+}
+
+// On starts QEMU; it is a no-op when QEMU already runs.
+func (b *Board) On(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("qemu %s: closed", b.name)
+	}
+	if b.vm != nil && !b.vm.exited() {
+		return nil
+	}
+	im, err := b.bootImages(ctx)
+	if err != nil {
+		return fmt.Errorf("qemu %s: %w", b.name, err)
+	}
+	bin, args := b.argv(im)
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("qemu %s: %w (install %s)", b.name, err, packageOf(b.cfg.Arch))
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = b.con.w, b.con.w
+	// The process dies with troupe, and stays out of the terminal's
+	// process group (a ^C is troupe's to handle).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second
+	if b.port != nil {
+		cmd.ExtraFiles = []*os.File{b.port.guest} // fd 3
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("qemu %s: %w", b.name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		_ = stdin.Close()
+		return fmt.Errorf("qemu %s: start: %w", b.name, err)
+	}
+	v := &vm{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		v.err = cmd.Wait()
+		close(v.done)
+	}()
+	b.vm = v
+	b.con.attach(stdin)
+	b.logger.Debug("qemu started", "pid", cmd.Process.Pid, "args", strings.Join(args, " "))
+	return nil
+}
+
+// Off kills QEMU and reaps it.
+func (b *Board) Off(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.off(ctx)
+}
+
+func (b *Board) off(ctx context.Context) error {
+	v := b.vm
+	if v == nil {
+		return nil
+	}
+	b.con.detach()
+	_ = v.cmd.Process.Kill()
+	select {
+	case <-v.done:
+	case <-ctx.Done():
+		return fmt.Errorf("qemu %s: power off: process %d not reaped: %w", b.name, v.cmd.Process.Pid, ctx.Err())
+	}
+	b.vm = nil
+	return nil
+}
+
+// State is on while the QEMU process runs.
+func (b *Board) State(context.Context) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.vm != nil && !b.vm.exited(), nil
+}
+
+// PID is the running QEMU process's (0: off), for measurements.
+func (b *Board) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.vm == nil || b.vm.exited() {
+		return 0
+	}
+	return b.vm.cmd.Process.Pid
+}
+
+// Close powers the board off and unplugs it from its network.
+func (b *Board) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := []error{b.off(ctx), b.con.Close()}
+	if b.port != nil {
+		errs = append(errs, b.port.Close())
+		b.port = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("qemu %s: close: %w", b.name, err)
+	}
+	return nil
+}
+
+func (v *vm) exited() bool {
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// bootImages are the deployed images, else the default ones.
+func (b *Board) bootImages(ctx context.Context) (jobs.Images, error) {
+	if b.images != nil {
+		return *b.images, nil
+	}
+	if b.cfg.Arch != "x86_64" {
+		return jobs.Images{}, fmt.Errorf("no default images for %s (the installed Debian kernel is x86_64): deploy images = {kernel = ...}", b.cfg.Arch)
+	}
+	return DefaultImages(ctx, b.opts.CacheDir)
+}
+
+// argv is the QEMU command line of one boot: no default devices, the
+// serial port on stdio, and only what the guest needs.
+func (b *Board) argv(im jobs.Images) (string, []string) {
+	bin, machine, tty := "qemu-system-x86_64", "pc", "ttyS0"
+	if b.cfg.Arch == "aarch64" {
+		bin, machine, tty = "qemu-system-aarch64", "virt", "ttyAMA0"
+	}
+	cmdline := []string{"console=" + tty, "quiet", "loglevel=1", "panic=0", "mitigations=off", "troupe.name=" + b.host}
+	if b.cfg.Arch == "x86_64" {
+		cmdline = append(cmdline, "8250.nr_uarts=1", "no_timer_check", "tsc=reliable")
+	}
+	if b.addr != "" {
+		cmdline = append(cmdline, "troupe.ip="+b.addr)
+	}
+	if im.Rootfs != "" {
+		cmdline = append(cmdline, "root=/dev/vda")
+	}
+	if b.cfg.Append != "" {
+		cmdline = append(cmdline, b.cfg.Append)
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-M", machine, "-accel", "tcg,tb-size=64", "-cpu", "max",
+		"-smp", fmt.Sprint(b.cfg.CPUs), "-m", b.cfg.Memory,
+		"-kernel", im.Kernel,
+	}
+	if im.Initrd != "" {
+		args = append(args, "-initrd", im.Initrd)
+	}
+	args = append(args, "-append", strings.Join(cmdline, " "),
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con")
+	if b.port != nil {
+		args = append(args, "-netdev", "dgram,id=net0,local.type=fd,local.str=3",
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+b.mac)
+	}
+	if im.Rootfs != "" {
+		args = append(args, "-drive", "file="+im.Rootfs+",format=raw,if=virtio,snapshot=on")
+	}
+	return bin, args
+}
+
+func packageOf(arch string) string {
+	if arch == "aarch64" {
+		return "qemu-system-arm"
+	}
+	return "qemu-system-x86"
+}
