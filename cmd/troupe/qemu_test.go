@@ -1,0 +1,192 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/report"
+)
+
+// needQemu skips a QEMU test where QEMU or a kernel is missing, except in
+// CI (CI=true), where it fails saying what to install.
+func needQemu(t *testing.T) {
+	t.Helper()
+	var missing []string
+	for _, tool := range []string{"qemu-system-x86_64", "busybox", "cpio"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
+		missing = append(missing, "/boot/vmlinuz-*")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "QEMU boards need " + strings.Join(missing, ", ") +
+		": apt-get install -y qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio (make deps)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// hostKernel is the release of the newest installed kernel, which QEMU
+// boards boot by default.
+func hostKernel(t *testing.T) string {
+	k, _ := filepath.Glob("/boot/vmlinuz-*")
+	require.NotEmpty(t, k)
+	return strings.TrimPrefix(k[len(k)-1], "/boot/vmlinuz-")
+}
+
+func testsByKey(r *report.Results) map[string]string {
+	got := map[string]string{}
+	for _, c := range r.Tests {
+		got[c.Node+"/"+c.Suite+"/"+c.Name] = c.Result
+	}
+	return got
+}
+
+// TestQemuPair: two QEMU boards boot the installed kernel; the client
+// learns the server's address with troupe-wait and fetches a file from its
+// httpd over the group's private network; both sync.
+func TestQemuPair(t *testing.T) {
+	needQemu(t)
+	start := time.Now()
+	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", "../../examples/qemu-pair.toml")
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	t.Logf("2-node QEMU job: %s", time.Since(start))
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusComplete, r.Job.Status)
+	got := testsByKey(r)
+	assert.Equal(t, "pass", got["client-0/fetch/fetch"], "%v", got)
+	assert.Equal(t, "pass", got["client-0/fetch/content"], "%v", got)
+	assert.Equal(t, "pass", got["server-0/troupe/serve"], "%v", got)
+	// The server announced its address on the group network, and the
+	// client fetched from exactly that address.
+	m := regexp.MustCompile(`<LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(readLog(t, res.out, "server-0"))
+	require.NotNil(t, m, "server-0 sent its address")
+	assert.Contains(t, readLog(t, res.out, "server-0"), "server-0 runs Linux "+hostKernel(t)+" at "+m[1], "the installed kernel booted")
+	for _, n := range []string{"server-0", "client-0"} {
+		assert.Contains(t, readLog(t, res.out, n), n+" login:", "the guest's own login prompt")
+	}
+}
+
+// TestQemuKernelPanic: a guest kernel panic ends its node at once, naming
+// the panic, and releases the peer waiting for it at a barrier: the job
+// ends incomplete within seconds, not at a timeout.
+func TestQemuKernelPanic(t *testing.T) {
+	needQemu(t)
+	job := writeJob(t, `
+name = "qemu-panic"
+timeout = "2m"
+[multinode]
+timeout = "90s"
+[roles.server]
+device_type = "qemu-x86_64"
+[roles.client]
+device_type = "qemu-x86_64"
+[[action]]
+type = "boot"
+timeout = "60s"
+[[action]]
+type = "test"
+roles = ["server"]
+name = "crash"
+timeout = "90s"
+run = '''
+troupe-wait waiting
+echo c > /proc/sysrq-trigger
+sleep 60
+'''
+[[action]]
+type = "test"
+roles = ["client"]
+name = "wait"
+timeout = "90s"
+run = '''
+troupe-send waiting
+troupe-test-case synced --shell troupe-sync done
+'''
+`)
+	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", job)
+	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
+	assert.Contains(t, r.Job.Error, "server-0")
+	assert.Contains(t, r.Job.Error, "Kernel panic - not syncing: sysrq triggered crash")
+	server := nodeByName(t, r, "server-0")
+	assert.Equal(t, report.StatusIncomplete, server.Status)
+	assert.Equal(t, "fail", testsByKey(r)["client-0/wait/synced"], "the barrier failed")
+	assert.Contains(t, readLog(t, res.out, "client-0"), "server-0", "the client is told who died")
+	panicked := groupLogTime(t, res.out, "server-0", "Kernel panic - not syncing")
+	ended := groupLogTime(t, res.out, "client-0", "synced RESULT=fail")
+	assert.Less(t, ended.Sub(panicked), 5*time.Second, "the peer is released fast")
+	assert.Less(t, r.Job.DurationS, 60.0, "no timeout was waited for")
+}
+
+// TestQemuMixedGroup: a QEMU role deployed with images built by the repo's
+// script and a sim role in one job: MultiNode calls go across both kinds.
+func TestQemuMixedGroup(t *testing.T) {
+	needQemu(t)
+	images := t.TempDir()
+	out, err := exec.Command("sh", "../../qemu/images/mkinitramfs.sh", images).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	job := writeJob(t, `
+name = "qemu-mixed"
+timeout = "2m"
+[multinode]
+timeout = "60s"
+[roles.vm]
+device_type = "qemu-x86_64"
+[roles.host]
+device_type = "sim"
+[[action]]
+type = "deploy"
+roles = ["vm"]
+images = {kernel = "`+filepath.Join(images, "vmlinuz")+`", initrd = "`+filepath.Join(images, "initrd")+`"}
+[[action]]
+type = "boot"
+timeout = "60s"
+[[action]]
+type = "test"
+roles = ["vm"]
+name = "guest"
+timeout = "60s"
+run = '''
+troupe-send hello ip="$TROUPE_IP" kernel="$(uname -r)"
+eval "$(troupe-wait reply)"
+troupe-test-case reply --shell test "$from" = host-0
+troupe-sync done
+'''
+[[action]]
+type = "test"
+roles = ["host"]
+name = "host"
+timeout = "60s"
+run = '''
+eval "$(troupe-wait hello)"
+echo "vm at $ip runs $kernel"
+troupe-test-case vm-address --shell expr "$ip" : '10\.'
+troupe-send reply from="$TROUPE_NODE"
+troupe-sync done
+'''
+`)
+	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	got := testsByKey(readResults(t, res.out))
+	assert.Equal(t, "pass", got["vm-0/guest/reply"], "%v", got)
+	assert.Equal(t, "pass", got["host-0/host/vm-address"], "%v", got)
+	assert.Regexp(t, `vm at 10\.\d+\.0\.\d+ runs \d+\.\d+`, readLog(t, res.out, "host-0"))
+	assert.Regexp(t, `(?m)^vm-0\s+vm\s+vm-\d\s+complete`, res.stdout)
+	assert.Regexp(t, `(?m)^host-0\s+host\s+sim-\d\s+complete`, res.stdout)
+}
+
