@@ -189,4 +189,3 @@ troupe-sync done
 	assert.Regexp(t, `(?m)^vm-0\s+vm\s+vm-\d\s+complete`, res.stdout)
 	assert.Regexp(t, `(?m)^host-0\s+host\s+sim-\d\s+complete`, res.stdout)
 }
-
