@@ -459,7 +459,8 @@ func (a *labActor) unusable(q *queued) error {
 	}
 	usable := &lab.Lab{File: a.cfg.Lab.File}
 	for _, b := range a.boards {
-		if !avoid[b.Name] && (b.Health == scheduler.Good || b.Health == scheduler.Unknown) {
+		// Boards in maintenance come back: jobs wait for them.
+		if !avoid[b.Name] && (b.Health == scheduler.Good || b.Health == scheduler.Unknown || b.Health == scheduler.Maintenance) {
 			usable.Boards = append(usable.Boards, a.byName[b.Name])
 		}
 	}

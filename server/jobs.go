@@ -125,13 +125,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "file: want the job file's path")
 		return
 	}
-	j, err := parseJob(file, format, data)
-	if err == nil {
-		err = s.labDef.Check(j)
-	}
-	if err == nil {
-		err = imagesOnServer(j)
-	}
+	j, err := checkJob(s.labDef, file, format, data)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -166,6 +160,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.notify(lj)
 	writeJSON(w, http.StatusCreated, map[string]string{"id": rec.ID})
+}
+
+// checkJob parses a submitted job and checks that the lab can run it.
+func checkJob(l *lab.Lab, file, format string, data []byte) (*jobs.Job, error) {
+	j, err := parseJob(file, format, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Check(j); err != nil {
+		return nil, err
+	}
+	if err := imagesOnServer(j); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // imagesOnServer checks that the images the job deploys are there: the

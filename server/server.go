@@ -296,4 +296,3 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/", web.Handler())
 	return mux
 }
-

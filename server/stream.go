@@ -17,13 +17,14 @@ import (
 	"github.com/troupe-lab/troupe/store"
 )
 
+// streamBuffer is how many lines a stream client may fall behind before
+// it is told it lagged (and the server drops it): a slow client never
+// blocks a board. A variable for tests.
+var streamBuffer = 4096
+
 const (
-	// streamBuffer is how many lines a stream client may fall behind
-	// before it is told it lagged (and the server drops it): a slow
-	// client never blocks a board.
-	streamBuffer = 4096
-	writeWait    = 10 * time.Second
-	pingEvery    = 20 * time.Second
+	writeWait = 10 * time.Second
+	pingEvery = 20 * time.Second
 )
 
 var upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 16 << 10}
