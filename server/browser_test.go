@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/server"
@@ -62,6 +63,21 @@ troupe-test-case talked --result pass
 '''
 `
 
+// quickJob is submitted through the API while the browser shows the list.
+const quickJob = `name = "quick"
+
+[roles.solo]
+device_type = "sim"
+
+[[action]]
+type = "boot"
+
+[[action]]
+type = "test"
+name = "ok"
+run = "troupe-test-case ok --result pass"
+`
+
 // invalidJob has an unknown key: troupe validate names file, line and key.
 const invalidJob = `name = "broken"
 
@@ -81,6 +97,9 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 		}
 		t.Skipf("no %s (apt-get install chromium chromium-driver): %v", chromiumPath, err)
 	}
+	// Registered first, so it runs last: after the browser and the server closed.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	started := time.Now()
 
 	l, err := lab.Parse("browser-lab.toml", []byte(browserLab))
@@ -203,10 +222,15 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 		t.Logf("screenshot in %s", out)
 	}
 
-	// The job list shows it complete; the devices page lists the boards.
+	// The job list shows it complete, and follows a job submitted
+	// elsewhere live (over /api/v1/events) until it completes.
 	within(t, ctx, 5*time.Second, "open the job list", chromedp.Click(chromedp.CSS(`nav a[data-nav="jobs"]`)))
-	poll[bool](t, ctx, 10*time.Second, "the job complete in the list",
-		fmt.Sprintf(`(() => { const r = document.querySelector('#jobs tr[data-id=%q]'); return !!r && r.textContent.includes('complete'); })()`, id))
+	poll[bool](t, ctx, 10*time.Second, "the job complete in the list, the list live",
+		fmt.Sprintf(`(() => { const r = document.querySelector('#jobs tr[data-id=%q]');
+			return !!r && r.textContent.includes('complete') && document.getElementById('live').textContent.includes('live'); })()`, id))
+	other := submit(t, ts.URL, quickJob)
+	poll[bool](t, ctx, 20*time.Second, "the job submitted elsewhere complete in the list",
+		fmt.Sprintf(`(() => { const r = document.querySelector('#jobs tr[data-id=%q]'); return !!r && r.textContent.includes('complete'); })()`, other))
 	within(t, ctx, 5*time.Second, "open the devices page", chromedp.Click(chromedp.CSS(`nav a[data-nav="devices"]`)))
 	poll[bool](t, ctx, 10*time.Second, "both boards on the devices page",
 		`document.querySelectorAll('#devices tr[data-name="sim-a"], #devices tr[data-name="sim-b"]').length === 2`)
@@ -321,6 +345,27 @@ func pageText(ctx context.Context) string {
 		return fmt.Sprintf("(cannot read the page: %v)", err)
 	}
 	return s
+}
+
+// submit posts a job through the API and returns its ID.
+func submit(t *testing.T, base, job string) string {
+	t.Helper()
+	resp, err := http.Post(base+"/api/v1/jobs", "application/toml", strings.NewReader(job))
+	if err != nil {
+		t.Fatalf("POST a job: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		ID    string `json:"id"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("decode the answer to a job: %v", err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST a job: %s %s", resp.Status, body.Error)
+	}
+	return body.ID
 }
 
 // validationError is the API's own answer to an invalid job.

@@ -32,7 +32,9 @@ function el(tag, attrs, ...children) {
 
 const row = (cells, attrs) => el('tr', attrs, cells.map((c) => el('td', {}, c)));
 const head = (names) => el('thead', {}, el('tr', {}, names.map((n) => el('th', {}, n))));
-const badge = (s, prefix = 'status') => el('span', {class: `badge ${prefix}-${s || 'unknown'}`}, s || '—');
+// badge shows a status; its color class only for one-word states (a node's
+// status while it runs can be its current action, such as "test 'smoke'").
+const badge = (s, prefix = 'status') => el('span', {class: `badge ${prefix}-${/^[a-z]+$/.test(s) ? s : 'other'}`}, s || '—');
 const jobLink = (id) => el('a', {href: '#/jobs/' + encodeURIComponent(id)}, id);
 const fmtDate = (s) => (s ? new Date(s).toLocaleString() : '—');
 const pad = (n, w = 2) => String(n).padStart(w, '0');
@@ -397,7 +399,7 @@ function jobPage(alive, id) {
     job = {...job, ...j};
     title.textContent = `${job.name || 'Job'} #${job.id}`;
     status.textContent = job.status || '…';
-    status.className = `badge status-${job.status}`;
+    status.className = badge(job.status).className;
     document.title = `${job.status || '…'} · ${job.name || 'job ' + job.id} — troupe`;
     cancel.hidden = !['queued', 'running'].includes(job.status);
     error.textContent = job.error || '';
@@ -505,8 +507,12 @@ function jobPage(alive, id) {
 
   show(job);
   refresh().then(start, (e) => {
+    if (e.status === 404) {
+      main.replaceChildren(el('h1', {}, 'Job not found'), el('p', {}, e.message, ' — ', el('a', {href: '#/'}, 'all jobs')));
+      return;
+    }
     showError(e);
-    if (e.status !== 404) start();
+    start();
   });
 }
 
@@ -527,25 +533,10 @@ function queuePage(alive) {
       x.position ?? '', jobLink(j.id), j.name, j.priority ?? '', fmtDate(j.submitted),
       el('div', {class: 'why'},
         x.never ? el('div', {class: 'error-text'}, 'Can never start: ' + x.never) : null,
-        el('div', {}, x.summary || (x.waiting === false ? `not waiting (${x.status})` : '')),
-        (x.roles || []).map((r) => el('div', {class: 'muted'}, roleText(r)))),
+        el('div', {}, x.summary || (x.waiting === false ? `not waiting (${x.status})` : ''))),
     ], {'data-id': j.id})));
     if (!items.length) tbody.append(el('tr', {}, el('td', {colspan: 6, class: 'muted'}, 'Nothing is waiting.')));
   });
-}
-
-// roleText is one role's line of an Explanation.
-function roleText(r) {
-  const parts = [`${r.role}: needs ${r.need} ${r.device_type}`, `${r.idle ?? 0} idle of ${r.of_type ?? 0}`];
-  const busy = Object.entries(r.busy || {}).map(([job, boards]) => `job ${job} (${[].concat(boards).join(', ')})`);
-  if (busy.length) parts.push('busy: ' + busy.join('; '));
-  const reserved = Object.entries(r.reserved_for || {}).map(([k, v]) => `${k} → ${[].concat(v).join(', ')}`);
-  if (reserved.length) parts.push('reserved: ' + reserved.join('; '));
-  const bad = Object.entries(r.unhealthy || {}).map(([k, v]) => `${k} ${v}`);
-  if (bad.length) parts.push('unhealthy: ' + bad.join(', '));
-  const tags = Object.entries(r.lack_tags || {}).map(([k, v]) => `${k} lacks ${[].concat(v).join(', ')}`);
-  if (tags.length) parts.push('tags: ' + tags.join('; '));
-  return parts.join(' · ');
 }
 
 // ---- devices ------------------------------------------------------------------
