@@ -15,7 +15,7 @@ TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromi
 # expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 30000x
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI ./server:FuzzSubmission
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 

@@ -738,6 +738,9 @@ func in(d time.Duration) string {
 	if d <= 0 {
 		return "now"
 	}
+	if d > time.Second {
+		d = d.Round(time.Second)
+	}
 	return "in " + d.String()
 }
 
