@@ -151,6 +151,7 @@ func TestCancelQueuedAndRunningJobs(t *testing.T) {
 		code, body := call(t, "GET", x.url+"/api/v1/jobs/"+b+"/explain", "", "", "")
 		require.Equal(t, http.StatusOK, code)
 		var e struct {
+			Waiting  bool   `json:"waiting"`
 			Position int    `json:"position"`
 			Summary  string `json:"summary"`
 			Roles    []struct {
@@ -159,6 +160,7 @@ func TestCancelQueuedAndRunningJobs(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(body), &e))
 		if e.Position == 1 {
+			require.True(t, e.Waiting)
 			require.Len(t, e.Roles, 1)
 			require.Equal(t, []string{"sim-0"}, e.Roles[0].Busy[a], body)
 			require.Contains(t, e.Summary, a)

@@ -391,7 +391,11 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, _ caller) {
 		writeJSON(w, http.StatusOK, map[string]any{"waiting": true, "status": status, "summary": "not yet planned"})
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	writeJSON(w, http.StatusOK, struct {
+		Waiting bool   `json:"waiting"`
+		Status  string `json:"status"`
+		*scheduler.Explanation
+	}{true, status, e})
 }
 
 // logs is GET /api/v1/jobs/{id}/logs: the merged log as text, or one
