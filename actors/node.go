@@ -168,7 +168,7 @@ func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
 	if !ok {
 		return nil
 	}
-	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Job: a.cfg.Job.Name, Node: a.node.Name, Nodes: a.cfg.Job.Nodes(), Boards: a.cfg.Boards})
+	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.cfg.Job.Nodes(), Boards: a.cfg.Boards})
 	if err != nil {
 		return err
 	}

@@ -288,7 +288,11 @@ func parseImages(t tomlfile.Table, file string) *Images {
 	t.Only("kernel", "initrd", "rootfs")
 	t.Require("kernel")
 	im := &Images{}
-	for k, dst := range map[string]*string{"kernel": &im.Kernel, "initrd": &im.Initrd, "rootfs": &im.Rootfs} {
+	for _, f := range []struct {
+		k   string
+		dst *string
+	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}} {
+		k, dst := f.k, f.dst
 		if s, ok := t.String(k); ok {
 			if s == "" {
 				t.Errorf(k, "must not be empty")

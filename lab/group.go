@@ -9,7 +9,6 @@ type Group struct {
 	// ID identifies this attempt among the running groups of one lab in
 	// service; all boards of the group see the same ID.
 	ID     string
-	Job    string
 	Node   string           // the node the board runs
 	Nodes  []jobs.Node      // every node of the group, in jobs.Job.Nodes order
 	Boards map[string]Board // node → its board, for every node

@@ -83,7 +83,8 @@ func (b *Board) Deploy(_ context.Context, image string) error {
 
 // DeployImages makes the board boot im from its next power-on.
 func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
-	for what, p := range map[string]string{"kernel": im.Kernel, "initrd": im.Initrd, "rootfs": im.Rootfs} {
+	for _, f := range [][2]string{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}} {
+		what, p := f[0], f[1]
 		if p == "" {
 			continue
 		}

@@ -62,7 +62,7 @@ func vmBoard(name string) lab.Board {
 // group is a two-node group of QEMU boards.
 func group(node string) lab.Group {
 	nodes := []jobs.Node{{Name: "client-0", Role: "client"}, {Name: "server-0", Role: "server", Index: 0}}
-	return lab.Group{ID: "g1", Job: "j", Node: node, Nodes: nodes,
+	return lab.Group{ID: "g1", Node: node, Nodes: nodes,
 		Boards: map[string]lab.Board{"client-0": vmBoard("vm-0"), "server-0": vmBoard("vm-1")}}
 }
 

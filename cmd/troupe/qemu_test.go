@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +192,82 @@ troupe-sync done
 	assert.Regexp(t, `vm at 10\.\d+\.0\.\d+ runs \d+\.\d+`, readLog(t, res.out, "host-0"))
 	assert.Regexp(t, `(?m)^vm-0\s+vm\s+vm-\d\s+complete`, res.stdout)
 	assert.Regexp(t, `(?m)^host-0\s+host\s+sim-\d\s+complete`, res.stdout)
+}
+
+// TestQemuDiesWithTroupe: QEMU processes never outlive troupe, even when
+// it is killed with SIGKILL and cannot power anything off.
+func TestQemuDiesWithTroupe(t *testing.T) {
+	needQemu(t)
+	role := fmt.Sprintf("orphan%d", time.Now().UnixNano())
+	job := writeJob(t, `
+name = "qemu-orphan"
+timeout = "2m"
+[roles.`+role+`]
+device_type = "qemu-x86_64"
+[[action]]
+type = "boot"
+timeout = "60s"
+[[action]]
+type = "test"
+name = "hang"
+run = "sleep 1000"
+`)
+	cmd := exec.Command(troupeBin, "run", "--lab", "../../examples/labs/qemu.toml", "--out", filepath.Join(t.TempDir(), "out"), job)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	timeout := time.After(time.Minute)
+	for started := false; !started; {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "troupe ended before the test started")
+			started = strings.Contains(l, "test 'hang'")
+		case <-timeout:
+			t.Fatal("the QEMU board did not get to its test within a minute")
+		}
+	}
+	pid := qemuOf(t, role+"-0")
+	require.NotZero(t, pid, "the QEMU process of %s-0", role)
+	require.NoError(t, cmd.Process.Kill())
+	for range lines {
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for qemuAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.False(t, qemuAlive(pid), "QEMU (pid %d) outlived troupe", pid)
+}
+
+// qemuOf finds the QEMU process booting node (its kernel command line has
+// troupe.name=node); 0: none.
+func qemuOf(t *testing.T, node string) int {
+	t.Helper()
+	dirs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil || !bytes.Contains(b, []byte("troupe.name="+node+"\x00")) && !bytes.Contains(b, []byte("troupe.name="+node+" ")) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil {
+			return pid
+		}
+	}
+	return 0
+}
+
+// qemuAlive: the process exists and is not a zombie.
+func qemuAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return err == nil && !regexp.MustCompile(`(?m)^State:\s+Z`).Match(b)
 }
