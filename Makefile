@@ -50,6 +50,7 @@ test: deps vet unit fuzz
 bench:
 	$(GO) test -run='^$$' -bench=. ./coordinator ./actors
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner
+	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu
 	@echo "1000-node sync job: TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner"
 
 clean:
