@@ -110,6 +110,7 @@ func TestSubmitRejectsBadJobsWithTheValidateMessage(t *testing.T) {
 		"too many":     {"", "", strings.Replace(testJob("a", "true"), "count = 1", "count = 9", 1), "9", 400},
 		"no such type": {"", "", strings.Replace(testJob("a", "true"), `device_type = "sim"`, `device_type = "rpi9"`, 1), "rpi9", 400},
 		"no image":     {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimage = \"/nonexistent/rootfs.tar\"\n[[action]]\ntype = \"boot\"", 1), "not on the server", 400},
+		"no kernel":    {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimages = {kernel = \"/nonexistent/bzImage\"}\n[[action]]\ntype = \"boot\"", 1), "/nonexistent/bzImage: not on the server", 400},
 		"yaml as lava": {"", "application/yaml", "job_name: [", "job.yaml", 400},
 	}
 	for name, c := range cases {

@@ -184,11 +184,17 @@ func checkJob(l *lab.Lab, file, format string, data []byte) (*jobs.Job, error) {
 func imagesOnServer(j *jobs.Job) error {
 	var errs []error
 	for _, a := range j.Actions {
-		if a.Image == "" {
-			continue
+		paths := []string{a.Image}
+		if a.Images != nil {
+			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs)
 		}
-		if _, err := os.Stat(a.Image); err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: image %s: not on the server: %w", j.File, a.Line, a.Image, errors.Unwrap(err)))
+		for _, p := range paths {
+			if p == "" {
+				continue
+			}
+			if _, err := os.Stat(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: image %s: not on the server: %w", j.File, a.Line, p, errors.Unwrap(err)))
+			}
 		}
 	}
 	return errors.Join(errs...)
