@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,24 +138,23 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		rec.Roles[role.Name] = role.Count
 	}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		writeError(w, http.StatusServiceUnavailable, "the server is shutting down")
 		return
 	}
-	// Stored (fsynced) before it is acknowledged: a 201 is never lost.
-	err = s.store.Add(rec)
-	var lj *liveJob
-	if err == nil {
-		lj = &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
-		s.jobs[rec.ID] = lj
-		s.order = append(s.order, rec.ID)
-	}
-	s.mu.Unlock()
-	if err != nil {
+	// Stored (fsynced) before it is acknowledged: a 201 is never lost. The
+	// fsync is done outside the lock, so jobs and streams go on meanwhile.
+	if err := s.store.Add(rec); err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
+	s.mu.Lock()
+	s.jobs[rec.ID] = lj
+	s.insertOrdered(rec.ID)
+	s.mu.Unlock()
 	s.log.Info("job submitted", "job", rec.ID, "name", rec.Name, "by", c.name)
 	if err := s.submitParsed(lj, j); err != nil {
 		s.log.Error("queue job", "job", rec.ID, "err", err)
@@ -198,6 +199,19 @@ func imagesOnServer(j *jobs.Job) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// insertOrdered adds id to s.order, which stays sorted by ID (submissions
+// stored concurrently may arrive here out of order). s.mu must be held.
+func (s *Server) insertOrdered(id string) {
+	n := idNumber(id)
+	i, _ := slices.BinarySearchFunc(s.order, n, func(x string, n uint64) int { return cmp.Compare(idNumber(x), n) })
+	s.order = slices.Insert(s.order, i, id)
+}
+
+func idNumber(id string) uint64 {
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return n
 }
 
 // enqueue hands a stored queued job to the lab, parsing its source again.

@@ -85,6 +85,7 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	needle := []byte("\x00" + tokenVar + "=" + token + "\x00")
 	tracked := map[int]bool{}
 	foreign := map[int]bool{} // checked once: not ours (a process's environment is fixed)
+	pause := 2 * time.Millisecond
 	for {
 		var alive []int
 		for _, p := range listProcs() {
@@ -121,7 +122,10 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 			sort.Ints(alive)
 			return fmt.Errorf("processes still alive after SIGKILL: %v", alive)
 		}
-		t := time.NewTimer(5 * time.Millisecond)
+		// Back off: most processes are gone at the first look; reading
+		// every /proc/N/stat costs CPU other boards need.
+		t := time.NewTimer(pause)
 		<-t.C
+		pause = min(2*pause, 50*time.Millisecond)
 	}
 }
