@@ -30,7 +30,8 @@ import (
 const MaxJobSize = 1 << 20
 
 // liveJob is a job as the server holds it. Its fields are guarded by
-// Server.mu.
+// Server.mu, but for rec's ID, Name, File, Format and Source, which never
+// change.
 type liveJob struct {
 	rec     *store.Job
 	dir     string
@@ -291,19 +292,25 @@ func (s *Server) started(lj *liveJob, boards map[string]string) {
 // directory, the record in the store, and the end of its streams.
 func (s *Server) done(lj *liveJob, res *report.Results) {
 	now := time.Now().UTC()
-	s.mu.Lock()
-	lj.rec.Status, lj.rec.Error, lj.rec.Ended, lj.rec.Results, lj.explain = res.Job.Status, res.Job.Error, &now, res, nil
-	lj.rec.Attempts = res.Job.Attempts
-	rec := *lj.rec
-	book := lj.book
-	s.mu.Unlock()
 	s.later(func() {
+		// Files, then the store, then what the API shows: whoever sees the
+		// job ended finds its results, and so does the next server.
 		if err := report.Write(lj.dir, res); err != nil {
-			s.log.Error("write results", "job", rec.ID, "err", err)
+			s.log.Error("write results", "job", lj.rec.ID, "err", err)
 		}
+		s.mu.Lock()
+		rec := *lj.rec
+		s.mu.Unlock()
+		rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts = res.Job.Status, res.Job.Error, &now, res, res.Job.Attempts
 		if err := s.store.Put(&rec); err != nil {
 			s.log.Error("store job results", "job", rec.ID, "err", err)
 		}
+		s.mu.Lock()
+		// Only what changed: ID, name and source are read without the lock.
+		lj.rec.Status, lj.rec.Error, lj.rec.Ended, lj.rec.Results, lj.rec.Attempts = rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts
+		lj.explain = nil
+		book := lj.book
+		s.mu.Unlock()
 		if book != nil {
 			if err := book.Close(); err != nil {
 				s.log.Error("close logs", "job", rec.ID, "err", err)
