@@ -66,11 +66,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 		from = n
 	}
 	node := q.Get("node")
-	conn, err := upgrader.Upgrade(w, r, nil)
+	bw := &batchWriter{ResponseWriter: w}
+	conn, err := upgrader.Upgrade(bw, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
 	defer conn.Close()
+	batch := bw.conn
 	closed := readPump(conn)
 	send := func(v any) error {
 		_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
@@ -93,6 +95,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 	s.mu.Unlock()
 	var live <-chan logbook.Entry
 	if book != nil && !final {
+		batch.Hold()
 		entries, ch, cancel := book.Subscribe(from, streamBuffer)
 		defer cancel()
 		live = ch
@@ -107,7 +110,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 				return
 			}
 		}
-		if send(statusFrame{Type: "status", Status: status, Job: s.summaryOf(lj)}) != nil {
+		if send(statusFrame{Type: "status", Status: status, Job: s.summaryOf(lj)}) != nil || batch.Flush() != nil {
 			return
 		}
 	}
@@ -120,7 +123,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 				live = nil
 				break
 			}
-			if emit(e) != nil {
+			// Send the lines already waiting with this one, in one write.
+			batch.Hold()
+			err := emit(e)
+			for n := 0; err == nil && n < 512 && len(live) > 0; n++ {
+				err = emit(<-live) // buffered: never blocks, never closed-empty
+			}
+			if err != nil || batch.Flush() != nil {
 				return
 			}
 		case <-changed:

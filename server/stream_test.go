@@ -3,8 +3,12 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +35,22 @@ func dial(t *testing.T, url, token string) (*websocket.Conn, *http.Response, err
 	}
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	conn, resp, err := d.Dial("ws"+strings.TrimPrefix(url, "http"), h)
+	if err == nil {
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	return conn, resp, err
+}
+
+// dialSmall dials with a small socket receive buffer.
+func dialSmall(t *testing.T, url string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: (&net.Dialer{
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var err error
+			_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			return err
+		},
+	}).DialContext}
+	conn, resp, err := d.Dial("ws"+strings.TrimPrefix(url, "http"), nil)
 	if err == nil {
 		t.Cleanup(func() { _ = conn.Close() })
 	}
@@ -166,17 +186,27 @@ func TestStreamNodeFilter(t *testing.T) {
 }
 
 func TestStreamTellsASlowClientItLaggedAndItCanResume(t *testing.T) {
-	defer func(n int) { streamBuffer = n }(streamBuffer)
-	streamBuffer = 4
+	defer func(n, m int) { streamBuffer, sendBuffer = n, m }(streamBuffer, sendBuffer)
+	// Small buffers everywhere, so that the client not reading is felt.
+	streamBuffer, sendBuffer = 4, 4096
 	x := start(t, t.TempDir(), simLab(t, 2, 1), nil)
 	// Long lines, fast: far more than the socket buffers hold.
-	id := x.submit(t, "", fmt.Sprintf(countJob, 1500, `printf '%0800d\n' 0;`))
+	// The job prints once the client follows it live (not from the
+	// replay, which cannot lag).
+	mark := filepath.Join(t.TempDir(), "go")
+	job := strings.Replace(fmt.Sprintf(countJob, 1500, `printf '%0800d\n' 0;`), "for i in", "while [ ! -e "+mark+" ]; do sleep 0.05; done\nfor i in", 1)
+	// ... and goes on a while: a client dropped from a job that has ended
+	// gets the rest from the log file and the end, not a lag.
+	job = strings.Replace(job, "troupe-test-case counted", "sleep 3; troupe-test-case counted", 1)
+	id := x.submit(t, "", job)
 	base := x.url + "/api/v1/jobs/" + id + "/stream"
-	conn, _, err := dial(t, base, "")
+	conn, _, err := dialSmall(t, base)
 	require.NoError(t, err)
-	x.awaitLog(t, id, "line-b-0-1500", time.Minute) // the client has read nothing yet
+	first := read(t, conn, func(f frame) bool { return f.Type == "status" })
+	require.NoError(t, os.WriteFile(mark, nil, 0o600))
+	x.awaitLog(t, id, "line-b-0-1500", time.Minute) // the client reads nothing meanwhile
 
-	var all []frame
+	all := lines(first)
 	lagged := 0
 	for {
 		fs := read(t, conn, func(f frame) bool { return f.Type == "lagged" })
@@ -194,7 +224,7 @@ func TestStreamTellsASlowClientItLaggedAndItCanResume(t *testing.T) {
 		}
 		require.Equal(t, want, last.Seq, "lagged names the last line sent")
 		_ = conn.Close()
-		conn, _, err = dial(t, fmt.Sprintf("%s?from=%d", base, last.Seq+1), "")
+		conn, _, err = dialSmall(t, fmt.Sprintf("%s?from=%d", base, last.Seq+1))
 		require.NoError(t, err)
 	}
 	require.Positive(t, lagged, "the slow client was told")
