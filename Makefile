@@ -10,6 +10,11 @@ APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net chromium c
 	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromium \
 	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio
+# The aarch64 QEMU boards' kernel and busybox: Debian's arm64 packages,
+# downloaded with apt and extracted (not installed) here by
+# qemu/images/fetch-arm64.sh; exported so the tests look in the same place
+# (qemu.Arm64Dir; default <user cache dir>/troupe/arm64).
+export TROUPE_ARM64_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/troupe/arm64
 # Fuzz budgets are counts, not durations: Go 1.26's fuzz coordinator can fail
 # a duration run with a spurious "context deadline exceeded" when -fuzztime
 # expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
@@ -31,6 +36,16 @@ deps:
 	@missing=""; for c in $(TOOLS); do command -v $$c >/dev/null || [ -x "$$c" ] || missing=1; done; \
 	nc -h 2>&1 | grep -q OpenBSD || missing=1; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); fi
+	@[ -s "$(TROUPE_ARM64_DIR)/packages" ] || { \
+	  arm64() { echo "make deps: $$1: the aarch64 QEMU boards have no kernel (as root: dpkg --add-architecture arm64 && apt-get update && sh qemu/images/fetch-arm64.sh $(TROUPE_ARM64_DIR))" >&2; exit 1; }; \
+	  if ! dpkg --print-foreign-architectures | grep -qx arm64; then \
+	    dpkg --add-architecture arm64 || arm64 "dpkg --add-architecture arm64 failed"; \
+	    apt-get update -qq || arm64 "apt-get update failed"; \
+	  elif ! apt-cache show --no-all-versions linux-image-cloud-arm64:arm64 >/dev/null 2>&1; then \
+	    apt-get update -qq || arm64 "apt-get update failed"; \
+	  fi; \
+	  sh qemu/images/fetch-arm64.sh "$(TROUPE_ARM64_DIR)" || { echo "make deps: retrying after apt-get update" >&2; \
+	    apt-get update -qq && sh qemu/images/fetch-arm64.sh "$(TROUPE_ARM64_DIR)"; } || arm64 "qemu/images/fetch-arm64.sh failed"; }
 	$(GO) mod download
 
 vet:

@@ -24,7 +24,8 @@ import (
 // helpers, tests, power off), and the peak RSS of each QEMU process
 // (VmRSS, sampled every 100 ms). Goals (2 cores, no KVM): single node
 // < 8 s, two nodes < 12 s; LAVA's lava-run takes 35.8 s and 49 s for the
-// same jobs on this kind of machine.
+// same jobs on this kind of machine. The aarch64 cases boot Debian's arm64
+// kernel (make deps fetches it) on -M virt.
 //
 //	go test -run='^$' -bench=QemuJob -benchtime=3x ./qemu/
 
@@ -48,7 +49,7 @@ troupe-test-case address --shell test -n "$TROUPE_IP"
 
 func BenchmarkQemuJob(b *testing.B) {
 	needQemu(b)
-	if _, err := qemu.DefaultImages(context.Background(), ""); err != nil {
+	if _, err := qemu.DefaultImages(context.Background(), "x86_64", ""); err != nil {
 		b.Fatal(err)
 	}
 	l, err := lab.Load(filepath.Join("..", "examples", "labs", "qemu.toml"))
@@ -65,6 +66,27 @@ func BenchmarkQemuJob(b *testing.B) {
 	}
 	b.Run("single", func(b *testing.B) { benchJob(b, single, l) })
 	b.Run("pair", func(b *testing.B) { benchJob(b, pair, l) })
+	// aarch64: Debian's arm64 kernel on -M virt (board arm-0), alone and
+	// with an x86_64 client (examples/qemu-arm-pair.toml).
+	b.Run("single-aarch64", func(b *testing.B) {
+		needArm64(b)
+		if _, err := qemu.DefaultImages(context.Background(), "aarch64", ""); err != nil {
+			b.Fatal(err)
+		}
+		arm, err := jobs.Parse("single-aarch64.toml", []byte(strings.Replace(singleJob, "qemu-x86_64", "qemu-aarch64", 1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchJob(b, arm, l)
+	})
+	b.Run("pair-aarch64-x86_64", func(b *testing.B) {
+		needArm64(b)
+		armPair, err := jobs.Load(filepath.Join("..", "examples", "qemu-arm-pair.toml"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchJob(b, armPair, l)
+	})
 }
 
 func benchJob(b *testing.B, j *jobs.Job, l *lab.Lab) {

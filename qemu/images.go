@@ -24,17 +24,51 @@ var mkinitramfs []byte
 // kept apart by building in a directory of their own and renaming it.
 var buildMu sync.Mutex
 
-// DefaultImages returns the default x86_64 images of QEMU boards: the
-// newest installed Debian kernel (/boot/vmlinuz-*) and a busybox initramfs
-// built for it by images/mkinitramfs.sh. They are built once per kernel and
-// script version into cacheDir (""): the user's cache directory).
-func DefaultImages(ctx context.Context, cacheDir string) (jobs.Images, error) {
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
+// Arm64Dir is where qemu/images/fetch-arm64.sh puts Debian's arm64 kernel
+// and busybox for the default aarch64 images: $TROUPE_ARM64_DIR, else
+// <user cache dir>/troupe/arm64 (the directory `make deps` fetches into).
+func Arm64Dir() string {
+	if d := os.Getenv("TROUPE_ARM64_DIR"); d != "" {
+		return d
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "troupe", "arm64")
+}
+
+// DefaultImages returns the default images of QEMU boards of arch: a
+// Debian kernel and a busybox initramfs built for it by
+// images/mkinitramfs.sh. For x86_64 the kernel is the newest installed one
+// (/boot/vmlinuz-*); for aarch64 it is the newest one that
+// images/fetch-arm64.sh extracted into Arm64Dir()/root, with the arm64
+// busybox from there. They are built once per kernel, packages and script
+// version into cacheDir ("": the user's cache directory).
+func DefaultImages(ctx context.Context, arch, cacheDir string) (jobs.Images, error) {
+	sysroot, key := "/", mkinitramfs
+	switch arch {
+	case "x86_64":
+	case "aarch64":
+		dir := Arm64Dir()
+		sysroot = filepath.Join(dir, "root")
+		pkgs, err := os.ReadFile(filepath.Join(dir, "packages"))
+		if err != nil {
+			return jobs.Images{}, fmt.Errorf("default aarch64 images: no arm64 kernel and busybox in %s: run make deps (or sh qemu/images/fetch-arm64.sh %s), or deploy images = {kernel = ...}", dir, dir)
+		}
+		key = append(append([]byte{}, mkinitramfs...), pkgs...)
+	default:
+		return jobs.Images{}, fmt.Errorf("default images: no default images for %s", arch)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(sysroot, "boot", "vmlinuz-*"))
 	if len(kernels) == 0 {
+		if sysroot != "/" {
+			return jobs.Images{}, fmt.Errorf("default aarch64 images: no kernel in %s/boot: run make deps (or sh qemu/images/fetch-arm64.sh -u %s)", sysroot, filepath.Dir(sysroot))
+		}
 		return jobs.Images{}, errors.New("default images: no kernel in /boot: install linux-image-cloud-amd64 (or deploy images = {kernel = ...})")
 	}
 	sort.Strings(kernels)
-	kver := strings.TrimPrefix(kernels[len(kernels)-1], "/boot/vmlinuz-")
+	kver := strings.TrimPrefix(filepath.Base(kernels[len(kernels)-1]), "vmlinuz-")
 	if cacheDir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -42,7 +76,7 @@ func DefaultImages(ctx context.Context, cacheDir string) (jobs.Images, error) {
 		}
 		cacheDir = filepath.Join(base, "troupe", "qemu")
 	}
-	sum := sha256.Sum256(mkinitramfs)
+	sum := sha256.Sum256(key)
 	dir := filepath.Join(cacheDir, kver+"-"+hex.EncodeToString(sum[:6]))
 	im := jobs.Images{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd")}
 	buildMu.Lock()
@@ -51,25 +85,29 @@ func DefaultImages(ctx context.Context, cacheDir string) (jobs.Images, error) {
 		return im, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return jobs.Images{}, fmt.Errorf("default images: %w", err)
+		return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 	}
 	tmp, err := os.MkdirTemp(cacheDir, ".build-")
 	if err != nil {
-		return jobs.Images{}, fmt.Errorf("default images: %w", err)
+		return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 	}
 	defer os.RemoveAll(tmp)
 	script := filepath.Join(tmp, "mkinitramfs.sh")
 	if err := os.WriteFile(script, mkinitramfs, 0o755); err != nil {
-		return jobs.Images{}, fmt.Errorf("default images: %w", err)
+		return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 	}
 	out := filepath.Join(tmp, "out")
-	cmd := exec.CommandContext(ctx, "/bin/sh", script, out, kver)
+	args := []string{script, out, kver}
+	if sysroot != "/" {
+		args = []string{script, "-r", sysroot, out, kver}
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return jobs.Images{}, fmt.Errorf("default images: mkinitramfs.sh: %w: %s", err, strings.TrimSpace(string(b)))
+		return jobs.Images{}, fmt.Errorf("default %s images: mkinitramfs.sh: %w: %s", arch, err, strings.TrimSpace(string(b)))
 	}
 	if err := os.Rename(out, dir); err != nil {
 		if _, statErr := os.Stat(filepath.Join(dir, "version")); statErr != nil {
-			return jobs.Images{}, fmt.Errorf("default images: %w", err)
+			return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 		}
 	}
 	return im, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/qemu"
 	"github.com/troupe-lab/troupe/report"
 )
 
@@ -37,6 +38,31 @@ func needQemu(t *testing.T) {
 	}
 	msg := "QEMU boards need " + strings.Join(missing, ", ") +
 		": apt-get install -y qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio (make deps)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// needArm64 is needQemu for aarch64 boards: qemu-system-aarch64 and the
+// arm64 packages their default images are built from (make deps fetches
+// them with qemu/images/fetch-arm64.sh).
+func needArm64(t *testing.T) {
+	t.Helper()
+	needQemu(t)
+	var missing []string
+	if _, err := exec.LookPath("qemu-system-aarch64"); err != nil {
+		missing = append(missing, "qemu-system-aarch64")
+	}
+	dir := qemu.Arm64Dir()
+	if _, err := os.Stat(filepath.Join(dir, "packages")); err != nil {
+		missing = append(missing, "the arm64 kernel and busybox in "+dir)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "aarch64 QEMU boards need " + strings.Join(missing, ", ") +
+		": make deps (apt-get install -y qemu-system-arm; sh qemu/images/fetch-arm64.sh " + dir + ")"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
@@ -82,6 +108,32 @@ func TestQemuPair(t *testing.T) {
 	for _, n := range []string{"server-0", "client-0"} {
 		assert.Contains(t, readLog(t, res.out, n), n+" login:", "the guest's own login prompt")
 	}
+}
+
+// TestQemuArmPair: an aarch64 board (Debian's arm64 kernel under TCG) and
+// an x86_64 one in one group: the x86_64 client learns the aarch64
+// server's address with troupe-wait and fetches a file from it over the
+// group's private network; both sync.
+func TestQemuArmPair(t *testing.T) {
+	needArm64(t)
+	start := time.Now()
+	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", "../../examples/qemu-arm-pair.toml")
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	t.Logf("aarch64 + x86_64 QEMU job: %s", time.Since(start))
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusComplete, r.Job.Status)
+	got := testsByKey(r)
+	assert.Equal(t, "pass", got["server-0/serve/arch"], "%v", got)
+	assert.Equal(t, "pass", got["client-0/fetch/fetch"], "%v", got)
+	assert.Equal(t, "pass", got["client-0/fetch/content"], "%v", got)
+	assert.Equal(t, "pass", got["server-0/troupe/serve"], "%v", got)
+	assert.Equal(t, "arm-0", nodeByName(t, r, "server-0").Board)
+	server := readLog(t, res.out, "server-0")
+	m := regexp.MustCompile(`<LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(server)
+	require.NotNil(t, m, "server-0 sent its address")
+	assert.Regexp(t, `server-0 runs Linux \S+-arm64 aarch64 at `+regexp.QuoteMeta(m[1]), server, "Debian's arm64 kernel booted")
+	assert.Contains(t, readLog(t, res.out, "client-0"), "client-0 runs Linux "+hostKernel(t)+" x86_64 at ")
+	assert.Contains(t, server, "server-0 login:", "the guest's own login prompt")
 }
 
 // TestQemuKernelPanic: a guest kernel panic ends its node at once, naming

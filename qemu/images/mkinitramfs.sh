@@ -1,10 +1,16 @@
 #!/bin/sh
-# mkinitramfs.sh OUTDIR [KERNEL_VERSION]
+# mkinitramfs.sh [-r ROOT] OUTDIR [KERNEL_VERSION]
 #
 # Builds the default images of troupe's qemu boards from what Debian
 # installed (busybox-static, linux-image-cloud-amd64, cpio): OUTDIR/vmlinuz
 # (the kernel) and OUTDIR/initrd (a gzipped busybox initramfs). Nothing is
 # downloaded.
+#
+# -r ROOT takes the kernel (ROOT/boot/vmlinuz-*), its modules
+# (ROOT/lib/modules/VERSION, with modules.dep) and busybox (ROOT/bin/busybox)
+# from a tree of extracted Debian packages instead of /: that is how the
+# aarch64 images are built, from the arm64 packages fetch-arm64.sh extracts.
+# A busybox the host cannot run installs its applet links at boot.
 #
 # The init mounts proc, sys, dev, devpts and /tmp, loads the virtio network
 # modules, configures eth0 from troupe.ip=ADDR/PREFIX on the kernel command
@@ -14,18 +20,29 @@
 # shell exits the login prompt comes back, like a getty's.
 set -eu
 
-out=${1:?usage: mkinitramfs.sh OUTDIR [KERNEL_VERSION]}
-kver=${2:-}
-if [ -z "$kver" ]; then
-	kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
-	[ -n "$kernel" ] || { echo "mkinitramfs.sh: no /boot/vmlinuz-*: install linux-image-cloud-amd64" >&2; exit 1; }
-	kver=${kernel#/boot/vmlinuz-}
+usage='usage: mkinitramfs.sh [-r ROOT] OUTDIR [KERNEL_VERSION]'
+sysroot=
+if [ "${1:-}" = -r ]; then
+	sysroot=${2:?$usage}
+	shift 2
 fi
-kernel=/boot/vmlinuz-$kver
-moddir=/lib/modules/$kver
-busybox=/bin/busybox
+out=${1:?$usage}
+kver=${2:-}
+if [ -n "$sysroot" ]; then
+	hint="run make deps (qemu/images/fetch-arm64.sh)"
+else
+	hint="install busybox-static and linux-image-cloud-amd64"
+fi
+if [ -z "$kver" ]; then
+	kernel=$(ls -1 "$sysroot"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$kernel" ] || { echo "mkinitramfs.sh: no $sysroot/boot/vmlinuz-*: $hint" >&2; exit 1; }
+	kver=${kernel##*/vmlinuz-}
+fi
+kernel=$sysroot/boot/vmlinuz-$kver
+moddir=$sysroot/lib/modules/$kver
+busybox=$sysroot/bin/busybox
 for f in "$kernel" "$moddir/modules.dep" "$busybox"; do
-	[ -r "$f" ] || { echo "mkinitramfs.sh: $f missing: install busybox-static and linux-image-cloud-amd64" >&2; exit 1; }
+	[ -r "$f" ] || { echo "mkinitramfs.sh: $f missing: $hint" >&2; exit 1; }
 done
 command -v cpio >/dev/null || { echo "mkinitramfs.sh: cpio missing: install cpio" >&2; exit 1; }
 
@@ -36,9 +53,14 @@ root=$work/root
 mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
 	"$root/root" "$root/var/www" "$root/lib/modules"
 cp "$busybox" "$root/bin/busybox"
-for app in $("$busybox" --list); do
-	[ "$app" = busybox ] || ln -s busybox "$root/bin/$app"
-done
+if apps=$("$busybox" --list 2>/dev/null); then
+	for app in $apps; do
+		[ "$app" = busybox ] || ln -s busybox "$root/bin/$app"
+	done
+else
+	# Another architecture's busybox: the init installs the links.
+	ln -s busybox "$root/bin/sh"
+fi
 
 # Modules and their dependencies (modules.dep lists all of them), in load
 # order; those built into the kernel are simply not in modules.dep.
@@ -78,6 +100,7 @@ PROFILE
 cat >"$root/init" <<'INIT'
 #!/bin/sh
 export PATH=/bin:/sbin
+[ -e /bin/mount ] || /bin/busybox --install -s /bin
 mount -t devtmpfs dev /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
