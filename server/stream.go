@@ -74,10 +74,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 	defer conn.Close()
 	batch := bw.conn
 	closed := readPump(conn)
-	send := func(v any) error {
-		_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
-		return conn.WriteJSON(v)
-	}
+	send := sender(conn)
 	next := from // the next seq the client needs
 	emit := func(e logbook.Entry) error {
 		if e.Seq < next {
@@ -144,8 +141,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 				}
 			}
 		case <-ping.C:
-			_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if conn.WriteMessage(websocket.PingMessage, nil) != nil {
+			if send(pingFrame{}) != nil {
 				return
 			}
 		case <-closed:
@@ -171,6 +167,21 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 	_ = send(statusFrame{Type: "end", Status: j.Status, Error: j.Error, Job: j})
 	_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
 	_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "job ended"))
+}
+
+// pingFrame is a WebSocket ping for sender.
+type pingFrame struct{}
+
+// sender sends frames (a pingFrame as a ping, anything else as JSON) on
+// conn, each within writeWait.
+func sender(conn *websocket.Conn) func(any) error {
+	return func(v any) error {
+		_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
+		if _, ok := v.(pingFrame); ok {
+			return conn.WriteMessage(websocket.PingMessage, nil)
+		}
+		return conn.WriteJSON(v)
+	}
 }
 
 // awaitFinal waits up to d for lj's results to be stored and its log
@@ -279,10 +290,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ caller) {
 		}
 		s.mu.Unlock()
 	}()
-	send := func(v any) error {
-		_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
-		return conn.WriteJSON(v)
-	}
+	send := sender(conn)
 	for _, ev := range first {
 		if send(ev) != nil {
 			return
@@ -300,8 +308,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ caller) {
 				return
 			}
 		case <-ping.C:
-			_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if conn.WriteMessage(websocket.PingMessage, nil) != nil {
+			if send(pingFrame{}) != nil {
 				return
 			}
 		case <-closed:
