@@ -24,24 +24,14 @@ import (
 // CI (CI=true), where it fails saying what to install.
 func needQemu(t *testing.T) {
 	t.Helper()
-	var missing []string
-	for _, tool := range []string{"qemu-system-x86_64", "busybox", "cpio"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
-		missing = append(missing, "/boot/vmlinuz-*")
-	}
-	if len(missing) == 0 {
+	err := qemu.Missing()
+	if err == nil {
 		return
 	}
-	msg := "QEMU boards need " + strings.Join(missing, ", ") +
-		": apt-get install -y qemu-system-x86 busybox-static linux-image-cloud-amd64 cpio (make deps)"
 	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
+		t.Fatal(err)
 	}
-	t.Skip(msg)
+	t.Skip(err)
 }
 
 // needArm64 is needQemu for aarch64 boards: qemu-system-aarch64 and the
