@@ -1,0 +1,303 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Explanation says why a job is still waiting.
+type Explanation struct {
+	JobID    string     `json:"job_id"`
+	Position int        `json:"position"` // 1-based in the ordered queue
+	Roles    []RoleWait `json:"roles"`
+	// Head is true for the head of the queue, whose boards are reserved;
+	// PredictedStart is then when it is expected to start at the latest.
+	Head           bool      `json:"head"`
+	PredictedStart time.Time `json:"predicted_start"`
+	// Never is set when the job can never run on the lab (see Never).
+	Never string `json:"never"`
+	// Summary is one line, e.g. "position 2; role client needs 3 sim
+	// boards: 1 idle, 2 busy (job-7); waiting for job-3 (head of queue,
+	// reserved sim-2)".
+	Summary string `json:"summary"`
+}
+
+// RoleWait counts the boards of one role of a waiting job. Every board of
+// the role's device type that carries all the role's tags is counted in
+// exactly one of Unhealthy, Avoided, Busy, ReservedFor and Idle (in that
+// order of precedence). Empty maps are nil. The maps may be shared between
+// the RoleWaits of a Decision (computing 1000 explanations must stay cheap):
+// treat them as read-only.
+type RoleWait struct {
+	Role       string         `json:"role"`
+	DeviceType string         `json:"device_type"`
+	Need       int            `json:"need"`
+	OfType     int            `json:"of_type"`   // boards of that device type in the lab
+	LackTags   map[string]int `json:"lack_tags"` // tag → how many boards of the type lack it
+	// Unhealthy counts bad, maintenance and retired boards, and unknown
+	// ones of checked device types.
+	Unhealthy   map[Health]int      `json:"unhealthy"`
+	Avoided     int                 `json:"avoided"`      // boards the job avoids
+	Busy        map[string][]string `json:"busy"`         // job ID → its boards (running, or started by this decision)
+	ReservedFor map[string][]string `json:"reserved_for"` // job ID → idle boards reserved for it that this job may not use
+	Idle        int                 `json:"idle"`         // usable by this job now
+}
+
+// NeverError is the error of Never: one line per problem.
+type NeverError struct {
+	JobID string
+	Lines []string
+}
+
+func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
+
+// Never reports whether j can never run on the lab of s, counting every
+// board that is not retired (whatever its health otherwise, and ignoring
+// j.Avoid): if so it returns a *NeverError whose lines mirror lab.Check, e.g.
+// "role client needs 3 boards of type rpi4 with tags [usb]; the lab has 1".
+func Never(s State, j Job) error {
+	p := newPlanner(s)
+	if lines := p.never(&j); len(lines) > 0 {
+		return &NeverError{JobID: j.ID, Lines: lines}
+	}
+	return nil
+}
+
+// never returns why j can never run on the lab, or nil.
+func (p *planner) never(j *Job) []string {
+	var lines []string
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		if n := len(p.spec(r).nonRetired); n < r.Count {
+			lines = append(lines, fmt.Sprintf("role %s needs %d boards of type %s%s; the lab has %d",
+				r.Name, r.Count, r.DeviceType, withTags(r.Tags), n))
+		}
+	}
+	if len(lines) > 0 {
+		return lines
+	}
+	var nodeRoles []int
+	p.nodeCands = p.nodeCands[:0]
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		for range max(r.Count, 0) {
+			p.nodeCands = append(p.nodeCands, p.spec(r).nonRetired)
+			nodeRoles = append(nodeRoles, ri)
+		}
+	}
+	defer p.m.clear()
+	p.m.start(p.nodeCands)
+	for n := range p.nodeCands {
+		p.m.stamp++
+		if p.m.augment(n) {
+			continue
+		}
+		// The boards tried are all the candidates of the nodes reached
+		// from node n: fewer than those nodes need.
+		inSet := map[int]bool{nodeRoles[n]: true}
+		boards := 0
+		for b, st := range p.m.visited {
+			if st == p.m.stamp {
+				boards++
+				if o := p.m.owner[b]; o >= 0 {
+					inSet[nodeRoles[o]] = true
+				}
+			}
+		}
+		var names, counts []string
+		need := 0
+		for ri, r := range j.Roles {
+			if inSet[ri] {
+				names = append(names, r.Name)
+				counts = append(counts, fmt.Sprintf("%s: %d of type %s%s", r.Name, r.Count, r.DeviceType, withTags(r.Tags)))
+				need += r.Count
+			}
+		}
+		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
+			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
+	}
+	return nil
+}
+
+func withTags(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" with tags [%s]", strings.Join(tags, " "))
+}
+
+// roleState is the dynamic part of a RoleWait (and of its summary), the
+// same for every waiting job of the same role spec that avoids none of its
+// boards and is not the head: computed once, shared.
+type roleState struct {
+	avoided     int
+	busy        map[string][]string
+	reservedFor map[string][]string
+	idle        int
+	reserved    []string // boards in reservedFor
+	tail        string   // the summary after "role r needs n t boards: "
+}
+
+type stateKey struct {
+	sp       *spec
+	backfill bool
+}
+
+func (p *planner) roleState(j *Job, sp *spec, tags []string, backfill bool) *roleState {
+	shared := p.head != j
+	if shared {
+		for _, name := range j.Avoid {
+			if i, ok := p.index[name]; ok && slices.Contains(sp.fit, i) {
+				shared = false
+			}
+		}
+	}
+	key := stateKey{sp, backfill}
+	if shared {
+		if st, ok := p.states[key]; ok {
+			return st
+		}
+	}
+	st := &roleState{}
+	for _, i := range sp.fit {
+		switch {
+		case !p.healthy[i]:
+		case p.avoided(i):
+			st.avoided++
+		case p.busyBy[i] != "":
+			if st.busy == nil {
+				st.busy = map[string][]string{}
+			}
+			st.busy[p.busyBy[i]] = append(st.busy[p.busyBy[i]], p.boards[i].Name)
+		case p.resv[i] != "" && p.resv[i] != j.ID && !backfill:
+			if st.reservedFor == nil {
+				st.reservedFor = map[string][]string{}
+			}
+			st.reservedFor[p.resv[i]] = append(st.reservedFor[p.resv[i]], p.boards[i].Name)
+			st.reserved = append(st.reserved, p.boards[i].Name)
+		default:
+			st.idle++
+		}
+	}
+	st.tail = describeRole(sp, st, tags)
+	if shared {
+		if p.states == nil {
+			p.states = map[stateKey]*roleState{}
+		}
+		p.states[key] = st
+	}
+	return st
+}
+
+func (p *planner) explain(j *Job, pos int, never []string) Explanation {
+	p.markAvoid(j)
+	backfill := p.mayBackfill(j)
+	e := Explanation{JobID: j.ID, Position: pos}
+	var sum strings.Builder
+	sum.WriteString("position ")
+	sum.WriteString(strconv.Itoa(pos))
+	if len(never) > 0 {
+		e.Never = strings.Join(never, "; ")
+		sum.WriteString("; can never run on this lab: ")
+		sum.WriteString(e.Never)
+	}
+	isHead := p.head == j
+	if isHead {
+		e.Head, e.PredictedStart = true, p.headT
+		sum.WriteString("; head of queue")
+	}
+	short := 0 // roles without enough idle boards
+	var reservedSeen []string
+	e.Roles = make([]RoleWait, 0, len(j.Roles))
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		sp := p.spec(r)
+		st := p.roleState(j, sp, r.Tags, backfill)
+		e.Roles = append(e.Roles, RoleWait{Role: r.Name, DeviceType: r.DeviceType, Need: r.Count, OfType: sp.ofType,
+			LackTags: sp.lackTags, Unhealthy: sp.unhealthy,
+			Avoided: st.avoided, Busy: st.busy, ReservedFor: st.reservedFor, Idle: st.idle})
+		reservedSeen = append(reservedSeen, st.reserved...)
+		if st.idle < r.Count && len(never) == 0 {
+			short++
+			fmt.Fprintf(&sum, "; role %s needs %d %s boards%s: %s", r.Name, r.Count, r.DeviceType, withTags(r.Tags), st.tail)
+		}
+	}
+	if short == 0 && len(never) == 0 {
+		sum.WriteString("; enough idle boards for each role, but not for all roles together")
+	}
+	if isHead {
+		fmt.Fprintf(&sum, "; reserved %s; predicted start %s", list(p.resvList), in(p.headT.Sub(p.s.Now)))
+	} else if len(reservedSeen) > 0 && len(never) == 0 {
+		slices.Sort(reservedSeen)
+		reservedSeen = slices.Compact(reservedSeen)
+		fmt.Fprintf(&sum, "; waiting for %s (head of queue, reserved %s)", p.head.ID, list(reservedSeen))
+	}
+	e.Summary = sum.String()
+	return e
+}
+
+func in(d time.Duration) string {
+	if d <= 0 {
+		return "now"
+	}
+	if d > time.Second {
+		d = d.Round(time.Second)
+	}
+	return "in " + d.String()
+}
+
+func describeRole(sp *spec, st *roleState, tags []string) string {
+	if sp.ofType == 0 {
+		return "the lab has none"
+	}
+	var sum strings.Builder
+	fmt.Fprintf(&sum, "%d idle", st.idle)
+	if len(st.busy) > 0 {
+		n := 0
+		ids := make([]string, 0, len(st.busy))
+		for id, bs := range st.busy {
+			n += len(bs)
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		fmt.Fprintf(&sum, ", %d busy (%s)", n, list(ids))
+	}
+	for id, bs := range st.reservedFor { // at most one: the head
+		fmt.Fprintf(&sum, ", %d reserved for %s", len(bs), id)
+	}
+	if st.avoided > 0 {
+		fmt.Fprintf(&sum, ", %d avoided", st.avoided)
+	}
+	if len(sp.unhealthy) > 0 {
+		var parts []string
+		n := 0
+		for _, h := range []Health{Bad, Maintenance, Retired, Unknown} {
+			if c := sp.unhealthy[h]; c > 0 {
+				n += c
+				parts = append(parts, fmt.Sprintf("%d %s", c, h))
+			}
+		}
+		fmt.Fprintf(&sum, ", %d unhealthy (%s)", n, strings.Join(parts, ", "))
+	}
+	if len(sp.lackTags) > 0 {
+		var parts []string
+		for _, t := range tags {
+			if c := sp.lackTags[t]; c > 0 {
+				parts = append(parts, fmt.Sprintf("%d without %s", c, t))
+			}
+		}
+		fmt.Fprintf(&sum, ", %s", strings.Join(parts, ", "))
+	}
+	return sum.String()
+}
+
+// list joins names, showing at most 3.
+func list(names []string) string {
+	if len(names) <= 3 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, +%d more", strings.Join(names[:3], ", "), len(names)-3)
+}

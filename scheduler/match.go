@@ -1,0 +1,121 @@
+package scheduler
+
+// match matches the nodes of j to boards, each role choosing among the
+// boards keep accepts in the order of list(role). It returns the board of
+// every node (in NodeNames order) or nil.
+func (p *planner) match(j *Job, list func(*spec) []int, keep func(int) bool) []int {
+	p.roleCands = p.roleCands[:0]
+	p.buf = p.buf[:0]
+	nodes := 0
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		if r.Count <= 0 {
+			p.roleCands = append(p.roleCands, nil)
+			continue
+		}
+		start := len(p.buf)
+		for _, i := range list(p.spec(r)) {
+			if keep(i) {
+				p.buf = append(p.buf, i)
+			}
+		}
+		if len(p.buf)-start < r.Count {
+			return nil
+		}
+		p.roleCands = append(p.roleCands, p.buf[start:len(p.buf):len(p.buf)])
+		nodes += r.Count
+	}
+	p.nodeCands = p.nodeCands[:0]
+	for ri, r := range j.Roles {
+		for range max(r.Count, 0) {
+			p.nodeCands = append(p.nodeCands, p.roleCands[ri])
+		}
+	}
+	ok := p.m.run(p.nodeCands)
+	var got []int
+	if ok {
+		got = make([]int, nodes)
+		for n := range nodes {
+			got[n] = p.m.boardOf[n]
+		}
+	}
+	p.m.clear()
+	return got
+}
+
+// matcher finds a maximum bipartite matching of nodes to boards with
+// augmenting paths (Kuhn's algorithm), as lab.Assign does: each node prefers
+// the first free board in its candidate order. Its arrays are reused across
+// calls; clear undoes only what a run touched.
+type matcher struct {
+	cands   [][]int
+	owner   []int    // board → node, or -1
+	visited []uint32 // board → stamp of the search that visited it
+	stamp   uint32
+	boardOf []int // node → board
+	touched []int
+}
+
+func (m *matcher) init(boards int) {
+	m.owner = make([]int, boards)
+	for i := range m.owner {
+		m.owner[i] = -1
+	}
+	m.visited = make([]uint32, boards)
+}
+
+func (m *matcher) start(cands [][]int) {
+	m.cands = cands
+	m.boardOf = m.boardOf[:0]
+	for range cands {
+		m.boardOf = append(m.boardOf, -1)
+	}
+}
+
+// run matches every node, or reports false.
+func (m *matcher) run(cands [][]int) bool {
+	m.start(cands)
+	for n := range cands {
+		m.stamp++
+		if !m.augment(n) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *matcher) take(b, node int) {
+	if m.owner[b] < 0 {
+		m.touched = append(m.touched, b)
+	}
+	m.owner[b] = node
+	m.boardOf[node] = b
+}
+
+func (m *matcher) augment(node int) bool {
+	for _, b := range m.cands[node] {
+		if m.owner[b] < 0 && m.visited[b] != m.stamp {
+			m.visited[b] = m.stamp
+			m.take(b, node)
+			return true
+		}
+	}
+	for _, b := range m.cands[node] {
+		if m.visited[b] == m.stamp {
+			continue
+		}
+		m.visited[b] = m.stamp
+		if m.owner[b] < 0 || m.augment(m.owner[b]) {
+			m.take(b, node)
+			return true
+		}
+	}
+	return false
+}
+
+func (m *matcher) clear() {
+	for _, b := range m.touched {
+		m.owner[b] = -1
+	}
+	m.touched = m.touched[:0]
+}
