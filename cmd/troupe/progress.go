@@ -228,7 +228,11 @@ func (p *progress) tableLocked(now time.Time, maxLines int) []string {
 	if more := len(p.rows) - len(shown); more > 0 {
 		lines = append(lines, fmt.Sprintf("… and %d more nodes", more))
 	}
-	lines = append(lines, fmt.Sprintf("%d nodes, %d running, %d passed, %d failed, %s", len(p.rows), running, passed, failed, elapsed(now.Sub(start))))
+	nodes := "nodes"
+	if len(p.rows) == 1 {
+		nodes = "node"
+	}
+	lines = append(lines, fmt.Sprintf("%d %s, %d running, %d passed, %d failed, %s", len(p.rows), nodes, running, passed, failed, elapsed(now.Sub(start))))
 	return lines
 }
 
