@@ -160,13 +160,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	// On a terminal: a live table, the other lines above it. Piped: a
-	// line per phase change.
-	var mu sync.Mutex
-	say := func(line string) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintln(stdout, line)
-	}
+	// line per phase change, each in one write (callers run concurrently).
+	say := func(line string) { _, _ = io.WriteString(stdout, line+"\n") }
 	var prog *progress
 	var lines func(string, logbook.Entry)
 	many := len(js) > 1
@@ -256,8 +251,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	code = exitOK
 	for _, r := range rs {
 		if r == nil {
