@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,37 @@ func TestParseFlagsErrors(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, stderr.String())
 	assert.True(t, strings.HasPrefix(stdout.String(), "usage: troupe run "), stdout.String())
+}
+
+// FuzzParseFlags: any command line parses or is refused with exit 3 (or 0
+// for -h), never a panic; the arguments are those of the command line, in
+// order.
+func FuzzParseFlags(f *testing.F) {
+	f.Add("a\x00--out\x00d\x00-v")
+	f.Add("--\x00-v\x00--out")
+	f.Add("-out=x\x00-\x00--v=false\x00b")
+	f.Add("a\x00--out")
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Split(line, "\x00")
+		fs := newFlags("run", io.Discard)
+		fs.String("out", "", "")
+		fs.Bool("v", false, "")
+		code, ok := parseFlags(fs, args, io.Discard)
+		if !ok {
+			if code != exitOK && code != exitInvalid {
+				t.Fatalf("%q: code %d", args, code)
+			}
+			return
+		}
+		i := 0
+		for _, a := range fs.Args() {
+			for i < len(args) && args[i] != a {
+				i++
+			}
+			if i == len(args) {
+				t.Fatalf("%q: argument %q not in order in the command line (args %q)", args, a, fs.Args())
+			}
+			i++
+		}
+	})
 }
