@@ -310,6 +310,11 @@ func TestHelp(t *testing.T) {
 	h := troupeIn(t, dir, "help", "run")
 	assert.Equal(t, 0, h.code)
 	assert.Equal(t, r.stdout, h.stdout)
+	for _, args := range [][]string{{"submit", "--help"}, {"jobs", "--bogus"}} {
+		r := cli(t, []string{"TROUPE_TOKEN=s3cret-token"}, args...)
+		assert.NotContains(t, r.stdout+r.stderr, "s3cret-token", "%v: the usage shows no secret", args)
+		assert.Contains(t, r.stdout+r.stderr, "--token string")
+	}
 	top := troupeIn(t, dir, "--help")
 	assert.Equal(t, 0, top.code)
 	assert.Contains(t, top.stdout, "troupe version")

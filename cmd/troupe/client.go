@@ -37,8 +37,12 @@ func clientFlags(fs *flag.FlagSet) func() *client {
 		def = "http://127.0.0.1:8480"
 	}
 	srv := fs.String("server", def, "server URL (env TROUPE_SERVER)")
-	tok := fs.String("token", os.Getenv("TROUPE_TOKEN"), "API token (env TROUPE_TOKEN)")
+	// Not a default from the environment: usage texts print defaults.
+	tok := fs.String("token", "", "API token (default: env TROUPE_TOKEN)")
 	return func() *client {
+		if *tok == "" {
+			*tok = os.Getenv("TROUPE_TOKEN")
+		}
 		base := strings.TrimSuffix(*srv, "/")
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
