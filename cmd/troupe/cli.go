@@ -10,16 +10,16 @@ import (
 	"strings"
 )
 
-// help is what `troupe CMD -h` says about a command.
-type help struct {
+// commandHelp is what `troupe CMD -h` says about a command.
+type commandHelp struct {
 	synopsis string // the usage line(s), without "usage: "
 	about    string
 	example  string
 }
 
-// helps is keyed by flag set name: the command ("run"), or command and
+// commandHelps is keyed by flag set name: the command ("run"), or command and
 // subcommand ("simboard power").
-var helps = map[string]help{
+var commandHelps = map[string]commandHelp{
 	"run": {
 		synopsis: "troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml...",
 		about:    "Run jobs on a lab (default: a built-in sim lab with the boards they need) and write their results.\nOn a terminal a live table shows each node's phase; piped, one line per phase change.",
@@ -148,9 +148,9 @@ func usageError(fs *flag.FlagSet, format string, a ...any) int {
 // printUsage writes fs's usage: synopsis, what it does, its flags, an
 // example. It ends with a newline.
 func printUsage(w io.Writer, fs *flag.FlagSet) {
-	h, ok := helps[fs.Name()]
+	h, ok := commandHelps[fs.Name()]
 	if !ok {
-		h = help{synopsis: "troupe " + fs.Name() + " [flags] ARGS..."}
+		h = commandHelp{synopsis: "troupe " + fs.Name() + " [flags] ARGS..."}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "usage: %s\n", h.synopsis)

@@ -385,8 +385,8 @@ func onTerminal(t *testing.T, env []string, args ...string) (int, string) {
 	return cmd.ProcessState.ExitCode(), strings.ReplaceAll(out.String(), "\r\n", "\n")
 }
 
-// frames splits terminal output at each redraw of the table.
-func frames(out string) []string {
+// redraws splits terminal output at each redraw of the table.
+func redraws(out string) []string {
 	return strings.Split(out, "\x1b[J")
 }
 
@@ -396,7 +396,7 @@ func TestRunDrawsTableOnTerminal(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	code, screen := onTerminal(t, nil, "run", quickJob(t, 3), "--out", out)
 	require.Equal(t, 0, code, screen)
-	fs := frames(screen)
+	fs := redraws(screen)
 	require.Greater(t, len(fs), 2, "the table is redrawn: %q", screen)
 	assert.Regexp(t, `\r\x1b\[\d+A$`, fs[0], "back up over the table, then clear")
 	assert.Regexp(t, `(?m)^NODE\s+BOARD\s+PHASE\s+TIME\s+PASS\s+FAIL$`, screen)
@@ -416,11 +416,11 @@ func TestRunDrawsTableOnTerminal(t *testing.T) {
 // terminal: the log scrolls above a live table of the job's nodes.
 func TestSubmitFollowDrawsTableOnTerminal(t *testing.T) {
 	srv := startServe(t, "--lab", writeTemp(t, "lab.toml", serveLab), "--data", t.TempDir())
-	code, screen := onTerminal(t, []string{"TROUPE_SERVER=" + srv.url, "TROUPE_TOKEN="}, "submit", quickJob(t, 3), "--follow")
+	code, screen := onTerminal(t, []string{"TROUPE_SERVER=" + srv.url, "TROUPE_TOKEN="}, "submit", quickJob(t, 4), "--follow")
 	require.Equal(t, 0, code, screen)
-	fs := frames(screen)
+	fs := redraws(screen)
 	require.Greater(t, len(fs), 2, "the table is redrawn: %q", screen)
-	assert.Regexp(t, `(?m)^\d\d:\d\d:\d\d\.\d{3} a-0 +\| hello from a-0$`, screen, "the log lines")
+	assert.Regexp(t, `(?m)(^|\x1b\[J)\d\d:\d\d:\d\d\.\d{3} a-0 +\| hello from a-0$`, screen, "the log lines, above the table")
 	live := regexp.MustCompile(`(?m)^a-0\s+sim-[ab]\s+test 't'\s+[\d.]+s\s+1\s+0$`)
 	seen := false
 	for _, f := range fs {

@@ -149,7 +149,7 @@ func cmdSubmit(args []string, stdout, stderr io.Writer) int {
 	if !*follow {
 		return exitOK
 	}
-	size := terminal(stdout)
+	size := terminalSize(stdout)
 	if size == nil {
 		return c.follow(created.ID, stdout, stderr, nil)
 	}
@@ -177,7 +177,7 @@ func (c *client) pollNodes(id string, prog *progress) (stop func()) {
 			if c.doContext(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(id), "", nil, &j) == nil && j.Started != nil {
 				for _, n := range j.Nodes {
 					at := *j.Started
-					if ended(n.Status) {
+					if finalPhase(n.Status) {
 						at = time.Now()
 					}
 					prog.Phase(n.Name, n.Board, n.Status, at)

@@ -171,7 +171,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return node
 	}
-	if size := terminal(stdout); size != nil {
+	if size := terminalSize(stdout); size != nil {
 		prog = newProgress(time.Now, size)
 		say = prog.Print
 		lines = func(job string, e logbook.Entry) { prog.Line(key(job, e.Node), e.Text) }

@@ -53,8 +53,8 @@ func newProgress(now func() time.Time, size func() (int, int)) *progress {
 	return &progress{now: now, size: size, byKey: map[string]*progressRow{}, changed: make(chan struct{}, 1)}
 }
 
-// ended tells whether phase is a node's final status.
-func ended(phase string) bool {
+// finalPhase tells whether phase is a node's final status.
+func finalPhase(phase string) bool {
 	return phase == report.StatusComplete || phase == report.StatusIncomplete || phase == report.StatusCanceled
 }
 
@@ -68,7 +68,7 @@ func (p *progress) Phase(key, board, phase string, at time.Time) {
 	}
 	r.phase = phase
 	switch {
-	case !ended(phase):
+	case !finalPhase(phase):
 		r.end = time.Time{} // a retry runs the node again
 	case r.end.IsZero():
 		r.end = at
@@ -300,9 +300,9 @@ func (p *progress) stop() {
 	})
 }
 
-// terminal returns the size of w if it is a terminal troupe can draw on
+// terminalSize returns the size of w if it is a terminal troupe can draw on
 // (not TERM=dumb), else nil.
-func terminal(w io.Writer) func() (int, int) {
+func terminalSize(w io.Writer) func() (int, int) {
 	f, ok := w.(*os.File)
 	if !ok || os.Getenv("TERM") == "dumb" {
 		return nil

@@ -39,9 +39,9 @@ func newTestProgress(w, h int) (*progress, *fakeClock) {
 	return newProgress(clk.now, func() (int, int) { return w, h }), clk
 }
 
-// table returns the table lines of a frame (after the escape sequence
+// tableOf returns the table lines of a frame (after the escape sequence
 // and the lines above it): from the header on.
-func table(t *testing.T, frame string) []string {
+func tableOf(t *testing.T, frame string) []string {
 	t.Helper()
 	i := strings.Index(frame, "NODE ")
 	require.GreaterOrEqual(t, i, 0, "no table in %q", frame)
@@ -58,7 +58,7 @@ func TestProgressFrames(t *testing.T) {
 	clk.advance(1500 * time.Millisecond)
 	f := string(p.frame())
 	assert.NotContains(t, f, "\x1b[", "the first frame moves nothing back")
-	lines := table(t, f)
+	lines := tableOf(t, f)
 	require.Len(t, lines, 4, f)
 	assert.Regexp(t, `^NODE\s+BOARD\s+PHASE\s+TIME\s+PASS\s+FAIL$`, lines[0])
 	assert.Regexp(t, `^client-0\s+sim-1\s+boot\s+1\.5s\s+0\s+0$`, lines[1], "rows sorted by node")
@@ -78,7 +78,7 @@ func TestProgressFrames(t *testing.T) {
 	f = string(p.frame())
 	assert.True(t, strings.HasPrefix(f, "\r\x1b[4A\x1b[J"), "back up over the 4 lines drawn, clear: %q", f)
 	assert.Contains(t, f, "\x1b[J"+"client-0 incomplete: boot failed\nNODE", "printed lines go above the table")
-	lines = table(t, f)
+	lines = tableOf(t, f)
 	require.Len(t, lines, 4, f)
 	assert.Regexp(t, `^client-0\s+sim-1\s+incomplete\s+2\.5s\s+0\s+0$`, lines[1], "the time of an ended node stops")
 	assert.Regexp(t, `^server-0\s+sim-0\s+test 'serve'\s+1m04s\s+2\s+1$`, lines[2])
@@ -92,7 +92,7 @@ func TestProgressFrames(t *testing.T) {
 	})
 	f = string(p.frame())
 	assert.NotContains(t, f, "boot failed", "a printed line is printed once")
-	lines = table(t, f)
+	lines = tableOf(t, f)
 	assert.Regexp(t, `^client-0\s+sim-2\s+boot\s+1m04s\s+0\s+0$`, lines[1])
 	assert.Regexp(t, `^server-0\s+sim-0\s+test 'serve'\s+1m04s\s+3\s+1$`, lines[2])
 }
@@ -103,7 +103,7 @@ func TestProgressFitsTheTerminal(t *testing.T) {
 		p.Phase(fmt.Sprintf("job/node-with-a-long-name-%02d", i), "board", "test 'a very long test name that goes on'", clk.now())
 	}
 	f := string(p.frame())
-	lines := table(t, f)
+	lines := tableOf(t, f)
 	assert.LessOrEqual(t, len(lines), 10-2, "the table fits the screen: %q", f)
 	assert.Equal(t, "… and 15 more nodes", lines[len(lines)-2])
 	for _, l := range lines {
@@ -160,7 +160,7 @@ func TestProgressShow(t *testing.T) {
 	p.Phase("a-0", "sim-0", report.StatusComplete, clk.now())
 	p.stop()
 	p.stop()
-	lines := table(t, out.String()[strings.LastIndex(out.String(), "\x1b[J"):])
+	lines := tableOf(t, out.String()[strings.LastIndex(out.String(), "\x1b[J"):])
 	assert.Regexp(t, `^a-0\s+sim-0\s+complete\s`, lines[1])
 }
 
