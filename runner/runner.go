@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/troupe-lab/troupe/actors"
@@ -34,6 +35,10 @@ type Options struct {
 	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
 	// HealthChanged is told every change of a board's health. Nil: none.
 	HealthChanged func(board, health string)
+	// Lines is told each console line of a job as it is logged, from a
+	// goroutine of the job's own; a caller slower than the log misses
+	// the rest of it. Nil: none.
+	Lines func(job string, e logbook.Entry)
 }
 
 // grace is how long past the job timeout Run waits for the actors to end
@@ -82,6 +87,8 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	ids := make([]string, len(js))
 	outs := make([]string, len(js))
 	var limit time.Duration
+	var lines sync.WaitGroup
+	defer lines.Wait() // after the books closed, which ends the forwarding
 	for i, j := range js {
 		outs[i] = outDir(opts.Out, js, i)
 		book, err := logbook.New(outs[i], nil)
@@ -89,6 +96,15 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 			return nil, fmt.Errorf("logs of %s: %w", j.Name, err)
 		}
 		defer book.Close()
+		if opts.Lines != nil {
+			_, ch, _ := book.Subscribe(1, 4096)
+			name := j.Name
+			lines.Go(func() {
+				for e := range ch {
+					opts.Lines(name, e)
+				}
+			})
+		}
 		sub := actors.Submission{Job: j, Book: book, Events: opts.Events,
 			Done: func(r *report.Results) { all <- result{i, r} }}
 		if opts.Waiting != nil {

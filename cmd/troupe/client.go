@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -36,8 +37,12 @@ func clientFlags(fs *flag.FlagSet) func() *client {
 		def = "http://127.0.0.1:8480"
 	}
 	srv := fs.String("server", def, "server URL (env TROUPE_SERVER)")
-	tok := fs.String("token", os.Getenv("TROUPE_TOKEN"), "API token (env TROUPE_TOKEN)")
+	// Not a default from the environment: usage texts print defaults.
+	tok := fs.String("token", "", "API token (default: env TROUPE_TOKEN)")
 	return func() *client {
+		if *tok == "" {
+			*tok = os.Getenv("TROUPE_TOKEN")
+		}
 		base := strings.TrimSuffix(*srv, "/")
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
@@ -56,7 +61,12 @@ func (e *apiError) Error() string { return e.msg }
 
 // do sends a request and decodes a JSON answer into out (unless nil).
 func (c *client) do(method, path, ctype string, body []byte, out any) error {
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	return c.doContext(context.Background(), method, path, ctype, body, out)
+}
+
+// doContext is do within ctx.
+func (c *client) doContext(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -107,9 +117,11 @@ func cmdSubmit(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	connect := clientFlags(fs)
 	follow := fs.Bool("follow", false, "stream the merged log until the job ends; exit code as troupe run")
-	if err := fs.Parse(reorder(args, "follow")); err != nil || fs.NArg() != 1 {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(fs, "want one job file, got %d arguments", fs.NArg())
 	}
 	c := connect()
 	path := fs.Arg(0)
@@ -137,37 +149,59 @@ func cmdSubmit(args []string, stdout, stderr io.Writer) int {
 	if !*follow {
 		return exitOK
 	}
-	return c.follow(created.ID, stdout, stderr)
+	size := terminalSize(stdout)
+	if size == nil {
+		return c.follow(created.ID, stdout, stderr, nil)
+	}
+	// On a terminal: the log scrolls above a live table of the nodes, whose
+	// phases come from the job's API once a second.
+	prog := newProgress(time.Now, size)
+	prog.show(stdout)
+	defer prog.stop()
+	stopPolling := c.pollNodes(created.ID, prog)
+	defer stopPolling()
+	return c.follow(created.ID, stdout, stderr, prog)
 }
 
-// reorder moves the boolean flags named in bools and every --flag value
-// pair before the positional arguments, so "submit FILE --follow" works.
-func reorder(args []string, bools ...string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			pos = append(pos, a)
-			continue
+// pollNodes tells prog the phase of job id's nodes once a second until
+// the returned stop is called.
+func (c *client) pollNodes(id string, prog *progress) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			var j clientJob
+			if c.doContext(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(id), "", nil, &j) == nil && j.Started != nil {
+				for _, n := range j.Nodes {
+					at := *j.Started
+					if finalPhase(n.Status) {
+						at = time.Now()
+					}
+					prog.Phase(n.Name, n.Board, n.Status, at)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		isBool := strings.Contains(name, "=")
-		for _, b := range bools {
-			isBool = isBool || name == b
-		}
-		if !isBool && i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
-		}
+	}()
+	return func() {
+		cancel()
+		<-done // the request ends with ctx
 	}
-	return append(flags, pos...)
 }
 
 // follow streams job id's merged log, reconnecting from the last line seen
 // when the connection drops or the server says the client lagged, and
 // returns the job's exit code once it ends.
-func (c *client) follow(id string, stdout, stderr io.Writer) int {
+// With prog, the lines and results go to it instead of stdout (but for
+// the final summary).
+func (c *client) follow(id string, stdout, stderr io.Writer, prog *progress) int {
 	wsBase := "ws" + strings.TrimPrefix(c.base, "http")
 	next := uint64(1)
 	failures := 0
@@ -191,7 +225,7 @@ func (c *client) follow(id string, stdout, stderr io.Writer) int {
 			time.Sleep(time.Second)
 			continue
 		}
-		end, code := c.read(conn, &next, stdout)
+		end, code := c.read(conn, &next, stdout, prog)
 		_ = conn.Close()
 		if end {
 			return code
@@ -202,7 +236,11 @@ func (c *client) follow(id string, stdout, stderr io.Writer) int {
 
 // read prints the frames of one stream connection. It returns true and the
 // exit code at the job's end.
-func (c *client) read(conn *websocket.Conn, next *uint64, stdout io.Writer) (bool, int) {
+func (c *client) read(conn *websocket.Conn, next *uint64, stdout io.Writer, prog *progress) (bool, int) {
+	say := func(line string) { fmt.Fprintln(stdout, line) }
+	if prog != nil {
+		say = prog.Print
+	}
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
 		_, data, err := conn.ReadMessage()
@@ -224,9 +262,12 @@ func (c *client) read(conn *websocket.Conn, next *uint64, stdout io.Writer) (boo
 		switch f.Type {
 		case "":
 			*next = f.Seq + 1
-			fmt.Fprintf(stdout, "%s %-10s | %s\n", f.Time.Local().Format("15:04:05.000"), f.Node, f.Text)
+			say(fmt.Sprintf("%s %-10s | %s", f.Time.Local().Format("15:04:05.000"), f.Node, f.Text))
+			if prog != nil {
+				prog.Line(f.Node, f.Text)
+			}
 		case "status":
-			fmt.Fprintf(stdout, "-- job is %s\n", f.Status)
+			say("-- job is " + f.Status)
 		case "lagged":
 			*next = f.Seq + 1
 			return false, 0
@@ -234,6 +275,17 @@ func (c *client) read(conn *websocket.Conn, next *uint64, stdout io.Writer) (boo
 			var j clientJob
 			_ = json.Unmarshal(f.Job, &j)
 			r := &report.Results{Job: report.Job{Name: j.Name, Status: j.Status, Error: j.Error, DurationS: j.duration()}, Nodes: j.Nodes, Tests: j.Tests}
+			if prog != nil {
+				now := time.Now()
+				if j.Ended != nil {
+					now = *j.Ended
+				}
+				for _, n := range j.Nodes {
+					prog.Phase(n.Name, n.Board, n.Status, now)
+				}
+				prog.Results("", j.Tests)
+				prog.stop() // the last frame, before the summary
+			}
 			fmt.Fprintln(stdout)
 			report.Summary(stdout, r)
 			return true, r.ExitCode()
@@ -262,9 +314,8 @@ func cmdJobs(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	connect := clientFlags(fs)
 	status := fs.String("status", "", "only jobs of these statuses (comma-separated)")
-	if err := fs.Parse(reorder(args)); err != nil {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	c := connect()
 	switch {
@@ -306,8 +357,7 @@ func cmdJobs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "job %s (%s) canceled\n", j.ID, j.Name)
 		return exitOK
 	}
-	fmt.Fprint(stderr, usage)
-	return exitInvalid
+	return usageError(fs, "unexpected arguments %q", fs.Args())
 }
 
 // cmdDevices is `troupe devices`.
@@ -315,9 +365,11 @@ func cmdDevices(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	connect := clientFlags(fs)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, "no arguments expected, got %q", fs.Args())
 	}
 	var ds []server.Device
 	if err := connect().do("GET", "/api/v1/devices", "", nil, &ds); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
+	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
 	"github.com/troupe-lab/troupe/scheduler"
@@ -43,8 +44,10 @@ const usage = `usage:
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
   troupe jobs [--status S] | jobs show ID | jobs cancel ID
   troupe devices
+  troupe version                  module version, VCS commit, Go version
   (client commands take --server URL and --token T, or TROUPE_SERVER and TROUPE_TOKEN)
 
+flags go before or after the arguments; -- ends them; troupe COMMAND -h: its flags and an example
 exit codes: 0 complete, 1 a test case failed, 2 incomplete or canceled, 3 invalid input
 `
 
@@ -76,7 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdJobs(args[1:], stdout, stderr)
 	case "devices":
 		return cmdDevices(args[1:], stdout, stderr)
+	case "version":
+		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
+		if len(args) == 2 && args[0] == "help" {
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
@@ -85,12 +93,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	fs := newFlags("validate", stderr)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		return usageError(fs, "no file")
 	}
 	code := exitOK
-	for _, f := range args {
+	for _, f := range fs.Args() {
 		if _, err := loadJob(f); err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -107,12 +118,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the jobs need)")
 	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>); with several jobs, DIR/<job>/ each")
 	verbose := fs.Bool("v", false, "debug logs on stderr")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "troupe run: no job file\n%s", usage)
-		return exitInvalid
+		return usageError(fs, "no job file")
 	}
 	var js []*jobs.Job
 	code := exitOK
@@ -149,6 +159,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// On a terminal: a live table, the other lines above it. Piped: a
+	// line per phase change, each in one write (callers run concurrently).
+	say := func(line string) { _, _ = io.WriteString(stdout, line+"\n") }
+	var prog *progress
+	var lines func(string, logbook.Entry)
+	many := len(js) > 1
+	key := func(job, node string) string {
+		if many {
+			return job + "/" + node
+		}
+		return node
+	}
+	if size := terminalSize(stdout); size != nil {
+		prog = newProgress(time.Now, size)
+		say = prog.Print
+		lines = func(job string, e logbook.Entry) { prog.Line(key(job, e.Node), e.Text) }
+	}
+
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 1)
@@ -157,56 +185,72 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	go func() {
 		select {
 		case s := <-sigs:
-			fmt.Fprintf(stderr, "troupe: %s received, canceling\n", s)
+			if prog != nil {
+				prog.Print(fmt.Sprintf("troupe: %s received, canceling", s))
+			} else {
+				fmt.Fprintf(stderr, "troupe: %s received, canceling\n", s)
+			}
 			cancel(fmt.Errorf("received %s", s))
 		case <-ctx.Done():
 		}
 	}()
 
-	var mu sync.Mutex
 	start := time.Now()
 	for _, j := range js {
 		fmt.Fprintf(stdout, "job %s: %d nodes\n", j.Name, len(j.Nodes()))
 	}
 	fmt.Fprintf(stdout, "results in %s\n", *out)
-	many := len(js) > 1
+	if prog != nil {
+		prog.show(stdout)
+	}
+	var whyMu sync.Mutex
 	lastWhy := map[string]string{}
 	rs, err := runner.RunMany(ctx, js, l, runner.Options{
 		Out:    *out,
 		Logger: logger,
 		Events: func(e actors.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			node := e.Node
-			if many {
-				node = e.Job + "/" + e.Node
+			node := key(e.Job, e.Node)
+			if prog != nil {
+				prog.Phase(node, e.Board, e.Phase, e.Time)
+				if e.Detail != "" {
+					prog.Print(fmt.Sprintf("%s %s: %s", node, e.Phase, e.Detail))
+				}
+				return
 			}
 			line := fmt.Sprintf("%7.3fs  %-12s %-10s %s", e.Time.Sub(start).Seconds(), node, e.Board, e.Phase)
 			if e.Detail != "" {
 				line += ": " + e.Detail
 			}
-			fmt.Fprintln(stdout, line)
+			say(line)
 		},
 		Waiting: func(job string, e scheduler.Explanation) {
-			mu.Lock()
-			defer mu.Unlock()
+			whyMu.Lock()
 			// Say why a job waits once it has waited a while, and again
 			// whenever the reason changes.
 			if time.Since(start) < waitNotice || lastWhy[job] == e.Summary {
+				whyMu.Unlock()
 				return
 			}
 			lastWhy[job] = e.Summary
-			fmt.Fprintf(stdout, "%7.3fs  %s waits: %s\n", time.Since(start).Seconds(), job, e.Summary)
+			whyMu.Unlock()
+			say(fmt.Sprintf("%7.3fs  %s waits: %s", time.Since(start).Seconds(), job, e.Summary))
 		},
+		Lines: lines,
 	})
+	if prog != nil {
+		for i, r := range rs {
+			if r != nil {
+				prog.Results(key(js[i].Name, ""), r.Tests)
+			}
+		}
+		prog.stop()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe run: %v\n", err)
 		if runner.IsInvalid(err) {
 			return exitInvalid
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	code = exitOK
 	for _, r := range rs {
 		if r == nil {
@@ -239,11 +283,14 @@ func loadJob(path string) (*jobs.Job, error) {
 }
 
 func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	fs := newFlags("import-lava", stderr)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
-	job, err := lava.Load(args[0])
+	if fs.NArg() != 1 {
+		return usageError(fs, "want one LAVA job file, got %d arguments", fs.NArg())
+	}
+	job, err := lava.Load(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid

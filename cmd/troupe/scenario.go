@@ -28,12 +28,11 @@ func cmdScenario(args []string, stdout, stderr io.Writer) int {
 	seedFlag := fs.String("seed", "", "run every scenario with this seed instead of its own")
 	out := fs.String("out", "", "results directory (default results/scenarios-<timestamp>), one folder per scenario")
 	verbose := fs.Bool("v", false, "debug logs on stderr")
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "troupe scenario: no scenario file or directory\n%s", usage)
-		return exitInvalid
+		return usageError(fs, "no scenario file or directory")
 	}
 	var seed *uint64
 	if *seedFlag != "" {

@@ -27,9 +27,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
 	tokenFile := fs.String("token-file", "", "API tokens (without: no auth, loopback only)")
 	verbose := fs.Bool("v", false, "debug logs")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprint(stderr, usage)
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, "no arguments expected, got %q", fs.Args())
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -645,6 +645,7 @@ run = '''
 troupe-test-case works --result pass`), "--follow")
 	assert.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `(?m)^job \d+ submitted$`, r.stdout)
+	assert.NotContains(t, r.stdout, "\x1b[", "piped: plain lines, no live table")
 	assert.Regexp(t, `(?m)^\d\d:\d\d:\d\d\.\d{3} a-0 +\| hello from a-0$`, r.stdout)
 	assert.Regexp(t, `(?m)^\d\d:\d\d:\d\d\.\d{3} a-0 +\| sim-[ab] login: `, r.stdout, "the boot is streamed too")
 	assert.Contains(t, r.stdout, "job passing: complete")

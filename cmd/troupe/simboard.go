@@ -37,12 +37,14 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 	tcpAddr := fs.String("tcp", "", "console on a TCP port (raw, like ser2net), e.g. 127.0.0.1:4001")
 	control := fs.String("control", "", "unix socket for power control (troupe simboard power SOCKET on|off|status)")
 	bootloader := fs.String("bootloader", "", `bootloader emulation: "" (boot straight to the kernel) or "u-boot" (interactive u-boot console: setenv, tftpboot, booti...)`)
-	if err := fs.Parse(args); err != nil {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		return usageError(fs, "no arguments expected, got %q", fs.Args())
 	}
 	if (*ptyPath == "") == (*tcpAddr == "") || *control == "" {
-		fmt.Fprintf(stderr, "troupe simboard: want --control and exactly one of --pty and --tcp\n")
-		return exitInvalid
+		return usageError(fs, "want --control and exactly one of --pty and --tcp")
 	}
 	if *bootloader != sim.BootloaderNone && *bootloader != sim.BootloaderUBoot {
 		fmt.Fprintf(stderr, "troupe simboard: --bootloader: want %q or %q, got %q\n", sim.BootloaderNone, sim.BootloaderUBoot, *bootloader)
@@ -129,10 +131,14 @@ func servePower(ln net.Listener, b *sim.Board) {
 
 // simboardPower is the client of the power control socket.
 func simboardPower(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 2 {
-		fmt.Fprintln(stderr, "usage: troupe simboard power SOCKET on|off|status")
-		return exitInvalid
+	fs := newFlags("simboard power", stderr)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
+	if fs.NArg() != 2 {
+		return usageError(fs, "want SOCKET and on, off or status, got %q", fs.Args())
+	}
+	args = fs.Args()
 	c, err := net.DialTimeout("unix", args[0], 5*time.Second)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe simboard power: %v\n", err)
