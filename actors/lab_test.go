@@ -325,3 +325,21 @@ func TestLabReserveRelease(t *testing.T) {
 	assert.Equal(t, report.StatusComplete, r.Job.Status, r.Job.Error)
 	assert.Empty(t, boardStatus(t, l, "sim-a").ReservedBy)
 }
+
+// TestLabScriptKillingItsShellIsNotTheBoards: a test script that kills its
+// own shell fails the test; the board stays in service (bad_after 1).
+func TestLabScriptKillingItsShellIsNotTheBoards(t *testing.T) {
+	l := startTestLab(t, simLab("sim-a"), nil)
+	r := waitResults(t, l.submit(actors.Submission{Job: simJob(t, "suicide", `[[action]]
+type = "test"
+name = "die"
+run = "kill -KILL $PPID; sleep 100"
+`)}))
+	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
+	require.Len(t, r.Nodes, 1)
+	assert.Contains(t, r.Nodes[0].Error, "shell died")
+	assert.Equal(t, report.TestFailure, r.Nodes[0].Class)
+	st := boardStatus(t, l, "sim-a")
+	assert.Equal(t, scheduler.Good, st.Health)
+	assert.Zero(t, st.Failures)
+}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -127,9 +128,14 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		return
 	}
 	if m.err != nil {
-		// The test script's own failures are exit codes and markers; an
-		// error of the action itself is the board's or the console's.
-		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("%s: %v", describe(act), m.err))
+		// The test script's own failures are exit codes, markers and a
+		// shell it killed; any other error of the action is the board's or
+		// the console's.
+		class := report.Infrastructure
+		if act.Type == jobs.Test && errors.Is(m.err, testshell.ErrShellDied) {
+			class = report.TestFailure
+		}
+		a.finish(ctx, report.StatusIncomplete, class, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return
 	}
 	if act.Type == jobs.Test {
