@@ -180,8 +180,14 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 		}
 		where = append(where, fmt.Sprintf("%s in %s", name, st.action))
 		class := m.class
-		if m.nodeClass != "" {
+		switch {
+		case m.nodeClass != "":
 			class = m.nodeClass
+		case class == "": // the job's own timeout: a test's or the job's fault
+			class = report.JobError
+			if strings.HasPrefix(st.action, "test ") {
+				class = report.TestFailure
+			}
 		}
 		g.settle(ctx, st, m.status, class, fmt.Sprintf("%s (during %s)", m.reason, st.action))
 	}
@@ -230,6 +236,14 @@ func (g *groupActor) report() *groupDone {
 	}
 	if g.ending != nil {
 		d.status, d.reason, d.class = g.ending.status, g.ending.reason, g.ending.class
+		if d.class == "" { // the job's timeout: a job error if it hit any node outside its tests
+			d.class = report.TestFailure
+			for _, name := range g.order {
+				if g.nodes[name].class == report.JobError {
+					d.class = report.JobError
+				}
+			}
+		}
 	}
 	if len(g.stillOn) > 0 {
 		d.stillOn = g.stillOn

@@ -85,8 +85,9 @@ func (a *jobActor) Receive(ctx actor.Context) {
 			a.stop = a.cfg.Clock.AfterFunc(t, func() { root.Send(self, &jobTimeout{}) })
 		}
 	case *jobTimeout:
-		// The job's own timeout: the job's error, never the boards'.
-		a.end(ctx, report.StatusIncomplete, report.JobError, fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
+		// The job's own timeout: never the boards' fault (the group
+		// classes each node by the action it was in).
+		a.end(ctx, report.StatusIncomplete, "", fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
 	case *cancelJob:
 		a.end(ctx, report.StatusCanceled, report.JobError, m.reason)
 	case *groupDone:

@@ -36,6 +36,10 @@ type LabConfig struct {
 	// HealthChanged is told every change of a board's health. Called from
 	// the lab actor; must not block. Nil: none.
 	HealthChanged func(board, health string)
+	// ReservationChanged is told every new or ended (owner "")
+	// reservation of a board. Called from the lab actor; must not block.
+	// Nil: none.
+	ReservationChanged func(board, owner string, until time.Time)
 	// Fatal is told when the lab actor itself crashes, after its jobs are
 	// stopped and their boards powered off. The lab is not restarted: its
 	// queue is gone, so the process must not go on as if nothing happened.
@@ -378,6 +382,9 @@ func (a *labActor) apply(ctx actor.Context, e labstate.Effect) {
 		}
 	case labstate.ReservationChanged:
 		a.cfg.Logger.Info("board reservation", "board", e.Board, "owner", e.Owner, "until", e.Until)
+		if a.cfg.ReservationChanged != nil {
+			a.call(ctx, "", "ReservationChanged", func() { a.cfg.ReservationChanged(e.Board, e.Owner, e.Until) })
+		}
 	case labstate.Refused:
 		a.refused = e.Err
 	case labstate.WantTick:

@@ -311,7 +311,10 @@ func TestLabPowerOffNotVerified(t *testing.T) {
 
 // TestLabReserveRelease: the API of reservations.
 func TestLabReserveRelease(t *testing.T) {
-	l := startTestLab(t, simLab("sim-a"), nil)
+	changes := make(chan string, 10)
+	l := startTestLab(t, simLab("sim-a"), func(c *actors.LabConfig) {
+		c.ReservationChanged = func(board, owner string, _ time.Time) { changes <- board + ":" + owner }
+	})
 	until := time.Now().Add(time.Hour).Round(time.Second)
 	require.NoError(t, l.Reserve("sim-a", "alice", until))
 	st := boardStatus(t, l, "sim-a")
@@ -324,6 +327,12 @@ func TestLabReserveRelease(t *testing.T) {
 	r := waitResults(t, done)
 	assert.Equal(t, report.StatusComplete, r.Job.Status, r.Job.Error)
 	assert.Empty(t, boardStatus(t, l, "sim-a").ReservedBy)
+	close(changes)
+	var got []string
+	for c := range changes {
+		got = append(got, c)
+	}
+	assert.Equal(t, []string{"sim-a:alice", "sim-a:"}, got)
 }
 
 // TestLabScriptKillingItsShellIsNotTheBoards: a test script that kills its

@@ -20,7 +20,7 @@ type jobTimeout struct{}
 type endGroup struct {
 	status string // report.StatusIncomplete or report.StatusCanceled
 	reason string
-	class  string // of the error; "" means each node's by the action it was in
+	class  string // of the error; "" (the job's timeout): each node's by the action it was in
 	// nodeClass, if set, is the class of the nodes it stops (when they
 	// are not to blame, e.g. their coordinator crashed).
 	nodeClass string

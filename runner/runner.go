@@ -34,6 +34,9 @@ type Options struct {
 	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
 	// HealthChanged is told every change of a board's health. Nil: none.
 	HealthChanged func(board, health string)
+	// ReservationChanged is told every new or ended (owner "")
+	// reservation of a board. Nil: none.
+	ReservationChanged func(board, owner string, until time.Time)
 }
 
 // grace is how long past the job timeout Run waits for the actors to end

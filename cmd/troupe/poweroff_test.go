@@ -16,7 +16,9 @@ import (
 // infrastructure error naming the board and "still on" (exit 2).
 func TestPowerOffLies(t *testing.T) {
 	tty, sock := simboard(t, "hw-liar", true)
-	q := func(op string) string { return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op) }
+	q := func(op string) string {
+		return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op)
+	}
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
 
@@ -41,7 +43,9 @@ state = %s
 	assert.Equal(t, report.Infrastructure, r.Job.Class)
 	assert.Contains(t, r.Job.Error, "hw-liar still on")
 	require.Len(t, r.Nodes, 1)
-	assert.Contains(t, r.Nodes[0].Error, "power off hw-liar: the PDU answered OK but the outlet is still on")
+	// The read-back says "still on", or runs out of the release time
+	// while it retries (a loaded machine): not verified off either way.
+	assert.Contains(t, r.Nodes[0].Error, "board hw-liar still on: power off not verified: power off hw-liar: ")
 	st := troupe(t, "simboard", "power", sock, "status")
 	assert.Equal(t, "on\n", st.stdout, "the switch really lied: %s", st.stderr)
 }
