@@ -191,12 +191,23 @@ func simLab(names ...string) *lab.Lab {
 }
 
 // TestLabSetHealthDropsQueued: retiring a board by hand ends the queued
-// jobs that can no longer run, with why, instead of leaving them queued.
+// jobs that can no longer run at once, with why, instead of leaving them
+// queued until something else happens (here: the running job ends).
 func TestLabSetHealthDropsQueued(t *testing.T) {
 	l := startTestLab(t, simLab("sim-a"), nil)
-	require.NoError(t, l.Reserve("sim-a", "alice", time.Now().Add(time.Hour)), "keeps the job queued")
+	started := make(chan struct{}, 1)
+	running := l.submit(actors.Submission{ID: "running", Job: simJob(t, "running", `[[action]]
+type = "test"
+name = "wait"
+run = "sleep 100"
+`), Started: func(map[string]string) { started <- struct{}{} }})
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first job did not start")
+	}
 	waiting := make(chan scheduler.Explanation, 100)
-	done := l.submit(actors.Submission{Job: simJob(t, "queued", ""), Waiting: func(e scheduler.Explanation) {
+	queued := l.submit(actors.Submission{Job: simJob(t, "queued", ""), Waiting: func(e scheduler.Explanation) {
 		select {
 		case waiting <- e:
 		default:
@@ -204,14 +215,21 @@ func TestLabSetHealthDropsQueued(t *testing.T) {
 	}})
 	select {
 	case e := <-waiting:
-		assert.Contains(t, e.Summary, "reserved by alice", "why waiting names who holds the board")
+		assert.Contains(t, e.Summary, "busy (running)")
 	case <-time.After(10 * time.Second):
 		t.Fatal("the job was not told why it waits")
 	}
 	l.SetHealth("sim-a", scheduler.Retired)
-	r := waitResults(t, done)
+	r := waitResults(t, queued)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
 	assert.Contains(t, r.Job.Error, "no boards left in service for it: role n needs 1 boards of type sim; the lab has 0")
+	select {
+	case r := <-running:
+		t.Fatalf("the running job ended first: %+v", r.Job)
+	default:
+	}
+	l.Cancel("running", "test over")
+	assert.Equal(t, report.StatusCanceled, waitResults(t, running).Job.Status)
 }
 
 // TestLabEventsPanicEndsJobOnce: a panicking Events callback ends its job
@@ -322,7 +340,19 @@ func TestLabReserveRelease(t *testing.T) {
 	assert.True(t, until.Equal(st.ReservedUntil))
 	assert.ErrorContains(t, l.Reserve("sim-a", "bob", until), "reserved by alice")
 	assert.ErrorContains(t, l.Reserve("nope", "bob", until), "no such board")
-	done := l.submit(actors.Submission{Job: simJob(t, "after", "")})
+	waiting := make(chan scheduler.Explanation, 100)
+	done := l.submit(actors.Submission{Job: simJob(t, "after", ""), Waiting: func(e scheduler.Explanation) {
+		select {
+		case waiting <- e:
+		default:
+		}
+	}})
+	select {
+	case e := <-waiting:
+		assert.Contains(t, e.Summary, "1 reserved by alice until", "why waiting names who holds the board")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job was not told why it waits")
+	}
 	require.NoError(t, l.Release("sim-a"))
 	r := waitResults(t, done)
 	assert.Equal(t, report.StatusComplete, r.Job.Status, r.Job.Error)
