@@ -34,10 +34,18 @@ type boardActor struct {
 	mn      testshell.MultiNode
 	cancel  context.CancelFunc
 	opDone  chan struct{}
+	group   *actor.PID // told when the board cannot be verified off
 }
 
-func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn testshell.MultiNode) *boardActor {
-	return &boardActor{cfg: cfg, node: node, board: b, backend: backend, mn: mn}
+func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn testshell.MultiNode, group *actor.PID) *boardActor {
+	return &boardActor{cfg: cfg, node: node, board: b, backend: backend, mn: mn, group: group}
+}
+
+// boardStillOn tells the group that a board could not be verified off
+// when it was released: it must not be handed to another job.
+type boardStillOn struct {
+	node, board string
+	err         error
 }
 
 func (a *boardActor) Receive(ctx actor.Context) {
@@ -68,7 +76,9 @@ func (a *boardActor) Receive(ctx actor.Context) {
 		a.cancel = nil
 		ctx.Send(ctx.Parent(), m)
 	case *actor.Stopping:
-		a.release()
+		if err := a.release(); err != nil && a.group != nil {
+			ctx.Send(a.group, &boardStillOn{node: a.node, board: a.board.Name, err: err})
+		}
 	}
 }
 
@@ -170,10 +180,11 @@ func (a *boardActor) watchPower(ctx context.Context, cancel context.CancelCauseF
 }
 
 // release cancels the running action and waits for it to stop, then powers
-// the board off and closes it. An action still stuck after stuckAfter (on
-// console I/O) is unblocked by closing the console. A panicking backend is
-// logged, never left to hang the stop.
-func (a *boardActor) release() {
+// the board off, reads its power state back and closes it. An action still
+// stuck after stuckAfter (on console I/O) is unblocked by closing the
+// console. A panicking backend is logged, never left to hang the stop. It
+// returns why the board could not be verified off, or nil.
+func (a *boardActor) release() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -211,12 +222,31 @@ func (a *boardActor) release() {
 			}
 		}
 	}
-	step("power off", func() error { return a.backend.Off(ctx) })
+	var stillOn error
+	before := len(errs)
+	step("power off", func() error {
+		if err := a.backend.Off(ctx); err != nil {
+			stillOn = err
+			return err
+		}
+		if on, err := a.backend.State(ctx); err == nil && on {
+			stillOn = errors.New("the board reports power on after off")
+			return stillOn
+		}
+		return nil
+	})
+	if stillOn == nil && len(errs) > before { // it panicked
+		stillOn = errs[len(errs)-1]
+	}
 	closeConsole()
 	step("close", a.backend.Close)
 	if err := errors.Join(errs...); err != nil {
 		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)
 	}
+	if stillOn != nil {
+		return fmt.Errorf("board %s still on: power off not verified: %w", a.board.Name, stillOn)
+	}
+	return nil
 }
 
 // consoleRef lets the shell be made before the console it talks to.

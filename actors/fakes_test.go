@@ -582,8 +582,10 @@ func newHarness(t *testing.T, file, jobTOML string) *harness {
 	t.Cleanup(func() { goleak.VerifyNone(t, leakOptions...) })
 	j, err := jobs.Parse(file, []byte(jobTOML))
 	require.NoError(t, err)
-	boards, err := lab.ForJob(j).Assign(j, nil)
-	require.NoError(t, err)
+	boards := map[string]lab.Board{} // lab.ForJob has a board per node, in node order
+	for i, n := range j.Nodes() {
+		boards[n.Name] = lab.ForJob(j).Boards[i]
+	}
 	book, err := logbook.New(t.TempDir(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = book.Close() })

@@ -22,6 +22,8 @@ type groupActor struct {
 	ending *endGroup
 	live   int
 	coord  *actor.PID
+	// stillOn lists the boards that could not be verified off.
+	stillOn []string
 }
 
 type nodeState struct {
@@ -70,7 +72,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 	case *nodePhase:
 		if st := g.nodes[m.node]; st != nil && !st.done {
 			st.action = m.action
-			g.emit(st, m.action, "")
+			g.emit(ctx, st, m.action, "")
 		}
 	case *nodeDone:
 		g.nodeDone(ctx, m)
@@ -84,6 +86,25 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.terminated(ctx, m.pid)
 	case *nodeCrashed:
 		g.crashed(ctx, m)
+	case *boardStillOn:
+		g.boardStillOn(m)
+	}
+}
+
+// boardStillOn makes the node of a board that could not be verified off
+// incomplete, an infrastructure error naming the board: the job must not
+// pass with a board left live.
+func (g *groupActor) boardStillOn(m *boardStillOn) {
+	g.stillOn = append(g.stillOn, m.board)
+	g.cfg.Logger.Error("board still on after release", "board", m.board, "node", m.node, "err", m.err)
+	st := g.nodes[m.node]
+	if st == nil {
+		return
+	}
+	if st.status == report.StatusComplete || st.err == "" {
+		st.status, st.class, st.err = report.StatusIncomplete, report.Infrastructure, m.err.Error()
+	} else {
+		st.err += "; " + m.err.Error()
 	}
 }
 
@@ -98,6 +119,15 @@ func (g *groupActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, c
 }
 
 func (g *groupActor) crashed(ctx actor.Context, m *nodeCrashed) {
+	if g.coord != nil && m.pid.Id == g.coord.Id {
+		// Without its coordinator no MultiNode call can be answered:
+		// end every node now rather than let calls wait out their timeouts.
+		g.cfg.Logger.Error("MultiNode coordinator crashed", "job", g.cfg.Job.Name, "reason", m.reason)
+		g.coord = nil
+		g.end(ctx, &endGroup{status: report.StatusIncomplete, class: report.Infrastructure, nodeClass: report.JobError,
+			reason: "MultiNode coordinator crashed: " + m.reason})
+		return
+	}
 	name, ok := g.byPID[m.pid.Id]
 	if !ok {
 		return
@@ -113,6 +143,8 @@ func (g *groupActor) crashed(ctx actor.Context, m *nodeCrashed) {
 			status: report.StatusIncomplete,
 			reason: fmt.Sprintf("essential node %s failed: %s", name, st.err),
 			class:  st.class,
+			// The others are stopped, not to blame.
+			nodeClass: report.JobError,
 		})
 	}
 }
@@ -129,6 +161,8 @@ func (g *groupActor) nodeDone(ctx actor.Context, m *nodeDone) {
 			status: report.StatusIncomplete,
 			reason: fmt.Sprintf("essential node %s failed: %s", st.node.Name, st.err),
 			class:  st.class,
+			// The others are stopped, not to blame.
+			nodeClass: report.JobError,
 		})
 	}
 }
@@ -146,8 +180,14 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 		}
 		where = append(where, fmt.Sprintf("%s in %s", name, st.action))
 		class := m.class
-		if class == "" {
-			class = st.actionClass()
+		switch {
+		case m.nodeClass != "":
+			class = m.nodeClass
+		case class == "": // the job's own timeout: a test's or the job's fault
+			class = report.JobError
+			if strings.HasPrefix(st.action, "test ") {
+				class = report.TestFailure
+			}
 		}
 		g.settle(ctx, st, m.status, class, fmt.Sprintf("%s (during %s)", m.reason, st.action))
 	}
@@ -157,7 +197,7 @@ func (g *groupActor) end(ctx actor.Context, m *endGroup) {
 	}
 	g.ending = &endGroup{status: m.status, reason: reason, class: m.class}
 	for _, pid := range ctx.Children() {
-		if pid != g.coord {
+		if g.coord == nil || pid.Id != g.coord.Id {
 			ctx.Stop(pid)
 		}
 	}
@@ -196,13 +236,22 @@ func (g *groupActor) report() *groupDone {
 	}
 	if g.ending != nil {
 		d.status, d.reason, d.class = g.ending.status, g.ending.reason, g.ending.class
-		if d.class == "" { // a timeout: the board's fault if any node was still deploying or booting
+		if d.class == "" { // the job's timeout: a job error if it hit any node outside its tests
 			d.class = report.TestFailure
 			for _, name := range g.order {
-				if g.nodes[name].class == report.Infrastructure {
-					d.class = report.Infrastructure
+				if g.nodes[name].class == report.JobError {
+					d.class = report.JobError
 				}
 			}
+		}
+	}
+	if len(g.stillOn) > 0 {
+		d.stillOn = g.stillOn
+		msg := fmt.Sprintf("board %s still on after release (power off not verified)", strings.Join(g.stillOn, ", "))
+		if d.status == report.StatusComplete {
+			d.status, d.class, d.reason = report.StatusIncomplete, report.Infrastructure, msg
+		} else {
+			d.reason += "; " + msg
 		}
 	}
 	sort.SliceStable(d.tests, func(i, j int) bool { return d.tests[i].Node < d.tests[j].Node })
@@ -223,18 +272,20 @@ func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, class, err
 	if g.coord != nil {
 		ctx.Send(g.coord, &nodeEnded{node: st.node.Name, reason: reason})
 	}
-	g.emit(st, status, err)
+	g.emit(ctx, st, status, err)
 }
 
-// actionClass is whose fault it is when the node is stopped in its action.
-func (st *nodeState) actionClass() string {
-	if strings.HasPrefix(st.action, "test ") {
-		return report.TestFailure
-	}
-	return report.Infrastructure
-}
-
-func (g *groupActor) emit(st *nodeState, phase, detail string) {
+// emit reports a phase change. An Events callback that panics ends the job
+// (incomplete, a job error naming the panic) and is not called again.
+func (g *groupActor) emit(ctx actor.Context, st *nodeState, phase, detail string) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.cfg.Events = func(Event) {}
+			g.cfg.Logger.Error("events callback panicked", "job", g.cfg.Job.Name, "reason", fmt.Sprint(r))
+			ctx.Send(ctx.Self(), &endGroup{status: report.StatusIncomplete, class: report.JobError,
+				reason: fmt.Sprintf("Events callback panicked: %v", r)})
+		}
+	}()
 	g.cfg.Events(Event{
 		Time: g.cfg.Clock.Now(), Job: g.cfg.Job.Name, Node: st.node.Name, Board: g.cfg.Boards[st.node.Name].Name,
 		Phase: phase, Detail: detail,

@@ -60,57 +60,17 @@ type Config struct {
 	Events func(Event)
 }
 
-// Run is a job in progress.
-type Run struct {
-	system *actor.ActorSystem
-	pid    *actor.PID
-	done   chan *report.Results
-}
-
-// Start spawns the actor tree of cfg.Job in system and starts running it.
-func Start(system *actor.ActorSystem, cfg Config) (*Run, error) {
-	if cfg.Clock == nil {
-		cfg.Clock = RealClock{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Events == nil {
-		cfg.Events = func(Event) {}
-	}
-	for _, n := range cfg.Job.Nodes() {
-		if _, ok := cfg.Boards[n.Name]; !ok {
-			return nil, fmt.Errorf("start job %s: no board for node %s", cfg.Job.Name, n.Name)
-		}
-	}
-	r := &Run{system: system, done: make(chan *report.Results, 1)}
-	props := actor.PropsFromProducer(func() actor.Actor {
-		return &jobActor{cfg: cfg, report: func(res *report.Results) { r.done <- res }}
-	})
-	pid, err := system.Root.SpawnNamed(props, "job-"+cfg.Job.Name+"-"+fmt.Sprint(time.Now().UnixNano()))
-	if err != nil {
-		return nil, fmt.Errorf("start job %s: %w", cfg.Job.Name, err)
-	}
-	r.pid = pid
-	return r, nil
-}
-
-// Cancel ends the job as canceled; boards are powered off and released.
-func (r *Run) Cancel(reason string) {
-	r.system.Root.Send(r.pid, &cancelJob{reason: reason})
-}
-
-// Done delivers the results once every board of the job is off.
-func (r *Run) Done() <-chan *report.Results { return r.done }
-
 // jobActor owns one job: its timeout, its group and its results.
 type jobActor struct {
-	cfg     Config
-	report  func(*report.Results) // called once, from the actor; must not block
+	cfg Config
+	// report is called once, from the actor, with the results and the
+	// boards that could not be verified off; it must not block.
+	report  func(res *report.Results, stillOn []string)
 	group   *actor.PID
 	started time.Time
 	stop    func() bool
 	ending  bool
+	crashed string // why the group actor panicked
 }
 
 func (a *jobActor) Receive(ctx actor.Context) {
@@ -125,17 +85,41 @@ func (a *jobActor) Receive(ctx actor.Context) {
 			a.stop = a.cfg.Clock.AfterFunc(t, func() { root.Send(self, &jobTimeout{}) })
 		}
 	case *jobTimeout:
+		// The job's own timeout: never the boards' fault (the group
+		// classes each node by the action it was in).
 		a.end(ctx, report.StatusIncomplete, "", fmt.Sprintf("job timed out after %s", a.cfg.Job.Timeout))
 	case *cancelJob:
 		a.end(ctx, report.StatusCanceled, report.JobError, m.reason)
 	case *groupDone:
 		a.finish(ctx, m)
+	case *actor.Terminated:
+		// System messages overtake user messages: look at the group's
+		// end after what it sent before (its groupDone).
+		ctx.Send(ctx.Self(), &groupGone{})
+	case *groupGone:
+		if a.crashed != "" {
+			a.finish(ctx, &groupDone{status: report.StatusIncomplete, class: report.JobError,
+				reason: "group actor crashed: " + a.crashed})
+		}
 	case *actor.Stopping:
 		if a.stop != nil {
 			a.stop()
 		}
 	}
 }
+
+// HandleFailure supervises the group actor stop-and-report: a group that
+// panics is stopped (its nodes' boards powered off) and the job ends
+// incomplete with the panic as its error, never re-run.
+func (a *jobActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
+	if a.crashed == "" {
+		a.crashed = fmt.Sprint(reason)
+	}
+	sup.StopChildren(child)
+}
+
+// groupGone is the job's own note that its group actor has terminated.
+type groupGone struct{}
 
 func (a *jobActor) end(ctx actor.Context, status, class, reason string) {
 	if a.ending {
@@ -146,6 +130,9 @@ func (a *jobActor) end(ctx actor.Context, status, class, reason string) {
 }
 
 func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
+	if a.report == nil {
+		return
+	}
 	if a.stop != nil {
 		a.stop()
 	}
@@ -160,6 +147,7 @@ func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
 		Nodes: g.nodes,
 		Tests: g.tests,
 	}
-	a.report(r)
+	a.report(r, g.stillOn)
+	a.report = nil
 	ctx.Stop(ctx.Self())
 }

@@ -1,16 +1,19 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/labstate"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/scheduler"
@@ -33,6 +36,15 @@ type LabConfig struct {
 	// HealthChanged is told every change of a board's health. Called from
 	// the lab actor; must not block. Nil: none.
 	HealthChanged func(board, health string)
+	// ReservationChanged is told every new or ended (owner "")
+	// reservation of a board. Called from the lab actor; must not block.
+	// Nil: none.
+	ReservationChanged func(board, owner string, until time.Time)
+	// Fatal is told when the lab actor itself crashes, after its jobs are
+	// stopped and their boards powered off. The lab is not restarted: its
+	// queue is gone, so the process must not go on as if nothing happened.
+	// Nil: log the error and exit the process with status 2.
+	Fatal func(error)
 }
 
 // Submission is a job handed to the lab.
@@ -60,12 +72,15 @@ type Submission struct {
 // Lab is the scheduler of one lab: it queues jobs, starts each when all its
 // boards can be reserved at once, retries jobs ended by infrastructure
 // errors on other boards, and takes boards that keep failing out of service.
+// Its decisions are labstate's; the lab actor carries them out.
 type Lab struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
 }
 
-// StartLab spawns the lab actor in system.
+// StartLab spawns the lab actor in system. The lab actor is supervised
+// stop-and-report: if it panics, its jobs are stopped (boards off) and
+// cfg.Fatal is told; it is never restarted with a wiped queue.
 func StartLab(system *actor.ActorSystem, cfg LabConfig) *Lab {
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock{}
@@ -79,8 +94,29 @@ func StartLab(system *actor.ActorSystem, cfg LabConfig) *Lab {
 	if cfg.BadAfter <= 0 {
 		cfg.BadAfter = 3
 	}
-	pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newLabActor(cfg) }))
+	if cfg.Fatal == nil {
+		logger := cfg.Logger
+		cfg.Fatal = func(err error) {
+			logger.Error("lab scheduler crashed", "err", err)
+			fmt.Fprintf(os.Stderr, "troupe: %v\n", err)
+			os.Exit(2)
+		}
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return newLabActor(cfg) },
+		actor.WithGuardian(&labGuardian{fatal: cfg.Fatal}))
+	pid := system.Root.Spawn(props)
 	return &Lab{system: system, pid: pid}
+}
+
+// labGuardian supervises the lab actor: stop, then report.
+type labGuardian struct{ fatal func(error) }
+
+func (g *labGuardian) HandleFailure(system *actor.ActorSystem, _ actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, msg interface{}) {
+	err := fmt.Errorf("lab scheduler crashed handling %T: %v", msg, reason)
+	go func() {
+		_ = system.Root.StopFuture(child).Wait()
+		g.fatal(err)
+	}()
 }
 
 // Submit queues a job and returns its ID (for Cancel): s.ID, or one made
@@ -96,8 +132,51 @@ func (l *Lab) Submit(s Submission) string {
 
 // SetHealth sets a board's health by hand (an administrator taking it into
 // or out of service). A board set good starts with a clean failure count.
+// Queued jobs that can no longer run end at once, with the reason.
 func (l *Lab) SetHealth(board string, h scheduler.Health) {
 	l.system.Root.Send(l.pid, &setHealth{board: board, health: h})
+}
+
+// askTimeout bounds a request to the lab actor.
+const askTimeout = 10 * time.Second
+
+// Reserve holds a board for manual work by owner until until: no job or
+// health check starts on it before then (a job running on it finishes).
+// Queued jobs that need it wait, and say who holds it. It fails for an
+// unknown board, an empty owner, a time not in the future, or a board
+// reserved by someone else.
+func (l *Lab) Reserve(board, owner string, until time.Time) error {
+	return l.ask(&reserveBoard{board: board, owner: owner, until: until})
+}
+
+// Release ends a board's reservation (whoever holds it).
+func (l *Lab) Release(board string) error {
+	return l.ask(&releaseBoard{board: board})
+}
+
+func (l *Lab) ask(msg interface{}) error {
+	res, err := l.system.Root.RequestFuture(l.pid, msg, askTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if e, ok := res.(error); ok {
+		return e
+	}
+	return nil
+}
+
+// BoardStatus is one board of the lab now: health, reservation (ReservedBy
+// "" when none), consecutive infrastructure errors and the job on it.
+type BoardStatus = labstate.BoardStatus
+
+// Boards reports the state of every board, in lab order.
+func (l *Lab) Boards() ([]BoardStatus, error) {
+	res, err := l.system.Root.RequestFuture(l.pid, &boardsQuery{}, askTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lab boards: %w", err)
+	}
+	bs, _ := res.([]BoardStatus)
+	return bs, nil
 }
 
 // Stop ends the lab: running jobs and health checks are stopped and their
@@ -126,96 +205,104 @@ type setHealth struct {
 	health scheduler.Health
 }
 
+type reserveBoard struct {
+	board, owner string
+	until        time.Time
+}
+
+type releaseBoard struct{ board string }
+
+type boardsQuery struct{}
+
 // attemptDone is a job actor's final report to the lab.
 type attemptDone struct {
-	id  string
-	res *report.Results
+	id      string
+	res     *report.Results
+	stillOn []string // boards that could not be verified off
 }
 
-// labTick re-plans once a second while jobs wait.
+// jobGone is the lab's own note that a job actor terminated, queued behind
+// what it sent before (its attemptDone).
+type jobGone struct{ pid *actor.PID }
+
+// labTick is the timer the state machine asked for.
 type labTick struct{}
 
-type queued struct {
-	id       string
-	sub      Submission
-	job      scheduler.Job
-	attempts []report.Attempt
+// labRun is a job or health check the lab actor runs.
+type labRun struct {
+	pid   *actor.PID
+	check string // the board, when this is a health check
+	out   string // results directory of a health check
+	book  *logbook.Book
+	// reported is set once its attemptDone is in: its actor's end is
+	// then expected.
+	reported bool
 }
 
-type running struct {
-	q      *queued
-	pid    *actor.PID
-	boards map[string]string // node → board
-	since  time.Time
-	check  string // the board, when this is a health check
-	out    string // results directory of a health check
-	book   *logbook.Book
-}
-
+// labActor carries out the decisions of the lab's state machine: it spawns
+// job actors, calls the submitters' callbacks, writes health-check results
+// and arms the timer.
 type labActor struct {
-	cfg      LabConfig
-	boards   []scheduler.Board
-	byName   map[string]lab.Board
-	failures map[string]int // board → consecutive infrastructure errors
-	queue    []*queued
-	running  map[string]*running
-	ticking  bool
-	stop     func() bool
-
-	checks    map[string]lab.HealthCheck // by device type
-	jobsOn    map[string]int             // board → jobs since its last health check
-	lastCheck map[string]time.Time
-	checkSeq  int
+	cfg     LabConfig
+	m       *labstate.Machine
+	byName  map[string]lab.Board
+	checks  map[string]lab.HealthCheck // by device type
+	subs    map[string]*Submission     // queued and running jobs, by ID
+	runs    map[string]*labRun         // by job ID
+	byPID   map[string]string          // job actor PID id → job ID
+	crashed map[string]string          // job actor PID id → why it panicked
+	stop    func() bool
+	refused error // of the last reserve or release
 }
 
 func newLabActor(cfg LabConfig) *labActor {
-	a := &labActor{cfg: cfg, byName: map[string]lab.Board{}, failures: map[string]int{}, running: map[string]*running{},
-		checks: map[string]lab.HealthCheck{}, jobsOn: map[string]int{}, lastCheck: map[string]time.Time{}}
+	a := &labActor{cfg: cfg, byName: map[string]lab.Board{}, checks: map[string]lab.HealthCheck{},
+		subs: map[string]*Submission{}, runs: map[string]*labRun{}, byPID: map[string]string{}, crashed: map[string]string{}}
+	mc := labstate.Config{Checks: map[string]labstate.Check{}, Retries: cfg.Retries, BadAfter: cfg.BadAfter}
 	for _, hc := range cfg.Lab.HealthChecks {
 		a.checks[hc.DeviceType] = hc
+		mc.Checks[hc.DeviceType] = labstate.Check{Every: hc.Every, Interval: hc.Interval, Timeout: hc.Job.Timeout}
 	}
 	for _, b := range cfg.Lab.Boards {
 		a.byName[b.Name] = b
-		h := scheduler.Good
-		if _, ok := a.checks[b.DeviceType]; ok {
-			h = scheduler.Unknown // checked before its first job
-		}
-		if b.Health != "" {
-			h = scheduler.Health(b.Health)
-		}
-		a.boards = append(a.boards, scheduler.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: h})
+		mc.Boards = append(mc.Boards, scheduler.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: scheduler.Health(b.Health)})
 	}
+	a.m = labstate.New(mc)
 	return a
 }
 
 func (a *labActor) Receive(ctx actor.Context) {
+	now := a.cfg.Clock.Now()
 	switch m := ctx.Message().(type) {
 	case *submitJob:
-		q := &queued{id: m.id, sub: m.sub, job: schedJob(m.id, m.sub.Job, a.cfg.Clock.Now()), attempts: m.sub.Attempts}
-		if err := a.unusable(q); err != nil {
-			q.sub.Done(&report.Results{Job: report.Job{
-				Name: q.sub.Job.Name, Status: report.StatusIncomplete, Class: report.JobError,
-				Error: fmt.Sprintf("no boards in service for it: %v", err),
-			}})
-			return
-		}
-		a.queue = append(a.queue, q)
-		a.plan(ctx)
+		sub := m.sub
+		a.subs[m.id] = &sub
+		a.step(ctx, labstate.Submit{Now: now, Job: lab.SchedulerJob(m.id, sub.Job, now), Attempts: sub.Attempts})
 	case *cancelQueued:
-		a.cancel(ctx, m)
-	case *attemptDone:
-		a.attemptDone(ctx, m)
+		a.step(ctx, labstate.Cancel{Now: now, ID: m.id, Reason: m.reason})
 	case *setHealth:
-		if m.health == scheduler.Good {
-			a.failures[m.board] = 0
-			a.jobsOn[m.board] = 0
-			a.lastCheck[m.board] = a.cfg.Clock.Now()
+		a.step(ctx, labstate.SetHealth{Now: now, Board: m.board, Health: m.health})
+	case *reserveBoard:
+		a.refused = nil
+		a.step(ctx, labstate.Reserve{Now: now, Board: m.board, Owner: m.owner, Until: m.until})
+		ctx.Respond(a.refused)
+	case *releaseBoard:
+		a.refused = nil
+		a.step(ctx, labstate.Release{Now: now, Board: m.board})
+		ctx.Respond(a.refused)
+	case *boardsQuery:
+		ctx.Respond(a.m.Boards(now))
+	case *attemptDone:
+		if r := a.runs[m.id]; r != nil {
+			r.reported = true
 		}
-		a.setHealth(m.board, m.health)
-		a.plan(ctx)
+		a.step(ctx, labstate.AttemptDone{Now: now, ID: m.id, Results: m.res, StillOn: m.stillOn})
+	case *actor.Terminated:
+		ctx.Send(ctx.Self(), &jobGone{pid: m.Who})
+	case *jobGone:
+		a.jobGone(ctx, m.pid, now)
 	case *labTick:
-		a.ticking = false
-		a.plan(ctx)
+		a.step(ctx, labstate.Tick{Now: now})
 	case *actor.Stopping:
 		if a.stop != nil {
 			a.stop()
@@ -223,75 +310,124 @@ func (a *labActor) Receive(ctx actor.Context) {
 	}
 }
 
-func schedJob(id string, j *jobs.Job, now time.Time) scheduler.Job {
-	sj := scheduler.Job{ID: id, Name: j.Name, Priority: j.Priority, Submitted: now, Timeout: j.Timeout}
-	for _, r := range j.Roles {
-		sj.Roles = append(sj.Roles, scheduler.Role{Name: r.Name, DeviceType: r.DeviceType, Count: r.Count, Tags: r.Tags})
-	}
-	return sj
+// HandleFailure supervises the job actors stop-and-report: a job actor
+// that panics is stopped (its boards powered off) and its job ends
+// incomplete with the panic as its error; it is never restarted.
+func (a *labActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
+	a.crashed[child.Id] = fmt.Sprint(reason)
+	sup.StopChildren(child)
 }
 
-// plan asks the scheduler what to do now and does it.
-func (a *labActor) plan(ctx actor.Context) {
-	now := a.cfg.Clock.Now()
-	a.dueChecks(now)
-	st := scheduler.State{Now: now, Boards: a.boards, Checked: map[string]bool{}}
-	for t := range a.checks {
-		st.Checked[t] = true
-	}
-	for _, q := range a.queue {
-		st.Queue = append(st.Queue, q.job)
-	}
-	for id, r := range a.running {
-		var bs []string
-		for _, b := range r.boards {
-			bs = append(bs, b)
-		}
-		st.Running = append(st.Running, scheduler.Running{JobID: id, Boards: bs, Started: r.since, Timeout: r.q.sub.Job.Timeout})
-	}
-	d := scheduler.Plan(st)
-	for _, s := range d.Start {
-		a.start(ctx, s, now)
-	}
-	for _, b := range d.HealthChecks {
-		a.startCheck(ctx, b, now)
-	}
-	for _, q := range a.queue {
-		if e, ok := d.Explain[q.id]; ok && q.sub.Waiting != nil {
-			q.sub.Waiting(e)
-		}
-	}
-	if len(a.queue) > 0 && !a.ticking {
-		a.ticking = true
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		a.stop = a.cfg.Clock.AfterFunc(time.Second, func() { root.Send(self, &labTick{}) })
-	}
-}
-
-func (a *labActor) start(ctx actor.Context, s scheduler.Start, now time.Time) {
-	var q *queued
-	for i, x := range a.queue {
-		if x.id == s.JobID {
-			q = x
-			a.queue = append(a.queue[:i], a.queue[i+1:]...)
-			break
-		}
-	}
-	if q == nil {
+// jobGone ends the job of a job actor that stopped without reporting.
+func (a *labActor) jobGone(ctx actor.Context, pid *actor.PID, now time.Time) {
+	id, ok := a.byPID[pid.Id]
+	if !ok {
 		return
 	}
-	a.running[q.id] = a.spawn(ctx, q, s.Boards, now)
-	if q.sub.Started != nil {
-		q.sub.Started(s.Boards)
+	delete(a.byPID, pid.Id)
+	why := a.crashed[pid.Id]
+	delete(a.crashed, pid.Id)
+	if r := a.runs[id]; r == nil || r.pid.Id != pid.Id || r.reported {
+		return
+	}
+	if why == "" {
+		why = "stopped without reporting"
+	}
+	a.cfg.Logger.Error("job actor crashed", "job", id, "reason", why)
+	res := &report.Results{Job: report.Job{Name: id, Status: report.StatusIncomplete, Class: report.JobError,
+		Error: fmt.Sprintf("job actor crashed: %s", why)}}
+	if sub := a.subs[id]; sub != nil {
+		res.Job.Name = sub.Job.Name
+	}
+	a.step(ctx, labstate.AttemptDone{Now: now, ID: id, Results: res})
+}
+
+// step feeds an event to the state machine and carries out its effects.
+func (a *labActor) step(ctx actor.Context, ev labstate.Event) {
+	for _, e := range a.m.Step(ev) {
+		a.apply(ctx, e)
 	}
 }
 
-// spawn starts a job actor for q on the given boards (node → board).
-func (a *labActor) spawn(ctx actor.Context, q *queued, boards map[string]string, now time.Time) *running {
+func (a *labActor) apply(ctx actor.Context, e labstate.Effect) {
+	switch e := e.(type) {
+	case labstate.StartJob:
+		a.startJob(ctx, e)
+	case labstate.StartCheck:
+		a.startCheck(ctx, e)
+	case labstate.StopJob:
+		if r := a.runs[e.ID]; r != nil {
+			ctx.Send(r.pid, &cancelJob{reason: e.Reason})
+		}
+	case labstate.Done:
+		delete(a.runs, e.ID)
+		sub := a.subs[e.ID]
+		delete(a.subs, e.ID)
+		if sub != nil {
+			a.call(ctx, e.ID, "Done", func() { sub.Done(e.Results) })
+		}
+	case labstate.CheckDone:
+		a.checkDone(e)
+	case labstate.Waiting:
+		if sub := a.subs[e.ID]; sub != nil && sub.Waiting != nil {
+			a.call(ctx, e.ID, "Waiting", func() { sub.Waiting(e.Explain) })
+		}
+	case labstate.HealthChanged:
+		a.cfg.Logger.Info("board health", "board", e.Board, "health", e.Health, "reason", e.Reason)
+		if e.Health == scheduler.Bad {
+			a.cfg.Logger.Warn("board taken out of service", "board", e.Board, "reason", e.Reason)
+		}
+		if a.cfg.HealthChanged != nil {
+			a.call(ctx, "", "HealthChanged", func() { a.cfg.HealthChanged(e.Board, string(e.Health)) })
+		}
+	case labstate.ReservationChanged:
+		a.cfg.Logger.Info("board reservation", "board", e.Board, "owner", e.Owner, "until", e.Until)
+		if a.cfg.ReservationChanged != nil {
+			a.call(ctx, "", "ReservationChanged", func() { a.cfg.ReservationChanged(e.Board, e.Owner, e.Until) })
+		}
+	case labstate.Refused:
+		a.refused = e.Err
+	case labstate.WantTick:
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.stop = a.cfg.Clock.AfterFunc(e.After, func() { root.Send(self, &labTick{}) })
+	}
+}
+
+// call runs a submitter's callback. One that panics ends its job (if it is
+// still queued or running) with the panic as the reason; the lab goes on.
+func (a *labActor) call(ctx actor.Context, id, what string, f func()) {
+	reason := func() (reason string) {
+		defer func() {
+			if r := recover(); r != nil {
+				reason = fmt.Sprintf("%s callback panicked: %v", what, r)
+			}
+		}()
+		f()
+		return ""
+	}()
+	if reason == "" {
+		return
+	}
+	a.cfg.Logger.Error("callback panicked", "job", id, "callback", what, "reason", reason)
+	if _, ok := a.subs[id]; ok && what != "Done" {
+		a.step(ctx, labstate.Cancel{Now: a.cfg.Clock.Now(), ID: id, Reason: reason})
+	}
+}
+
+func (a *labActor) startJob(ctx actor.Context, s labstate.StartJob) {
+	sub := a.subs[s.ID]
+	a.spawn(ctx, s.ID, sub, s.Boards)
+	if sub.Started != nil {
+		a.call(ctx, s.ID, "Started", func() { sub.Started(s.Boards) })
+	}
+}
+
+// spawn starts a job actor for sub on the given boards (node → board).
+func (a *labActor) spawn(ctx actor.Context, id string, sub *Submission, boards map[string]string) *labRun {
 	cfg := Config{
-		Job: q.sub.Job, Boards: map[string]lab.Board{}, Addresses: map[string]string{},
-		Open: a.cfg.Open, Book: q.sub.Book, Clock: a.cfg.Clock, Logger: a.cfg.Logger,
-		Events: q.sub.Events,
+		Job: sub.Job, Boards: map[string]lab.Board{}, Addresses: map[string]string{},
+		Open: a.cfg.Open, Book: sub.Book, Clock: a.cfg.Clock, Logger: a.cfg.Logger,
+		Events: sub.Events,
 	}
 	for node, b := range boards {
 		cfg.Boards[node] = a.byName[b]
@@ -300,180 +436,46 @@ func (a *labActor) spawn(ctx actor.Context, q *queued, boards map[string]string,
 	if cfg.Events == nil {
 		cfg.Events = func(Event) {}
 	}
-	self, root, id := ctx.Self(), ctx.ActorSystem().Root, q.id
+	self, root := ctx.Self(), ctx.ActorSystem().Root
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &jobActor{cfg: cfg, report: func(r *report.Results) { root.Send(self, &attemptDone{id: id, res: r}) }}
+		return &jobActor{cfg: cfg, report: func(r *report.Results, stillOn []string) {
+			root.Send(self, &attemptDone{id: id, res: r, stillOn: stillOn})
+		}}
 	}))
-	return &running{q: q, pid: pid, boards: boards, since: now}
-}
-
-// dueChecks marks for a new health check the boards whose check is due
-// again: after every N jobs, or when it is older than the interval.
-func (a *labActor) dueChecks(now time.Time) {
-	for _, b := range a.boards {
-		hc, ok := a.checks[b.DeviceType]
-		if !ok || b.Health != scheduler.Good {
-			continue
-		}
-		if (hc.Every > 0 && a.jobsOn[b.Name] >= hc.Every) ||
-			(hc.Interval > 0 && now.Sub(a.lastCheck[b.Name]) >= hc.Interval) {
-			a.setHealth(b.Name, scheduler.Unknown)
-		}
-	}
+	r := &labRun{pid: pid}
+	a.runs[id] = r
+	a.byPID[pid.Id] = id
+	return r
 }
 
 // startCheck runs the lab's health-check job of the board's type on it.
-func (a *labActor) startCheck(ctx actor.Context, board string, now time.Time) {
-	hc := a.checks[a.byName[board].DeviceType]
-	a.checkSeq++
-	out := filepath.Join(a.cfg.HealthOut, fmt.Sprintf("%s-%d", board, a.checkSeq))
+func (a *labActor) startCheck(ctx actor.Context, s labstate.StartCheck) {
+	hc := a.checks[a.byName[s.Board].DeviceType]
+	out := filepath.Join(a.cfg.HealthOut, strings.TrimPrefix(s.ID, "health-check-"))
 	book, err := logbook.New(out, nil)
 	if err != nil {
-		a.cfg.Logger.Error("health check", "board", board, "err", err)
-		a.setHealth(board, scheduler.Bad)
+		a.cfg.Logger.Error("health check", "board", s.Board, "err", err)
+		a.step(ctx, labstate.CheckNotStarted{Now: a.cfg.Clock.Now(), ID: s.ID, Err: err.Error()})
 		return
 	}
-	q := &queued{id: fmt.Sprintf("health-check-%s-%d", board, a.checkSeq), sub: Submission{Job: hc.Job, Book: book, Events: a.cfg.Events}}
+	sub := &Submission{Job: hc.Job, Book: book, Events: a.cfg.Events}
 	nodes := hc.Job.Nodes()
-	r := a.spawn(ctx, q, map[string]string{nodes[0].Name: board}, now)
-	r.check, r.out, r.book = board, out, book
-	a.running[q.id] = r
+	r := a.spawn(ctx, s.ID, sub, map[string]string{nodes[0].Name: s.Board})
+	r.check, r.out, r.book = s.Board, out, book
 }
 
-// checkDone takes a board into service if its health check passed, out of
-// service if not.
-func (a *labActor) checkDone(r *running, res *report.Results) {
-	if err := report.Write(r.out, res); err != nil {
-		a.cfg.Logger.Error("health check results", "board", r.check, "err", err)
-	}
-	_ = r.book.Close()
-	h := scheduler.Good
-	if res.ExitCode() != 0 {
-		h = scheduler.Bad
-		a.cfg.Logger.Warn("board failed its health check: taken out of service", "board", r.check, "error", res.Job.Error, "results", r.out)
-	}
-	a.setHealth(r.check, h)
-	a.lastCheck[r.check] = a.cfg.Clock.Now()
-	a.jobsOn[r.check] = 0
-	if h == scheduler.Good {
-		a.failures[r.check] = 0
-	}
-}
-
-func (a *labActor) cancel(ctx actor.Context, m *cancelQueued) {
-	if r, ok := a.running[m.id]; ok {
-		ctx.Send(r.pid, &cancelJob{reason: m.reason})
+// checkDone keeps a health check's results; the machine has decided the
+// board's health.
+func (a *labActor) checkDone(e labstate.CheckDone) {
+	r := a.runs[e.ID]
+	delete(a.runs, e.ID)
+	if r == nil {
 		return
 	}
-	for i, q := range a.queue {
-		if q.id == m.id {
-			a.queue = append(a.queue[:i], a.queue[i+1:]...)
-			q.sub.Done(&report.Results{Job: report.Job{
-				Name: q.sub.Job.Name, Status: report.StatusCanceled, Class: report.JobError,
-				Error: m.reason + " (while queued)", Attempts: q.attempts,
-			}})
-			a.plan(ctx)
-			return
-		}
+	if err := errors.Join(report.Write(r.out, e.Results), r.book.Close()); err != nil {
+		a.cfg.Logger.Error("health check results", "board", e.Board, "err", err)
 	}
-}
-
-// attemptDone frees the job's boards, keeps the boards' health, and
-// either retries the job on other boards or delivers its results.
-func (a *labActor) attemptDone(ctx actor.Context, m *attemptDone) {
-	r, ok := a.running[m.id]
-	if !ok {
-		return
-	}
-	delete(a.running, m.id)
-	res := m.res
-	if r.check != "" {
-		a.checkDone(r, res)
-		a.dropHopeless()
-		a.plan(ctx)
-		return
-	}
-	for _, b := range r.boards {
-		a.jobsOn[b]++
-	}
-	var failed []string
-	for _, n := range res.Nodes {
-		switch {
-		case n.Class == report.Infrastructure:
-			failed = append(failed, n.Board)
-			a.failures[n.Board]++
-			if a.failures[n.Board] >= a.cfg.BadAfter {
-				a.setHealth(n.Board, scheduler.Bad)
-				a.cfg.Logger.Warn("board taken out of service", "board", n.Board, "consecutive_infrastructure_errors", a.failures[n.Board])
-			}
-		case n.Status == report.StatusComplete:
-			a.failures[n.Board] = 0
-		}
-	}
-	q := r.q
-	if res.Job.Class == report.Infrastructure && len(q.attempts) < a.cfg.Retries {
-		var boards []string
-		for _, n := range res.Nodes {
-			boards = append(boards, n.Board)
-		}
-		retry := *q // a copy: q may be referenced by the explanation callbacks
-		retry.attempts = append(slices.Clone(q.attempts), report.Attempt{Boards: boards, Error: res.Job.Error})
-		retry.job.Avoid = append(slices.Clone(q.job.Avoid), failed...)
-		if err := a.unusable(&retry); err == nil {
-			a.queue = append(a.queue, &retry)
-			a.plan(ctx)
-			return
-		}
-		a.cfg.Logger.Info("no retry: no other boards", "job", q.id)
-	}
-	res.Job.Attempts = q.attempts
-	q.sub.Done(res)
-	a.dropHopeless()
-	a.plan(ctx)
-}
-
-// dropHopeless ends the queued jobs that boards taken out of service have
-// left without enough boards, instead of letting them wait forever.
-func (a *labActor) dropHopeless() {
-	keep := a.queue[:0]
-	for _, q := range a.queue {
-		err := a.unusable(q)
-		if err == nil {
-			keep = append(keep, q)
-			continue
-		}
-		q.sub.Done(&report.Results{Job: report.Job{
-			Name: q.sub.Job.Name, Status: report.StatusIncomplete, Class: report.Infrastructure,
-			Error: fmt.Sprintf("no boards left in service for it: %v", err), Attempts: q.attempts,
-		}})
-	}
-	a.queue = keep
-}
-
-// unusable tells why q can never run on the boards in service that it does
-// not avoid, or nil if it can.
-func (a *labActor) unusable(q *queued) error {
-	avoid := map[string]bool{}
-	for _, b := range q.job.Avoid {
-		avoid[b] = true
-	}
-	usable := &lab.Lab{File: a.cfg.Lab.File}
-	for _, b := range a.boards {
-		// Boards in maintenance come back: jobs wait for them.
-		if !avoid[b.Name] && (b.Health == scheduler.Good || b.Health == scheduler.Unknown || b.Health == scheduler.Maintenance) {
-			usable.Boards = append(usable.Boards, a.byName[b.Name])
-		}
-	}
-	return usable.Check(q.sub.Job)
-}
-
-func (a *labActor) setHealth(board string, h scheduler.Health) {
-	for i := range a.boards {
-		if a.boards[i].Name == board && a.boards[i].Health != h {
-			a.boards[i].Health = h
-			if a.cfg.HealthChanged != nil {
-				a.cfg.HealthChanged(board, string(h))
-			}
-		}
+	if !e.Passed {
+		a.cfg.Logger.Warn("board failed its health check: taken out of service", "board", e.Board, "error", e.Results.Job.Error, "results", r.out)
 	}
 }

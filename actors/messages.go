@@ -20,7 +20,10 @@ type jobTimeout struct{}
 type endGroup struct {
 	status string // report.StatusIncomplete or report.StatusCanceled
 	reason string
-	class  string // of the error; "" means each node's by the action it was in
+	class  string // of the error; "" (the job's timeout): each node's by the action it was in
+	// nodeClass, if set, is the class of the nodes it stops (when they
+	// are not to blame, e.g. their coordinator crashed).
+	nodeClass string
 }
 
 // groupDone is the group's final report to its job, sent once every node
@@ -31,6 +34,8 @@ type groupDone struct {
 	class  string
 	nodes  []report.Node
 	tests  []report.Test
+	// stillOn lists the boards that could not be verified off.
+	stillOn []string
 }
 
 // nodePhase reports that a node started an action.

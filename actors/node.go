@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,10 +24,13 @@ type nodeActor struct {
 	coord    *actor.PID
 	current  int
 	timedOut int // index of the action that timed out and was aborted; -1: none
-	stop     func() bool
-	tests    []report.Test
-	done     bool
-	addrs    map[string]string // node → address: Config.Addresses, or its board's network's
+	// atLabLimit is set when the current action's timer is the lab's own
+	// limit (labLimit), not the job's timeout.
+	atLabLimit bool
+	stop       func() bool
+	tests      []report.Test
+	done       bool
+	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
 }
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
@@ -49,8 +53,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 		role, _ := a.cfg.Job.Role(a.node.Role)
 		mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
+		group := ctx.Parent()
 		a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-			return newBoardActor(a.cfg, a.node.Name, b, backend, mn)
+			return newBoardActor(a.cfg, a.node.Name, b, backend, mn, group)
 		}))
 		a.next(ctx, 0)
 	case *actionResult:
@@ -66,7 +71,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		}
 	case *abortGrace:
 		if m.index == a.timedOut && !a.done {
-			a.finish(ctx, report.StatusIncomplete, classOf(a.actions[m.index]), a.timeoutError(nil))
+			a.finish(ctx, report.StatusIncomplete, a.timeoutClass(), a.timeoutError(nil))
 		}
 	case *actor.Stopping:
 		a.stopTimer()
@@ -101,9 +106,14 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
 		}, Files: map[string][]byte{"group": a.groupFile()}}
 	}
-	if act.Timeout > 0 {
+	timeout := act.Timeout
+	a.atLabLimit = false
+	if l := labLimit(act.Type); l > 0 && (timeout <= 0 || l <= timeout) {
+		timeout, a.atLabLimit = l, true
+	}
+	if timeout > 0 {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
-		a.stop = a.cfg.Clock.AfterFunc(act.Timeout, func() { root.Send(self, &actionTimeout{index: i}) })
+		a.stop = a.cfg.Clock.AfterFunc(timeout, func() { root.Send(self, &actionTimeout{index: i}) })
 	}
 	ctx.Send(a.board, msg)
 }
@@ -114,13 +124,18 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 	}
 	act := a.actions[m.index]
 	if a.timedOut == m.index {
-		a.finish(ctx, report.StatusIncomplete, classOf(act), a.timeoutError(m.err))
+		a.finish(ctx, report.StatusIncomplete, a.timeoutClass(), a.timeoutError(m.err))
 		return
 	}
 	if m.err != nil {
-		// The test script's own failures are exit codes and markers; an
-		// error of the action itself is the board's or the console's.
-		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("%s: %v", describe(act), m.err))
+		// The test script's own failures are exit codes, markers and a
+		// shell it killed; any other error of the action is the board's or
+		// the console's.
+		class := report.Infrastructure
+		if act.Type == jobs.Test && errors.Is(m.err, testshell.ErrShellDied) {
+			class = report.TestFailure
+		}
+		a.finish(ctx, report.StatusIncomplete, class, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return
 	}
 	if act.Type == jobs.Test {
@@ -208,19 +223,39 @@ const abortWait = 2 * time.Second
 func (a *nodeActor) timeoutError(err error) string {
 	act := a.actions[a.current]
 	msg := fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout)
+	if a.atLabLimit {
+		msg = fmt.Sprintf("%s did not finish within the lab's limit of %s", describe(act), labLimit(act.Type))
+	}
 	if err != nil {
 		msg += ": " + err.Error()
 	}
 	return msg
 }
 
-// classOf tells whose fault it is when act does not finish in time: a
-// test that hangs is the test's; a deploy or boot that hangs is the board's.
-func classOf(act jobs.Action) string {
-	if act.Type == jobs.Test {
+// labLimit is the lab's own limit on a deploy or boot (0: none): one that
+// does not end within it is the board's fault. A shorter timeout the job
+// sets itself is the job's.
+func labLimit(t jobs.ActionType) time.Duration {
+	switch t {
+	case jobs.Deploy:
+		return jobs.DefaultDeployTimeout
+	case jobs.Boot:
+		return jobs.DefaultBootTimeout
+	}
+	return 0
+}
+
+// timeoutClass tells whose fault it is that the current action did not
+// finish in time: the board's only at the lab's own limit; a timeout the
+// job set is the job's (a test's, for a test).
+func (a *nodeActor) timeoutClass() string {
+	switch {
+	case a.atLabLimit:
+		return report.Infrastructure
+	case a.actions[a.current].Type == jobs.Test:
 		return report.TestFailure
 	}
-	return report.Infrastructure
+	return report.JobError
 }
 
 func describe(act jobs.Action) string {

@@ -140,3 +140,41 @@ func TestRegressionActionPowersBoardOnAfterRelease(t *testing.T) {
 	require.Equal(t, report.StatusCanceled, r.Job.Status)
 	checkReleased(t, f, 2)
 }
+
+// TestRegressionCoordinatorCrashIsReported: a MultiNode coordinator that
+// crashes ends the job at once, naming it, instead of leaving the nodes'
+// calls to wait out their timeout + 5 s.
+func TestRegressionCoordinatorCrashIsReported(t *testing.T) {
+	h := newHarness(t, "job.toml", `
+name = "mn"
+timeout = "1m"
+[multinode]
+timeout = "17s"
+[roles.a]
+device_type = "sim"
+[roles.b]
+device_type = "sim"
+[[action]]
+type = "boot"
+timeout = "30s"
+[[action]]
+type = "test"
+name = "meet"
+timeout = "40s"
+run = "troupe-sync meet"
+`)
+	h.openSim()
+	h.clock.onAfterFunc = func(d time.Duration) {
+		if d == 17*time.Second { // the coordinator arms the deadline of the first call
+			panic("coordinator on fire")
+		}
+	}
+	h.start()
+	r := h.wait(10 * time.Second)
+	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
+	assert.Contains(t, r.Job.Error, "MultiNode coordinator crashed: coordinator on fire")
+	for _, n := range r.Nodes {
+		assert.Equal(t, report.StatusIncomplete, n.Status, n.Name)
+		assert.NotEqual(t, report.Infrastructure, n.Class, "%s: its board is not to blame", n.Name)
+	}
+}

@@ -1,6 +1,6 @@
 // Package lab describes a lab: the boards troupe can run jobs on. It reads
 // lab files (TOML, strict, with the error style of package jobs), checks
-// whether a lab can ever run a job, and assigns boards to a job's nodes.
+// whether a lab can ever run a job (by the scheduler's feasibility rule).
 package lab
 
 import (

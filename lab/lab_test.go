@@ -1,7 +1,6 @@
 package lab_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,17 +118,18 @@ func TestForJob(t *testing.T) {
 		{Name: "sim-2", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim"},
 	}}, l)
 	require.NoError(t, l.Check(j))
-	got, err := l.Assign(j, nil)
-	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"client-0": "sim-0", "client-1": "sim-1", "server-0": "sim-2"}, names(got))
 }
 
-func names(m map[string]lab.Board) map[string]string {
-	out := map[string]string{}
-	for n, b := range m {
-		out[n] = b.Name
-	}
-	return out
+// TestCheckHealth: the lab file's health counts by the one feasibility
+// rule: bad and retired boards do not, maintenance and unknown ones do.
+func TestCheckHealth(t *testing.T) {
+	l := boards("b0:sim", "b1:sim", "b2:sim", "b3:sim")
+	l.Boards[0].Health, l.Boards[1].Health, l.Boards[2].Health = "bad", "retired", "maintenance"
+	j := job(t, "a:3:sim")
+	var ue *lab.UnsatisfiableError
+	require.ErrorAs(t, l.Check(j), &ue)
+	assert.Equal(t, []string{"role a needs 3 boards of type sim; the lab has 2"}, ue.Lines)
+	require.NoError(t, l.Check(job(t, "a:2:sim")))
 }
 
 func TestCheck(t *testing.T) {
@@ -167,80 +167,4 @@ func TestCheck(t *testing.T) {
 			assert.Contains(t, err.Error(), strings.Join(tt.want, "; "))
 		})
 	}
-}
-
-func TestAssign(t *testing.T) {
-	busy := func(names ...string) func(lab.Board) bool {
-		return func(b lab.Board) bool {
-			for _, n := range names {
-				if b.Name == n {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	tests := []struct {
-		name string
-		job  []string
-		lab  []string
-		free func(lab.Board) bool
-		want map[string]string // nil: error
-	}{
-		{"greedy would fail", []string{"a:1:sim", "b:1:sim:usb"}, []string{"usb-board:sim:usb", "plain-board:sim"}, nil,
-			map[string]string{"a-0": "plain-board", "b-0": "usb-board"}},
-		{"lab order preferred", []string{"a:2:sim"}, []string{"x:rpi4", "b2:sim", "b1:sim", "b0:sim"}, nil,
-			map[string]string{"a-0": "b2", "a-1": "b1"}},
-		{"busy boards skipped", []string{"a:2:sim"}, []string{"b0:sim", "b1:sim", "b2:sim"}, busy("b0"),
-			map[string]string{"a-0": "b1", "a-1": "b2"}},
-		{"chain of reassignments", []string{"a:1:sim", "b:1:sim:t1", "c:1:sim:t1,t2"}, []string{"b0:sim:t1,t2", "b1:sim:t1", "b2:sim"}, nil,
-			map[string]string{"a-0": "b2", "b-0": "b1", "c-0": "b0"}},
-		{"too few free", []string{"a:2:sim"}, []string{"b0:sim", "b1:sim"}, busy("b1"), nil},
-		{"joint too few free", []string{"a:1:sim", "b:1:sim"}, []string{"b0:sim", "b1:sim", "b2:sim"}, busy("b0", "b1"), nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			j := job(t, tt.job...)
-			l := boards(tt.lab...)
-			got, err := l.Assign(j, tt.free)
-			if tt.want == nil {
-				require.Error(t, err)
-				assert.Nil(t, got)
-				assert.Contains(t, err.Error(), "free")
-				require.NoError(t, l.Check(j), "the lab could run the job when all boards are free")
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tt.want, names(got))
-		})
-	}
-}
-
-func TestAssignErrorMessage(t *testing.T) {
-	j := job(t, "a:1:sim", "b:1:sim")
-	_, err := boards("b0:sim", "b1:sim").Assign(j, func(b lab.Board) bool { return b.Name == "b1" })
-	require.Error(t, err)
-	assert.Equal(t, "assign boards of lab lab.toml to job j: roles a, b together need 2 boards (a: 1 of type sim, b: 1 of type sim); the lab has 1 free that fit them", err.Error())
-	assert.False(t, errors.As(err, new(*lab.UnsatisfiableError)))
-}
-
-func TestAssignDeterministic(t *testing.T) {
-	j := job(t, "a:3:sim", "b:2:sim:usb", "c:1:sim")
-	l := boards("u0:sim:usb", "p0:sim", "u1:sim:usb", "p1:sim", "u2:sim:usb", "p2:sim", "u3:sim:usb")
-	first, err := l.Assign(j, nil)
-	require.NoError(t, err)
-	for range 20 {
-		again, err := l.Assign(j, nil)
-		require.NoError(t, err)
-		assert.Equal(t, first, again)
-	}
-	used := map[string]bool{}
-	for node, b := range first {
-		assert.False(t, used[b.Name], "board %s used twice", b.Name)
-		used[b.Name] = true
-		if strings.HasPrefix(node, "b-") {
-			assert.Equal(t, []string{"usb"}, b.Tags)
-		}
-	}
-	assert.Len(t, first, 6)
 }

@@ -87,14 +87,15 @@ func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
 		Open: func(node string, b lab.Board) (actors.Backend, error) {
 			return open(node, b, filepath.Join(work, b.Name))
 		},
-		HealthChanged: opts.HealthChanged,
-		Addresses:     loopbackAddresses(l),
-		Clock:         opts.Clock,
-		Logger:        opts.Logger,
-		Retries:       l.Retries,
-		BadAfter:      l.BadAfter,
-		HealthOut:     opts.Out,
-		Events:        opts.Events,
+		HealthChanged:      opts.HealthChanged,
+		ReservationChanged: opts.ReservationChanged,
+		Addresses:          loopbackAddresses(l),
+		Clock:              opts.Clock,
+		Logger:             opts.Logger,
+		Retries:            l.Retries,
+		BadAfter:           l.BadAfter,
+		HealthOut:          opts.Out,
+		Events:             opts.Events,
 	})
 	return &Lab{Lab: la, system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}, nil
 }

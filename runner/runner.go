@@ -39,6 +39,9 @@ type Options struct {
 	// goroutine of the job's own; a caller slower than the log misses
 	// the rest of it. Nil: none.
 	Lines func(job string, e logbook.Entry)
+	// ReservationChanged is told every new or ended (owner "")
+	// reservation of a board. Nil: none.
+	ReservationChanged func(board, owner string, until time.Time)
 }
 
 // grace is how long past the job timeout Run waits for the actors to end

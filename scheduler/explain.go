@@ -27,8 +27,8 @@ type Explanation struct {
 
 // RoleWait counts the boards of one role of a waiting job. Every board of
 // the role's device type that carries all the role's tags is counted in
-// exactly one of Unhealthy, Avoided, Busy, ReservedFor and Idle (in that
-// order of precedence). Empty maps are nil. The maps may be shared between
+// exactly one of Unhealthy, Avoided, Busy, ReservedBy, ReservedFor and
+// Idle (in that order of precedence). Empty maps are nil. The maps may be shared between
 // the RoleWaits of a Decision (computing 1000 explanations must stay cheap):
 // treat them as read-only.
 type RoleWait struct {
@@ -42,91 +42,9 @@ type RoleWait struct {
 	Unhealthy   map[Health]int      `json:"unhealthy"`
 	Avoided     int                 `json:"avoided"`      // boards the job avoids
 	Busy        map[string][]string `json:"busy"`         // job ID → its boards (running, or started by this decision)
+	ReservedBy  map[string][]string `json:"reserved_by"`  // owner → boards reserved for manual work
 	ReservedFor map[string][]string `json:"reserved_for"` // job ID → idle boards reserved for it that this job may not use
 	Idle        int                 `json:"idle"`         // usable by this job now
-}
-
-// NeverError is the error of Never: one line per problem.
-type NeverError struct {
-	JobID string
-	Lines []string
-}
-
-func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
-
-// Never reports whether j can never run on the lab of s, counting every
-// board that is not retired (whatever its health otherwise, and ignoring
-// j.Avoid): if so it returns a *NeverError whose lines mirror lab.Check, e.g.
-// "role client needs 3 boards of type rpi4 with tags [usb]; the lab has 1".
-func Never(s State, j Job) error {
-	p := newPlanner(s)
-	if lines := p.never(&j); len(lines) > 0 {
-		return &NeverError{JobID: j.ID, Lines: lines}
-	}
-	return nil
-}
-
-// never returns why j can never run on the lab, or nil.
-func (p *planner) never(j *Job) []string {
-	var lines []string
-	for ri := range j.Roles {
-		r := &j.Roles[ri]
-		if n := len(p.spec(r).nonRetired); n < r.Count {
-			lines = append(lines, fmt.Sprintf("role %s needs %d boards of type %s%s; the lab has %d",
-				r.Name, r.Count, r.DeviceType, withTags(r.Tags), n))
-		}
-	}
-	if len(lines) > 0 {
-		return lines
-	}
-	var nodeRoles []int
-	p.nodeCands = p.nodeCands[:0]
-	for ri := range j.Roles {
-		r := &j.Roles[ri]
-		for range max(r.Count, 0) {
-			p.nodeCands = append(p.nodeCands, p.spec(r).nonRetired)
-			nodeRoles = append(nodeRoles, ri)
-		}
-	}
-	defer p.m.clear()
-	p.m.start(p.nodeCands)
-	for n := range p.nodeCands {
-		p.m.stamp++
-		if p.m.augment(n) {
-			continue
-		}
-		// The boards tried are all the candidates of the nodes reached
-		// from node n: fewer than those nodes need.
-		inSet := map[int]bool{nodeRoles[n]: true}
-		boards := 0
-		for b, st := range p.m.visited {
-			if st == p.m.stamp {
-				boards++
-				if o := p.m.owner[b]; o >= 0 {
-					inSet[nodeRoles[o]] = true
-				}
-			}
-		}
-		var names, counts []string
-		need := 0
-		for ri, r := range j.Roles {
-			if inSet[ri] {
-				names = append(names, r.Name)
-				counts = append(counts, fmt.Sprintf("%s: %d of type %s%s", r.Name, r.Count, r.DeviceType, withTags(r.Tags)))
-				need += r.Count
-			}
-		}
-		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
-			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
-	}
-	return nil
-}
-
-func withTags(tags []string) string {
-	if len(tags) == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" with tags [%s]", strings.Join(tags, " "))
 }
 
 // roleState is the dynamic part of a RoleWait (and of its summary), the
@@ -135,6 +53,8 @@ func withTags(tags []string) string {
 type roleState struct {
 	avoided     int
 	busy        map[string][]string
+	reservedBy  map[string][]string
+	until       map[string]time.Time // owner → end of its latest reservation
 	reservedFor map[string][]string
 	idle        int
 	reserved    []string // boards in reservedFor
@@ -172,6 +92,13 @@ func (p *planner) roleState(j *Job, sp *spec, tags []string, backfill bool) *rol
 				st.busy = map[string][]string{}
 			}
 			st.busy[p.busyBy[i]] = append(st.busy[p.busyBy[i]], p.boards[i].Name)
+		case p.heldBy[i] != "":
+			if st.reservedBy == nil {
+				st.reservedBy, st.until = map[string][]string{}, map[string]time.Time{}
+			}
+			o := p.heldBy[i]
+			st.reservedBy[o] = append(st.reservedBy[o], p.boards[i].Name)
+			st.until[o] = later(st.until[o], p.boards[i].ReservedUntil)
 		case p.resv[i] != "" && p.resv[i] != j.ID && !backfill:
 			if st.reservedFor == nil {
 				st.reservedFor = map[string][]string{}
@@ -218,7 +145,7 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 		st := p.roleState(j, sp, r.Tags, backfill)
 		e.Roles = append(e.Roles, RoleWait{Role: r.Name, DeviceType: r.DeviceType, Need: r.Count, OfType: sp.ofType,
 			LackTags: sp.lackTags, Unhealthy: sp.unhealthy,
-			Avoided: st.avoided, Busy: st.busy, ReservedFor: st.reservedFor, Idle: st.idle})
+			Avoided: st.avoided, Busy: st.busy, ReservedBy: st.reservedBy, ReservedFor: st.reservedFor, Idle: st.idle})
 		reservedSeen = append(reservedSeen, st.reserved...)
 		if st.idle < r.Count && len(never) == 0 {
 			short++
@@ -264,6 +191,16 @@ func describeRole(sp *spec, st *roleState, tags []string) string {
 		}
 		slices.Sort(ids)
 		fmt.Fprintf(&sum, ", %d busy (%s)", n, list(ids))
+	}
+	if len(st.reservedBy) > 0 {
+		owners := make([]string, 0, len(st.reservedBy))
+		for o := range st.reservedBy {
+			owners = append(owners, o)
+		}
+		slices.Sort(owners)
+		for _, o := range owners {
+			fmt.Fprintf(&sum, ", %d reserved by %s until %s", len(st.reservedBy[o]), o, st.until[o].UTC().Format(time.RFC3339))
+		}
 	}
 	for id, bs := range st.reservedFor { // at most one: the head
 		fmt.Fprintf(&sum, ", %d reserved for %s", len(bs), id)

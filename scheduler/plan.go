@@ -16,7 +16,8 @@
 // boards in lab order). A board is usable by a job when it has the role's
 // device type and all its tags, its health is Good (or Unknown, for device
 // types without a health-check job), it is not busy, the job does not avoid
-// it, and it is not reserved for another job (but see backfill).
+// it, it is not reserved for manual work (Board.ReservedBy), and it is not
+// reserved for another job (but see backfill).
 //
 // # Reservation and backfill: the starvation bound
 //
@@ -74,6 +75,15 @@ type Board struct {
 	Name, DeviceType string
 	Tags             []string
 	Health           Health
+	// ReservedBy holds the board for manual work until ReservedUntil: no
+	// job starts on it before then. Empty: not reserved.
+	ReservedBy    string
+	ReservedUntil time.Time
+}
+
+// Reserved reports whether b is held for manual work at now.
+func (b Board) Reserved(now time.Time) bool {
+	return b.ReservedBy != "" && now.Before(b.ReservedUntil)
 }
 
 // Role is a group of identical nodes of a job.
@@ -157,12 +167,12 @@ const farFuture = 100 * 365 * 24 * time.Hour
 // spec is the static part of a role: the boards of its device type that
 // carry its tags, computed once per Plan per distinct (type, tags).
 type spec struct {
-	fit        []int // boards of the type with all the tags, lab order
-	usable     []int // the healthy ones among fit
-	nonRetired []int // the not retired ones among fit
-	ofType     int
-	lackTags   map[string]int
-	unhealthy  map[Health]int
+	fit       []int // boards of the type with all the tags, lab order
+	usable    []int // the healthy ones among fit
+	mayServe  []int // the ones among fit whose health MayServe
+	ofType    int
+	lackTags  map[string]int
+	unhealthy map[Health]int
 }
 
 type planner struct {
@@ -170,6 +180,7 @@ type planner struct {
 	boards  []Board
 	index   map[string]int
 	healthy []bool
+	heldBy  []string    // who reserved the board for manual work, or ""
 	busyBy  []string    // job holding the board, or ""
 	freeAt  []time.Time // predicted end of the holder; Now if idle
 	resv    []string    // job the board is reserved for, or ""
@@ -208,6 +219,7 @@ func newPlanner(s State) *planner {
 		boards:  s.Boards,
 		index:   make(map[string]int, n),
 		healthy: make([]bool, n),
+		heldBy:  make([]string, n),
 		busyBy:  make([]string, n),
 		freeAt:  make([]time.Time, n),
 		resv:    make([]string, n),
@@ -222,6 +234,10 @@ func newPlanner(s State) *planner {
 		}
 		p.healthy[i] = healthy(b, s.Checked)
 		p.freeAt[i] = s.Now
+		if b.Reserved(s.Now) {
+			p.heldBy[i] = b.ReservedBy
+			p.freeAt[i] = b.ReservedUntil
+		}
 		p.byType[b.DeviceType] = append(p.byType[b.DeviceType], i)
 	}
 	for _, r := range s.Running {
@@ -235,11 +251,18 @@ func newPlanner(s State) *planner {
 		for _, name := range r.Boards {
 			if i, ok := p.index[name]; ok && p.busyBy[i] == "" {
 				p.busyBy[i] = r.JobID
-				p.freeAt[i] = end
+				p.freeAt[i] = later(p.freeAt[i], end)
 			}
 		}
 	}
 	return p
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func hasTag(tags []string, t string) bool {
@@ -277,8 +300,8 @@ func (p *planner) spec(r *Role) *spec {
 			continue
 		}
 		sp.fit = append(sp.fit, i)
-		if b.Health != Retired {
-			sp.nonRetired = append(sp.nonRetired, i)
+		if MayServe(b.Health) {
+			sp.mayServe = append(sp.mayServe, i)
 		}
 		if p.healthy[i] {
 			sp.usable = append(sp.usable, i)
@@ -317,7 +340,7 @@ func (p *planner) mayBackfill(j *Job) bool {
 
 // usableNow reports whether board i is usable by j now (avoid marked).
 func (p *planner) usableNow(j *Job, i int, backfill bool) bool {
-	if p.busyBy[i] != "" || p.avoided(i) {
+	if p.busyBy[i] != "" || p.heldBy[i] != "" || p.avoided(i) {
 		return false
 	}
 	r := p.resv[i]
@@ -418,7 +441,7 @@ func plan(s State, reserve bool) Decision {
 	p := newPlanner(s)
 	d := Decision{Reserved: map[string]string{}, Explain: map[string]Explanation{}}
 	for i, b := range s.Boards {
-		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" {
+		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)
 		}
 	}

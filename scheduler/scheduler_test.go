@@ -219,7 +219,7 @@ func TestHealth(t *testing.T) {
 	e = Plan(s).Explain["all"]
 	assert.Equal(t, map[Health]int{Bad: 1, Maintenance: 1, Retired: 1}, e.Roles[0].Unhealthy)
 	assert.Equal(t, 2, e.Roles[0].Idle)
-	assert.Equal(t, "role a needs 5 boards of type sim; the lab has 4", e.Never)
+	assert.Equal(t, "role a needs 5 boards of type sim; the lab has 3", e.Never, "bad and retired boards do not count")
 }
 
 func TestAvoid(t *testing.T) {
@@ -236,18 +236,21 @@ func TestAvoid(t *testing.T) {
 	assert.Empty(t, d.Reserved)
 	assert.Equal(t, 2, e.Roles[0].Avoided)
 	assert.Equal(t, 1, e.Roles[0].Idle)
-	assert.Equal(t, "position 1; role a needs 2 sim boards: 1 idle, 2 avoided", e.Summary)
+	assert.Equal(t, "position 1; can never run on this lab: role a needs 2 boards of type sim; the lab has 1 (and 2 the job avoids)", e.Summary,
+		"avoided boards never come back for this job")
+	require.Error(t, Never(s, s.Queue[0]))
 }
 
 func TestNever(t *testing.T) {
 	boards := []Board{brd("b0", "rpi4", "usb"), brd("b1", "rpi4"), brd("b2", "sim", "usb"),
-		health(brd("b3", "rpi4", "usb"), Retired), health(brd("b4", "rpi4", "usb"), Bad)}
+		health(brd("b3", "rpi4", "usb"), Retired), health(brd("b4", "rpi4", "usb"), Maintenance),
+		health(brd("b5", "rpi4", "usb"), Bad)}
 	tests := []struct {
 		name  string
 		roles []Role
 		want  string // "": can run
 	}{
-		{"fits (bad boards may heal)", []Role{role("client", "rpi4", 2, "usb")}, ""},
+		{"fits (maintenance boards come back; bad and retired ones do not count)", []Role{role("client", "rpi4", 2, "usb")}, ""},
 		{"too few", []Role{role("client", "rpi4", 3, "usb")}, "role client needs 3 boards of type rpi4 with tags [usb]; the lab has 2"},
 		{"no tags", []Role{role("client", "rpi4", 4)}, "role client needs 4 boards of type rpi4; the lab has 3"},
 		{"all tags needed", []Role{role("a", "sim", 1, "usb", "wifi")}, "role a needs 1 boards of type sim with tags [usb wifi]; the lab has 0"},
@@ -482,4 +485,30 @@ func BenchmarkPlan(b *testing.B) {
 	for b.Loop() {
 		Plan(s)
 	}
+}
+
+// TestReservedForManualWork: a board reserved by an operator is skipped
+// until the reservation ends, "why waiting" names who holds it, and the
+// head's predicted start counts its end.
+func TestReservedForManualWork(t *testing.T) {
+	b0 := brd("b0", "sim")
+	b0.ReservedBy, b0.ReservedUntil = "alice", t0.Add(time.Hour)
+	s := State{Now: t0, Boards: []Board{b0, brd("b1", "sim")}, Queue: []Job{job("j", 0, role("a", "sim", 2))}}
+	d := Plan(s)
+	assert.Empty(t, d.Start, "a reserved board is not scheduled")
+	e := d.Explain["j"]
+	assert.Empty(t, e.Never, "a reservation ends")
+	assert.Equal(t, map[string][]string{"alice": {"b0"}}, e.Roles[0].ReservedBy)
+	assert.Contains(t, e.Summary, "1 reserved by alice until "+t0.Add(time.Hour).UTC().Format(time.RFC3339))
+	assert.True(t, e.Head)
+	assert.Equal(t, t0.Add(time.Hour), e.PredictedStart)
+
+	s.Now = t0.Add(time.Hour)
+	d = Plan(s)
+	require.Len(t, d.Start, 1, "the reservation has ended")
+
+	u := health(brd("u", "rpi4"), Unknown)
+	u.ReservedBy, u.ReservedUntil = "bob", t0.Add(time.Hour)
+	d = Plan(State{Now: t0, Boards: []Board{u}, Checked: map[string]bool{"rpi4": true}})
+	assert.Empty(t, d.HealthChecks, "no health check on a reserved board")
 }

@@ -1,0 +1,115 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// MayServe is the one feasibility rule: whether a board of health h counts
+// toward what a job can ever run on. Good boards serve; unknown ones are
+// checked into service; maintenance boards come back when the operator is
+// done. Bad and retired boards stay out until an operator acts, so a job
+// that needs them is dropped rather than left waiting forever.
+func MayServe(h Health) bool {
+	switch h {
+	case Good, Unknown, "", Maintenance:
+		return true
+	}
+	return false
+}
+
+// NeverError is the error of Never: one line per problem.
+type NeverError struct {
+	JobID string
+	Lines []string
+}
+
+func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
+
+// Never reports whether j can never run on the lab of s, counting the
+// boards whose health MayServe and that j does not avoid: if so it returns
+// a *NeverError, e.g. "role client needs 3 boards of type rpi4 with tags
+// [usb]; the lab has 1". lab.Check, the lab's state machine and Plan all
+// decide with it.
+func Never(s State, j Job) error {
+	p := newPlanner(s)
+	if lines := p.never(&j); len(lines) > 0 {
+		return &NeverError{JobID: j.ID, Lines: lines}
+	}
+	return nil
+}
+
+// never returns why j can never run on the lab, or nil.
+func (p *planner) never(j *Job) []string {
+	p.markAvoid(j)
+	var lines []string
+	cands := make([][]int, len(j.Roles))
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		cands[ri] = p.spec(r).mayServe
+		avoided := ""
+		if len(j.Avoid) > 0 {
+			all := len(cands[ri])
+			cands[ri] = slices.DeleteFunc(slices.Clone(cands[ri]), p.avoided)
+			if n := all - len(cands[ri]); n > 0 {
+				avoided = fmt.Sprintf(" (and %d the job avoids)", n)
+			}
+		}
+		if n := len(cands[ri]); n < r.Count {
+			lines = append(lines, fmt.Sprintf("role %s needs %d boards of type %s%s; the lab has %d%s",
+				r.Name, r.Count, r.DeviceType, withTags(r.Tags), n, avoided))
+		}
+	}
+	if len(lines) > 0 {
+		return lines
+	}
+	var nodeRoles []int
+	p.nodeCands = p.nodeCands[:0]
+	for ri := range j.Roles {
+		r := &j.Roles[ri]
+		for range max(r.Count, 0) {
+			p.nodeCands = append(p.nodeCands, cands[ri])
+			nodeRoles = append(nodeRoles, ri)
+		}
+	}
+	defer p.m.clear()
+	p.m.start(p.nodeCands)
+	for n := range p.nodeCands {
+		p.m.stamp++
+		if p.m.augment(n) {
+			continue
+		}
+		// The boards tried are all the candidates of the nodes reached
+		// from node n: fewer than those nodes need.
+		inSet := map[int]bool{nodeRoles[n]: true}
+		boards := 0
+		for b, st := range p.m.visited {
+			if st == p.m.stamp {
+				boards++
+				if o := p.m.owner[b]; o >= 0 {
+					inSet[nodeRoles[o]] = true
+				}
+			}
+		}
+		var names, counts []string
+		need := 0
+		for ri, r := range j.Roles {
+			if inSet[ri] {
+				names = append(names, r.Name)
+				counts = append(counts, fmt.Sprintf("%s: %d of type %s%s", r.Name, r.Count, r.DeviceType, withTags(r.Tags)))
+				need += r.Count
+			}
+		}
+		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
+			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
+	}
+	return nil
+}
+
+func withTags(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" with tags [%s]", strings.Join(tags, " "))
+}
