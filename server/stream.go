@@ -75,7 +75,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 	batch := bw.conn
 	closed := readPump(conn)
 	send := sender(conn)
-	next := from // the next seq the client needs
+	next := from          // the next seq the client needs
 	var actionsRead int64 // how far into the job's actionsFile the client was sent
 	sendActions := func() error {
 		recs, off, err := readActions(lj.dir, actionsRead)
