@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -184,6 +185,12 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 		t.Errorf("a running job shows the marker %q and the follow button %v; want live, and follow when scrolled up", live.Marker, live.Follow)
 	}
 	within(t, ctx, 5*time.Second, "follow the end again", chromedp.Click(chromedp.CSS("#follow")))
+	// The running action's section says so, while the job runs.
+	if st := poll[string](t, ctx, 3*time.Second, "the running section", `(() => {
+		const b = document.querySelector(`+"`"+`#console .sec[data-node="client-0"][data-phase="test 'talk'"] .badge`+"`"+`);
+		return !!b && !b.hidden && b.textContent === 'running' && document.getElementById('job-status').textContent; })()`); st != "running" {
+		t.Errorf("the section of the running action showed running while the job was %q", st)
+	}
 
 	// Complete, with the passing test case in the results table.
 	passed := poll[string](t, ctx, 25*time.Second, "the job complete with results", `(() => {
@@ -193,6 +200,19 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 	})()`)
 	if !strings.Contains(passed, "talked") {
 		t.Errorf("passing rows %q lack the test case talked", passed)
+	}
+	type section struct{ Node, Phase, Badge string }
+	secs := poll[[]section](t, ctx, 5*time.Second, "the sections once ended", `(() => {
+		const s = [...document.querySelectorAll('#console .sec')].map((s) => ({Node: s.dataset.node, Phase: s.dataset.phase,
+			Badge: s.querySelector('.badge').textContent}));
+		return s.length > 0 && s.every((x) => x.Badge === 'pass') && s; })()`)
+	var got []string
+	for _, s := range secs {
+		got = append(got, s.Node+" "+s.Phase)
+	}
+	slices.Sort(got)
+	if want := []string{"client-0 boot", "client-0 test 'talk'", "server-0 boot", "server-0 test 'talk'"}; !slices.Equal(got, want) {
+		t.Errorf("the sections followed live are %q, want %q", got, want)
 	}
 	if ended := poll[string](t, ctx, 5*time.Second, "the ended marker", `(() => { const m = document.getElementById('job-live');
 		return m.classList.contains('ended') && document.getElementById('follow').hidden && m.textContent; })()`); ended != "■ ended" {
