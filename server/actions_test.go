@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,4 +84,44 @@ func TestReadActionsSkipsAPartialRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "test 'x'", recs[0].Phase)
+}
+
+// FuzzReadActions: whatever the file holds, readActions returns without
+// error, never moves past the file's end nor backwards, and reading on
+// from where it stopped finds nothing it skipped.
+func FuzzReadActions(f *testing.F) {
+	f.Add([]byte("{\"type\":\"action\",\"node\":\"a-0\",\"phase\":\"boot\",\"time\":\"2026-01-02T03:04:05Z\"}\n"))
+	f.Add([]byte("garbage\n{\"node\":\"a-0\",\"pha"))
+	f.Add([]byte("\n\n{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, actionsFile), data, 0o644))
+		recs, off, err := readActions(dir, 0)
+		require.NoError(t, err)
+		require.LessOrEqual(t, off, int64(len(data)))
+		require.GreaterOrEqual(t, off, int64(0))
+		for _, r := range recs {
+			require.Equal(t, "action", r.Type)
+		}
+		more, off2, err := readActions(dir, off)
+		require.NoError(t, err)
+		require.Empty(t, more, "a second read finds nothing new")
+		require.Equal(t, off, off2)
+	})
+}
+
+// TestReadActionsIsBounded: a file far bigger than any job's actions
+// (not one the server wrote) is read up to maxActionsRead, then no more.
+func TestReadActionsIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	line := []byte(`{"type":"action","node":"a-0","phase":"boot","time":"2026-01-02T03:04:05Z"}` + "\n")
+	big := bytes.Repeat(line, 2*maxActionsRead/len(line))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, actionsFile), big, 0o644))
+	recs, off, err := readActions(dir, 0)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, off, int64(maxActionsRead))
+	assert.Len(t, recs, maxActionsRead/len(line))
+	more, _, err := readActions(dir, off)
+	require.NoError(t, err)
+	assert.Empty(t, more)
 }
