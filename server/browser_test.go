@@ -625,7 +625,8 @@ func TestBrowserLogView(t *testing.T) {
 
 	// Search: on the timeline it finds both nodes' ticks, counts them, and
 	// steps through them; on a node's tab only that node's.
-	within(t, ctx, 5*time.Second, "search for tick", chromedp.SendKeys(chromedp.CSS("#search"), "TICK"))
+	within(t, ctx, 5*time.Second, "search for tick", chromedp.Evaluate[chromedp.Void](
+		`(() => { const s = document.getElementById('search'); s.value = 'TICK'; s.dispatchEvent(new Event('input')); })()`))
 	type found struct {
 		Count   string
 		Visible []string

@@ -357,7 +357,8 @@ function fmtDur(ms) {
   return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} m`;
 }
 
-const isAction = (phase) => /^(deploy|boot|test\b)/.test(phase);
+// A phase is an action ("deploy", "boot", "test 'smoke'") or a node's end.
+const isAction = (phase) => !TERMINAL.includes(phase);
 const testName = (phase) => (phase.match(/^test '(.*)'$/) || [])[1];
 
 // ---- one job: status, nodes, results, consoles ---------------------------------
@@ -409,7 +410,7 @@ function jobPage(alive, id, line) {
   const recs = []; // every line on the page, in seq order: {seq, node, time, text, plumb, shown, cases, el, textEl, sec}
   const bySeq = new Map();
   const nodeRecs = new Map(); // node → its recs, in order
-  const sections = new Map(); // node → [{phase, start, detail, key, el, label, badge, dur}]
+  const sections = new Map(); // node → [{node, phase, start, detail, key, el, badge, dur}]
   const ends = new Map(); // node → {phase, time, detail}: its final status
   const collapsed = new Set();
   let tab = ''; // '' is the merged timeline
@@ -449,7 +450,6 @@ function jobPage(alive, id, line) {
   // applyView shows what the tab, raw, the sections and the search say.
   const applyView = () => {
     box.classList.toggle('single', tab !== '');
-    box.classList.toggle('raw', raw);
     matches = [];
     for (const r of recs) {
       const v = visible(r);
@@ -471,9 +471,9 @@ function jobPage(alive, id, line) {
     r.el.classList.add('current');
     count.textContent = `${current + 1} of ${matches.length}`;
     stick = false;
-    scrollTo(r);
+    reveal(r);
   };
-  const scrollTo = (r) => {
+  const reveal = (r) => {
     follow.hidden = ended;
     r.el.scrollIntoView({block: 'center'});
   };
@@ -662,7 +662,7 @@ function jobPage(alive, id, line) {
       }
       box.classList.add('trimmed');
     }
-    if (query) count.textContent = `${matches.length} match${matches.length === 1 ? '' : 'es'}`;
+    if (query) count.textContent = current >= 0 ? `${current + 1} of ${matches.length}` : `${matches.length} match${matches.length === 1 ? '' : 'es'}`;
     if (target !== null) goLine(target);
     else if (stick) box.scrollTop = box.scrollHeight;
     linkResults();
@@ -691,7 +691,7 @@ function jobPage(alive, id, line) {
     applyView();
     r.el.classList.add('target');
     stick = false;
-    scrollTo(r);
+    reveal(r);
   };
 
   // linkResults points every result at the line that recorded it: its
@@ -868,6 +868,7 @@ function jobPage(alive, id, line) {
         ended = true;
         closeSocket(sock);
         flush();
+        if (target !== null) showError({message: `Line ${target} is not on the page (no such line, or an older line dropped from the page: download the log).`});
         show({...f.job, status: f.status});
         streamState.textContent = '■ ended';
         streamState.className = 'marker ended';
