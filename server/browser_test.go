@@ -418,8 +418,8 @@ func validationError(t *testing.T, base, job string) string {
 }
 
 // logViewJob has what the log view tidies: blank lines, a MultiNode
-// call, result markers (one failing), two test actions, and a line too
-// long for a phone.
+// call, result markers (one failing), three test actions (the last one
+// fails), and a line too long for a phone.
 const logViewJob = `name = "log-view"
 timeout = "1m"
 
@@ -453,6 +453,15 @@ timeout = "30s"
 run = '''
 echo "more from $TROUPE_NODE"
 troupe-test-case again --result pass
+'''
+
+[[action]]
+type = "test"
+name = "fails"
+timeout = "30s"
+run = '''
+echo "about to fail"
+exit 3
 '''
 `
 
@@ -511,7 +520,7 @@ func TestBrowserLogView(t *testing.T) {
 	within(t, ctx, 10*time.Second, "open the job page", chromedp.Navigate(page))
 	poll[bool](t, ctx, 10*time.Second, "the ended job with its sections and results", `(() =>
 		document.getElementById('job-live').textContent.includes('ended') &&
-		document.querySelectorAll('#console .sec').length === 6 &&
+		document.querySelectorAll('#console .sec').length === 8 &&
 		!!document.querySelector('#tests a.case-line[href*="#L"]'))()`)
 
 	// Live and ended differ; no follow button on an ended job, even when
@@ -599,11 +608,15 @@ func TestBrowserLogView(t *testing.T) {
 		if !regexp.MustCompile(`^\d+(\.\d)? (ms|s)$|^\d+ m \d\d s$`).MatchString(s.Dur) {
 			t.Errorf("section %s %s has the duration %q", s.Node, s.Phase, s.Dur)
 		}
-		if s.Badge != "pass" {
-			t.Errorf("section %s %s has the badge %q, want pass", s.Node, s.Phase, s.Badge)
+		want := "pass"
+		if s.Phase == "test 'fails'" {
+			want = "fail"
+		}
+		if s.Badge != want {
+			t.Errorf("section %s %s has the badge %q, want %s", s.Node, s.Phase, s.Badge, want)
 		}
 	}
-	if strings.Join(phases, ",") != "boot,test 'talk',test 'more'" {
+	if strings.Join(phases, ",") != "boot,test 'talk',test 'more',test 'fails'" {
 		t.Errorf("client-0 has the sections %q", phases)
 	}
 	const talk = `#console .sec[data-node="client-0"][data-phase="test 'talk'"]`
@@ -764,6 +777,10 @@ func TestBrowserLogView(t *testing.T) {
 	}
 	if os.Getenv("TROUPE_SCREENSHOT") == "1" {
 		screenshot(t, ctx, "ui-job-phone.png")
+	}
+	within(t, ctx, 5*time.Second, "the job list on the phone", chromedp.Click(chromedp.CSS(`nav a[data-nav="jobs"]`)))
+	if w := poll[int](t, ctx, 5*time.Second, "the job list", `!!document.querySelector('#jobs tr[data-id]') && document.scrollingElement.scrollWidth`); w > 390 {
+		t.Errorf("at 390 px the job list is %d px wide: it scrolls sideways", w)
 	}
 	within(t, ctx, 5*time.Second, "a desktop window", chromedp.EmulateViewport(1280, 1000))
 
