@@ -333,18 +333,21 @@ function readLine(text) {
   if (SETUP_RE.test(text) || MULTINODE_RE.test(text)) return {plumb: true, shown: text, cases: []};
   const cases = [];
   const said = [];
+  let failed = false;
   for (const m of text.matchAll(SIGNAL_RE)) {
     if (m[1] === 'TESTCASE') {
       const f = signalFields(m[2]);
       if (f.TEST_CASE_ID) cases.push(f.TEST_CASE_ID);
+      failed = failed || f.RESULT === 'fail';
       said.push(`test case ${f.TEST_CASE_ID || '?'}: ${f.RESULT || '?'}` + (f.MEASUREMENT ? ` (${f.MEASUREMENT}${f.UNITS ? ' ' + f.UNITS : ''})` : ''));
     } else {
       said.push('test raised: ' + m[2]);
+      failed = true;
     }
   }
   const rest = text.replace(MARKER_RE, '');
   const shown = [rest.trim() ? rest : '', ...said].filter(Boolean).join('  ');
-  return {plumb: shown === '', shown, cases, said: said.length > 0};
+  return {plumb: shown === '', shown, cases, said: said.length > 0, failed};
 }
 
 // fmtDur shows a duration in ms: "850 ms", "4.2 s", "3 m 05 s", "1 h 02 m".
@@ -635,7 +638,7 @@ function jobPage(alive, id, line) {
       addTab(f.node);
       const r = {seq: f.seq, node: f.node, time: Date.parse(f.time), text: f.text, ...readLine(f.text)};
       r.textEl = el('span', {class: 'text'});
-      r.el = el('div', {class: 'line' + (r.plumb ? ' plumb' : '') + (r.said ? ' said' : ''), id: 'L' + f.seq, 'data-node': f.node, 'data-seq': f.seq},
+      r.el = el('div', {class: 'line' + (r.plumb ? ' plumb' : '') + (r.said ? ' said' : '') + (r.failed ? ' failed' : ''), id: 'L' + f.seq, 'data-node': f.node, 'data-seq': f.seq},
         el('a', {class: 'ln', href: permalink(f.seq), 'aria-label': 'line ' + f.seq}, String(f.seq)),
         el('span', {class: 'time'}, fmtTime(f.time)), el('span', {class: 'node'}, f.node), r.textEl);
       r.el.style.setProperty('--node', nodeColor(f.node));
