@@ -243,7 +243,12 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 			lj.explain = &e
 			s.mu.Unlock()
 		},
-		Events:  func(e actors.Event) { s.phase(lj, e) },
+		Events: func(e actors.Event) {
+			if err := recordAction(lj.dir, e); err != nil {
+				s.log.Error("record action", "job", id, "err", err)
+			}
+			s.phase(lj, e)
+		},
 		Started: func(boards map[string]string) { s.started(lj, boards) },
 		Done:    func(res *report.Results) { s.done(lj, res) },
 	})

@@ -75,7 +75,24 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 	batch := bw.conn
 	closed := readPump(conn)
 	send := sender(conn)
-	next := from // the next seq the client needs
+	next := from          // the next seq the client needs
+	var actionsRead int64 // how far into the job's actionsFile the client was sent
+	sendActions := func() error {
+		recs, off, err := readActions(lj.dir, actionsRead)
+		if err != nil {
+			return err
+		}
+		actionsRead = off
+		for _, a := range recs {
+			if node != "" && a.Node != node {
+				continue
+			}
+			if err := send(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	emit := func(e logbook.Entry) error {
 		if e.Seq < next {
 			return nil
@@ -107,7 +124,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 				return
 			}
 		}
-		if send(statusFrame{Type: "status", Status: status, Job: s.summaryOf(lj)}) != nil || batch.Flush() != nil {
+		if sendActions() != nil || send(statusFrame{Type: "status", Status: status, Job: s.summaryOf(lj)}) != nil || batch.Flush() != nil {
 			return
 		}
 	}
@@ -126,7 +143,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 			for n := 0; err == nil && n < 512 && len(live) > 0; n++ {
 				err = emit(<-live) // buffered: never blocks, never closed-empty
 			}
-			if err != nil || batch.Flush() != nil {
+			if err != nil || sendActions() != nil || batch.Flush() != nil {
 				return
 			}
 		case <-changed:
@@ -141,7 +158,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 				}
 			}
 		case <-ping.C:
-			if send(pingFrame{}) != nil {
+			if sendActions() != nil || send(pingFrame{}) != nil {
 				return
 			}
 		case <-closed:
@@ -158,7 +175,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, _ caller) {
 		return
 	}
 	// Whatever the client has not seen yet is in the log file now.
-	if replayFile(lj.dir, next, 0, emit) != nil {
+	if replayFile(lj.dir, next, 0, emit) != nil || sendActions() != nil {
 		return
 	}
 	s.mu.Lock()

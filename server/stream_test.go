@@ -24,6 +24,7 @@ type frame struct {
 	Text   string          `json:"text"`
 	Type   string          `json:"type"`
 	Status string          `json:"status"`
+	Phase  string          `json:"phase"`
 	Job    json.RawMessage `json:"job"`
 }
 
