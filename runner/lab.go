@@ -12,12 +12,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/hardware/tftp"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/qemu"
-	"github.com/troupe-lab/troupe/sim"
 )
 
 // LabOptions tune a lab in service.
@@ -73,13 +73,7 @@ func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
 		logger := opts.Logger
 		networks := qemu.NewNetworks(logger) // private networks of the QEMU boards' groups
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
-			if b.Backend == lab.HardwareBackend {
-				return hardware.Open(b, hwOpts)
-			}
-			if b.Backend == lab.QemuBackend {
-				return qemu.Open(b, qemu.Options{Networks: networks, Logger: logger})
-			}
-			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: logger})
+			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, Logger: logger})
 		}
 	}
 	la := actors.StartLab(system, actors.LabConfig{

@@ -18,11 +18,10 @@ import (
 	"time"
 
 	"github.com/troupe-lab/troupe/actors"
-	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
-	"github.com/troupe-lab/troupe/sim"
 	"github.com/troupe-lab/troupe/store"
 	"github.com/troupe-lab/troupe/web"
 )
@@ -198,18 +197,7 @@ func (s *Server) powerOffLeftovers(boards []lab.Board) {
 	var wg sync.WaitGroup
 	for _, b := range boards {
 		wg.Go(func() {
-			var err error
-			switch b.Backend {
-			case lab.Sim:
-				err = sim.PowerOffLeftover(filepath.Join(s.cfg.Data, "boards", b.Name))
-			case lab.HardwareBackend:
-				var sw interface{ Off(context.Context) error }
-				sw, err = hardware.PowerSwitch(b)
-				if err == nil && sw != nil {
-					err = sw.Off(ctx)
-				}
-			}
-			if err != nil {
+			if err := backend.PowerOffLeftover(ctx, b, filepath.Join(s.cfg.Data, "boards", b.Name)); err != nil {
 				s.log.Warn("power off at start", "board", b.Name, "err", err)
 			}
 		})
