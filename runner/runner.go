@@ -87,7 +87,7 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 		}
 		books = append(books, book)
 	}
-	labActor, err := StartLab(l, LabOptions{Options: opts, Out: filepath.Join(opts.Out, "health-checks")})
+	labActor, err := StartService(l, ServiceOptions{Options: opts, Out: filepath.Join(opts.Out, "health-checks")})
 	if err != nil {
 		closeBooks()
 		return nil, err

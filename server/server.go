@@ -1,5 +1,5 @@
 // Package server is `troupe serve`: one process that owns a lab (its
-// scheduler and actor tree, runner.Lab), keeps every job in an embedded
+// scheduler and actor tree, runner.Service), keeps every job in an embedded
 // store (store.Store), and serves the REST API, the live WebSocket streams
 // and the web UI. See docs/api.md.
 package server
@@ -49,7 +49,7 @@ type Server struct {
 	tokens []Token
 	log    *slog.Logger
 	store  *store.Store
-	lab    *runner.Lab
+	lab    *runner.Service
 	labDef *lab.Lab
 
 	work    chan func() // store writes of the lab's callbacks, in order
@@ -139,7 +139,7 @@ func (s *Server) start() error {
 
 	s.workers.Add(1)
 	go s.worker()
-	s.lab, err = runner.StartLab(&l, runner.LabOptions{
+	s.lab, err = runner.StartService(&l, runner.ServiceOptions{
 		Options: runner.Options{Logger: s.log, Open: s.cfg.Open, HealthChanged: s.healthChanged},
 		Out:     filepath.Join(s.cfg.Data, "health-checks"),
 		Work:    filepath.Join(s.cfg.Data, "boards"),
