@@ -15,6 +15,7 @@ func FuzzParseLab(f *testing.F) {
 	f.Add([]byte(labFile))
 	f.Add([]byte("board = [{name = \"a\", device_type = \"x\", tags = [\"u\"]}]\n"))
 	f.Add([]byte("[[board]]\nname = 'a'\ndevice_type = \"\"\n"))
+	f.Add([]byte("[[board]]\nname = \"vm\"\ndevice_type = \"qemu-x86_64\"\nbackend = \"qemu\"\n"))
 	// Job paths are relative to the lab file, here the package directory.
 	f.Add([]byte("retries = 0\nbad_after = 2\n" + labFile + "[[health_check]]\ndevice_type = \"sim\"\njob = \"testdata/health-sim.toml\"\nevery = 3\ninterval = \"1h\"\n"))
 	f.Add([]byte(labFile + "[[health_check]]\ndevice_type = \"rpi4\"\njob = \"testdata/health-sim.toml\"\n"))
@@ -30,7 +31,18 @@ func FuzzParseLab(f *testing.F) {
 		for _, b := range l.Boards {
 			assert.NotEmpty(t, b.Name)
 			assert.NotEmpty(t, b.DeviceType)
-			assert.Equal(t, "sim", b.Backend)
+			// A board has a known backend, and the part of the file for it.
+			switch b.Backend {
+			case lab.Sim:
+				assert.Nil(t, b.Hardware)
+				assert.Nil(t, b.Qemu)
+			case lab.QemuBackend:
+				assert.NotNil(t, b.Qemu)
+			case lab.HardwareBackend:
+				assert.NotNil(t, b.Hardware)
+			default:
+				t.Errorf("board %s: unknown backend %q", b.Name, b.Backend)
+			}
 			assert.Positive(t, b.Line)
 			assert.False(t, names[b.Name], "duplicate %q", b.Name)
 			names[b.Name] = true

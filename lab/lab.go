@@ -16,8 +16,51 @@ import (
 	"github.com/troupe-lab/troupe/jobs/tomlfile"
 )
 
-// Sim is the backend of simulated boards, the only one supported so far.
+// Sim is the backend of simulated boards (the default).
 const Sim = "sim"
+
+// backends are the kinds of board backend a lab file may name, each with
+// the keys of a board table that belong to it and their parser. Package
+// backend maps the same kinds to how a board is opened and powered off.
+var backends = []struct {
+	kind  string
+	keys  []string
+	parse func(t tomlfile.Table, b *Board)
+}{
+	{Sim, nil, nil},
+	{HardwareBackend, []string{"console", "power", "boot", "deploy"}, func(t tomlfile.Table, b *Board) { b.Hardware = parseHardware(t) }},
+	{QemuBackend, []string{"qemu"}, func(t tomlfile.Table, b *Board) { b.Qemu = parseQemu(t) }},
+}
+
+// Backends are the backend kinds a board may have.
+func Backends() []string {
+	var kinds []string
+	for _, k := range backends {
+		kinds = append(kinds, k.kind)
+	}
+	return kinds
+}
+
+// parseBackend checks b's backend and reads the keys of board table t
+// that belong to it; keys of other backends are errors.
+func parseBackend(t tomlfile.Table, b *Board) {
+	if !slices.Contains(Backends(), b.Backend) {
+		t.Errorf("backend", "backend %q is not supported (supported: %s)", b.Backend, strings.Join(Backends(), ", "))
+	}
+	for _, k := range backends {
+		if k.kind == b.Backend {
+			if k.parse != nil {
+				k.parse(t, b)
+			}
+			continue
+		}
+		for _, key := range k.keys {
+			if t.Has(key) {
+				t.Errorf(key, "is for backend = %q", k.kind)
+			}
+		}
+	}
+}
 
 // Board is one device of the lab.
 type Board struct {
@@ -153,25 +196,9 @@ func Parse(file string, data []byte) (*Lab, error) {
 			b.Tags = tags
 		}
 		if be, ok := t.String("backend"); ok {
-			if be != Sim && be != HardwareBackend && be != QemuBackend {
-				t.Errorf("backend", "backend %q is not supported (supported: %s, %s, %s)", be, Sim, HardwareBackend, QemuBackend)
-			}
 			b.Backend = be
 		}
-		if b.Backend == QemuBackend {
-			b.Qemu = parseQemu(t)
-		} else if t.Has("qemu") {
-			t.Errorf("qemu", "is for backend = %q", QemuBackend)
-		}
-		if b.Backend == HardwareBackend {
-			b.Hardware = parseHardware(t)
-		} else {
-			for _, k := range []string{"console", "power", "boot", "deploy"} {
-				if t.Has(k) {
-					t.Errorf(k, "is for backend = %q", HardwareBackend)
-				}
-			}
-		}
+		parseBackend(t, &b)
 		if h, ok := t.String("health"); ok {
 			if !slices.Contains(Healths, h) {
 				t.Errorf("health", "must be one of %s (got %q)", strings.Join(Healths, ", "), h)

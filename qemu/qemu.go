@@ -30,7 +30,10 @@ type Options struct {
 	// CacheDir is where the default images are built ("": the user's cache
 	// directory).
 	CacheDir string
-	Logger   *slog.Logger // nil: discard
+	// Dir is the board's own directory, where it notes its QEMU process
+	// while on, for PowerOffLeftover; "": not noted.
+	Dir    string
+	Logger *slog.Logger // nil: discard
 }
 
 // Board is one QEMU board.
@@ -176,6 +179,11 @@ func (b *Board) On(ctx context.Context) error {
 		close(v.done)
 	}()
 	b.vm = v
+	// Kept while on, so that a harness killed with the board on can power
+	// it off when it starts again (PowerOffLeftover).
+	if err := recordPower(b.opts.Dir, cmd.Process.Pid); err != nil {
+		b.logger.Warn("qemu power file", "err", err)
+	}
 	b.con.attach(stdin)
 	b.logger.Debug("qemu started", "pid", cmd.Process.Pid, "args", strings.Join(args, " "))
 	return nil
@@ -201,6 +209,9 @@ func (b *Board) off(ctx context.Context) error {
 		return fmt.Errorf("qemu %s: power off: process %d not reaped: %w", b.name, v.cmd.Process.Pid, ctx.Err())
 	}
 	b.vm = nil
+	if err := clearPower(b.opts.Dir); err != nil {
+		b.logger.Warn("qemu power file", "err", err)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/qemu"
@@ -30,18 +31,13 @@ var (
 	_ actors.ImagesDeployer = (*qemu.Board)(nil)
 )
 
-// needQemu skips where QEMU or a kernel is missing, except in CI
-// (CI=true), where it fails saying what to install.
+// needQemu skips where QEMU or a kernel is missing, or fails saying what
+// to install under TROUPE_REQUIRE_TOOLS=1 (make test).
 func needQemu(tb testing.TB) {
 	tb.Helper()
-	err := qemu.Missing()
-	if err == nil {
-		return
+	if err := qemu.Missing(); err != nil {
+		testenv.Missing(tb, err.Error())
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(err)
-	}
-	tb.Skip(err)
 }
 
 func vmBoard(name string) lab.Board {
@@ -116,8 +112,8 @@ func TestDeployErrors(t *testing.T) {
 }
 
 // needArm64 skips where qemu-system-aarch64 or the arm64 packages the
-// default aarch64 images are built from are missing, except in CI
-// (CI=true), where it fails saying what to run.
+// default aarch64 images are built from are missing, or fails saying what
+// to run under TROUPE_REQUIRE_TOOLS=1 (make test).
 func needArm64(tb testing.TB) {
 	tb.Helper()
 	var missing []string
@@ -135,10 +131,7 @@ func needArm64(tb testing.TB) {
 	}
 	msg := "aarch64 QEMU boards need " + strings.Join(missing, ", ") +
 		": make deps (apt-get install -y qemu-system-arm cpio; sh qemu/images/fetch-arm64.sh " + dir + ")"
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
+	testenv.Missing(tb, msg)
 }
 
 func armBoard(name string) lab.Board {

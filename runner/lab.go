@@ -12,16 +12,16 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/hardware/tftp"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/qemu"
-	"github.com/troupe-lab/troupe/sim"
 )
 
-// LabOptions tune a lab in service.
-type LabOptions struct {
+// ServiceOptions tune a lab in service.
+type ServiceOptions struct {
 	Options
 	// Out is where health-check runs write their results, one directory
 	// each.
@@ -31,11 +31,11 @@ type LabOptions struct {
 	Work string
 }
 
-// Lab is a lab in service: an actor system with the lab's scheduler (the
-// lab actor), the boards' sandboxes and, when a board deploys over TFTP,
-// the TFTP server. RunMany uses one for its jobs; the server keeps one for
-// its lifetime.
-type Lab struct {
+// Service is a lab in service: an actor system with the lab's scheduler
+// (the lab actor), the boards' sandboxes and, when a board deploys over
+// TFTP, the TFTP server. RunMany uses one for its jobs; the server keeps
+// one for its lifetime. (lab.Lab is the lab file; the lab actor schedules.)
+type Service struct {
 	*actors.Lab
 	system   *actor.ActorSystem
 	work     string
@@ -44,8 +44,8 @@ type Lab struct {
 	logger   *slog.Logger
 }
 
-// StartLab puts l in service.
-func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
+// StartService puts l in service.
+func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,13 +73,7 @@ func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
 		logger := opts.Logger
 		networks := qemu.NewNetworks(logger) // private networks of the QEMU boards' groups
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
-			if b.Backend == lab.HardwareBackend {
-				return hardware.Open(b, hwOpts)
-			}
-			if b.Backend == lab.QemuBackend {
-				return qemu.Open(b, qemu.Options{Networks: networks, Logger: logger})
-			}
-			return sim.New(sim.Options{Name: b.Name, Dir: dir, Logger: logger})
+			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, Logger: logger})
 		}
 	}
 	la := actors.StartLab(system, actors.LabConfig{
@@ -97,18 +91,18 @@ func StartLab(l *lab.Lab, opts LabOptions) (*Lab, error) {
 		HealthOut:          opts.Out,
 		Events:             opts.Events,
 	})
-	return &Lab{Lab: la, system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}, nil
+	return &Service{Lab: la, system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}, nil
 }
 
 // Close stops the lab: running jobs and health checks end with their
 // boards powered off, then the TFTP server and the actor system stop and a
 // temporary work directory is removed.
-func (l *Lab) Close() error {
-	err := l.Lab.Stop()
-	l.system.Shutdown()
-	l.stopTFTP()
-	if l.tempWork {
-		err = errors.Join(err, os.RemoveAll(l.work))
+func (s *Service) Close() error {
+	err := s.Lab.Stop()
+	s.system.Shutdown()
+	s.stopTFTP()
+	if s.tempWork {
+		err = errors.Join(err, os.RemoveAll(s.work))
 	}
 	return err
 }

@@ -77,28 +77,26 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	if err := errors.Join(bad...); err != nil {
 		return nil, err
 	}
-	labActor, err := StartLab(l, LabOptions{Options: opts, Out: filepath.Join(opts.Out, "health-checks")})
-	if err != nil {
-		return nil, err
-	}
-
-	type result struct {
-		i int
-		r *report.Results
-	}
-	all := make(chan result, len(js)) // each job reports once: never blocks
-	ids := make([]string, len(js))
+	// The logs are opened before the lab starts: a results directory that
+	// cannot be written ends the run before any board is powered on.
 	outs := make([]string, len(js))
-	var limit time.Duration
+	books := make([]*logbook.Book, 0, len(js))
+	closeBooks := func() {
+		for _, b := range books {
+			b.Close()
+		}
+	}
+	// The forwarding of lines to opts.Lines ends when the books close.
 	var lines sync.WaitGroup
-	defer lines.Wait() // after the books closed, which ends the forwarding
+	defer lines.Wait()
 	for i, j := range js {
 		outs[i] = outDir(opts.Out, js, i)
 		book, err := logbook.New(outs[i], nil)
 		if err != nil {
+			closeBooks()
 			return nil, fmt.Errorf("logs of %s: %w", j.Name, err)
 		}
-		defer book.Close()
+		books = append(books, book)
 		if opts.Lines != nil {
 			_, ch, _ := book.Subscribe(1, 4096)
 			name := j.Name
@@ -108,7 +106,31 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 				}
 			})
 		}
-		sub := actors.Submission{Job: j, Book: book, Events: opts.Events,
+	}
+	labActor, err := StartService(l, ServiceOptions{Options: opts, Out: filepath.Join(opts.Out, "health-checks")})
+	if err != nil {
+		closeBooks()
+		return nil, err
+	}
+	// However the run ends, whatever still runs (a job past the deadline, a
+	// health check) is stopped with its boards powered off before the
+	// sandboxes go, and only then are the logs closed.
+	defer func() {
+		if err := labActor.Close(); err != nil {
+			opts.Logger.Error("stop lab", "err", err)
+		}
+		closeBooks()
+	}()
+
+	type result struct {
+		i int
+		r *report.Results
+	}
+	all := make(chan result, len(js)) // each job reports once: never blocks
+	ids := make([]string, len(js))
+	var limit time.Duration
+	for i, j := range js {
+		sub := actors.Submission{Job: j, Book: books[i], Events: opts.Events,
 			Done: func(r *report.Results) { all <- result{i, r} }}
 		if opts.Waiting != nil {
 			name := j.Name
@@ -126,13 +148,6 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 	// failed us.
 	deadline := time.NewTimer(limit + grace)
 	defer deadline.Stop()
-	// Whatever still runs when the jobs are done (a health check) is
-	// stopped with its boards powered off before the sandboxes go.
-	defer func() {
-		if err := labActor.Close(); err != nil {
-			opts.Logger.Error("stop lab", "err", err)
-		}
-	}()
 	rs := make([]*report.Results, len(js))
 	canceled := ctx.Done()
 	var errs []error

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupe-lab/troupe/jobs"
@@ -380,6 +381,28 @@ func FuzzSubmission(f *testing.F) {
 			return
 		}
 		require.NotEmpty(t, j.Name)
-		require.NoError(t, l.Check(j), "an accepted job fits the lab")
+		require.Positive(t, j.Timeout)
+		// An accepted job fits the lab, seen from the lab's side: four
+		// untagged sim boards.
+		nodes := 0
+		for _, r := range j.Roles {
+			assert.Equal(t, "sim", r.DeviceType, "role %s", r.Name)
+			assert.Empty(t, r.Tags, "role %s", r.Name)
+			nodes += r.Count
+		}
+		assert.LessOrEqual(t, nodes, len(l.Boards))
+		// Every image it deploys is on the server.
+		for _, a := range j.Actions {
+			paths := []string{a.Image}
+			if a.Images != nil {
+				paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs)
+			}
+			for _, p := range paths {
+				if p != "" {
+					_, err := os.Stat(p)
+					assert.NoError(t, err, "image %s", p)
+				}
+			}
+		}
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
 
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/server"
 )
@@ -96,10 +97,7 @@ bogus = 1
 // its results.
 func TestBrowserSubmitWatchComplete(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the browser test needs %s: apt-get install chromium chromium-driver (make deps does): %v", chromiumPath, err)
-		}
-		t.Skipf("no %s (apt-get install chromium chromium-driver): %v", chromiumPath, err)
+		testenv.Missing(t, fmt.Sprintf("the browser test needs %s: apt-get install chromium chromium-driver (make deps does): %v", chromiumPath, err))
 	}
 	// Registered first, so it runs last: after the browser and the server closed.
 	before := goleak.IgnoreCurrent()

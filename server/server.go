@@ -1,5 +1,5 @@
 // Package server is `troupe serve`: one process that owns a lab (its
-// scheduler and actor tree, runner.Lab), keeps every job in an embedded
+// scheduler and actor tree, runner.Service), keeps every job in an embedded
 // store (store.Store), and serves the REST API, the live WebSocket streams
 // and the web UI. See docs/api.md.
 package server
@@ -18,11 +18,10 @@ import (
 	"time"
 
 	"github.com/troupe-lab/troupe/actors"
-	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
-	"github.com/troupe-lab/troupe/sim"
 	"github.com/troupe-lab/troupe/store"
 	"github.com/troupe-lab/troupe/web"
 )
@@ -50,7 +49,7 @@ type Server struct {
 	tokens []Token
 	log    *slog.Logger
 	store  *store.Store
-	lab    *runner.Lab
+	lab    *runner.Service
 	labDef *lab.Lab
 
 	work    chan func() // store writes of the lab's callbacks, in order
@@ -140,7 +139,7 @@ func (s *Server) start() error {
 
 	s.workers.Add(1)
 	go s.worker()
-	s.lab, err = runner.StartLab(&l, runner.LabOptions{
+	s.lab, err = runner.StartService(&l, runner.ServiceOptions{
 		Options: runner.Options{Logger: s.log, Open: s.cfg.Open, HealthChanged: s.healthChanged},
 		Out:     filepath.Join(s.cfg.Data, "health-checks"),
 		Work:    filepath.Join(s.cfg.Data, "boards"),
@@ -198,18 +197,7 @@ func (s *Server) powerOffLeftovers(boards []lab.Board) {
 	var wg sync.WaitGroup
 	for _, b := range boards {
 		wg.Go(func() {
-			var err error
-			switch b.Backend {
-			case lab.Sim:
-				err = sim.PowerOffLeftover(filepath.Join(s.cfg.Data, "boards", b.Name))
-			case lab.HardwareBackend:
-				var sw interface{ Off(context.Context) error }
-				sw, err = hardware.PowerSwitch(b)
-				if err == nil && sw != nil {
-					err = sw.Off(ctx)
-				}
-			}
-			if err != nil {
+			if err := backend.PowerOffLeftover(ctx, b, filepath.Join(s.cfg.Data, "boards", b.Name)); err != nil {
 				s.log.Warn("power off at start", "board", b.Name, "err", err)
 			}
 		})

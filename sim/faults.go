@@ -207,6 +207,7 @@ type faultConn struct {
 	noiseAt     time.Time
 	discUntil   time.Time
 	discForever bool
+	lost        int // bytes of the board's output lost to a disconnect
 }
 
 func newFaultConn(src io.ReadWriteCloser) *faultConn {
@@ -243,6 +244,13 @@ func (c *faultConn) disconnected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.disconnectedLocked(time.Now())
+}
+
+// lostBytes is how many bytes of the board's output a disconnect lost.
+func (c *faultConn) lostBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
 }
 
 func (c *faultConn) disconnectedLocked(now time.Time) bool {
@@ -311,6 +319,7 @@ func (c *faultConn) process(b []byte) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	if c.disconnectedLocked(now) {
+		c.lost += len(b)
 		return
 	}
 	if c.noiseRate > 0 {

@@ -264,7 +264,8 @@ func TestFaultDisconnect(t *testing.T) {
 	// Writes are dropped.
 	require.NoError(t, c.Send("echo typed-$((3+4))\n"))
 	expectNot(t, c, `late-5|typed-7`)
-	time.Sleep(250 * time.Millisecond) // the 500 ms are over
+	assert.Positive(t, b.con.lostBytes(), "the board's output was lost")
+	require.Eventually(t, func() bool { return !b.con.disconnected() }, waitTO, 10*time.Millisecond, "the 500 ms are over")
 
 	assert.Equal(t, "back\n", run(t, b, c, "echo back"))
 	assert.NotContains(t, raw.String(), "late-5")
@@ -285,7 +286,9 @@ func TestFaultDisconnectCloseUnblocks(t *testing.T) {
 	c := console.New(b.Console(), console.Options{})
 	b.Disconnect(-1)
 	require.NoError(t, b.On(ctxT(t, waitTO)))
-	time.Sleep(50 * time.Millisecond)
+	// The console's reader is at work through the disconnect: the boot
+	// output it read was lost.
+	require.Eventually(t, func() bool { return b.con.lostBytes() > 0 }, waitTO, 10*time.Millisecond)
 	start := time.Now()
 	require.NoError(t, c.Close())
 	assert.Less(t, time.Since(start), time.Second)

@@ -26,18 +26,26 @@ type Marker struct {
 	Measurement *float64 // TestCase: MEASUREMENT, if any
 	Units       string   // TestCase: UNITS, if any
 	Message     string   // TestRaise
+	// Run is the TROUPE_RUN token the helpers add to their markers: the
+	// run whose script printed it. Empty for markers printed by hand.
+	Run string
 }
 
 var (
-	signalRE  = regexp.MustCompile(`<LAVA_SIGNAL_(TESTCASE|TESTRAISE) ([^<>]*)>`)
-	caseIDRE  = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
-	unitsRE   = regexp.MustCompile(`^[A-Za-z0-9_/%.\-]+$`)
-	results   = map[string]bool{"pass": true, "fail": true, "skip": true, "unknown": true}
-	caseKeys  = map[string]bool{"TEST_CASE_ID": true, "RESULT": true, "MEASUREMENT": true, "UNITS": true}
-	errNoCase = fmt.Errorf("no TEST_CASE_ID")
+	signalRE = regexp.MustCompile(`<LAVA_SIGNAL_(TESTCASE|TESTRAISE) ([^<>]*)>`)
+	caseIDRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
+	unitsRE  = regexp.MustCompile(`^[A-Za-z0-9_/%.\-]+$`)
+	results  = map[string]bool{"pass": true, "fail": true, "skip": true, "unknown": true}
+	caseKeys = map[string]bool{"TEST_CASE_ID": true, "RESULT": true, "MEASUREMENT": true, "UNITS": true, "TROUPE_RUN": true}
+	runRE    = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+	// raiseRunRE is the run token troupe-raise puts before its message.
+	raiseRunRE = regexp.MustCompile(`^TROUPE_RUN=([A-Za-z0-9-]+)(?: |$)`)
+	errNoCase  = fmt.Errorf("no TEST_CASE_ID")
 )
 
-// ParseLine finds the markers in one console line. A marker that is
+// ParseLine finds the markers in one console line. The helpers mark what
+// they print with the run they belong to: TROUPE_RUN=token as a field of a
+// test case, or before the message of a raise. A marker that is
 // recognisable but malformed (a corrupted byte, an unknown result, a missing
 // field) is reported as an error and never as a result: a damaged line must
 // not turn into a pass.
@@ -54,7 +62,11 @@ func ParseLine(line string) ([]Marker, []error) {
 			}
 			ms = append(ms, mk)
 		case "TESTRAISE":
-			ms = append(ms, Marker{Kind: TestRaise, Message: strings.TrimSpace(m[2])})
+			mk := Marker{Kind: TestRaise, Message: strings.TrimSpace(m[2])}
+			if r := raiseRunRE.FindStringSubmatch(mk.Message); r != nil {
+				mk.Run, mk.Message = r[1], strings.TrimSpace(mk.Message[len(r[0]):])
+			}
+			ms = append(ms, mk)
 		}
 	}
 	return ms, errs
@@ -94,6 +106,11 @@ func parseTestCase(body string) (Marker, error) {
 				return Marker{}, fmt.Errorf("invalid UNITS %q", v)
 			}
 			mk.Units = v
+		case "TROUPE_RUN":
+			if !runRE.MatchString(v) {
+				return Marker{}, fmt.Errorf("invalid TROUPE_RUN %q", v)
+			}
+			mk.Run = v
 		}
 	}
 	if mk.Case == "" {

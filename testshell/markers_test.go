@@ -26,6 +26,13 @@ func TestParseLine(t *testing.T) {
 		{"two on a line", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=skip><LAVA_SIGNAL_TESTCASE TEST_CASE_ID=b RESULT=unknown>",
 			[]Marker{{Kind: TestCase, Case: "a", Result: "skip"}, {Kind: TestCase, Case: "b", Result: "unknown"}}, 0},
 		{"raise", "<LAVA_SIGNAL_TESTRAISE disk on fire>", []Marker{{Kind: TestRaise, Message: "disk on fire"}}, 0},
+		{"run of a case", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass TROUPE_RUN=0a1b-2>",
+			[]Marker{{Kind: TestCase, Case: "a", Result: "pass", Run: "0a1b-2"}}, 0},
+		{"bad run of a case", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass TROUPE_RUN=a;b>", nil, 1},
+		{"run of a raise", "<LAVA_SIGNAL_TESTRAISE TROUPE_RUN=0a1b-2 disk on fire>",
+			[]Marker{{Kind: TestRaise, Message: "disk on fire", Run: "0a1b-2"}}, 0},
+		{"run of a raise without message", "<LAVA_SIGNAL_TESTRAISE TROUPE_RUN=0a1b-2>",
+			[]Marker{{Kind: TestRaise, Run: "0a1b-2"}}, 0},
 		{"dropped byte in result", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pas>", nil, 1},
 		{"dropped '=' ", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULTpass>", nil, 1},
 		{"no closing bracket", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass", nil, 0},
@@ -48,6 +55,8 @@ func TestParseLine(t *testing.T) {
 func FuzzParseLine(f *testing.F) {
 	f.Add("<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=ping RESULT=pass MEASUREMENT=1 UNITS=ms>")
 	f.Add("<LAVA_SIGNAL_TESTRAISE boom>")
+	f.Add("<LAVA_SIGNAL_TESTRAISE TROUPE_RUN=ab-1 boom>")
+	f.Add("<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass TROUPE_RUN=ab-1>")
 	f.Add("<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass")
 	f.Fuzz(func(t *testing.T, line string) {
 		ms, _ := ParseLine(line)

@@ -75,6 +75,7 @@ type Shell struct {
 	mu     sync.Mutex
 	seq    int
 	run    *Outcome        // collects markers while a test runs
+	runID  string          // TROUPE_RUN of the running test
 	runCtx context.Context // ends with the running test
 	calls  sync.WaitGroup  // MultiNode calls in flight
 }
@@ -107,6 +108,9 @@ func (s *Shell) Feed(line string) {
 		s.run.Invalid = append(s.run.Invalid, err.Error())
 	}
 	for _, m := range ms {
+		if m.Run != "" && m.Run != s.runID {
+			continue // left behind by an earlier run, e.g. by its background process
+		}
 		switch m.Kind {
 		case TestCase:
 			s.run.Cases = append(s.run.Cases, Case{Name: m.Case, Result: m.Result, Measurement: m.Measurement, Units: m.Units})
@@ -287,19 +291,26 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
 		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
 	}
+	// Every run has a token of its own (TROUPE_RUN), which the helpers put
+	// in their markers: a marker of an earlier run (printed by a process
+	// that run left in the background) is never counted as this run's.
+	s.mu.Lock()
+	s.seq++
+	runID := fmt.Sprintf("%s-%d", s.token, s.seq)
+	s.mu.Unlock()
 	// The script runs in a subshell with its stdin closed, so it can never
 	// eat what is typed next; MultiNode helpers talk to /dev/tty themselves.
-	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; export PATH; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1" </dev/null' troupe-test "$d/run.sh")`,
-		quote(dir))
+	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; export PATH TROUPE_RUN; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1" </dev/null' troupe-test "$d/run.sh")`,
+		quote(dir), runID)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
-	s.run, s.runCtx = &Outcome{}, runCtx
+	s.run, s.runCtx, s.runID = &Outcome{}, runCtx, runID
 	s.mu.Unlock()
 	code, err := s.exec(ctx, cmd, true)
 	s.mu.Lock()
 	out := *s.run
-	s.run, s.runCtx = nil, nil // no new MultiNode calls from here on
+	s.run, s.runCtx, s.runID = nil, nil, "" // no new MultiNode calls from here on
 	s.mu.Unlock()
 	cancel()
 	s.calls.Wait()

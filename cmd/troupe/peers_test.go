@@ -5,7 +5,8 @@ package main
 // Debian's pdudaemon (HTTP listener, localcmdline driver) switching the
 // boards' power. The boards are `troupe simboard` processes (see
 // hardware_test.go). Needs the packages ser2net and pdudaemon; without them
-// the tests skip, except under CI=true where they fail.
+// the tests skip, except under TROUPE_REQUIRE_TOOLS=1 (make test) where
+// they fail.
 
 import (
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/report"
 )
 
@@ -32,8 +34,8 @@ const peerStartTimeout = 15 * time.Second
 
 // needPeer returns the path of the peer program name (looked up on PATH,
 // then in the sbin directories, where Debian puts daemons). A missing peer
-// skips the test, or fails it under CI=true: a CI run must never skip
-// silently.
+// skips the test, or fails it under TROUPE_REQUIRE_TOOLS=1 (make test): a
+// full run must never skip silently.
 func needPeer(t *testing.T, name, pkg string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
@@ -46,10 +48,7 @@ func needPeer(t *testing.T, name, pkg string) string {
 		}
 	}
 	msg := fmt.Sprintf("%s not found (install the Debian package %s: apt-get install -y %s)", name, pkg, pkg)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, msg)
 	return ""
 }
 

@@ -16,22 +16,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/qemu"
 	"github.com/troupe-lab/troupe/report"
 )
 
-// needQemu skips a QEMU test where QEMU or a kernel is missing, except in
-// CI (CI=true), where it fails saying what to install.
+// needQemu skips a QEMU test where QEMU or a kernel is missing, or fails
+// saying what to install under TROUPE_REQUIRE_TOOLS=1 (make test).
 func needQemu(t *testing.T) {
 	t.Helper()
-	err := qemu.Missing()
-	if err == nil {
-		return
+	if err := qemu.Missing(); err != nil {
+		testenv.Missing(t, err.Error())
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(err)
-	}
-	t.Skip(err)
 }
 
 // needArm64 is needQemu for aarch64 boards: qemu-system-aarch64 and the
@@ -53,10 +49,7 @@ func needArm64(t *testing.T) {
 	}
 	msg := "aarch64 QEMU boards need " + strings.Join(missing, ", ") +
 		": make deps (apt-get install -y qemu-system-arm; sh qemu/images/fetch-arm64.sh " + dir + ")"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, msg)
 }
 
 // hostKernel is the release of the newest installed kernel, which QEMU

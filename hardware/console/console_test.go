@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"net"
@@ -83,6 +85,53 @@ func waitErr(t *testing.T, ch <-chan error, timeout time.Duration) error {
 	}
 }
 
+// tracer counts the trace events of a console under test, so that a test
+// waits for a step to have happened instead of sleeping.
+type tracer struct {
+	mu     sync.Mutex
+	counts map[string]int
+	change chan struct{} // closed and replaced at every event
+}
+
+func newTracer() *tracer {
+	return &tracer{counts: map[string]int{}, change: make(chan struct{})}
+}
+
+func (tr *tracer) add(event string) {
+	tr.mu.Lock()
+	tr.counts[event]++
+	ch := tr.change
+	tr.change = make(chan struct{})
+	tr.mu.Unlock()
+	close(ch)
+}
+
+func (tr *tracer) count(event string) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.counts[event]
+}
+
+// wait waits until event has happened n times in all, or fails the test
+// after timeout.
+func (tr *tracer) wait(t *testing.T, event string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		tr.mu.Lock()
+		c, ch := tr.counts[event], tr.change
+		tr.mu.Unlock()
+		if c >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("%q happened %d times within %v, want %d", event, c, timeout, n)
+		}
+	}
+}
+
 // --- serial -----------------------------------------------------------------
 
 func openPTY(t *testing.T) (master *os.File, s *Serial) {
@@ -134,8 +183,10 @@ func TestSerialMissingDevice(t *testing.T) {
 
 func TestSerialCloseUnblocksRead(t *testing.T) {
 	_, s := openPTY(t)
+	tr := newTracer()
+	s.trace = tr.add
 	ch := readErr(s)
-	time.Sleep(250 * time.Millisecond) // let Read block across a few poll timeouts
+	tr.wait(t, tracePoll, 3, 5*time.Second) // Read blocks across a few poll timeouts
 	select {
 	case err := <-ch:
 		t.Fatalf("Read returned early: %v", err)
@@ -165,8 +216,10 @@ func TestSerialMasterClosedIsLost(t *testing.T) {
 	require.NoError(t, err)
 	readUntil(t, s, "hello", 2*time.Second)
 
+	tr := newTracer()
+	s.trace = tr.add
 	ch := readErr(s)
-	time.Sleep(150 * time.Millisecond)
+	tr.wait(t, tracePoll, 1, 5*time.Second) // the Read is pending
 	require.NoError(t, master.Close())
 	err = waitErr(t, ch, 2*time.Second)
 	require.ErrorIs(t, err, ErrLost)
@@ -248,6 +301,41 @@ func dialTest(t *testing.T, addr string, reconnect time.Duration) *TCP {
 	return c
 }
 
+// traced is dialTest with a tracer watching the console.
+func traced(t *testing.T, addr string, reconnect time.Duration) (*TCP, *tracer) {
+	t.Helper()
+	c := dialTest(t, addr, reconnect)
+	tr := newTracer()
+	c.trace = tr.add
+	return c, tr
+}
+
+// gate makes c's reconnect attempts fail while it is closed; open, they
+// dial c's address as usual.
+type gate struct {
+	mu   sync.Mutex
+	open bool
+}
+
+func (g *gate) set(open bool) {
+	g.mu.Lock()
+	g.open = open
+	g.mu.Unlock()
+}
+
+func (g *gate) install(c *TCP) {
+	c.dialHook = func(ctx context.Context) (net.Conn, error) {
+		g.mu.Lock()
+		open := g.open
+		g.mu.Unlock()
+		if !open {
+			return nil, errors.New("connection refused (gate closed)")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", c.addr)
+	}
+}
+
 func TestTCPReadWrite(t *testing.T) {
 	srv := newServer(t)
 	c := dialTest(t, srv.addr(), 0)
@@ -276,7 +364,7 @@ func TestTCPDialError(t *testing.T) {
 
 func TestTCPReconnect(t *testing.T) {
 	srv := newServer(t)
-	c := dialTest(t, srv.addr(), 3*time.Second)
+	c, tr := traced(t, srv.addr(), 3*time.Second)
 	sc := srv.accept(t)
 
 	_, err := sc.Write([]byte("before\n"))
@@ -302,7 +390,7 @@ func TestTCPReconnect(t *testing.T) {
 		}
 		ch <- res{string(got), nil}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	tr.wait(t, traceRead, 1, 2*time.Second)
 	require.NoError(t, sc.Close())
 
 	// The console redials; everything the server sends on the new
@@ -318,6 +406,8 @@ func TestTCPReconnect(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("reader did not continue on the new connection")
 	}
+	assert.Equal(t, 1, tr.count(traceDropped))
+	assert.Equal(t, 1, tr.count(traceReconnected))
 
 	// Writes go to the new connection.
 	_, err = c.Write([]byte("ls\n"))
@@ -327,44 +417,30 @@ func TestTCPReconnect(t *testing.T) {
 
 func TestTCPWriteWaitsForReconnect(t *testing.T) {
 	srv := newServer(t)
-	c := dialTest(t, srv.addr(), 3*time.Second)
+	c, tr := traced(t, srv.addr(), 3*time.Second)
+	var g gate
+	g.install(c)
 	sc := srv.accept(t)
 	rd := readErr(c) // drives the reconnect on EOF
 
-	// Refuse new connections for a while: close the listener, drop the
-	// connection, then listen again on the same port.
-	addr := srv.addr()
-	srv.stop()
-	_ = sc
-	time.Sleep(300 * time.Millisecond) // reconnect is failing now
+	// Drop the connection while new ones are refused.
+	require.NoError(t, sc.Close())
+	tr.wait(t, traceRedialError, 1, 3*time.Second) // reconnect is failing now
 
 	wr := make(chan error, 1)
 	go func() {
 		_, err := c.Write([]byte("hello\n"))
 		wr <- err
 	}()
-
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot re-listen on %s: %v", addr, err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			acc <- c
-		}
-		close(acc)
-	}()
-	var sc2 net.Conn
+	tr.wait(t, traceWaiting, 1, 3*time.Second) // the writer waits for the reconnect
 	select {
-	case sc2 = <-acc:
-	case <-time.After(3 * time.Second):
-		t.Fatal("no reconnect")
+	case err := <-wr:
+		t.Fatalf("Write returned before the reconnect: %v", err)
+	default:
 	}
-	require.NotNil(t, sc2)
-	defer sc2.Close()
+
+	g.set(true)
+	sc2 := srv.accept(t)
 	select {
 	case err := <-wr:
 		require.NoError(t, err)
@@ -372,6 +448,7 @@ func TestTCPWriteWaitsForReconnect(t *testing.T) {
 		t.Fatal("Write did not complete after reconnect")
 	}
 	assert.Equal(t, "hello\n", readUntil(t, sc2, "\n", 2*time.Second))
+	assert.Equal(t, 1, tr.count(traceReconnected))
 
 	require.NoError(t, c.Close())
 	assert.ErrorIs(t, waitErr(t, rd, time.Second), io.EOF)
@@ -380,11 +457,11 @@ func TestTCPWriteWaitsForReconnect(t *testing.T) {
 func TestTCPServerGoneIsLost(t *testing.T) {
 	srv := newServer(t)
 	const reconnect = 500 * time.Millisecond
-	c := dialTest(t, srv.addr(), reconnect)
+	c, tr := traced(t, srv.addr(), reconnect)
 	srv.accept(t)
 
 	ch := readErr(c)
-	time.Sleep(50 * time.Millisecond)
+	tr.wait(t, traceRead, 1, 2*time.Second)
 	start := time.Now()
 	srv.stop() // listener and connection gone for good
 
@@ -394,6 +471,8 @@ func TestTCPServerGoneIsLost(t *testing.T) {
 	assert.Contains(t, err.Error(), "rpi-02")
 	assert.Contains(t, err.Error(), srv.addr())
 	assert.GreaterOrEqual(t, elapsed, reconnect-50*time.Millisecond, "kept trying for the reconnect window")
+	assert.GreaterOrEqual(t, tr.count(traceRedialError), 2, "redialled more than once")
+	assert.Equal(t, 1, tr.count(traceLost))
 	t.Logf("lost after %v: %v", elapsed, err)
 
 	// Sticky.
@@ -405,18 +484,20 @@ func TestTCPServerGoneIsLost(t *testing.T) {
 
 func TestTCPCloseDuringReconnect(t *testing.T) {
 	srv := newServer(t)
-	c := dialTest(t, srv.addr(), 10*time.Second)
+	c, tr := traced(t, srv.addr(), 10*time.Second)
 	srv.accept(t)
 
 	rd := readErr(c)
 	wr := make(chan error, 1)
 	srv.stop()
-	time.Sleep(400 * time.Millisecond) // reader saw EOF; redialling fails
+	// The reader saw EOF and redialling fails: the console is reconnecting.
+	tr.wait(t, traceRedialError, 1, 3*time.Second)
 	go func() {
 		_, err := c.Write([]byte("x"))
 		wr <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// The reader and the writer both wait for the reconnect.
+	tr.wait(t, traceWaiting, 2, 3*time.Second)
 
 	start := time.Now()
 	require.NoError(t, c.Close())
@@ -429,14 +510,16 @@ func TestTCPCloseDuringReconnect(t *testing.T) {
 		t.Fatal("Write did not return after Close")
 	}
 	require.NoError(t, c.Close())
+	assert.Zero(t, tr.count(traceReconnected))
+	assert.Zero(t, tr.count(traceLost))
 }
 
 func TestTCPCloseUnblocksRead(t *testing.T) {
 	srv := newServer(t)
-	c := dialTest(t, srv.addr(), 0)
+	c, tr := traced(t, srv.addr(), 0)
 	srv.accept(t)
 	rd := readErr(c)
-	time.Sleep(100 * time.Millisecond)
+	tr.wait(t, traceRead, 1, 2*time.Second)
 	require.NoError(t, c.Close())
 	assert.ErrorIs(t, waitErr(t, rd, time.Second), io.EOF)
 }

@@ -17,6 +17,9 @@ import (
 // pending reads on Close by itself; this is a second line of defence).
 const serialPollInterval = 100 * time.Millisecond
 
+// tracePoll: a Read's poll timed out with nothing read; it polls again.
+const tracePoll = "poll"
+
 // Serial is a board console on a local serial device, 8N1, no flow control,
 // raw mode.
 type Serial struct {
@@ -29,6 +32,8 @@ type Serial struct {
 
 	mu   sync.Mutex
 	lost error // sticky, wraps ErrLost
+
+	trace func(event string) // set by tests before any I/O: told of each tracePoll
 }
 
 // OpenSerial opens device at baud, 8N1, for board. DTR and RTS are asserted
@@ -87,6 +92,9 @@ func (s *Serial) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if err == nil || transient(err) {
+			if s.trace != nil {
+				s.trace(tracePoll)
+			}
 			continue // read timeout (0, nil): poll again
 		}
 		if s.closed.Load() {

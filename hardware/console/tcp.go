@@ -55,6 +55,26 @@ type TCP struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// Set by tests before any I/O; nil otherwise.
+	dialHook func(ctx context.Context) (net.Conn, error) // replaces dialling addr
+	trace    func(event string)                          // told of each step tests wait for; never under mu
+}
+
+// Steps of a TCP console that its tests wait for.
+const (
+	traceRead        = "read"         // a Read is about to wait on the connection
+	traceDropped     = "dropped"      // the connection dropped; reconnecting
+	traceRedialError = "redial error" // a reconnect attempt failed
+	traceWaiting     = "waiting"      // a Read or Write waits for the reconnect
+	traceReconnected = "reconnected"
+	traceLost        = "lost"
+)
+
+func (t *TCP) step(event string) {
+	if t.trace != nil {
+		t.trace(event)
+	}
 }
 
 // DialTCP connects to the console of board at addr ("host:port"). The first
@@ -97,6 +117,9 @@ func (t *TCP) Board() string { return t.board }
 func (t *TCP) Addr() string { return t.addr }
 
 func (t *TCP) dial(ctx context.Context) (net.Conn, error) {
+	if t.dialHook != nil {
+		return t.dialHook(ctx)
+	}
 	d := net.Dialer{Timeout: t.dialTimeout}
 	return d.DialContext(ctx, "tcp", t.addr)
 }
@@ -116,6 +139,7 @@ func (t *TCP) Read(p []byte) (int, error) {
 			}
 			return 0, err
 		}
+		t.step(traceRead)
 		n, err := c.Read(p)
 		if err != nil {
 			t.dropped(c, "read", err)
@@ -192,6 +216,7 @@ func (t *TCP) current() (net.Conn, error) {
 		}
 		ready := t.ready
 		t.mu.Unlock()
+		t.step(traceWaiting)
 		select {
 		case <-ready:
 		case <-t.ctx.Done():
@@ -204,8 +229,8 @@ func (t *TCP) current() (net.Conn, error) {
 // was already retired or the console is closed.
 func (t *TCP) dropped(c net.Conn, op string, cause error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed || t.conn != c {
+		t.mu.Unlock()
 		return
 	}
 	_ = c.Close()
@@ -213,7 +238,10 @@ func (t *TCP) dropped(c net.Conn, op string, cause error) {
 	t.ready = make(chan struct{})
 	t.log.Warn("console connection dropped; reconnecting", "op", op, "err", cause, "within", t.reconnect)
 	t.wg.Add(1)
-	go t.redial(cause, t.ready)
+	ready := t.ready
+	t.mu.Unlock()
+	t.step(traceDropped)
+	go t.redial(cause, ready)
 }
 
 func (t *TCP) redial(cause error, ready chan struct{}) {
@@ -230,15 +258,18 @@ func (t *TCP) redial(cause error, ready chan struct{}) {
 		c, err := t.dial(ctx)
 		if err == nil {
 			t.mu.Lock()
-			defer t.mu.Unlock()
 			if t.closed {
+				t.mu.Unlock()
 				_ = c.Close()
 				return
 			}
 			t.conn = c
 			t.log.Info("console reconnected", "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
+			t.mu.Unlock()
+			t.step(traceReconnected)
 			return
 		}
+		t.step(traceRedialError)
 		lastErr = err
 		timer.Reset(redialInterval)
 		select {
@@ -249,11 +280,13 @@ func (t *TCP) redial(cause error, ready chan struct{}) {
 		break
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return
 	}
 	t.lost = fmt.Errorf("console of %s: tcp %s: %w: connection dropped (%v) and not re-established within %v: %v",
 		t.board, t.addr, ErrLost, cause, t.reconnect, lastErr)
 	t.log.Error("console lost", "err", t.lost)
+	t.mu.Unlock()
+	t.step(traceLost)
 }

@@ -1,0 +1,507 @@
+package lava
+
+// The job mapping: LAVA job keys (name, timeouts, priority, roles, deploy, boot) to a troupe job.
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/troupe-lab/troupe/jobs"
+)
+
+// sanitize makes s a valid troupe job or test name: characters other than
+// letters, digits, '.', '_' and '-' become '-' (one for each run), and '-' is
+// trimmed from both ends.
+func sanitize(s string) string {
+	var b strings.Builder
+	replaced := false
+	for _, c := range s {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b.WriteRune(c)
+			replaced = false
+		} else if !replaced {
+			b.WriteByte('-')
+			replaced = true
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+// roleName makes a LAVA role name a troupe one; ok is false if it cannot.
+func roleName(s string) (string, bool) {
+	t := strings.ReplaceAll(s, "-", "_")
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return "", false
+		}
+	}
+	return t, t != ""
+}
+
+func (im *importer) job(root *yaml.Node) *jobs.Job {
+	j := &jobs.Job{File: im.file, Timeout: jobs.DefaultTimeout, Priority: jobs.DefaultPriority, MultinodeTimeout: jobs.DefaultMultinodeTimeout}
+	m, ok := im.mapping(root, "")
+	if !ok {
+		return j
+	}
+	var protocols, actions, deviceType, tags *entry
+	for _, e := range m.entries {
+		switch e.key {
+		case "job_name":
+			if s, ok := im.str(e.v, e.path); ok {
+				j.Name = sanitize(s)
+				if j.Name == "" {
+					im.errorf(e.line, e.path, "%q has no letters or digits to make a troupe job name of", s)
+				}
+			}
+		case "timeouts":
+			im.timeouts(e, j)
+		case "priority":
+			im.priority(e, j)
+		case "protocols":
+			protocols = &e
+		case "device_type":
+			deviceType = &e
+		case "tags":
+			tags = &e
+		case "actions":
+			actions = &e
+		case "context":
+			im.unsupported(e, "not supported: troupe has no per-device context; device settings belong in the lab file")
+		case "visibility", "metadata", "notify": // Ignored
+		default:
+			im.unsupported(e, "")
+		}
+	}
+	im.required(m, "job_name", "actions")
+
+	multinode := false
+	if protocols != nil {
+		multinode = im.protocols(*protocols, j)
+	}
+	switch {
+	case multinode:
+		if deviceType != nil {
+			im.unsupported(*deviceType, "a MultiNode job has no top-level device_type; give each role its device_type")
+		}
+		if tags != nil {
+			im.unsupported(*tags, "a MultiNode job has no top-level tags; give each role its tags")
+		}
+	case deviceType != nil:
+		im.singleNode(*deviceType, tags, j)
+	default:
+		if tags != nil {
+			im.unsupported(*tags, "top-level tags need a top-level device_type (single-node job)")
+		}
+		im.errorf(m.line, "device_type", "is required: give device_type (single-node job) or protocols.lava-multinode.roles (MultiNode job)")
+	}
+	for _, r := range j.Roles {
+		im.allRoles = append(im.allRoles, r.Name)
+	}
+
+	if actions != nil {
+		j.Actions = im.actions(*actions)
+	}
+	return j
+}
+
+func (im *importer) timeouts(e entry, j *jobs.Job) {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return
+	}
+	for _, t := range m.entries {
+		switch t.key {
+		case "job":
+			if d, ok := im.duration(t); ok {
+				j.Timeout = d
+			}
+		case "action":
+			if d, ok := im.duration(t); ok {
+				im.actionTimeout = d
+			}
+		case "actions":
+			im.unsupportedEach(t, "per-action-type timeouts are not supported; give the action its own timeout")
+		case "connection", "connections":
+			im.unsupportedEach(t, "not supported: troupe has no connection timeouts")
+		default:
+			im.unsupported(t, "")
+		}
+	}
+}
+
+func (im *importer) priority(e entry, j *jobs.Job) {
+	if isString(e.v) {
+		p, ok := Priorities[e.v.Value]
+		if !ok {
+			im.errorf(e.line, e.path, "must be high, medium, low or an integer 0..100 (got %q)", e.v.Value)
+			return
+		}
+		j.Priority = p
+		return
+	}
+	n, ok := im.integer(e)
+	if !ok {
+		return
+	}
+	if n < 0 || n > 100 {
+		im.errorf(e.line, e.path, "must be between 0 and 100 (got %d)", n)
+		return
+	}
+	j.Priority = int(n)
+}
+
+// protocols reads the protocols and reports whether lava-multinode is one.
+func (im *importer) protocols(e entry, j *jobs.Job) bool {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return false
+	}
+	found := false
+	for _, p := range m.entries {
+		if p.key != "lava-multinode" {
+			im.unsupported(p, "not supported: troupe imports only the lava-multinode protocol")
+			continue
+		}
+		found = true
+		mn, ok := im.mapping(p.v, p.path)
+		if !ok {
+			continue
+		}
+		// The timeout first: it is the default of the roles' timeouts.
+		if t, ok := mn.get("timeout"); ok {
+			if d, ok := im.duration(t); ok {
+				j.MultinodeTimeout = d
+			}
+		}
+		for _, k := range mn.entries {
+			switch k.key {
+			case "timeout":
+			case "roles":
+				j.Roles = im.roles(k, j.MultinodeTimeout)
+			default:
+				im.unsupported(k, "")
+			}
+		}
+		im.required(mn, "roles")
+	}
+	return found
+}
+
+func (im *importer) roles(e entry, multinode time.Duration) []jobs.Role {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	if len(m.entries) == 0 {
+		im.errorf(e.line, e.path, "at least one role is required")
+	}
+	byName := map[string]string{} // troupe name -> LAVA name
+	var roles []jobs.Role
+	total := 0
+	for _, re := range m.entries {
+		name, ok := roleName(re.key)
+		im.lavaRoles[re.key] = name
+		if !ok {
+			im.errorf(re.line, re.path, "role name %q may contain only letters, digits, '_' and '-'", re.key)
+			continue
+		}
+		if prev, dup := byName[name]; dup {
+			im.errorf(re.line, re.path, "roles %q and %q would both be called %q in troupe ('-' becomes '_')", prev, re.key, name)
+			im.lavaRoles[re.key] = ""
+			continue
+		}
+		byName[name] = re.key
+		r, ok := im.role(re, name, multinode)
+		if !ok {
+			continue
+		}
+		total += r.Count
+		roles = append(roles, r)
+	}
+	if total > jobs.MaxNodes {
+		im.errorf(e.line, e.path, "the job has %d nodes; at most %d are allowed", total, jobs.MaxNodes)
+	}
+	slices.SortFunc(roles, func(a, b jobs.Role) int { return strings.Compare(a.Name, b.Name) })
+	return roles
+}
+
+func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Role, bool) {
+	r := jobs.Role{Name: name, Count: 1, Timeout: multinode}
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return r, false
+	}
+	for _, k := range m.entries {
+		switch k.key {
+		case "device_type":
+			r.DeviceType, _ = im.deviceType(k)
+		case "count":
+			if n, ok := im.integer(k); ok {
+				if n < 1 || n > jobs.MaxNodes {
+					im.errorf(k.line, k.path, "must be between 1 and %d (got %d)", jobs.MaxNodes, n)
+				} else {
+					r.Count = int(n)
+				}
+			}
+		case "tags":
+			r.Tags = im.tags(k)
+		case "essential":
+			r.Essential, _ = im.boolean(k)
+		case "timeout":
+			if d, ok := im.duration(k); ok {
+				r.Timeout = d
+			}
+		case "context":
+			im.unsupported(k, "not supported: troupe has no per-device context; device settings belong in the lab file")
+		case "request", "expect_role":
+			im.unsupported(k, "not supported: troupe starts all roles together")
+		default:
+			im.unsupported(k, "")
+		}
+	}
+	im.required(m, "device_type")
+	return r, true
+}
+
+func (im *importer) deviceType(e entry) (string, bool) {
+	s, ok := im.str(e.v, e.path)
+	if ok && s == "" {
+		im.errorf(e.line, e.path, "must not be empty")
+		return "", false
+	}
+	return s, ok
+}
+
+func (im *importer) tags(e entry) []string {
+	tags, ok := im.strings(e)
+	if !ok {
+		return nil
+	}
+	for _, t := range tags {
+		if t == "" {
+			im.errorf(e.line, e.path, "tags must not be empty strings")
+			return nil
+		}
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	return tags
+}
+
+func (im *importer) singleNode(dt entry, tags *entry, j *jobs.Job) {
+	r := jobs.Role{Name: SingleNodeRole, Count: 1, Timeout: j.MultinodeTimeout}
+	r.DeviceType, _ = im.deviceType(dt)
+	if tags != nil {
+		r.Tags = im.tags(*tags)
+	}
+	j.Roles = []jobs.Role{r}
+}
+
+func (im *importer) actions(e entry) []jobs.Action {
+	elems, ok := im.sequence(e)
+	if !ok {
+		return nil
+	}
+	if len(elems) == 0 {
+		im.errorf(e.line, e.path, "at least one action is required")
+	}
+	var out []jobs.Action
+	for i, n := range elems {
+		path := fmt.Sprintf("%s[%d]", e.path, i)
+		m, ok := im.mapping(n, path)
+		if !ok {
+			continue
+		}
+		if len(m.entries) != 1 {
+			im.errorf(m.line, path, "an action must be a mapping with one key: deploy, boot or test (got %d keys)", len(m.entries))
+			continue
+		}
+		a := m.entries[0]
+		switch a.key {
+		case "deploy":
+			if act, ok := im.deploy(a); ok {
+				out = append(out, act)
+			}
+		case "boot":
+			if act, ok := im.boot(a); ok {
+				out = append(out, act)
+			}
+		case "test":
+			out = append(out, im.test(a)...)
+		default:
+			im.errorf(a.line, a.path, "%q actions are not supported; troupe imports deploy, boot and test actions", a.key)
+		}
+	}
+	for i := range out {
+		out[i].Index = i
+	}
+	return out
+}
+
+// actionRoles reads the role list of an action.
+func (im *importer) actionRoles(e entry) []string {
+	names, ok := im.strings(e)
+	if !ok {
+		return nil
+	}
+	if len(names) == 0 {
+		im.errorf(e.line, e.path, "must not be empty (omit it to run on all roles)")
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		t, known := im.lavaRoles[n]
+		switch {
+		case !known:
+			im.errorf(e.line, e.path, "undefined role %q", n)
+		case t == "": // an invalid role, reported already
+		case seen[n]:
+			im.errorf(e.line, e.path, "duplicate role %q", n)
+		default:
+			seen[n] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// common reads the keys every action has: role and timeout. It reports
+// whether e is one of them.
+func (im *importer) common(e entry, a *jobs.Action) bool {
+	switch e.key {
+	case "role":
+		if roles := im.actionRoles(e); roles != nil {
+			a.Roles = roles
+		}
+	case "timeout":
+		if d, ok := im.duration(e); ok {
+			a.Timeout = d
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+func (im *importer) newAction(typ jobs.ActionType, line int, def time.Duration) jobs.Action {
+	if im.actionTimeout > 0 {
+		def = im.actionTimeout
+	}
+	return jobs.Action{Type: typ, Roles: im.allRoles, Timeout: def, Line: line}
+}
+
+func (im *importer) deploy(e entry) (jobs.Action, bool) {
+	a := im.newAction(jobs.Deploy, e.line, jobs.DefaultDeployTimeout)
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return a, false
+	}
+	for _, k := range m.entries {
+		switch {
+		case im.common(k, &a):
+		case k.key == "to" || k.key == "os":
+			im.str(k.v, k.path)
+		case k.key == "images":
+			a.Image = im.images(k)
+		default:
+			im.unsupported(k, "")
+		}
+	}
+	return a, true
+}
+
+func (im *importer) images(e entry) string {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return ""
+	}
+	image := ""
+	for _, k := range m.entries {
+		if k.key != "rootfs" {
+			im.unsupported(k, "not supported: troupe deploys only the rootfs image")
+			continue
+		}
+		rm, ok := im.mapping(k.v, k.path)
+		if !ok {
+			continue
+		}
+		for _, r := range rm.entries {
+			if r.key != "url" {
+				im.unsupported(r, "")
+				continue
+			}
+			if u, ok := im.str(r.v, r.path); ok {
+				image = im.localPath(r, u)
+			}
+		}
+		im.required(rm, "url")
+	}
+	return image
+}
+
+var scheme = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
+
+// localPath turns the url of an image into a local path: file:///path or a
+// path, relative to the job file.
+func (im *importer) localPath(e entry, s string) string {
+	if s == "" {
+		im.errorf(e.line, e.path, "must not be empty")
+		return ""
+	}
+	if !scheme.MatchString(s) {
+		if filepath.IsAbs(s) {
+			return filepath.Clean(s)
+		}
+		return filepath.Join(filepath.Dir(im.file), s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		im.errorf(e.line, e.path, "invalid URL %q: %v", s, err)
+		return ""
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			im.errorf(e.line, e.path, "%q is on another host; only local files are supported", s)
+			return ""
+		}
+		if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || !filepath.IsAbs(u.Path) {
+			im.errorf(e.line, e.path, "%q is not a file:///absolute/path URL", s)
+			return ""
+		}
+		return filepath.Clean(u.Path)
+	default:
+		im.errorf(e.line, e.path, "%q needs the network; troupe fetches nothing, use a local file (file:///path or a path relative to the job file)", s)
+		return ""
+	}
+}
+
+func (im *importer) boot(e entry) (jobs.Action, bool) {
+	a := im.newAction(jobs.Boot, e.line, jobs.DefaultBootTimeout)
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return a, false
+	}
+	for _, k := range m.entries {
+		switch {
+		case im.common(k, &a):
+		case k.key == "method":
+			im.str(k.v, k.path)
+		case k.key == "prompts":
+			im.strings(k)
+		default:
+			im.unsupported(k, "")
+		}
+	}
+	return a, true
+}
