@@ -29,6 +29,11 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 	if err := b.deploy(ctx, image); err != nil {
 		return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
 	}
+	if !b.o.Unsandboxed {
+		if err := ownTreeBySandbox(b.root); err != nil {
+			return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
+		}
+	}
 	b.log.Info("deployed", "image", image)
 	return nil
 }

@@ -1,7 +1,9 @@
 // Package sim simulates an embedded board: a pseudo-terminal console that
 // shows a bootloader and kernel log, a login prompt and then a real
-// /bin/sh running in a per-board sandbox directory. Faults (faults.go)
-// make it misbehave like a board of a real lab, for tests of the harness.
+// /bin/sh running in a per-board sandbox (sandbox.go: its own user, mount,
+// PID, UTS and IPC namespaces, a network shared with its group only, as
+// an unprivileged uid). Faults (faults.go) make it misbehave like a board
+// of a real lab, for tests of the harness.
 package sim
 
 import (
@@ -16,9 +18,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troupe-lab/troupe/lab"
 )
 
 const (
@@ -42,6 +47,13 @@ type Options struct {
 	// default: u-boot's banner, then straight to the kernel) or
 	// BootloaderUBoot ("u-boot": an interactive u-boot console, see uboot.go).
 	Bootloader string
+	// Networks are the lab's group networks (JoinGroup); nil: the board
+	// only ever has a private network.
+	Networks *Networks
+	// Unsandboxed runs the shell as this process's user in its namespaces
+	// (the lab's sandbox = "none"): a test script can then reach
+	// everything this process can.
+	Unsandboxed bool
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.
@@ -55,6 +67,10 @@ type Board struct {
 
 	fmu    sync.Mutex
 	faults Faults
+
+	nmu   sync.Mutex
+	group string // the network joined (JoinGroup); "": a private one
+	net   *netns // nil until the first sandboxed shell or JoinGroup
 
 	mu     sync.Mutex
 	sess   *session // nil when off
@@ -76,6 +92,9 @@ type session struct {
 	panicked  bool
 	shellHung bool
 	shells    map[int]bool // pids of the shells started during this power-on
+	// sandboxes: the sandboxed shells' processes, each with a channel
+	// closed once it has been reaped (its PID namespace is gone then).
+	sandboxes map[*os.Process]chan struct{}
 }
 
 func (s *session) shellsLocked() map[int]bool {
@@ -123,7 +142,16 @@ func New(o Options) (*Board, error) {
 		_ = pts.Close()
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
-	becomeSubreaper()
+	if !o.Unsandboxed {
+		if err := ownBySandbox(root); err != nil {
+			_ = ptm.Close()
+			_ = pts.Close()
+			return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+		}
+	}
+	if o.Networks == nil {
+		o.Networks = NewNetworks()
+	}
 	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults}
 	b.con.setFaults(o.Faults)
 	return b, nil
@@ -187,6 +215,11 @@ func (b *Board) On(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
 	}
+	if !b.o.Unsandboxed {
+		if err := ownBySandbox(filepath.Join(b.root, "tmp")); err != nil {
+			return fmt.Errorf("power on %s: %w", b.o.Name, err)
+		}
+	}
 	if err := b.pts.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
 	}
@@ -198,6 +231,7 @@ func (b *Board) On(ctx context.Context) error {
 	s := &session{
 		token: hex.EncodeToString(tok), cancel: cancel, runCtx: rctx, runCancel: rcancel,
 		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
+		sandboxes: map[*os.Process]chan struct{}{},
 	}
 	b.sess = s
 	// Kept while on, so that a harness killed with the board on can power
@@ -240,12 +274,11 @@ func (b *Board) offLocked(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopped = true // no new shell can start from now on
-	shells := s.shellsLocked()
 	s.mu.Unlock()
 	s.cancel()
 
 	var errs []error
-	if err := killSession(s.token, shells, deadline); err != nil {
+	if err := b.killShells(s, deadline); err != nil {
 		errs = append(errs, err)
 	}
 	t := time.NewTimer(time.Until(deadline))
@@ -289,6 +322,7 @@ func (b *Board) Close() error {
 	}
 	b.closed = true
 	err := b.offLocked(context.Background())
+	b.leaveNetwork()
 	for _, c := range []io.Closer{b.con, b.pts} {
 		if cerr := c.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 			err = errors.Join(err, cerr)
@@ -558,15 +592,34 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
 		return fmt.Errorf("create TMPDIR: %w", err)
 	}
+	var n *netns
+	if !b.o.Unsandboxed {
+		var err error
+		if n, err = b.network(); err != nil {
+			return err
+		}
+	}
 	tty, err := os.OpenFile(b.pts.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return fmt.Errorf("open console tty: %w", err)
 	}
-	cmd := exec.Command("/bin/sh", "-i")
-	cmd.Dir = b.root
-	cmd.Env = b.shellEnv(s.token)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	var cmd *exec.Cmd
+	if n != nil {
+		exe, err := ownExe()
+		if err == nil {
+			cmd, err = shellCommand(n, exe, tty, b.root, b.o.Name, b.sandboxEnv(s.token), false)
+		}
+		if err != nil {
+			_ = tty.Close()
+			return fmt.Errorf("start shell: %w", err)
+		}
+	} else {
+		cmd = exec.Command("/bin/sh", "-i")
+		cmd.Dir = b.root
+		cmd.Env = b.shellEnv(s.token)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 
 	s.mu.Lock()
 	if s.stopped {
@@ -581,18 +634,26 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		return ctx.Err()
 	}
 	err = cmd.Start()
+	exited := make(chan struct{})
 	if err == nil {
 		s.shells[cmd.Process.Pid] = true
+		if n != nil {
+			s.sandboxes[cmd.Process] = exited
+		}
 	}
 	s.mu.Unlock()
 	_ = tty.Close()
 	if err != nil {
 		return fmt.Errorf("start shell: %w", err)
 	}
-	b.log.Debug("shell started", "pid", cmd.Process.Pid)
+	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", n != nil)
 
 	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		waitc <- err
+	}()
 	select {
 	case err := <-waitc:
 		b.log.Debug("shell exited", "err", err)
@@ -600,13 +661,125 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	case <-ctx.Done():
 	}
 	// Powered off: Off kills everything; make sure the shell is reaped.
-	_ = cmd.Process.Kill()
+	if n != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // the sandbox ends its PID namespace
+	} else {
+		_ = cmd.Process.Kill()
+	}
 	t := time.NewTimer(shellReapLimit)
 	defer t.Stop()
 	select {
 	case <-waitc:
 	case <-t.C:
+		_ = cmd.Process.Kill()
 		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
 	}
 	return ctx.Err()
+}
+
+// sandboxEnv is the shell's environment inside its sandbox.
+func (b *Board) sandboxEnv(token string) []string {
+	env := b.shellEnv(token)
+	for i, kv := range env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "HOME":
+			env[i] = "HOME=" + sandboxHome
+		case "TMPDIR":
+			env[i] = "TMPDIR=/tmp"
+		case "LAVA_MULTI_NODE_CACHE":
+			env[i] = "LAVA_MULTI_NODE_CACHE=/tmp/lava_multi_node_cache.txt"
+		}
+	}
+	return env
+}
+
+// JoinGroup puts the board on its group's private network (shared by the
+// group's sandboxes, reaching nothing else). The nodes keep the addresses
+// the lab gave them: all of 127.0.0.0/8 is the network's own loopback.
+func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
+	if b.o.Unsandboxed {
+		return nil, nil
+	}
+	n, err := b.o.Networks.join(g.ID)
+	if err != nil {
+		return nil, fmt.Errorf("network of %s: %w", b.o.Name, err)
+	}
+	b.nmu.Lock()
+	old := b.net
+	b.net, b.group = n, g.ID
+	b.nmu.Unlock()
+	if old != nil {
+		b.o.Networks.leave(old)
+	}
+	return nil, nil
+}
+
+// network returns the board's network, making a private one if it has
+// joined none.
+func (b *Board) network() (*netns, error) {
+	b.nmu.Lock()
+	n := b.net
+	b.nmu.Unlock()
+	if n != nil {
+		return n, nil
+	}
+	n, err := b.o.Networks.join("")
+	if err != nil {
+		return nil, err
+	}
+	b.nmu.Lock()
+	if b.net == nil {
+		b.net = n
+		b.nmu.Unlock()
+		return n, nil
+	}
+	other := b.net
+	b.nmu.Unlock()
+	b.o.Networks.leave(n)
+	return other, nil
+}
+
+// leaveNetwork drops the board's network (at Close).
+func (b *Board) leaveNetwork() {
+	b.nmu.Lock()
+	n := b.net
+	b.net = nil
+	b.nmu.Unlock()
+	if n != nil {
+		b.o.Networks.leave(n)
+	}
+}
+
+// killShells ends every process of one power-on: sandboxed, by ending each
+// shell's sandbox (its PID namespace); unsandboxed, by hunting them down
+// (killSession).
+func (b *Board) killShells(s *session, deadline time.Time) error {
+	s.mu.Lock()
+	shells := s.shellsLocked()
+	boxes := make(map[*os.Process]chan struct{}, len(s.sandboxes))
+	for p, c := range s.sandboxes {
+		boxes[p] = c
+	}
+	s.mu.Unlock()
+	if b.o.Unsandboxed {
+		return killSession(s.token, shells, deadline)
+	}
+	for p := range boxes {
+		_ = p.Signal(syscall.SIGTERM)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	var stuck []int
+	for p, exited := range boxes {
+		select {
+		case <-exited:
+		case <-t.C:
+			_ = p.Kill()
+			stuck = append(stuck, p.Pid)
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("sandboxes %v did not end in time (killed)", stuck)
+	}
+	return nil
 }
