@@ -213,3 +213,52 @@ func loopbackUp() error {
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
+
+// CheckSandbox builds one sandbox (a private network, a shell stage and an
+// init that stops once its mounts are made) and reports why it could not,
+// naming the kernel setting that refused namespaces when one did.
+func CheckSandbox() error {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	if err != nil {
+		return err
+	}
+	defer ns.leave(n)
+	exe, err := ownExe()
+	if err != nil {
+		return sandboxError(err)
+	}
+	dir, err := os.MkdirTemp("", "troupe-sandbox-check-")
+	if err != nil {
+		return fmt.Errorf("sandbox check: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := ownBySandbox(dir); err != nil {
+		return fmt.Errorf("sandbox check: %w", err)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("sandbox check: %w", err)
+	}
+	defer null.Close()
+	cmd, err := shellCommand(n, exe, null, dir, "check", nil, true)
+	if err != nil {
+		return sandboxError(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = stageTimeout
+	if err := cmd.Start(); err != nil {
+		return sandboxError(err)
+	}
+	t := time.AfterFunc(stageTimeout, func() { _ = cmd.Process.Kill() })
+	defer t.Stop()
+	if err := cmd.Wait(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 4096 {
+			msg = msg[:4096]
+		}
+		return sandboxError(fmt.Errorf("%w: %s", err, msg))
+	}
+	return nil
+}

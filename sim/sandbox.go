@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -474,12 +473,6 @@ func refusalCause(dir string) string {
 		return "kernel.apparmor_restrict_unprivileged_userns=1"
 	}
 	return ""
-}
-
-// readAll reads what a failed stage said, bounded.
-func readAll(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, 4096))
-	return strings.TrimSpace(string(b))
 }
 
 // stageTimeout bounds how long a network or probe stage may take to start.

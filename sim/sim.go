@@ -76,6 +76,9 @@ type Board struct {
 	sess   *session // nil when off
 	lieOn  bool     // PowerLie: State reports on, but there is no session
 	closed bool
+	// released is closed once Close has powered the board off and left
+	// its network: its sandbox directory is free then.
+	released chan struct{}
 }
 
 // session is one power-on.
@@ -152,10 +155,15 @@ func New(o Options) (*Board, error) {
 	if o.Networks == nil {
 		o.Networks = NewNetworks()
 	}
-	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults}
+	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults,
+		released: make(chan struct{})}
 	b.con.setFaults(o.Faults)
 	return b, nil
 }
+
+// Released is closed once Close has powered the board off and ended its
+// sandbox.
+func (b *Board) Released() <-chan struct{} { return b.released }
 
 // Console returns the harness side of the board's serial console. The same
 // object is returned for the board's whole life and stays open across
@@ -321,6 +329,7 @@ func (b *Board) Close() error {
 		return nil
 	}
 	b.closed = true
+	defer close(b.released)
 	err := b.offLocked(context.Background())
 	b.leaveNetwork()
 	for _, c := range []io.Closer{b.con, b.pts} {
