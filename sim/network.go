@@ -107,7 +107,7 @@ func (n *netns) start() error {
 		return err
 	}
 	uid, gid := sandboxIDs()
-	cmd := &exec.Cmd{Path: exePath, Args: args, Env: []string{}}
+	cmd := &exec.Cmd{Path: exePath, Args: args, Env: stageEnv}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -241,18 +241,22 @@ func CheckSandbox() error {
 		return fmt.Errorf("sandbox check: %w", err)
 	}
 	defer null.Close()
-	cmd, err := shellCommand(n, exe, null, dir, "check", nil, true)
+	sb, err := newSandbox(n, exe, null, dir, "check", nil, true)
 	if err != nil {
 		return sandboxError(err)
 	}
+	cmd := sb.cmd
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = stageTimeout
-	if err := cmd.Start(); err != nil {
+	if err := sb.start(); err != nil {
 		return sandboxError(err)
 	}
 	t := time.AfterFunc(stageTimeout, func() { _ = cmd.Process.Kill() })
 	defer t.Stop()
+	if fd, err := sb.initPID(); err == nil {
+		_ = unix.Close(fd)
+	}
 	if err := cmd.Wait(); err != nil {
 		msg := strings.TrimSpace(out.String())
 		if len(msg) > 4096 {

@@ -8,27 +8,28 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// A sandboxed shell runs as a chain of processes, all of them this
-// program re-executed (see init below):
+// A sandboxed shell runs as a chain of processes:
 //
-//	troupe ─▶ nsenter (joins the network's user + network namespaces)
-//	            └─ exec: stage "shell" (uid 0 of the network's user namespace)
-//	                  └─ clone(user, mount, PID, UTS, IPC): stage "init",
-//	                     PID 1 of the board: hostname, mounts, /bin/sh, reaper
+//	troupe ─▶ nsenter: joins the network's user + network namespaces, as their root
+//	            └─ exec: unshare: new user, mount, PID, UTS and IPC namespaces
+//	                  └─ fork + exec: this program re-executed (see init below),
+//	                     stage "init", PID 1 of the board: hostname, mounts,
+//	                     /bin/sh on the console, reaper of every orphan
 //
 // The network's namespaces are held by a stage "net" process (network.go).
-// Killing the init ends its PID namespace: no process of the board survives.
-// The chain never runs as a privileged uid on the host: the network's user
-// namespace maps its root to the sandbox uid (sandboxIDs).
+// Killing the init ends its PID namespace: no process of the board
+// survives; unshare exits once the init is reaped. The chain never runs as
+// a privileged uid on the host: the network's user namespace maps its root
+// to the sandbox uid (sandboxIDs).
 
 // sandboxArg0 is argv[0] of a re-executed sandbox stage.
 const sandboxArg0 = "troupe-sandbox"
@@ -36,7 +37,11 @@ const sandboxArg0 = "troupe-sandbox"
 // exeFD is the descriptor of this program's executable in every stage: the
 // stages run as the sandbox uid, which may not be allowed to walk to the
 // executable's path (a 0700 build directory), but may execute it by fd.
-const exeFD = 3
+// reportFD is where the init tells its pid on the host.
+const (
+	exeFD    = 3
+	reportFD = 4
+)
 
 const exePath = "/proc/self/fd/3"
 
@@ -50,16 +55,20 @@ var systemDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32
 // devices are the host device nodes bound into a sandbox's /dev.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-// stageConfig is what the shell and init stages are told.
+// stageEnv is the environment of the stages (not of the shell): a stage
+// of a binary built with -race must not linger a second at exit.
+var stageEnv = []string{"GORACE=atexit_sleep_ms=0"}
+
+// stageConfig is what the stages are told.
 type stageConfig struct {
-	Parent   int      // pid the stage's parent must have (its death signal is armed after the fact)
+	Parent   int      // net: the pid its parent must have (its death signal is armed after the fact)
 	Hostname string   // init: the board name
 	Env      []string // init: the shell's environment
 	Probe    bool     // init: stop once the sandbox is built
 }
 
 func init() {
-	// nsenter execs the shell stage with argv[0] = exePath.
+	// unshare execs the init with argv[0] = exePath.
 	if len(os.Args) != 3 || (os.Args[0] != sandboxArg0 && os.Args[0] != exePath) {
 		return
 	}
@@ -67,8 +76,6 @@ func init() {
 	switch os.Args[1] {
 	case "net":
 		err = netStage(os.Args[2])
-	case "shell":
-		err = shellStage(os.Args[2])
 	case "init":
 		err = initStage(os.Args[2])
 	default:
@@ -115,16 +122,26 @@ func dieWithParent(parent int) error {
 	return nil
 }
 
-// shellCommand makes the command that runs one sandboxed shell of a board
+// sandbox is one sandboxed shell being started or running.
+type sandbox struct {
+	cmd    *exec.Cmd // nsenter, then unshare: exits once the init is reaped
+	report *os.File  // read end: the init's pid on the host
+}
+
+// newSandbox makes the command that runs one sandboxed shell of a board
 // on the console tty, in network n, with cwd = the board's root (the init
-// stage binds its cwd as HOME: the sandbox uid may not be able to walk to
-// it by path).
-func shellCommand(n *netns, exe *os.File, tty *os.File, root, hostname string, env []string, probe bool) (*exec.Cmd, error) {
+// binds its cwd as HOME: the sandbox uid may not be able to walk to it by
+// path). Start it with start.
+func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string, probe bool) (*sandbox, error) {
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
 	}
-	cfg, err := json.Marshal(stageConfig{Parent: os.Getpid(), Hostname: hostname, Env: env, Probe: probe})
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
+	}
+	cfg, err := json.Marshal(stageConfig{Hostname: hostname, Env: env, Probe: probe})
 	if err != nil {
 		return nil, err
 	}
@@ -134,93 +151,47 @@ func shellCommand(n *netns, exe *os.File, tty *os.File, root, hostname string, e
 		// would try setgroups, which the namespace denies.
 		args = append(args, "--preserve-credentials")
 	}
+	args = append(args, "--", unshare, "--user", "--map-root-user", "--mount", "--pid", "--uts", "--ipc",
+		"--fork", "--kill-child=SIGKILL", "--", exePath, "init", string(cfg))
 	cmd := exec.Command(nsenter)
-	cmd.Args = append(args, "--", exePath, "shell", string(cfg))
+	cmd.Args = args
 	cmd.Dir = root
-	cmd.Env = []string{}
+	cmd.Env = stageEnv
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.ExtraFiles = []*os.File{exe}
-	// A session of its own, without a controlling tty: the shell takes
-	// the console as its own.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	return cmd, nil
-}
-
-func parseStage(arg string) (stageConfig, error) {
-	var cfg stageConfig
-	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
-		return cfg, fmt.Errorf("stage config: %w", err)
-	}
-	return cfg, nil
-}
-
-// stageArgs is the argv of a re-executed stage.
-func stageArgs(stage string, cfg stageConfig) ([]string, error) {
-	b, err := json.Marshal(cfg)
+	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	return []string{sandboxArg0, stage, string(b)}, nil
+	cmd.ExtraFiles = []*os.File{exe, w}
+	// A session of its own, without a controlling tty: the shell takes
+	// the console as its own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	return &sandbox{cmd: cmd, report: r}, nil
 }
 
-// shellStage runs in the network's user and network namespaces, as their
-// root: it starts the init stage in new user, mount, PID, UTS and IPC
-// namespaces, and ends it (and so every process of the board) on SIGTERM.
-// Its exit status is the shell's.
-func shellStage(arg string) error {
-	cfg, err := parseStage(arg)
+// start starts the chain; the init's pid comes later (initPID).
+func (sb *sandbox) start() error {
+	err := sb.cmd.Start()
+	_ = sb.cmd.ExtraFiles[1].Close()
 	if err != nil {
-		return err
+		_ = sb.report.Close()
 	}
-	if err := dieWithParent(cfg.Parent); err != nil {
-		return err
-	}
-	// The init dies with this thread (its death signal is tied to the
-	// thread that forked it): keep this goroutine on it.
-	runtime.LockOSThread()
-	// alive: the init sees EOF on it once this stage is gone.
-	aliveR, aliveW, err := os.Pipe()
+	return err
+}
+
+// initPID reads the init's pid on the host and opens a pidfd on it: the
+// init cannot be reaped before it is killed (it is the sandbox's life), so
+// the pidfd names it for sure. Blocks until the init has said it, or its
+// chain has ended.
+func (sb *sandbox) initPID() (int, error) {
+	defer sb.report.Close()
+	var buf [32]byte
+	n, _ := sb.report.Read(buf[:])
+	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
 	if err != nil {
-		return err
+		return -1, errors.New("the sandbox init did not start")
 	}
-	cfg.Parent = 0 // the init's parent is outside its PID namespace: getppid is 0
-	args, err := stageArgs("init", cfg)
-	if err != nil {
-		return err
-	}
-	cmd := &exec.Cmd{Path: exePath, Args: args, Env: []string{}}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	exe := os.NewFile(exeFD, "exe")
-	cmd.ExtraFiles = []*os.File{exe, aliveR}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
-		// uid 0 of this namespace, so 0 of the network's, so the sandbox uid.
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}},
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start init: %w", err)
-	}
-	_ = aliveR.Close()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		_ = aliveW.Close()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
-			os.Exit(ee.ExitCode())
-		}
-		return err
-	case <-sigs:
-		// Power off: the init's death takes its PID namespace with it;
-		// Wait returns once every process in it is gone.
-		_ = cmd.Process.Kill()
-		<-waited
-		return nil
-	}
+	return unix.PidfdOpen(pid, 0)
 }
 
 // initStage is PID 1 of a board: it builds the board's file system view,
@@ -231,15 +202,18 @@ func initStage(arg string) error {
 	if err != nil {
 		return err
 	}
-	if err := dieWithParent(0); err != nil {
-		return err
+	// unshare armed SIGKILL at its death for this process.
+	_ = os.NewFile(exeFD, "exe").Close()
+	report := os.NewFile(reportFD, "report")
+	// Our pid on the host, from the host's /proc (still mounted).
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return fmt.Errorf("own pid: %w", err)
 	}
-	// The death signal was armed only now: if the shell stage died
-	// before, its end of this pipe is closed already.
-	alive := os.NewFile(exeFD+1, "alive")
-	if n, _ := unix.Poll([]unix.PollFd{{Fd: int32(alive.Fd()), Events: unix.POLLIN}}, 0); n > 0 {
-		return errors.New("shell stage gone")
+	if _, err := report.WriteString(self); err != nil {
+		return fmt.Errorf("report pid: %w", err)
 	}
+	_ = report.Close()
 	// Signals from inside the namespace reach PID 1 only through handlers:
 	// catch and drop them, like init (the shell still gets default ones).
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
@@ -249,8 +223,6 @@ func initStage(arg string) error {
 	if err := buildRoot(); err != nil {
 		return fmt.Errorf("mounts: %w", err)
 	}
-	_ = alive.Close()
-	_ = os.NewFile(exeFD, "exe").Close()
 	if cfg.Probe {
 		return nil
 	}
@@ -281,6 +253,23 @@ func initStage(arg string) error {
 			os.Exit(128 + int(ws.Signal()))
 		}
 	}
+}
+
+func parseStage(arg string) (stageConfig, error) {
+	var cfg stageConfig
+	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
+		return cfg, fmt.Errorf("stage config: %w", err)
+	}
+	return cfg, nil
+}
+
+// stageArgs is the argv of a re-executed stage.
+func stageArgs(stage string, cfg stageConfig) ([]string, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return []string{sandboxArg0, stage, string(b)}, nil
 }
 
 // buildRoot makes the board's file system: a read-only tmpfs root with the
@@ -477,3 +466,49 @@ func refusalCause(dir string) string {
 
 // stageTimeout bounds how long a network or probe stage may take to start.
 const stageTimeout = 10 * time.Second
+
+// box is a sandboxed shell of a power-on.
+type box struct {
+	top    *os.Process   // the chain's first process (a child of ours)
+	exited chan struct{} // closed once top has been reaped: the sandbox is gone
+
+	mu    sync.Mutex
+	pidfd int // the init, once known; -1 before
+}
+
+// kill ends the sandbox: SIGKILL to its init ends its PID namespace, and
+// the chain exits once every process in it is gone. Before the init is
+// known, the chain is killed and the init dies with it (death signal).
+func (b *box) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pidfd >= 0 {
+		if err := unix.PidfdSendSignal(b.pidfd, unix.SIGKILL, nil, 0); err == nil {
+			return
+		}
+	}
+	_ = b.top.Kill()
+}
+
+// setInit records the init's pidfd (or closes it when the sandbox is gone).
+func (b *box) setInit(fd int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.exited:
+		_ = unix.Close(fd)
+	default:
+		b.pidfd = fd
+	}
+}
+
+// reaped closes the pidfd once the chain has been reaped.
+func (b *box) reaped() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.exited)
+	if b.pidfd >= 0 {
+		_ = unix.Close(b.pidfd)
+		b.pidfd = -1
+	}
+}

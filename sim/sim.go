@@ -95,9 +95,8 @@ type session struct {
 	panicked  bool
 	shellHung bool
 	shells    map[int]bool // pids of the shells started during this power-on
-	// sandboxes: the sandboxed shells' processes, each with a channel
-	// closed once it has been reaped (its PID namespace is gone then).
-	sandboxes map[*os.Process]chan struct{}
+	// sandboxes: the sandboxed shells started during this power-on.
+	sandboxes map[*box]bool
 }
 
 func (s *session) shellsLocked() map[int]bool {
@@ -239,7 +238,7 @@ func (b *Board) On(ctx context.Context) error {
 	s := &session{
 		token: hex.EncodeToString(tok), cancel: cancel, runCtx: rctx, runCancel: rcancel,
 		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
-		sandboxes: map[*os.Process]chan struct{}{},
+		sandboxes: map[*box]bool{},
 	}
 	b.sess = s
 	// Kept while on, so that a harness killed with the board on can power
@@ -613,15 +612,17 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		return fmt.Errorf("open console tty: %w", err)
 	}
 	var cmd *exec.Cmd
+	var sb *sandbox
 	if n != nil {
 		exe, err := ownExe()
 		if err == nil {
-			cmd, err = shellCommand(n, exe, tty, b.root, b.o.Name, b.sandboxEnv(s.token), false)
+			sb, err = newSandbox(n, exe, tty, b.root, b.o.Name, b.sandboxEnv(s.token), false)
 		}
 		if err != nil {
 			_ = tty.Close()
 			return fmt.Errorf("start shell: %w", err)
 		}
+		cmd = sb.cmd
 	} else {
 		cmd = exec.Command("/bin/sh", "-i")
 		cmd.Dir = b.root
@@ -642,12 +643,17 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	err = cmd.Start()
-	exited := make(chan struct{})
+	var bx *box
+	if sb != nil {
+		err = sb.start()
+	} else {
+		err = cmd.Start()
+	}
 	if err == nil {
 		s.shells[cmd.Process.Pid] = true
-		if n != nil {
-			s.sandboxes[cmd.Process] = exited
+		if sb != nil {
+			bx = &box{top: cmd.Process, exited: make(chan struct{}), pidfd: -1}
+			s.sandboxes[bx] = true
 		}
 	}
 	s.mu.Unlock()
@@ -655,12 +661,21 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("start shell: %w", err)
 	}
-	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", n != nil)
+	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", sb != nil)
+	if sb != nil {
+		go func() {
+			if fd, err := sb.initPID(); err == nil {
+				bx.setInit(fd)
+			}
+		}()
+	}
 
 	waitc := make(chan error, 1)
 	go func() {
 		err := cmd.Wait()
-		close(exited)
+		if bx != nil {
+			bx.reaped()
+		}
 		waitc <- err
 	}()
 	select {
@@ -670,8 +685,8 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	case <-ctx.Done():
 	}
 	// Powered off: Off kills everything; make sure the shell is reaped.
-	if n != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM) // the sandbox ends its PID namespace
+	if bx != nil {
+		bx.kill() // the sandbox ends with its PID namespace
 	} else {
 		_ = cmd.Process.Kill()
 	}
@@ -765,26 +780,35 @@ func (b *Board) leaveNetwork() {
 func (b *Board) killShells(s *session, deadline time.Time) error {
 	s.mu.Lock()
 	shells := s.shellsLocked()
-	boxes := make(map[*os.Process]chan struct{}, len(s.sandboxes))
-	for p, c := range s.sandboxes {
-		boxes[p] = c
+	boxes := make([]*box, 0, len(s.sandboxes))
+	for bx := range s.sandboxes {
+		boxes = append(boxes, bx)
 	}
 	s.mu.Unlock()
 	if b.o.Unsandboxed {
 		return killSession(s.token, shells, deadline)
 	}
-	for p := range boxes {
-		_ = p.Signal(syscall.SIGTERM)
+	for _, bx := range boxes {
+		bx.kill()
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	var stuck []int
-	for p, exited := range boxes {
+	expired := false
+	for _, bx := range boxes {
+		if !expired {
+			select {
+			case <-bx.exited:
+				continue
+			case <-t.C:
+				expired = true
+			}
+		}
 		select {
-		case <-exited:
-		case <-t.C:
-			_ = p.Kill()
-			stuck = append(stuck, p.Pid)
+		case <-bx.exited:
+		default:
+			_ = bx.top.Kill()
+			stuck = append(stuck, bx.top.Pid)
 		}
 	}
 	if len(stuck) > 0 {
