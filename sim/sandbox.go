@@ -20,6 +20,7 @@ import (
 // A sandboxed shell runs as a chain of processes:
 //
 //	troupe ─▶ nsenter: joins the network's user + network namespaces, as their root
+//	            └─ exec: setpriv: death signal (SIGKILL when troupe dies)
 //	            └─ exec: unshare: new user, mount, PID, UTS and IPC namespaces
 //	                  └─ fork + exec: this program re-executed (see init below),
 //	                     stage "init", PID 1 of the board: hostname, mounts,
@@ -141,6 +142,10 @@ func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
 	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
+	}
 	cfg, err := json.Marshal(stageConfig{Hostname: hostname, Env: env, Probe: probe})
 	if err != nil {
 		return nil, err
@@ -151,7 +156,9 @@ func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string
 		// would try setgroups, which the namespace denies.
 		args = append(args, "--preserve-credentials")
 	}
-	args = append(args, "--", unshare, "--user", "--map-root-user", "--mount", "--pid", "--uts", "--ipc",
+	// nsenter's change of uid clears the death signal: setpriv arms it again,
+	// so the sandbox dies with this process however it dies.
+	args = append(args, "--", setpriv, "--pdeathsig", "KILL", "--", unshare, "--user", "--map-root-user", "--mount", "--pid", "--uts", "--ipc",
 		"--fork", "--kill-child=SIGKILL", "--", exePath, "init", string(cfg))
 	cmd := exec.Command(nsenter)
 	cmd.Args = args

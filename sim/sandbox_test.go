@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,4 +239,58 @@ func TestNoZombies(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // deadline poll
 	}
 	assert.Empty(t, orphans(), "orphaned children of our commands left as zombies of this process")
+}
+
+// TestSandboxDiesWithItsHarness kills a process that has a board on, with
+// SIGKILL: nothing of the board survives it, not even a process in a
+// session of its own without the board's environment.
+func TestSandboxDiesWithItsHarness(t *testing.T) {
+	if os.Getenv("TROUPE_SANDBOX_HARNESS") == "1" {
+		b, c := newBoardOn(t, "orphaned", Options{})
+		run(t, b, c, "setsid env -i sleep 1718 </dev/null >/dev/null 2>&1 & echo started")
+		sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", sh))
+		require.NoError(t, err)
+		fmt.Printf("PIDNS=%s\n", ns)
+		// The shell becomes a process deaf to the console's hangup: only
+		// the death signal can end the board now.
+		require.NoError(t, c.Send("trap '' HUP; exec sleep 1719\n"))
+		select {} // until killed
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run", "^TestSandboxDiesWithItsHarness$", "-test.timeout", "1m")
+	cmd.Env = append(os.Environ(), "TROUPE_SANDBOX_HARNESS=1", "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var ns string
+	buf := make([]byte, 4096)
+	var got []byte
+	deadline := time.Now().Add(waitTO)
+	for ns == "" && time.Now().Before(deadline) {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if m := regexp.MustCompile(`PIDNS=(pid:\[\d+\])`).FindSubmatch(got); m != nil {
+			ns = string(m[1])
+		}
+		if err != nil {
+			break
+		}
+	}
+	require.NotEmpty(t, ns, "the harness did not start its board: %s", got)
+	require.Eventually(t, func() bool {
+		for _, pid := range inPIDNamespace(ns) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x001719\x00" {
+				return true
+			}
+		}
+		return false
+	}, waitTO, 10*time.Millisecond, "the shell did not become sleep 1719")
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) == 0 }, waitTO, 10*time.Millisecond,
+		"processes of the board outlived its harness: %v", inPIDNamespace(ns))
 }
