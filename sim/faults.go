@@ -148,10 +148,8 @@ func (b *Board) ShellHang() {
 		signalSession(s.token, shells, syscall.SIGSTOP)
 		return
 	}
-	// The shells and all they started, not the sandboxes' own processes:
-	// those must still end the sandbox at power off.
 	for pid := range shells {
-		stopBelowInit(pid)
+		stopSandbox(pid)
 	}
 }
 

@@ -118,10 +118,11 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	}
 }
 
-// stopBelowInit SIGSTOPs every process of a sandbox below its init (the
-// shell and all it started); chain is the sandbox's outermost process,
-// whose child is the init. It repeats until a pass finds no new process.
-func stopBelowInit(chain int) {
+// stopSandbox SIGSTOPs every process of a sandbox (its PID 1, the shell,
+// and all it started) but the chain's outermost process, whose child is
+// the PID 1: that one still ends the sandbox at power off. It repeats
+// until a pass finds no new process.
+func stopSandbox(chain int) {
 	done := map[int]bool{}
 	for pass := 0; pass < 20; pass++ {
 		ps := listProcs()
@@ -132,7 +133,7 @@ func stopBelowInit(chain int) {
 		found := false
 		var walk func(pid, depth int)
 		walk = func(pid, depth int) {
-			if depth >= 2 && !done[pid] {
+			if depth >= 1 && !done[pid] {
 				done[pid] = true
 				found = true
 				_ = syscall.Kill(pid, syscall.SIGSTOP)

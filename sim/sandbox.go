@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,7 +23,7 @@ import (
 //	            └─ exec: unshare: new user, mount, PID, UTS and IPC namespaces
 //	                  └─ fork + exec: this program re-executed (see init below),
 //	                     stage "init", PID 1 of the board: hostname, mounts,
-//	                     /bin/sh on the console, reaper of every orphan
+//	                     then exec /bin/sh on the console (it reaps orphans)
 //
 // The network's namespaces are held by a stage "net" process (network.go).
 // Killing the init ends its PID namespace: no process of the board
@@ -202,8 +201,7 @@ func (sb *sandbox) initPID() (int, error) {
 }
 
 // initStage is PID 1 of a board: it builds the board's file system view,
-// starts the shell on the console and reaps every process until the shell
-// exits, then exits with its status (ending every other process).
+// then becomes the shell on the console.
 func initStage(arg string) error {
 	cfg, err := parseStage(arg)
 	if err != nil {
@@ -221,9 +219,6 @@ func initStage(arg string) error {
 		return fmt.Errorf("report pid: %w", err)
 	}
 	_ = report.Close()
-	// Signals from inside the namespace reach PID 1 only through handlers:
-	// catch and drop them, like init (the shell still gets default ones).
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("hostname: %w", err)
 	}
@@ -233,33 +228,16 @@ func initStage(arg string) error {
 	if cfg.Probe {
 		return nil
 	}
-	sh := exec.Command("/bin/sh", "-i")
-	sh.Dir = sandboxHome
-	sh.Env = cfg.Env
-	sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stdout, os.Stderr
-	sh.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := sh.Start(); err != nil {
-		return fmt.Errorf("start shell: %w", err)
+	// The shell becomes PID 1: a Go init would cost every board a Go
+	// runtime's memory. sh (dash) reaps whatever child ends while it waits,
+	// reparented orphans included; when it exits, the namespace ends.
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("setsid: %w", err)
 	}
-	_ = os.Stdin.Close()
-	_ = os.Stdout.Close()
-	_ = os.Stderr.Close()
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			os.Exit(126)
-		}
-		if pid == sh.Process.Pid {
-			if ws.Exited() {
-				os.Exit(ws.ExitStatus())
-			}
-			os.Exit(128 + int(ws.Signal()))
-		}
+	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("console as controlling tty: %w", err)
 	}
+	return unix.Exec("/bin/sh", []string{"/bin/sh", "-i"}, cfg.Env)
 }
 
 func parseStage(arg string) (stageConfig, error) {
