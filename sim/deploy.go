@@ -30,7 +30,7 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 		return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
 	}
 	if !b.o.Unsandboxed {
-		if err := ownTreeBySandbox(b.root); err != nil {
+		if err := b.ownTree(); err != nil {
 			return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
 		}
 	}
@@ -228,4 +228,14 @@ func extract(root *os.Root, tr *tar.Reader, h *tar.Header) error {
 	default:
 		return nil // devices, fifos...: skipped
 	}
+}
+
+// ownTree gives the board's root to the sandbox uid (see ownTreeBySandbox).
+func (b *Board) ownTree() error {
+	r, err := os.OpenRoot(b.root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return ownTreeBySandbox(r)
 }

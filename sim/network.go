@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -233,8 +234,13 @@ func CheckSandbox() error {
 		return fmt.Errorf("sandbox check: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	if err := ownBySandbox(dir); err != nil {
-		return fmt.Errorf("sandbox check: %w", err)
+	for _, d := range []string{dir, filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("sandbox check: %w", err)
+		}
+		if err := ownDirBySandbox(d); err != nil {
+			return fmt.Errorf("sandbox check: %w", err)
+		}
 	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {

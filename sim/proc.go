@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,26 +148,39 @@ func stopSandbox(chain int) {
 	}
 }
 
-// ownBySandbox gives path (not what is in it) to the sandbox uid, so the
-// board's root can write it; a no-op unless this process is root (its
-// sandboxes run as nobody).
-func ownBySandbox(path string) error {
+// ownDirBySandbox gives the directory dir (not what is in it) to the
+// sandbox uid, so the board's root can write it; a no-op unless this
+// process is root (its sandboxes run as nobody).
+func ownDirBySandbox(dir string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
 	uid, gid := sandboxIDs()
-	if err := os.Lchown(path, uid, gid); err != nil {
-		return fmt.Errorf("hand %s to the sandbox uid: %w", path, err)
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return fmt.Errorf("hand %s to the sandbox uid: %w", dir, err)
 	}
 	return nil
 }
 
-// ownTreeBySandbox does ownBySandbox for path and everything under it.
-func ownTreeBySandbox(path string) error {
+// ownBySandbox gives name in r to the sandbox uid (when root). Through r:
+// a symlink the board made never leads outside its root.
+func ownBySandbox(r *os.Root, name string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	return filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+	uid, gid := sandboxIDs()
+	if err := r.Lchown(name, uid, gid); err != nil {
+		return fmt.Errorf("hand %s to the sandbox uid: %w", name, err)
+	}
+	return nil
+}
+
+// ownTreeBySandbox does ownBySandbox for everything in r.
+func ownTreeBySandbox(r *os.Root) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -176,12 +188,12 @@ func ownTreeBySandbox(path string) error {
 		if err != nil {
 			return err
 		}
-		if err := ownBySandbox(p); err != nil {
+		if err := ownBySandbox(r, p); err != nil {
 			return err
 		}
 		// chown clears the set-id bits: the image keeps its modes.
 		if m := info.Mode(); m&(fs.ModeSetuid|fs.ModeSetgid) != 0 && m&fs.ModeSymlink == 0 {
-			return os.Chmod(p, modeBits(m))
+			return r.Chmod(p, modeBits(m))
 		}
 		return nil
 	})

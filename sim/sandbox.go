@@ -266,12 +266,14 @@ func buildRoot() error {
 	if err != nil {
 		return fmt.Errorf("board root: %w", err)
 	}
-	if err := os.MkdirAll("tmp", 0o1777); err != nil {
-		return fmt.Errorf("board tmp: %w", err)
-	}
-	tmp, err := unix.OpenTree(unix.AT_FDCWD, "tmp", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	// The board's own processes may have made tmp a symlink: never follow it.
+	tmp, err := unix.OpenTree(unix.AT_FDCWD, "tmp", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW)
 	if err != nil {
 		return fmt.Errorf("board tmp: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(tmp, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("board tmp: not a directory")
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)

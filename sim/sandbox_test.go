@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,4 +294,26 @@ func TestSandboxDiesWithItsHarness(t *testing.T) {
 	_ = cmd.Wait()
 	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) == 0 }, waitTO, 10*time.Millisecond,
 		"processes of the board outlived its harness: %v", inPIDNamespace(ns))
+}
+
+// TestSandboxSymlinkedTmp: a board that turns its tmp into a symlink to a
+// host directory gets neither that directory bound as /tmp nor anything
+// created or chowned there by the harness.
+func TestSandboxSymlinkedTmp(t *testing.T) {
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o644))
+	b, c := newBoardOn(t, "links", Options{})
+	run(t, b, c, "true")
+	// What a board process could do between two logins.
+	require.NoError(t, os.RemoveAll(filepath.Join(b.Root(), "tmp")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(b.Root(), "tmp")))
+	require.NoError(t, c.Send("exit\n"))
+	login(t, b, c)
+	assert.Equal(t, "gone\n", run(t, b, c, "test -e /tmp/secret && echo there || echo gone"))
+	fi, err := os.Lstat(filepath.Join(b.Root(), "tmp"))
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir(), "tmp is a directory again")
+	st, err := os.Stat(outside)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, "the harness chowned what the link pointed to")
 }

@@ -145,7 +145,7 @@ func New(o Options) (*Board, error) {
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
 	if !o.Unsandboxed {
-		if err := ownBySandbox(root); err != nil {
+		if err := ownDirBySandbox(root); err != nil {
 			_ = ptm.Close()
 			_ = pts.Close()
 			return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
@@ -219,13 +219,8 @@ func (b *Board) On(ctx context.Context) error {
 	}
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok) // never fails
-	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+	if err := b.makeTmp(); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
-	}
-	if !b.o.Unsandboxed {
-		if err := ownBySandbox(filepath.Join(b.root, "tmp")); err != nil {
-			return fmt.Errorf("power on %s: %w", b.o.Name, err)
-		}
 	}
 	if err := b.pts.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
@@ -597,7 +592,7 @@ func (b *Board) shellEnv(token string) []string {
 // shell runs one interactive shell on the console until it exits (nil) or
 // the board is powered off (error).
 func (b *Board) shell(ctx context.Context, s *session) error {
-	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+	if err := b.makeTmp(); err != nil {
 		return fmt.Errorf("create TMPDIR: %w", err)
 	}
 	var n *netns
@@ -699,6 +694,38 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
 	}
 	return ctx.Err()
+}
+
+// makeTmp makes sure the board's tmp is a directory of its own, whatever
+// the board's processes did to its root (a symlink there must never make
+// this process create, or a sandbox bind, something elsewhere).
+func (b *Board) makeTmp() error {
+	r, err := os.OpenRoot(b.root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi, err := r.Lstat("tmp")
+	if err == nil && !fi.IsDir() {
+		if err := r.Remove("tmp"); err != nil {
+			return err
+		}
+		err = fs.ErrNotExist
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := r.Mkdir("tmp", 0o777); err != nil {
+			return err
+		}
+		if err := r.Chmod("tmp", 0o777|fs.ModeSticky); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if b.o.Unsandboxed {
+		return nil
+	}
+	return ownBySandbox(r, "tmp")
 }
 
 // sandboxEnv is the shell's environment inside its sandbox.
