@@ -9,7 +9,7 @@ BIN     := bin/troupe
 APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net chromium chromium-driver \
 	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromium \
-	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio
+	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio nsenter unshare setpriv
 # The aarch64 QEMU boards' kernel and busybox: Debian's arm64 packages,
 # downloaded with apt and extracted (not installed) here by
 # qemu/images/fetch-arm64.sh; exported so the tests look in the same place

@@ -58,7 +58,7 @@ type = "boot"`))
 	labActor := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
 		Open: func(_ string, b lab.Board) (actors.Backend, error) {
-			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(dir, "boards", b.Name)})
+			return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(dir, "boards", b.Name), Unsandboxed: true})
 		},
 		Clock: clock, HealthOut: healthOut,
 	})

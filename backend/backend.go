@@ -23,7 +23,11 @@ type Env struct {
 	Dir      string           // the board's own directory (its sandbox)
 	Hardware hardware.Options // the lab's TFTP server, for real boards
 	Networks *qemu.Networks   // the run's group networks, for QEMU boards
-	Logger   *slog.Logger     // nil: discard
+	// SimNetworks are the run's group networks of sim boards.
+	SimNetworks *sim.Networks
+	// Unsandboxed runs sim boards without namespaces (lab sandbox = "none").
+	Unsandboxed bool
+	Logger      *slog.Logger // nil: discard
 }
 
 // Kind is how boards of one backend kind are handled.
@@ -39,7 +43,7 @@ type Kind struct {
 var kinds = map[string]Kind{
 	lab.Sim: {
 		Open: func(b lab.Board, env Env) (actors.Backend, error) {
-			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger})
+			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger, Networks: env.SimNetworks, Unsandboxed: env.Unsandboxed})
 		},
 		PowerOffLeftover: func(_ context.Context, _ lab.Board, dir string) error {
 			return sim.PowerOffLeftover(dir)

@@ -101,7 +101,17 @@ type Lab struct {
 	BadAfter     int           // >= 1: consecutive infrastructure errors that take a board out of service
 	HealthChecks []HealthCheck // in file order, at most one per device type
 	TFTP         TFTP          // the TFTP server of boards with deploy method "tftp"
+	// Sandbox is how sim boards' shells are confined: SandboxNamespaces
+	// (also when "", the default) or SandboxNone (they run as troupe's
+	// user, seeing everything it can).
+	Sandbox string
 }
+
+// Sandbox kinds of a lab file's sandbox key.
+const (
+	SandboxNamespaces = "namespaces"
+	SandboxNone       = "none"
+)
 
 // TFTP is where the lab serves deployed images to boards that fetch them
 // (u-boot's tftpboot).
@@ -138,7 +148,13 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox")
+	if v, ok := root.String("sandbox"); ok {
+		if v != SandboxNamespaces && v != SandboxNone {
+			root.Errorf("sandbox", "want %q or %q (got %q)", SandboxNamespaces, SandboxNone, v)
+		}
+		l.Sandbox = v
+	}
 	if t, ok := root.Table("tftp"); ok {
 		t.Only("address", "server_ip")
 		if a, ok := t.String("address"); ok {

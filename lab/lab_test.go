@@ -39,6 +39,14 @@ func TestLoad(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
+func TestSandboxKey(t *testing.T) {
+	for src, want := range map[string]string{"": "", `sandbox = "none"`: lab.SandboxNone, `sandbox = "namespaces"`: lab.SandboxNamespaces} {
+		l, err := lab.Parse("lab.toml", []byte(src+"\n"+labFile))
+		require.NoError(t, err, src)
+		assert.Equal(t, want, l.Sandbox, src)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"unknown top-level key", "boards = 1\n" + labFile, `lab.toml:1: unknown key "boards"`},
@@ -52,6 +60,7 @@ func TestParseErrors(t *testing.T) {
 		{"hardware table", labFile + "[board.hardware]\nserial = \"/dev/x\"\n", `lab.toml:10: board[1]: unknown key "hardware"`},
 		{"no boards", "", `lab.toml: board: is required`},
 		{"empty boards", "board = []", `lab.toml:1: board: at least one board is required`},
+		{"bad sandbox", "sandbox = \"chroot\"\n" + labFile, `lab.toml:1: sandbox: want "namespaces" or "none" (got "chroot")`},
 		{"syntax error", "[[board]]\nname = \n", `lab.toml:2: board.name: TOML syntax error: expected value but found '\n' instead`},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/qemu"
+	"github.com/troupe-lab/troupe/sim"
 )
 
 // ServiceOptions tune a lab in service.
@@ -29,6 +32,9 @@ type ServiceOptions struct {
 	// Work is where the boards' sandboxes and the TFTP root go; empty: a
 	// temporary directory removed by Close.
 	Work string
+	// CheckSandbox tells whether sim boards can be sandboxed here (the
+	// lab's sandbox is not "none"); nil: sim.CheckSandbox.
+	CheckSandbox func() error
 }
 
 // Service is a lab in service: an actor system with the lab's scheduler
@@ -42,12 +48,37 @@ type Service struct {
 	tempWork bool
 	stopTFTP func()
 	logger   *slog.Logger
+
+	mu     sync.Mutex
+	boards []releaser // every sim board opened, to wait for at Close
 }
+
+// releaser is a board that tells when it has been released (sim.Board).
+type releaser interface{ Released() <-chan struct{} }
+
+// releaseBound bounds how long Close waits for the boards to be released
+// (a board's release takes up to about 11 s: a stuck action, then power
+// off), after the lab actor has stopped.
+const releaseBound = 30 * time.Second
 
 // StartService puts l in service.
 func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	unsandboxed := l.Sandbox == lab.SandboxNone
+	if hasSim(l) {
+		if unsandboxed {
+			opts.Logger.Warn("sim boards are not sandboxed (lab sandbox = \"none\"): their test scripts run as this process's user and can reach all it can", "lab", l.File)
+		} else {
+			check := opts.CheckSandbox
+			if check == nil {
+				check = sim.CheckSandbox
+			}
+			if err := check(); err != nil {
+				return nil, fmt.Errorf("lab %s: %w", l.File, err)
+			}
+		}
 	}
 	work, temp := opts.Work, opts.Work == ""
 	if temp {
@@ -72,14 +103,20 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	if open == nil {
 		logger := opts.Logger
 		networks := qemu.NewNetworks(logger) // private networks of the QEMU boards' groups
+		simNets := sim.NewNetworks()         // and of the sim boards' groups
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
-			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, Logger: logger})
+			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, SimNetworks: simNets, Unsandboxed: unsandboxed, Logger: logger})
 		}
 	}
+	rl := &Service{system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}
 	la := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
 		Open: func(node string, b lab.Board) (actors.Backend, error) {
-			return open(node, b, filepath.Join(work, b.Name))
+			be, err := open(node, b, filepath.Join(work, b.Name))
+			if r, ok := be.(releaser); ok && err == nil {
+				rl.track(r)
+			}
+			return be, err
 		},
 		HealthChanged:      opts.HealthChanged,
 		ReservationChanged: opts.ReservationChanged,
@@ -91,20 +128,74 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 		HealthOut:          opts.Out,
 		Events:             opts.Events,
 	})
-	return &Service{Lab: la, system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}, nil
+	rl.Lab = la
+	return rl, nil
+}
+
+// hasSim tells whether l has a sim board.
+func hasSim(l *lab.Lab) bool {
+	for _, b := range l.Boards {
+		if b.Backend == lab.Sim {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops the lab: running jobs and health checks end with their
 // boards powered off, then the TFTP server and the actor system stop and a
-// temporary work directory is removed.
-func (s *Service) Close() error {
-	err := s.Lab.Stop()
-	s.system.Shutdown()
-	s.stopTFTP()
-	if s.tempWork {
-		err = errors.Join(err, os.RemoveAll(s.work))
+// temporary work directory is removed. It waits (up to releaseBound) for
+// every sim board to be released, however long the lab actor's stop took;
+// when one is not, the work directory stays.
+func (l *Service) Close() error {
+	err := l.Lab.Stop()
+	released := l.waitReleased(time.Now().Add(releaseBound))
+	if released == nil && errors.Is(err, actor.ErrTimeout) {
+		// The stop outlasted protoactor's wait, but every board is
+		// released now.
+		l.logger.Debug("lab stop took longer than the actor system waits", "err", err)
+		err = nil
+	}
+	err = errors.Join(err, released)
+	l.system.Shutdown()
+	l.stopTFTP()
+	if l.tempWork && released == nil {
+		err = errors.Join(err, os.RemoveAll(l.work))
 	}
 	return err
+}
+
+// track adds r to the boards Close waits for, dropping those released.
+func (l *Service) track(r releaser) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := l.boards[:0]
+	for _, b := range l.boards {
+		select {
+		case <-b.Released():
+		default:
+			kept = append(kept, b)
+		}
+	}
+	l.boards = append(kept, r)
+}
+
+// waitReleased waits until every sim board opened has been released, or
+// deadline.
+func (l *Service) waitReleased(deadline time.Time) error {
+	l.mu.Lock()
+	boards := append([]releaser(nil), l.boards...)
+	l.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for i, b := range boards {
+		select {
+		case <-b.Released():
+		case <-t.C:
+			return fmt.Errorf("stop lab: %d of %d sim boards not released after %v; their sandboxes stay in %s", len(boards)-i, len(boards), releaseBound, l.work)
+		}
+	}
+	return nil
 }
 
 // builtinLab has a sim board for every node of every job, so that all of

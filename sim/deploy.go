@@ -29,6 +29,11 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 	if err := b.deploy(ctx, image); err != nil {
 		return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
 	}
+	if !b.o.Unsandboxed {
+		if err := b.ownTree(); err != nil {
+			return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
+		}
+	}
 	b.log.Info("deployed", "image", image)
 	return nil
 }
@@ -223,4 +228,14 @@ func extract(root *os.Root, tr *tar.Reader, h *tar.Header) error {
 	default:
 		return nil // devices, fifos...: skipped
 	}
+}
+
+// ownTree gives the board's root to the sandbox uid (see ownTreeBySandbox).
+func (b *Board) ownTree() error {
+	r, err := os.OpenRoot(b.root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return ownTreeBySandbox(r)
 }

@@ -113,11 +113,10 @@ func (b *Board) KernelPanic() {
 	}
 	s.panicked = true
 	s.stopped = true // no new shell
-	shells := s.shellsLocked()
 	s.mu.Unlock()
 	b.log.Info("fault: kernel panic")
 	s.runCancel() // the run goroutine prints the panic and hangs
-	if err := killSession(s.token, shells, time.Now().Add(offTimeout)); err != nil {
+	if err := b.killShells(s, time.Now().Add(offTimeout)); err != nil {
 		b.log.Error("kernel panic: kill processes", "err", err)
 	}
 	t := time.NewTimer(offTimeout)
@@ -145,7 +144,13 @@ func (b *Board) ShellHang() {
 	shells := s.shellsLocked()
 	s.mu.Unlock()
 	b.log.Info("fault: shell hang")
-	signalSession(s.token, shells, syscall.SIGSTOP)
+	if b.o.Unsandboxed {
+		signalSession(s.token, shells, syscall.SIGSTOP)
+		return
+	}
+	for pid := range shells {
+		stopSandbox(pid)
+	}
 }
 
 // Disconnect cuts the console link for d (d < 0: until power off or

@@ -3,26 +3,16 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-var subreaperOnce sync.Once
-
-// becomeSubreaper makes this process the reaper of orphaned board
-// processes, so that killed, reparented descendants can be reaped (many
-// container inits never reap zombies, and a zombie still answers signal 0).
-func becomeSubreaper() {
-	subreaperOnce.Do(func() {
-		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	})
-}
 
 type procInfo struct {
 	pid, ppid, pgid, sid int
@@ -76,10 +66,12 @@ func environHas(pid int, needle []byte) bool {
 	return bytes.Contains(append([]byte{0}, b...), needle)
 }
 
-// killSession SIGKILLs every process belonging to one power-on: members of
-// the sessions and process groups led by its shells, and every process
-// carrying its token in the environment. It reaps reparented zombies and
-// returns once all of them are gone, or an error at deadline.
+// killSession SIGKILLs every process belonging to one power-on of an
+// unsandboxed board: members of the sessions and process groups led by its
+// shells, and every process carrying its token in the environment. It
+// returns once all of them are gone (a zombie is gone: whoever it was
+// reparented to reaps it, or not; this process is no subreaper), or an
+// error at deadline.
 func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	self := os.Getpid()
 	needle := []byte("\x00" + tokenVar + "=" + token + "\x00")
@@ -101,15 +93,10 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 			}
 			tracked[p.pid] = true
 			if p.state == 'Z' || p.state == 'X' {
-				// Shells are reaped by their exec.Cmd; others once they
-				// have been reparented to us.
-				if p.ppid == self && !shells[p.pid] {
-					var ws unix.WaitStatus
-					if n, _ := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil); n == p.pid {
-						continue
-					}
+				// Dead. Shells are reaped by their exec.Cmd: wait for that.
+				if shells[p.pid] {
+					alive = append(alive, p.pid)
 				}
-				alive = append(alive, p.pid)
 				continue
 			}
 			_ = unix.Kill(p.pid, unix.SIGKILL)
@@ -128,4 +115,86 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 		<-t.C
 		pause = min(2*pause, 50*time.Millisecond)
 	}
+}
+
+// stopSandbox SIGSTOPs every process of a sandbox (its PID 1, the shell,
+// and all it started) but the chain's outermost process, whose child is
+// the PID 1: that one still ends the sandbox at power off. It repeats
+// until a pass finds no new process.
+func stopSandbox(chain int) {
+	done := map[int]bool{}
+	for pass := 0; pass < 20; pass++ {
+		ps := listProcs()
+		children := map[int][]int{}
+		for _, p := range ps {
+			children[p.ppid] = append(children[p.ppid], p.pid)
+		}
+		found := false
+		var walk func(pid, depth int)
+		walk = func(pid, depth int) {
+			if depth >= 1 && !done[pid] {
+				done[pid] = true
+				found = true
+				_ = syscall.Kill(pid, syscall.SIGSTOP)
+			}
+			for _, c := range children[pid] {
+				walk(c, depth+1)
+			}
+		}
+		walk(chain, 0)
+		if !found && pass > 0 {
+			return
+		}
+	}
+}
+
+// ownDirBySandbox gives the directory dir (not what is in it) to the
+// sandbox uid, so the board's root can write it; a no-op unless this
+// process is root (its sandboxes run as nobody).
+func ownDirBySandbox(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid := sandboxIDs()
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return fmt.Errorf("hand %s to the sandbox uid: %w", dir, err)
+	}
+	return nil
+}
+
+// ownBySandbox gives name in r to the sandbox uid (when root). Through r:
+// a symlink the board made never leads outside its root.
+func ownBySandbox(r *os.Root, name string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid := sandboxIDs()
+	if err := r.Lchown(name, uid, gid); err != nil {
+		return fmt.Errorf("hand %s to the sandbox uid: %w", name, err)
+	}
+	return nil
+}
+
+// ownTreeBySandbox does ownBySandbox for everything in r.
+func ownTreeBySandbox(r *os.Root) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := ownBySandbox(r, p); err != nil {
+			return err
+		}
+		// chown clears the set-id bits: the image keeps its modes.
+		if m := info.Mode(); m&(fs.ModeSetuid|fs.ModeSetgid) != 0 && m&fs.ModeSymlink == 0 {
+			return r.Chmod(p, modeBits(m))
+		}
+		return nil
+	})
 }

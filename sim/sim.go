@@ -1,7 +1,9 @@
 // Package sim simulates an embedded board: a pseudo-terminal console that
 // shows a bootloader and kernel log, a login prompt and then a real
-// /bin/sh running in a per-board sandbox directory. Faults (faults.go)
-// make it misbehave like a board of a real lab, for tests of the harness.
+// /bin/sh running in a per-board sandbox (sandbox.go: its own user, mount,
+// PID, UTS and IPC namespaces, a network shared with its group only, as
+// an unprivileged uid). Faults (faults.go) make it misbehave like a board
+// of a real lab, for tests of the harness.
 package sim
 
 import (
@@ -16,9 +18,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troupe-lab/troupe/lab"
 )
 
 const (
@@ -42,6 +47,13 @@ type Options struct {
 	// default: u-boot's banner, then straight to the kernel) or
 	// BootloaderUBoot ("u-boot": an interactive u-boot console, see uboot.go).
 	Bootloader string
+	// Networks are the lab's group networks (JoinGroup); nil: the board
+	// only ever has a private network.
+	Networks *Networks
+	// Unsandboxed runs the shell as this process's user in its namespaces
+	// (the lab's sandbox = "none"): a test script can then reach
+	// everything this process can.
+	Unsandboxed bool
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.
@@ -56,10 +68,17 @@ type Board struct {
 	fmu    sync.Mutex
 	faults Faults
 
+	nmu   sync.Mutex
+	group string // the network joined (JoinGroup); "": a private one
+	net   *netns // nil until the first sandboxed shell or JoinGroup
+
 	mu     sync.Mutex
 	sess   *session // nil when off
 	lieOn  bool     // PowerLie: State reports on, but there is no session
 	closed bool
+	// released is closed once Close has powered the board off and left
+	// its network: its sandbox directory is free then.
+	released chan struct{}
 }
 
 // session is one power-on.
@@ -76,6 +95,8 @@ type session struct {
 	panicked  bool
 	shellHung bool
 	shells    map[int]bool // pids of the shells started during this power-on
+	// sandboxes: the sandboxed shells started during this power-on.
+	sandboxes map[*box]bool
 }
 
 func (s *session) shellsLocked() map[int]bool {
@@ -123,11 +144,25 @@ func New(o Options) (*Board, error) {
 		_ = pts.Close()
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
-	becomeSubreaper()
-	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults}
+	if !o.Unsandboxed {
+		if err := ownDirBySandbox(root); err != nil {
+			_ = ptm.Close()
+			_ = pts.Close()
+			return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+		}
+	}
+	if o.Networks == nil {
+		o.Networks = NewNetworks()
+	}
+	b := &Board{o: o, log: log.With("board", o.Name), root: root, ptm: ptm, con: newFaultConn(ptm), pts: pts, faults: o.Faults,
+		released: make(chan struct{})}
 	b.con.setFaults(o.Faults)
 	return b, nil
 }
+
+// Released is closed once Close has powered the board off and ended its
+// sandbox.
+func (b *Board) Released() <-chan struct{} { return b.released }
 
 // Console returns the harness side of the board's serial console. The same
 // object is returned for the board's whole life and stays open across
@@ -184,7 +219,7 @@ func (b *Board) On(ctx context.Context) error {
 	}
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok) // never fails
-	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+	if err := b.makeTmp(); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
 	}
 	if err := b.pts.SetDeadline(time.Time{}); err != nil {
@@ -198,6 +233,7 @@ func (b *Board) On(ctx context.Context) error {
 	s := &session{
 		token: hex.EncodeToString(tok), cancel: cancel, runCtx: rctx, runCancel: rcancel,
 		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
+		sandboxes: map[*box]bool{},
 	}
 	b.sess = s
 	// Kept while on, so that a harness killed with the board on can power
@@ -240,12 +276,11 @@ func (b *Board) offLocked(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.stopped = true // no new shell can start from now on
-	shells := s.shellsLocked()
 	s.mu.Unlock()
 	s.cancel()
 
 	var errs []error
-	if err := killSession(s.token, shells, deadline); err != nil {
+	if err := b.killShells(s, deadline); err != nil {
 		errs = append(errs, err)
 	}
 	t := time.NewTimer(time.Until(deadline))
@@ -288,7 +323,9 @@ func (b *Board) Close() error {
 		return nil
 	}
 	b.closed = true
+	defer close(b.released)
 	err := b.offLocked(context.Background())
+	b.leaveNetwork()
 	for _, c := range []io.Closer{b.con, b.pts} {
 		if cerr := c.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 			err = errors.Join(err, cerr)
@@ -555,18 +592,39 @@ func (b *Board) shellEnv(token string) []string {
 // shell runs one interactive shell on the console until it exits (nil) or
 // the board is powered off (error).
 func (b *Board) shell(ctx context.Context, s *session) error {
-	if err := os.MkdirAll(filepath.Join(b.root, "tmp"), 0o1777); err != nil {
+	if err := b.makeTmp(); err != nil {
 		return fmt.Errorf("create TMPDIR: %w", err)
+	}
+	var n *netns
+	if !b.o.Unsandboxed {
+		var err error
+		if n, err = b.network(); err != nil {
+			return err
+		}
 	}
 	tty, err := os.OpenFile(b.pts.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return fmt.Errorf("open console tty: %w", err)
 	}
-	cmd := exec.Command("/bin/sh", "-i")
-	cmd.Dir = b.root
-	cmd.Env = b.shellEnv(s.token)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	var cmd *exec.Cmd
+	var sb *sandbox
+	if n != nil {
+		exe, err := ownExe()
+		if err == nil {
+			sb, err = newSandbox(n, exe, tty, b.root, b.o.Name, b.sandboxEnv(s.token), false)
+		}
+		if err != nil {
+			_ = tty.Close()
+			return fmt.Errorf("start shell: %w", err)
+		}
+		cmd = sb.cmd
+	} else {
+		cmd = exec.Command("/bin/sh", "-i")
+		cmd.Dir = b.root
+		cmd.Env = b.shellEnv(s.token)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 
 	s.mu.Lock()
 	if s.stopped {
@@ -580,19 +638,41 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	err = cmd.Start()
+	var bx *box
+	if sb != nil {
+		err = sb.start()
+	} else {
+		err = cmd.Start()
+	}
 	if err == nil {
 		s.shells[cmd.Process.Pid] = true
+		if sb != nil {
+			bx = &box{top: cmd.Process, exited: make(chan struct{}), pidfd: -1}
+			s.sandboxes[bx] = true
+		}
 	}
 	s.mu.Unlock()
 	_ = tty.Close()
 	if err != nil {
 		return fmt.Errorf("start shell: %w", err)
 	}
-	b.log.Debug("shell started", "pid", cmd.Process.Pid)
+	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", sb != nil)
+	if sb != nil {
+		go func() {
+			if fd, err := sb.initPID(); err == nil {
+				bx.setInit(fd)
+			}
+		}()
+	}
 
 	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		if bx != nil {
+			bx.reaped()
+		}
+		waitc <- err
+	}()
 	select {
 	case err := <-waitc:
 		b.log.Debug("shell exited", "err", err)
@@ -600,13 +680,166 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	case <-ctx.Done():
 	}
 	// Powered off: Off kills everything; make sure the shell is reaped.
-	_ = cmd.Process.Kill()
+	if bx != nil {
+		bx.kill() // the sandbox ends with its PID namespace
+	} else {
+		_ = cmd.Process.Kill()
+	}
 	t := time.NewTimer(shellReapLimit)
 	defer t.Stop()
 	select {
 	case <-waitc:
 	case <-t.C:
+		_ = cmd.Process.Kill()
 		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
 	}
 	return ctx.Err()
+}
+
+// makeTmp makes sure the board's tmp is a directory of its own, whatever
+// the board's processes did to its root (a symlink there must never make
+// this process create, or a sandbox bind, something elsewhere).
+func (b *Board) makeTmp() error {
+	r, err := os.OpenRoot(b.root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi, err := r.Lstat("tmp")
+	if err == nil && !fi.IsDir() {
+		if err := r.Remove("tmp"); err != nil {
+			return err
+		}
+		err = fs.ErrNotExist
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := r.Mkdir("tmp", 0o777); err != nil {
+			return err
+		}
+		if err := r.Chmod("tmp", 0o777|fs.ModeSticky); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if b.o.Unsandboxed {
+		return nil
+	}
+	return ownBySandbox(r, "tmp")
+}
+
+// sandboxEnv is the shell's environment inside its sandbox.
+func (b *Board) sandboxEnv(token string) []string {
+	env := b.shellEnv(token)
+	for i, kv := range env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "HOME":
+			env[i] = "HOME=" + sandboxHome
+		case "TMPDIR":
+			env[i] = "TMPDIR=/tmp"
+		case "LAVA_MULTI_NODE_CACHE":
+			env[i] = "LAVA_MULTI_NODE_CACHE=/tmp/lava_multi_node_cache.txt"
+		}
+	}
+	return env
+}
+
+// JoinGroup puts the board on its group's private network (shared by the
+// group's sandboxes, reaching nothing else). The nodes keep the addresses
+// the lab gave them: all of 127.0.0.0/8 is the network's own loopback.
+func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
+	if b.o.Unsandboxed {
+		return nil, nil
+	}
+	n, err := b.o.Networks.join(g.ID)
+	if err != nil {
+		return nil, fmt.Errorf("network of %s: %w", b.o.Name, err)
+	}
+	b.nmu.Lock()
+	old := b.net
+	b.net, b.group = n, g.ID
+	b.nmu.Unlock()
+	if old != nil {
+		b.o.Networks.leave(old)
+	}
+	return nil, nil
+}
+
+// network returns the board's network, making a private one if it has
+// joined none.
+func (b *Board) network() (*netns, error) {
+	b.nmu.Lock()
+	n := b.net
+	b.nmu.Unlock()
+	if n != nil {
+		return n, nil
+	}
+	n, err := b.o.Networks.join("")
+	if err != nil {
+		return nil, err
+	}
+	b.nmu.Lock()
+	if b.net == nil {
+		b.net = n
+		b.nmu.Unlock()
+		return n, nil
+	}
+	other := b.net
+	b.nmu.Unlock()
+	b.o.Networks.leave(n)
+	return other, nil
+}
+
+// leaveNetwork drops the board's network (at Close).
+func (b *Board) leaveNetwork() {
+	b.nmu.Lock()
+	n := b.net
+	b.net = nil
+	b.nmu.Unlock()
+	if n != nil {
+		b.o.Networks.leave(n)
+	}
+}
+
+// killShells ends every process of one power-on: sandboxed, by ending each
+// shell's sandbox (its PID namespace); unsandboxed, by hunting them down
+// (killSession).
+func (b *Board) killShells(s *session, deadline time.Time) error {
+	s.mu.Lock()
+	shells := s.shellsLocked()
+	boxes := make([]*box, 0, len(s.sandboxes))
+	for bx := range s.sandboxes {
+		boxes = append(boxes, bx)
+	}
+	s.mu.Unlock()
+	if b.o.Unsandboxed {
+		return killSession(s.token, shells, deadline)
+	}
+	for _, bx := range boxes {
+		bx.kill()
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	var stuck []int
+	expired := false
+	for _, bx := range boxes {
+		if !expired {
+			select {
+			case <-bx.exited:
+				continue
+			case <-t.C:
+				expired = true
+			}
+		}
+		select {
+		case <-bx.exited:
+		default:
+			_ = bx.top.Kill()
+			stuck = append(stuck, bx.top.Pid)
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("sandboxes %v did not end in time (killed)", stuck)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,14 +122,14 @@ func TestCleanEnvironmentAndSandbox(t *testing.T) {
 	assert.NotContains(t, env, "TROUPE_HARNESS_SECRET")
 	root := b.Root()
 	for _, kv := range []string{
-		"HOME=" + root, "TMPDIR=" + root + "/tmp", "TERM=dumb", "USER=root", "SHELL=/bin/sh", "LANG=C.UTF-8",
+		"HOME=/root", "TMPDIR=/tmp", "TERM=dumb", "USER=root", "SHELL=/bin/sh", "LANG=C.UTF-8",
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"LAVA_MULTI_NODE_CACHE=" + root + "/tmp/lava_multi_node_cache.txt",
+		"LAVA_MULTI_NODE_CACHE=/tmp/lava_multi_node_cache.txt",
 	} {
 		assert.Contains(t, strings.Split(env, "\n"), kv)
 	}
 	assert.Regexp(t, `(?m)^TROUPE_SIM_TOKEN=[0-9a-f]{32}$`, env)
-	assert.Equal(t, root+"\n", run(t, b, c, "pwd"))
+	assert.Equal(t, "/root\n", run(t, b, c, "pwd"))
 	assert.DirExists(t, filepath.Join(root, "tmp"))
 }
 
@@ -186,19 +187,72 @@ func TestOffKillsEverything(t *testing.T) {
 		var pid int
 		_, err := fmt.Sscanf(strings.TrimSpace(out[strings.LastIndex(out, "PID="):]), "PID=%d", &pid)
 		require.NoError(t, err, "output %q", out)
-		pids = append(pids, pid)
+		if h := lookupHostPID(token, pid); h != 0 { // 0: gone already (setsid forked and exited)
+			pids = append(pids, h)
+		}
 	}
 	// The sleeps are exec'd asynchronously; wait (bounded) until all three exist.
 	require.Eventually(t, func() bool { return countSleeps(tokenProcs(token)) >= 3 }, waitTO, 10*time.Millisecond)
 	for pid := range tokenProcs(token) {
 		pids = append(pids, pid)
 	}
+	// Without the token, in a session of its own: only its PID namespace
+	// tells it belongs to the board.
+	run(t, b, c, "setsid env -i sleep 1000 & echo started")
+	sh := hostPID(t, token, pidOf(t, run(t, b, c, "echo $$")))
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", sh))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) >= 5 }, waitTO, 10*time.Millisecond,
+		"the shell (PID 1), 3 sleeps and the env -i one")
 
 	require.NoError(t, b.Off(ctxT(t, waitTO)))
 	for _, pid := range pids {
 		assert.ErrorIs(t, unix.Kill(pid, 0), unix.ESRCH, "pid %d survived power off", pid)
 	}
 	assert.Empty(t, tokenProcs(token))
+	assert.Empty(t, inPIDNamespace(ns), "processes of the board's PID namespace survived power off")
+}
+
+// hostPID is the pid on the host of the board process that has pid nsPid
+// in its sandbox (found among the processes carrying token).
+func hostPID(t *testing.T, token string, nsPid int) int {
+	t.Helper()
+	host := 0
+	require.Eventually(t, func() bool {
+		host = lookupHostPID(token, nsPid)
+		return host != 0
+	}, waitTO, 10*time.Millisecond, "no process of pid %d in the sandbox", nsPid)
+	return host
+}
+
+func lookupHostPID(token string, nsPid int) int {
+	for pid := range tokenProcs(token) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(nsPid) {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// inPIDNamespace lists the live (not zombie) processes in PID namespace ns
+// ("pid:[inode]").
+func inPIDNamespace(ns string) []int {
+	var pids []int
+	for _, p := range listProcs() {
+		if p.state == 'Z' || p.state == 'X' {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.pid)); err == nil && l == ns {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
 }
 
 func TestPowerCycle(t *testing.T) {

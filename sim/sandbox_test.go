@@ -1,0 +1,319 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+func newBoardOn(t *testing.T, name string, o Options) (*Board, *console.Console) {
+	t.Helper()
+	o.Name = name
+	o.Dir = filepath.Join(t.TempDir(), name)
+	b, err := New(o)
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		_ = c.Close()
+	})
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	return b, c
+}
+
+func TestSandboxRunsAsAnUnprivilegedHostUser(t *testing.T) {
+	b, c := newBoardOn(t, "who", Options{})
+	assert.Equal(t, "0\n", run(t, b, c, "id -u"), "root of its own user namespace")
+	assert.Equal(t, "who\n", run(t, b, c, "hostname"))
+
+	sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sh))
+	require.NoError(t, err)
+	wantUID, _ := sandboxIDs()
+	assert.NotEqual(t, 0, wantUID)
+	assert.Regexp(t, fmt.Sprintf(`(?m)^Uid:\s+%d\s+%d\s+%d\s+%d$`, wantUID, wantUID, wantUID, wantUID), string(st))
+	if os.Geteuid() == 0 {
+		assert.Regexp(t, `(?m)^Groups:\s*$`, string(st), "root's supplementary groups are dropped")
+	}
+	for _, ns := range []string{"user", "mnt", "pid", "uts", "ipc", "net"} {
+		mine, err := os.Readlink("/proc/self/ns/" + ns)
+		require.NoError(t, err)
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", sh, ns))
+		require.NoError(t, err)
+		assert.NotEqual(t, mine, its, "the shell shares the %s namespace with the harness", ns)
+	}
+}
+
+func TestSandboxFileSystem(t *testing.T) {
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "tokens")
+	require.NoError(t, os.WriteFile(secret, []byte("admin-token"), 0o644))
+	other, _ := newBoardOn(t, "other", Options{})
+	require.NoError(t, os.WriteFile(filepath.Join(other.Root(), "mine.txt"), []byte("other's"), 0o644))
+	b, c := newBoardOn(t, "fs", Options{})
+
+	for _, p := range []string{secret, secretDir, other.Root(), filepath.Join(other.Root(), "mine.txt"), b.Root(), "/work", "/var/lib", "/home"} {
+		assert.Equal(t, "gone\n", run(t, b, c, fmt.Sprintf("test -e '%s' && echo there || echo gone", p)), p)
+	}
+	// System directories are there, read-only, even for the namespace's root.
+	assert.Equal(t, "ok\n", run(t, b, c, "test -x /bin/sh && test -r /etc/passwd && echo ok"))
+	for _, p := range []string{"/etc/troupe-probe", "/usr/troupe-probe", "/bin/troupe-probe", "/troupe-probe", "/proc/troupe-probe"} {
+		assert.Equal(t, "refused\n", run(t, b, c, fmt.Sprintf("(echo x > %s) 2>/dev/null && echo written || echo refused", p)), p)
+	}
+	// HOME and /tmp are the board's own, on the host under its root.
+	assert.Equal(t, "ok\n", run(t, b, c, "echo h > ~/h.txt && echo t > /tmp/t.txt && echo ok"))
+	assert.FileExists(t, filepath.Join(b.Root(), "h.txt"))
+	assert.FileExists(t, filepath.Join(b.Root(), "tmp", "t.txt"))
+	// A fresh /proc: only the board's processes.
+	out := run(t, b, c, "ls /proc | grep -c '^[0-9]'")
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	require.NoError(t, err)
+	assert.Less(t, n, 10, "the board sees the host's processes")
+	// The harness cannot be signalled: its pid means nothing in there.
+	assert.Equal(t, "refused\n", run(t, b, c, fmt.Sprintf("kill -0 %d 2>/dev/null && echo signalled || echo refused", os.Getpid())))
+}
+
+// listen serves one TCP connection on addr, answering "pong".
+func listen(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("pong\n"))
+			_ = conn.Close()
+		}
+	}()
+}
+
+func TestGroupNetworks(t *testing.T) {
+	nets := NewNetworks()
+	join := func(name, group string) (*Board, *console.Console) {
+		b, err := New(Options{Name: name, Dir: filepath.Join(t.TempDir(), name), Networks: nets})
+		require.NoError(t, err)
+		c := console.New(b.Console(), console.Options{})
+		t.Cleanup(func() {
+			assert.NoError(t, b.Close())
+			_ = c.Close()
+		})
+		addrs, err := b.JoinGroup(lab.Group{ID: group, Node: name})
+		require.NoError(t, err)
+		assert.Nil(t, addrs, "nodes keep the lab's loopback addresses")
+		require.NoError(t, b.On(ctxT(t, waitTO)))
+		login(t, b, c)
+		return b, c
+	}
+	server, cs := join("server", "g1")
+	client, cc := join("client", "g1")
+	stranger, cx := join("stranger", "g2")
+
+	// A host service on loopback: no board may reach it.
+	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hostPort := hostLn.Addr().(*net.TCPAddr).Port
+	require.NoError(t, hostLn.Close())
+	listen(t, fmt.Sprintf("127.0.0.1:%d", hostPort))
+
+	// The server node listens on its address; nc stays in the background.
+	require.NoError(t, cs.Send("(echo pong | nc -l -N 127.7.0.1 7000 >/dev/null 2>&1 &)\n"))
+	expect(t, cs, prompt(server.o.Name))
+	connect := func(b *Board, c *console.Console, addr string, port int) string {
+		return run(t, b, c, fmt.Sprintf("nc -w 2 -N %s %d </dev/null 2>/dev/null || echo unreachable", addr, port))
+	}
+	require.Eventually(t, func() bool {
+		return connect(client, cc, "127.7.0.1", 7000) == "pong\n"
+	}, waitTO, 50*time.Millisecond, "a node of the group reaches another")
+	assert.Equal(t, "unreachable\n", connect(stranger, cx, "127.7.0.1", 7000), "another group's node")
+	for _, b := range []struct {
+		b *Board
+		c *console.Console
+	}{{server, cs}, {client, cc}, {stranger, cx}} {
+		assert.Equal(t, "unreachable\n", connect(b.b, b.c, "127.0.0.1", hostPort), "the host's loopback service from %s", b.b.o.Name)
+		assert.Equal(t, "lo\n", run(t, b.b, b.c, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"), "the only interface")
+	}
+}
+
+func TestRefusalCauseNamesTheSetting(t *testing.T) {
+	write := func(dir, name, v string) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o644))
+	}
+	dir := t.TempDir()
+	assert.Equal(t, "", refusalCause(dir))
+	write(dir, "kernel/apparmor_restrict_unprivileged_userns", "1")
+	assert.Equal(t, "kernel.apparmor_restrict_unprivileged_userns=1", refusalCause(dir))
+	write(dir, "user/max_user_namespaces", "0")
+	assert.Equal(t, "user.max_user_namespaces=0", refusalCause(dir))
+
+	dir = t.TempDir()
+	write(dir, "kernel/unprivileged_userns_clone", "0")
+	if os.Geteuid() == 0 {
+		assert.Equal(t, "", refusalCause(dir), "root is not concerned by it")
+	} else {
+		assert.Equal(t, "kernel.unprivileged_userns_clone=0", refusalCause(dir))
+	}
+
+	old := procSys
+	t.Cleanup(func() { procSys = old })
+	procSys = t.TempDir()
+	write(procSys, "user/max_user_namespaces", "0")
+	err := sandboxError(unix.ENOSPC)
+	require.ErrorIs(t, err, unix.ENOSPC)
+	assert.Contains(t, err.Error(), "kernel refused them (user.max_user_namespaces=0)")
+	assert.Contains(t, err.Error(), `sandbox = "none"`)
+}
+
+func TestCheckSandbox(t *testing.T) {
+	require.NoError(t, CheckSandbox())
+}
+
+// TestCheckSandboxRefused runs the check in a user namespace whose
+// max_user_namespaces is 0: the kernel refuses, the error says why.
+func TestCheckSandboxRefused(t *testing.T) {
+	if os.Getenv("TROUPE_SANDBOX_REFUSED") == "1" {
+		err := CheckSandbox()
+		if err == nil {
+			os.Exit(0)
+		}
+		fmt.Println(err)
+		os.Exit(7)
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "sh", "-c",
+		`echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" -test.run '^TestCheckSandboxRefused$'`, exe)
+	cmd.Env = append(os.Environ(), "TROUPE_SANDBOX_REFUSED=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "%v: %s", err, out)
+	assert.Equal(t, 7, ee.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "the kernel refused them (user.max_user_namespaces=0)")
+}
+
+// TestNoZombies: orphans of the commands this process runs (power or
+// flasher commands) are not adopted and left as zombies by it.
+func TestNoZombies(t *testing.T) {
+	newBoard(t, "reaper") // sim.New used to make this process a subreaper
+	for i := 0; i < 3; i++ {
+		// The shell exits at once; its background child becomes an orphan
+		// and exits shortly after.
+		require.NoError(t, exec.Command("sh", "-c", "sleep 0.05 &").Run())
+	}
+	self := os.Getpid()
+	orphans := func() []int {
+		var ps []int
+		for _, p := range listProcs() {
+			if p.ppid == self {
+				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.pid)); strings.TrimSpace(string(comm)) == "sleep" {
+					ps = append(ps, p.pid)
+				}
+			}
+		}
+		return ps
+	}
+	// Adopted or not, the sleeps end within a second; were they adopted,
+	// they would stay as zombies of this process.
+	deadline := time.Now().Add(waitTO)
+	for len(orphans()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // deadline poll
+	}
+	assert.Empty(t, orphans(), "orphaned children of our commands left as zombies of this process")
+}
+
+// TestSandboxDiesWithItsHarness kills a process that has a board on, with
+// SIGKILL: nothing of the board survives it, not even a process in a
+// session of its own without the board's environment.
+func TestSandboxDiesWithItsHarness(t *testing.T) {
+	if os.Getenv("TROUPE_SANDBOX_HARNESS") == "1" {
+		b, c := newBoardOn(t, "orphaned", Options{})
+		run(t, b, c, "setsid env -i sleep 1718 </dev/null >/dev/null 2>&1 & echo started")
+		sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", sh))
+		require.NoError(t, err)
+		fmt.Printf("PIDNS=%s\n", ns)
+		// The shell becomes a process deaf to the console's hangup: only
+		// the death signal can end the board now.
+		require.NoError(t, c.Send("trap '' HUP; exec sleep 1719\n"))
+		select {} // until killed
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run", "^TestSandboxDiesWithItsHarness$", "-test.timeout", "1m")
+	cmd.Env = append(os.Environ(), "TROUPE_SANDBOX_HARNESS=1", "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var ns string
+	buf := make([]byte, 4096)
+	var got []byte
+	deadline := time.Now().Add(waitTO)
+	for ns == "" && time.Now().Before(deadline) {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if m := regexp.MustCompile(`PIDNS=(pid:\[\d+\])`).FindSubmatch(got); m != nil {
+			ns = string(m[1])
+		}
+		if err != nil {
+			break
+		}
+	}
+	require.NotEmpty(t, ns, "the harness did not start its board: %s", got)
+	require.Eventually(t, func() bool {
+		for _, pid := range inPIDNamespace(ns) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x001719\x00" {
+				return true
+			}
+		}
+		return false
+	}, waitTO, 10*time.Millisecond, "the shell did not become sleep 1719")
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) == 0 }, waitTO, 10*time.Millisecond,
+		"processes of the board outlived its harness: %v", inPIDNamespace(ns))
+}
+
+// TestSandboxSymlinkedTmp: a board that turns its tmp into a symlink to a
+// host directory gets neither that directory bound as /tmp nor anything
+// created or chowned there by the harness.
+func TestSandboxSymlinkedTmp(t *testing.T) {
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o644))
+	b, c := newBoardOn(t, "links", Options{})
+	run(t, b, c, "true")
+	// What a board process could do between two logins.
+	require.NoError(t, os.RemoveAll(filepath.Join(b.Root(), "tmp")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(b.Root(), "tmp")))
+	require.NoError(t, c.Send("exit\n"))
+	login(t, b, c)
+	assert.Equal(t, "gone\n", run(t, b, c, "test -e /tmp/secret && echo there || echo gone"))
+	fi, err := os.Lstat(filepath.Join(b.Root(), "tmp"))
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir(), "tmp is a directory again")
+	st, err := os.Stat(outside)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, "the harness chowned what the link pointed to")
+}
