@@ -100,6 +100,9 @@ func IsLAVA(path string, data []byte) bool {
 	case ".yaml", ".yml":
 		return true
 	}
+	if CheckBounds(path, data) != nil {
+		return false
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return false
@@ -121,8 +124,14 @@ func IsLAVA(path string, data []byte) bool {
 // against its directory, as in jobs.Parse. Problems are returned together
 // as jobs.Errors.
 func Import(file string, data []byte) (*jobs.Job, error) {
+	if err := CheckBounds(file, data); err != nil {
+		return nil, err
+	}
 	root, err := parseYAML(file, data)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkExpanded(file, root); err != nil {
 		return nil, err
 	}
 	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}}
