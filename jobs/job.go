@@ -34,6 +34,7 @@ const (
 	DefaultDeployTimeout    = 10 * time.Minute
 	DefaultBootTimeout      = 5 * time.Minute
 	MaxNodes                = 10000
+	MaxNameLen              = 100 // of a job name
 )
 
 // Job is a parsed, valid job file.
@@ -112,7 +113,9 @@ func Parse(file string, data []byte) (*Job, error) {
 	root.Require("name", "roles", "action")
 	if name, ok := root.String("name"); ok {
 		j.Name = name
-		checkName(root, "name", name, ".-")
+		if checkName(root, "name", name, ".-") {
+			checkJobName(root, name)
+		}
 	}
 	if d, ok := positive(root, "timeout"); ok {
 		j.Timeout = d
@@ -263,7 +266,28 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		}
 		actions = append(actions, a)
 	}
+	checkBooted(tables, actions, j)
 	return actions
+}
+
+// checkBooted records an error for every test action that runs on a role
+// no boot action before it has booted: it would run on a board that is
+// off, and the board, not the job, would be blamed.
+func checkBooted(tables []tomlfile.Table, actions []Action, j *Job) {
+	booted := map[string]bool{}
+	for i, a := range actions {
+		for _, r := range a.Roles {
+			if _, ok := j.Role(r); !ok {
+				continue // an error already
+			}
+			switch {
+			case a.Type == Boot:
+				booted[r] = true
+			case a.Type == Test && !booted[r]:
+				tables[i].Errorf("", "test %q runs on role %q before any boot action of that role: boot it first", a.Name, r)
+			}
+		}
+	}
 }
 
 func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
@@ -349,6 +373,24 @@ func checkName(t tomlfile.Table, k, name, extra string) bool {
 		t.Errorf(k, "must contain only %s (got %q)", allowed, name)
 	}
 	return false
+}
+
+// checkJobName checks what a job name needs beyond checkName: it names
+// result folders, so it starts with a letter or digit, is short, and has
+// no "..".
+func checkJobName(t tomlfile.Table, name string) {
+	switch {
+	case !isAlnum(name[0]):
+		t.Errorf("name", "must start with a letter or digit (got %q)", name)
+	case len(name) > MaxNameLen:
+		t.Errorf("name", "must be at most %d characters (got %d)", MaxNameLen, len(name))
+	case strings.Contains(name, ".."):
+		t.Errorf("name", `must not contain ".." (got %q)`, name)
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func validName(s, extra string) bool {

@@ -205,6 +205,7 @@ func TestNames(t *testing.T) {
 job_name: "  Daily: kernel/CI #42 "
 device_type: qemu
 actions:
+- boot: {}
 - test:
     definitions:
     - {from: inline, name: smoke, repository: {run: {steps: [a]}}}
@@ -217,7 +218,7 @@ actions:
 `)
 	assert.Equal(t, "Daily-kernel-CI-42", j.Name)
 	var names []string
-	for _, a := range j.Actions {
+	for _, a := range j.Actions[1:] {
 		names = append(names, a.Name)
 	}
 	assert.Equal(t, []string{"smoke", "smoke-2", "smoke-2-2", "smoke-test", "smoke-3"}, names)
@@ -228,6 +229,7 @@ func TestParameters(t *testing.T) {
 job_name: params
 device_type: qemu
 actions:
+- boot: {}
 - test:
     definitions:
     - from: inline
@@ -239,7 +241,7 @@ actions:
           steps:
           - echo "$A $B $C"
 `)
-	assert.Equal(t, "export A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\necho \"$A $B $C\"", j.Actions[0].Run)
+	assert.Equal(t, "export A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\necho \"$A $B $C\"", j.Actions[1].Run)
 }
 
 func TestImages(t *testing.T) {
