@@ -9,7 +9,6 @@ package jobs
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -63,7 +62,7 @@ type Action struct {
 	Index   int // 0-based position in the file
 	Type    ActionType
 	Roles   []string      // all role names if the file omits them
-	Image   string        // deploy only; resolved against the job file's directory
+	Image   string        // deploy only; resolved against the job file's directory (see ConfineImages)
 	Images  *Images       // deploy only: boot images of a board that boots a kernel (qemu); nil: none
 	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
 	Name    string        // test only
@@ -236,7 +235,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		}
 		if a.Type == Deploy {
 			if img, ok := t.String("image"); ok {
-				a.Image = resolve(j.File, img)
+				a.Image = imagePath(t, "image", j.File, img)
 			}
 			if it, ok := t.Table("images"); ok {
 				a.Images = parseImages(it, j.File)
@@ -318,12 +317,7 @@ func parseImages(t tomlfile.Table, file string) *Images {
 	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}} {
 		k, dst := f.k, f.dst
 		if s, ok := t.String(k); ok {
-			if s == "" {
-				t.Errorf(k, "must not be empty")
-			} else if strings.Contains(s, "://") {
-				t.Errorf(k, "must be a file path (got %q)", s)
-			}
-			*dst = resolve(file, s)
+			*dst = imagePath(t, k, file, s)
 		}
 	}
 	return im
@@ -336,15 +330,6 @@ func allows(typ ActionType, key string) bool {
 	default: // name, run
 		return typ == Test
 	}
-}
-
-// resolve makes a relative image path relative to the job file's directory.
-// URLs are kept as they are.
-func resolve(file, image string) string {
-	if image == "" || filepath.IsAbs(image) || strings.Contains(image, "://") {
-		return image
-	}
-	return filepath.Join(filepath.Dir(file), image)
 }
 
 // positive reads a duration that must be > 0.

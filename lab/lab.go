@@ -249,6 +249,9 @@ func healthJob(t tomlfile.Table, path, dt string) *jobs.Job {
 		return nil
 	}
 	j, err := jobs.Load(path)
+	if err == nil {
+		err = j.ConfineImages(filepath.Dir(path))
+	}
 	if err != nil {
 		t.Errorf("job", "invalid health check job: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return nil
