@@ -1,10 +1,12 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -110,4 +112,35 @@ func TestTestWithoutBoot(t *testing.T) {
 		assert.Contains(t, res.stderr, `job.toml:9: action[1]: test "t" runs on role "server" before any boot action of that role: boot it first`)
 		assert.NoDirExists(t, res.out)
 	}
+}
+
+// TestServeImagesRoot: troupe serve --images DIR resolves submitted jobs'
+// images under DIR only; refusals are 400s with the same text whether the
+// path exists outside or not.
+func TestServeImagesRoot(t *testing.T) {
+	t.Parallel()
+	data, images, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(images, "rootfs", "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(images, "out-existing")))
+	require.NoError(t, os.Symlink(filepath.Join(outside, "missing"), filepath.Join(images, "out-missing")))
+	p := startServe(t, "--data", data, "--images", images)
+	refused := func(line, name string) string {
+		t.Helper()
+		code, body := api(t, "POST", p.url+"/api/v1/jobs", "", deployJob("img", line))
+		require.Equal(t, http.StatusBadRequest, code, "%s: %s", line, body)
+		return strings.ReplaceAll(string(body), name, "NAME")
+	}
+	for _, pair := range [][2]string{
+		{"/etc/passwd", "/no/such/file"},
+		{"out-existing", "out-missing"},
+		{"out-existing", "not-there"},
+		{"rootfs/../../" + filepath.Base(outside) + "/secret", "rootfs/../../" + filepath.Base(outside) + "/missing"},
+	} {
+		assert.Equal(t, refused(`image = "`+pair[0]+`"`, pair[0]), refused(`image = "`+pair[1]+`"`, pair[1]))
+	}
+	id := submitJob(t, p.url, deployJob("img", `image = "rootfs"`))
+	j := waitEnded(t, p.url, id, 2*time.Minute)
+	assert.Equal(t, "complete", j.Status, "the image in the root was deployed: %+v", j)
+	assert.NoDirExists(t, filepath.Join(data, "images"), "--images replaces the default root")
 }
