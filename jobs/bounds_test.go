@@ -169,3 +169,13 @@ func BenchmarkParseHostile(b *testing.B) {
 		})
 	}
 }
+
+// TestLoadReadsAtMostMaxSize: a file that never ends is read only as far
+// as the size bound.
+func TestLoadReadsAtMostMaxSize(t *testing.T) {
+	var err error
+	cost := allocated(func() { _, err = jobs.Load("/dev/zero") })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "/dev/zero: the file is 1048577 bytes; at most 1048576 are allowed")
+	assert.Less(t, cost, uint64(8*mib))
+}

@@ -8,7 +8,6 @@ package jobs
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -93,7 +92,7 @@ type Errors = tomlfile.Errors
 
 // Load reads and parses the job file at path.
 func Load(path string) (*Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load job: %w", err)
 	}

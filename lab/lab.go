@@ -80,7 +80,7 @@ type HealthCheck struct {
 
 // Load reads and parses the lab file at path.
 func Load(path string) (*Lab, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load lab: %w", err)
 	}

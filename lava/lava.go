@@ -59,7 +59,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -71,6 +70,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
 )
 
 // Ignored lists the top-level keys of a LAVA job that Import accepts and
@@ -85,7 +85,7 @@ const SingleNodeRole = "node"
 
 // Load reads the LAVA job definition at path and imports it.
 func Load(path string) (*jobs.Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load LAVA job: %w", err)
 	}

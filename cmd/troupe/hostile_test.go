@@ -21,10 +21,14 @@ func TestHostileJobFiles(t *testing.T) {
 		{"arrays.toml", "x = " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000), "arrays.toml:1: arrays and inline tables are nested more than 32 deep"},
 		{"tables.toml", "x = " + strings.Repeat("{a=", 13000) + "1" + strings.Repeat("}", 13000), "tables.toml:1: arrays and inline tables are nested more than 32 deep"},
 		{"header.toml", "[" + strings.Repeat("a.", 100000) + "a]\n", "header.toml:1: a key has more than 64 dotted parts"},
+		{"/dev/zero", "", "/dev/zero: the file is 1048577 bytes; at most 1048576 are allowed"},
 		{"flow.yaml", "job_name: x\nx: " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000), "flow.yaml:2: mappings and sequences are nested more than 32 deep"},
 	} {
-		p := filepath.Join(dir, tc.file)
-		require.NoError(t, os.WriteFile(p, []byte(tc.src), 0o644))
+		p := tc.file
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, tc.file)
+			require.NoError(t, os.WriteFile(p, []byte(tc.src), 0o644))
+		}
 		for _, cmd := range [][]string{{"validate", p}, {"run", "--out", "OUT", p}} {
 			res := troupe(t, cmd...)
 			assert.Equal(t, exitInvalid, res.code, "%v: %s", cmd, res.stderr)

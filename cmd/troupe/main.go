@@ -17,6 +17,7 @@ import (
 
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/report"
@@ -229,7 +230,7 @@ const waitNotice = 3 * time.Second
 // loadJob reads a troupe job file, or a LAVA job definition (YAML); its
 // images must be under the job file's directory.
 func loadJob(path string) (*jobs.Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}

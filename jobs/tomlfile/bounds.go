@@ -1,6 +1,10 @@
 package tomlfile
 
-import "fmt"
+import (
+	"fmt"
+	"io"
+	"os"
+)
 
 // Bounds of a file, checked before it is decoded: job, lab and scenario
 // files come from submitters, and the TOML decoder's cost grows faster
@@ -198,4 +202,16 @@ func skipString(data []byte, i int) (end, lines int) {
 		}
 	}
 	return len(data) - 1, lines
+}
+
+// ReadFile reads the file at path, but never more than one byte over
+// MaxSize: whatever is longer is refused by CheckBounds anyway, and a
+// file such as /dev/zero never ends.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxSize+1))
 }
