@@ -83,9 +83,6 @@ func defaultActionTimeout(t ActionType) time.Duration {
 
 // unresolve undoes resolve.
 func unresolve(file, image string) string {
-	if filepath.IsAbs(image) || strings.Contains(image, "://") {
-		return image
-	}
 	rel, err := filepath.Rel(filepath.Dir(file), image)
 	if err != nil {
 		return image

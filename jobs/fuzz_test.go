@@ -66,7 +66,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name = \"x\"\n[roles]\na = {device_type = \"s\", count = 2}\n[[action]]\ntype = \"test\"\nname = \"t\"\nrun = '''\nx\n'''\n"))
 	f.Add([]byte("name = \"x\"\naction = [{type = \"boot\", roles = [\"a\"]}]\n[roles.a]\ndevice_type = \"s\"\ntags = [\"usb\",\n\"x\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		j, err := jobs.Parse("dir/job.toml", data)
+		var j *jobs.Job
+		var err error
+		cost := allocated(func() { j, err = jobs.Parse("dir/job.toml", data) })
+		require.Less(t, cost, uint64(maxCost), "parsing %d bytes allocated %d", len(data), cost)
 		if err != nil {
 			var errs jobs.Errors
 			require.ErrorAs(t, err, &errs)

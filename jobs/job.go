@@ -8,8 +8,6 @@ package jobs
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,6 +32,7 @@ const (
 	DefaultDeployTimeout    = 10 * time.Minute
 	DefaultBootTimeout      = 5 * time.Minute
 	MaxNodes                = 10000
+	MaxNameLen              = 100 // of a job name
 )
 
 // Job is a parsed, valid job file.
@@ -62,7 +61,7 @@ type Action struct {
 	Index   int // 0-based position in the file
 	Type    ActionType
 	Roles   []string      // all role names if the file omits them
-	Image   string        // deploy only; resolved against the job file's directory
+	Image   string        // deploy only; resolved against the job file's directory (see ConfineImages)
 	Images  *Images       // deploy only: boot images of a board that boots a kernel (qemu); nil: none
 	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
 	Name    string        // test only
@@ -93,7 +92,7 @@ type Errors = tomlfile.Errors
 
 // Load reads and parses the job file at path.
 func Load(path string) (*Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load job: %w", err)
 	}
@@ -112,7 +111,9 @@ func Parse(file string, data []byte) (*Job, error) {
 	root.Require("name", "roles", "action")
 	if name, ok := root.String("name"); ok {
 		j.Name = name
-		checkName(root, "name", name, ".-")
+		if checkName(root, "name", name, ".-") {
+			checkJobName(root, name)
+		}
 	}
 	if d, ok := positive(root, "timeout"); ok {
 		j.Timeout = d
@@ -233,7 +234,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		}
 		if a.Type == Deploy {
 			if img, ok := t.String("image"); ok {
-				a.Image = resolve(j.File, img)
+				a.Image = imagePath(t, "image", j.File, img)
 			}
 			if it, ok := t.Table("images"); ok {
 				a.Images = parseImages(it, j.File)
@@ -263,7 +264,28 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		}
 		actions = append(actions, a)
 	}
+	checkBooted(tables, actions, j)
 	return actions
+}
+
+// checkBooted records an error for every test action that runs on a role
+// no boot action before it has booted: it would run on a board that is
+// off, and the board, not the job, would be blamed.
+func checkBooted(tables []tomlfile.Table, actions []Action, j *Job) {
+	booted := map[string]bool{}
+	for i, a := range actions {
+		for _, r := range a.Roles {
+			if _, ok := j.Role(r); !ok {
+				continue // an error already
+			}
+			switch {
+			case a.Type == Boot:
+				booted[r] = true
+			case a.Type == Test && !booted[r]:
+				tables[i].Errorf("", "test %q runs on role %q before any boot action of that role: boot it first", a.Name, r)
+			}
+		}
+	}
 }
 
 func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
@@ -294,12 +316,7 @@ func parseImages(t tomlfile.Table, file string) *Images {
 	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}} {
 		k, dst := f.k, f.dst
 		if s, ok := t.String(k); ok {
-			if s == "" {
-				t.Errorf(k, "must not be empty")
-			} else if strings.Contains(s, "://") {
-				t.Errorf(k, "must be a file path (got %q)", s)
-			}
-			*dst = resolve(file, s)
+			*dst = imagePath(t, k, file, s)
 		}
 	}
 	return im
@@ -312,15 +329,6 @@ func allows(typ ActionType, key string) bool {
 	default: // name, run
 		return typ == Test
 	}
-}
-
-// resolve makes a relative image path relative to the job file's directory.
-// URLs are kept as they are.
-func resolve(file, image string) string {
-	if image == "" || filepath.IsAbs(image) || strings.Contains(image, "://") {
-		return image
-	}
-	return filepath.Join(filepath.Dir(file), image)
 }
 
 // positive reads a duration that must be > 0.
@@ -349,6 +357,24 @@ func checkName(t tomlfile.Table, k, name, extra string) bool {
 		t.Errorf(k, "must contain only %s (got %q)", allowed, name)
 	}
 	return false
+}
+
+// checkJobName checks what a job name needs beyond checkName: it names
+// result folders, so it starts with a letter or digit, is short, and has
+// no "..".
+func checkJobName(t tomlfile.Table, name string) {
+	switch {
+	case !isAlnum(name[0]):
+		t.Errorf("name", "must start with a letter or digit (got %q)", name)
+	case len(name) > MaxNameLen:
+		t.Errorf("name", "must be at most %d characters (got %d)", MaxNameLen, len(name))
+	case strings.Contains(name, ".."):
+		t.Errorf("name", `must not contain ".." (got %q)`, name)
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func validName(s, extra string) bool {

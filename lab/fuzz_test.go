@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -20,7 +21,10 @@ func FuzzParseLab(f *testing.F) {
 	f.Add([]byte("retries = 0\nbad_after = 2\n" + labFile + "[[health_check]]\ndevice_type = \"sim\"\njob = \"testdata/health-sim.toml\"\nevery = 3\ninterval = \"1h\"\n"))
 	f.Add([]byte(labFile + "[[health_check]]\ndevice_type = \"rpi4\"\njob = \"testdata/health-sim.toml\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l, err := lab.Parse("lab.toml", data)
+		var l *lab.Lab
+		var err error
+		cost := allocated(func() { l, err = lab.Parse("lab.toml", data) })
+		require.Less(t, cost, uint64(maxCost), "parsing %d bytes allocated %d", len(data), cost)
 		if err != nil {
 			var errs jobs.Errors
 			require.ErrorAs(t, err, &errs)
@@ -66,6 +70,18 @@ func FuzzParseLab(f *testing.F) {
 			assert.Equal(t, hc, got)
 		}
 	})
+}
+
+// maxCost is what parsing any hostile lab file may allocate in total.
+const maxCost = 64 << 20
+
+// allocated is the memory f allocates, in total.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 func hasType(l *lab.Lab, dt string) bool {

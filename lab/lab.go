@@ -133,7 +133,7 @@ type HealthCheck struct {
 
 // Load reads and parses the lab file at path.
 func Load(path string) (*Lab, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load lab: %w", err)
 	}
@@ -292,6 +292,9 @@ func healthJob(t tomlfile.Table, path, dt string) *jobs.Job {
 		return nil
 	}
 	j, err := jobs.Load(path)
+	if err == nil {
+		err = j.ConfineImages(filepath.Dir(path))
+	}
 	if err != nil {
 		t.Errorf("job", "invalid health check job: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return nil

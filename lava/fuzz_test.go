@@ -22,8 +22,15 @@ func FuzzImport(f *testing.F) {
 	for _, tc := range unsupported {
 		f.Add(tc.src)
 	}
+	f.Add(billionLaughs())
+	f.Add("x: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[")
 	f.Fuzz(func(t *testing.T, src string) {
-		j, err := lava.Import("dir/job.yaml", []byte(src))
+		var j *jobs.Job
+		var err error
+		cost := allocated(func() { j, err = lava.Import("dir/job.yaml", []byte(src)) })
+		if cost >= maxCost {
+			t.Fatalf("importing %d bytes allocated %d", len(src), cost)
+		}
 		if err != nil {
 			var es jobs.Errors
 			if !errors.As(err, &es) || len(es) == 0 {

@@ -56,7 +56,6 @@ package lava
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -64,6 +63,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
 )
 
 // Ignored lists the top-level keys of a LAVA job that Import accepts and
@@ -78,7 +78,7 @@ const SingleNodeRole = "node"
 
 // Load reads the LAVA job definition at path and imports it.
 func Load(path string) (*jobs.Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load LAVA job: %w", err)
 	}
@@ -92,6 +92,9 @@ func IsLAVA(path string, data []byte) bool {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".yaml", ".yml":
 		return true
+	}
+	if CheckBounds(path, data) != nil {
+		return false
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
@@ -114,8 +117,14 @@ func IsLAVA(path string, data []byte) bool {
 // against its directory, as in jobs.Parse. Problems are returned together
 // as jobs.Errors.
 func Import(file string, data []byte) (*jobs.Job, error) {
+	if err := CheckBounds(file, data); err != nil {
+		return nil, err
+	}
 	root, err := parseYAML(file, data)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkExpanded(file, root); err != nil {
 		return nil, err
 	}
 	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}}

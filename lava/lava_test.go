@@ -91,7 +91,7 @@ actions:
 - deploy:
     to: tftp
     images:
-      rootfs: {url: "file:///srv/images/bbb.img"}
+      rootfs: {url: "images/bbb.img"}
 - boot: {method: u-boot, prompts: ['/ # ']}
 - test:
     definitions:
@@ -109,7 +109,7 @@ actions:
 	for _, a := range j.Actions {
 		assert.Equal(t, []string{"node"}, a.Roles)
 	}
-	assert.Equal(t, "/srv/images/bbb.img", j.Actions[0].Image)
+	assert.Equal(t, "images/bbb.img", j.Actions[0].Image)
 	assert.Equal(t, jobs.DefaultDeployTimeout, j.Actions[0].Timeout)
 	assert.Equal(t, jobs.DefaultBootTimeout, j.Actions[1].Timeout)
 	assert.Equal(t, time.Duration(0), j.Actions[2].Timeout)
@@ -205,6 +205,7 @@ func TestNames(t *testing.T) {
 job_name: "  Daily: kernel/CI #42 "
 device_type: qemu
 actions:
+- boot: {}
 - test:
     definitions:
     - {from: inline, name: smoke, repository: {run: {steps: [a]}}}
@@ -217,7 +218,7 @@ actions:
 `)
 	assert.Equal(t, "Daily-kernel-CI-42", j.Name)
 	var names []string
-	for _, a := range j.Actions {
+	for _, a := range j.Actions[1:] {
 		names = append(names, a.Name)
 	}
 	assert.Equal(t, []string{"smoke", "smoke-2", "smoke-2-2", "smoke-test", "smoke-3"}, names)
@@ -228,6 +229,7 @@ func TestParameters(t *testing.T) {
 job_name: params
 device_type: qemu
 actions:
+- boot: {}
 - test:
     definitions:
     - from: inline
@@ -239,17 +241,14 @@ actions:
           steps:
           - echo "$A $B $C"
 `)
-	assert.Equal(t, "export A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\necho \"$A $B $C\"", j.Actions[0].Run)
+	assert.Equal(t, "export A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\necho \"$A $B $C\"", j.Actions[1].Run)
 }
 
 func TestImages(t *testing.T) {
 	for _, tc := range []struct{ file, url, want string }{
 		{"job.yaml", "rootfs.img", "rootfs.img"},
 		{"jobs/job.yaml", "img/rootfs.img", "jobs/img/rootfs.img"},
-		{"/lab/jobs/job.yaml", "../img/rootfs.img", "/lab/img/rootfs.img"},
-		{"/lab/jobs/job.yaml", "file:///srv/rootfs.img", "/srv/rootfs.img"},
-		{"/lab/jobs/job.yaml", "file://localhost/srv/my%20rootfs.img", "/srv/my rootfs.img"},
-		{"/lab/jobs/job.yaml", "/srv/rootfs.img", "/srv/rootfs.img"},
+		{"/lab/jobs/job.yaml", "img/my rootfs.img", "/lab/jobs/img/my rootfs.img"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			src := "job_name: i\ndevice_type: qemu\nactions:\n- deploy: {images: {rootfs: {url: '" + tc.url + "'}}}\n"
@@ -257,6 +256,20 @@ func TestImages(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, j.Actions[0].Image)
 			roundTrip(t, j)
+		})
+	}
+}
+
+// TestImagesOutsideRefused: images resolve under the images root only
+// (the job file's directory, or the server's): file:// URLs, absolute
+// paths and ".." are refused.
+func TestImagesOutsideRefused(t *testing.T) {
+	for _, url := range []string{"../img/rootfs.img", "file:///srv/rootfs.img", "file://localhost/srv/my%20rootfs.img", "/srv/rootfs.img", "img/../../x"} {
+		t.Run(url, func(t *testing.T) {
+			src := "job_name: i\ndevice_type: qemu\nactions:\n- deploy: {images: {rootfs: {url: '" + url + "'}}}\n"
+			_, err := lava.Import("/lab/jobs/job.yaml", []byte(src))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "action[0].image: must be a path inside the images root")
 		})
 	}
 }

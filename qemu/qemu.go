@@ -309,7 +309,8 @@ func (b *Board) argv(im jobs.Images) (string, []string) {
 			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+b.mac)
 	}
 	if im.Rootfs != "" {
-		args = append(args, "-drive", "file="+im.Rootfs+",format=raw,if=virtio,snapshot=on")
+		// In an option value, QEMU reads ",," as a comma: no path adds options.
+		args = append(args, "-drive", "file="+strings.ReplaceAll(im.Rootfs, ",", ",,")+",format=raw,if=virtio,snapshot=on")
 	}
 	return bin, args
 }

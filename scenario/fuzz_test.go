@@ -1,6 +1,7 @@
 package scenario_test
 
 import (
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -18,7 +19,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name = \"m\"\nseed = 0\njob = \"j.yaml\"\n"))
 	f.Add([]byte("name = \"x\"\nseed = 1\njob = {name = \"j\", roles = {a = {device_type = \"s\"}}, action = [{type = \"boot\"}]}\nfault = [{role = \"a\", kind = \"console-noise\", rate = 1e9, when = \"console:(?i)panic\"}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := scenario.Parse("dir/s.toml", data)
+		var s *scenario.Scenario
+		var err error
+		cost := allocated(func() { s, err = scenario.Parse("dir/s.toml", data) })
+		require.Less(t, cost, uint64(maxCost), "parsing %d bytes allocated %d", len(data), cost)
 		if err != nil {
 			var errs jobs.Errors
 			require.ErrorAs(t, err, &errs)
@@ -57,4 +61,16 @@ func FuzzParse(f *testing.F) {
 			_ = d.String()
 		}
 	})
+}
+
+// maxCost is what parsing any hostile scenario file may allocate in total.
+const maxCost = 64 << 20
+
+// allocated is the memory f allocates, in total.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }

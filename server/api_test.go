@@ -110,8 +110,8 @@ func TestSubmitRejectsBadJobsWithTheValidateMessage(t *testing.T) {
 		"bad format":   {"?format=json", "", testJob("a", "true"), "want toml or lava", 400},
 		"too many":     {"", "", strings.Replace(testJob("a", "true"), "count = 1", "count = 9", 1), "9", 400},
 		"no such type": {"", "", strings.Replace(testJob("a", "true"), `device_type = "sim"`, `device_type = "rpi9"`, 1), "rpi9", 400},
-		"no image":     {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimage = \"/nonexistent/rootfs.tar\"\n[[action]]\ntype = \"boot\"", 1), "not on the server", 400},
-		"no kernel":    {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimages = {kernel = \"/nonexistent/bzImage\"}\n[[action]]\ntype = \"boot\"", 1), "/nonexistent/bzImage: not on the server", 400},
+		"no image":     {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimage = \"/nonexistent/rootfs.tar\"\n[[action]]\ntype = \"boot\"", 1), "must be a path inside the images root", 400},
+		"no kernel":    {"", "", strings.Replace(testJob("a", "true"), "[[action]]\ntype = \"boot\"", "[[action]]\ntype = \"deploy\"\nimages = {kernel = \"/nonexistent/bzImage\"}\n[[action]]\ntype = \"boot\"", 1), "/nonexistent/bzImage", 400},
 		"yaml as lava": {"", "application/yaml", "job_name: [", "job.yaml", 400},
 	}
 	for name, c := range cases {
@@ -374,7 +374,7 @@ func FuzzSubmission(f *testing.F) {
 	f.Add(testJob("a", "true"), "toml")
 	l := simLab(&testing.T{}, 4, 1)
 	f.Fuzz(func(t *testing.T, src, format string) {
-		j, err := checkJob(l, "/jobs/fuzz.toml", format, []byte(src))
+		j, err := checkJob(l, "../examples", "/jobs/fuzz.toml", format, []byte(src))
 		if err != nil {
 			require.Nil(t, j)
 			require.NotEmpty(t, err.Error())

@@ -87,12 +87,20 @@ func (lj *liveJob) full() Job {
 }
 
 // parseJob parses a submitted job file: LAVA YAML when format is "lava",
-// else troupe TOML.
-func parseJob(file, format string, data []byte) (*jobs.Job, error) {
+// else troupe TOML. Its images resolve under the images root only.
+func parseJob(images, file, format string, data []byte) (*jobs.Job, error) {
+	parse := jobs.Parse
 	if format == "lava" {
-		return lava.Import(file, data)
+		parse = lava.Import
 	}
-	return jobs.Parse(file, data)
+	j, err := parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.ConfineImages(images); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 var fileName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
@@ -128,7 +136,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "file: want the job file's path")
 		return
 	}
-	j, err := checkJob(s.labDef, file, format, data)
+	j, err := checkJob(s.labDef, s.cfg.Images, file, format, data)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -165,41 +173,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 // checkJob parses a submitted job and checks that the lab can run it.
-func checkJob(l *lab.Lab, file, format string, data []byte) (*jobs.Job, error) {
-	j, err := parseJob(file, format, data)
+func checkJob(l *lab.Lab, images, file, format string, data []byte) (*jobs.Job, error) {
+	j, err := parseJob(images, file, format, data)
 	if err != nil {
 		return nil, err
 	}
 	if err := l.Check(j); err != nil {
 		return nil, err
 	}
-	if err := imagesOnServer(j); err != nil {
-		return nil, err
-	}
 	return j, nil
-}
-
-// imagesOnServer checks that the images the job deploys are there: the
-// boards get them from the server's file system (relative paths are
-// resolved against the job file's path as submitted, see the file
-// parameter).
-func imagesOnServer(j *jobs.Job) error {
-	var errs []error
-	for _, a := range j.Actions {
-		paths := []string{a.Image}
-		if a.Images != nil {
-			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs)
-		}
-		for _, p := range paths {
-			if p == "" {
-				continue
-			}
-			if _, err := os.Stat(p); err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: image %s: not on the server: %w", j.File, a.Line, p, errors.Unwrap(err)))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // insertOrdered adds id to s.order, which stays sorted by ID (submissions
@@ -217,7 +199,7 @@ func idNumber(id string) uint64 {
 
 // enqueue hands a stored queued job to the lab, parsing its source again.
 func (s *Server) enqueue(lj *liveJob) error {
-	j, err := parseJob(lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
+	j, err := parseJob(s.cfg.Images, lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
 	if err != nil {
 		s.fail(lj, fmt.Sprintf("job file no longer valid: %v", err))
 		return err

@@ -30,6 +30,7 @@ import (
 type Config struct {
 	Lab    *lab.Lab // nil: the built-in lab of BuiltinBoards sim boards
 	Data   string   // the store and every job's results and logs
+	Images string   // the images root: jobs deploy images from under it only ("": Data/images)
 	Tokens []Token  // nil: no auth (the caller binds loopback only)
 	Logger *slog.Logger
 	// Open makes a board's backend (tests: fault injection). Nil: sim
@@ -75,6 +76,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if cfg.Images == "" {
+		cfg.Images = filepath.Join(cfg.Data, "images")
+		if err := os.MkdirAll(cfg.Images, 0o755); err != nil {
+			return nil, fmt.Errorf("images directory: %w", err)
+		}
 	}
 	st, err := store.Open(filepath.Join(cfg.Data, "troupe.db"))
 	if err != nil {

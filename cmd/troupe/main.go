@@ -17,6 +17,7 @@ import (
 
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/logbook"
@@ -40,7 +41,7 @@ const usage = `usage:
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
   troupe simboard power SOCKET on|off|status
-  troupe serve [--lab LAB.toml] [--data DIR] [--addr 127.0.0.1:8480] [--token-file F]   the lab server (API, web UI)
+  troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F]   the lab server (API, web UI)
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
   troupe jobs [--status S] | jobs show ID | jobs cancel ID
   troupe devices
@@ -270,16 +271,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // waitNotice is how long a job waits before troupe run says why.
 const waitNotice = 3 * time.Second
 
-// loadJob reads a troupe job file, or a LAVA job definition (YAML).
+// loadJob reads a troupe job file, or a LAVA job definition (YAML); its
+// images must be under the job file's directory.
 func loadJob(path string) (*jobs.Job, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
+	parse := jobs.Parse
 	if lava.IsLAVA(path, data) {
-		return lava.Import(path, data)
+		parse = lava.Import
 	}
-	return jobs.Parse(path, data)
+	j, err := parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.ConfineImages(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {

@@ -332,21 +332,7 @@ run = "sleep 1; troupe-test-case served --result pass"`,
 			nodes:    map[string]string{"server-0": report.StatusComplete, "client-0": report.StatusIncomplete},
 			results:  map[string]string{"serve/served": "pass"},
 		},
-		{
-			name: "deploy of a missing image",
-			job: `name = "noimage"
-[roles.solo]
-device_type = "sim"
-[[action]]
-type = "deploy"
-image = "does-not-exist.tar"
-[[action]]
-type = "boot"`,
-			code: 2, status: report.StatusIncomplete,
-			jobError: `solo-0: deploy: board sim-0`,
-			class:    report.Infrastructure,
-			nodes:    map[string]string{"solo-0": report.StatusIncomplete},
-		},
+		// A missing image is invalid input (exit 3): TestImagesConfinedToJobDir.
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -179,7 +179,8 @@ func TestQemuMixedGroup(t *testing.T) {
 	images := t.TempDir()
 	out, err := exec.Command("sh", "../../qemu/images/mkinitramfs.sh", images).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	job := writeJob(t, `
+	// Images resolve under the job file's directory.
+	job := writeFile(t, images, "job.toml", `
 name = "qemu-mixed"
 timeout = "2m"
 [multinode]
@@ -191,7 +192,7 @@ device_type = "sim"
 [[action]]
 type = "deploy"
 roles = ["vm"]
-images = {kernel = "`+filepath.Join(images, "vmlinuz")+`", initrd = "`+filepath.Join(images, "initrd")+`"}
+images = {kernel = "vmlinuz", initrd = "initrd"}
 [[action]]
 type = "boot"
 timeout = "60s"

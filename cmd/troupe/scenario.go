@@ -103,7 +103,9 @@ func playScenario(sc *scenario.Scenario, seed uint64, out string, logger *slog.L
 	if sc.JobPath != "" {
 		job, err = loadJob(sc.JobPath)
 	} else {
-		job, err = jobs.Parse(sc.File, []byte(sc.JobTOML))
+		if job, err = jobs.Parse(sc.File, []byte(sc.JobTOML)); err == nil {
+			err = job.ConfineImages(filepath.Dir(sc.File))
+		}
 	}
 	if err != nil {
 		return nil, err

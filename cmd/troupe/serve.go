@@ -24,6 +24,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards)")
 	data := fs.String("data", "./troupe-data", "directory of the store, results and logs")
+	images := fs.String("images", "", "images root: jobs deploy images only from under it (default DATA/images)")
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
 	tokenFile := fs.String("token-file", "", "API tokens (without: no auth, loopback only)")
 	verbose := fs.Bool("v", false, "debug logs")
@@ -38,7 +39,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := server.Config{Data: *data, Logger: logger}
+	cfg := server.Config{Data: *data, Images: *images, Logger: logger}
 	if *labFile != "" {
 		l, err := lab.Load(*labFile)
 		if err != nil {

@@ -68,14 +68,23 @@ func (es Errors) Unwrap() []error {
 // Doc is a decoded TOML file together with the line of every key. It
 // collects the errors found while its tables are read.
 type Doc struct {
-	file  string
-	lines map[string]int
-	errs  Errors
+	file    string
+	lines   map[string]int
+	errs    Errors
+	dropped int // errors past MaxErrors, counted only
 }
 
-// Parse decodes data, which was read from file. On a syntax error it
-// returns Errors holding one located error.
+// MaxErrors is how many errors a Doc keeps; a hostile file could have one
+// per line.
+const MaxErrors = 100
+
+// Parse decodes data, which was read from file. On a syntax error, or if
+// data breaks a bound (MaxSize, MaxDepth, MaxKeyParts; checked before
+// decoding), it returns Errors holding one located error.
 func Parse(file string, data []byte) (*Doc, Table, error) {
+	if err := CheckBounds(file, data); err != nil {
+		return nil, Table{}, err
+	}
 	var m map[string]any
 	if _, err := toml.Decode(string(data), &m); err != nil {
 		var pe toml.ParseError
@@ -107,7 +116,15 @@ func (d *Doc) Line(key string) int {
 
 // Errorf records an error about key, at the line of key.
 func (d *Doc) Errorf(key, format string, args ...any) {
-	d.errs = append(d.errs, &Error{File: d.file, Line: d.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	d.add(key, d.Line(key), format, args...)
+}
+
+func (d *Doc) add(key string, line int, format string, args ...any) {
+	if len(d.errs) >= MaxErrors {
+		d.dropped++
+		return
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Err returns the recorded errors sorted by line, or nil if there are none.
@@ -116,6 +133,9 @@ func (d *Doc) Err() error {
 		return nil
 	}
 	sort.SliceStable(d.errs, func(a, b int) bool { return d.errs[a].Line < d.errs[b].Line })
+	if d.dropped > 0 {
+		return append(d.errs[:len(d.errs):len(d.errs)], &Error{File: d.file, Msg: fmt.Sprintf("and %d more errors", d.dropped)})
+	}
 	return d.errs
 }
 
@@ -167,7 +187,7 @@ func (t Table) Errorf(k, format string, args ...any) {
 func (t Table) Only(allowed ...string) {
 	for _, k := range t.Keys() {
 		if !contains(allowed, k) {
-			t.doc.errs = append(t.doc.errs, &Error{File: t.doc.file, Line: t.doc.Line(t.Key(k)), Key: t.Path, Msg: fmt.Sprintf("unknown key %q", k)})
+			t.doc.add(t.Path, t.doc.Line(t.Key(k)), "unknown key %q", k)
 		}
 	}
 }
