@@ -20,6 +20,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
 	"github.com/troupe-lab/troupe/sim"
@@ -53,10 +54,11 @@ type Server struct {
 	lab    *runner.Lab
 	labDef *lab.Lab
 
-	work    chan func() // store writes of the lab's callbacks, in order
+	wake    chan struct{} // capacity 1: work was queued, or the server closed
 	workers sync.WaitGroup
 
 	mu     sync.Mutex
+	work   []func() // store writes of the lab's callbacks, in order
 	jobs   map[string]*liveJob
 	order  []string          // job IDs, oldest first
 	health map[string]string // board → health
@@ -82,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, tokens: cfg.Tokens, log: cfg.Logger, store: st, labDef: cfg.Lab,
-		work: make(chan func(), 4096), jobs: map[string]*liveJob{}, health: map[string]string{},
+		wake: make(chan struct{}, 1), jobs: map[string]*liveJob{}, health: map[string]string{},
 		subs: map[chan *liveEvent]struct{}{}}
 	if err := s.start(); err != nil {
 		_ = st.Close()
@@ -146,8 +148,7 @@ func (s *Server) start() error {
 		Work:    filepath.Join(s.cfg.Data, "boards"),
 	})
 	if err != nil {
-		close(s.work)
-		s.workers.Wait()
+		s.stopWorker()
 		return err
 	}
 	for _, lj := range requeue {
@@ -220,21 +221,57 @@ func (s *Server) powerOffLeftovers(boards []lab.Board) {
 func (s *Server) jobDir(id string) string { return filepath.Join(s.cfg.Data, "jobs", id) }
 
 // worker runs the store writes of the lab's callbacks one after another,
-// off the lab actor, in the order they came.
+// off the lab actor, in the order they came. Once the server is closed it
+// runs what was queued before and returns.
 func (s *Server) worker() {
 	defer s.workers.Done()
-	for f := range s.work {
-		f()
+	for {
+		s.mu.Lock()
+		fs, closed := s.work, s.closed
+		s.work = nil
+		s.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+		switch {
+		case len(fs) > 0:
+		case closed:
+			return
+		default:
+			<-s.wake
+		}
 	}
 }
 
-// later queues f for the worker; after Close it is dropped.
+// later queues f for the worker; after Close it is dropped. It never
+// blocks: the queue has no fixed size (it holds at most a few callbacks per
+// job), and the worker is woken outside the lock, which f may take.
 func (s *Server) later(f func()) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.work <- f
+	if s.closed {
+		s.mu.Unlock()
+		return
 	}
+	s.work = append(s.work, f)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes the worker; a wake-up already pending is enough.
+func (s *Server) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stopWorker closes the queue and waits for the worker to run what is in it.
+func (s *Server) stopWorker() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+	s.workers.Wait()
 }
 
 func (s *Server) healthChanged(board, health string) {
@@ -253,15 +290,12 @@ func (s *Server) healthChanged(board, health string) {
 // closes the store.
 func (s *Server) Close() error {
 	err := s.lab.Close()
+	s.stopWorker()
 	s.mu.Lock()
-	s.closed = true
-	close(s.work)
-	s.mu.Unlock()
-	s.workers.Wait()
-	s.mu.Lock()
+	var books []*logbook.Book
 	for _, lj := range s.jobs {
 		if lj.book != nil {
-			err = errors.Join(err, lj.book.Close())
+			books = append(books, lj.book)
 		}
 	}
 	for ch := range s.subs {
@@ -269,6 +303,9 @@ func (s *Server) Close() error {
 		close(ch)
 	}
 	s.mu.Unlock()
+	for _, b := range books { // files are closed outside the lock
+		err = errors.Join(err, b.Close())
+	}
 	return errors.Join(err, s.store.Close())
 }
 
