@@ -71,6 +71,7 @@ func call(t *testing.T, method, url, token, ctype, body string) (int, string) {
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
+	req.Header.Set(ClientHeader, "test")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()

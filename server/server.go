@@ -331,5 +331,5 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API: %s %s", r.Method, r.URL.Path))
 	})
 	mux.Handle("/", web.Handler())
-	return mux
+	return s.guard(mux)
 }

@@ -66,6 +66,7 @@ func (c *client) do(method, path, ctype string, body []byte, out any) error {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	req.Header.Set(server.ClientHeader, "cli")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("server %s: %w", c.base, err)
