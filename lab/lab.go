@@ -58,6 +58,7 @@ type Lab struct {
 	BadAfter     int           // >= 1: consecutive infrastructure errors that take a board out of service
 	HealthChecks []HealthCheck // in file order, at most one per device type
 	TFTP         TFTP          // the TFTP server of boards with deploy method "tftp"
+	LogLimit     int64         // bytes of console kept per node of a job; 0: logbook.DefaultLimit
 }
 
 // TFTP is where the lab serves deployed images to boards that fetch them
@@ -95,7 +96,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "log_limit")
 	if t, ok := root.Table("tftp"); ok {
 		t.Only("address", "server_ip")
 		if a, ok := t.String("address"); ok {
@@ -117,6 +118,12 @@ func Parse(file string, data []byte) (*Lab, error) {
 			root.Errorf("bad_after", "must be >= 1 (got %d)", n)
 		}
 		l.BadAfter = int(n)
+	}
+	if n, ok := root.Int("log_limit"); ok {
+		if n < 4096 {
+			root.Errorf("log_limit", "must be >= 4096 bytes (got %d)", n)
+		}
+		l.LogLimit = n
 	}
 	root.Require("board")
 	tables, _ := root.Tables("board")

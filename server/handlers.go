@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
@@ -26,6 +25,9 @@ import (
 const MaxJobSize = 1 << 20
 
 var fileName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// idempotencyKey is an Idempotency-Key header: absent, or printable ASCII.
+var idempotencyKey = regexp.MustCompile(`^[\x21-\x7e]{0,255}$`)
 
 // submit is POST /api/v1/jobs.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
@@ -58,13 +60,18 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "file: want the job file's path")
 		return
 	}
+	key := r.Header.Get("Idempotency-Key")
+	if !idempotencyKey.MatchString(key) {
+		writeError(w, http.StatusBadRequest, "Idempotency-Key: want 1 to 255 printable ASCII characters")
+		return
+	}
 	j, err := checkJob(s.labDef, file, format, data)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	rec := &store.Job{Name: j.Name, Status: store.StatusQueued, Priority: j.Priority, Roles: map[string]int{},
-		Format: format, File: file, Source: string(data), Submitter: c.name, Submitted: time.Now().UTC()}
+		Format: format, File: file, Source: string(data), Submitter: c.name, Key: key, Submitted: s.now().UTC()}
 	for _, role := range j.Roles {
 		rec.Roles[role.Name] = role.Count
 	}
@@ -77,8 +84,19 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	// Stored (fsynced) before it is acknowledged: a 201 is never lost. The
 	// fsync is done outside the lock, so jobs and streams go on meanwhile.
-	if err := s.store.Add(rec); err != nil {
+	// IDs whose folder exists (a store replaced under old job folders)
+	// are skipped: a new job never appends to an old job's logs.
+	first, err := s.store.Add(rec, func(id string) bool {
+		_, err := os.Lstat(s.jobDir(id))
+		return !errors.Is(err, os.ErrNotExist)
+	})
+	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if first != "" {
+		s.log.Info("job submitted again: the first one stands", "job", first, "by", c.name)
+		writeJSON(w, http.StatusOK, map[string]string{"id": first})
 		return
 	}
 	lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
@@ -146,6 +164,10 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c caller) {
 	s.mu.Lock()
 	sum := lj.summary()
 	s.mu.Unlock()
+	if c.role != Admin && sum.Submitter != c.name {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("job %s was submitted by %q: only its submitter or an admin may cancel it", sum.ID, sum.Submitter))
+		return
+	}
 	if store.Ended(sum.Status) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("job %s has already ended (%s)", sum.ID, sum.Status))
 		return

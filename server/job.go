@@ -157,6 +157,7 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 		s.fail(lj, fmt.Sprintf("logs: %v", err))
 		return err
 	}
+	book.SetLimit(s.labDef.LogLimit)
 	s.mu.Lock()
 	lj.book = book
 	attempts := slices.Clone(lj.rec.Attempts)
@@ -196,7 +197,7 @@ func (s *Server) phase(lj *liveJob, e actors.Event) {
 }
 
 func (s *Server) started(lj *liveJob, boards map[string]string) {
-	now := time.Now().UTC()
+	now := s.now().UTC()
 	s.mu.Lock()
 	lj.rec.Status, lj.rec.Started, lj.rec.Boards, lj.explain = store.StatusRunning, &now, boards, nil
 	lj.nodes = map[string]*report.Node{}
@@ -217,7 +218,7 @@ func (s *Server) started(lj *liveJob, boards map[string]string) {
 // done records a job's final results: results.json and junit.xml in its
 // directory, the record in the store, and the end of its streams.
 func (s *Server) done(lj *liveJob, res *report.Results) {
-	now := time.Now().UTC()
+	now := s.now().UTC()
 	s.later(func() {
 		// Files, then the store, then what the API shows: whoever sees the
 		// job ended finds its results, and so does the next server.
@@ -247,6 +248,7 @@ func (s *Server) done(lj *liveJob, res *report.Results) {
 		s.mu.Unlock()
 		s.log.Info("job ended", "job", rec.ID, "status", rec.Status, "error", rec.Error)
 		s.notify(lj)
+		s.prune()
 	})
 }
 

@@ -37,7 +37,25 @@ type Config struct {
 	// Open makes a board's backend (tests: fault injection). Nil: sim
 	// boards are simulated, hardware boards reached for real.
 	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
+	// Retention: ended jobs beyond the newest Keep, or ended longer than
+	// KeepFor ago, are deleted with their folders (0: no such limit).
+	Keep    int
+	KeepFor time.Duration
+	Limits  Limits
+	Now     func() time.Time // nil: time.Now
 }
+
+// Limits bound what one HTTP client can hold of the server.
+type Limits struct {
+	IdleTimeout       time.Duration // a keep-alive connection with no request is closed
+	ReadHeaderTimeout time.Duration // a request's headers must arrive within
+	BodyTimeout       time.Duration // a request's body must arrive within
+	ConnsPerAddr      int           // open connections (streams included) of one client address
+}
+
+// DefaultLimits are the limits of a zero Config.Limits field.
+var DefaultLimits = Limits{IdleTimeout: 2 * time.Minute, ReadHeaderTimeout: 10 * time.Second,
+	BodyTimeout: 30 * time.Second, ConnsPerAddr: 64}
 
 // BuiltinBoards is the size of the built-in sim lab.
 const BuiltinBoards = 8
@@ -76,6 +94,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Lab == nil {
 		cfg.Lab = builtinLab()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits = withDefaults(cfg.Limits)
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -92,6 +114,25 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+func withDefaults(l Limits) Limits {
+	d := DefaultLimits
+	if l.IdleTimeout > 0 {
+		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.ReadHeaderTimeout > 0 {
+		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	}
+	if l.BodyTimeout > 0 {
+		d.BodyTimeout = l.BodyTimeout
+	}
+	if l.ConnsPerAddr > 0 {
+		d.ConnsPerAddr = l.ConnsPerAddr
+	}
+	return d
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
 
 func builtinLab() *lab.Lab {
 	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
@@ -124,6 +165,9 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkJobFolders(); err != nil {
+		return err
+	}
 	var requeue []*liveJob
 	for _, rec := range recs {
 		lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
@@ -151,6 +195,7 @@ func (s *Server) start() error {
 		s.stopWorker()
 		return err
 	}
+	s.prune()
 	for _, lj := range requeue {
 		if err := s.enqueue(lj); err != nil {
 			s.log.Error("re-queue job", "job", lj.rec.ID, "err", err)
@@ -179,7 +224,7 @@ func (s *Server) endAttempt(lj *liveJob) error {
 		rec.Status = store.StatusQueued
 		s.log.Warn("job was running when the server stopped: queued again", "job", rec.ID)
 	} else {
-		now := time.Now().UTC()
+		now := s.now().UTC()
 		rec.Status, rec.Error, rec.Ended = report.StatusIncomplete, stoppedDuringRun, &now
 		rec.Results = &report.Results{Job: report.Job{Name: rec.Name, Status: report.StatusIncomplete,
 			Error: stoppedDuringRun, Class: report.Infrastructure, Attempts: rec.Attempts}}
@@ -220,11 +265,36 @@ func (s *Server) powerOffLeftovers(boards []lab.Board) {
 
 func (s *Server) jobDir(id string) string { return filepath.Join(s.cfg.Data, "jobs", id) }
 
+// checkJobFolders refuses a store that never gave a job ID beside job
+// folders: the store of those jobs was lost or replaced, and new jobs
+// would be mixed with the old ones' files.
+func (s *Server) checkJobFolders() error {
+	seq, err := s.store.Sequence()
+	if err != nil || seq > 0 {
+		return err
+	}
+	entries, err := os.ReadDir(filepath.Join(s.cfg.Data, "jobs"))
+	if errors.Is(err, os.ErrNotExist) || len(entries) == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("job folders: %w", err)
+	}
+	return fmt.Errorf("%w: the store %s is new, but %s holds %d job folders: the store of those jobs was lost or replaced; restore it, or move the jobs folder away",
+		store.ErrDamaged, filepath.Join(s.cfg.Data, "troupe.db"), filepath.Join(s.cfg.Data, "jobs"), len(entries))
+}
+
 // worker runs the store writes of the lab's callbacks one after another,
 // off the lab actor, in the order they came. Once the server is closed it
 // runs what was queued before and returns.
 func (s *Server) worker() {
 	defer s.workers.Done()
+	var aged <-chan time.Time // jobs age out of KeepFor even when none ends
+	if s.cfg.KeepFor > 0 {
+		t := time.NewTicker(min(s.cfg.KeepFor/10+time.Second, time.Hour))
+		defer t.Stop()
+		aged = t.C
+	}
 	for {
 		s.mu.Lock()
 		fs, closed := s.work, s.closed
@@ -238,7 +308,11 @@ func (s *Server) worker() {
 		case closed:
 			return
 		default:
-			<-s.wake
+			select {
+			case <-s.wake:
+			case <-aged:
+				s.prune()
+			}
 		}
 	}
 }
