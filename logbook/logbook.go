@@ -49,7 +49,7 @@ type Book struct {
 	logs string
 	now  func() time.Time
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex       // guards the fields below
 	limit    int64            // bytes of console per node
 	logged   map[string]int64 // node → bytes of its lines so far
 	closed   bool
