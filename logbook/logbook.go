@@ -24,7 +24,7 @@ const Retain = 10000
 const GroupFile = "group.log"
 
 // DefaultLimit is how many bytes of one node's console a Book keeps, in its
-// raw file and in its lines of the merged log, unless SetLimit says
+// raw file and of its lines in the merged log, unless SetLimit says
 // otherwise. A test that prints without end costs the server a bounded
 // amount of disk.
 const DefaultLimit = 16 << 20
@@ -97,7 +97,7 @@ func New(dir string, now func() time.Time) (*Book, error) {
 }
 
 // SetLimit sets how many bytes of each node's console the book keeps (in
-// the node's raw file, and of its lines' text in the merged log); n <= 0
+// the node's raw file, and of its lines in the merged log); n <= 0
 // keeps DefaultLimit. Past it, one Dropped line is logged and the rest is
 // dropped; writers still succeed, so the job goes on. Call it before the
 // first Line or Raw.
@@ -131,20 +131,21 @@ func (b *Book) Line(node, text string) Entry {
 	if used > b.limit {
 		return Entry{} // cut: the Dropped line is logged
 	}
-	used += int64(len(text))
-	if used > b.limit {
-		text = Dropped(b.limit)
-	}
-	b.logged[node] = used
 	t := b.now().UTC()
 	if t.Before(b.last) {
 		t = b.last
 	}
+	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+	used += int64(len(line))
+	if used > b.limit {
+		text = Dropped(b.limit)
+		line = t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+	}
+	b.logged[node] = used
 	b.last = t
 	b.seq++
 	e := Entry{Seq: b.seq, Time: t, Node: node, Text: text}
 
-	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
 	if _, err := b.group.WriteString(line); err != nil && b.writeErr == nil {
 		b.writeErr = fmt.Errorf("logbook: write group log: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // ClientHeader marks a request as sent by a troupe client (the CLI, the
@@ -51,6 +52,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				"Content-Type %q: send application/toml, application/yaml or application/json, or the %s header", r.Header.Get("Content-Type"), ClientHeader))
 			return
 		}
+		// A body that trickles in is cut off: it would hold a connection
+		// and a handler as long as the client likes.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout))
 		next.ServeHTTP(w, r)
 	})
 }

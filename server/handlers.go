@@ -38,6 +38,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("job file larger than %d bytes", MaxJobSize))
 			return
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("job file not received within %s", s.cfg.Limits.BodyTimeout))
+			return
+		}
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("read job file: %v", err))
 		return
 	}

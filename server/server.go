@@ -397,8 +397,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", s.allow(Viewer, s.logs))
 	mux.HandleFunc("GET /api/v1/jobs/{id}/junit.xml", s.allow(Viewer, s.junit))
 	mux.HandleFunc("GET /api/v1/jobs/{id}/source", s.allow(Viewer, s.source))
-	mux.HandleFunc("GET /api/v1/jobs/{id}/stream", s.allow(Viewer, s.stream))
-	mux.HandleFunc("GET /api/v1/events", s.allow(Viewer, s.events))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/stream", s.allowWebSocket(Viewer, s.stream))
+	mux.HandleFunc("GET /api/v1/events", s.allowWebSocket(Viewer, s.events))
 	mux.HandleFunc("GET /api/v1/devices", s.allow(Viewer, s.devices))
 	mux.HandleFunc("PUT /api/v1/devices/{name}/health", s.allow(Admin, s.setHealth))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
