@@ -6,9 +6,10 @@ import (
 )
 
 // prune deletes the ended jobs that retention (Config.Keep, KeepFor) no
-// longer keeps: from the API, from the store, then their folders. Queued
-// and running jobs are never pruned. It runs on the worker (or before it
-// starts), so it never races a job's store writes.
+// longer keeps: from the store, then their folders, then from the API
+// (whoever still sees a job finds its files). Queued and running jobs are
+// never pruned. It runs on the worker (or at start, before the worker), so
+// it never races a job's store writes or another prune.
 func (s *Server) prune() {
 	if s.cfg.Keep <= 0 && s.cfg.KeepFor <= 0 {
 		return
@@ -25,13 +26,9 @@ func (s *Server) prune() {
 		old := s.cfg.KeepFor > 0 && lj.rec.Ended != nil && lj.rec.Ended.Before(cutoff)
 		if old || (s.cfg.Keep > 0 && kept >= s.cfg.Keep) {
 			ids = append(ids, lj.rec.ID)
-			delete(s.jobs, lj.rec.ID)
 			continue
 		}
 		kept++
-	}
-	if len(ids) > 0 {
-		s.order = slices.DeleteFunc(s.order, func(id string) bool { return s.jobs[id] == nil })
 	}
 	s.mu.Unlock()
 	if len(ids) == 0 {
@@ -46,5 +43,11 @@ func (s *Server) prune() {
 			s.log.Error("retention: delete job folder", "job", id, "err", err)
 		}
 	}
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.jobs, id)
+	}
+	s.order = slices.DeleteFunc(s.order, func(id string) bool { return s.jobs[id] == nil })
+	s.mu.Unlock()
 	s.log.Info("retention: jobs deleted", "jobs", len(ids))
 }

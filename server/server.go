@@ -184,6 +184,7 @@ func (s *Server) start() error {
 		s.order = append(s.order, rec.ID)
 	}
 
+	s.prune()
 	s.workers.Add(1)
 	go s.worker()
 	s.lab, err = runner.StartLab(&l, runner.LabOptions{
@@ -195,7 +196,6 @@ func (s *Server) start() error {
 		s.stopWorker()
 		return err
 	}
-	s.prune()
 	for _, lj := range requeue {
 		if err := s.enqueue(lj); err != nil {
 			s.log.Error("re-queue job", "job", lj.rec.ID, "err", err)
