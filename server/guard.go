@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // ClientHeader marks a request as sent by a troupe client (the CLI, the
@@ -39,6 +41,13 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("host %q: a server without tokens answers only to a loopback host (localhost, 127.0.0.1, [::1])", r.Host))
 			return
 		}
+		if !websocket.IsWebSocketUpgrade(r) {
+			// A body that trickles in is cut off: it would hold a
+			// connection and a handler as long as the client likes. (A
+			// WebSocket keeps its connection; its reads have their own
+			// limits.)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout))
+		}
 		if safeMethod(r.Method) {
 			next.ServeHTTP(w, r)
 			return
@@ -52,9 +61,6 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				"Content-Type %q: send application/toml, application/yaml or application/json, or the %s header", r.Header.Get("Content-Type"), ClientHeader))
 			return
 		}
-		// A body that trickles in is cut off: it would hold a connection
-		// and a handler as long as the client likes.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout))
 		next.ServeHTTP(w, r)
 	})
 }

@@ -81,6 +81,12 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(body))
 	_, list := call(t, "GET", x.url+"/api/v1/jobs", "", "", "")
 	require.JSONEq(t, `[]`, list)
+
+	// A GET with a body that never ends is answered, then cut off too.
+	g := rawConn(t, x)
+	_, err = fmt.Fprintf(g, "GET /api/v1/healthz HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000\r\n\r\nxx", strings.TrimPrefix(x.url, "http://"))
+	require.NoError(t, err)
+	assert.True(t, closedWithin(g, 10*time.Second), "a GET whose body stalls is closed")
 }
 
 func TestConnectionsPerAddressAreCapped(t *testing.T) {
