@@ -274,11 +274,13 @@ func (s *Server) checkJobFolders() error {
 		return err
 	}
 	entries, err := os.ReadDir(filepath.Join(s.cfg.Data, "jobs"))
-	if errors.Is(err, os.ErrNotExist) || len(entries) == 0 {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("job folders: %w", err)
+	case len(entries) == 0:
+		return nil
 	}
 	return fmt.Errorf("%w: the store %s is new, but %s holds %d job folders: the store of those jobs was lost or replaced; restore it, or move the jobs folder away",
 		store.ErrDamaged, filepath.Join(s.cfg.Data, "troupe.db"), filepath.Join(s.cfg.Data, "jobs"), len(entries))
