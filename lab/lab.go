@@ -101,6 +101,7 @@ type Lab struct {
 	BadAfter     int           // >= 1: consecutive infrastructure errors that take a board out of service
 	HealthChecks []HealthCheck // in file order, at most one per device type
 	TFTP         TFTP          // the TFTP server of boards with deploy method "tftp"
+	LogLimit     int64         // bytes of console kept per node of a job; 0: logbook.DefaultLimit
 	// Sandbox is how sim boards' shells are confined: SandboxNamespaces
 	// (also when "", the default) or SandboxNone (they run as troupe's
 	// user, seeing everything it can).
@@ -148,7 +149,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit")
 	if v, ok := root.String("sandbox"); ok {
 		if v != SandboxNamespaces && v != SandboxNone {
 			root.Errorf("sandbox", "want %q or %q (got %q)", SandboxNamespaces, SandboxNone, v)
@@ -176,6 +177,12 @@ func Parse(file string, data []byte) (*Lab, error) {
 			root.Errorf("bad_after", "must be >= 1 (got %d)", n)
 		}
 		l.BadAfter = int(n)
+	}
+	if n, ok := root.Int("log_limit"); ok {
+		if n < 4096 {
+			root.Errorf("log_limit", "must be >= 4096 bytes (got %d)", n)
+		}
+		l.LogLimit = n
 	}
 	root.Require("board")
 	tables, _ := root.Tables("board")

@@ -23,6 +23,18 @@ const Retain = 10000
 // GroupFile is the name of the merged log inside the logs directory.
 const GroupFile = "group.log"
 
+// DefaultLimit is how many bytes of one node's console a Book keeps, in its
+// raw file and of its lines in the merged log, unless SetLimit says
+// otherwise. A test that prints without end costs the server a bounded
+// amount of disk.
+const DefaultLimit = 16 << 20
+
+// Dropped is the text of the one line that marks where a node's log was
+// cut at the limit.
+func Dropped(limit int64) string {
+	return fmt.Sprintf("[troupe] this node's log reached its limit of %d bytes: the rest of its output is dropped", limit)
+}
+
 // Entry is one line of the merged log.
 type Entry struct {
 	Seq  uint64    `json:"seq"`
@@ -37,7 +49,9 @@ type Book struct {
 	logs string
 	now  func() time.Time
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex       // guards the fields below
+	limit    int64            // bytes of console per node
+	logged   map[string]int64 // node → bytes of its lines so far
 	closed   bool
 	seq      uint64
 	last     time.Time
@@ -46,8 +60,9 @@ type Book struct {
 	entries  []Entry // the latest entries; only the last Retain are used
 	subs     map[*subscriber]struct{}
 
-	rawMu     sync.Mutex // guards raws and rawClosed
+	rawMu     sync.Mutex // guards raws, rawClosed and rawLimit
 	rawClosed bool
+	rawLimit  int64
 	raws      map[string]*rawWriter
 }
 
@@ -70,12 +85,32 @@ func New(dir string, now func() time.Time) (*Book, error) {
 		return nil, fmt.Errorf("logbook: open group log: %w", err)
 	}
 	return &Book{
-		logs:  logs,
-		now:   now,
-		group: group,
-		subs:  map[*subscriber]struct{}{},
-		raws:  map[string]*rawWriter{},
+		logs:     logs,
+		now:      now,
+		limit:    DefaultLimit,
+		logged:   map[string]int64{},
+		group:    group,
+		subs:     map[*subscriber]struct{}{},
+		rawLimit: DefaultLimit,
+		raws:     map[string]*rawWriter{},
 	}, nil
+}
+
+// SetLimit sets how many bytes of each node's console the book keeps (in
+// the node's raw file, and of its lines in the merged log); n <= 0
+// keeps DefaultLimit. Past it, one Dropped line is logged and the rest is
+// dropped; writers still succeed, so the job goes on. Call it before the
+// first Line or Raw.
+func (b *Book) SetLimit(n int64) {
+	if n <= 0 {
+		n = DefaultLimit
+	}
+	b.mu.Lock()
+	b.limit = n
+	b.mu.Unlock()
+	b.rawMu.Lock()
+	b.rawLimit = n
+	b.rawMu.Unlock()
 }
 
 // Line appends one console line of node to the merged log and delivers it
@@ -92,15 +127,25 @@ func (b *Book) Line(node, text string) Entry {
 	if b.closed {
 		return Entry{}
 	}
+	used := b.logged[node]
+	if used > b.limit {
+		return Entry{} // cut: the Dropped line is logged
+	}
 	t := b.now().UTC()
 	if t.Before(b.last) {
 		t = b.last
 	}
+	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+	used += int64(len(line))
+	if used > b.limit {
+		text = Dropped(b.limit)
+		line = t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+	}
+	b.logged[node] = used
 	b.last = t
 	b.seq++
 	e := Entry{Seq: b.seq, Time: t, Node: node, Text: text}
 
-	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
 	if _, err := b.group.WriteString(line); err != nil && b.writeErr == nil {
 		b.writeErr = fmt.Errorf("logbook: write group log: %w", err)
 	}
@@ -202,25 +247,27 @@ func (b *Book) Raw(node string) io.Writer {
 	}
 	w, ok := b.raws[node]
 	if !ok {
-		w = &rawWriter{node: node, path: filepath.Join(b.logs, node+".log")}
+		w = &rawWriter{node: node, path: filepath.Join(b.logs, node+".log"), limit: b.rawLimit}
 		b.raws[node] = w
 	}
 	return w
 }
 
 type rawWriter struct {
-	node string
-	path string
+	node  string
+	path  string
+	limit int64
 
-	mu     sync.Mutex // guards f and closed
-	f      *os.File
-	closed bool
+	mu      sync.Mutex // guards the fields below
+	f       *os.File
+	written int64
+	closed  bool
 }
 
 func (w *rawWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
+	if w.closed || w.written > w.limit {
 		return len(p), nil
 	}
 	if w.f == nil {
@@ -233,11 +280,17 @@ func (w *rawWriter) Write(p []byte) (int, error) {
 		}
 		w.f = f
 	}
-	n, err := w.f.Write(p)
-	if err != nil {
-		return n, fmt.Errorf("logbook: write raw log of %s: %w", w.node, err)
+	keep := p
+	if room := w.limit - w.written; int64(len(p)) > room {
+		keep = append(p[:room:room], "\n"+Dropped(w.limit)+"\n"...)
+		w.written = w.limit + 1 // cut: nothing more is written
+	} else {
+		w.written += int64(len(p))
 	}
-	return n, nil
+	if _, err := w.f.Write(keep); err != nil {
+		return 0, fmt.Errorf("logbook: write raw log of %s: %w", w.node, err)
+	}
+	return len(p), nil
 }
 
 func (w *rawWriter) close() error {

@@ -399,3 +399,76 @@ func TestClose(t *testing.T) {
 	_, ok = <-ch2
 	assert.False(t, ok, "subscribe after close gives a closed channel")
 }
+
+// TestLogLimitCutsANodeWithOneMarker: a node printing without end (yes)
+// keeps at most the limit in its raw file and its merged lines, marked by
+// one Dropped line; writes go on succeeding and other nodes are not cut.
+func TestLogLimitCutsANodeWithOneMarker(t *testing.T) {
+	const limit = 1000
+	b, dir := newBook(t, tickClock())
+	b.SetLimit(limit)
+	_, ch, cancel := b.Subscribe(1, 2000)
+	defer cancel()
+	raw := b.Raw("loud")
+	chunk := []byte(strings.Repeat("y\n", 150))
+	for range 100 { // 30 000 bytes
+		n, err := raw.Write(chunk)
+		require.NoError(t, err)
+		require.Equal(t, len(chunk), n)
+		for range 150 {
+			b.Line("loud", "y")
+		}
+	}
+	b.Line("quiet", "still here")
+	_, err := b.Raw("quiet").Write([]byte("still here\n"))
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+
+	marker := Dropped(limit)
+	data, err := os.ReadFile(filepath.Join(dir, "logs", "loud.log"))
+	require.NoError(t, err)
+	assert.Equal(t, limit+len(marker)+2, len(data))
+	assert.Equal(t, 1, strings.Count(string(data), marker))
+	assert.True(t, strings.HasSuffix(string(data), marker+"\n"))
+
+	group, err := os.ReadFile(filepath.Join(dir, "logs", GroupFile))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(group), marker))
+	var keptBytes, kept int
+	for line := range strings.Lines(string(group)) {
+		if strings.HasSuffix(line, " loud y\n") {
+			keptBytes += len(line)
+			kept++
+		}
+	}
+	assert.LessOrEqual(t, keptBytes, limit, "lines up to the limit are kept")
+	assert.Greater(t, keptBytes, limit-64, "lines up to the limit are kept")
+	assert.Contains(t, string(group), " quiet still here\n")
+	quiet, err := os.ReadFile(filepath.Join(dir, "logs", "quiet.log"))
+	require.NoError(t, err)
+	assert.Equal(t, "still here\n", string(quiet))
+
+	var live, markers int
+	for e := range ch {
+		live++
+		if e.Text == marker {
+			markers++
+		}
+	}
+	assert.Equal(t, kept+2, live, "subscribers get the kept lines, the marker and the other node's line")
+	assert.Equal(t, 1, markers)
+}
+
+func TestDefaultLogLimit(t *testing.T) {
+	b, dir := newBook(t, nil)
+	raw := b.Raw("n")
+	chunk := make([]byte, 1<<20)
+	for range 17 {
+		_, err := raw.Write(chunk)
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.Close())
+	fi, err := os.Stat(filepath.Join(dir, "logs", "n.log"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(DefaultLimit+len(Dropped(DefaultLimit))+2), fi.Size())
+}

@@ -86,15 +86,16 @@ type caller struct {
 }
 
 // authenticate finds the caller of r. The secret comes from the
-// Authorization header, or for WebSocket requests (browsers cannot set
-// headers on them) from the token query parameter. Secrets are compared in
-// constant time against every token, and never logged.
-func (s *Server) authenticate(r *http.Request) (caller, bool) {
+// Authorization header, or on the WebSocket routes (ws: browsers cannot
+// set headers on them) from the token query parameter of an upgrade.
+// Secrets are compared in constant time against every token, and never
+// logged.
+func (s *Server) authenticate(r *http.Request, ws bool) (caller, bool) {
 	if s.tokens == nil {
 		return caller{name: "local", role: Admin}, true
 	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok && r.Header.Get("Authorization") == "" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	if !ok && ws && r.Header.Get("Authorization") == "" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		secret, ok = r.URL.Query().Get("token"), true
 	}
 	if !ok || secret == "" {
@@ -114,8 +115,18 @@ func (s *Server) authenticate(r *http.Request) (caller, bool) {
 
 // allow wraps h so that only callers of at least role reach it.
 func (s *Server) allow(role string, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
+	return s.allowWith(role, false, h)
+}
+
+// allowWebSocket is allow for a WebSocket route: the token may come as
+// ?token=.
+func (s *Server) allowWebSocket(role string, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
+	return s.allowWith(role, true, h)
+}
+
+func (s *Server) allowWith(role string, ws bool, h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, ok := s.authenticate(r)
+		c, ok := s.authenticate(r, ws)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="troupe"`)
 			writeError(w, http.StatusUnauthorized, "missing or unknown token")

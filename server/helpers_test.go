@@ -37,12 +37,20 @@ type testServer struct {
 // start runs a server on data with l and tokens, served on loopback.
 func start(t *testing.T, data string, l *lab.Lab, tokens []Token) *testServer {
 	t.Helper()
-	s, err := New(Config{Lab: l, Data: data, Tokens: tokens})
+	return startConfig(t, Config{Lab: l, Data: data, Tokens: tokens})
+}
+
+// startConfig runs a server of cfg on its own HTTP server (limits
+// included), served on loopback.
+func startConfig(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	s, err := New(cfg)
 	require.NoError(t, err)
-	ts := httptest.NewUnstartedServer(s.Handler())
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = s.HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	ts.Listener = ln
+	ts.Listener = s.Listener(ln)
 	ts.Start()
 	x := &testServer{Server: s, url: ts.URL, http: ts}
 	t.Cleanup(x.stop)
@@ -71,6 +79,7 @@ func call(t *testing.T, method, url, token, ctype, body string) (int, string) {
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
+	req.Header.Set(ClientHeader, "test")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()

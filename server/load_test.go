@@ -79,6 +79,7 @@ func call(method, url, body string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	req.Header.Set(server.ClientHeader, "load-test")
 	resp, err := loadClient.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
 	"github.com/troupe-lab/troupe/store"
@@ -36,7 +37,25 @@ type Config struct {
 	// Open makes a board's backend (tests: fault injection). Nil: sim
 	// boards are simulated, hardware boards reached for real.
 	Open func(node string, b lab.Board, dir string) (actors.Backend, error)
+	// Retention: ended jobs beyond the newest Keep, or ended longer than
+	// KeepFor ago, are deleted with their folders (0: no such limit).
+	Keep    int
+	KeepFor time.Duration
+	Limits  Limits
+	Now     func() time.Time // nil: time.Now
 }
+
+// Limits bound what one HTTP client can hold of the server.
+type Limits struct {
+	IdleTimeout       time.Duration // a keep-alive connection with no request is closed
+	ReadHeaderTimeout time.Duration // a request's headers must arrive within
+	BodyTimeout       time.Duration // a request's body must arrive within
+	ConnsPerAddr      int           // open connections (streams included) of one client address
+}
+
+// DefaultLimits are the limits of a zero Config.Limits field.
+var DefaultLimits = Limits{IdleTimeout: 2 * time.Minute, ReadHeaderTimeout: 10 * time.Second,
+	BodyTimeout: 30 * time.Second, ConnsPerAddr: 64}
 
 // BuiltinBoards is the size of the built-in sim lab.
 const BuiltinBoards = 8
@@ -53,10 +72,11 @@ type Server struct {
 	lab    *runner.Service
 	labDef *lab.Lab
 
-	work    chan func() // store writes of the lab's callbacks, in order
+	wake    chan struct{} // capacity 1: work was queued, or the server closed
 	workers sync.WaitGroup
 
 	mu     sync.Mutex
+	work   []func() // store writes of the lab's callbacks, in order
 	jobs   map[string]*liveJob
 	order  []string          // job IDs, oldest first
 	health map[string]string // board → health
@@ -74,6 +94,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Lab == nil {
 		cfg.Lab = builtinLab()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits = withDefaults(cfg.Limits)
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -88,7 +112,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, tokens: cfg.Tokens, log: cfg.Logger, store: st, labDef: cfg.Lab,
-		work: make(chan func(), 4096), jobs: map[string]*liveJob{}, health: map[string]string{},
+		wake: make(chan struct{}, 1), jobs: map[string]*liveJob{}, health: map[string]string{},
 		subs: map[chan *liveEvent]struct{}{}}
 	if err := s.start(); err != nil {
 		_ = st.Close()
@@ -96,6 +120,25 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+func withDefaults(l Limits) Limits {
+	d := DefaultLimits
+	if l.IdleTimeout > 0 {
+		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.ReadHeaderTimeout > 0 {
+		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	}
+	if l.BodyTimeout > 0 {
+		d.BodyTimeout = l.BodyTimeout
+	}
+	if l.ConnsPerAddr > 0 {
+		d.ConnsPerAddr = l.ConnsPerAddr
+	}
+	return d
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
 
 func builtinLab() *lab.Lab {
 	l := &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
@@ -128,6 +171,9 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkJobFolders(); err != nil {
+		return err
+	}
 	var requeue []*liveJob
 	for _, rec := range recs {
 		lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
@@ -144,6 +190,7 @@ func (s *Server) start() error {
 		s.order = append(s.order, rec.ID)
 	}
 
+	s.prune()
 	s.workers.Add(1)
 	go s.worker()
 	s.lab, err = runner.StartService(&l, runner.ServiceOptions{
@@ -152,8 +199,7 @@ func (s *Server) start() error {
 		Work:    filepath.Join(s.cfg.Data, "boards"),
 	})
 	if err != nil {
-		close(s.work)
-		s.workers.Wait()
+		s.stopWorker()
 		return err
 	}
 	for _, lj := range requeue {
@@ -184,7 +230,7 @@ func (s *Server) endAttempt(lj *liveJob) error {
 		rec.Status = store.StatusQueued
 		s.log.Warn("job was running when the server stopped: queued again", "job", rec.ID)
 	} else {
-		now := time.Now().UTC()
+		now := s.now().UTC()
 		rec.Status, rec.Error, rec.Ended = report.StatusIncomplete, stoppedDuringRun, &now
 		rec.Results = &report.Results{Job: report.Job{Name: rec.Name, Status: report.StatusIncomplete,
 			Error: stoppedDuringRun, Class: report.Infrastructure, Attempts: rec.Attempts}}
@@ -214,22 +260,89 @@ func (s *Server) powerOffLeftovers(boards []lab.Board) {
 
 func (s *Server) jobDir(id string) string { return filepath.Join(s.cfg.Data, "jobs", id) }
 
+// checkJobFolders refuses a store that never gave a job ID beside job
+// folders: the store of those jobs was lost or replaced, and new jobs
+// would be mixed with the old ones' files.
+func (s *Server) checkJobFolders() error {
+	seq, err := s.store.Sequence()
+	if err != nil || seq > 0 {
+		return err
+	}
+	entries, err := os.ReadDir(filepath.Join(s.cfg.Data, "jobs"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("job folders: %w", err)
+	case len(entries) == 0:
+		return nil
+	}
+	return fmt.Errorf("%w: the store %s is new, but %s holds %d job folders: the store of those jobs was lost or replaced; restore it, or move the jobs folder away",
+		store.ErrDamaged, filepath.Join(s.cfg.Data, "troupe.db"), filepath.Join(s.cfg.Data, "jobs"), len(entries))
+}
+
 // worker runs the store writes of the lab's callbacks one after another,
-// off the lab actor, in the order they came.
+// off the lab actor, in the order they came. Once the server is closed it
+// runs what was queued before and returns.
 func (s *Server) worker() {
 	defer s.workers.Done()
-	for f := range s.work {
-		f()
+	var aged <-chan time.Time // jobs age out of KeepFor even when none ends
+	if s.cfg.KeepFor > 0 {
+		t := time.NewTicker(min(s.cfg.KeepFor/10+time.Second, time.Hour))
+		defer t.Stop()
+		aged = t.C
+	}
+	for {
+		s.mu.Lock()
+		fs, closed := s.work, s.closed
+		s.work = nil
+		s.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+		switch {
+		case len(fs) > 0:
+		case closed:
+			return
+		default:
+			select {
+			case <-s.wake:
+			case <-aged:
+				s.prune()
+			}
+		}
 	}
 }
 
-// later queues f for the worker; after Close it is dropped.
+// later queues f for the worker; after Close it is dropped. It never
+// blocks: the queue has no fixed size (it holds at most a few callbacks per
+// job), and the worker is woken outside the lock, which f may take.
 func (s *Server) later(f func()) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.work <- f
+	if s.closed {
+		s.mu.Unlock()
+		return
 	}
+	s.work = append(s.work, f)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes the worker; a wake-up already pending is enough.
+func (s *Server) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stopWorker closes the queue and waits for the worker to run what is in it.
+func (s *Server) stopWorker() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+	s.workers.Wait()
 }
 
 func (s *Server) healthChanged(board, health string) {
@@ -248,15 +361,12 @@ func (s *Server) healthChanged(board, health string) {
 // closes the store.
 func (s *Server) Close() error {
 	err := s.lab.Close()
+	s.stopWorker()
 	s.mu.Lock()
-	s.closed = true
-	close(s.work)
-	s.mu.Unlock()
-	s.workers.Wait()
-	s.mu.Lock()
+	var books []*logbook.Book
 	for _, lj := range s.jobs {
 		if lj.book != nil {
-			err = errors.Join(err, lj.book.Close())
+			books = append(books, lj.book)
 		}
 	}
 	for ch := range s.subs {
@@ -264,6 +374,9 @@ func (s *Server) Close() error {
 		close(ch)
 	}
 	s.mu.Unlock()
+	for _, b := range books { // files are closed outside the lock
+		err = errors.Join(err, b.Close())
+	}
 	return errors.Join(err, s.store.Close())
 }
 
@@ -281,13 +394,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", s.allow(Viewer, s.logs))
 	mux.HandleFunc("GET /api/v1/jobs/{id}/junit.xml", s.allow(Viewer, s.junit))
 	mux.HandleFunc("GET /api/v1/jobs/{id}/source", s.allow(Viewer, s.source))
-	mux.HandleFunc("GET /api/v1/jobs/{id}/stream", s.allow(Viewer, s.stream))
-	mux.HandleFunc("GET /api/v1/events", s.allow(Viewer, s.events))
+	mux.HandleFunc("GET /api/v1/jobs/{id}/stream", s.allowWebSocket(Viewer, s.stream))
+	mux.HandleFunc("GET /api/v1/events", s.allowWebSocket(Viewer, s.events))
 	mux.HandleFunc("GET /api/v1/devices", s.allow(Viewer, s.devices))
 	mux.HandleFunc("PUT /api/v1/devices/{name}/health", s.allow(Admin, s.setHealth))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API: %s %s", r.Method, r.URL.Path))
 	})
 	mux.Handle("/", web.Handler())
-	return mux
+	return s.guard(mux)
 }

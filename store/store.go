@@ -1,7 +1,9 @@
 // Package store keeps the server's state in an embedded bbolt database:
-// every job (its source, status, attempts and results) and the health of
-// every board. Every change is committed (fsynced) before it is
-// acknowledged, so a server killed at any moment loses nothing it answered.
+// every job (its source, status, attempts and results), the idempotency
+// keys of submissions and the health of every board. Every change is
+// committed (fsynced) before it is acknowledged, so a server killed at any
+// moment loses nothing it answered. A damaged file is refused with
+// ErrDamaged when it is opened, never read into a crash.
 package store
 
 import (
@@ -9,6 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -20,7 +26,12 @@ import (
 var (
 	jobsBucket   = []byte("jobs")
 	boardsBucket = []byte("boards")
+	keysBucket   = []byte("idempotency") // submitter NUL key → job key
 )
+
+// ErrDamaged is the error of a store file that is not a sound database:
+// empty, truncated, or with a damaged page.
+var ErrDamaged = errors.New("store damaged")
 
 // Job statuses besides report's final ones.
 const (
@@ -40,6 +51,7 @@ type Job struct {
 	File      string            `json:"file"`   // the name it was submitted under
 	Source    string            `json:"source"`
 	Submitter string            `json:"submitter,omitempty"`
+	Key       string            `json:"idempotency_key,omitempty"` // the submission's Idempotency-Key
 	Submitted time.Time         `json:"submitted"`
 	Started   *time.Time        `json:"started"`
 	Ended     *time.Time        `json:"ended"`
@@ -55,17 +67,38 @@ func Ended(status string) bool { return status != StatusQueued && status != Stat
 type Store struct{ db *bolt.DB }
 
 // Open opens (or creates) the database at path. It fails at once when
-// another process holds it.
+// another process holds it, and with ErrDamaged when the file is damaged
+// (checked before bbolt maps it, and page by page after).
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := open(path)
+	if errors.Is(err, ErrDamaged) {
+		return nil, fmt.Errorf("open store %s: %w; restore it from a backup, or move it and the jobs folder beside it away to start afresh", path, err)
+	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: in use by another troupe server", path)
-		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	return &Store{db: db}, nil
+}
+
+func open(path string) (*bolt.DB, error) {
+	if err := checkFile(path); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	db, err := boltOpen(path)
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, errors.New("in use by another troupe server")
+	case errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, bolt.ErrChecksum):
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	case err != nil:
+		return nil, err
+	}
+	if err := check(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{jobsBucket, boardsBucket} {
+		for _, b := range [][]byte{jobsBucket, boardsBucket, keysBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -74,9 +107,128 @@ func Open(path string) (*Store, error) {
 	})
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
 	}
-	return &Store{db: db}, nil
+	return db, nil
+}
+
+// bbolt's file layout: pages 0 and 1 are meta pages, each a 16-byte page
+// header then the meta fields, all in the machine's byte order.
+const (
+	pageHeader   = 16
+	metaMagic    = 0xED0CDAED
+	metaVersion  = 2
+	metaChecksum = 56 // offset of the checksum in the meta
+	metaSize     = 64
+)
+
+// checkFile checks what bbolt trusts before it maps the file: an existing
+// file has a valid meta page, and every page a valid meta counts lies
+// inside the file (reading a page past the end of a mapping is a SIGBUS).
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a new store
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return errors.New("the file is empty")
+	}
+	first := make([]byte, pageHeader+metaSize)
+	if _, err := io.ReadFull(f, first); err != nil {
+		return fmt.Errorf("the file is %d bytes, too short for a database", size)
+	}
+	pageSize := int64(os.Getpagesize())
+	if m, ok := parseMeta(first[pageHeader:]); ok {
+		pageSize = int64(m.pageSize)
+	}
+	second := make([]byte, pageHeader+metaSize)
+	metas := []meta{}
+	if m, ok := parseMeta(first[pageHeader:]); ok {
+		metas = append(metas, m)
+	}
+	if _, err := f.ReadAt(second, pageSize); err == nil {
+		if m, ok := parseMeta(second[pageHeader:]); ok {
+			metas = append(metas, m)
+		}
+	}
+	if len(metas) == 0 {
+		return errors.New("no valid meta page: not a troupe store, or its header is damaged")
+	}
+	for _, m := range metas {
+		if need := int64(m.pgid) * int64(m.pageSize); need > size {
+			return fmt.Errorf("truncated: %d bytes, its pages need %d", size, need)
+		}
+	}
+	return nil
+}
+
+type meta struct {
+	pageSize uint32
+	pgid     uint64
+}
+
+// parseMeta reads a bbolt meta; ok when its magic, version and checksum
+// hold.
+func parseMeta(b []byte) (meta, bool) {
+	bo := binary.NativeEndian
+	if len(b) < metaSize || bo.Uint32(b[0:]) != metaMagic || bo.Uint32(b[4:]) != metaVersion {
+		return meta{}, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b[:metaChecksum])
+	if h.Sum64() != bo.Uint64(b[metaChecksum:]) {
+		return meta{}, false
+	}
+	m := meta{pageSize: bo.Uint32(b[8:]), pgid: bo.Uint64(b[40:])}
+	if m.pageSize < 512 || m.pageSize > 1<<20 {
+		return meta{}, false
+	}
+	return m, true
+}
+
+// boltOpen opens the file with bbolt, which reads its freelist page: a
+// damaged one is an error, not a crash.
+func boltOpen(path string) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: a damaged page: %v", ErrDamaged, r)
+			db = nil
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+}
+
+// check runs bbolt's page-by-page consistency check. A damaged page can
+// make bbolt's readers panic or fault; both become an error here.
+func check(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("a damaged page: %v", r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for e := range tx.Check() {
+			if len(errs) < 3 {
+				errs = append(errs, e)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("damaged pages: %w", errors.Join(errs...))
+		}
+		return nil
+	})
 }
 
 // Close closes the database.
@@ -90,17 +242,78 @@ func key(id string) ([]byte, error) {
 	return binary.BigEndian.AppendUint64(nil, n), nil
 }
 
-// Add gives j the next job ID and stores it.
-func (s *Store) Add(j *Job) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(jobsBucket)
-		n, err := b.NextSequence()
-		if err != nil {
-			return fmt.Errorf("add job %s: %w", j.Name, err)
+// Add gives j the next job ID for which taken (nil: none) is false and
+// stores it. A job with a Key that its submitter already used is not
+// stored: Add returns the ID of the first job stored with that key.
+func (s *Store) Add(j *Job, taken func(id string) bool) (first string, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		keys := tx.Bucket(keysBucket)
+		var ik []byte
+		if j.Key != "" {
+			ik = []byte(j.Submitter + "\x00" + j.Key)
+			if k := keys.Get(ik); k != nil {
+				first = strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
+				return nil
+			}
 		}
-		j.ID = strconv.FormatUint(n, 10)
+		b := tx.Bucket(jobsBucket)
+		for {
+			n, err := b.NextSequence()
+			if err != nil {
+				return fmt.Errorf("add job %s: %w", j.Name, err)
+			}
+			j.ID = strconv.FormatUint(n, 10)
+			if taken == nil || !taken(j.ID) {
+				break
+			}
+		}
+		if ik != nil {
+			k, _ := key(j.ID)
+			if err := keys.Put(ik, k); err != nil {
+				return fmt.Errorf("add job %s: %w", j.Name, err)
+			}
+		}
 		return put(b, j)
 	})
+	return first, err
+}
+
+// Delete removes the jobs ids and their idempotency keys. Their IDs are
+// never given again.
+func (s *Store) Delete(ids ...string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, keys := tx.Bucket(jobsBucket), tx.Bucket(keysBucket)
+		for _, id := range ids {
+			k, err := key(id)
+			if err != nil {
+				return err
+			}
+			var j Job
+			if v := b.Get(k); v != nil && json.Unmarshal(v, &j) == nil && j.Key != "" {
+				if err := keys.Delete([]byte(j.Submitter + "\x00" + j.Key)); err != nil {
+					return err
+				}
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete jobs: %w", err)
+	}
+	return nil
+}
+
+// Sequence is the last job ID given (0 for a store that never had a job).
+func (s *Store) Sequence() (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(jobsBucket).Sequence()
+		return nil
+	})
+	return n, err
 }
 
 // Put stores j (which has an ID) over its previous version.
@@ -130,7 +343,7 @@ func (s *Store) Jobs() ([]*Job, error) {
 		return tx.Bucket(jobsBucket).ForEach(func(k, v []byte) error {
 			j := &Job{}
 			if err := json.Unmarshal(v, j); err != nil {
-				return fmt.Errorf("job %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("job %d: %w: %w", binary.BigEndian.Uint64(k), ErrDamaged, err)
 			}
 			js = append(js, j)
 			return nil

@@ -76,6 +76,7 @@ func (c *client) doContext(ctx context.Context, method, path, ctype string, body
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	req.Header.Set(server.ClientHeader, "cli")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("server %s: %w", c.base, err)

@@ -41,7 +41,7 @@ const usage = `usage:
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
   troupe simboard power SOCKET on|off|status
-  troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F]   the lab server (API, web UI)
+  troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F] [--keep N] [--keep-days D]   the lab server (API, web UI)
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
   troupe jobs [--status S] | jobs show ID | jobs cancel ID
   troupe devices

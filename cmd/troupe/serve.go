@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/server"
+	"github.com/troupe-lab/troupe/store"
 )
 
 // cmdServe is `troupe serve`: the lab server (see docs/api.md).
@@ -27,6 +27,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	images := fs.String("images", "", "images root: jobs deploy images only from under it (default DATA/images)")
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
 	tokenFile := fs.String("token-file", "", "API tokens (without: no auth, loopback only)")
+	keep := fs.Int("keep", 0, "keep the newest N ended jobs, deleting older ones with their logs (0: all)")
+	keepDays := fs.Int("keep-days", 0, "delete ended jobs, with their logs, D days after they ended (0: never)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
@@ -34,12 +36,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 0 {
 		return usageError(fs, "no arguments expected, got %q", fs.Args())
 	}
+	if *keep < 0 || *keepDays < 0 {
+		fmt.Fprintln(stderr, "troupe serve: --keep and --keep-days must be >= 0")
+		return exitInvalid
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := server.Config{Data: *data, Images: *images, Logger: logger}
+	cfg := server.Config{Data: *data, Images: *images, Logger: logger, Keep: *keep, KeepFor: time.Duration(*keepDays) * 24 * time.Hour}
 	if *labFile != "" {
 		l, err := lab.Load(*labFile)
 		if err != nil {
@@ -68,6 +74,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		_ = ln.Close()
 		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+		if errors.Is(err, store.ErrDamaged) {
+			return exitInvalid
+		}
 		return exitIncomplete
 	}
 	auth := "tokens from " + *tokenFile
@@ -76,9 +85,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
 
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(srv.Listener(ln)) }()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)

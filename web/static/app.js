@@ -83,6 +83,7 @@ class APIError extends Error {
 async function api(method, path, body, type) {
   const headers = {};
   if (token) headers.Authorization = 'Bearer ' + token;
+  headers['X-Troupe-Client'] = 'web';
   if (body !== undefined) headers['Content-Type'] = type || 'application/toml';
   let resp;
   try {

@@ -1,25 +1,20 @@
 package server
 
+// The HTTP handlers of the jobs and devices API.
+
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/troupe-lab/troupe/actors"
-	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
-	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/scheduler"
@@ -29,81 +24,10 @@ import (
 // MaxJobSize is the largest job file the server takes.
 const MaxJobSize = 1 << 20
 
-// liveJob is a job as the server holds it. Its fields are guarded by
-// Server.mu, but for rec's ID, Name, File, Format and Source, which never
-// change.
-type liveJob struct {
-	rec     *store.Job
-	dir     string
-	book    *logbook.Book          // while queued or running
-	explain *scheduler.Explanation // latest, while queued
-	nodes   map[string]*report.Node
-	final   bool          // results stored and log closed
-	changed chan struct{} // closed and replaced at every status change
-}
-
-// Summary is a job in lists and status frames.
-type Summary struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	Status    string         `json:"status"`
-	Error     string         `json:"error"`
-	Priority  int            `json:"priority"`
-	Submitter string         `json:"submitter,omitempty"`
-	Submitted time.Time      `json:"submitted"`
-	Started   *time.Time     `json:"started"`
-	Ended     *time.Time     `json:"ended"`
-	Roles     map[string]int `json:"roles"`
-}
-
-// Job is a job in full.
-type Job struct {
-	Summary
-	Nodes    []report.Node    `json:"nodes"`
-	Tests    []report.Test    `json:"tests"`
-	Attempts []report.Attempt `json:"attempts"`
-}
-
-func (lj *liveJob) summary() Summary {
-	r := lj.rec
-	return Summary{ID: r.ID, Name: r.Name, Status: r.Status, Error: r.Error, Priority: r.Priority,
-		Submitter: r.Submitter, Submitted: r.Submitted, Started: r.Started, Ended: r.Ended, Roles: r.Roles}
-}
-
-func (lj *liveJob) full() Job {
-	j := Job{Summary: lj.summary(), Nodes: []report.Node{}, Tests: []report.Test{}, Attempts: lj.rec.Attempts}
-	if j.Attempts == nil {
-		j.Attempts = []report.Attempt{}
-	}
-	if res := lj.rec.Results; res != nil {
-		j.Nodes = append(j.Nodes, res.Nodes...)
-		j.Tests = append(j.Tests, res.Tests...)
-		return j
-	}
-	for _, name := range slices.Sorted(maps.Keys(lj.nodes)) {
-		j.Nodes = append(j.Nodes, *lj.nodes[name])
-	}
-	return j
-}
-
-// parseJob parses a submitted job file: LAVA YAML when format is "lava",
-// else troupe TOML. Its images resolve under the images root only.
-func parseJob(images, file, format string, data []byte) (*jobs.Job, error) {
-	parse := jobs.Parse
-	if format == "lava" {
-		parse = lava.Import
-	}
-	j, err := parse(file, data)
-	if err != nil {
-		return nil, err
-	}
-	if err := j.ConfineImages(images); err != nil {
-		return nil, err
-	}
-	return j, nil
-}
-
 var fileName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// idempotencyKey is an Idempotency-Key header: absent, or printable ASCII.
+var idempotencyKey = regexp.MustCompile(`^[\x21-\x7e]{0,255}$`)
 
 // submit is POST /api/v1/jobs.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
@@ -112,6 +36,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("job file larger than %d bytes", MaxJobSize))
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("job file not received within %s", s.cfg.Limits.BodyTimeout))
 			return
 		}
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("read job file: %v", err))
@@ -136,13 +64,18 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "file: want the job file's path")
 		return
 	}
+	key := r.Header.Get("Idempotency-Key")
+	if !idempotencyKey.MatchString(key) {
+		writeError(w, http.StatusBadRequest, "Idempotency-Key: want 1 to 255 printable ASCII characters")
+		return
+	}
 	j, err := checkJob(s.labDef, s.cfg.Images, file, format, data)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	rec := &store.Job{Name: j.Name, Status: store.StatusQueued, Priority: j.Priority, Roles: map[string]int{},
-		Format: format, File: file, Source: string(data), Submitter: c.name, Submitted: time.Now().UTC()}
+		Format: format, File: file, Source: string(data), Submitter: c.name, Key: key, Submitted: s.now().UTC()}
 	for _, role := range j.Roles {
 		rec.Roles[role.Name] = role.Count
 	}
@@ -155,8 +88,19 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	// Stored (fsynced) before it is acknowledged: a 201 is never lost. The
 	// fsync is done outside the lock, so jobs and streams go on meanwhile.
-	if err := s.store.Add(rec); err != nil {
+	// IDs whose folder exists (a store replaced under old job folders)
+	// are skipped: a new job never appends to an old job's logs.
+	first, err := s.store.Add(rec, func(id string) bool {
+		_, err := os.Lstat(s.jobDir(id))
+		return !errors.Is(err, os.ErrNotExist)
+	})
+	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if first != "" {
+		s.log.Info("job submitted again: the first one stands", "job", first, "by", c.name)
+		writeJSON(w, http.StatusOK, map[string]string{"id": first})
 		return
 	}
 	lj := &liveJob{rec: rec, dir: s.jobDir(rec.ID), changed: make(chan struct{})}
@@ -170,162 +114,6 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.notify(lj)
 	writeJSON(w, http.StatusCreated, map[string]string{"id": rec.ID})
-}
-
-// checkJob parses a submitted job and checks that the lab can run it.
-func checkJob(l *lab.Lab, images, file, format string, data []byte) (*jobs.Job, error) {
-	j, err := parseJob(images, file, format, data)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.Check(j); err != nil {
-		return nil, err
-	}
-	return j, nil
-}
-
-// insertOrdered adds id to s.order, which stays sorted by ID (submissions
-// stored concurrently may arrive here out of order). s.mu must be held.
-func (s *Server) insertOrdered(id string) {
-	n := idNumber(id)
-	i, _ := slices.BinarySearchFunc(s.order, n, func(x string, n uint64) int { return cmp.Compare(idNumber(x), n) })
-	s.order = slices.Insert(s.order, i, id)
-}
-
-func idNumber(id string) uint64 {
-	n, _ := strconv.ParseUint(id, 10, 64)
-	return n
-}
-
-// enqueue hands a stored queued job to the lab, parsing its source again.
-func (s *Server) enqueue(lj *liveJob) error {
-	j, err := parseJob(s.cfg.Images, lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
-	if err != nil {
-		s.fail(lj, fmt.Sprintf("job file no longer valid: %v", err))
-		return err
-	}
-	return s.submitParsed(lj, j)
-}
-
-func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
-	book, err := logbook.New(lj.dir, nil)
-	if err != nil {
-		s.fail(lj, fmt.Sprintf("logs: %v", err))
-		return err
-	}
-	s.mu.Lock()
-	lj.book = book
-	attempts := slices.Clone(lj.rec.Attempts)
-	s.mu.Unlock()
-	id := lj.rec.ID
-	s.lab.Submit(actors.Submission{
-		ID: id, Job: j, Book: book, Attempts: attempts,
-		Waiting: func(e scheduler.Explanation) {
-			s.mu.Lock()
-			lj.explain = &e
-			s.mu.Unlock()
-		},
-		Events: func(e actors.Event) {
-			if err := recordAction(lj.dir, e); err != nil {
-				s.log.Error("record action", "job", id, "err", err)
-			}
-			s.phase(lj, e)
-		},
-		Started: func(boards map[string]string) { s.started(lj, boards) },
-		Done:    func(res *report.Results) { s.done(lj, res) },
-	})
-	return nil
-}
-
-// fail ends a job that cannot be run.
-func (s *Server) fail(lj *liveJob, msg string) {
-	s.done(lj, &report.Results{Job: report.Job{Name: lj.rec.Name, Status: report.StatusIncomplete, Class: report.JobError, Error: msg}})
-}
-
-func (s *Server) phase(lj *liveJob, e actors.Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if lj.nodes == nil || store.Ended(lj.rec.Status) {
-		return
-	}
-	n, ok := lj.nodes[e.Node]
-	if !ok {
-		return
-	}
-	n.Status = e.Phase
-	n.Error = e.Detail
-}
-
-func (s *Server) started(lj *liveJob, boards map[string]string) {
-	now := time.Now().UTC()
-	s.mu.Lock()
-	lj.rec.Status, lj.rec.Started, lj.rec.Boards, lj.explain = store.StatusRunning, &now, boards, nil
-	lj.nodes = map[string]*report.Node{}
-	for node, b := range boards {
-		role := node[:strings.LastIndexByte(node, '-')]
-		lj.nodes[node] = &report.Node{Name: node, Role: role, Board: b, Status: store.StatusRunning}
-	}
-	rec := *lj.rec
-	s.mu.Unlock()
-	s.later(func() {
-		if err := s.store.Put(&rec); err != nil {
-			s.log.Error("store job start", "job", rec.ID, "err", err)
-		}
-	})
-	s.notify(lj)
-}
-
-// done records a job's final results: results.json and junit.xml in its
-// directory, the record in the store, and the end of its streams.
-func (s *Server) done(lj *liveJob, res *report.Results) {
-	now := time.Now().UTC()
-	s.later(func() {
-		// Files, then the store, then what the API shows: whoever sees the
-		// job ended finds its results, and so does the next server.
-		if err := report.Write(lj.dir, res); err != nil {
-			s.log.Error("write results", "job", lj.rec.ID, "err", err)
-		}
-		s.mu.Lock()
-		rec := *lj.rec
-		s.mu.Unlock()
-		rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts = res.Job.Status, res.Job.Error, &now, res, res.Job.Attempts
-		if err := s.store.Put(&rec); err != nil {
-			s.log.Error("store job results", "job", rec.ID, "err", err)
-		}
-		s.mu.Lock()
-		// Only what changed: ID, name and source are read without the lock.
-		lj.rec.Status, lj.rec.Error, lj.rec.Ended, lj.rec.Results, lj.rec.Attempts = rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts
-		lj.explain = nil
-		book := lj.book
-		s.mu.Unlock()
-		if book != nil {
-			if err := book.Close(); err != nil {
-				s.log.Error("close logs", "job", rec.ID, "err", err)
-			}
-		}
-		s.mu.Lock()
-		lj.final = true
-		s.mu.Unlock()
-		s.log.Info("job ended", "job", rec.ID, "status", rec.Status, "error", rec.Error)
-		s.notify(lj)
-	})
-}
-
-// notify wakes the streams of lj and tells the event subscribers.
-func (s *Server) notify(lj *liveJob) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	close(lj.changed)
-	lj.changed = make(chan struct{})
-	ev := &liveEvent{Type: "job", Job: lj.summary()}
-	for ch := range s.subs {
-		select {
-		case ch <- ev:
-		default: // too slow: dropped, it reconnects
-			delete(s.subs, ch)
-			close(ch)
-		}
-	}
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) (*liveJob, bool) {
@@ -380,6 +168,10 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c caller) {
 	s.mu.Lock()
 	sum := lj.summary()
 	s.mu.Unlock()
+	if c.role != Admin && sum.Submitter != c.name {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("job %s was submitted by %q: only its submitter or an admin may cancel it", sum.ID, sum.Submitter))
+		return
+	}
 	if store.Ended(sum.Status) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("job %s has already ended (%s)", sum.ID, sum.Status))
 		return
