@@ -96,6 +96,7 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 			closeBooks()
 			return nil, fmt.Errorf("logs of %s: %w", j.Name, err)
 		}
+		book.SetLimit(l.LogLimit)
 		books = append(books, book)
 		if opts.Lines != nil {
 			_, ch, _ := book.Subscribe(1, 4096)
