@@ -317,6 +317,7 @@ func (t *TCP) Write(p []byte) (int, error) {
 	}
 	return written, nil
 }
+
 // Close closes the connection, stops any reconnect attempt and waits for
 // it. Pending and later Reads return io.EOF. Close is idempotent.
 func (t *TCP) Close() error {
