@@ -20,7 +20,7 @@ export TROUPE_ARM64_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/troupe/arm64
 # expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 30000x
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
-FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI ./server:FuzzSubmission ./cmd/troupe:FuzzParseFlags
+FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI ./server:FuzzSubmission ./cmd/troupe:FuzzParseFlags ./hardware/console:FuzzTelnetDecode
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 

@@ -65,7 +65,8 @@ type TCPOptions struct {
 // that names the board and the address, when no connection the peer keeps
 // open comes back within TCPOptions.Reconnect of the drop, or at once when
 // the peer refused TCPOptions.Refusals connections in a row: closed them
-// within a second of accepting them, or said nothing but a refusal (ser2net
+// within a second of accepting them without a word, or said nothing but a
+// refusal (ser2net
 // answers "Device open failure" and closes when the serial adapter behind
 // it is gone).
 //
@@ -232,14 +233,14 @@ func (l *link) record(p []byte) {
 }
 
 // refusal tells whether the peer refused the connection: it closed it
-// right after accepting it, or it said nothing but a refusal. said is what
-// it said, trimmed.
+// right after accepting it without a word, or it said nothing but a
+// refusal. said is what it said, trimmed.
 func (l *link) refusal(now time.Time) (refused bool, said string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	said = strings.TrimSpace(string(l.first))
-	if now.Sub(l.since) < shortLived {
-		return true, said
+	if len(l.first) == 0 {
+		return now.Sub(l.since) < shortLived, said
 	}
 	return isRefusal(l.first), said
 }
@@ -460,4 +461,17 @@ func (t *TCP) redial(cause error, refused bool, deadline time.Time, ready chan s
 		t.lost = fmt.Errorf("%w; %d refused connections before%s", t.lost, t.refused, t.saidLocked())
 	}
 	t.log.Error("console lost", "err", t.lost)
+}
+
+// ConfirmedBaud is the baud rate the RFC 2217 server said it set on the
+// current connection; ok is false in the other modes, while reconnecting,
+// and until the server answered.
+func (t *TCP) ConfirmedBaud() (baud int, ok bool) {
+	t.mu.Lock()
+	c := t.conn
+	t.mu.Unlock()
+	if c == nil || c.tn == nil || !c.tn.comPort {
+		return 0, false
+	}
+	return c.tn.ackedBaud()
 }
