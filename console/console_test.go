@@ -152,6 +152,8 @@ func TestExpectAfterReadError(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	require.ErrorIs(t, err, boom)
 	assert.Contains(t, err.Error(), "partial")
+	// What was being waited for is internal: not in the message.
+	assert.Equal(t, `serial cable unplugged; unmatched output: "partial"`, err.Error())
 }
 
 func TestExpectAfterEOF(t *testing.T) {
