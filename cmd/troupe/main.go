@@ -35,7 +35,7 @@ const (
 
 const usage = `usage:
   troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml...
-  troupe validate FILE...
+  troupe validate [--lab | --scenario] FILE...   check job, lab and scenario files (kind told by content)
   troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
@@ -90,26 +90,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "troupe: unknown command %q\n%s", args[0], usage)
 	return exitInvalid
-}
-
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", stderr)
-	if code, ok := parseFlags(fs, args, stdout); !ok {
-		return code
-	}
-	if fs.NArg() == 0 {
-		return usageError(fs, "no file")
-	}
-	code := exitOK
-	for _, f := range fs.Args() {
-		if _, err := loadJob(f); err != nil {
-			fmt.Fprintln(stderr, err)
-			code = exitInvalid
-			continue
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", f)
-	}
-	return code
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
