@@ -161,4 +161,3 @@ if [ "$TROUPE_ROLE" = peer ]; then troupe-test-case finished --shell troupe-sync
 	assert.Equal(t, "fail", got["peer-0/finished"], "%v", got)
 	assert.Contains(t, s2n.Log(), "dev read error", "ser2net saw the device go")
 }
-
