@@ -259,6 +259,16 @@ func (b *Board) Close() error {
 	return err
 }
 
+// Switch is the power switch of the hardware board b as a run uses it
+// (read back and retried, with the board's cycle delay): for an operator's
+// commands.
+func Switch(b lab.Board) (power.Switch, error) {
+	if b.Hardware == nil {
+		return nil, fmt.Errorf("board %s: not a hardware board (backend %s)", b.Name, b.Backend)
+	}
+	return newSwitch(b.Name, b.Hardware.Power)
+}
+
 // PowerSwitch is the power switch of b alone, without its console: for
 // powering off boards a harness left on when it died. Nil for a board whose
 // power is manual (nobody may be at the keyboard).

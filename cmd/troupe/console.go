@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/troupe-lab/troupe/hardware"
+)
+
+// consoleEscape is Ctrl-]: typed on the console, it leaves it (as telnet).
+const consoleEscape = 0x1d
+
+// cmdConsole is `troupe console BOARD --lab LAB`: the board's console on
+// this terminal, in raw mode, until Ctrl-] (or the end of the input when
+// it is not a terminal). The console is opened as a run opens it (serial
+// line, TCP mode of the lab entry): a job running on the board at the same
+// time competes for it.
+func cmdConsole(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("console", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labFile := fs.String("lab", "", "lab file that describes the board")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return exitInvalid
+	}
+	if fs.NArg() != 1 || *labFile == "" {
+		fmt.Fprintf(stderr, "usage: troupe console BOARD --lab LAB\n")
+		return exitInvalid
+	}
+	b, code := labBoard(*labFile, fs.Arg(0), stderr)
+	if code != exitOK {
+		return code
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	con, err := hardware.OpenConsole(b, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe console: %v\n", err)
+		if b.Hardware == nil {
+			return exitInvalid
+		}
+		return exitIncomplete
+	}
+	defer con.Close()
+	if restore, err := rawTerminal(os.Stdin); err == nil {
+		defer restore()
+	}
+	fmt.Fprintf(stderr, "console of %s; Ctrl-] to leave\r\n", b.Name)
+
+	out := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(stdout, con)
+		out <- err
+	}()
+	leave := make(chan struct{})
+	go func() {
+		defer close(leave)
+		typeInto(con, os.Stdin)
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-out:
+		if err != nil && !errors.Is(err, io.EOF) {
+			fmt.Fprintf(stderr, "\r\ntroupe console: %v\r\n", err)
+			return exitIncomplete
+		}
+		return exitOK
+	case <-leave:
+	case <-sigs:
+	}
+	_ = con.Close()
+	<-out
+	fmt.Fprintf(stderr, "\r\nleft the console of %s\r\n", b.Name)
+	return exitOK
+}
+
+// typeInto copies what is typed to the console up to Ctrl-] or the end of
+// the input.
+func typeInto(con io.Writer, in io.Reader) {
+	buf := make([]byte, 256)
+	for {
+		n, err := in.Read(buf)
+		p := buf[:n]
+		i := bytes.IndexByte(p, consoleEscape)
+		if i >= 0 {
+			p = p[:i]
+		}
+		if len(p) > 0 {
+			if _, werr := con.Write(p); werr != nil {
+				return
+			}
+		}
+		if i >= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// rawTerminal puts f in raw mode if it is a terminal; restore puts it back.
+func rawTerminal(f *os.File) (restore func(), err error) {
+	fd := int(f.Fd())
+	saved, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	if err := makeRaw(f); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, saved) }, nil
+}
