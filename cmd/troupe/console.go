@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,21 +18,30 @@ import (
 // consoleEscape is Ctrl-]: typed on the console, it leaves it (as telnet).
 const consoleEscape = 0x1d
 
+func init() {
+	commandHelps["console"] = commandHelp{
+		synopsis: "troupe console BOARD --lab LAB.toml",
+		about:    "Attach this terminal to a real board's console (serial, or TCP: raw, telnet, RFC 2217 as its\nlab entry says), in raw mode; Ctrl-] leaves. A job running on the board competes for the console.",
+		example:  "troupe console bbb-03 --lab examples/labs/rpi-farm.toml",
+	}
+}
+
 // cmdConsole is `troupe console BOARD --lab LAB`: the board's console on
 // this terminal, in raw mode, until Ctrl-] (or the end of the input when
 // it is not a terminal). The console is opened as a run opens it (serial
 // line, TCP mode of the lab entry): a job running on the board at the same
 // time competes for it.
 func cmdConsole(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("console", stderr)
 	labFile := fs.String("lab", "", "lab file that describes the board")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
-	if fs.NArg() != 1 || *labFile == "" {
-		fmt.Fprintf(stderr, "usage: troupe console BOARD --lab LAB\n")
-		return exitInvalid
+	if fs.NArg() != 1 {
+		return usageError(fs, "want BOARD")
+	}
+	if *labFile == "" {
+		return usageError(fs, "--lab is required")
 	}
 	b, code := labBoard(*labFile, fs.Arg(0), stderr)
 	if code != exitOK {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -17,26 +16,34 @@ import (
 // with their read-backs and the board's cycle delay).
 const powerTimeout = 5 * time.Minute
 
+func init() {
+	commandHelps["power"] = commandHelp{
+		synopsis: "troupe power BOARD on|off|cycle|status --lab LAB.toml",
+		about:    "Switch a real board of a lab file by hand, through its power switch as a run uses it\n(read back and retried, cycle_delay kept between off and on); prints the state read back.",
+		example:  "troupe power bbb-03 cycle --lab examples/labs/rpi-farm.toml",
+	}
+}
+
 // cmdPower is `troupe power BOARD on|off|cycle|status --lab LAB`: switch
 // a real board of a lab file by hand, with the read-back and cycle delay of
 // its lab entry.
 func cmdPower(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("power", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("power", stderr)
 	labFile := fs.String("lab", "", "lab file that describes the board")
-	if err := fs.Parse(reorder(args)); err != nil {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
-	if fs.NArg() != 2 || *labFile == "" {
-		fmt.Fprintf(stderr, "usage: troupe power BOARD on|off|cycle|status --lab LAB\n")
-		return exitInvalid
+	if fs.NArg() != 2 {
+		return usageError(fs, "want BOARD and on, off, cycle or status")
+	}
+	if *labFile == "" {
+		return usageError(fs, "--lab is required")
 	}
 	name, op := fs.Arg(0), fs.Arg(1)
 	switch op {
 	case "on", "off", "cycle", "status":
 	default:
-		fmt.Fprintf(stderr, "troupe power: unknown action %q (on, off, cycle, status)\n", op)
-		return exitInvalid
+		return usageError(fs, "unknown action %q (on, off, cycle, status)", op)
 	}
 	b, code := labBoard(*labFile, name, stderr)
 	if code != exitOK {
