@@ -40,7 +40,8 @@ const usage = `usage:
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
   troupe simboard power SOCKET on|off|status
-  troupe power BOARD on|off|cycle|status --lab LAB   switch a real board by hand
+  troupe power BOARD on|off|cycle|status [--lab LAB]   switch a real board by hand (without --lab: through the server)
+  troupe reserve BOARD [--for 2h] | release BOARD   hold a server's board for manual work (admin token)
   troupe console BOARD --lab LAB   the board's console on this terminal (Ctrl-] leaves)
   troupe serve [--lab LAB.toml] [--data DIR] [--addr 127.0.0.1:8480] [--token-file F]   the lab server (API, web UI)
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
@@ -77,6 +78,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPower(args[1:], stdout, stderr)
 	case "console":
 		return cmdConsole(args[1:], stdout, stderr)
+	case "reserve":
+		return cmdReserve(args[1:], stdout, stderr)
+	case "release":
+		return cmdRelease(args[1:], stdout, stderr)
 	case "serve":
 		return cmdServe(args[1:], stdout, stderr)
 	case "submit":

@@ -18,8 +18,8 @@ const powerTimeout = 5 * time.Minute
 
 func init() {
 	commandHelps["power"] = commandHelp{
-		synopsis: "troupe power BOARD on|off|cycle|status --lab LAB.toml",
-		about:    "Switch a real board of a lab file by hand, through its power switch as a run uses it\n(read back and retried, cycle_delay kept between off and on); prints the state read back.",
+		synopsis: "troupe power BOARD on|off|cycle|status --lab LAB.toml\n       troupe power BOARD on|off|cycle|status [--server URL] [--token T]",
+		about:    "Switch a real board by hand, through its power switch as a run uses it (read back and\nretried, cycle_delay kept between off and on); prints the state read back. With --lab, directly;\nelse through the server, with an admin token, on a board reserved by that token (troupe reserve).",
 		example:  "troupe power bbb-03 cycle --lab examples/labs/rpi-farm.toml",
 	}
 }
@@ -29,21 +29,22 @@ func init() {
 // its lab entry.
 func cmdPower(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("power", stderr)
-	labFile := fs.String("lab", "", "lab file that describes the board")
+	labFile := fs.String("lab", "", "lab file that describes the board (without it: through the server)")
+	connect := clientFlags(fs)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, "want BOARD and on, off, cycle or status")
 	}
-	if *labFile == "" {
-		return usageError(fs, "--lab is required")
-	}
 	name, op := fs.Arg(0), fs.Arg(1)
 	switch op {
 	case "on", "off", "cycle", "status":
 	default:
 		return usageError(fs, "unknown action %q (on, off, cycle, status)", op)
+	}
+	if *labFile == "" {
+		return deviceOp(connect(), name, "power", map[string]string{"action": op}, stdout, stderr)
 	}
 	b, code := labBoard(*labFile, name, stderr)
 	if code != exitOK {
