@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/lab"
 )
@@ -38,6 +40,95 @@ func (s *Server) opsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/devices/{name}/reserve", s.allow(Admin, s.reserve))
 	mux.HandleFunc("POST /api/v1/devices/{name}/release", s.allow(Admin, s.release))
 	mux.HandleFunc("POST /api/v1/devices/{name}/power", s.allow(Admin, s.power))
+	mux.HandleFunc("GET /api/v1/devices/{name}/console", s.allow(Admin, s.console))
+}
+
+// consoleMessage bounds one message typed into a board's console.
+const consoleMessage = 4096
+
+// console bridges a WebSocket to the console of a board the caller holds
+// (reserved by them, no job on it): binary messages both ways, the board's
+// bytes as they come. While a job runs on the board its console is the
+// job's: 409 names the job (its stream shows the console, read-only).
+func (s *Server) console(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("name")
+	b, ok := s.board(w, name)
+	if !ok {
+		return
+	}
+	if b.Hardware == nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("board %s: not a hardware board (backend %s)", name, b.Backend))
+		return
+	}
+	res, err := s.reservation(name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	switch {
+	case res.Job != "":
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s: its console is the job's (read-only: the job's stream)", name, res.Job))
+		return
+	case res.ReservedBy != c.name:
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+		return
+	}
+	con, err := hardware.OpenConsole(b, s.log)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	defer con.Close()
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	defer conn.Close()
+	conn.SetReadLimit(consoleMessage)
+	s.log.Info("device console attached", "device", name, "by", c.name)
+	out := make(chan struct{})
+	go func() {
+		defer close(out)
+		buf := make([]byte, 4096)
+		for {
+			n, err := con.Read(buf)
+			if n > 0 {
+				_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if conn.WriteMessage(websocket.BinaryMessage, buf[:n]) != nil {
+					return
+				}
+			}
+			if err != nil {
+				msg := "console closed"
+				if !errors.Is(err, io.EOF) {
+					msg = err.Error()
+				}
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, truncate(msg, 120)), time.Now().Add(time.Second))
+				_ = conn.Close()
+				return
+			}
+		}
+	}()
+	for {
+		_, p, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		if _, err := con.Write(p); err != nil {
+			break
+		}
+	}
+	_ = con.Close()
+	<-out
+	s.log.Info("device console detached", "device", name, "by", c.name)
+}
+
+// truncate cuts s to n bytes at most.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 // board is the lab's board called name, or a 404 written.

@@ -20,8 +20,8 @@ const consoleEscape = 0x1d
 
 func init() {
 	commandHelps["console"] = commandHelp{
-		synopsis: "troupe console BOARD --lab LAB.toml",
-		about:    "Attach this terminal to a real board's console (serial, or TCP: raw, telnet, RFC 2217 as its\nlab entry says), in raw mode; Ctrl-] leaves. A job running on the board competes for the console.",
+		synopsis: "troupe console BOARD --lab LAB.toml\n       troupe console BOARD [--server URL] [--token T]",
+		about:    "Attach this terminal to a real board's console (serial, or TCP: raw, telnet, RFC 2217 as its\nlab entry says), in raw mode; Ctrl-] leaves. With --lab, directly (a job running on the board\ncompetes for the console); else through the server with an admin token: interactive on a board\nyou reserved, read-only (the job's console lines) while a job runs on it.",
 		example:  "troupe console bbb-03 --lab examples/labs/rpi-farm.toml",
 	}
 }
@@ -33,7 +33,8 @@ func init() {
 // time competes for it.
 func cmdConsole(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("console", stderr)
-	labFile := fs.String("lab", "", "lab file that describes the board")
+	labFile := fs.String("lab", "", "lab file that describes the board (without it: through the server)")
+	connect := clientFlags(fs)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -41,7 +42,7 @@ func cmdConsole(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, "want BOARD")
 	}
 	if *labFile == "" {
-		return usageError(fs, "--lab is required")
+		return remoteConsole(connect(), fs.Arg(0), stdout, stderr)
 	}
 	b, code := labBoard(*labFile, fs.Arg(0), stderr)
 	if code != exitOK {
