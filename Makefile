@@ -33,6 +33,7 @@ FUZZ += ./console:FuzzStripANSI
 FUZZ += ./server:FuzzSubmission
 FUZZ += ./cmd/troupe:FuzzParseFlags
 FUZZ += ./server:FuzzReadActions
+FUZZ += ./hardware/console:FuzzTelnetDecode
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 

@@ -30,7 +30,14 @@ type Prompts struct {
 	Login *regexp.Regexp // the login prompt
 	User  string         // typed at the login prompt
 	Shell *regexp.Regexp // the shell prompt after login
+	// Password, when not empty, is typed at PasswordPrompt (nil =
+	// DefaultPasswordPrompt) after the user.
+	Password       string
+	PasswordPrompt *regexp.Regexp
 }
+
+// DefaultPasswordPrompt is the password prompt of login(1).
+var DefaultPasswordPrompt = regexp.MustCompile(`[Pp]assword:\s*$`)
 
 // DefaultPrompts fit a Linux board with a getty and a root login.
 func DefaultPrompts() Prompts {

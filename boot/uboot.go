@@ -18,6 +18,8 @@ type UBoot struct {
 	Interrupt *regexp.Regexp
 	// Prompt is the u-boot prompt (nil = DefaultUBootPrompt).
 	Prompt *regexp.Regexp
+	// InterruptWith is what is sent to stop autoboot ("" = "\n").
+	InterruptWith string
 	// Commands are templates (see Fill), sent one by one, each after the
 	// prompt. The last one boots the kernel: no prompt is expected after it.
 	Commands []string
@@ -118,7 +120,11 @@ func BootUBoot(ctx context.Context, pw Power, con Console, u UBoot) error {
 	if _, err := con.Expect(ctx, interrupt); err != nil {
 		return fmt.Errorf("u-boot prompt never appeared: %w", err)
 	}
-	if err := con.Send("\n"); err != nil {
+	key := u.InterruptWith
+	if key == "" {
+		key = "\n"
+	}
+	if err := con.Send(key); err != nil {
 		return fmt.Errorf("interrupt u-boot autoboot: %w", err)
 	}
 	if _, err := con.Expect(ctx, prompt); err != nil {
@@ -194,6 +200,20 @@ func cyclePower(ctx context.Context, pw Power, con Console) error {
 func logIn(ctx context.Context, con Console, p Prompts) error {
 	if err := con.Send(p.User + "\n"); err != nil {
 		return fmt.Errorf("log in: %w", err)
+	}
+	if p.Password != "" {
+		prompt := orDefault(p.PasswordPrompt, DefaultPasswordPrompt)
+		if _, err := con.Expect(ctx, prompt); err != nil {
+			return fmt.Errorf("wait for password prompt: %w", err)
+		}
+		// The password itself never goes into an error.
+		if err := con.Send(p.Password + "\n"); err != nil {
+			cause := errors.Unwrap(err)
+			if cause == nil {
+				cause = errors.New("console write failed")
+			}
+			return fmt.Errorf("log in: send password: %w", cause)
+		}
 	}
 	if _, err := con.Expect(ctx, p.Shell); err != nil {
 		return fmt.Errorf("wait for shell prompt: %w", err)

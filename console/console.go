@@ -178,7 +178,9 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp) ([]string, erro
 			tail := c.tailLocked()
 			c.mu.Unlock()
 			if err != nil {
-				return nil, fmt.Errorf("expect %q: %w: %w; unmatched output: %q", re, ErrClosed, err, tail)
+				// The stream failed (a lost console): its error says
+				// it all; what was being waited for is internal.
+				return nil, &streamError{err: err, tail: tail}
 			}
 			return nil, fmt.Errorf("expect %q: %w; unmatched output: %q", re, ErrClosed, tail)
 		}
@@ -195,6 +197,18 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp) ([]string, erro
 		}
 	}
 }
+
+// streamError is why the stream ended: it reads as its cause (and the
+// output nothing matched) and is ErrClosed too.
+type streamError struct {
+	err  error
+	tail string
+}
+
+func (e *streamError) Error() string {
+	return fmt.Sprintf("%v; unmatched output: %q", e.err, e.tail)
+}
+func (e *streamError) Unwrap() []error { return []error{e.err, ErrClosed} }
 
 func (c *Console) tailLocked() string {
 	b := c.buf

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/hardware/console"
@@ -58,15 +59,7 @@ func Open(b lab.Board, opts Options) (*Board, error) {
 	if err != nil {
 		return nil, err
 	}
-	var con io.ReadWriteCloser
-	switch hw.Console.Kind {
-	case "serial":
-		con, err = console.OpenSerial(b.Name, hw.Console.Device, hw.Console.Baud)
-	case "tcp":
-		con, err = console.DialTCP(b.Name, hw.Console.Address, console.TCPOptions{Logger: logger})
-	default:
-		err = fmt.Errorf("console of %s: unknown kind %q", b.Name, hw.Console.Kind)
-	}
+	con, err := OpenConsole(b, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +67,23 @@ func Open(b lab.Board, opts Options) (*Board, error) {
 		return nil, fmt.Errorf("board %s: deploy method tftp, but the run has no TFTP server", b.Name)
 	}
 	return &Board{Switch: sw, name: b.Name, hw: hw, con: con, opts: opts}, nil
+}
+
+// OpenConsole opens the console of the hardware board b with its lab
+// settings: a serial device, or a TCP port (raw, telnet or RFC 2217).
+func OpenConsole(b lab.Board, logger *slog.Logger) (io.ReadWriteCloser, error) {
+	if b.Hardware == nil {
+		return nil, fmt.Errorf("board %s: not a hardware board", b.Name)
+	}
+	c := b.Hardware.Console
+	line := console.Line{Baud: c.Baud, Parity: c.Parity, StopBits: c.StopBits, Flow: c.Flow}
+	switch c.Kind {
+	case "serial":
+		return console.OpenSerial(b.Name, c.Device, line)
+	case "tcp":
+		return console.DialTCP(b.Name, c.Address, console.TCPOptions{Mode: c.Mode, Reconnect: c.Reconnect, Line: line, Logger: logger})
+	}
+	return nil, fmt.Errorf("console of %s: unknown kind %q", b.Name, c.Kind)
 }
 
 func newSwitch(board string, p lab.Power) (power.Switch, error) {
@@ -92,7 +102,48 @@ func newSwitch(board string, p lab.Power) (power.Switch, error) {
 	default:
 		return nil, fmt.Errorf("power of %s: unknown kind %q", board, p.Kind)
 	}
-	return power.Verify(sw, board, power.DefaultRetries, power.DefaultSettle), nil
+	retries := p.Retries
+	if retries == 0 {
+		retries = -1 // none (Verify's 0 is its default)
+	}
+	return &cycled{Switch: power.Verify(sw, board, retries, p.Settle), delay: p.CycleDelay}, nil
+}
+
+// cycled keeps a board off for at least delay between Off and On: power
+// supplies and boards that need their capacitors drained get the time.
+type cycled struct {
+	power.Switch
+	delay time.Duration
+
+	mu      sync.Mutex
+	lastOff time.Time
+}
+
+func (c *cycled) Off(ctx context.Context) error {
+	err := c.Switch.Off(ctx)
+	if err == nil {
+		c.mu.Lock()
+		c.lastOff = time.Now()
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// On waits until delay has passed since the last Off, then switches on.
+func (c *cycled) On(ctx context.Context) error {
+	c.mu.Lock()
+	wait := time.Until(c.lastOff.Add(c.delay))
+	c.mu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("power on: waiting %v after power off: %w", c.delay, context.Cause(ctx))
+		}
+	}
+	return c.Switch.On(ctx)
 }
 
 // Console is the board's console, open for the board's life.
@@ -145,22 +196,29 @@ func (b *Board) stage(image string) error {
 	return nil
 }
 
-// Boot brings the board to a logged-in shell by its boot method.
+// Boot brings the board to a logged-in shell by its boot method, with the
+// prompts, login and u-boot settings of its lab entry.
 func (b *Board) Boot(ctx context.Context, con boot.Console) error {
-	login, err := regexp.Compile(b.hw.Boot.Login + `\s*$`)
+	bm := b.hw.Boot
+	p, err := prompts(bm)
 	if err != nil {
-		return fmt.Errorf("boot %s: login prompt: %w", b.name, err)
+		return fmt.Errorf("boot %s: %w", b.name, err)
 	}
-	p := boot.Prompts{Login: login, User: b.hw.Boot.User, Shell: boot.DefaultPrompts().Shell}
-	if b.hw.Boot.Method != "u-boot" {
+	if bm.Method != "u-boot" {
 		return boot.Boot(ctx, b, con, p)
 	}
-	interrupt, err := regexp.Compile(b.hw.Boot.Interrupt)
+	interrupt, err := regexp.Compile(bm.Interrupt)
 	if err != nil {
 		return fmt.Errorf("boot %s: interrupt: %w", b.name, err)
 	}
+	var uprompt *regexp.Regexp
+	if bm.UBootPrompt != "" {
+		if uprompt, err = regexp.Compile(bm.UBootPrompt); err != nil {
+			return fmt.Errorf("boot %s: u-boot prompt: %w", b.name, err)
+		}
+	}
 	vars := map[string]string{"board": b.name}
-	for k, v := range b.hw.Boot.Vars {
+	for k, v := range bm.Vars {
 		vars[k] = v
 	}
 	b.mu.Lock()
@@ -168,7 +226,29 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 		vars[k] = v
 	}
 	b.mu.Unlock()
-	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Commands: b.hw.Boot.Commands, Vars: vars, Prompts: p})
+	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Prompt: uprompt, InterruptWith: bm.InterruptString,
+		Commands: bm.Commands, Vars: vars, Prompts: p})
+}
+
+// prompts are the login prompts of bm ("" fields: boot's defaults).
+func prompts(bm lab.BootMethod) (boot.Prompts, error) {
+	def := boot.DefaultPrompts()
+	p := boot.Prompts{User: bm.User, Shell: def.Shell, Password: bm.Password}
+	var err error
+	if p.Login, err = regexp.Compile(bm.Login + `\s*$`); err != nil {
+		return p, fmt.Errorf("login prompt: %w", err)
+	}
+	if bm.ShellPrompt != "" {
+		if p.Shell, err = regexp.Compile(bm.ShellPrompt); err != nil {
+			return p, fmt.Errorf("shell prompt: %w", err)
+		}
+	}
+	if bm.PasswordPrompt != "" {
+		if p.PasswordPrompt, err = regexp.Compile(bm.PasswordPrompt); err != nil {
+			return p, fmt.Errorf("password prompt: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Close closes the console; the power is left as it is (the board actor
@@ -177,6 +257,16 @@ func (b *Board) Close() error {
 	var err error
 	b.once.Do(func() { err = b.con.Close() })
 	return err
+}
+
+// Switch is the power switch of the hardware board b as a run uses it
+// (read back and retried, with the board's cycle delay): for an operator's
+// commands.
+func Switch(b lab.Board) (power.Switch, error) {
+	if b.Hardware == nil {
+		return nil, fmt.Errorf("board %s: not a hardware board (backend %s)", b.Name, b.Backend)
+	}
+	return newSwitch(b.Name, b.Hardware.Power)
 }
 
 // PowerSwitch is the power switch of b alone, without its console: for

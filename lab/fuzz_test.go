@@ -20,6 +20,7 @@ func FuzzParseLab(f *testing.F) {
 	// Job paths are relative to the lab file, here the package directory.
 	f.Add([]byte("retries = 0\nbad_after = 2\n" + labFile + "[[health_check]]\ndevice_type = \"sim\"\njob = \"testdata/health-sim.toml\"\nevery = 3\ninterval = \"1h\"\n"))
 	f.Add([]byte(labFile + "[[health_check]]\ndevice_type = \"rpi4\"\njob = \"testdata/health-sim.toml\"\n"))
+	f.Add([]byte("[[board]]\nname = \"b-1\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\nmode = \"rfc2217\"\nbaud = 9600\nparity = \"odd\"\nstop_bits = 2\nflow_control = \"rtscts\"\nreconnect = \"3s\"\n[board.power]\nkind = \"manual\"\ncycle_delay = \"1s\"\nretries = 1\nsettle = \"1s\"\n[board.boot]\nmethod = \"u-boot\"\ninterrupt = \"Hit\"\ninterrupt_string = \" \"\nuboot_prompt = \"=> $\"\ncommands = [\"boot\"]\npassword = \"pw\"\nshell_prompt = \"# $\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var l *lab.Lab
 		var err error
@@ -43,7 +44,19 @@ func FuzzParseLab(f *testing.F) {
 			case lab.QemuBackend:
 				assert.NotNil(t, b.Qemu)
 			case lab.HardwareBackend:
-				assert.NotNil(t, b.Hardware)
+				require.NotNil(t, b.Hardware)
+				hw := b.Hardware
+				if hw.Console.Kind == "serial" || hw.Console.Mode == "rfc2217" {
+					assert.Positive(t, hw.Console.Baud)
+					assert.Contains(t, []int{1, 2}, hw.Console.StopBits)
+				}
+				if hw.Console.Kind == "tcp" {
+					assert.Positive(t, hw.Console.Reconnect)
+				}
+				assert.GreaterOrEqual(t, hw.Power.Retries, 0)
+				assert.Positive(t, hw.Power.Settle)
+				assert.GreaterOrEqual(t, hw.Power.CycleDelay, time.Duration(0))
+				assert.NotEmpty(t, hw.Boot.ShellPrompt)
 			default:
 				t.Errorf("board %s: unknown backend %q", b.Name, b.Backend)
 			}

@@ -47,28 +47,32 @@ state = ["pdu", "state", "2"]
 	require.NoError(t, err)
 	hw := l.Boards[0].Hardware
 	require.NotNil(t, hw)
-	assert.Equal(t, lab.Console{Kind: "serial", Device: "/dev/ttyUSB0", Baud: 115200}, hw.Console)
+	assert.Equal(t, lab.Console{Kind: "serial", Device: "/dev/ttyUSB0", Baud: 115200, Parity: "none", StopBits: 1, Flow: "none"}, hw.Console)
 	assert.Equal(t, "pdudaemon", hw.Power.Kind)
 	assert.Equal(t, 3, hw.Power.Port)
 	assert.Equal(t, []string{"/usr/local/bin/outlet-state", "3"}, hw.Power.State)
 	assert.Equal(t, "u-boot", hw.Boot.Method)
 	assert.Len(t, hw.Boot.Commands, 3)
 	hw = l.Boards[1].Hardware
-	assert.Equal(t, lab.Console{Kind: "tcp", Address: "127.0.0.1:4001"}, hw.Console)
+	assert.Equal(t, lab.Console{Kind: "tcp", Address: "127.0.0.1:4001", Mode: "raw", Reconnect: 10 * time.Second}, hw.Console)
 	assert.Equal(t, []string{"pdu", "on", "2"}, hw.Power.On)
-	assert.Equal(t, lab.BootMethod{Method: "shell", Login: "login:", User: "root"}, hw.Boot)
+	assert.Equal(t, lab.BootMethod{Method: "shell", Login: "login:", User: "root", PasswordPrompt: lab.DefaultPasswordPrompt,
+		ShellPrompt: lab.DefaultShellPrompt, UBootPrompt: lab.DefaultUBootPrompt, InterruptString: "\n"}, hw.Boot)
+	assert.Equal(t, 2, hw.Power.Retries)
+	assert.Equal(t, 2*time.Second, hw.Power.Settle)
+	assert.Zero(t, hw.Power.CycleDelay)
 }
 
 func TestHardwareBoardErrors(t *testing.T) {
 	head := "[[board]]\nname = \"b\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n"
 	tests := []struct{ name, body, want string }{
-		{"no console", "[board.power]\nkind = \"manual\"\n", `lab.toml:1: board[0].console: is required`},
-		{"bad console kind", "[board.console]\nkind = \"usb\"\n[board.power]\nkind = \"manual\"\n", `lab.toml:6: board[0].console.kind: must be one of serial, tcp (got "usb")`},
-		{"serial without device", "[board.console]\nkind = \"serial\"\n[board.power]\nkind = \"manual\"\n", `board[0].console.device: is required`},
-		{"tcp with baud", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\nbaud = 9600\n[board.power]\nkind = \"manual\"\n", `lab.toml:8: board[0].console.baud: is for kind = "serial"`},
-		{"command without state", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"command\"\non = [\"a\"]\noff = [\"b\"]\n", `board[0].power.state: is required`},
-		{"unknown power key", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\nurl = \"x\"\n", `lab.toml:10: board[0].power: unknown key "url"`},
-		{"u-boot without commands", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\n[board.boot]\nmethod = \"u-boot\"\ninterrupt = \"Hit\"\n", `board[0].boot.commands: is required`},
+		{"no console", "[board.power]\nkind = \"manual\"\n", `lab.toml:1: board "b": console: is required`},
+		{"bad console kind", "[board.console]\nkind = \"usb\"\n[board.power]\nkind = \"manual\"\n", `lab.toml:6: board "b": console.kind: must be one of serial, tcp (got "usb")`},
+		{"serial without device", "[board.console]\nkind = \"serial\"\n[board.power]\nkind = \"manual\"\n", `board "b": console.device: is required`},
+		{"tcp with baud", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\nbaud = 9600\n[board.power]\nkind = \"manual\"\n", `lab.toml:8: board "b": console.baud: is for kind = "serial"`},
+		{"command without state", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"command\"\non = [\"a\"]\noff = [\"b\"]\n", `board "b": power.state: is required`},
+		{"unknown power key", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\nurl = \"x\"\n", `lab.toml:10: board "b": power: unknown key "url"`},
+		{"u-boot without commands", "[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\n[board.boot]\nmethod = \"u-boot\"\ninterrupt = \"Hit\"\n", `board "b": boot.commands: is required`},
 		{"console on a sim board", "", ""},
 	}
 	for _, tc := range tests {
@@ -77,7 +81,7 @@ func TestHardwareBoardErrors(t *testing.T) {
 			want := tc.want
 			if tc.name == "console on a sim board" {
 				body = "[[board]]\nname = \"b\"\ndevice_type = \"x\"\n[board.console]\nkind = \"tcp\"\n"
-				want = `lab.toml:4: board[0].console: is for backend = "hardware"`
+				want = `lab.toml:4: board "b": console: is for backend = "hardware"`
 			}
 			_, err := lab.Parse("lab.toml", []byte(body))
 			require.Error(t, err)
@@ -96,10 +100,10 @@ func TestHardwareDeploy(t *testing.T) {
 	assert.Equal(t, "none", l.Boards[0].Hardware.Deploy.Method)
 	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"flasher\"\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "board[0].deploy.command: is required")
+	assert.Contains(t, err.Error(), `board "b": deploy.command: is required`)
 	_, err = lab.Parse("lab.toml", []byte(head+"[board.deploy]\nmethod = \"ftp\"\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `lab.toml:11: board[0].deploy.method: must be one of none, flasher, tftp (got "ftp")`)
+	assert.Contains(t, err.Error(), `lab.toml:11: board "b": deploy.method: must be one of none, flasher, tftp (got "ftp")`)
 	l, err = lab.Parse("lab.toml", []byte("[tftp]\naddress = \"127.0.0.1:6969\"\nserver_ip = \"127.0.0.1:6969\"\n"+head+"[board.deploy]\nmethod = \"tftp\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, lab.TFTP{Address: "127.0.0.1:6969", ServerIP: "127.0.0.1:6969"}, l.TFTP)

@@ -220,5 +220,5 @@ func TestBoardHealth(t *testing.T) {
 	assert.Equal(t, "", l.Boards[1].Health)
 	_, err = lab.Parse("lab.toml", []byte("[[board]]\nname = \"a\"\ndevice_type = \"sim\"\nhealth = \"sick\"\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `lab.toml:4: board[0].health: must be one of unknown, good, bad, maintenance, retired (got "sick")`)
+	assert.Contains(t, err.Error(), `lab.toml:4: board "a": health: must be one of unknown, good, bad, maintenance, retired (got "sick")`)
 }

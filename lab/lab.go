@@ -189,7 +189,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	if root.Has("board") && len(tables) == 0 {
 		root.Errorf("board", "at least one board is required")
 	}
-	names := map[string]string{} // board name -> key of its table
+	names := map[string]int{} // board name -> line of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
 		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy", "qemu")
@@ -199,9 +199,9 @@ func Parse(file string, data []byte) (*Lab, error) {
 			if !validName(name) {
 				t.Errorf("name", "must contain only letters, digits, '_', '.' and '-' (got %q)", name)
 			} else if prev, dup := names[name]; dup {
-				t.Errorf("name", "duplicate board name %q (also used by %s)", name, prev)
+				t.Errorf("name", "duplicate board name %q (also the name of the board at line %d)", name, prev)
 			} else {
-				names[name] = t.Path
+				names[name] = t.Line()
 			}
 		}
 		if dt, ok := t.String("device_type"); ok {
@@ -234,7 +234,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 		l.HealthChecks = parseHealthChecks(checks, l)
 	}
 	if err := doc.Err(); err != nil {
-		return nil, err
+		return nil, nameBoards(err, boardNames(tables))
 	}
 	return l, nil
 }

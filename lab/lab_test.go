@@ -50,14 +50,14 @@ func TestSandboxKey(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"unknown top-level key", "boards = 1\n" + labFile, `lab.toml:1: unknown key "boards"`},
-		{"unknown board key", strings.Replace(labFile, `backend = "sim"`, `backend = "sim"`+"\nserial = 1", 1), `lab.toml:6: board[0]: unknown key "serial"`},
+		{"unknown board key", strings.Replace(labFile, `backend = "sim"`, `backend = "sim"`+"\nserial = 1", 1), `lab.toml:6: board "sim-0": unknown key "serial"`},
 		{"missing name", strings.Replace(labFile, `name = "rpi.4_b-1"`, ``, 1), `lab.toml:7: board[1].name: is required`},
-		{"missing device type", strings.Replace(labFile, `device_type = "rpi4"`, ``, 1), `lab.toml:7: board[1].device_type: is required`},
+		{"missing device type", strings.Replace(labFile, `device_type = "rpi4"`, ``, 1), `lab.toml:7: board "rpi.4_b-1": device_type: is required`},
 		{"bad name", strings.Replace(labFile, `"rpi.4_b-1"`, `"rpi 4"`, 1), `lab.toml:8: board[1].name: must contain only letters, digits, '_', '.' and '-' (got "rpi 4")`},
-		{"duplicate name", strings.Replace(labFile, `"rpi.4_b-1"`, `"sim-0"`, 1), `lab.toml:8: board[1].name: duplicate board name "sim-0" (also used by board[0])`},
-		{"wrong type", strings.Replace(labFile, `tags = ["usb"]`, `tags = "usb"`, 1), `lab.toml:4: board[0].tags: must be an array of strings (got string "usb")`},
-		{"unsupported backend", strings.Replace(labFile, `backend = "sim"`, `backend = "vbox"`, 1), `lab.toml:5: board[0].backend: backend "vbox" is not supported (supported: sim, hardware, qemu)`},
-		{"hardware table", labFile + "[board.hardware]\nserial = \"/dev/x\"\n", `lab.toml:10: board[1]: unknown key "hardware"`},
+		{"duplicate name", strings.Replace(labFile, `"rpi.4_b-1"`, `"sim-0"`, 1), `lab.toml:8: board "sim-0": name: duplicate board name "sim-0" (also the name of the board at line 1)`},
+		{"wrong type", strings.Replace(labFile, `tags = ["usb"]`, `tags = "usb"`, 1), `lab.toml:4: board "sim-0": tags: must be an array of strings (got string "usb")`},
+		{"unsupported backend", strings.Replace(labFile, `backend = "sim"`, `backend = "vbox"`, 1), `lab.toml:5: board "sim-0": backend: backend "vbox" is not supported (supported: sim, hardware, qemu)`},
+		{"hardware table", labFile + "[board.hardware]\nserial = \"/dev/x\"\n", `lab.toml:10: board "rpi.4_b-1": unknown key "hardware"`},
 		{"no boards", "", `lab.toml: board: is required`},
 		{"empty boards", "board = []", `lab.toml:1: board: at least one board is required`},
 		{"bad sandbox", "sandbox = \"chroot\"\n" + labFile, `lab.toml:1: sandbox: want "namespaces" or "none" (got "chroot")`},
@@ -80,11 +80,11 @@ func TestParseCollectsAllErrors(t *testing.T) {
 	src = strings.Replace(src, `device_type = "rpi4"`, `device_type = 4`, 1)
 	_, err := lab.Parse("lab.toml", []byte(src))
 	require.Error(t, err)
-	assert.Equal(t, "lab.toml:5: board[0].backend: backend \"x\" is not supported (supported: sim, hardware, qemu)\n"+
-		"lab.toml:9: board[1].device_type: must be a string (got integer 4)", err.Error())
+	assert.Equal(t, "lab.toml:5: board \"sim-0\": backend: backend \"x\" is not supported (supported: sim, hardware, qemu)\n"+
+		"lab.toml:9: board \"rpi.4_b-1\": device_type: must be a string (got integer 4)", err.Error())
 	var one *jobs.Error
 	require.ErrorAs(t, err, &one)
-	assert.Equal(t, "board[0].backend", one.Key)
+	assert.Equal(t, `board "sim-0": backend`, one.Key)
 }
 
 // job builds a job from role specs "name:count:device_type[:tag,tag]".

@@ -33,11 +33,11 @@ append = "debug"
 
 func TestQemuBoardErrors(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
-		{"arch", "[board.qemu]\narch = \"riscv64\"\n", `lab.toml:6: board[0].qemu.arch: must be one of x86_64, aarch64 (got "riscv64")`},
-		{"memory", "[board.qemu]\nmemory = \"lots\"\n", `lab.toml:6: board[0].qemu.memory: want a size like "256M" or "1G" (got "lots")`},
-		{"cpus", "[board.qemu]\ncpus = 0\n", `lab.toml:6: board[0].qemu.cpus: must be between 1 and 64 (got 0)`},
-		{"unknown key", "[board.qemu]\nkvm = true\n", `lab.toml:6: board[0].qemu: unknown key "kvm"`},
-		{"qemu table on a sim board", "[board.qemu]\narch = \"x86_64\"\n", `lab.toml:5: board[0].qemu: is for backend = "qemu"`},
+		{"arch", "[board.qemu]\narch = \"riscv64\"\n", `lab.toml:6: board "vm-0": qemu.arch: must be one of x86_64, aarch64 (got "riscv64")`},
+		{"memory", "[board.qemu]\nmemory = \"lots\"\n", `lab.toml:6: board "vm-0": qemu.memory: want a size like "256M" or "1G" (got "lots")`},
+		{"cpus", "[board.qemu]\ncpus = 0\n", `lab.toml:6: board "vm-0": qemu.cpus: must be between 1 and 64 (got 0)`},
+		{"unknown key", "[board.qemu]\nkvm = true\n", `lab.toml:6: board "vm-0": qemu: unknown key "kvm"`},
+		{"qemu table on a sim board", "[board.qemu]\narch = \"x86_64\"\n", `lab.toml:5: board "vm-0": qemu: is for backend = "qemu"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			backend := "qemu"

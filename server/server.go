@@ -398,6 +398,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/events", s.allowWebSocket(Viewer, s.events))
 	mux.HandleFunc("GET /api/v1/devices", s.allow(Viewer, s.devices))
 	mux.HandleFunc("PUT /api/v1/devices/{name}/health", s.allow(Admin, s.setHealth))
+	s.opsRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API: %s %s", r.Method, r.URL.Path))
 	})

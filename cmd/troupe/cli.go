@@ -26,8 +26,8 @@ var commandHelps = map[string]commandHelp{
 		example:  "troupe run examples/hello-multinode.toml --out results/hello",
 	},
 	"validate": {
-		synopsis: "troupe validate FILE...",
-		about:    "Check job files (troupe TOML or LAVA YAML) without running them.",
+		synopsis: "troupe validate [--lab | --scenario] FILE...",
+		about:    "Check job files (troupe TOML or LAVA YAML), lab files and scenario files without running them.\nThe kind of each file is told by its content; --lab or --scenario say it.",
 		example:  "troupe validate examples/*.toml",
 	},
 	"import-lava": {

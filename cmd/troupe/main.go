@@ -36,11 +36,14 @@ const (
 
 const usage = `usage:
   troupe run [--lab LAB.toml] [--out DIR] [-v] JOB.toml|JOB.yaml...
-  troupe validate FILE...
+  troupe validate [--lab | --scenario] FILE...   check job, lab and scenario files (kind told by content)
   troupe import-lava JOB.yaml     print a LAVA job as a troupe job file
   troupe scenario [--seed N] [--out DIR] PATH...   run fault-injection scenarios (files or directories)
   troupe simboard --control SOCKET (--pty PATH | --tcp ADDR) [--name N]   one simulated board as a process
   troupe simboard power SOCKET on|off|status
+  troupe power BOARD on|off|cycle|status [--lab LAB]   switch a real board by hand (without --lab: through the server)
+  troupe reserve BOARD [--for 2h] | release BOARD   hold a server's board for manual work (admin token)
+  troupe console BOARD --lab LAB   the board's console on this terminal (Ctrl-] leaves)
   troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F] [--keep N] [--keep-days D]   the lab server (API, web UI)
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
   troupe jobs [--status S] | jobs show ID | jobs cancel ID
@@ -72,6 +75,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdScenario(args[1:], stdout, stderr)
 	case "simboard":
 		return cmdSimboard(args[1:], stdout, stderr)
+	case "power":
+		return cmdPower(args[1:], stdout, stderr)
+	case "console":
+		return cmdConsole(args[1:], stdout, stderr)
+	case "reserve":
+		return cmdReserve(args[1:], stdout, stderr)
+	case "release":
+		return cmdRelease(args[1:], stdout, stderr)
 	case "serve":
 		return cmdServe(args[1:], stdout, stderr)
 	case "submit":
@@ -91,26 +102,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "troupe: unknown command %q\n%s", args[0], usage)
 	return exitInvalid
-}
-
-func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", stderr)
-	if code, ok := parseFlags(fs, args, stdout); !ok {
-		return code
-	}
-	if fs.NArg() == 0 {
-		return usageError(fs, "no file")
-	}
-	code := exitOK
-	for _, f := range fs.Args() {
-		if _, err := loadJob(f); err != nil {
-			fmt.Fprintln(stderr, err)
-			code = exitInvalid
-			continue
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", f)
-	}
-	return code
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {

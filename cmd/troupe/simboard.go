@@ -68,6 +68,10 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := removeStaleSocket(*control); err != nil {
+		fmt.Fprintf(stderr, "troupe simboard: control socket: %v\n", err)
+		return exitIncomplete
+	}
 	ln, err := net.Listen("unix", *control)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe simboard: control socket: %v\n", err)
@@ -86,6 +90,29 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 		return exitIncomplete
 	}
 	return exitOK
+}
+
+// removeStaleSocket removes the unix socket at path when no process
+// answers it any more (a simboard that was SIGKILLed leaves it behind). A
+// socket that answers, or a path that is not a socket, is left alone: the
+// listen that follows then fails and says why.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() != os.ModeSocket {
+		return nil
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s: another simboard is serving it", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale %s: %w", path, err)
+	}
+	return nil
 }
 
 // servePower answers one command a line on each connection: on, off,

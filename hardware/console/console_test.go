@@ -138,7 +138,7 @@ func openPTY(t *testing.T) (master *os.File, s *Serial) {
 	t.Helper()
 	master, slave, err := pty.Open()
 	require.NoError(t, err)
-	s, err = OpenSerial("rpi-01", slave.Name(), 115200)
+	s, err = OpenSerial("rpi-01", slave.Name(), Line{Baud: 115200})
 	if err != nil {
 		master.Close()
 		slave.Close()
@@ -175,7 +175,7 @@ func TestSerialReadWrite(t *testing.T) {
 }
 
 func TestSerialMissingDevice(t *testing.T) {
-	_, err := OpenSerial("rpi-01", "/dev/ttyUSB-troupe-missing", 115200)
+	_, err := OpenSerial("rpi-01", "/dev/ttyUSB-troupe-missing", Line{Baud: 115200})
 	require.Error(t, err)
 	assert.Equal(t, "console of rpi-01: open /dev/ttyUSB-troupe-missing: no such file or directory", err.Error())
 	assert.ErrorIs(t, err, fs.ErrNotExist)

@@ -17,11 +17,8 @@ import (
 // pending reads on Close by itself; this is a second line of defence).
 const serialPollInterval = 100 * time.Millisecond
 
-// tracePoll: a Read's poll timed out with nothing read; it polls again.
-const tracePoll = "poll"
-
-// Serial is a board console on a local serial device, 8N1, no flow control,
-// raw mode.
+// Serial is a board console on a local serial device in raw mode, with the
+// line settings it was opened with.
 type Serial struct {
 	board, device string
 	port          serial.Port
@@ -36,27 +33,31 @@ type Serial struct {
 	trace func(event string) // set by tests before any I/O: told of each tracePoll
 }
 
-// OpenSerial opens device at baud, 8N1, for board. DTR and RTS are asserted
-// when the device supports it (errors doing so are ignored: a pty, for
-// instance, has no modem lines). Errors name the board and the device, e.g.
-// "console of rpi-01: open /dev/ttyUSB0: no such file or directory"; a
-// missing device satisfies errors.Is(err, fs.ErrNotExist).
-func OpenSerial(board, device string, baud int) (*Serial, error) {
-	if baud <= 0 {
-		return nil, fmt.Errorf("console of %s: open %s: invalid baud rate %d", board, device, baud)
+// tracePoll: a Read's poll timed out with nothing read; it polls again.
+const tracePoll = "poll"
+
+// OpenSerial opens device with the line settings line (8 data bits; the
+// zero values of its other fields mean no parity, 1 stop bit, no flow
+// control) for board. DTR and RTS are asserted when the device supports it
+// (errors doing so are ignored: a pty, for instance, has no modem lines).
+// Errors name the board and the device, e.g. "console of rpi-01: open
+// /dev/ttyUSB0: no such file or directory"; a missing device satisfies
+// errors.Is(err, fs.ErrNotExist).
+func OpenSerial(board, device string, line Line) (*Serial, error) {
+	if err := line.check(); err != nil {
+		return nil, fmt.Errorf("console of %s: open %s: %w", board, device, err)
 	}
-	port, err := serial.Open(device, &serial.Mode{
-		BaudRate: baud,
-		DataBits: 8,
-		Parity:   serial.NoParity,
-		StopBits: serial.OneStopBit,
-	})
+	port, err := serial.Open(device, line.mode())
 	if err != nil {
 		return nil, fmt.Errorf("console of %s: open %s: %w", board, device, err)
 	}
 	if err := port.SetReadTimeout(serialPollInterval); err != nil {
 		_ = port.Close()
 		return nil, fmt.Errorf("console of %s: open %s: set read timeout: %w", board, device, err)
+	}
+	if err := setFlow(device, line.Flow); err != nil {
+		_ = port.Close()
+		return nil, fmt.Errorf("console of %s: open %s: %w", board, device, err)
 	}
 	// Modem-control ioctls fail on ptys and some adapters; not fatal.
 	_ = port.SetDTR(true)

@@ -1,0 +1,284 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+// Bounds of the operator commands.
+const (
+	// maxReservation is the longest a board may be reserved at once.
+	maxReservation = 7 * 24 * time.Hour
+	// defaultReservation is a reservation's length when none is asked.
+	defaultReservation = time.Hour
+	// opPowerTimeout bounds one power command (switch, read-back, cycle delay).
+	opPowerTimeout = 5 * time.Minute
+)
+
+// Reservation is a board's state as the operator commands answer it.
+type Reservation struct {
+	Name          string    `json:"name"`
+	ReservedBy    string    `json:"reserved_by"`             // "" when not reserved
+	ReservedUntil time.Time `json:"reserved_until,omitzero"` // zero when not reserved
+	Job           string    `json:"job"`                     // the job running on it, or ""
+	Power         string    `json:"power,omitempty"`         // "on" or "off", from a power command
+}
+
+// opsRoutes registers the operator commands: reserve, release, power.
+// All are for admins.
+func (s *Server) opsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/devices/{name}/reserve", s.allow(Admin, s.reserve))
+	mux.HandleFunc("POST /api/v1/devices/{name}/release", s.allow(Admin, s.release))
+	mux.HandleFunc("POST /api/v1/devices/{name}/power", s.allow(Admin, s.power))
+	mux.HandleFunc("GET /api/v1/devices/{name}/console", s.allow(Admin, s.console))
+}
+
+// consoleMessage bounds one message typed into a board's console.
+const consoleMessage = 4096
+
+// console bridges a WebSocket to the console of a board the caller holds
+// (reserved by them, no job on it): binary messages both ways, the board's
+// bytes as they come. While a job runs on the board its console is the
+// job's: 409 names the job (its stream shows the console, read-only).
+func (s *Server) console(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("name")
+	b, ok := s.board(w, name)
+	if !ok {
+		return
+	}
+	if b.Hardware == nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("board %s: not a hardware board (backend %s)", name, b.Backend))
+		return
+	}
+	res, err := s.reservation(name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	switch {
+	case res.Job != "":
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s: its console is the job's (read-only: the job's stream)", name, res.Job))
+		return
+	case res.ReservedBy != c.name:
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+		return
+	}
+	con, err := hardware.OpenConsole(b, s.log)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	defer con.Close()
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered
+	}
+	defer conn.Close()
+	conn.SetReadLimit(consoleMessage)
+	s.log.Info("device console attached", "device", name, "by", c.name)
+	out := make(chan struct{})
+	go func() {
+		defer close(out)
+		buf := make([]byte, 4096)
+		for {
+			n, err := con.Read(buf)
+			if n > 0 {
+				_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if conn.WriteMessage(websocket.BinaryMessage, buf[:n]) != nil {
+					return
+				}
+			}
+			if err != nil {
+				msg := "console closed"
+				if !errors.Is(err, io.EOF) {
+					msg = err.Error()
+				}
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, truncate(msg, 120)), time.Now().Add(time.Second))
+				_ = conn.Close()
+				return
+			}
+		}
+	}()
+	for {
+		_, p, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		if _, err := con.Write(p); err != nil {
+			break
+		}
+	}
+	_ = con.Close()
+	<-out
+	s.log.Info("device console detached", "device", name, "by", c.name)
+}
+
+// truncate cuts s to n bytes at most.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// board is the lab's board called name, or a 404 written.
+func (s *Server) board(w http.ResponseWriter, name string) (lab.Board, bool) {
+	for _, b := range s.labDef.Boards {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no device %q", name))
+	return lab.Board{}, false
+}
+
+// reservation is the current reservation state of board name.
+func (s *Server) reservation(name string) (Reservation, error) {
+	bs, err := s.lab.Boards()
+	if err != nil {
+		return Reservation{}, err
+	}
+	for _, b := range bs {
+		if b.Name == name {
+			return Reservation{Name: name, ReservedBy: b.ReservedBy, ReservedUntil: b.ReservedUntil, Job: b.Job}, nil
+		}
+	}
+	return Reservation{}, fmt.Errorf("no device %q", name)
+}
+
+// decodeOp reads a small JSON body into v (an empty body leaves v as it is).
+func decodeOp(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body: %v", err))
+		return false
+	}
+	return true
+}
+
+func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("name")
+	if _, ok := s.board(w, name); !ok {
+		return
+	}
+	var body struct {
+		For string `json:"for"`
+	}
+	if !decodeOp(w, r, &body) {
+		return
+	}
+	d := defaultReservation
+	if body.For != "" {
+		var err error
+		if d, err = time.ParseDuration(body.For); err != nil || d <= 0 || d > maxReservation {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("for %q: want a duration > 0 and <= %v", body.For, maxReservation))
+			return
+		}
+	}
+	if err := s.lab.Reserve(name, c.name, time.Now().Add(d)); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s.log.Info("device reserved", "device", name, "by", c.name, "for", d)
+	s.answerReservation(w, name, "")
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("name")
+	if _, ok := s.board(w, name); !ok {
+		return
+	}
+	if err := s.lab.Release(name); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s.log.Info("device released", "device", name, "by", c.name)
+	s.answerReservation(w, name, "")
+}
+
+// power switches a board or reads its power. Switching needs the board
+// reserved by the caller: a job must not find it switched under it.
+func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("name")
+	b, ok := s.board(w, name)
+	if !ok {
+		return
+	}
+	var body struct {
+		Action string `json:"action"`
+	}
+	if !decodeOp(w, r, &body) {
+		return
+	}
+	switch body.Action {
+	case "on", "off", "cycle", "status":
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("action %q: want on, off, cycle or status", body.Action))
+		return
+	}
+	sw, err := hardware.Switch(b)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if body.Action != "status" {
+		res, err := s.reservation(name)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		switch {
+		case res.Job != "":
+			writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s", name, res.Job))
+			return
+		case res.ReservedBy != c.name:
+			writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), opPowerTimeout)
+	defer cancel()
+	switch body.Action {
+	case "on":
+		err = sw.On(ctx)
+	case "off":
+		err = sw.Off(ctx)
+	case "cycle":
+		if err = sw.Off(ctx); err == nil {
+			err = sw.On(ctx)
+		}
+	}
+	var on bool
+	if err == nil {
+		on, err = sw.State(ctx)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	if body.Action != "status" {
+		s.log.Info("device power", "device", name, "action", body.Action, "by", c.name)
+	}
+	s.answerReservation(w, name, map[bool]string{true: "on", false: "off"}[on])
+}
+
+func (s *Server) answerReservation(w http.ResponseWriter, name, power string) {
+	res, err := s.reservation(name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	res.Power = power
+	writeJSON(w, http.StatusOK, res)
+}
