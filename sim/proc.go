@@ -117,10 +117,9 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	}
 }
 
-// stopSandbox SIGSTOPs every process of a sandbox (its PID 1, the shell,
-// and all it started) but the chain's outermost process, whose child is
-// the PID 1: that one still ends the sandbox at power off. It repeats
-// until a pass finds no new process.
+// stopSandbox SIGSTOPs every process of a sandbox below its PID 1 (the
+// shell and all it started); chain is its outermost process, whose child
+// is the PID 1. It repeats until a pass finds no new process.
 func stopSandbox(chain int) {
 	done := map[int]bool{}
 	for pass := 0; pass < 20; pass++ {
@@ -132,7 +131,7 @@ func stopSandbox(chain int) {
 		found := false
 		var walk func(pid, depth int)
 		walk = func(pid, depth int) {
-			if depth >= 1 && !done[pid] {
+			if depth >= 2 && !done[pid] {
 				done[pid] = true
 				found = true
 				_ = syscall.Kill(pid, syscall.SIGSTOP)

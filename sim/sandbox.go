@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ import (
 //	            └─ exec: unshare: new user, mount, PID, UTS and IPC namespaces
 //	                  └─ fork + exec: this program re-executed (see init below),
 //	                     stage "init", PID 1 of the board: hostname, mounts,
-//	                     then exec /bin/sh on the console (it reaps orphans)
+//	                     /bin/sh on the console, reaper of every orphan
 //
 // The network's namespaces are held by a stage "net" process (network.go).
 // Killing the init ends its PID namespace: no process of the board
@@ -201,7 +202,8 @@ func (sb *sandbox) initPID() (int, error) {
 }
 
 // initStage is PID 1 of a board: it builds the board's file system view,
-// then becomes the shell on the console.
+// starts the shell on the console and reaps every process until the shell
+// exits, then exits with its status (ending every other process).
 func initStage(arg string) error {
 	cfg, err := parseStage(arg)
 	if err != nil {
@@ -228,16 +230,37 @@ func initStage(arg string) error {
 	if cfg.Probe {
 		return nil
 	}
-	// The shell becomes PID 1: a Go init would cost every board a Go
-	// runtime's memory. sh (dash) reaps whatever child ends while it waits,
-	// reparented orphans included; when it exits, the namespace ends.
-	if _, err := unix.Setsid(); err != nil {
-		return fmt.Errorf("setsid: %w", err)
+	// Signals from inside the namespace reach PID 1 only through handlers:
+	// catch and drop them, like init (the shell gets default ones).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	// The shell is not PID 1 itself: a board's shell must die of kill -9 $$.
+	sh := exec.Command("/bin/sh", "-i")
+	sh.Dir = sandboxHome
+	sh.Env = cfg.Env
+	sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sh.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := sh.Start(); err != nil {
+		return fmt.Errorf("start shell: %w", err)
 	}
-	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("console as controlling tty: %w", err)
+	_ = os.Stdin.Close()
+	_ = os.Stdout.Close()
+	_ = os.Stderr.Close()
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			os.Exit(126)
+		}
+		if pid == sh.Process.Pid {
+			if ws.Exited() {
+				os.Exit(ws.ExitStatus())
+			}
+			os.Exit(128 + int(ws.Signal()))
+		}
 	}
-	return unix.Exec("/bin/sh", []string{"/bin/sh", "-i"}, cfg.Env)
 }
 
 func parseStage(arg string) (stageConfig, error) {

@@ -202,8 +202,8 @@ func TestOffKillsEverything(t *testing.T) {
 	sh := hostPID(t, token, pidOf(t, run(t, b, c, "echo $$")))
 	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", sh))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) >= 5 }, waitTO, 10*time.Millisecond,
-		"the shell (PID 1), 3 sleeps and the env -i one")
+	require.Eventually(t, func() bool { return len(inPIDNamespace(ns)) >= 6 }, waitTO, 10*time.Millisecond,
+		"init, shell, 3 sleeps and the env -i one")
 
 	require.NoError(t, b.Off(ctxT(t, waitTO)))
 	for _, pid := range pids {

@@ -455,7 +455,10 @@ func TestCancel(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			out := filepath.Join(t.TempDir(), "out")
-			job := writeJob(t, `name = "cancel"
+			// The pids the boards print are their sandboxes' own: the
+			// sleeps are found on the host by a duration of their own.
+			dur := strconv.Itoa(1000 + int(sig))
+			job := writeJob(t, strings.ReplaceAll(`name = "cancel"
 [roles.a]
 device_type = "sim"
 count = 2
@@ -471,7 +474,7 @@ setsid sleep 1000 &
 echo "bg pids: $a $!"
 echo "ready to be canceled"
 wait
-'''`)
+'''`, "1000", dur))
 			cmd := exec.Command(troupeBin, "run", "--out", out, job)
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
@@ -492,9 +495,8 @@ wait
 				pids = waitForPids(t, logs, deadline)
 			}
 			require.Len(t, pids, 4, "pids of background sleeps")
-			for _, p := range pids {
-				require.NoError(t, syscall.Kill(p, 0), "pid %d should run before cancel", p)
-			}
+			require.Eventually(t, func() bool { return len(hostProcs("sleep", dur)) == 4 }, time.Minute, 20*time.Millisecond,
+				"the background sleeps should run before cancel")
 			require.NoError(t, cmd.Process.Signal(sig))
 			var rest bytes.Buffer
 			for sc.Scan() {
@@ -511,9 +513,7 @@ wait
 			for _, n := range r.Nodes {
 				assert.Equal(t, report.StatusCanceled, n.Status)
 			}
-			for _, p := range pids {
-				assert.ErrorIs(t, syscall.Kill(p, 0), syscall.ESRCH, "pid %d left running", p)
-			}
+			assert.Empty(t, hostProcs("sleep", dur), "background sleeps left running")
 		})
 	}
 }
