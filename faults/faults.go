@@ -26,6 +26,10 @@ import (
 type Injector struct {
 	plan scenario.Plan
 	log  func(string)
+	// Boards are opened with these sandbox settings: the group networks
+	// of the run and, for a lab with sandbox = "none", no sandbox.
+	networks    *sim.Networks
+	unsandboxed bool
 
 	mu      sync.Mutex
 	boards  map[string]*sim.Board // by node
@@ -36,14 +40,14 @@ type Injector struct {
 	stopped bool
 }
 
-// New returns an injector for plan; log (may be nil) is told of every
-// fault as it fires.
-func New(plan scenario.Plan, log func(string)) *Injector {
+// New returns an injector for plan on the boards of lab l; log (may be
+// nil) is told of every fault as it fires.
+func New(plan scenario.Plan, l *lab.Lab, log func(string)) *Injector {
 	if log == nil {
 		log = func(string) {}
 	}
 	return &Injector{plan: plan, log: log, boards: map[string]*sim.Board{}, config: map[string]sim.Faults{},
-		fired: make([]bool, len(plan.Faults))}
+		fired: make([]bool, len(plan.Faults)), networks: sim.NewNetworks(), unsandboxed: l.Sandbox == lab.SandboxNone}
 }
 
 // staticKinds are set on the board itself; with the boot trigger, before
@@ -55,7 +59,7 @@ var staticKinds = map[string]bool{
 
 // Open makes a simulated board for node and arms the faults aimed at it.
 func (in *Injector) Open(node string, b lab.Board, dir string) (actors.Backend, error) {
-	sb, err := sim.New(sim.Options{Name: b.Name, Dir: dir})
+	sb, err := sim.New(sim.Options{Name: b.Name, Dir: dir, Networks: in.networks, Unsandboxed: in.unsandboxed})
 	if err != nil {
 		return nil, err
 	}

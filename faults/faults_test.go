@@ -23,7 +23,7 @@ func pf(node, kind, when string) scenario.PlannedFault {
 
 func TestTriggers(t *testing.T) {
 	var log []string
-	in := New(plan(pf("a-0", "power-loss", "test:work"), pf("b-0", "shell-hang", "deploy")), func(s string) { log = append(log, s) })
+	in := New(plan(pf("a-0", "power-loss", "test:work"), pf("b-0", "shell-hang", "deploy")), &lab.Lab{}, func(s string) { log = append(log, s) })
 	defer in.Stop()
 	dir := t.TempDir()
 	for _, n := range []string{"a-0", "b-0"} {
@@ -43,7 +43,7 @@ func TestTriggers(t *testing.T) {
 }
 
 func TestBootFaultsAreSetBeforePowerOn(t *testing.T) {
-	in := New(plan(pf("a-0", "boot-hang", "boot")), nil)
+	in := New(plan(pf("a-0", "boot-hang", "boot")), &lab.Lab{}, nil)
 	defer in.Stop()
 	be, err := in.Open("a-0", lab.Board{Name: "sim-a"}, t.TempDir())
 	require.NoError(t, err)
@@ -54,7 +54,7 @@ func TestBootFaultsAreSetBeforePowerOn(t *testing.T) {
 func TestConsoleTrigger(t *testing.T) {
 	f := pf("a-0", "kernel-panic", "console:READY [0-9]+")
 	f.After = time.Hour // armed by the line; Stop cancels it before it fires
-	in := New(plan(f), nil)
+	in := New(plan(f), &lab.Lab{}, nil)
 	defer in.Stop()
 	src := &pipeConsole{}
 	src.r, src.w = io.Pipe()

@@ -145,7 +145,7 @@ func playScenario(sc *scenario.Scenario, seed uint64, out string, logger *slog.L
 			health[b.Name] = "unknown"
 		}
 	}
-	inj := faults.New(plan, func(s string) { fmt.Fprintf(stdout, "  %s\n", s) })
+	inj := faults.New(plan, l, func(s string) { fmt.Fprintf(stdout, "  %s\n", s) })
 	defer inj.Stop()
 	rs, err := runner.RunMany(context.Background(), []*jobs.Job{job}, l, runner.Options{
 		Out:    out,
