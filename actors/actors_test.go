@@ -691,6 +691,9 @@ device_type = "fake"
 type = "deploy"
 timeout = "7s"
 [[action]]
+type = "boot"
+roles = ["a"]
+[[action]]
 type = "test"
 roles = ["a"]
 name = "crashy"
@@ -726,7 +729,7 @@ run = "true"
 				assert.Equal(t, report.StatusComplete, nodes["b-0"].Status, nodes["b-0"].Error)
 				assert.Contains(t, r.Job.Error, "a-0: node actor crashed")
 			}
-			checkReleased(t, h.fake("a-0"), 1)
+			checkReleased(t, h.fake("a-0"), 2) // its boot's power cycle, then the release
 			checkReleased(t, h.fake("b-0"), 1)
 		})
 	}

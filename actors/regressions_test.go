@@ -56,6 +56,8 @@ device_type = "fake"
 [[action]]
 type = "deploy"
 [[action]]
+type = "boot"
+[[action]]
 type = "test"
 name = "x"
 timeout = "9s"
