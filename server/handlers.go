@@ -13,7 +13,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
@@ -273,6 +275,10 @@ type Device struct {
 	Backend    string   `json:"backend"`
 	Health     string   `json:"health"`
 	Job        string   `json:"job"`
+	// ReservedBy holds the board for manual work until ReservedUntil
+	// (troupe reserve); "" and zero when nobody does.
+	ReservedBy    string    `json:"reserved_by"`
+	ReservedUntil time.Time `json:"reserved_until,omitzero"`
 }
 
 func (s *Server) deviceList() []Device {
@@ -302,7 +308,22 @@ func (s *Server) deviceList() []Device {
 }
 
 func (s *Server) devices(w http.ResponseWriter, _ *http.Request, _ caller) {
-	writeJSON(w, http.StatusOK, s.deviceList())
+	ds := s.deviceList()
+	// Reservations live in the lab actor: asked outside s.mu.
+	bs, err := s.lab.Boards()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	held := map[string]actors.BoardStatus{}
+	for _, b := range bs {
+		held[b.Name] = b
+	}
+	for i := range ds {
+		b := held[ds[i].Name]
+		ds[i].ReservedBy, ds[i].ReservedUntil = b.ReservedBy, b.ReservedUntil
+	}
+	writeJSON(w, http.StatusOK, ds)
 }
 
 func (s *Server) setHealth(w http.ResponseWriter, r *http.Request, c caller) {

@@ -108,6 +108,17 @@ device_type = "sim"
 	var j server.Job
 	require.NoError(t, json.Unmarshal(data, &j))
 	assert.Equal(t, "queued", j.Status, "a reserved board is not scheduled")
+	// The device list (and so the UI's device page) shows who holds it.
+	code, data = api(t, "GET", srv.url+"/api/v1/devices", submitter, "")
+	require.Equal(t, http.StatusOK, code, string(data))
+	var devs []server.Device
+	require.NoError(t, json.Unmarshal(data, &devs))
+	held := map[string]server.Device{}
+	for _, d := range devs {
+		held[d.Name] = d
+	}
+	assert.Equal(t, "boss", held["ops-bbb"].ReservedBy)
+	assert.WithinDuration(t, time.Now().Add(30*time.Minute), held["ops-bbb"].ReservedUntil, 5*time.Minute)
 
 	r = as(admin, "power", "ops-bbb", "off")
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -930,14 +930,15 @@ function queuePage(alive) {
 function devicesPage(alive) {
   const tbody = el('tbody', {id: 'devices'});
   main.replaceChildren(el('h1', {}, 'Devices'),
-    el('table', {class: 'cards'}, head(['Name', 'Type', 'Tags', 'Backend', 'Health', 'Current job']), tbody));
+    el('table', {class: 'cards'}, head(['Name', 'Type', 'Tags', 'Backend', 'Health', 'Current job', 'Reserved by']), tbody));
   poll(alive, 5000, async () => {
     const devices = await api('GET', '/devices');
     if (!alive()) return;
     tbody.replaceChildren(...devices.map((d) => row([
       d.name, d.device_type, (d.tags || []).join(', '), d.backend, badge(d.health, 'health'), d.job ? jobLink(d.job) : '—',
+      d.reserved_by ? `${d.reserved_by} until ${new Date(d.reserved_until).toLocaleString()}` : '—',
     ], {'data-name': d.name})));
-    if (!devices.length) tbody.append(el('tr', {}, el('td', {colspan: 6, class: 'muted'}, 'No devices.')));
+    if (!devices.length) tbody.append(el('tr', {}, el('td', {colspan: 7, class: 'muted'}, 'No devices.')));
   });
 }
 
