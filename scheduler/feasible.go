@@ -33,8 +33,22 @@ func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
 // [usb]; the lab has 1". lab.Check, the lab's state machine and Plan all
 // decide with it.
 func Never(s State, j Job) error {
-	p := newPlanner(s)
-	if lines := p.never(&j); len(lines) > 0 {
+	return NewFeasibility(s.Boards).Never(j)
+}
+
+// Feasibility answers Never for many jobs on one lab: it indexes the
+// boards once and remembers the role sets it found feasible. It must not
+// be used after the boards' health changes.
+type Feasibility struct{ p *planner }
+
+// NewFeasibility indexes the lab's boards for Never.
+func NewFeasibility(boards []Board) *Feasibility {
+	return &Feasibility{p: newPlanner(State{Boards: boards})}
+}
+
+// Never is the package's Never for a job on this lab.
+func (f *Feasibility) Never(j Job) error {
+	if lines := f.p.never(&j); len(lines) > 0 {
 		return &NeverError{JobID: j.ID, Lines: lines}
 	}
 	return nil

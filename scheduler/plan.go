@@ -469,7 +469,7 @@ func Plan(s State) Decision {
 func plan(s State, reserve, share bool) Decision {
 	p := newPlanner(s)
 	p.noShare = !share
-	d := Decision{Reserved: map[string]string{}, Explain: map[string]Explanation{}}
+	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, len(s.Queue))}
 	for i, b := range s.Boards {
 		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)
