@@ -156,6 +156,7 @@ func (st *roleState) avoid(p *planner, i int, backfill bool) {
 	st.idle--
 	st.avoided++
 }
+
 func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 	p.markAvoid(j)
 	backfill := p.mayBackfill(j)
