@@ -34,6 +34,7 @@ FUZZ += ./server:FuzzSubmission
 FUZZ += ./cmd/troupe:FuzzParseFlags
 FUZZ += ./server:FuzzReadActions
 FUZZ += ./hardware/console:FuzzTelnetDecode
+FUZZ += ./cmd/benchtable:FuzzParse
 
 .PHONY: all build run test deps vet unit fuzz bench clean
 
@@ -77,11 +78,17 @@ fuzz:
 
 test: deps vet unit fuzz
 
+# `make bench` runs the benchmarks into $(BENCH_OUT), then prints the
+# issue-18 figures with their goals (cmd/benchtable; exit 1 if one failed).
+BENCH_OUT ?= bench.out
 bench:
-	$(GO) test -run='^$$' -bench=. ./coordinator ./actors
-	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner
-	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu
-	@echo "1000-node sync job: TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner"
+	@: > $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./scheduler ./labstate 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner 2>&1 | tee -a $(BENCH_OUT)
+	TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench='SubmitLoad' -benchtime=1x -timeout=90m ./server 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) run ./cmd/benchtable < $(BENCH_OUT)
 
 clean:
 	rm -rf bin results

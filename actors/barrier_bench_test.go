@@ -39,6 +39,8 @@ timeout = "5m"
 device_type = "sim"
 count = %d
 [[action]]
+type = "boot"
+[[action]]
 type = "test"
 name = "t"
 run = "true"

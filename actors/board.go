@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -115,6 +116,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			err = boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())
 		}
 		if err == nil {
+			a.putHelpers()
 			err = a.shell.Init(ctx)
 		}
 		if err != nil {
@@ -251,3 +253,23 @@ func (a *boardActor) release() error {
 
 // consoleRef lets the shell be made before the console it talks to.
 type consoleRef struct{ *console.Console }
+
+// putHelpers puts the test shell's helpers on a board that can take files
+// without the console; if that fails, Init types them.
+func (a *boardActor) putHelpers() {
+	fp, ok := a.backend.(FilePutter)
+	if !ok {
+		return
+	}
+	files, err := testshell.Helpers()
+	if err == nil {
+		put := make(map[string][]byte, len(files))
+		for n, data := range files {
+			put[path.Join(testshell.TmpSubdir, n)] = data
+		}
+		err = fp.PutFiles(put, 0o755)
+	}
+	if err != nil {
+		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
+	}
+}

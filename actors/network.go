@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"io/fs"
 
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
@@ -20,6 +21,14 @@ type Networked interface {
 // deployed with images = {kernel, initrd, rootfs} (QEMU boards).
 type ImagesDeployer interface {
 	DeployImages(ctx context.Context, im jobs.Images) error
+}
+
+// FilePutter is a backend that can put files on its board without the
+// console (sim boards: straight into the sandbox's /tmp), paths relative to
+// the board shell's $TMPDIR. The board actor puts the test shell's helpers
+// there before the shell's Init, which then types nothing.
+type FilePutter interface {
+	PutFiles(files map[string][]byte, mode fs.FileMode) error
 }
 
 // errNoImages: a deploy action with images on a board that takes one image.

@@ -198,6 +198,7 @@ type Machine struct {
 	lastCheck map[string]time.Time
 	queue     []*queued
 	running   map[string]*running
+	feasible  *scheduler.Feasibility // for the boards' current health; nil: make one
 	checkSeq  int
 	ticking   bool
 	out       []Effect
@@ -460,7 +461,10 @@ func (m *Machine) dropHopeless() {
 }
 
 func (m *Machine) never(j scheduler.Job) error {
-	return scheduler.Never(scheduler.State{Boards: m.boards}, j)
+	if m.feasible == nil {
+		m.feasible = scheduler.NewFeasibility(m.boards)
+	}
+	return m.feasible.Never(j)
 }
 
 func (m *Machine) setHealth(board string, h scheduler.Health, reason string) {
@@ -469,6 +473,7 @@ func (m *Machine) setHealth(board string, h scheduler.Health, reason string) {
 		return
 	}
 	m.boards[i].Health = h
+	m.feasible = nil
 	m.emit(HealthChanged{Board: board, Health: h, Reason: reason})
 }
 
@@ -479,6 +484,7 @@ func (m *Machine) plan(now time.Time) {
 	for t := range m.cfg.Checks {
 		st.Checked[t] = true
 	}
+	st.Queue = make([]scheduler.Job, 0, len(m.queue))
 	for _, q := range m.queue {
 		st.Queue = append(st.Queue, q.job)
 	}

@@ -27,8 +27,9 @@ type Explanation struct {
 
 // RoleWait counts the boards of one role of a waiting job. Every board of
 // the role's device type that carries all the role's tags is counted in
-// exactly one of Unhealthy, Avoided, Busy, ReservedBy, ReservedFor and
-// Idle (in that order of precedence). Empty maps are nil. The maps may be shared between
+// exactly one of Unhealthy, Busy, ReservedBy, ReservedFor, Avoided and
+// Idle (in that order of precedence: Avoided counts the boards the job
+// avoids that would otherwise be idle for it). Empty maps are nil. The maps may be shared between
 // the RoleWaits of a Decision (computing 1000 explanations must stay cheap):
 // treat them as read-only.
 type RoleWait struct {
@@ -40,7 +41,7 @@ type RoleWait struct {
 	// Unhealthy counts bad, maintenance and retired boards, and unknown
 	// ones of checked device types.
 	Unhealthy   map[Health]int      `json:"unhealthy"`
-	Avoided     int                 `json:"avoided"`      // boards the job avoids
+	Avoided     int                 `json:"avoided"`      // otherwise idle boards the job avoids
 	Busy        map[string][]string `json:"busy"`         // job ID → its boards (running, or started by this decision)
 	ReservedBy  map[string][]string `json:"reserved_by"`  // owner → boards reserved for manual work
 	ReservedFor map[string][]string `json:"reserved_for"` // job ID → idle boards reserved for it that this job may not use
@@ -53,6 +54,8 @@ type RoleWait struct {
 type roleState struct {
 	avoided     int
 	busy        map[string][]string
+	busyIDs     []string // the keys of busy, sorted
+	busyN       int      // boards in busy
 	reservedBy  map[string][]string
 	until       map[string]time.Time // owner → end of its latest reservation
 	reservedFor map[string][]string
@@ -67,26 +70,51 @@ type stateKey struct {
 }
 
 func (p *planner) roleState(j *Job, sp *spec, tags []string, backfill bool) *roleState {
-	shared := p.head != j
-	if shared {
-		for _, name := range j.Avoid {
-			if i, ok := p.index[name]; ok && slices.Contains(sp.fit, i) {
-				shared = false
-			}
-		}
+	if p.head == j || p.noShare {
+		st := p.countRole(j, sp, true, backfill)
+		st.tail = describeRole(sp, st, tags)
+		return st
 	}
+	// Not the head: no board is reserved for j, so the state is the one
+	// of every job of the same spec, less the boards j avoids.
 	key := stateKey{sp, backfill}
-	if shared {
-		if st, ok := p.states[key]; ok {
-			return st
+	base, ok := p.states[key]
+	if !ok {
+		base = p.countRole(j, sp, false, backfill)
+		base.tail = describeRole(sp, base, tags)
+		if p.states == nil {
+			p.states = map[stateKey]*roleState{}
 		}
+		p.states[key] = base
 	}
+	var own *roleState
+	var done []int
+	for _, name := range j.Avoid {
+		i, ok := p.index[name]
+		if !ok || !p.healthy[i] || slices.Contains(done, i) || !slices.Contains(sp.fit, i) {
+			continue
+		}
+		done = append(done, i)
+		if own == nil {
+			c := *base
+			own = &c
+		}
+		own.avoid(p, i, backfill)
+	}
+	if own == nil {
+		return base
+	}
+	own.tail = describeRole(sp, own, tags)
+	return own
+}
+
+// countRole counts the boards of sp for j; avoid: count the boards j
+// avoids as such (else as if it avoided none).
+func (p *planner) countRole(j *Job, sp *spec, avoid, backfill bool) *roleState {
 	st := &roleState{}
 	for _, i := range sp.fit {
 		switch {
 		case !p.healthy[i]:
-		case p.avoided(i):
-			st.avoided++
 		case p.busyBy[i] != "":
 			if st.busy == nil {
 				st.busy = map[string][]string{}
@@ -105,18 +133,28 @@ func (p *planner) roleState(j *Job, sp *spec, tags []string, backfill bool) *rol
 			}
 			st.reservedFor[p.resv[i]] = append(st.reservedFor[p.resv[i]], p.boards[i].Name)
 			st.reserved = append(st.reserved, p.boards[i].Name)
+		case avoid && p.avoided(i):
+			st.avoided++
 		default:
 			st.idle++
 		}
 	}
-	st.tail = describeRole(sp, st, tags)
-	if shared {
-		if p.states == nil {
-			p.states = map[stateKey]*roleState{}
-		}
-		p.states[key] = st
+	for id, bs := range st.busy {
+		st.busyIDs = append(st.busyIDs, id)
+		st.busyN += len(bs)
 	}
+	slices.Sort(st.busyIDs)
 	return st
+}
+
+// avoid counts healthy board i of the role as avoided if countRole
+// counted it idle (st is a copy of a shared state).
+func (st *roleState) avoid(p *planner, i int, backfill bool) {
+	if p.busyBy[i] != "" || p.heldBy[i] != "" || (p.resv[i] != "" && !backfill) {
+		return
+	}
+	st.idle--
+	st.avoided++
 }
 
 func (p *planner) explain(j *Job, pos int, never []string) Explanation {
@@ -124,6 +162,7 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 	backfill := p.mayBackfill(j)
 	e := Explanation{JobID: j.ID, Position: pos}
 	var sum strings.Builder
+	sum.Grow(160)
 	sum.WriteString("position ")
 	sum.WriteString(strconv.Itoa(pos))
 	if len(never) > 0 {
@@ -149,7 +188,9 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 		reservedSeen = append(reservedSeen, st.reserved...)
 		if st.idle < r.Count && len(never) == 0 {
 			short++
-			fmt.Fprintf(&sum, "; role %s needs %d %s boards%s: %s", r.Name, r.Count, r.DeviceType, withTags(r.Tags), st.tail)
+			for _, part := range [...]string{"; role ", r.Name, " needs ", strconv.Itoa(r.Count), " ", r.DeviceType, " boards", withTags(r.Tags), ": ", st.tail} {
+				sum.WriteString(part)
+			}
 		}
 	}
 	if short == 0 && len(never) == 0 {
@@ -160,7 +201,9 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 	} else if len(reservedSeen) > 0 && len(never) == 0 {
 		slices.Sort(reservedSeen)
 		reservedSeen = slices.Compact(reservedSeen)
-		fmt.Fprintf(&sum, "; waiting for %s (head of queue, reserved %s)", p.head.ID, list(reservedSeen))
+		for _, part := range [...]string{"; waiting for ", p.head.ID, " (head of queue, reserved ", list(reservedSeen), ")"} {
+			sum.WriteString(part)
+		}
 	}
 	e.Summary = sum.String()
 	return e
@@ -183,14 +226,7 @@ func describeRole(sp *spec, st *roleState, tags []string) string {
 	var sum strings.Builder
 	fmt.Fprintf(&sum, "%d idle", st.idle)
 	if len(st.busy) > 0 {
-		n := 0
-		ids := make([]string, 0, len(st.busy))
-		for id, bs := range st.busy {
-			n += len(bs)
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		fmt.Fprintf(&sum, ", %d busy (%s)", n, list(ids))
+		fmt.Fprintf(&sum, ", %d busy (%s)", st.busyN, list(st.busyIDs))
 	}
 	if len(st.reservedBy) > 0 {
 		owners := make([]string, 0, len(st.reservedBy))

@@ -2,7 +2,7 @@ package scheduler
 
 import (
 	"fmt"
-	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -33,8 +33,22 @@ func (e *NeverError) Error() string { return strings.Join(e.Lines, "; ") }
 // [usb]; the lab has 1". lab.Check, the lab's state machine and Plan all
 // decide with it.
 func Never(s State, j Job) error {
-	p := newPlanner(s)
-	if lines := p.never(&j); len(lines) > 0 {
+	return NewFeasibility(s.Boards).Never(j)
+}
+
+// Feasibility answers Never for many jobs on one lab: it indexes the
+// boards once and remembers the role sets it found feasible. It must not
+// be used after the boards' health changes.
+type Feasibility struct{ p *planner }
+
+// NewFeasibility indexes the lab's boards for Never.
+func NewFeasibility(boards []Board) *Feasibility {
+	return &Feasibility{p: newPlanner(State{Boards: boards})}
+}
+
+// Never is the package's Never for a job on this lab.
+func (f *Feasibility) Never(j Job) error {
+	if lines := f.p.never(&j); len(lines) > 0 {
 		return &NeverError{JobID: j.ID, Lines: lines}
 	}
 	return nil
@@ -43,15 +57,30 @@ func Never(s State, j Job) error {
 // never returns why j can never run on the lab, or nil.
 func (p *planner) never(j *Job) []string {
 	p.markAvoid(j)
+	key := ""
+	if len(j.Avoid) == 0 {
+		key = rolesKey(j.Roles)
+		if p.feasible[key] {
+			return nil
+		}
+	}
 	var lines []string
-	cands := make([][]int, len(j.Roles))
+	cands := p.neverCands[:0]
+	defer func() { p.neverCands = cands[:0] }()
+	p.neverBuf = p.neverBuf[:0]
 	for ri := range j.Roles {
 		r := &j.Roles[ri]
-		cands[ri] = p.spec(r).mayServe
+		cands = append(cands, p.spec(r).mayServe)
 		avoided := ""
 		if len(j.Avoid) > 0 {
+			start := len(p.neverBuf)
+			for _, i := range cands[ri] {
+				if !p.avoided(i) {
+					p.neverBuf = append(p.neverBuf, i)
+				}
+			}
 			all := len(cands[ri])
-			cands[ri] = slices.DeleteFunc(slices.Clone(cands[ri]), p.avoided)
+			cands[ri] = p.neverBuf[start:len(p.neverBuf):len(p.neverBuf)]
 			if n := all - len(cands[ri]); n > 0 {
 				avoided = fmt.Sprintf(" (and %d the job avoids)", n)
 			}
@@ -104,7 +133,30 @@ func (p *planner) never(j *Job) []string {
 		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
 			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
 	}
+	if key != "" {
+		if p.feasible == nil {
+			p.feasible = map[string]bool{}
+		}
+		p.feasible[key] = true
+	}
 	return nil
+}
+
+// rolesKey identifies what the roles need (device type, tags, count) for
+// the feasibility cache of jobs that avoid no board.
+func rolesKey(roles []Role) string {
+	var k strings.Builder
+	for _, r := range roles {
+		k.WriteString(r.DeviceType)
+		for _, t := range r.Tags {
+			k.WriteByte(0)
+			k.WriteString(t)
+		}
+		k.WriteByte(1)
+		k.WriteString(strconv.Itoa(r.Count))
+		k.WriteByte(2)
+	}
+	return k.String()
 }
 
 func withTags(tags []string) string {

@@ -186,7 +186,12 @@ type planner struct {
 	resv    []string    // job the board is reserved for, or ""
 	specs   map[string]*spec
 	states  map[stateKey]*roleState
+	noShare bool // count every waiting job's roles from scratch
 	byType  map[string][]int
+	// idleOfType counts the boards of each device type that are healthy,
+	// not busy and not held for manual work: no job needing more of a type
+	// can start now (a full lab then rejects each job without a search).
+	idleOfType map[string]int
 
 	// Head of the queue, once found.
 	head     *Job
@@ -198,8 +203,12 @@ type planner struct {
 	stamp     uint32
 	m         matcher
 	roleCands [][]int
-	nodeCands [][]int
-	buf       []int
+	// never's scratch, and the role sets (rolesKey) it found feasible.
+	neverCands [][]int
+	neverBuf   []int
+	feasible   map[string]bool
+	nodeCands  [][]int
+	buf        []int
 }
 
 func healthy(b Board, checked map[string]bool) bool {
@@ -226,6 +235,8 @@ func newPlanner(s State) *planner {
 		specs:   map[string]*spec{},
 		byType:  map[string][]int{},
 		avoid:   make([]uint32, n),
+
+		idleOfType: map[string]int{},
 	}
 	p.m.init(n)
 	for i, b := range s.Boards {
@@ -253,6 +264,11 @@ func newPlanner(s State) *planner {
 				p.busyBy[i] = r.JobID
 				p.freeAt[i] = later(p.freeAt[i], end)
 			}
+		}
+	}
+	for i, b := range s.Boards {
+		if p.healthy[i] && p.busyBy[i] == "" && p.heldBy[i] == "" {
+			p.idleOfType[b.DeviceType]++
 		}
 	}
 	return p
@@ -351,6 +367,17 @@ func usableList(sp *spec) []int { return sp.usable }
 
 // tryStart starts j now if every node gets a usable board.
 func (p *planner) tryStart(j *Job, d *Decision) bool {
+	for ri, r := range j.Roles {
+		need := 0
+		for _, o := range j.Roles[ri:] {
+			if o.DeviceType == r.DeviceType {
+				need += max(o.Count, 0)
+			}
+		}
+		if need > p.idleOfType[r.DeviceType] {
+			return false
+		}
+	}
 	backfill := p.mayBackfill(j)
 	got := p.match(j, usableList, func(i int) bool { return p.usableNow(j, i, backfill) })
 	if got == nil {
@@ -369,6 +396,7 @@ func (p *planner) tryStart(j *Job, d *Decision) bool {
 			st.Boards[nodeName(r.Name, k)] = p.boards[b].Name
 			p.busyBy[b] = j.ID
 			p.freeAt[b] = end
+			p.idleOfType[p.boards[b].DeviceType]--
 		}
 	}
 	d.Start = append(d.Start, st)
@@ -432,14 +460,16 @@ func queueOrder(a, b *Job) int {
 // health check, and why every other job waits. See the package comment for
 // the policy.
 func Plan(s State) Decision {
-	return plan(s, true)
+	return plan(s, true, true)
 }
 
 // plan is Plan; reserve=false disables the head's reservation (for tests
-// that show the starvation it prevents).
-func plan(s State, reserve bool) Decision {
+// that show the starvation it prevents), share=false the sharing of role
+// counts between waiting jobs (for tests that check the sharing).
+func plan(s State, reserve, share bool) Decision {
 	p := newPlanner(s)
-	d := Decision{Reserved: map[string]string{}, Explain: map[string]Explanation{}}
+	p.noShare = !share
+	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, len(s.Queue))}
 	for i, b := range s.Boards {
 		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)

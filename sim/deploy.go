@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Deploy installs image into Root(): a directory is copied recursively, a
@@ -238,4 +240,63 @@ func (b *Board) ownTree() error {
 	}
 	defer r.Close()
 	return ownTreeBySandbox(r)
+}
+
+// PutFiles writes files (paths relative to the board shell's $TMPDIR)
+// straight into the board's tmp, owned by the sandbox user like the rest
+// of it: how the test shell's helpers reach a sim board without being
+// typed through its console. Every path is resolved inside the board's
+// root, so links the board's processes made there cannot lead elsewhere.
+func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
+	if err := b.makeTmp(); err != nil {
+		return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+	}
+	root, err := os.OpenRoot(b.root)
+	if err != nil {
+		return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+	}
+	defer root.Close()
+	r, err := root.OpenRoot("tmp")
+	if err != nil {
+		return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+	}
+	defer r.Close()
+	own := func(name string) error {
+		if b.o.Unsandboxed {
+			return nil
+		}
+		return ownBySandbox(r, name)
+	}
+	made := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("put files on %s: %q is not a relative path", b.o.Name, name)
+		}
+		var dirs []string
+		for d := filepath.Dir(name); d != "."; d = filepath.Dir(d) {
+			dirs = append(dirs, d)
+		}
+		for _, d := range slices.Backward(dirs) {
+			if made[d] {
+				continue
+			}
+			if err := r.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+			}
+			if err := own(d); err != nil {
+				return err
+			}
+			made[d] = true
+		}
+		if err := r.WriteFile(name, files[name], mode); err != nil {
+			return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+		}
+		if err := r.Chmod(name, mode); err != nil {
+			return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+		}
+		if err := own(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,22 +5,25 @@
 package testshell
 
 import (
-	"errors"
-
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"github.com/troupe-lab/troupe/coordinator"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/troupe-lab/troupe/coordinator"
 )
 
 //go:embed helpers
@@ -157,12 +160,18 @@ func (s *Shell) multiNode(line string) {
 	}()
 }
 
-// Init prepares a freshly logged-in shell: no echo, no prompts, and the
-// troupe helpers installed in $TROUPE_DIR/bin.
-func (s *Shell) Init(ctx context.Context) error {
-	if _, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/troupe"; export TROUPE_DIR; mkdir -p "$TROUPE_DIR/bin"`); err != nil {
-		return fmt.Errorf("init shell: %w", err)
-	}
+// TmpSubdir is $TROUPE_DIR relative to the board shell's $TMPDIR (/tmp
+// without one).
+const TmpSubdir = "troupe"
+
+// sumFile is the stamp of the installed helpers, relative to $TROUPE_DIR.
+const sumFile = "helpers.sum"
+
+// Helpers returns the helper files as Init installs them, by path relative
+// to $TROUPE_DIR, with their stamp. A backend that can put files on its
+// board without the console puts them in $TMPDIR/TmpSubdir before Init:
+// Init finds the stamp and types nothing.
+var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 	files := map[string][]byte{}
 	err := fs.WalkDir(helpers, "helpers", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -173,7 +182,35 @@ func (s *Shell) Init(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("read helpers: %w", err)
+		return nil, fmt.Errorf("read helpers: %w", err)
+	}
+	names := slices.Sorted(maps.Keys(files))
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s %d\n", n, len(files[n]))
+		h.Write(files[n])
+	}
+	files[sumFile] = []byte(hex.EncodeToString(h.Sum(nil)) + "\n")
+	return files, nil
+})
+
+// Init prepares a freshly logged-in shell: no echo, no prompts, and the
+// troupe helpers installed in $TROUPE_DIR/bin — typed through the console
+// unless their stamp shows them there already (put there by the backend,
+// or by an earlier boot of the same board).
+func (s *Shell) Init(ctx context.Context) error {
+	files, err := Helpers()
+	if err != nil {
+		return err
+	}
+	sum := strings.TrimSpace(string(files[sumFile]))
+	code, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; mkdir -p "$TROUPE_DIR/bin"; `+
+		`h=; read -r h 2>/dev/null <"$TROUPE_DIR/`+sumFile+`"; [ "$h" = `+sum+` ]`)
+	if err != nil {
+		return fmt.Errorf("init shell: %w", err)
+	}
+	if code == 0 {
+		return nil
 	}
 	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
 		return fmt.Errorf("install helpers: %w", err)

@@ -547,3 +547,32 @@ func TestRunContextEnds(t *testing.T) {
 		assert.Equal(t, []testshell.Case{{Name: "started", Result: "pass"}}, out.Cases)
 	})
 }
+
+// TestInitUsesPutHelpers: helpers a backend put on the board with their
+// stamp are not typed again (a changed helper with the right stamp stays as
+// it is); with a wrong stamp Init types them all.
+func TestInitUsesPutHelpers(t *testing.T) {
+	r := newRig(t)
+	files, err := testshell.Helpers()
+	require.NoError(t, err)
+	put := map[string][]byte{}
+	for n, data := range files {
+		put[filepath.Join(testshell.TmpSubdir, n)] = data
+	}
+	marked := append([]byte("# put, not typed\n"), files["bin/troupe-self"]...)
+	put[filepath.Join(testshell.TmpSubdir, "bin", "troupe-self")] = marked
+	require.NoError(t, r.board.PutFiles(put, 0o755))
+	require.NoError(t, r.sh.Init(ctxT(t, waitTO)))
+	got, err := os.ReadFile(filepath.Join(r.troupeDir(), "bin", "troupe-self"))
+	require.NoError(t, err)
+	assert.Equal(t, string(marked), string(got), "the stamp matched: nothing typed")
+
+	put[filepath.Join(testshell.TmpSubdir, "helpers.sum")] = []byte("stale\n")
+	require.NoError(t, r.board.PutFiles(put, 0o755))
+	require.NoError(t, r.sh.Init(ctxT(t, waitTO)))
+	got, err = os.ReadFile(filepath.Join(r.troupeDir(), "bin", "troupe-self"))
+	require.NoError(t, err)
+	assert.Equal(t, string(files["bin/troupe-self"]), string(got), "a wrong stamp: typed again")
+	out := r.run(t, "troupe-test-case ok --result pass")
+	assert.Equal(t, []testshell.Case{{Name: "ok", Result: "pass"}}, out.Cases)
+}

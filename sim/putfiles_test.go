@@ -1,0 +1,32 @@
+package sim
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPutFiles: files land in the board's tmp with their mode, and a link
+// the board's processes made there cannot lead the writes out of the
+// board's root; a path leaving tmp is refused.
+func TestPutFiles(t *testing.T) {
+	b, _ := newBoard(t, "put")
+	require.NoError(t, b.PutFiles(map[string][]byte{"troupe/bin/x": []byte("#!/bin/sh\n"), "troupe/helpers.sum": []byte("s\n")}, 0o755))
+	fi, err := os.Stat(filepath.Join(b.Root(), "tmp", "troupe", "bin", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
+
+	outside := t.TempDir()
+	require.NoError(t, os.RemoveAll(filepath.Join(b.Root(), "tmp", "troupe")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(b.Root(), "tmp", "troupe")))
+	assert.Error(t, b.PutFiles(map[string][]byte{"troupe/bin/x": []byte("escaped")}, 0o755))
+	ents, err := os.ReadDir(outside)
+	require.NoError(t, err)
+	assert.Empty(t, ents, "nothing written outside the board")
+
+	assert.Error(t, b.PutFiles(map[string][]byte{"../escaped": []byte("x")}, 0o644))
+	assert.NoFileExists(t, filepath.Join(b.Root(), "escaped"))
+}
