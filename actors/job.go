@@ -51,10 +51,13 @@ type Config struct {
 	// Addresses are the nodes' IP addresses (TROUPE_IP), by node name.
 	Addresses map[string]string
 	// Open makes the backend of a node's board; called by the node's actor.
-	Open   func(node string, b lab.Board) (Backend, error)
-	Book   *logbook.Book // where console output goes
-	Clock  Clock         // nil: the wall clock
-	Logger *slog.Logger  // nil: discard
+	Open func(node string, b lab.Board) (Backend, error)
+	Book *logbook.Book // where console output goes
+	// BootLimit and DeployLimit are the lab's own limits (lab.Lab); zero:
+	// jobs.DefaultBootTimeout and jobs.DefaultDeployTimeout.
+	BootLimit, DeployLimit time.Duration
+	Clock                  Clock        // nil: the wall clock
+	Logger                 *slog.Logger // nil: discard
 	// Events receives phase changes; it is called from actor goroutines
 	// and must not block. Nil: none.
 	Events func(Event)

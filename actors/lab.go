@@ -427,7 +427,7 @@ func (a *labActor) spawn(ctx actor.Context, id string, sub *Submission, boards m
 	cfg := Config{
 		Job: sub.Job, Boards: map[string]lab.Board{}, Addresses: map[string]string{},
 		Open: a.cfg.Open, Book: sub.Book, Clock: a.cfg.Clock, Logger: a.cfg.Logger,
-		Events: sub.Events,
+		Events: sub.Events, BootLimit: a.cfg.Lab.BootLimit, DeployLimit: a.cfg.Lab.DeployLimit,
 	}
 	for node, b := range boards {
 		cfg.Boards[node] = a.byName[b]

@@ -108,7 +108,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	}
 	timeout := act.Timeout
 	a.atLabLimit = false
-	if l := labLimit(act.Type); l > 0 && (timeout <= 0 || l <= timeout) {
+	if l := a.labLimit(act.Type); l > 0 && (timeout <= 0 || l <= timeout) {
 		timeout, a.atLabLimit = l, true
 	}
 	if timeout > 0 {
@@ -224,7 +224,7 @@ func (a *nodeActor) timeoutError(err error) string {
 	act := a.actions[a.current]
 	msg := fmt.Sprintf("%s timed out after %s", describe(act), act.Timeout)
 	if a.atLabLimit {
-		msg = fmt.Sprintf("%s did not finish within the lab's limit of %s", describe(act), labLimit(act.Type))
+		msg = fmt.Sprintf("%s did not finish within the lab's limit of %s", describe(act), a.labLimit(act.Type))
 	}
 	if err != nil {
 		msg += ": " + err.Error()
@@ -235,12 +235,18 @@ func (a *nodeActor) timeoutError(err error) string {
 // labLimit is the lab's own limit on a deploy or boot (0: none): one that
 // does not end within it is the board's fault. A shorter timeout the job
 // sets itself is the job's.
-func labLimit(t jobs.ActionType) time.Duration {
+func (a *nodeActor) labLimit(t jobs.ActionType) time.Duration {
+	pick := func(lim, def time.Duration) time.Duration {
+		if lim > 0 {
+			return lim
+		}
+		return def
+	}
 	switch t {
 	case jobs.Deploy:
-		return jobs.DefaultDeployTimeout
+		return pick(a.cfg.DeployLimit, jobs.DefaultDeployTimeout)
 	case jobs.Boot:
-		return jobs.DefaultBootTimeout
+		return pick(a.cfg.BootLimit, jobs.DefaultBootTimeout)
 	}
 	return 0
 }

@@ -102,6 +102,12 @@ type Lab struct {
 	HealthChecks []HealthCheck // in file order, at most one per device type
 	TFTP         TFTP          // the TFTP server of boards with deploy method "tftp"
 	LogLimit     int64         // bytes of console kept per node of a job; 0: logbook.DefaultLimit
+	// BootLimit and DeployLimit are the lab's own limits on a boot and a
+	// deploy: one that does not end within them is the board's fault (an
+	// infrastructure error, toward bad_after); a shorter timeout the job
+	// sets is the job's. Defaults: jobs.DefaultBootTimeout and
+	// jobs.DefaultDeployTimeout.
+	BootLimit, DeployLimit time.Duration
 	// Sandbox is how sim boards' shells are confined: SandboxNamespaces
 	// (also when "", the default) or SandboxNone (they run as troupe's
 	// user, seeing everything it can).
@@ -148,8 +154,20 @@ func Parse(file string, data []byte) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit")
+	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter,
+		BootLimit: jobs.DefaultBootTimeout, DeployLimit: jobs.DefaultDeployTimeout}
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit", "boot_limit", "deploy_limit")
+	for _, lim := range []struct {
+		key string
+		to  *time.Duration
+	}{{"boot_limit", &l.BootLimit}, {"deploy_limit", &l.DeployLimit}} {
+		if d, ok := root.Duration(lim.key); ok {
+			if d <= 0 {
+				root.Errorf(lim.key, "must be > 0 (got %s)", d)
+			}
+			*lim.to = d
+		}
+	}
 	if v, ok := root.String("sandbox"); ok {
 		if v != SandboxNamespaces && v != SandboxNone {
 			root.Errorf("sandbox", "want %q or %q (got %q)", SandboxNamespaces, SandboxNone, v)
@@ -355,7 +373,8 @@ func validName(s string) bool {
 // ForJob is the built-in sim lab for j: one board per node, sim-0, sim-1,
 // ... in j.Nodes() order, with the device type and tags of the node's role.
 func ForJob(j *jobs.Job) *Lab {
-	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter}
+	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter,
+		BootLimit: jobs.DefaultBootTimeout, DeployLimit: jobs.DefaultDeployTimeout}
 	for i, n := range j.Nodes() {
 		r, _ := j.Role(n.Role)
 		l.Boards = append(l.Boards, Board{

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -176,4 +177,19 @@ func TestCheck(t *testing.T) {
 			assert.Contains(t, err.Error(), strings.Join(tt.want, "; "))
 		})
 	}
+}
+
+// TestLabLimits: boot_limit and deploy_limit default to the job defaults
+// and must be positive durations.
+func TestLabLimits(t *testing.T) {
+	l, err := lab.Parse("lab.toml", []byte("[[board]]\nname = \"a\"\ndevice_type = \"sim\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, jobs.DefaultBootTimeout, l.BootLimit)
+	assert.Equal(t, jobs.DefaultDeployTimeout, l.DeployLimit)
+	l, err = lab.Parse("lab.toml", []byte("boot_limit = \"90s\"\ndeploy_limit = \"2m\"\n[[board]]\nname = \"a\"\ndevice_type = \"sim\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 90*time.Second, l.BootLimit)
+	assert.Equal(t, 2*time.Minute, l.DeployLimit)
+	_, err = lab.Parse("lab.toml", []byte("boot_limit = \"-1s\"\n[[board]]\nname = \"a\"\ndevice_type = \"sim\"\n"))
+	assert.ErrorContains(t, err, "lab.toml:1: boot_limit: must be > 0")
 }

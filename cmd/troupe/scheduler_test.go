@@ -146,11 +146,27 @@ priority = %d
 [roles.node]
 device_type = "sim"
 [[action]]
-type = "deploy"
-image = "missing.tar"
-[[action]]
 type = "boot"
 `, name, priority))
+}
+
+// brokenBoard is a lab entry for a board of type sim whose console is
+// gone (its serial device does not exist): a board-side failure, an
+// infrastructure error of every job that gets it.
+func brokenBoard(name string) string {
+	return fmt.Sprintf(`[[board]]
+name = %q
+device_type = "sim"
+backend = "hardware"
+[board.console]
+kind = "serial"
+device = "/dev/does-not-exist"
+[board.power]
+kind = "command"
+on = ["true"]
+off = ["true"]
+state = ["echo", "off"]
+`, name)
 }
 
 // TestInfrastructureRetries: a job ended by an infrastructure error is
@@ -158,7 +174,7 @@ type = "boot"
 // fail three times in a row are taken out of service.
 func TestInfrastructureRetries(t *testing.T) {
 	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", "[[board]]\nname = \"sim-a\"\ndevice_type = \"sim\"\n[[board]]\nname = \"sim-b\"\ndevice_type = \"sim\"\n")
+	labFile := writeFile(t, dir, "lab.toml", brokenBoard("sim-a")+brokenBoard("sim-b"))
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT",
 		brokenJob(t, dir, "b1", 50), brokenJob(t, dir, "b2", 50), brokenJob(t, dir, "b3", 50))
 	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
@@ -168,12 +184,12 @@ func TestInfrastructureRetries(t *testing.T) {
 		assert.Equal(t, report.Infrastructure, r.Job.Class, name)
 		if len(r.Nodes) == 0 {
 			// Both boards went out of service before its retry.
-			assert.Contains(t, r.Job.Error, "no boards left in service", name)
+			assert.Regexp(t, "no boards (left )?in service", r.Job.Error, name)
 			continue
 		}
 		if assert.Len(t, r.Job.Attempts, 1, name) {
 			assert.NotEqual(t, r.Job.Attempts[0].Boards[0], r.Nodes[0].Board, "%s retried on another board", name)
-			assert.Contains(t, r.Job.Attempts[0].Error, "deploy")
+			assert.Contains(t, r.Job.Attempts[0].Error, "console of")
 		}
 	}
 	// Six infrastructure errors on two boards, no success between: at
@@ -185,7 +201,7 @@ func TestInfrastructureRetries(t *testing.T) {
 // service ends at once instead of waiting forever.
 func TestJobLeftWithoutBoards(t *testing.T) {
 	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", "retries = 0\nbad_after = 1\n[[board]]\nname = \"sim-a\"\ndevice_type = \"sim\"\n")
+	labFile := writeFile(t, dir, "lab.toml", "retries = 0\nbad_after = 1\n"+brokenBoard("sim-a"))
 	late := writeFile(t, dir, "late.toml", sizedJob("late", 1, "true"))
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", brokenJob(t, dir, "broken", 100), late)
 	require.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
@@ -193,7 +209,7 @@ func TestJobLeftWithoutBoards(t *testing.T) {
 	assert.Empty(t, r.Job.Attempts, "retries = 0")
 	l := readResults(t, filepath.Join(res.out, "late"))
 	assert.Equal(t, report.StatusIncomplete, l.Job.Status)
-	assert.Contains(t, l.Job.Error, "no boards left in service")
+	assert.Regexp(t, "no boards (left )?in service", l.Job.Error)
 	assert.Contains(t, res.stderr, "board taken out of service")
 }
 
