@@ -22,7 +22,7 @@ import (
 )
 
 func sum256(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-func sumMD5(b []byte) string  { s := md5.Sum(b); return hex.EncodeToString(s[:]) } //nolint:gosec
+func sumMD5(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) } //nolint:gosec
 
 // compress compresses data with the program (xz, zstd, bzip2) or gzip.
 func compress(t *testing.T, kind string, data []byte) []byte {
