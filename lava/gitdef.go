@@ -1,0 +1,189 @@
+package lava
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/troupe-lab/troupe/jobs"
+)
+
+// MaxDeliveredRepo bounds the files of a test definition repository that
+// troupe types through a board's console with the test script.
+const MaxDeliveredRepo = 512 << 10
+
+// testDef is a LAVA test definition file, as a from: git definition names
+// it: metadata (descriptive), params (defaults), install, run and parse.
+type testDef struct {
+	params  []param
+	deps    []string // install.deps: package names, not installed by troupe
+	install []string // install.steps
+	steps   []string // run.steps
+	pattern string   // parse.pattern, a valid Go regexp
+	fixup   [][2]string
+}
+
+// testDefinition reads the test definition data, read from file (named in
+// errors as it is: URL and path). Problems are added to im's errors.
+func (im *importer) testDefinition(file string, data []byte) (testDef, bool) {
+	sub := &importer{file: file}
+	root, err := parseYAML(file, data)
+	if err != nil {
+		var errs jobs.Errors
+		if errors.As(err, &errs) {
+			im.errs = append(im.errs, errs...)
+		}
+		return testDef{}, false
+	}
+	var td testDef
+	m, ok := sub.mapping(root, "")
+	if ok {
+		for _, k := range m.entries {
+			switch k.key {
+			case "metadata":
+				sub.mapping(k.v, k.path)
+			case "params":
+				td.params, _ = sub.params(k)
+			case "install":
+				sub.install(k, &td)
+			case "run":
+				td.steps, _ = sub.run(k)
+			case "parse":
+				sub.parse(k, &td)
+			default:
+				sub.unsupported(k, "not a LAVA test definition key; troupe reads metadata, params, install, run and parse")
+			}
+		}
+		if _, has := m.get("run"); !has {
+			sub.required(m, "run")
+		}
+	}
+	im.errs = append(im.errs, sub.errs...)
+	return td, len(sub.errs) == 0
+}
+
+func (im *importer) install(e entry, td *testDef) {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return
+	}
+	for _, k := range m.entries {
+		switch {
+		case k.key == "deps" || strings.HasPrefix(k.key, "deps-"):
+			if deps, ok := im.strings(k); ok {
+				td.deps = append(td.deps, deps...)
+			}
+		case k.key == "steps":
+			if steps, ok := im.strings(k); ok {
+				td.install = steps
+			}
+		case k.key == "keys" || k.key == "sources" || k.key == "git-repos" || k.key == "bzr-repos":
+			im.unsupported(k, "not supported: troupe boards install nothing from the network; put what the test needs in the image")
+		default:
+			im.unsupported(k, "not a LAVA install key; troupe reads install.deps and install.steps")
+		}
+	}
+}
+
+func (im *importer) parse(e entry, td *testDef) {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return
+	}
+	for _, k := range m.entries {
+		switch k.key {
+		case "pattern":
+			s, ok := im.str(k.v, k.path)
+			if !ok {
+				continue
+			}
+			re, err := regexp.Compile(s)
+			if err != nil {
+				im.errorf(k.line, k.path, "not a regular expression troupe can use: %v", err)
+				continue
+			}
+			if !slices.Contains(re.SubexpNames(), "test_case_id") || !slices.Contains(re.SubexpNames(), "result") {
+				im.errorf(k.line, k.path, "needs the named groups (?P<test_case_id>...) and (?P<result>...)")
+				continue
+			}
+			td.pattern = s
+		case "fixupdict":
+			fm, ok := im.mapping(k.v, k.path)
+			if !ok {
+				continue
+			}
+			for _, f := range fm.entries {
+				if v, ok := im.str(f.v, f.path); ok {
+					td.fixup = append(td.fixup, [2]string{f.key, v})
+				}
+			}
+		default:
+			im.unsupported(k, "not supported: troupe parses output with parse.pattern and parse.fixupdict")
+		}
+	}
+	if _, has := m.get("pattern"); !has {
+		im.required(m, "pattern")
+	}
+}
+
+// repoScript builds the script of a from: git definition: the repository's
+// files unpacked into the test's directory (its working directory, as in
+// LAVA), the parameters, set -e (LAVA's run script stops at the first
+// failing step), install.steps, then run.steps.
+func repoScript(repo string, files []string, td testDef, params []param, testrun string) (string, error) {
+	var b strings.Builder
+	var total int64
+	dirs := map[string]bool{}
+	b.WriteString("TESTDIR=\"$(pwd)/repo\"\nmkdir -p \"$TESTDIR\" && cd \"$TESTDIR\"\n")
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(f)))
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f, err)
+		}
+		total += int64(len(data))
+		if total > MaxDeliveredRepo {
+			return "", fmt.Errorf("the repository has more than %d bytes of files; troupe types them through the board's console: use a mirror (--lava-mirror URL=DIR) holding what the test needs", MaxDeliveredRepo)
+		}
+		if d := path.Dir(f); d != "." && !dirs[d] {
+			dirs[d] = true
+			fmt.Fprintf(&b, "mkdir -p %s\n", quote(d))
+		}
+		mode := "644"
+		if info, err := os.Stat(filepath.Join(repo, filepath.FromSlash(f))); err == nil && info.Mode()&0o111 != 0 {
+			mode = "755"
+		}
+		fmt.Fprintf(&b, "base64 -d >%s <<'TROUPE_EOF'\n%s\nTROUPE_EOF\nchmod %s %s\n", quote(f), wrap(base64.StdEncoding.EncodeToString(data)), mode, quote(f))
+	}
+	fmt.Fprintf(&b, "export TESTRUN_ID=%s\n", quote(testrun))
+	for _, p := range params {
+		fmt.Fprintf(&b, "export %s=%s\n", p.name, quote(p.value))
+	}
+	if len(td.deps) > 0 {
+		fmt.Fprintf(&b, "echo %s\n", quote("troupe: install.deps not installed (boards install nothing; the image must hold them): "+strings.Join(td.deps, " ")))
+	}
+	b.WriteString("set -e\n")
+	steps := append(append([]string{}, td.install...), td.steps...)
+	b.WriteString(strings.ReplaceAll(strings.Join(steps, "\n"), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}"))
+	return b.String(), nil
+}
+
+func wrap(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76])
+		b.WriteByte('\n')
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
