@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -62,6 +63,24 @@ func (j *Job) Encode(w io.Writer) error {
 		}
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
+		}
+		if a.Parse != "" {
+			fmt.Fprintf(&b, "parse = %s\n", quote(a.Parse))
+		}
+		if len(a.Fixup) > 0 {
+			words := make([]string, 0, len(a.Fixup))
+			for w := range a.Fixup {
+				words = append(words, w)
+			}
+			sort.Strings(words)
+			b.WriteString("fixup = {")
+			for i, w := range words {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "%s = %s", quote(w), quote(a.Fixup[w]))
+			}
+			b.WriteString("}\n")
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {

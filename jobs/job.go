@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +69,13 @@ type Action struct {
 	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
 	Name    string        // test only
 	Run     string        // test only
-	Line    int
+	// Parse (test only, optional) is a regular expression with the named
+	// groups test_case_id and result (measurement, units optional): every
+	// output line of the test it matches is a test case. Fixup maps result
+	// words to pass, fail, skip or unknown.
+	Parse string
+	Fixup map[string]string
+	Line  int
 }
 
 // Images are what a board that boots a Linux kernel itself (a QEMU board)
@@ -201,7 +209,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup")
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -226,7 +234,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run"} {
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -260,6 +268,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				}
 				a.Run = run
 			}
+			a.Parse, a.Fixup = parsePattern(t)
 		}
 		actions = append(actions, a)
 	}
@@ -305,11 +314,45 @@ func parseImages(t tomlfile.Table, file string) *Images {
 	return im
 }
 
+// Results are the test case results of troupe and LAVA.
+var Results = []string{"pass", "fail", "skip", "unknown"}
+
+// parsePattern reads a test action's parse and fixup keys.
+func parsePattern(t tomlfile.Table) (string, map[string]string) {
+	pattern, ok := t.String("parse")
+	if ok {
+		re, err := regexp.Compile(pattern)
+		switch {
+		case err != nil:
+			t.Errorf("parse", "not a regular expression: %v", err)
+		case !slices.Contains(re.SubexpNames(), "test_case_id") || !slices.Contains(re.SubexpNames(), "result"):
+			t.Errorf("parse", "needs the named groups (?P<test_case_id>...) and (?P<result>...)")
+		}
+	}
+	ft, ok := t.Table("fixup")
+	if !ok {
+		return pattern, nil
+	}
+	if pattern == "" {
+		t.Errorf("fixup", "needs parse")
+	}
+	fixup := map[string]string{}
+	for _, k := range ft.Keys() {
+		if v, ok := ft.String(k); ok {
+			if !slices.Contains(Results, v) {
+				ft.Errorf(k, "must be one of %s (got %q)", strings.Join(Results, ", "), v)
+			}
+			fixup[k] = v
+		}
+	}
+	return pattern, fixup
+}
+
 func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
-	default: // name, run
+	default: // name, run, parse, fixup
 		return typ == Test
 	}
 }

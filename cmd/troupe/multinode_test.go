@@ -82,8 +82,11 @@ echo "myip=$TROUPE_IP query=$(troupe-network query server-0)"
 lava-send ready ip=$TROUPE_IP port=80
 lava-network broadcast eth0
 lava-wait-all hello client | sed 's/^/printed: /'
-lava-sync end
 echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
+lava-send first v=1
+lava-send second v=2
+lava-sync end
+test -e "$LAVA_MULTI_NODE_CACHE" || echo "no cache after sync"
 '''
 [[action]]
 type = "test"
@@ -91,12 +94,15 @@ roles = ["client"]
 name = "connect"
 run = '''
 lava-wait ready | sed 's/^/printed: /'
+echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
 lava-network broadcast eth0
 lava-network collect eth0
+echo "network cache:"; sed 's/^/network cache: /' "$LAVA_MULTI_NODE_CACHE"
 echo "server-ip=$(lava-network query server-0)"
 troupe-send hello from=$TROUPE_NODE
+lava-wait first; echo "first=$(cut -d = -f 2 "$LAVA_MULTI_NODE_CACHE")"
+lava-wait second; echo "second=$(cut -d = -f 2 "$LAVA_MULTI_NODE_CACHE")"
 troupe-sync end
-echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
 troupe-send 'bad<id' 2>&1 | sed 's/^/usage: /'
 '''`)
 	res := troupe(t, "run", "--out", "OUT", job)
@@ -114,8 +120,12 @@ troupe-send 'bad<id' 2>&1 | sed 's/^/usage: /'
 	client := readLog(t, res.out, "client-1")
 	assert.Regexp(t, `printed: ip=127\.\d+\.\d+\.\d+\nprinted: port=80\n`, client)
 	assert.Regexp(t, `server-ip=127\.\d+\.\d+\.\d+`, client)
-	assert.Regexp(t, `cache: server-0:ip=127\.\d+\.\d+\.\d+\ncache: server-0:port=80\n`, client)
-	assert.Regexp(t, `cache: server-0:ipv4=127\.`, client, "lava-network collect stores the addresses")
+	assert.Regexp(t, `\ncache: server-0:ip=127\.\d+\.\d+\.\d+\ncache: server-0:port=80\n`, client)
+	assert.Regexp(t, `network cache: server-0:ipv4=127\.`, client, "lava-network collect stores the addresses")
+	assert.NotContains(t, client, "network cache: server-0:port=80", "each wait replaces the cache file, as LAVA's helpers do")
+	assert.Contains(t, client, "\nfirst=1\n", "the documented cut idiom on two consecutive waits")
+	assert.Contains(t, client, "\nsecond=2\n", "the cache holds only the second reply")
+	assert.Contains(t, server, "no cache after sync")
 	assert.Contains(t, client, "usage: troupe-send: invalid message id 'bad<id'")
 }
 
