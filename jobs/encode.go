@@ -42,6 +42,13 @@ func (j *Job) Encode(w io.Writer) error {
 	for _, a := range j.Actions {
 		fmt.Fprintf(&b, "\n[[action]]\ntype = %s\n", quote(string(a.Type)))
 		fmt.Fprintf(&b, "roles = %s\n", list(a.Roles))
+		if len(a.Before) > 0 {
+			before := make([]string, len(a.Before))
+			for i, r := range a.Before {
+				before[i] = r.String()
+			}
+			fmt.Fprintf(&b, "before = %s\n", list(before))
+		}
 		if a.Name != "" {
 			fmt.Fprintf(&b, "name = %s\n", quote(a.Name))
 		}

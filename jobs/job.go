@@ -75,7 +75,61 @@ type Action struct {
 	// words to pass, fail, skip or unknown.
 	Parse string
 	Fixup map[string]string
-	Line  int
+	// Before are MultiNode calls the node makes, in order, before the
+	// action starts (LAVA's action-level protocols: lava-multinode).
+	Before []Request
+	Line   int
+}
+
+// Request is a MultiNode call made outside a test script. Its text form,
+// in a job file's before list, is the helper's: "send ID [KEY=VALUE...]",
+// "wait ID", "wait-all ID [ROLE]" or "sync ID".
+type Request struct {
+	Kind string   // send, wait, wait-all or sync
+	ID   string   // message or barrier id
+	Args []string // send: KEY=VALUE pairs; wait-all: the role, if any
+}
+
+// String is the text form of r.
+func (r Request) String() string {
+	return strings.Join(append([]string{r.Kind, r.ID}, r.Args...), " ")
+}
+
+var requestWord = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// ParseRequest reads the text form of a Request.
+func ParseRequest(s string) (Request, error) {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return Request{}, fmt.Errorf("%q: want KIND ID [ARGS...] (send, wait, wait-all, sync)", s)
+	}
+	r := Request{Kind: f[0], ID: f[1], Args: f[2:]}
+	if !requestWord.MatchString(r.ID) {
+		return Request{}, fmt.Errorf("%q: invalid message id %q (letters, digits, '.', '_', '-')", s, r.ID)
+	}
+	switch r.Kind {
+	case "send":
+		for _, a := range r.Args {
+			k, _, ok := strings.Cut(a, "=")
+			if !ok || !requestWord.MatchString(k) || strings.ContainsAny(a, "<>") {
+				return Request{}, fmt.Errorf("%q: %q is not KEY=VALUE", s, a)
+			}
+		}
+	case "wait", "sync":
+		if len(r.Args) > 0 {
+			return Request{}, fmt.Errorf("%q: %s takes only an id", s, r.Kind)
+		}
+	case "wait-all":
+		if len(r.Args) > 1 {
+			return Request{}, fmt.Errorf("%q: wait-all takes an id and at most a role", s)
+		}
+	default:
+		return Request{}, fmt.Errorf("%q: unknown call %q (send, wait, wait-all, sync)", s, r.Kind)
+	}
+	if len(r.Args) == 0 {
+		r.Args = nil
+	}
+	return r, nil
 }
 
 // Images are what a board that boots a Linux kernel itself (a QEMU board)
@@ -209,7 +263,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before")
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -226,6 +280,21 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		}
 		if roles, ok := t.Strings("roles"); ok {
 			a.Roles = actionRoles(t, roles, j)
+		}
+		if before, ok := t.Strings("before"); ok {
+			for _, b := range before {
+				r, err := ParseRequest(b)
+				if err != nil {
+					t.Errorf("before", "%v", err)
+					continue
+				}
+				if r.Kind == "wait-all" && len(r.Args) == 1 {
+					if _, ok := j.Role(r.Args[0]); !ok {
+						t.Errorf("before", "%q: undefined role %q", b, r.Args[0])
+					}
+				}
+				a.Before = append(a.Before, r)
+			}
 		}
 		if d, ok := t.Duration("timeout"); ok {
 			if d < 0 {

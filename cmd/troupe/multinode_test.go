@@ -278,3 +278,49 @@ func TestLAVAJob(t *testing.T) {
 		assert.Contains(t, res.stderr, "needs the network", cmd)
 	}
 }
+
+// TestActionRequests: MultiNode calls listed in an action's before run
+// before that action, on the node itself (LAVA's action-level protocol
+// requests): the server boots only after the client said go.
+func TestActionRequests(t *testing.T) {
+	job := writeJob(t, `name = "before"
+timeout = "1m"
+[multinode]
+timeout = "20s"
+[roles.server]
+device_type = "sim"
+[roles.client]
+device_type = "sim"
+[[action]]
+type = "boot"
+roles = ["client"]
+[[action]]
+type = "test"
+roles = ["client"]
+name = "go"
+run = '''
+echo "client says go"
+lava-send go from=client
+lava-wait booted | sed 's/^/got: /'
+'''
+[[action]]
+type = "boot"
+roles = ["server"]
+before = ["wait go", "send booting"]
+[[action]]
+type = "test"
+roles = ["server"]
+name = "up"
+before = ["send booted at=server"]
+run = 'echo "server up"'
+`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	client := readLog(t, res.out, "client-0")
+	assert.Contains(t, client, "got: at=server")
+	server := readLog(t, res.out, "server-0")
+	assert.Contains(t, server, "server up")
+	said := groupLogTime(t, res.out, "client-0", "client says go")
+	booted := groupLogTime(t, res.out, "server-0", "login:")
+	assert.False(t, booted.Before(said), "the server boots after the client sent go (%s, %s)", said, booted)
+}
