@@ -1,15 +1,19 @@
 package lava
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/troupe-lab/troupe/jobs"
 )
@@ -186,4 +190,171 @@ func wrap(s string) string {
 
 func quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Options are what importing needs beyond the job file: where test
+// definition repositories and images are fetched to.
+type Options struct {
+	Repos     *Repos     // from: git test definitions; nil: DefaultOptions' cache
+	Downloads *Downloads // http(s) images, compressed or checksummed images
+	// Warn receives what the import accepted but wants said: duplicate keys,
+	// install.deps not installed, device types stood in for. nil: dropped.
+	Warn func(string)
+}
+
+// DefaultOptions caches under the user's cache directory (or the system's
+// temporary directory), troupe/lava-git and troupe/lava-images.
+func DefaultOptions() Options {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return Options{
+		Repos:     &Repos{Dir: filepath.Join(base, "troupe", "lava-git")},
+		Downloads: &Downloads{Dir: filepath.Join(base, "troupe", "lava-images")},
+	}
+}
+
+// gitDefinition imports a from: git test definition m (its name already
+// read): the repository is fetched, the definition file read from it, and
+// the test's script built (files, parameters, set -e, install.steps,
+// run.steps) with its parse pattern.
+func (im *importer) gitDefinition(repos *Repos, m *mapping, a jobs.Action, name string, warn func(string)) (jobs.Action, bool) {
+	var repo, file, branch, revision string
+	var repoLine int
+	var overrides []param
+	ok := true
+	for _, k := range m.entries {
+		switch k.key {
+		case "from", "name":
+		case "repository":
+			if !isString(k.v) {
+				im.typeError(k.v, k.path, "a string: the git URL of the repository")
+				ok = false
+				continue
+			}
+			repo, repoLine = k.v.Value, k.line
+			if repo == "" {
+				im.errorf(k.line, k.path, "must not be empty")
+				ok = false
+			}
+		case "path":
+			if s, good := im.str(k.v, k.path); good {
+				file = s
+				if s == "" || path.IsAbs(s) || slices.Contains(strings.Split(s, "/"), "..") {
+					im.errorf(k.line, k.path, "%q must be a relative path inside the repository", s)
+					ok = false
+				}
+			} else {
+				ok = false
+			}
+		case "branch":
+			branch, _ = im.str(k.v, k.path)
+		case "revision":
+			if k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null" {
+				revision = k.v.Value // commit ids may look like numbers
+			} else {
+				im.typeError(k.v, k.path, "a commit, tag or branch")
+				ok = false
+			}
+		case "history", "shallow":
+			if _, good := im.boolean(k); !good {
+				ok = false
+			}
+		case "parameters", "params":
+			p, good := im.params(k)
+			overrides = append(overrides, p...)
+			ok = ok && good
+		case "lava-signal":
+			im.unsupported(k, "not supported: troupe reads test results from the console (lava-signal: stdout is what it does)")
+			ok = false
+		default:
+			im.unsupported(k, "not a key of a from: git test definition; troupe reads repository, path, name, branch, revision, history, shallow, parameters and params")
+			ok = false
+		}
+	}
+	if repo == "" || file == "" {
+		for _, k := range []string{"repository", "path"} {
+			if _, has := m.get(k); !has {
+				im.required(m, k)
+			}
+		}
+		return a, false
+	}
+	if !ok {
+		return a, false
+	}
+	if repos == nil {
+		im.errorf(repoLine, m.sub("repository"), "from: git needs a cache directory for test definition repositories")
+		return a, false
+	}
+	co, err := repos.Fetch(context.Background(), repo, branch, revision)
+	if err != nil {
+		im.errorf(repoLine, m.sub("repository"), "%v", err)
+		return a, false
+	}
+	full := filepath.Join(co.Dir, filepath.FromSlash(file))
+	if real, err := filepath.EvalSymlinks(full); err != nil || !strings.HasPrefix(real, co.Dir+string(filepath.Separator)) {
+		im.errorf(repoLine, m.sub("path"), "%q is not a file of %s at %s", file, repo, short(co.Commit))
+		return a, false
+	}
+	data, err := readBounded(full, MaxDeliveredRepo)
+	if err != nil {
+		im.errorf(repoLine, m.sub("path"), "%s at %s: %v", repo, short(co.Commit), err)
+		return a, false
+	}
+	td, good := im.testDefinition(repo+"@"+short(co.Commit)+":"+file, data)
+	if !good {
+		return a, false
+	}
+	if td.steps == nil {
+		return a, false
+	}
+	files, err := RepoFiles(co.Dir)
+	if err == nil {
+		a.Run, err = repoScript(co.Dir, files, td, merge(td.params, overrides), a.Name)
+	}
+	if err != nil {
+		im.errorf(repoLine, m.sub("repository"), "%s at %s: %v", repo, short(co.Commit), err)
+		return a, false
+	}
+	if len(td.deps) > 0 && warn != nil {
+		warn(fmt.Sprintf("%s: test %s: install.deps (%s) are not installed: troupe boards install nothing, the image must hold them", im.file, a.Name, strings.Join(td.deps, " ")))
+	}
+	a.Parse = td.pattern
+	if len(td.fixup) > 0 {
+		a.Fixup = map[string]string{}
+		for _, kv := range td.fixup {
+			if !slices.Contains(jobs.Results, kv[1]) {
+				im.errorf(repoLine, m.sub("repository"), "%s: parse.fixupdict maps %q to %q; results are %s", file, kv[0], kv[1], strings.Join(jobs.Results, ", "))
+				return a, false
+			}
+			a.Fixup[kv[0]] = kv[1]
+		}
+	}
+	return a, true
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+// readBounded reads a file of at most limit bytes.
+func readBounded(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, nil
 }
