@@ -63,6 +63,9 @@ func (j *Job) Encode(w io.Writer) error {
 			if im.Rootfs != "" {
 				fmt.Fprintf(&b, ", rootfs = %s", quote(unresolve(j.File, im.Rootfs)))
 			}
+			if im.DTB != "" {
+				fmt.Fprintf(&b, ", dtb = %s", quote(unresolve(j.File, im.DTB)))
+			}
 			b.WriteString("}\n")
 		}
 		if a.Timeout != defaultActionTimeout(a.Type) {

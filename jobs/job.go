@@ -138,6 +138,7 @@ type Images struct {
 	Kernel string // required
 	Initrd string // optional
 	Rootfs string // optional: a raw disk image, attached as the first disk
+	DTB    string // optional: the device tree blob
 }
 
 // Node is one member of a role.
@@ -361,15 +362,15 @@ func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
 	return roles
 }
 
-// parseImages reads a deploy action's images = {kernel, initrd, rootfs}.
+// parseImages reads a deploy action's images = {kernel, initrd, rootfs, dtb}.
 func parseImages(t tomlfile.Table, file string) *Images {
-	t.Only("kernel", "initrd", "rootfs")
+	t.Only("kernel", "initrd", "rootfs", "dtb")
 	t.Require("kernel")
 	im := &Images{}
 	for _, f := range []struct {
 		k   string
 		dst *string
-	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}} {
+	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}, {"dtb", &im.DTB}} {
 		k, dst := f.k, f.dst
 		if s, ok := t.String(k); ok {
 			if s == "" {
