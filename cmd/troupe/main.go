@@ -145,6 +145,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return exitInvalid
 		}
+	} else {
+		standInNotice(stderr, js)
 	}
 	if *out == "" {
 		name := js[0].Name

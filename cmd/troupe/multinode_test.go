@@ -251,6 +251,7 @@ run = "troupe-sync early; echo sync exit $?; lava-sync early2; echo lava-sync ex
 func TestLAVAJob(t *testing.T) {
 	res := troupe(t, "run", "--out", "OUT", "../../examples/lava-multinode.yaml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, 1, strings.Count(res.stderr, "troupe: no --lab: device type qemu stood in for by simulated boards"), res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, "lava-ping-pong", r.Job.Name)
 	got := map[string]string{}
@@ -320,6 +321,7 @@ run = 'echo "server up"'
 	assert.Contains(t, client, "got: at=server")
 	server := readLog(t, res.out, "server-0")
 	assert.Contains(t, server, "server up")
+	assert.NotContains(t, res.stderr, "stood in for", "sim boards stand in for nothing")
 	said := groupLogTime(t, res.out, "client-0", "client says go")
 	booted := groupLogTime(t, res.out, "server-0", "login:")
 	assert.False(t, booted.Before(said), "the server boots after the client sent go (%s, %s)", said, booted)
