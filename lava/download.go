@@ -47,7 +47,11 @@ type Downloads struct {
 	Dir      string       // cache directory; created on first use
 	Client   *http.Client // nil: http.DefaultClient
 	MaxBytes int64        // per image, compressed and decompressed; 0: DefaultMaxDownload
+	Offline  bool         // refuse http(s) URLs: only local files
 }
+
+// ErrOffline reports a URL that needs the network where fetching is off.
+var ErrOffline = errors.New("needs the network")
 
 // ErrChecksum reports an image whose contents do not match its checksum.
 var ErrChecksum = errors.New("checksum mismatch")
@@ -97,6 +101,9 @@ func (d *Downloads) Get(ctx context.Context, a Artifact) (string, error) {
 	}
 	if !remote(a.URL) && a.Compression == "" && len(a.Checksums) == 0 {
 		return a.URL, nil
+	}
+	if remote(a.URL) && d.Offline {
+		return "", fmt.Errorf("%q %w, and fetching is off here: use a local file (file:///path or a path relative to the job file)", a.URL, ErrOffline)
 	}
 	if d.Dir == "" {
 		return "", fmt.Errorf("image %s: no download cache directory", a.URL)

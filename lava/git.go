@@ -48,6 +48,7 @@ type Repos struct {
 	Mirrors  []Mirror      // longest matching prefix wins
 	MaxBytes int64         // checked-out size limit per repository; 0: DefaultMaxRepoBytes
 	Timeout  time.Duration // per git command; 0: DefaultGitTimeout
+	Offline  bool          // refuse network URLs without a mirror
 }
 
 // Checkout is a fetched repository at one commit.
@@ -87,6 +88,9 @@ func (r *Repos) source(raw string) (string, error) {
 		}
 		return filepath.Clean(u.Path), nil
 	case "http", "https", "git":
+		if r.Offline {
+			return "", fmt.Errorf("repository %q %w, and fetching is off here: map it to a local mirror (--lava-mirror URL=DIR)", raw, ErrOffline)
+		}
 		return raw, nil
 	default:
 		return "", fmt.Errorf("repository %q: scheme %q is not allowed; troupe fetches test definitions over http, https, git or from local paths and mirrors (--lava-mirror URL=DIR)", raw, u.Scheme)

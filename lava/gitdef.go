@@ -203,15 +203,18 @@ type Options struct {
 }
 
 // DefaultOptions caches under the user's cache directory (or the system's
-// temporary directory), troupe/lava-git and troupe/lava-images.
+// temporary directory), troupe/lava-git and troupe/lava-images, and
+// fetches nothing over the network (what Import uses; a submitted job must
+// not make troupe fetch from wherever it says). The command line turns
+// fetching on.
 func DefaultOptions() Options {
 	base, err := os.UserCacheDir()
 	if err != nil {
 		base = os.TempDir()
 	}
 	return Options{
-		Repos:     &Repos{Dir: filepath.Join(base, "troupe", "lava-git")},
-		Downloads: &Downloads{Dir: filepath.Join(base, "troupe", "lava-images")},
+		Repos:     &Repos{Dir: filepath.Join(base, "troupe", "lava-git"), Offline: true},
+		Downloads: &Downloads{Dir: filepath.Join(base, "troupe", "lava-images"), Offline: true},
 	}
 }
 
@@ -321,18 +324,27 @@ func (im *importer) gitDefinition(repos *Repos, m *mapping, a jobs.Action, name 
 	if len(td.deps) > 0 && warn != nil {
 		warn(fmt.Sprintf("%s: test %s: install.deps (%s) are not installed: troupe boards install nothing, the image must hold them", im.file, a.Name, strings.Join(td.deps, " ")))
 	}
-	a.Parse = td.pattern
-	if len(td.fixup) > 0 {
-		a.Fixup = map[string]string{}
-		for _, kv := range td.fixup {
-			if !slices.Contains(jobs.Results, kv[1]) {
-				im.errorf(repoLine, m.sub("repository"), "%s: parse.fixupdict maps %q to %q; results are %s", file, kv[0], kv[1], strings.Join(jobs.Results, ", "))
-				return a, false
-			}
-			a.Fixup[kv[0]] = kv[1]
-		}
+	if !im.pattern(&a, td, repoLine, m.sub("repository")) {
+		return a, false
 	}
 	return a, true
+}
+
+// pattern sets a's parse pattern and fixup from td.
+func (im *importer) pattern(a *jobs.Action, td testDef, line int, key string) bool {
+	a.Parse = td.pattern
+	if len(td.fixup) == 0 {
+		return true
+	}
+	a.Fixup = map[string]string{}
+	for _, kv := range td.fixup {
+		if !slices.Contains(jobs.Results, kv[1]) {
+			im.errorf(line, key, "parse.fixupdict maps %q to %q; results are %s", kv[0], kv[1], strings.Join(jobs.Results, ", "))
+			return false
+		}
+		a.Fixup[kv[0]] = kv[1]
+	}
+	return true
 }
 
 func short(commit string) string {

@@ -17,7 +17,8 @@ import (
 
 // Refusals of whole LAVA features, one line each.
 const (
-	whySSHGuest = "not supported: troupe reaches every role's board over its own console; ssh guest roles (connection: ssh, host_role, expect_role, request: lava-start) have no troupe equivalent"
+	// WhySSHGuest is the one line that refuses ssh guest roles.
+	WhySSHGuest = "not supported: troupe reaches every role's board over its own console; ssh guest roles (connection: ssh, host_role, expect_role, request: lava-start) have no troupe equivalent"
 	whyDocker   = "not supported: troupe runs tests on boards, not in docker containers"
 	whyLXC      = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
 	whyVLANd    = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
@@ -90,7 +91,7 @@ func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 		if isString(k.v) && k.v.Value == "serial" {
 			return true
 		}
-		im.unsupported(k, whySSHGuest)
+		im.unsupported(k, WhySSHGuest)
 	default:
 		return false
 	}
@@ -293,7 +294,7 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 // deployTargets are the LAVA deploy methods (to:) troupe carries out.
 var deployTargets = map[string]string{
 	"tmpfs": "", "tftp": "", "nfs": "", "flasher": "", "usb": "", "sata": "", "ramdisk": "",
-	"docker": whyDocker, "lxc": whyLXC, "ssh": whySSHGuest,
+	"docker": whyDocker, "lxc": whyLXC, "ssh": WhySSHGuest,
 	"fastboot": "not supported: troupe has no fastboot deploy; a board's lab entry can flash with a command ([board.deploy] method = \"flasher\")",
 }
 
@@ -413,7 +414,7 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 					im.unsupported(k, whyLXC)
 					ok = false
 				case "ssh":
-					im.unsupported(k, whySSHGuest)
+					im.unsupported(k, WhySSHGuest)
 					ok = false
 				case "fastboot":
 					im.unsupported(k, "not supported: troupe boots boards by power cycle, u-boot or QEMU; fastboot is not one of them")
@@ -470,7 +471,7 @@ func (im *importer) roleKey(k entry) bool {
 	case "context":
 		im.mapping(k.v, k.path) // device settings: the lab entry's business in troupe
 	case "connection", "host_role", "expect_role", "request":
-		im.unsupported(k, whySSHGuest)
+		im.unsupported(k, WhySSHGuest)
 	default:
 		return false
 	}

@@ -114,11 +114,17 @@ func IsLAVA(path string, data []byte) bool {
 // against its directory, as in jobs.Parse. Problems are returned together
 // as jobs.Errors.
 func Import(file string, data []byte) (*jobs.Job, error) {
+	return ImportWith(file, data, DefaultOptions())
+}
+
+// ImportWith is Import with the caches of test definition repositories
+// and images, and a receiver of warnings, given.
+func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
 	root, err := parseYAML(file, data)
 	if err != nil {
 		return nil, err
 	}
-	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}}
+	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
 	j := im.job(root)
 	if len(im.errs) > 0 {
 		sort.SliceStable(im.errs, func(a, b int) bool { return im.errs[a].Line < im.errs[b].Line })
