@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -52,4 +54,30 @@ func standInNotice(w io.Writer, js []*jobs.Job) {
 		noun = "device types"
 	}
 	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab\n", noun, strings.Join(types, ", "))
+}
+
+// lavaFlags adds --lava-mirror to fs; the function it returns gives the
+// options LAVA job definitions are imported with on the command line:
+// test definition repositories and images are fetched (over the network
+// unless a mirror maps them), into the user's cache; warnings go to
+// stderr.
+func lavaFlags(fs *flag.FlagSet, stderr io.Writer) func() lava.Options {
+	var mirrors mirrorFlag
+	fs.Var(&mirrors, "lava-mirror", "URL=DIR: fetch LAVA test definition repositories whose URL starts with URL from DIR (repeatable)")
+	return func() lava.Options {
+		opts := lava.DefaultOptions()
+		opts.Repos.Offline, opts.Downloads.Offline = false, false
+		opts.Repos.Mirrors = mirrors
+		opts.Warn = func(s string) { fmt.Fprintln(stderr, s) }
+		return opts
+	}
+}
+
+// loadLAVA reads and imports the LAVA job definition at path.
+func loadLAVA(path string, opts lava.Options) (*jobs.Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load LAVA job: %w", err)
+	}
+	return lava.ImportWith(path, data, opts)
 }

@@ -94,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
+	lavaOpts := lavaFlags(fs, stderr)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -102,7 +103,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for _, f := range fs.Args() {
-		if _, err := loadJob(f); err != nil {
+		if _, err := loadJob(f, lavaOpts()); err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
 			continue
@@ -115,6 +116,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	lavaOpts := lavaFlags(fs, stderr)
 	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the jobs need)")
 	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>); with several jobs, DIR/<job>/ each")
 	verbose := fs.Bool("v", false, "debug logs on stderr")
@@ -127,7 +129,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var js []*jobs.Job
 	code := exitOK
 	for _, f := range fs.Args() {
-		job, err := loadJob(f)
+		job, err := loadJob(f, lavaOpts())
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -272,27 +274,29 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // waitNotice is how long a job waits before troupe run says why.
 const waitNotice = 3 * time.Second
 
-// loadJob reads a troupe job file, or a LAVA job definition (YAML).
-func loadJob(path string) (*jobs.Job, error) {
+// loadJob reads a troupe job file, or a LAVA job definition (YAML)
+// imported with opts.
+func loadJob(path string, opts lava.Options) (*jobs.Job, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
 	if lava.IsLAVA(path, data) {
-		return lava.Import(path, data)
+		return lava.ImportWith(path, data, opts)
 	}
 	return jobs.Parse(path, data)
 }
 
 func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("import-lava", stderr)
+	lavaOpts := lavaFlags(fs, stderr)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, "want one LAVA job file, got %d arguments", fs.NArg())
 	}
-	job, err := lava.Load(fs.Arg(0))
+	job, err := loadLAVA(fs.Arg(0), lavaOpts())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid

@@ -271,12 +271,12 @@ func TestLAVAJob(t *testing.T) {
 	assert.Equal(t, 0, v.code, v.stderr)
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	require.NoError(t, os.WriteFile(bad, []byte("job_name: x\nprotocols:\n  lava-multinode:\n    roles:\n      a: {device_type: sim, count: 1}\nactions:\n- test:\n    definitions:\n    - {from: git, repository: 'https://example.com/x.git', name: x, path: x.yaml}\n"), 0o644))
+	require.NoError(t, os.WriteFile(bad, []byte("job_name: x\nprotocols:\n  lava-multinode:\n    roles:\n      a: {device_type: sim, count: 1}\nactions:\n- test:\n    definitions:\n    - {from: url, repository: 'https://example.com/x.yaml', name: x, path: x.yaml}\n"), 0o644))
 	for _, cmd := range []string{"run", "validate", "import-lava"} {
 		res := troupe(t, cmd, bad)
 		assert.Equal(t, 3, res.code, cmd)
 		assert.Contains(t, res.stderr, "bad.yaml:9:", cmd)
-		assert.Contains(t, res.stderr, "needs the network", cmd)
+		assert.Contains(t, res.stderr, `"url" is not supported`, cmd)
 	}
 }
 
