@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -48,6 +49,25 @@ type Downloads struct {
 	Client   *http.Client // nil: http.DefaultClient
 	MaxBytes int64        // per image, compressed and decompressed; 0: DefaultMaxDownload
 	Offline  bool         // refuse http(s) URLs: only local files
+	Mirrors  []Mirror     // URL prefix -> local directory holding the rest of the path
+}
+
+// mirrored maps a URL to a local file of a mirror, if one matches.
+func (d *Downloads) mirrored(u string) (string, bool) {
+	best := -1
+	for i, m := range d.Mirrors {
+		if strings.HasPrefix(u, m.Prefix) && (best < 0 || len(m.Prefix) > len(d.Mirrors[best].Prefix)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	rest := strings.TrimPrefix(u, d.Mirrors[best].Prefix)
+	if slices.Contains(strings.Split(rest, "/"), "..") {
+		return "", false
+	}
+	return filepath.Join(d.Mirrors[best].Dir, filepath.FromSlash(rest)), true
 }
 
 // ErrOffline reports a URL that needs the network where fetching is off.
@@ -98,6 +118,9 @@ func (d *Downloads) Get(ctx context.Context, a Artifact) (string, error) {
 	case "gz", "bz2", "xz", "zstd":
 	default:
 		return "", fmt.Errorf("image %s: compression %q is not one of %s", a.URL, a.Compression, strings.Join(Compressions, ", "))
+	}
+	if p, ok := d.mirrored(a.URL); ok {
+		a.URL = p
 	}
 	if !remote(a.URL) && a.Compression == "" && len(a.Checksums) == 0 {
 		return a.URL, nil

@@ -188,6 +188,8 @@ func (im *importer) protocols(e entry, j *jobs.Job) bool {
 			case "timeout":
 			case "roles":
 				j.Roles = im.roles(k, j.MultinodeTimeout)
+			case "target_group", "sub_id", "group_size", "role", "tags", "roles_count":
+				im.unsupported(k, "not supported: this is one node's sub-job, which LAVA's scheduler splits from a MultiNode job; give troupe the MultiNode job (protocols.lava-multinode.roles)")
 			default:
 				im.unsupported(k, "")
 			}
@@ -351,7 +353,13 @@ func (im *importer) actions(e entry) []jobs.Action {
 
 // actionRoles reads the role list of an action.
 func (im *importer) actionRoles(e entry) []string {
-	names, ok := im.strings(e)
+	var names []string
+	ok := true
+	if isString(e.v) {
+		names = []string{e.v.Value} // LAVA also takes one role as a string
+	} else {
+		names, ok = im.strings(e)
+	}
 	if !ok {
 		return nil
 	}

@@ -214,6 +214,11 @@ func (im *importer) request(m *mapping) (jobs.Request, bool) {
 // sha512sum, image_arg, type, format, header, ...}, fetches it if needed
 // and returns its local path.
 func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
+	if isString(e.v) {
+		// The older short form: the URL alone.
+		e.v = &yaml.Node{Kind: yaml.MappingNode, Line: e.v.Line, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Tag: "!!str", Value: "url", Line: e.v.Line}, e.v}}
+	}
 	m, ok := im.mapping(e.v, e.path)
 	if !ok {
 		return "", false
@@ -342,8 +347,12 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		case k.key == "ramdisk", k.key == "initrd":
 			take(k, "initrd")
 		case k.key == "modules":
-			im.unsupported(k, "not supported: troupe does not unpack modules into a ramdisk or rootfs; put them in the image")
-			ok = false
+			// Checked and fetched like any image, but not unpacked: said once.
+			if _, good := im.artifact(k, dl); good {
+				im.warnf(k.line, k.path, "the modules are not unpacked into the ramdisk or rootfs: troupe boots the images as they are, which must hold the modules the test needs")
+			} else {
+				ok = false
+			}
 		case k.key == "nfsrootfs":
 			im.unsupported(k, "not supported: troupe has no NFS server; boot a ramdisk or a disk image instead")
 			ok = false

@@ -63,11 +63,12 @@ func standInNotice(w io.Writer, js []*jobs.Job) {
 // stderr.
 func lavaFlags(fs *flag.FlagSet, stderr io.Writer) func() lava.Options {
 	var mirrors mirrorFlag
-	fs.Var(&mirrors, "lava-mirror", "URL=DIR: fetch LAVA test definition repositories whose URL starts with URL from DIR (repeatable)")
+	fs.Var(&mirrors, "lava-mirror", "URL=DIR: fetch LAVA test definition repositories and images whose URL starts with URL from DIR (repeatable)")
 	return func() lava.Options {
 		opts := lava.DefaultOptions()
 		opts.Repos.Offline, opts.Downloads.Offline = false, false
 		opts.Repos.Mirrors = mirrors
+		opts.Downloads.Mirrors = mirrors
 		opts.Warn = func(s string) { fmt.Fprintln(stderr, s) }
 		return opts
 	}
