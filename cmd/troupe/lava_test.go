@@ -1,0 +1,142 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// gitRepo creates a git repository at dir holding files, committed.
+func gitRepo(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		require.NoError(t, os.WriteFile(p, []byte(body), mode))
+	}
+	for _, args := range [][]string{{"init", "--quiet", "--initial-branch=main"}, {"add", "-A"}, {"commit", "--quiet", "-m", "tests"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "git %v: %s", args, out)
+	}
+}
+
+// TestLAVAGitMultiNode: a LAVA MultiNode job whose test definitions come
+// from git (a repository the test made, reached through --lava-mirror),
+// with an action-level protocol request, parse.pattern + fixupdict, the
+// documented cache-file idiom on two consecutive waits, a script of the
+// repository, parameters, and LAVA's stop at the first failing step.
+func TestLAVAGitMultiNode(t *testing.T) {
+	dir := t.TempDir()
+	mirror := filepath.Join(dir, "mirror")
+	gitRepo(t, filepath.Join(mirror, "qa", "tests.git"), map[string]string{
+		"server/server.yaml": `metadata: {name: server, format: Lava-Test Test Definition 1.0}
+run:
+  steps:
+  - lava-send ipv4 ipaddr=10.1.2.3
+  - lava-send port port=5201
+  - 'echo "case boot/fs: PASS"'
+  - 'echo "case net: FAIL"'
+  - lava-sync done
+parse:
+  pattern: '^case (?P<test_case_id>\S+): (?P<result>PASS|FAIL)$'
+  fixupdict: {PASS: pass, FAIL: fail}
+`,
+		"client.yaml": `metadata: {name: client}
+params: {GREETING: hello, OTHER: kept}
+install:
+  deps: [iperf3]
+  steps:
+  - echo "installed from $(pwd | sed 's,.*/,,')"
+run:
+  steps:
+  - sleep 2
+  - lava-send client-ready
+  - lava-wait ipv4
+  - ip=$(cut -d = -f 2 /tmp/lava_multi_node_cache.txt)
+  - lava-wait port
+  - port=$(cut -d = -f 2 /tmp/lava_multi_node_cache.txt)
+  - ./lib/check.sh "$ip" "$port"
+  - echo "greeting=$GREETING other=$OTHER run=$TESTRUN_ID"
+  - lava-sync done
+  - "false"
+  - lava-test-case after-false --result pass
+`,
+		"lib/check.sh": `#!/bin/sh
+[ "$1" = 10.1.2.3 ] && lava-test-case first-wait --result pass || lava-test-case first-wait --result fail
+[ "$2" = 5201 ] && lava-test-case second-wait --result pass || lava-test-case second-wait --result fail
+`,
+	})
+	job := writeFile(t, dir, "job.yaml", `job_name: lava git multinode
+timeouts:
+  job: {minutes: 3}
+  connection: {minutes: 1}
+  actions: {lava-test-shell: {minutes: 2}}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: qemu, count: 1, context: {arch: amd64}}
+      client: {device_type: qemu, count: 1}
+    timeout: {seconds: 40}
+actions:
+- boot:
+    role: [server, client]
+    method: qemu
+    media: tmpfs
+    prompts: 'root@debian:~#'
+    auto_login: {login_prompt: 'login:', username: root}
+    failure_retry: 2
+- test:
+    role: [server]
+    protocols:
+      lava-multinode:
+      - action: lava-test-shell
+        request: lava-wait
+        messageID: client-ready
+    definitions:
+    - repository: https://git.example.org/qa/tests.git
+      from: git
+      path: server/server.yaml
+      name: server
+- test:
+    role: [client]
+    definitions:
+    - repository: https://git.example.org/qa/tests.git
+      from: git
+      branch: main
+      path: client.yaml
+      name: client
+      parameters: {GREETING: hi}
+`)
+	res := troupe(t, "run", "--out", "OUT", "--lava-mirror", "https://git.example.org/="+mirror, job)
+	require.Equal(t, 1, res.code, "a case failed; stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Contains(t, res.stderr, "install.deps (iperf3) are not installed")
+	cases := map[string]string{}
+	for _, c := range readResults(t, res.out).Tests {
+		cases[c.Node+"/"+c.Suite+"/"+c.Name] = string(c.Result)
+	}
+	assert.Equal(t, "pass", cases["server-0/server/boot_fs"], "parse.pattern: %v", cases)
+	assert.Equal(t, "fail", cases["server-0/server/net"], "fixupdict: %v", cases)
+	assert.Equal(t, "pass", cases["client-0/client/first-wait"], "%v", cases)
+	assert.Equal(t, "pass", cases["client-0/client/second-wait"], "the cache holds only the second reply: %v", cases)
+	assert.NotContains(t, cases, "client-0/client/after-false", "LAVA's run script stops at the first failing step")
+	client := readLog(t, res.out, "client-0")
+	assert.Contains(t, client, "greeting=hi other=kept run=client")
+	assert.Contains(t, client, "installed from repo")
+	sent := groupLogTime(t, res.out, "client-0", "<LAVA_SEND client-ready")
+	served := groupLogTime(t, res.out, "server-0", "case boot/fs")
+	assert.False(t, served.Before(sent), "the server's test waited for client-ready before it started (%s, %s)", sent, served)
+}
