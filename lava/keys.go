@@ -242,12 +242,14 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 			}
 			a.Compression = s
 		case "md5sum", "sha256sum", "sha512sum":
-			if s, good := im.str(k.v, k.path); good {
+			// A digest of digits only reads as a number in YAML: any scalar.
+			if s, good := k.v.Value, k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null"; good {
 				if a.Checksums == nil {
 					a.Checksums = map[string]string{}
 				}
 				a.Checksums[k.key] = s
 			} else {
+				im.typeError(k.v, k.path, "a hex digest")
 				ok = false
 			}
 		case "image_arg":

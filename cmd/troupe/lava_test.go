@@ -1,14 +1,26 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/md5" //nolint:gosec // LAVA's md5sum key
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/qemu"
 )
 
 // gitRepo creates a git repository at dir holding files, committed.
@@ -139,4 +151,91 @@ actions:
 	sent := groupLogTime(t, res.out, "client-0", "<LAVA_SEND client-ready")
 	served := groupLogTime(t, res.out, "server-0", "case boot/fs")
 	assert.False(t, served.Before(sent), "the server's test waited for client-ready before it started (%s, %s)", sent, served)
+}
+
+// TestLAVAQemuHTTPImages: a LAVA QEMU job whose kernel and (gzip
+// compressed) initrd are http URLs, served on loopback, with checksums:
+// downloaded once, checked, unpacked, and booted by a QEMU board.
+func TestLAVAQemuHTTPImages(t *testing.T) {
+	needQemu(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	im, err := qemu.DefaultImages(ctx, "x86_64", "")
+	require.NoError(t, err)
+	kernel, err := os.ReadFile(im.Kernel)
+	require.NoError(t, err)
+	initrd, err := os.ReadFile(im.Initrd)
+	require.NoError(t, err)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err = zw.Write(initrd)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	files := map[string][]byte{"/img/vmlinuz": kernel, "/img/initrd.gz": gz.Bytes()}
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	defer srv.Close()
+	ksum := sha256.Sum256(kernel)
+	isum := md5.Sum(gz.Bytes()) //nolint:gosec // LAVA's md5sum key
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", "[[board]]\nname = \"vm-0\"\ndevice_type = \"qemu\"\nbackend = \"qemu\"\n[board.qemu]\narch = \"x86_64\"\nmemory = \"256M\"\n")
+	job := writeFile(t, dir, "job.yaml", fmt.Sprintf(`job_name: lava qemu http images
+device_type: qemu
+timeouts: {job: {minutes: 4}, connection: {minutes: 2}}
+context: {arch: amd64}
+actions:
+- deploy:
+    to: tmpfs
+    os: oe
+    images:
+      kernel:
+        url: %[1]s/img/vmlinuz
+        image_arg: -kernel {kernel}
+        sha256sum: %[2]x
+      initrd:
+        url: %[1]s/img/initrd.gz
+        image_arg: -initrd {initrd}
+        compression: gz
+        md5sum: %[3]x
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['/ # ']
+- test:
+    definitions:
+    - from: inline
+      name: kernel
+      path: inline/kernel.yaml
+      repository:
+        metadata: {name: kernel, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case uname --shell test "$(uname -r)" = %[4]q
+`, srv.URL, ksum, isum, hostKernel(t)))
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/kernel/uname"])
+	assert.Equal(t, int32(2), hits.Load(), "each image downloaded once")
+
+	// A checksum that does not match refuses the job before anything runs.
+	bad := writeFile(t, dir, "bad.yaml", strings.Replace(readFileString(t, job), fmt.Sprintf("%x", ksum), strings.Repeat("0", 64), 1))
+	res = troupe(t, "validate", bad)
+	assert.Equal(t, 3, res.code)
+	assert.Contains(t, res.stderr, "actions[0].deploy.images.kernel.url:")
+	assert.Contains(t, res.stderr, "checksum mismatch: sha256sum is")
+}
+
+func readFileString(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return string(b)
 }
