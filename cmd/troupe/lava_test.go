@@ -239,3 +239,83 @@ func readFileString(t *testing.T, p string) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// TestLAVAUBootTFTP: a LAVA job that deploys kernel, ramdisk and dtb to:
+// tftp and boots with u-boot's named ramdisk commands runs on a simulated
+// u-boot board: the images are served by troupe's TFTP server and the
+// board's lab entry gives the commands (the LAVA device dictionary's part).
+func TestLAVAUBootTFTP(t *testing.T) {
+	addr, sock := simboard(t, "bbb-01", false, "--bootloader", "u-boot")
+	dir := t.TempDir()
+	writeFile(t, dir, "zImage", "kernel")
+	writeFile(t, dir, "am335x-boneblack.dtb", "device tree")
+	packed := func() []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write([]byte("ramdisk"))
+		require.NoError(t, zw.Close())
+		return b.Bytes()
+	}()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ramdisk.cpio.gz"), packed, 0o644))
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
+[tftp]
+address = "127.0.0.1:0"
+[[board]]
+name = "bbb-01"
+device_type = "beaglebone-black"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+[board.power]
+kind = "sim"
+socket = %q
+[board.boot]
+method = "u-boot"
+interrupt = "Hit any key to stop autoboot"
+commands = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "tftp 0x88000000 {dtb}", "bootz 0x82000000 0x88080000 0x88000000"]
+[board.deploy]
+method = "tftp"
+`, addr, sock))
+	job := writeFile(t, dir, "job.yaml", fmt.Sprintf(`job_name: bbb ramdisk over tftp
+device_type: beaglebone-black
+timeouts:
+  job: {minutes: 3}
+  action: {minutes: 1}
+  connection: {minutes: 1}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    timeout: {minutes: 1}
+    to: tftp
+    kernel: {url: 'file://%[1]s/zImage', type: zimage}
+    ramdisk: {url: ramdisk.cpio.gz, compression: gz, md5sum: %[2]x}
+    dtb: {url: am335x-boneblack.dtb}
+    os: oe
+- boot:
+    method: u-boot
+    commands: ramdisk
+    type: bootz
+    prompts: ['/ #', 'root@bbb:']
+    auto_login: {login_prompt: 'login:', username: root}
+- test:
+    definitions:
+    - from: inline
+      name: smoke
+      path: inline/smoke.yaml
+      repository:
+        metadata: {name: smoke, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case booted --result pass
+`, dir, md5.Sum(packed)))
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.NotContains(t, res.stderr, "stood in for", "a lab was given")
+	log := readLog(t, res.out, "node-0")
+	for _, f := range []string{"bbb-01/zImage", "bbb-01/ramdisk.cpio", "bbb-01/am335x-boneblack.dtb"} {
+		assert.Contains(t, log, f, "fetched over TFTP")
+	}
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/smoke/booted"])
+}
