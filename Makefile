@@ -27,6 +27,7 @@ FUZZ += ./testshell:FuzzParseLine
 FUZZ += ./testshell:FuzzParseMultiNode
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
+FUZZ += ./lava:FuzzTestDefinition
 FUZZ += ./scenario:FuzzParse
 FUZZ += ./boot:FuzzFill
 FUZZ += ./console:FuzzStripANSI

@@ -215,6 +215,13 @@ func (d *Downloads) fetch(ctx context.Context, a Artifact, dst string) error {
 		}
 		src = resp.Body
 	} else {
+		fi, err := os.Stat(a.URL)
+		if err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("image %s: not a regular file", a.URL)
+		}
 		f, err := os.Open(a.URL)
 		if err != nil {
 			return fmt.Errorf("image: %w", err)
@@ -245,6 +252,11 @@ func (d *Downloads) fetch(ctx context.Context, a Artifact, dst string) error {
 	for k, h := range hashes {
 		got := hex.EncodeToString(h.Sum(nil))
 		if want := strings.ToLower(strings.TrimSpace(a.Checksums[k])); got != want {
+			if !remote(a.URL) {
+				// A local file's digest is not said: it would tell a
+				// submitter something about a file of the host.
+				return fmt.Errorf("image %s: %w: %s is not %s", a.URL, ErrChecksum, k, want)
+			}
 			return fmt.Errorf("image %s: %w: %s is %s, the job says %s", a.URL, ErrChecksum, k, got, want)
 		}
 	}
