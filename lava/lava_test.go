@@ -549,3 +549,68 @@ func TestRoundTripTOML(t *testing.T) {
 	}
 	assert.True(t, strings.Contains(buf.String(), "[roles.client]"), buf.String())
 }
+
+// TestAcceptedKeys: the harmless keys of real LAVA jobs are accepted and
+// honoured where troupe has the concept.
+func TestAcceptedKeys(t *testing.T) {
+	src := `job_name: first
+job_name: accepted
+context: {arch: arm64}
+timeouts:
+  job: {minutes: 20}
+  connection: {minutes: 2}
+  connections: {lava-test-shell: {seconds: 30}}
+  actions:
+    lava-test-shell: {minutes: 7}
+    auto-login-action: {minutes: 3}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: bbb, context: {console_device: ttyS2}}
+      client: {device_type: bbb, count: 2}
+actions:
+- deploy:
+    role: [server, client]
+    to: tftp
+    kernel: {url: zImage, type: zimage}
+    ramdisk: {url: /srv/ramdisk.cpio, header: u-boot}
+    dtb: {url: 'file:///srv/board.dtb'}
+    failure_retry: 3
+- boot:
+    role: server
+    method: u-boot
+    commands: ramdisk
+    media: tmpfs
+    prompts: 'root@bbb:'
+    auto_login: {login_prompt: 'login:', username: root, password_prompt: 'Password:', password: x, login_commands: [id]}
+    protocols:
+      lava-multinode:
+      - {action: uboot-commands, request: lava-send, messageID: booting, message: {board: bbb}}
+- boot: {role: [client], method: u-boot, prompts: ['# ', '$ ']}
+- test:
+    role: [client]
+    protocols:
+      lava-multinode:
+      - {action: lava-test-shell, request: lava-wait-all, messageID: ready, role: server}
+    definitions:
+    - {from: inline, name: one, path: inline/one.yaml, repository: {run: {steps: [a]}}}
+    - {from: inline, name: two, path: inline/two.yaml, repository: {run: {steps: [b]}}}
+`
+	var warnings []string
+	opts := lava.DefaultOptions()
+	opts.Warn = func(s string) { warnings = append(warnings, s) }
+	j, err := lava.ImportWith("dir/job.yaml", []byte(src), opts)
+	require.NoError(t, err)
+	assert.Equal(t, "accepted", j.Name, "LAVA keeps the last of duplicate keys")
+	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)"}, warnings)
+	assert.Equal(t, 20*time.Minute, j.Timeout)
+	require.Len(t, j.Actions, 5)
+	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Initrd: "/srv/ramdisk.cpio", DTB: "/srv/board.dtb"}, j.Actions[0].Images)
+	assert.Equal(t, []string{"server"}, j.Actions[1].Roles)
+	assert.Equal(t, 3*time.Minute, j.Actions[1].Timeout, "timeouts.actions.auto-login-action → boot actions")
+	assert.Equal(t, []jobs.Request{{Kind: "send", ID: "booting", Args: []string{"board=bbb"}}}, j.Actions[1].Before)
+	assert.Equal(t, 7*time.Minute, j.Actions[3].Timeout, "timeouts.actions.lava-test-shell → test actions")
+	assert.Equal(t, []jobs.Request{{Kind: "wait-all", ID: "ready", Args: []string{"server"}}}, j.Actions[3].Before)
+	assert.Nil(t, j.Actions[4].Before, "the request comes before the LAVA action, once")
+	roundTrip(t, j)
+}
