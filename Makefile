@@ -7,9 +7,9 @@ BIN     := bin/troupe
 # (chromium, driven by chromedp) and QEMU with a kernel and busybox for the
 # qemu boards (their initramfs is built by qemu/images/mkinitramfs.sh).
 APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net chromium chromium-driver \
-	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio
+	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio git xz-utils zstd bzip2
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromium \
-	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio nsenter unshare setpriv
+	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio nsenter unshare setpriv git xz zstd bzip2
 # The aarch64 QEMU boards' kernel and busybox: Debian's arm64 packages,
 # downloaded with apt and extracted (not installed) here by
 # qemu/images/fetch-arm64.sh; exported so the tests look in the same place
@@ -27,6 +27,7 @@ FUZZ += ./testshell:FuzzParseLine
 FUZZ += ./testshell:FuzzParseMultiNode
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
+FUZZ += ./lava:FuzzTestDefinition
 FUZZ += ./scenario:FuzzParse
 FUZZ += ./boot:FuzzFill
 FUZZ += ./console:FuzzStripANSI

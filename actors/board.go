@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/coordinator"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/testshell"
@@ -103,6 +105,10 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: panic: %v", a.board.Name, r)
 		}
 	}()
+	if err := a.before(ctx, m.action.Before); err != nil {
+		res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
+		return res
+	}
 	switch m.action.Type {
 	case jobs.Deploy:
 		if err := deploy(ctx, a.backend, m.action); err != nil {
@@ -139,6 +145,36 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		res.err = fmt.Errorf("unknown action type %q", m.action.Type)
 	}
 	return res
+}
+
+// before makes the MultiNode calls an action asks for before it starts,
+// bounded by the action's context; a nack fails the action.
+func (a *boardActor) before(ctx context.Context, reqs []jobs.Request) error {
+	for _, r := range reqs {
+		if a.mn == nil {
+			return fmt.Errorf("multinode %s before the action: no coordinator", r)
+		}
+		req := coordinator.Request{Kind: coordinator.Kind(r.Kind), ID: r.ID}
+		switch r.Kind {
+		case "send":
+			for _, kv := range r.Args {
+				k, v, _ := strings.Cut(kv, "=")
+				req.Data = append(req.Data, coordinator.KV{Key: k, Value: v})
+			}
+		case "wait-all":
+			if len(r.Args) == 1 {
+				req.Role = r.Args[0]
+			}
+		}
+		rep, err := a.mn.Call(ctx, req)
+		if err != nil {
+			return fmt.Errorf("multinode %s before the action: %w", r, err)
+		}
+		if !rep.OK {
+			return fmt.Errorf("multinode %s before the action: %s", r, rep.Err)
+		}
+	}
+	return nil
 }
 
 // errPowerLost: the board switched off under a running test.

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -104,7 +105,11 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_ROLE", a.node.Role},
 			{"TROUPE_IP", a.addrs[a.node.Name]},
 			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
-		}, Files: map[string][]byte{"group": a.groupFile()}}
+		}, Files: map[string][]byte{"group": a.groupFile()}, Fixup: act.Fixup}
+		if act.Parse != "" {
+			// jobs.Parse checked the pattern; a job built otherwise with a bad one just parses nothing.
+			msg.test.Pattern, _ = regexp.Compile(act.Parse)
+		}
 	}
 	timeout := act.Timeout
 	a.atLabLimit = false

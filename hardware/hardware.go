@@ -18,6 +18,7 @@ import (
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/hardware/console"
 	"github.com/troupe-lab/troupe/hardware/power"
+	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 )
 
@@ -165,35 +166,72 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 	return fmt.Errorf("deploy %s to %s: the board has no deploy method (set [board.deploy] method = \"flasher\")", image, b.name)
 }
 
+// DeployImages stages a kernel's images for a board that fetches them over
+// TFTP (LAVA's deploy to: tftp): the u-boot placeholders {kernel},
+// {ramdisk} (also {initrd}), {dtb} and {rootfs} name the staged files.
+func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
+	if b.hw.Deploy.Method != "tftp" {
+		return fmt.Errorf("deploy images to %s: the board's deploy method is %q; kernel, initrd and dtb images need tftp", b.name, b.hw.Deploy.Method)
+	}
+	vars := map[string]string{"server_ip": b.opts.ServerIP}
+	for _, f := range [][3]string{{"kernel", im.Kernel, ""}, {"ramdisk", im.Initrd, "initrd"}, {"dtb", im.DTB, ""}, {"rootfs", im.Rootfs, ""}} {
+		if f[1] == "" {
+			continue
+		}
+		file, err := b.copyToTFTP(f[1])
+		if err != nil {
+			return err
+		}
+		vars[f[0]] = file
+		if f[2] != "" {
+			vars[f[2]] = file
+		}
+	}
+	vars["image"] = vars["kernel"]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.vars = vars
+	return nil
+}
+
 // stage puts image where the TFTP server serves it to this board only
 // (<root>/<board>/<name>) and sets the u-boot placeholders for it.
 func (b *Board) stage(image string) error {
+	file, err := b.copyToTFTP(image)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.vars = map[string]string{"server_ip": b.opts.ServerIP, "kernel": file, "image": file}
+	return nil
+}
+
+// copyToTFTP copies image to <root>/<board>/<name> and returns the file's
+// TFTP name.
+func (b *Board) copyToTFTP(image string) (string, error) {
 	name := filepath.Base(image)
 	dst := filepath.Join(b.opts.TFTPRoot, b.name, name)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+		return "", fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
 	}
 	in, err := os.Open(image)
 	if err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+		return "", fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
 	}
 	defer in.Close()
 	out, err := os.Create(dst)
 	if err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+		return "", fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+		return "", fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
+		return "", fmt.Errorf("deploy %s to %s: %w", image, b.name, err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	file := b.name + "/" + name
-	b.vars = map[string]string{"server_ip": b.opts.ServerIP, "kernel": file, "image": file}
-	return nil
+	return b.name + "/" + name, nil
 }
 
 // Boot brings the board to a logged-in shell by its boot method, with the

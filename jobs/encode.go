@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,6 +42,13 @@ func (j *Job) Encode(w io.Writer) error {
 	for _, a := range j.Actions {
 		fmt.Fprintf(&b, "\n[[action]]\ntype = %s\n", quote(string(a.Type)))
 		fmt.Fprintf(&b, "roles = %s\n", list(a.Roles))
+		if len(a.Before) > 0 {
+			before := make([]string, len(a.Before))
+			for i, r := range a.Before {
+				before[i] = r.String()
+			}
+			fmt.Fprintf(&b, "before = %s\n", list(before))
+		}
 		if a.Name != "" {
 			fmt.Fprintf(&b, "name = %s\n", quote(a.Name))
 		}
@@ -55,6 +63,9 @@ func (j *Job) Encode(w io.Writer) error {
 			if im.Rootfs != "" {
 				fmt.Fprintf(&b, ", rootfs = %s", quote(unresolve(j.File, im.Rootfs)))
 			}
+			if im.DTB != "" {
+				fmt.Fprintf(&b, ", dtb = %s", quote(unresolve(j.File, im.DTB)))
+			}
 			b.WriteString("}\n")
 		}
 		if a.Timeout != defaultActionTimeout(a.Type) {
@@ -62,6 +73,24 @@ func (j *Job) Encode(w io.Writer) error {
 		}
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
+		}
+		if a.Parse != "" {
+			fmt.Fprintf(&b, "parse = %s\n", quote(a.Parse))
+		}
+		if len(a.Fixup) > 0 {
+			words := make([]string, 0, len(a.Fixup))
+			for w := range a.Fixup {
+				words = append(words, w)
+			}
+			sort.Strings(words)
+			b.WriteString("fixup = {")
+			for i, w := range words {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "%s = %s", quote(w), quote(a.Fixup[w]))
+			}
+			b.WriteString("}\n")
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {

@@ -55,7 +55,7 @@ func (j *Job) ConfineImages(root string) error {
 		a := &j.Actions[i]
 		fields := []imageField{{"image", &a.Image}}
 		if im := a.Images; im != nil {
-			fields = append(fields, imageField{"images.kernel", &im.Kernel}, imageField{"images.initrd", &im.Initrd}, imageField{"images.rootfs", &im.Rootfs})
+			fields = append(fields, imageField{"images.kernel", &im.Kernel}, imageField{"images.initrd", &im.Initrd}, imageField{"images.rootfs", &im.Rootfs}, imageField{"images.dtb", &im.DTB})
 		}
 		for _, f := range fields {
 			if *f.p == "" {

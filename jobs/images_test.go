@@ -13,19 +13,19 @@ import (
 )
 
 func TestDeployImages(t *testing.T) {
-	src := edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "vm/vmlinuz", initrd = "initrd", rootfs = "vm/disk.img"}`)
+	src := edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "vm/vmlinuz", initrd = "initrd", rootfs = "vm/disk.img", dtb = "vm/board.dtb"}`)
 	j, err := jobs.Parse("examples/job.toml", []byte(src))
 	require.NoError(t, err)
-	assert.Equal(t, &jobs.Images{Kernel: "examples/vm/vmlinuz", Initrd: "examples/initrd", Rootfs: "examples/vm/disk.img"}, j.Actions[0].Images)
+	assert.Equal(t, &jobs.Images{Kernel: "examples/vm/vmlinuz", Initrd: "examples/initrd", Rootfs: "examples/vm/disk.img", DTB: "examples/vm/board.dtb"}, j.Actions[0].Images)
 	assert.Empty(t, j.Actions[0].Image)
 
-	assert.Contains(t, roundTrip(t, j), `images = {kernel = "vm/vmlinuz", initrd = "initrd", rootfs = "vm/disk.img"}`)
+	assert.Contains(t, roundTrip(t, j), `images = {kernel = "vm/vmlinuz", initrd = "initrd", rootfs = "vm/disk.img", dtb = "vm/board.dtb"}`)
 }
 
 func TestDeployImagesErrors(t *testing.T) {
 	for _, tc := range []struct{ name, images, want string }{
 		{"no kernel", `images = {initrd = "i"}`, `job.toml:15: action[0].images.kernel: is required`},
-		{"unknown key", `images = {kernel = "k", dtb = "d"}`, `job.toml:15: action[0].images: unknown key "dtb"`},
+		{"unknown key", `images = {kernel = "k", fdt = "d"}`, `job.toml:15: action[0].images: unknown key "fdt"`},
 		{"empty", `images = {kernel = ""}`, `job.toml:15: action[0].images.kernel: must not be empty`},
 		{"url", `images = {kernel = "http://x/k"}`, `job.toml:15: action[0].images.kernel: must be a file path (got "http://x/k")`},
 		{"both", `image = "x"` + "\n" + `images = {kernel = "k"}`, `action[0].images: a deploy action has image or images, not both`},
@@ -103,9 +103,11 @@ func TestConfineImages(t *testing.T) {
 		require.NoError(t, j.ConfineImages(root), tc.line)
 		assert.Equal(t, filepath.Join(real, tc.want), j.Actions[0].Image)
 	}
-	j := parse(t, `images = {kernel = "link-in", rootfs = "rootfs/etc"}`)
+	j := parse(t, `images = {kernel = "link-in", rootfs = "rootfs/etc", dtb = "kernel"}`)
 	require.NoError(t, j.ConfineImages(root))
-	assert.Equal(t, &jobs.Images{Kernel: filepath.Join(real, "kernel"), Rootfs: filepath.Join(real, "rootfs/etc")}, j.Actions[0].Images)
+	assert.Equal(t, &jobs.Images{Kernel: filepath.Join(real, "kernel"), Rootfs: filepath.Join(real, "rootfs/etc"), DTB: filepath.Join(real, "kernel")}, j.Actions[0].Images)
+	j = parse(t, `images = {kernel = "kernel", dtb = "link-out"}`)
+	assert.ErrorContains(t, j.ConfineImages(root), "action[0].images.dtb")
 
 	refused := func(name string) string {
 		j := parse(t, `image = "`+name+`"`)

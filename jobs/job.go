@@ -8,6 +8,8 @@ package jobs
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +68,67 @@ type Action struct {
 	Timeout time.Duration // 0 for a test without timeout: bounded by the job timeout
 	Name    string        // test only
 	Run     string        // test only
-	Line    int
+	// Parse (test only, optional) is a regular expression with the named
+	// groups test_case_id and result (measurement, units optional): every
+	// output line of the test it matches is a test case. Fixup maps result
+	// words to pass, fail, skip or unknown.
+	Parse string
+	Fixup map[string]string
+	// Before are MultiNode calls the node makes, in order, before the
+	// action starts (LAVA's action-level protocols: lava-multinode).
+	Before []Request
+	Line   int
+}
+
+// Request is a MultiNode call made outside a test script. Its text form,
+// in a job file's before list, is the helper's: "send ID [KEY=VALUE...]",
+// "wait ID", "wait-all ID [ROLE]" or "sync ID".
+type Request struct {
+	Kind string   // send, wait, wait-all or sync
+	ID   string   // message or barrier id
+	Args []string // send: KEY=VALUE pairs; wait-all: the role, if any
+}
+
+// String is the text form of r.
+func (r Request) String() string {
+	return strings.Join(append([]string{r.Kind, r.ID}, r.Args...), " ")
+}
+
+var requestWord = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// ParseRequest reads the text form of a Request.
+func ParseRequest(s string) (Request, error) {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return Request{}, fmt.Errorf("%q: want KIND ID [ARGS...] (send, wait, wait-all, sync)", s)
+	}
+	r := Request{Kind: f[0], ID: f[1], Args: f[2:]}
+	if !requestWord.MatchString(r.ID) {
+		return Request{}, fmt.Errorf("%q: invalid message id %q (letters, digits, '.', '_', '-')", s, r.ID)
+	}
+	switch r.Kind {
+	case "send":
+		for _, a := range r.Args {
+			k, _, ok := strings.Cut(a, "=")
+			if !ok || !requestWord.MatchString(k) || strings.ContainsAny(a, "<>") {
+				return Request{}, fmt.Errorf("%q: %q is not KEY=VALUE", s, a)
+			}
+		}
+	case "wait", "sync":
+		if len(r.Args) > 0 {
+			return Request{}, fmt.Errorf("%q: %s takes only an id", s, r.Kind)
+		}
+	case "wait-all":
+		if len(r.Args) > 1 {
+			return Request{}, fmt.Errorf("%q: wait-all takes an id and at most a role", s)
+		}
+	default:
+		return Request{}, fmt.Errorf("%q: unknown call %q (send, wait, wait-all, sync)", s, r.Kind)
+	}
+	if len(r.Args) == 0 {
+		r.Args = nil
+	}
+	return r, nil
 }
 
 // Images are what a board that boots a Linux kernel itself (a QEMU board)
@@ -75,6 +137,7 @@ type Images struct {
 	Kernel string // required
 	Initrd string // optional
 	Rootfs string // optional: a raw disk image, attached as the first disk
+	DTB    string // optional: the device tree blob
 }
 
 // Node is one member of a role.
@@ -202,7 +265,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before")
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -220,6 +283,21 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 		if roles, ok := t.Strings("roles"); ok {
 			a.Roles = actionRoles(t, roles, j)
 		}
+		if before, ok := t.Strings("before"); ok {
+			for _, b := range before {
+				r, err := ParseRequest(b)
+				if err != nil {
+					t.Errorf("before", "%v", err)
+					continue
+				}
+				if r.Kind == "wait-all" && len(r.Args) == 1 {
+					if _, ok := j.Role(r.Args[0]); !ok {
+						t.Errorf("before", "%q: undefined role %q", b, r.Args[0])
+					}
+				}
+				a.Before = append(a.Before, r)
+			}
+		}
 		if d, ok := t.Duration("timeout"); ok {
 			if d < 0 {
 				t.Errorf("timeout", "must not be negative (got %q)", t.M["timeout"])
@@ -227,7 +305,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run"} {
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -261,6 +339,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				}
 				a.Run = run
 			}
+			a.Parse, a.Fixup = parsePattern(t)
 		}
 		actions = append(actions, a)
 	}
@@ -305,15 +384,15 @@ func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
 	return roles
 }
 
-// parseImages reads a deploy action's images = {kernel, initrd, rootfs}.
+// parseImages reads a deploy action's images = {kernel, initrd, rootfs, dtb}.
 func parseImages(t tomlfile.Table, file string) *Images {
-	t.Only("kernel", "initrd", "rootfs")
+	t.Only("kernel", "initrd", "rootfs", "dtb")
 	t.Require("kernel")
 	im := &Images{}
 	for _, f := range []struct {
 		k   string
 		dst *string
-	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}} {
+	}{{"kernel", &im.Kernel}, {"initrd", &im.Initrd}, {"rootfs", &im.Rootfs}, {"dtb", &im.DTB}} {
 		k, dst := f.k, f.dst
 		if s, ok := t.String(k); ok {
 			*dst = imagePath(t, k, file, s)
@@ -322,11 +401,45 @@ func parseImages(t tomlfile.Table, file string) *Images {
 	return im
 }
 
+// Results are the test case results of troupe and LAVA.
+var Results = []string{"pass", "fail", "skip", "unknown"}
+
+// parsePattern reads a test action's parse and fixup keys.
+func parsePattern(t tomlfile.Table) (string, map[string]string) {
+	pattern, ok := t.String("parse")
+	if ok {
+		re, err := regexp.Compile(pattern)
+		switch {
+		case err != nil:
+			t.Errorf("parse", "not a regular expression: %v", err)
+		case !slices.Contains(re.SubexpNames(), "test_case_id") || !slices.Contains(re.SubexpNames(), "result"):
+			t.Errorf("parse", "needs the named groups (?P<test_case_id>...) and (?P<result>...)")
+		}
+	}
+	ft, ok := t.Table("fixup")
+	if !ok {
+		return pattern, nil
+	}
+	if pattern == "" {
+		t.Errorf("fixup", "needs parse")
+	}
+	fixup := map[string]string{}
+	for _, k := range ft.Keys() {
+		if v, ok := ft.String(k); ok {
+			if !slices.Contains(Results, v) {
+				ft.Errorf(k, "must be one of %s (got %q)", strings.Join(Results, ", "), v)
+			}
+			fixup[k] = v
+		}
+	}
+	return pattern, fixup
+}
+
 func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
-	default: // name, run
+	default: // name, run, parse, fixup
 		return typ == Test
 	}
 }

@@ -179,6 +179,15 @@ func TestParseErrors(t *testing.T) {
 		{"syntax error", "count = 3", "count = ", `job.toml:11: roles.client.count: TOML syntax error: expected value but found '\n' instead`},
 		{"duplicate key", "count = 3", "count = 3\ncount = 4", `job.toml:12: roles.client.count: TOML syntax error: Key 'roles.client.count' has already been defined.`},
 		{"action not a table", "", "name = \"x\"\naction = [\n{type = \"boot\"},\n1]\n[roles.a]\ndevice_type = \"sim\"\n", `job.toml:4: action[1]: must be a table (got integer 1)`},
+		{"parse not a regexp", `run = "true"`, `run = "true"` + "\nparse = '(x'", `job.toml:24: action[2].parse: not a regular expression: error parsing regexp: missing closing ): ` + "`(x`"},
+		{"parse without groups", `run = "true"`, `run = "true"` + "\nparse = '(?P<test_case_id>x)'", `job.toml:24: action[2].parse: needs the named groups (?P<test_case_id>...) and (?P<result>...)`},
+		{"fixup without parse", `run = "true"`, `run = "true"` + "\nfixup = {PASS = \"pass\"}", `job.toml:24: action[2].fixup: needs parse`},
+		{"fixup to a bad result", `run = "true"`, `run = "true"` + "\nparse = '(?P<test_case_id>\\S+) (?P<result>\\S+)'\nfixup = {PASS = \"ok\"}", `job.toml:25: action[2].fixup.PASS: must be one of pass, fail, skip, unknown (got "ok")`},
+		{"parse on boot", `type = "boot"`, `type = "boot"` + "\nparse = 'x'", `job.toml:18: action[1].parse: not allowed on a boot action`},
+		{"before unknown call", `type = "boot"`, `type = "boot"` + "\nbefore = [\"shout x\"]", `job.toml:18: action[1].before: "shout x": unknown call "shout" (send, wait, wait-all, sync)`},
+		{"before bad id", `type = "boot"`, `type = "boot"` + "\nbefore = [\"wait a<b\"]", `job.toml:18: action[1].before: "wait a<b": invalid message id "a<b" (letters, digits, '.', '_', '-')`},
+		{"before send not kv", `type = "boot"`, `type = "boot"` + "\nbefore = [\"send id novalue\"]", `job.toml:18: action[1].before: "send id novalue": "novalue" is not KEY=VALUE`},
+		{"before wait-all role", `type = "boot"`, `type = "boot"` + "\nbefore = [\"wait-all id nobody\"]", `job.toml:18: action[1].before: "wait-all id nobody": undefined role "nobody"`},
 		{"inline table lines", "[roles.client]\ndevice_type = \"sim\"\ncount = 3\n", "[roles]\nclient = {\n  device_type = \"sim\", count = 0 }\n", `job.toml:11: roles.client.count: must be >= 1 (got 0)`},
 	}
 	for _, tt := range tests {
@@ -328,6 +337,8 @@ tab	"and" \\ back\u0001slash
 		"single-line run":     edit(t, `run = "true"`, `run = "echo \"hi\""`),
 		"long durations":      edit(t, `timeout = "10m"`, `timeout = "26h0m1.5s"`),
 		"quoted role name":    edit(t, `device_type = "sim"`, `device_type = "sim \"x\""`),
+		"before":              edit(t, `type = "boot"`, `type = "boot"`+"\nbefore = [\"send ready ip=1.2.3.4 port=80\", \"wait go\", \"wait-all up client\", \"sync s\"]"),
+		"parse and fixup":     edit(t, `run = "true"`, `run = "true"`+"\nparse = '^(?P<test_case_id>[^:]+): \"?(?P<result>\\w+)'\nfixup = {PASS = \"pass\", \"FAIL it\" = \"fail\"}"),
 	}
 	for name, src := range tests {
 		t.Run(name, func(t *testing.T) {

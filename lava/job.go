@@ -74,7 +74,11 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		case "actions":
 			actions = &e
 		case "context":
-			im.unsupported(e, "not supported: troupe has no per-device context; device settings belong in the lab file")
+			im.mapping(e.v, e.path) // device settings: the lab entry's business in troupe
+		case "secrets":
+			im.unsupported(e, "not supported: troupe passes no secrets into test shells; a lab's boards hold what they need")
+		case "reboot_to_fastboot":
+			im.boolean(e)
 		case "visibility", "metadata", "notify": // Ignored
 		default:
 			im.unsupported(e, "")
@@ -127,10 +131,8 @@ func (im *importer) timeouts(e entry, j *jobs.Job) {
 			if d, ok := im.duration(t); ok {
 				im.actionTimeout = d
 			}
-		case "actions":
-			im.unsupportedEach(t, "per-action-type timeouts are not supported; give the action its own timeout")
-		case "connection", "connections":
-			im.unsupportedEach(t, "not supported: troupe has no connection timeouts")
+		case "actions", "connection", "connections":
+			im.timeoutKey(t, im.perType)
 		default:
 			im.unsupported(t, "")
 		}
@@ -186,6 +188,8 @@ func (im *importer) protocols(e entry, j *jobs.Job) bool {
 			case "timeout":
 			case "roles":
 				j.Roles = im.roles(k, j.MultinodeTimeout)
+			case "target_group", "sub_id", "group_size", "role", "tags", "roles_count":
+				im.unsupported(k, "not supported: this is one node's sub-job, which LAVA's scheduler splits from a MultiNode job; give troupe the MultiNode job (protocols.lava-multinode.roles)")
 			default:
 				im.unsupported(k, "")
 			}
@@ -259,10 +263,8 @@ func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Ro
 			if d, ok := im.duration(k); ok {
 				r.Timeout = d
 			}
-		case "context":
-			im.unsupported(k, "not supported: troupe has no per-device context; device settings belong in the lab file")
-		case "request", "expect_role":
-			im.unsupported(k, "not supported: troupe starts all roles together")
+		case "context", "connection", "host_role", "expect_role", "request":
+			im.roleKey(k)
 		default:
 			im.unsupported(k, "")
 		}
@@ -328,15 +330,17 @@ func (im *importer) actions(e entry) []jobs.Action {
 		a := m.entries[0]
 		switch a.key {
 		case "deploy":
-			if act, ok := im.deploy(a); ok {
+			if act, ok := im.deployLAVA(a, im.opts.Downloads); ok {
 				out = append(out, act)
 			}
 		case "boot":
-			if act, ok := im.boot(a); ok {
+			if act, ok := im.bootLAVA(a); ok {
 				out = append(out, act)
 			}
 		case "test":
 			out = append(out, im.test(a)...)
+		case "command":
+			im.errorf(a.line, a.path, "command actions run commands on the LAVA worker; troupe runs nothing on its host for a job: put the step in a test on a board")
 		default:
 			im.errorf(a.line, a.path, "%q actions are not supported; troupe imports deploy, boot and test actions", a.key)
 		}
@@ -349,7 +353,13 @@ func (im *importer) actions(e entry) []jobs.Action {
 
 // actionRoles reads the role list of an action.
 func (im *importer) actionRoles(e entry) []string {
-	names, ok := im.strings(e)
+	var names []string
+	ok := true
+	if isString(e.v) {
+		names = []string{e.v.Value} // LAVA also takes one role as a string
+	} else {
+		names, ok = im.strings(e)
+	}
 	if !ok {
 		return nil
 	}
@@ -397,111 +407,41 @@ func (im *importer) newAction(typ jobs.ActionType, line int, def time.Duration) 
 	if im.actionTimeout > 0 {
 		def = im.actionTimeout
 	}
+	if d := im.perType[typ]; d > 0 {
+		def = time.Duration(d)
+	}
 	return jobs.Action{Type: typ, Roles: im.allRoles, Timeout: def, Line: line}
-}
-
-func (im *importer) deploy(e entry) (jobs.Action, bool) {
-	a := im.newAction(jobs.Deploy, e.line, jobs.DefaultDeployTimeout)
-	m, ok := im.mapping(e.v, e.path)
-	if !ok {
-		return a, false
-	}
-	for _, k := range m.entries {
-		switch {
-		case im.common(k, &a):
-		case k.key == "to" || k.key == "os":
-			im.str(k.v, k.path)
-		case k.key == "images":
-			a.Image = im.images(k)
-		default:
-			im.unsupported(k, "")
-		}
-	}
-	return a, true
-}
-
-func (im *importer) images(e entry) string {
-	m, ok := im.mapping(e.v, e.path)
-	if !ok {
-		return ""
-	}
-	image := ""
-	for _, k := range m.entries {
-		if k.key != "rootfs" {
-			im.unsupported(k, "not supported: troupe deploys only the rootfs image")
-			continue
-		}
-		rm, ok := im.mapping(k.v, k.path)
-		if !ok {
-			continue
-		}
-		for _, r := range rm.entries {
-			if r.key != "url" {
-				im.unsupported(r, "")
-				continue
-			}
-			if u, ok := im.str(r.v, r.path); ok {
-				image = im.localPath(r, u)
-			}
-		}
-		im.required(rm, "url")
-	}
-	return image
 }
 
 var scheme = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
 
-// localPath turns the url of an image into a local path: file:///path or a
-// path, relative to the job file.
-func (im *importer) localPath(e entry, s string) string {
+// localPath checks the url of a local image: a path relative to the
+// images root, without "..". file:// URLs and absolute paths are refused:
+// a job names only what is under the images root (or downloads it).
+func (im *importer) localPath(e entry, s string) (string, bool) {
 	if s == "" {
 		im.errorf(e.line, e.path, "must not be empty")
-		return ""
+		return "", false
 	}
-	if !scheme.MatchString(s) {
-		if filepath.IsAbs(s) {
-			return filepath.Clean(s)
+	if scheme.MatchString(s) {
+		u, err := url.Parse(s)
+		if err == nil && strings.EqualFold(u.Scheme, "file") {
+			im.errorf(e.line, e.path, "%q: file:// URLs are not accepted; place the image under the images root (the job file's directory, or the server's --images directory) and give its path relative to it, or give an http(s) URL (mapped to a local mirror with --lava-mirror URL=DIR)", s)
+			return "", false
 		}
-		return filepath.Join(filepath.Dir(im.file), s)
+		im.errorf(e.line, e.path, "%q: troupe fetches images over http(s) only: give an http(s) URL, or place the image under the images root and give its path relative to it", s)
+		return "", false
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		im.errorf(e.line, e.path, "invalid URL %q: %v", s, err)
-		return ""
+	if !filepath.IsLocal(s) || slices.Contains(strings.Split(filepath.ToSlash(s), "/"), "..") {
+		im.errorf(e.line, e.path, "%q must be a path inside the images root, without '..': place the image under the images root (the job file's directory, or the server's --images directory) and give its path relative to it, or give an http(s) URL (mapped to a local mirror with --lava-mirror URL=DIR)", s)
+		return "", false
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			im.errorf(e.line, e.path, "%q is on another host; only local files are supported", s)
-			return ""
-		}
-		if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || !filepath.IsAbs(u.Path) {
-			im.errorf(e.line, e.path, "%q is not a file:///absolute/path URL", s)
-			return ""
-		}
-		return filepath.Clean(u.Path)
-	default:
-		im.errorf(e.line, e.path, "%q needs the network; troupe fetches nothing, use a local file (file:///path or a path relative to the job file)", s)
-		return ""
-	}
+	return filepath.Clean(s), true
 }
 
-func (im *importer) boot(e entry) (jobs.Action, bool) {
-	a := im.newAction(jobs.Boot, e.line, jobs.DefaultBootTimeout)
-	m, ok := im.mapping(e.v, e.path)
-	if !ok {
-		return a, false
-	}
-	for _, k := range m.entries {
-		switch {
-		case im.common(k, &a):
-		case k.key == "method":
-			im.str(k.v, k.path)
-		case k.key == "prompts":
-			im.strings(k)
-		default:
-			im.unsupported(k, "")
-		}
-	}
-	return a, true
+// imagePath is the path of image rel (relative to the images root) as a
+// troupe job holds it: relative to the job file's directory, which
+// jobs.Job.ConfineImages resolves under the images root.
+func (im *importer) imagePath(rel string) string {
+	return filepath.Join(filepath.Dir(im.file), rel)
 }

@@ -26,9 +26,11 @@
 //     actions are renamed too; test scripts are kept verbatim).
 //   - A single-node job (top-level device_type, optional top-level tags, no
 //     lava-multinode protocol) becomes one role "node" with count 1.
-//   - deploy → a deploy action; images.rootfs.url, a local file given as
-//     file:///path or as a path (relative paths are relative to the job
-//     file), becomes the image. to and os are accepted and ignored.
+//   - deploy → a deploy action; images.rootfs.url, a path relative to the
+//     images root (Options.Images: the job file's directory, or the
+//     server's --images directory) or an http(s) URL downloaded into the
+//     root's CacheDir, becomes the image. file:// URLs, absolute paths and
+//     '..' are refused. to and os are accepted and ignored.
 //   - boot → a boot action; method and prompts are accepted and ignored
 //     (troupe's boot finds the login and shell prompts itself).
 //   - test → one troupe test action per definition, all with the role list
@@ -117,6 +119,12 @@ func IsLAVA(path string, data []byte) bool {
 // against its directory, as in jobs.Parse. Problems are returned together
 // as jobs.Errors.
 func Import(file string, data []byte) (*jobs.Job, error) {
+	return ImportWith(file, data, DefaultOptions())
+}
+
+// ImportWith is Import with the caches of test definition repositories
+// and images, and a receiver of warnings, given.
+func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
 	if err := CheckBounds(file, data); err != nil {
 		return nil, err
 	}
@@ -127,7 +135,20 @@ func Import(file string, data []byte) (*jobs.Job, error) {
 	if err := checkExpanded(file, root); err != nil {
 		return nil, err
 	}
-	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}}
+	if opts.Images == "" {
+		opts.Images = filepath.Dir(file)
+	}
+	if opts.Downloads != nil {
+		d := *opts.Downloads
+		d.Dir = filepath.Join(opts.Images, CacheDir, "images")
+		opts.Downloads = &d
+	}
+	if opts.Repos != nil {
+		r := *opts.Repos
+		r.Local = opts.Images
+		opts.Repos = &r
+	}
+	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
 	j := im.job(root)
 	if len(im.errs) > 0 {
 		sort.SliceStable(im.errs, func(a, b int) bool { return im.errs[a].Line < im.errs[b].Line })

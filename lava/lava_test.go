@@ -35,22 +35,22 @@ func TestLoadIperfMultinode(t *testing.T) {
 			{Index: 0, Type: jobs.Deploy, Roles: all, Image: "testdata/images/debian-iperf.img", Timeout: 8 * time.Minute, Line: 29},
 			{Index: 1, Type: jobs.Boot, Roles: all, Timeout: 2*time.Minute + 30*time.Second, Line: 38},
 			{Index: 2, Type: jobs.Test, Roles: []string{"server"}, Name: "iperf-server", Timeout: 15 * time.Minute, Line: 48,
-				Run: "export DURATION='10'\n" +
+				Run: "export TESTRUN_ID='iperf-server'\nexport DURATION='10'\nset -e\n" +
 					"iperf3 -s -D\n" +
 					"lava-send server-ready ip=$(hostname -I | cut -d' ' -f1)\n" +
 					"lava-wait-all client-done client\n" +
 					"lava-test-case iperf-server --result pass\n" +
 					"lava-sync finished"},
 			{Index: 3, Type: jobs.Test, Roles: []string{"client"}, Name: "iperf-client", Timeout: 5 * time.Minute, Line: 69,
-				Run: "export DURATION='30'\n" +
-					"export MESSAGE='it'\\''s done'\n" +
+				Run: "export TESTRUN_ID='iperf-client'\nexport DURATION='30'\n" +
+					"export MESSAGE='it'\\''s done'\nset -e\n" +
 					"lava-wait server-ready\n" +
 					"SERVER=$(grep ip= ${LAVA_MULTI_NODE_CACHE:-/tmp/lava_multi_node_cache.txt} | cut -d= -f2)\n" +
 					`lava-test-case iperf-run --shell iperf3 -c "$SERVER" -t "$DURATION"` + "\n" +
 					"lava-send client-done\n" +
 					"lava-sync finished"},
 			{Index: 4, Type: jobs.Test, Roles: []string{"client"}, Name: "smoke-tests", Timeout: 5 * time.Minute, Line: 88,
-				Run: "uname -a\nlava-test-case kernel --shell test -d /proc"},
+				Run: "export TESTRUN_ID='smoke-tests'\nset -e\nuname -a\nlava-test-case kernel --shell test -d /proc"},
 		},
 	}
 	assert.Equal(t, want, j)
@@ -113,7 +113,7 @@ actions:
 	assert.Equal(t, jobs.DefaultDeployTimeout, j.Actions[0].Timeout)
 	assert.Equal(t, jobs.DefaultBootTimeout, j.Actions[1].Timeout)
 	assert.Equal(t, time.Duration(0), j.Actions[2].Timeout)
-	assert.Equal(t, "lava-test-case uname --shell uname -a", j.Actions[2].Run)
+	assert.Equal(t, "export TESTRUN_ID='smoke'\nset -e\nlava-test-case uname --shell uname -a", j.Actions[2].Run, "LAVA's run script stops at the first failing step")
 }
 
 // job is a minimal valid multinode job; %s is replaced by extra top-level keys.
@@ -197,7 +197,7 @@ actions:
 	}, j.Roles)
 	assert.Equal(t, []string{"iperf_client", "iperf_server"}, j.Actions[0].Roles)
 	assert.Equal(t, []string{"iperf_client"}, j.Actions[1].Roles)
-	assert.Equal(t, "lava-wait-all ready iperf-server", j.Actions[1].Run, "scripts are kept verbatim")
+	assert.Equal(t, "export TESTRUN_ID='c'\nset -e\nlava-wait-all ready iperf-server", j.Actions[1].Run, "steps are kept verbatim")
 }
 
 func TestNames(t *testing.T) {
@@ -241,7 +241,7 @@ actions:
           steps:
           - echo "$A $B $C"
 `)
-	assert.Equal(t, "export A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\necho \"$A $B $C\"", j.Actions[1].Run)
+	assert.Equal(t, "export TESTRUN_ID='p'\nexport A='1'\nexport B='from job'\nexport EMPTY=''\nexport C='3'\nset -e\necho \"$A $B $C\"", j.Actions[1].Run)
 }
 
 func TestImages(t *testing.T) {
@@ -269,7 +269,8 @@ func TestImagesOutsideRefused(t *testing.T) {
 			src := "job_name: i\ndevice_type: qemu\nactions:\n- deploy: {images: {rootfs: {url: '" + url + "'}}}\n"
 			_, err := lava.Import("/lab/jobs/job.yaml", []byte(src))
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "action[0].image: must be a path inside the images root")
+			assert.Contains(t, err.Error(), "actions[0].deploy.images.rootfs.url: ")
+			assert.Contains(t, err.Error(), "place the image under the images root")
 		})
 	}
 }
@@ -291,10 +292,8 @@ notify:
 var unsupported = []struct {
 	name, src, want string
 }{
-	{"context", job("context: {arch: arm64}"), "job.yaml:6: context: not supported: troupe has no per-device context"},
-	{"unknown top-level", job("secrets: {a: b}"), "job.yaml:6: secrets: not supported"},
-	{"timeouts.actions", job("timeouts: {actions: {http-download: {minutes: 2}}}"), "job.yaml:6: timeouts.actions.http-download: per-action-type timeouts are not supported"},
-	{"timeouts.connections", job("timeouts:\n  connections: {lava-test-shell: {seconds: 10}}"), "job.yaml:7: timeouts.connections.lava-test-shell: not supported: troupe has no connection timeouts"},
+	{"secrets", job("secrets: {a: b}"), "job.yaml:6: secrets: not supported: troupe passes no secrets"},
+	{"timeouts.connection unit", job("timeouts: {connection: {weeks: 2}}"), "job.yaml:6: timeouts.connection.weeks: unknown unit"},
 	{"duration unit", job("timeouts: {job: {weeks: 1}}"), "job.yaml:6: timeouts.job.weeks: unknown unit"},
 	{"duration zero", job("timeouts: {job: {minutes: 0}}"), "job.yaml:6: timeouts.job: must be > 0"},
 	{"duration negative", job("timeouts: {job: {minutes: -1}}"), "job.yaml:6: timeouts.job.minutes: must not be negative"},
@@ -310,17 +309,7 @@ protocols:
       guest: {device_type: qemu, request: lava-start, expect_role: host}
 actions:
 - boot: {}
-`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: not supported: troupe starts all roles together"},
-	{"role context", `job_name: t
-protocols:
-  lava-multinode:
-    roles:
-      a:
-        device_type: qemu
-        context: {arch: arm64}
-actions:
-- boot: {}
-`, "job.yaml:7: protocols.lava-multinode.roles.a.context: not supported"},
+`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: not supported: troupe reaches every role's board over its own console; ssh guest roles"},
 	{"lxc protocol", `job_name: t
 device_type: qemu
 protocols:
@@ -367,17 +356,23 @@ actions:
 	{"job_name punctuation", "job_name: '!!!'\ndevice_type: qemu\nactions:\n- boot: {}\n", `job.yaml:1: job_name: "!!!" has no letters or digits`},
 	{"actions missing", "job_name: t\ndevice_type: qemu\n", "job.yaml:1: actions: is required"},
 	{"actions empty", "job_name: t\ndevice_type: qemu\nactions: []\n", "job.yaml:3: actions: at least one action is required"},
-	{"command action", job("") + "- command: {name: pdu_reboot}\n", `job.yaml:9: actions[1].command: "command" actions are not supported`},
+	{"command action", job("") + "- command: {name: pdu_reboot}\n", `job.yaml:9: actions[1].command: command actions run commands on the LAVA worker; troupe runs nothing on its host for a job`},
+	{"docker deploy", job("") + "- deploy: {to: docker, image: debian}\n", `job.yaml:9: actions[1].deploy.to: not supported: troupe runs tests on boards, not in docker containers`},
+	{"lxc boot", job("") + "- boot: {method: lxc}\n", `job.yaml:9: actions[1].boot.method: not supported: LXC was dropped by LAVA itself`},
+	{"ssh guest", job("") + "- boot: {method: ssh, connection: ssh}\n", `job.yaml:9: actions[1].boot.connection: not supported: troupe reaches every role's board over its own console; ssh guest roles`},
+	{"namespace", job("") + "- boot: {namespace: target}\n", `job.yaml:9: actions[1].boot.namespace: not supported: troupe runs one deploy/boot/test sequence per board`},
+	{"nfsrootfs", job("") + "- deploy: {to: tftp, kernel: {url: zImage}, nfsrootfs: {url: rootfs.tar.gz}}\n", `job.yaml:9: actions[1].deploy.nfsrootfs: not supported: troupe has no NFS server`},
+	{"request kind", job("") + "- boot:\n    protocols: {lava-multinode: [{action: x, request: lava-start, messageID: a}]}\n", `actions[1].boot.protocols.lava-multinode[0].request: "lava-start" is not a MultiNode request troupe makes`},
+	{"bad fixup", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run: {steps: [a]}\n        parse: {pattern: '(?P<test_case_id>\\S+) (?P<result>\\S+)', fixupdict: {OK: good}}\n", `parse.fixupdict maps "OK" to "good"`},
 	{"two keys", job("") + "- boot: {}\n  test: {}\n", "job.yaml:9: actions[1]: an action must be a mapping with one key"},
 	{"undefined role", job("") + "- boot: {role: [b]}\n", `job.yaml:9: actions[1].boot.role: undefined role "b"`},
 	{"duplicate role", job("") + "- boot: {role: [a, a]}\n", `job.yaml:9: actions[1].boot.role: duplicate role "a"`},
-	{"boot auto_login", job("") + "- boot:\n    auto_login: {login_prompt: 'login:', username: root}\n", "job.yaml:10: actions[1].boot.auto_login: not supported"},
-	{"boot commands", job("") + "- boot:\n    method: u-boot\n    commands: nfs\n", "job.yaml:11: actions[1].boot.commands: not supported"},
-	{"deploy kernel", job("") + "- deploy:\n    kernel: {url: zImage}\n", "job.yaml:10: actions[1].deploy.kernel: not supported"},
-	{"deploy http", job("") + "- deploy:\n    images:\n      rootfs:\n        url: https://images.example.com/rootfs.img\n", `job.yaml:12: actions[1].deploy.images.rootfs.url: "https://images.example.com/rootfs.img" needs the network`},
-	{"deploy other host", job("") + "- deploy: {images: {rootfs: {url: 'file://nas/rootfs.img'}}}\n", `job.yaml:9: actions[1].deploy.images.rootfs.url: "file://nas/rootfs.img" is on another host`},
-	{"deploy kernel image", job("") + "- deploy:\n    images:\n      kernel: {url: zImage}\n", "job.yaml:11: actions[1].deploy.images.kernel: not supported: troupe deploys only the rootfs image"},
-	{"deploy compression", job("") + "- deploy:\n    images:\n      rootfs:\n        url: rootfs.img.xz\n        compression: xz\n", "job.yaml:13: actions[1].deploy.images.rootfs.compression: not supported"},
+	{"deploy http", job("") + "- deploy:\n    images:\n      rootfs:\n        url: https://images.example.com/rootfs.img\n", `job.yaml:12: actions[1].deploy.images.rootfs.url: "https://images.example.com/rootfs.img" needs the network, and fetching is off here`},
+	{"deploy other host", job("") + "- deploy: {images: {rootfs: {url: 'file://nas/rootfs.img'}}}\n", `job.yaml:9: actions[1].deploy.images.rootfs.url: "file://nas/rootfs.img": file:// URLs are not accepted; place the image under the images root`},
+	{"deploy ftp", job("") + "- deploy: {images: {rootfs: {url: 'ftp://nas/rootfs.img'}}}\n", `job.yaml:9: actions[1].deploy.images.rootfs.url: "ftp://nas/rootfs.img": troupe fetches images over http(s) only`},
+	{"deploy odd image", job("") + "- deploy:\n    images:\n      bootloader: {url: u-boot.bin}\n", "job.yaml:11: actions[1].deploy.images.bootloader: not an image troupe deploys"},
+	{"deploy compression", job("") + "- deploy:\n    images:\n      rootfs:\n        url: rootfs.img.lz\n        compression: lzip\n", `job.yaml:13: actions[1].deploy.images.rootfs.compression: "lzip" is not a compression troupe decompresses (gz, bz2, xz, zstd)`},
+	{"initrd without kernel", job("") + "- deploy:\n    images:\n      initrd: {url: initrd.img}\n", "job.yaml:9: actions[1].deploy: initrd, ramdisk and dtb images need a kernel image"},
 	{"deploy no url", job("") + "- deploy: {images: {rootfs: {}}}\n", "job.yaml:9: actions[1].deploy.images.rootfs.url: is required"},
 	{"from git", job("") + `- test:
     definitions:
@@ -385,19 +380,20 @@ actions:
       from: git
       path: smoke.yaml
       name: smoke
-`, `job.yaml:12: actions[1].test.definitions[0].from: "git" needs the network; troupe imports only from: inline test definitions (definition "smoke")`},
+`, `job.yaml:11: actions[1].test.definitions[0].repository: repository "https://git.example.com/tests.git" needs the network, and fetching is off here: map it to a local mirror (--lava-mirror URL=DIR)`},
+	{"from url", job("") + "- test:\n    definitions:\n    - {from: url, repository: 'https://x/t.yaml', name: t, path: t.yaml}\n", `job.yaml:11: actions[1].test.definitions[0].from: "url" is not supported; troupe imports from: inline and from: git test definitions`},
 	{"from missing", job("") + "- test:\n    definitions:\n    - {name: x, repository: {run: {steps: [a]}}}\n", "job.yaml:11: actions[1].test.definitions[0].from: is required"},
 	{"remote repository", job("") + "- test:\n    definitions:\n    - {from: inline, name: x, repository: https://example.com/t.yaml}\n", `job.yaml:11: actions[1].test.definitions[0].repository: a remote repository needs the network`},
 	{"lava-signal", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      lava-signal: kmsg\n      repository: {run: {steps: [a]}}\n", "job.yaml:13: actions[1].test.definitions[0].lava-signal: not supported"},
-	{"install", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        install: {deps: [iperf3]}\n        run: {steps: [a]}\n", "job.yaml:14: actions[1].test.definitions[0].repository.install: not supported"},
-	{"parse", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run: {steps: [a]}\n        parse: {pattern: '(?P<test_case_id>.*)'}\n", "job.yaml:15: actions[1].test.definitions[0].repository.parse: not supported"},
+	{"install network", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        install: {git-repos: [https://x/y.git]}\n        run: {steps: [a]}\n", "job.yaml:14: actions[1].test.definitions[0].repository.install.git-repos: not supported: troupe boards install nothing from the network"},
+	{"parse groups", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run: {steps: [a]}\n        parse: {pattern: '(?P<test_case_id>.*)'}\n", "job.yaml:15: actions[1].test.definitions[0].repository.parse.pattern: needs the named groups (?P<test_case_id>...) and (?P<result>...)"},
 	{"steps mapping", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run:\n          steps:\n          - echo result: ok\n", `job.yaml:16: actions[1].test.definitions[0].repository.run.steps[0]: must be a command (got mapping); quote steps that contain ": "`},
 	{"steps empty", job("") + "- test:\n    definitions:\n    - {from: inline, name: x, repository: {run: {steps: []}}}\n", "job.yaml:11: actions[1].test.definitions[0].repository.run.steps: must hold at least one command"},
 	{"no run", job("") + "- test:\n    definitions:\n    - {from: inline, name: x, repository: {metadata: {name: x}}}\n", "job.yaml:11: actions[1].test.definitions[0].repository.run: is required"},
 	{"no name", job("") + "- test:\n    definitions:\n    - {from: inline, repository: {run: {steps: [a]}}}\n", "job.yaml:11: actions[1].test.definitions[0].name: is required"},
 	{"no definitions", job("") + "- test: {role: [a]}\n", "job.yaml:9: actions[1].test.definitions: is required"},
 	{"bad parameter", job("") + "- test:\n    definitions:\n    - {from: inline, name: x, parameters: {A-B: 1}, repository: {run: {steps: [a]}}}\n", `job.yaml:11: actions[1].test.definitions[0].parameters.A-B: "A-B" is not a shell variable name`},
-	{"test keys", job("") + "- test:\n    failure_retry: 3\n    definitions:\n    - {from: inline, name: x, repository: {run: {steps: [a]}}}\n", "job.yaml:10: actions[1].test.failure_retry: not supported"},
+	{"test keys", job("") + "- test:\n    repeat: 3\n    definitions:\n    - {from: inline, name: x, repository: {run: {steps: [a]}}}\n", "job.yaml:10: actions[1].test.repeat: not supported: troupe runs each action once"},
 	{"unknown key", "base: {device_type: qemu}\n" + job(""), "job.yaml:1: base: not supported"},
 	{"merge key", `job_name: t
 protocols:
@@ -410,7 +406,6 @@ protocols:
 actions:
 - boot: {}
 `, "job.yaml:7: protocols.lava-multinode.roles.b.<<: YAML merge keys are not supported"},
-	{"duplicate key", job("job_name: u"), `job.yaml:6: job_name: duplicate key (first defined on line 1)`},
 	{"not a mapping", "- a\n- b\n", "job.yaml:1: must be a mapping (got list)"},
 	{"tags", "job_name: t\ndevice_type: qemu\ntags: [a, '']\nactions:\n- boot: {}\n", "job.yaml:3: tags: tags must not be empty strings"},
 }
@@ -453,7 +448,7 @@ actions:
     - from: inline
       name: local
       repository:
-        install: {deps: [iperf3]}
+        install: {deps: [iperf3], git-repos: [https://x/y.git]}
         run: {steps: [lava-sync go]}
 `
 	_, err := lava.Import("job.yaml", []byte(src))
@@ -465,19 +460,17 @@ actions:
 		got = append(got, e.Error())
 	}
 	assert.Equal(t, []string{
-		"job.yaml:2: context: not supported: troupe has no per-device context; device settings belong in the lab file",
-		"job.yaml:5: timeouts.connections.lava-test-shell: not supported: troupe has no connection timeouts",
-		"job.yaml:9: protocols.lava-multinode.roles.server.request: not supported: troupe starts all roles together",
-		`job.yaml:14: actions[0].deploy.images.rootfs.url: "http://example.com/rootfs.img" needs the network; troupe fetches nothing, use a local file (file:///path or a path relative to the job file)`,
-		`job.yaml:15: actions[1].command: "command" actions are not supported; troupe imports deploy, boot and test actions`,
-		`job.yaml:19: actions[2].test.definitions[0].from: "git" needs the network; troupe imports only from: inline test definitions (definition "remote")`,
-		"job.yaml:23: actions[2].test.definitions[1].repository.install: not supported: put the commands in run.steps",
+		"job.yaml:9: protocols.lava-multinode.roles.server.request: " + lava.WhySSHGuest,
+		`job.yaml:14: actions[0].deploy.images.rootfs.url: "http://example.com/rootfs.img" needs the network, and fetching is off here: place the image under the images root and give its path relative to it, or map the URL to a local mirror (--lava-mirror URL=DIR)`,
+		`job.yaml:15: actions[1].command: command actions run commands on the LAVA worker; troupe runs nothing on its host for a job: put the step in a test on a board`,
+		`job.yaml:19: actions[2].test.definitions[0].repository: repository "https://git.example.com/t.git" needs the network, and fetching is off here: map it to a local mirror (--lava-mirror URL=DIR)`,
+		"job.yaml:23: actions[2].test.definitions[1].repository.install.git-repos: not supported: troupe boards install nothing from the network; put what the test needs in the image",
 	}, got)
 	// Every error is also reachable on its own.
 	var one *jobs.Error
 	require.True(t, errors.As(err, &one))
-	assert.Equal(t, 2, one.Line)
-	assert.Equal(t, "context", one.Key)
+	assert.Equal(t, 9, one.Line)
+	assert.Equal(t, "protocols.lava-multinode.roles.server.request", one.Key)
 }
 
 func TestMalformedYAML(t *testing.T) {
@@ -525,7 +518,7 @@ actions:
 	require.Len(t, j.Actions, 3)
 	assert.Equal(t, []string{"a", "b"}, j.Actions[2].Roles)
 	assert.Equal(t, time.Minute, j.Actions[2].Timeout)
-	assert.Equal(t, "lava-sync x", j.Actions[2].Run)
+	assert.Equal(t, "export TESTRUN_ID='y'\nset -e\nlava-sync x", j.Actions[2].Run)
 }
 
 func TestLoadMissing(t *testing.T) {
@@ -570,4 +563,69 @@ func TestRoundTripTOML(t *testing.T) {
 		assert.Equal(t, j.Actions[i].Timeout, a.Timeout)
 	}
 	assert.True(t, strings.Contains(buf.String(), "[roles.client]"), buf.String())
+}
+
+// TestAcceptedKeys: the harmless keys of real LAVA jobs are accepted and
+// honoured where troupe has the concept.
+func TestAcceptedKeys(t *testing.T) {
+	src := `job_name: first
+job_name: accepted
+context: {arch: arm64}
+timeouts:
+  job: {minutes: 20}
+  connection: {minutes: 2}
+  connections: {lava-test-shell: {seconds: 30}}
+  actions:
+    lava-test-shell: {minutes: 7}
+    auto-login-action: {minutes: 3}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: bbb, context: {console_device: ttyS2}}
+      client: {device_type: bbb, count: 2}
+actions:
+- deploy:
+    role: [server, client]
+    to: tftp
+    kernel: {url: zImage, type: zimage}
+    ramdisk: {url: ramdisk.cpio, header: u-boot}
+    dtb: {url: 'boards/board.dtb'}
+    failure_retry: 3
+- boot:
+    role: server
+    method: u-boot
+    commands: ramdisk
+    media: tmpfs
+    prompts: 'root@bbb:'
+    auto_login: {login_prompt: 'login:', username: root, password_prompt: 'Password:', password: x, login_commands: [id]}
+    protocols:
+      lava-multinode:
+      - {action: uboot-commands, request: lava-send, messageID: booting, message: {board: bbb}}
+- boot: {role: [client], method: u-boot, prompts: ['# ', '$ ']}
+- test:
+    role: [client]
+    protocols:
+      lava-multinode:
+      - {action: lava-test-shell, request: lava-wait-all, messageID: ready, role: server}
+    definitions:
+    - {from: inline, name: one, path: inline/one.yaml, repository: {run: {steps: [a]}}}
+    - {from: inline, name: two, path: inline/two.yaml, repository: {run: {steps: [b]}}}
+`
+	var warnings []string
+	opts := lava.DefaultOptions()
+	opts.Warn = func(s string) { warnings = append(warnings, s) }
+	j, err := lava.ImportWith("dir/job.yaml", []byte(src), opts)
+	require.NoError(t, err)
+	assert.Equal(t, "accepted", j.Name, "LAVA keeps the last of duplicate keys")
+	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)"}, warnings)
+	assert.Equal(t, 20*time.Minute, j.Timeout)
+	require.Len(t, j.Actions, 5)
+	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Initrd: "dir/ramdisk.cpio", DTB: "dir/boards/board.dtb"}, j.Actions[0].Images)
+	assert.Equal(t, []string{"server"}, j.Actions[1].Roles)
+	assert.Equal(t, 3*time.Minute, j.Actions[1].Timeout, "timeouts.actions.auto-login-action → boot actions")
+	assert.Equal(t, []jobs.Request{{Kind: "send", ID: "booting", Args: []string{"board=bbb"}}}, j.Actions[1].Before)
+	assert.Equal(t, 7*time.Minute, j.Actions[3].Timeout, "timeouts.actions.lava-test-shell → test actions")
+	assert.Equal(t, []jobs.Request{{Kind: "wait-all", ID: "ready", Args: []string{"server"}}}, j.Actions[3].Before)
+	assert.Nil(t, j.Actions[4].Before, "the request comes before the LAVA action, once")
+	roundTrip(t, j)
 }

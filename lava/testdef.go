@@ -22,9 +22,11 @@ func (im *importer) test(e entry) []jobs.Action {
 	var defs *entry
 	for _, k := range m.entries {
 		switch {
-		case im.common(k, &base):
+		case im.common(k, &base), im.actionKey(k, &base, "test"):
 		case k.key == "definitions":
 			defs = &k
+		case k.key == "monitors", k.key == "interactive":
+			im.unsupported(k, "not supported: troupe tests are shell scripts (definitions)")
 		default:
 			im.unsupported(k, "")
 		}
@@ -43,6 +45,9 @@ func (im *importer) test(e entry) []jobs.Action {
 	var out []jobs.Action
 	for i, n := range elems {
 		if a, ok := im.definition(n, fmt.Sprintf("%s[%d]", defs.path, i), base); ok {
+			if len(out) > 0 {
+				a.Before = nil // the requests come before the LAVA action, once
+			}
 			out = append(out, a)
 		}
 	}
@@ -72,16 +77,24 @@ func (im *importer) definition(n *yaml.Node, path string, base jobs.Action) (job
 	}
 	if s, ok := im.str(from.v, from.path); !ok {
 		return a, false
-	} else if s != "inline" {
-		why := "is not supported"
-		if s == "git" || s == "url" {
-			why = "needs the network"
+	} else if s == "git" {
+		if name == "" {
+			im.required(m, "name")
+			return a, false
 		}
-		im.errorf(from.line, from.path, "%q %s; troupe imports only from: inline test definitions (definition %q)", s, why, name)
+		a.Name = im.testName(sanitize(name))
+		if a.Name == "" {
+			im.errorf(m.line, m.sub("name"), "%q has no letters or digits to make a troupe test name of", name)
+			return a, false
+		}
+		return im.gitDefinition(im.opts.Repos, m, a, name, im.opts.Warn)
+	} else if s != "inline" {
+		im.errorf(from.line, from.path, "%q is not supported; troupe imports from: inline and from: git test definitions (definition %q)", s, name)
 		return a, false
 	}
 	var params, overrides []param
 	var steps []string
+	var td testDef
 	valid := true
 	for _, k := range m.entries {
 		switch k.key {
@@ -97,11 +110,11 @@ func (im *importer) definition(n *yaml.Node, path string, base jobs.Action) (job
 			}
 		case "repository":
 			var ok bool
-			params, steps, ok = im.repository(k, name)
+			params, steps, ok = im.repository(k, name, &td)
 			valid = valid && ok
-		case "parameters":
-			var ok bool
-			overrides, ok = im.params(k)
+		case "parameters", "params":
+			p, ok := im.params(k)
+			overrides = append(overrides, p...)
 			valid = valid && ok
 		case "lava-signal":
 			im.unsupported(k, "not supported: troupe reads test results from the console")
@@ -125,7 +138,13 @@ func (im *importer) definition(n *yaml.Node, path string, base jobs.Action) (job
 	if !valid || a.Name == "" || steps == nil {
 		return a, false
 	}
-	a.Run = script(merge(params, overrides), steps)
+	if len(td.deps) > 0 {
+		im.warnf(m.line, path, "install.deps (%s) are not installed: troupe boards install nothing, the image must hold them", strings.Join(td.deps, " "))
+	}
+	a.Run = script(a.Name, merge(params, overrides), append(td.install, steps...))
+	if !im.pattern(&a, td, m.line, path) {
+		return a, false
+	}
 	return a, true
 }
 
@@ -142,8 +161,9 @@ func (im *importer) testName(name string) string {
 	return unique
 }
 
-// repository reads an inline test definition. steps is nil if it has none.
-func (im *importer) repository(e entry, name string) (params []param, steps []string, ok bool) {
+// repository reads an inline test definition. steps is nil if it has none;
+// td holds its install and parse sections.
+func (im *importer) repository(e entry, name string, td *testDef) (params []param, steps []string, ok bool) {
 	if isString(e.v) {
 		im.errorf(e.line, e.path, "a remote repository needs the network; troupe imports only from: inline test definitions (definition %q)", name)
 		return nil, nil, false
@@ -168,11 +188,13 @@ func (im *importer) repository(e entry, name string) (params []param, steps []st
 			params, good = im.params(k)
 			ok = ok && good
 		case "install":
-			im.unsupported(k, "not supported: put the commands in run.steps")
-			ok = false
+			n := len(im.errs)
+			im.install(k, td)
+			ok = ok && len(im.errs) == n
 		case "parse":
-			im.unsupported(k, "not supported: troupe records results only through lava-test-case")
-			ok = false
+			n := len(im.errs)
+			im.parse(k, td)
+			ok = ok && len(im.errs) == n
 		default:
 			im.unsupported(k, "")
 			ok = false
@@ -280,13 +302,16 @@ func merge(params, overrides []param) []param {
 // simulated board the cache lives in the board's sandbox instead.
 const cacheFile = "/tmp/lava_multi_node_cache.txt"
 
-// script builds the test script: the parameters, then the steps, with
-// LAVA's cache file path made to follow $LAVA_MULTI_NODE_CACHE.
-func script(params []param, steps []string) string {
+// script builds the test script: TESTRUN_ID and the parameters, then
+// set -e (LAVA's run script stops at the first failing step), then the
+// steps, with LAVA's cache file path made to follow $LAVA_MULTI_NODE_CACHE.
+func script(testrun string, params []param, steps []string) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "export TESTRUN_ID=%s\n", quote(testrun))
 	for _, p := range params {
 		fmt.Fprintf(&b, "export %s='%s'\n", p.name, strings.ReplaceAll(p.value, "'", `'\''`))
 	}
+	b.WriteString("set -e\n")
 	b.WriteString(strings.ReplaceAll(strings.Join(steps, "\n"), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}"))
 	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,14 @@ type importer struct {
 	allRoles      []string          // troupe role names, sorted
 	actionTimeout time.Duration     // timeouts.action, 0 if not given
 	tests         map[string]bool   // test names used
+	opts          Options
+	perType       map[jobs.ActionType]int64 // timeouts.actions.<name> by troupe action type
+}
+
+func (im *importer) warnf(line int, key, format string, args ...any) {
+	if im.opts.Warn != nil {
+		im.opts.Warn(fmt.Sprintf("%s:%d: %s: warning: %s", im.file, line, key, fmt.Sprintf(format, args...)))
+	}
 }
 
 func (im *importer) errorf(line int, key, format string, args ...any) {
@@ -157,8 +166,10 @@ func (im *importer) mapping(n *yaml.Node, path string) (*mapping, bool) {
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
-			im.errorf(k.Line, e.path, "duplicate key (first defined on line %d)", prev)
-			continue
+			// LAVA's YAML loader keeps the last value of a duplicate key.
+			im.warnf(k.Line, e.path, "duplicate key: the value on line %d replaces the one on line %d (LAVA keeps the last)", k.Line, prev)
+			i := slices.IndexFunc(m.entries, func(x entry) bool { return x.key == k.Value })
+			m.entries = slices.Delete(m.entries, i, i+1)
 		}
 		seen[k.Value] = k.Line
 		m.entries = append(m.entries, e)
@@ -184,19 +195,6 @@ func (im *importer) unsupported(e entry, hint string) {
 		hint = "not supported"
 	}
 	im.errorf(e.line, e.path, "%s", hint)
-}
-
-// unsupportedEach reports every key of e if it is a mapping, else e.
-func (im *importer) unsupportedEach(e entry, hint string) {
-	if e.v.Kind == yaml.MappingNode && len(e.v.Content) > 0 {
-		if m, ok := im.mapping(e.v, e.path); ok {
-			for _, k := range m.entries {
-				im.unsupported(k, hint)
-			}
-			return
-		}
-	}
-	im.unsupported(e, hint)
 }
 
 func (im *importer) required(m *mapping, keys ...string) {

@@ -86,7 +86,7 @@ func (b *Board) Deploy(_ context.Context, image string) error {
 
 // DeployImages makes the board boot im from its next power-on.
 func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
-	for _, f := range [][2]string{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}} {
+	for _, f := range [][2]string{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}, {"dtb", im.DTB}} {
 		what, p := f[0], f[1]
 		if p == "" {
 			continue
@@ -301,6 +301,9 @@ func (b *Board) argv(im jobs.Images) (string, []string) {
 	}
 	if im.Initrd != "" {
 		args = append(args, "-initrd", im.Initrd)
+	}
+	if im.DTB != "" {
+		args = append(args, "-dtb", im.DTB)
 	}
 	args = append(args, "-append", strings.Join(cmdline, " "),
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con")

@@ -1,15 +1,20 @@
 package server
 
 import (
+	"crypto/md5" //nolint:gosec // LAVA's md5sum key
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/lava"
 )
 
 // deployJob is testJob with a deploy action of image line first.
@@ -76,4 +81,53 @@ func TestImagesFlagRoot(t *testing.T) {
 	assert.NoError(t, err)
 	_, err = checkJob(s.labDef, filepath.Join(s.cfg.Data, "images"), "job.toml", "toml", []byte(deployJob(`image = "rootfs"`)))
 	assert.Error(t, err)
+}
+
+// TestSubmitLAVAConfined: a submitted LAVA job names only what is under
+// the server's images root: a local image read for its checksum is cached
+// under the root (lava.CacheDir) and queued; file:// images and local test
+// definition repositories outside the root are refused with a 400, so a
+// submitter cannot make the server read or clone whatever host path it
+// names.
+func TestSubmitLAVAConfined(t *testing.T) {
+	data := t.TempDir()
+	x := start(t, data, simLab(t, 1, 0), nil)
+	images := filepath.Join(data, "images")
+	kernel := []byte("kernel\n")
+	require.NoError(t, os.WriteFile(filepath.Join(images, "vmlinuz"), kernel, 0o644))
+	// A git repository outside the images root.
+	repo := t.TempDir()
+	for _, args := range [][]string{{"init", "--quiet"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "x"}} {
+		if args[0] == "add" {
+			require.NoError(t, os.WriteFile(filepath.Join(repo, "smoke.yaml"), []byte("run: {steps: [true]}\n"), 0o644))
+		}
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	job := func(deploy, test string) string {
+		return "job_name: l\ndevice_type: sim\nactions:\n- deploy:\n    to: tmpfs\n" + deploy +
+			"- boot: {method: qemu}\n- test:\n    definitions:\n" + test
+	}
+	inline := "    - {from: inline, name: t, repository: {run: {steps: [lava-test-case a --result pass]}}}\n"
+	submit := func(src string) (int, string) {
+		return call(t, "POST", x.url+"/api/v1/jobs", "", "application/yaml", src)
+	}
+	code, body := submit(job("    kernel: {url: vmlinuz, md5sum: "+fmt.Sprintf("%x", md5.Sum(kernel))+"}\n", inline)) //nolint:gosec
+	require.Equal(t, http.StatusCreated, code, body)
+	matches, err := filepath.Glob(filepath.Join(images, lava.CacheDir, "images", "*", "vmlinuz"))
+	require.NoError(t, err)
+	assert.Len(t, matches, 1, "checked once, cached under the images root")
+
+	for _, tc := range []struct{ deploy, test, want string }{
+		{"    kernel: {url: 'file://" + filepath.Join(images, "vmlinuz") + "'}\n", inline, "file:// URLs are not accepted"},
+		{"    kernel: {url: '" + filepath.Join(images, "vmlinuz") + "'}\n", inline, "must be a path inside the images root"},
+		{"    kernel: {url: vmlinuz}\n", "    - {from: git, name: g, repository: '" + repo + "', path: smoke.yaml}\n", "must be under the images root"},
+		{"    kernel: {url: vmlinuz}\n", "    - {from: git, name: g, repository: 'file://" + repo + "', path: smoke.yaml}\n", "must be under the images root"},
+	} {
+		code, body := submit(job(tc.deploy, tc.test))
+		assert.Equal(t, http.StatusBadRequest, code, body)
+		assert.Contains(t, body, tc.want)
+	}
 }

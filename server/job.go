@@ -86,7 +86,11 @@ func (lj *liveJob) full() Job {
 func parseJob(images, file, format string, data []byte) (*jobs.Job, error) {
 	parse := jobs.Parse
 	if format == "lava" {
-		parse = lava.Import
+		parse = func(file string, data []byte) (*jobs.Job, error) {
+			opts := lava.DefaultOptions()
+			opts.Images = images
+			return lava.ImportWith(file, data, opts)
+		}
 	}
 	j, err := parse(file, data)
 	if err != nil {
@@ -122,7 +126,7 @@ func imagesOnServer(j *jobs.Job) error {
 	for _, a := range j.Actions {
 		paths := []string{a.Image}
 		if a.Images != nil {
-			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs)
+			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs, a.Images.DTB)
 		}
 		for _, p := range paths {
 			if p == "" {

@@ -47,6 +47,11 @@ type Test struct {
 	Script string
 	Env    [][2]string       // exported before the script runs, in order
 	Files  map[string][]byte // extra files for the helpers, relative to $TROUPE_DIR
+	// Pattern, if set, makes every output line it matches a test case, as
+	// LAVA's parse.pattern does: named groups test_case_id and result,
+	// optionally measurement and units; Fixup maps result words.
+	Pattern *regexp.Regexp
+	Fixup   map[string]string
 }
 
 // ErrShellDied reports that the board's shell went away under a running
@@ -80,7 +85,9 @@ type Shell struct {
 	run    *Outcome        // collects markers while a test runs
 	runID  string          // TROUPE_RUN of the running test
 	runCtx context.Context // ends with the running test
-	calls  sync.WaitGroup  // MultiNode calls in flight
+	parse  *regexp.Regexp  // the running test's Pattern
+	fixup  map[string]string
+	calls  sync.WaitGroup // MultiNode calls in flight
 }
 
 // New returns a shell session on con. Call Feed with every console line.
@@ -99,6 +106,7 @@ func (s *Shell) Feed(line string) {
 		return
 	}
 	if !strings.Contains(line, "<LAVA_SIGNAL_") {
+		s.pattern(line)
 		return
 	}
 	ms, errs := ParseLine(line)
@@ -124,6 +132,51 @@ func (s *Shell) Feed(line string) {
 		}
 	}
 }
+
+// pattern records the test case a line matching the running test's
+// Pattern reports, the way LAVA does: the result word through the fixup
+// map, '/' in names replaced by '_', names with spaces skipped.
+func (s *Shell) pattern(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run == nil || s.parse == nil {
+		return
+	}
+	m := s.parse.FindStringSubmatch(line)
+	if m == nil {
+		return
+	}
+	g := map[string]string{}
+	for i, n := range s.parse.SubexpNames() {
+		if n != "" && m[i] != "" {
+			g[n] = m[i]
+		}
+	}
+	name := strings.ReplaceAll(strings.TrimSpace(g["test_case_id"]), "/", "_")
+	result := g["result"]
+	if f, ok := s.fixup[result]; ok {
+		result = f
+	}
+	c := Case{Name: name, Result: strings.ToLower(result), Units: g["units"]}
+	if v, ok := g["measurement"]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			s.run.Invalid = append(s.run.Invalid, fmt.Sprintf("parse.pattern: case %q: measurement %q is not a number", name, v))
+			return
+		}
+		c.Measurement = &f
+	}
+	switch {
+	case name == "" || strings.ContainsAny(name, " \t"):
+		s.run.Invalid = append(s.run.Invalid, fmt.Sprintf("parse.pattern: invalid test case name %q", name))
+	case !validResult[c.Result]:
+		s.run.Invalid = append(s.run.Invalid, fmt.Sprintf("parse.pattern: case %q: result %q is not pass, fail, skip or unknown (fixupdict maps words)", name, result))
+	default:
+		s.run.Cases = append(s.run.Cases, c)
+	}
+}
+
+var validResult = map[string]bool{"pass": true, "fail": true, "skip": true, "unknown": true}
 
 // multiNode answers a MultiNode request marker of the running test. The
 // call runs in a goroutine of its own (it may block for minutes) and its
@@ -343,11 +396,13 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	s.run, s.runCtx, s.runID = &Outcome{}, runCtx, runID
+	s.parse, s.fixup = t.Pattern, t.Fixup
 	s.mu.Unlock()
 	code, err := s.exec(ctx, cmd, true)
 	s.mu.Lock()
 	out := *s.run
 	s.run, s.runCtx, s.runID = nil, nil, "" // no new MultiNode calls from here on
+	s.parse, s.fixup = nil, nil
 	s.mu.Unlock()
 	cancel()
 	s.calls.Wait()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -575,4 +576,37 @@ func TestInitUsesPutHelpers(t *testing.T) {
 	assert.Equal(t, string(files["bin/troupe-self"]), string(got), "a wrong stamp: typed again")
 	out := r.run(t, "troupe-test-case ok --result pass")
 	assert.Equal(t, []testshell.Case{{Name: "ok", Result: "pass"}}, out.Cases)
+}
+
+func TestRunParsePattern(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	re := regexp.MustCompile(`^(?P<test_case_id>[^:]+): (?P<result>PASS|FAIL|SKIP|BOGUS)(?: (?P<measurement>\S+) (?P<units>\S+))?$`)
+	script := `
+echo 'boot/fs: PASS'
+echo 'net: FAIL 12.5 ms'
+echo 'disk: SKIP'
+echo 'two words: PASS'
+echo 'odd: BOGUS'
+echo 'lat: PASS abc ms'
+echo 'no match here'
+lava-test-case marker --result pass
+`
+	out, err := r.sh.Run(ctxT(t, waitTO), testshell.Test{Name: "p", Script: script, Pattern: re,
+		Fixup: map[string]string{"PASS": "pass", "FAIL": "fail", "SKIP": "skip"}})
+	require.NoError(t, err)
+	assert.Equal(t, []testshell.Case{
+		{Name: "boot_fs", Result: "pass"},
+		{Name: "net", Result: "fail", Measurement: ptr(12.5), Units: "ms"},
+		{Name: "disk", Result: "skip"},
+		{Name: "marker", Result: "pass"},
+	}, out.Cases)
+	require.Len(t, out.Invalid, 3)
+	assert.Contains(t, out.Invalid[0], `invalid test case name "two words"`)
+	assert.Contains(t, out.Invalid[1], `result "BOGUS"`)
+	assert.Contains(t, out.Invalid[2], `measurement "abc"`)
+
+	// The pattern belongs to its run only.
+	out = r.run(t, "echo 'late: PASS'")
+	assert.Empty(t, out.Cases)
 }

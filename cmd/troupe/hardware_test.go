@@ -242,3 +242,64 @@ method = "tftp"
 		})
 	}
 }
+
+// TestHardwareUBootTFTPImages: a deploy of kernel, initrd and dtb images
+// to a u-boot board stages each for TFTP; the board's commands fetch them
+// through {kernel}, {ramdisk} and {dtb} (LAVA's deploy to: tftp).
+func TestHardwareUBootTFTPImages(t *testing.T) {
+	addr, sock := simboard(t, "hw-tftp", false, "--bootloader", "u-boot")
+	dir := t.TempDir()
+	writeFile(t, dir, "zImage", "kernel")
+	writeFile(t, dir, "initrd.img", "ramdisk")
+	writeFile(t, dir, "board.dtb", "device tree")
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
+[tftp]
+address = "127.0.0.1:0"
+[[board]]
+name = "hw-tftp"
+device_type = "bbb"
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+[board.power]
+kind = "sim"
+socket = %q
+[board.boot]
+method = "u-boot"
+interrupt = "Hit any key to stop autoboot"
+commands = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "tftp 0x88000000 {dtb}", "bootz 0x82000000 0x88080000 0x88000000"]
+[board.deploy]
+method = "tftp"
+`, addr, sock))
+	job := writeFile(t, dir, "job.toml", `name = "tftp-images"
+[roles.a]
+device_type = "bbb"
+[[action]]
+type = "deploy"
+images = {kernel = "zImage", initrd = "initrd.img", dtb = "board.dtb"}
+[[action]]
+type = "boot"
+timeout = "30s"
+[[action]]
+type = "test"
+name = "up"
+run = "lava-test-case booted --result pass"
+`)
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, res.stdout+res.stderr)
+	log := readLog(t, res.out, "a-0")
+	for _, f := range []string{"hw-tftp/zImage", "hw-tftp/initrd.img", "hw-tftp/board.dtb"} {
+		assert.Contains(t, log, f, "fetched over TFTP")
+	}
+	assert.Contains(t, caseResults(readResults(t, res.out)), "up/booted=pass")
+}
+
+// caseResults lists the test cases of r as suite/name=result.
+func caseResults(r *report.Results) []string {
+	var out []string
+	for _, c := range r.Tests {
+		out = append(out, fmt.Sprintf("%s/%s=%s", c.Suite, c.Name, c.Result))
+	}
+	return out
+}

@@ -107,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	lavaOpts := lavaFlags(fs, stderr)
 	labFile := fs.String("lab", "", "lab file (default: a built-in sim lab with the boards the jobs need)")
 	out := fs.String("out", "", "results directory (default results/<job>-<timestamp>); with several jobs, DIR/<job>/ each")
 	verbose := fs.Bool("v", false, "debug logs on stderr")
@@ -119,7 +120,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var js []*jobs.Job
 	code := exitOK
 	for _, f := range fs.Args() {
-		job, err := loadJob(f)
+		job, err := loadJob(f, lavaOpts())
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -137,6 +138,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return exitInvalid
 		}
+	} else {
+		standInNotice(stderr, js)
 	}
 	if *out == "" {
 		name := js[0].Name
@@ -262,16 +265,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // waitNotice is how long a job waits before troupe run says why.
 const waitNotice = 3 * time.Second
 
-// loadJob reads a troupe job file, or a LAVA job definition (YAML); its
-// images must be under the job file's directory.
-func loadJob(path string) (*jobs.Job, error) {
+// loadJob reads a troupe job file, or a LAVA job definition (YAML)
+// imported with opts; its images must be under the job file's directory.
+func loadJob(path string, opts lava.Options) (*jobs.Job, error) {
 	data, err := tomlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
 	parse := jobs.Parse
 	if lava.IsLAVA(path, data) {
-		parse = lava.Import
+		parse = func(path string, data []byte) (*jobs.Job, error) { return lava.ImportWith(path, data, opts) }
 	}
 	j, err := parse(path, data)
 	if err != nil {
@@ -285,13 +288,14 @@ func loadJob(path string) (*jobs.Job, error) {
 
 func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("import-lava", stderr)
+	lavaOpts := lavaFlags(fs, stderr)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, "want one LAVA job file, got %d arguments", fs.NArg())
 	}
-	job, err := lava.Load(fs.Arg(0))
+	job, err := loadLAVA(fs.Arg(0), lavaOpts())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid

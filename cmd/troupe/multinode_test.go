@@ -82,8 +82,11 @@ echo "myip=$TROUPE_IP query=$(troupe-network query server-0)"
 lava-send ready ip=$TROUPE_IP port=80
 lava-network broadcast eth0
 lava-wait-all hello client | sed 's/^/printed: /'
-lava-sync end
 echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
+lava-send first v=1
+lava-send second v=2
+lava-sync end
+test -e "$LAVA_MULTI_NODE_CACHE" || echo "no cache after sync"
 '''
 [[action]]
 type = "test"
@@ -91,12 +94,15 @@ roles = ["client"]
 name = "connect"
 run = '''
 lava-wait ready | sed 's/^/printed: /'
+echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
 lava-network broadcast eth0
 lava-network collect eth0
+echo "network cache:"; sed 's/^/network cache: /' "$LAVA_MULTI_NODE_CACHE"
 echo "server-ip=$(lava-network query server-0)"
 troupe-send hello from=$TROUPE_NODE
+lava-wait first; echo "first=$(cut -d = -f 2 "$LAVA_MULTI_NODE_CACHE")"
+lava-wait second; echo "second=$(cut -d = -f 2 "$LAVA_MULTI_NODE_CACHE")"
 troupe-sync end
-echo "cache:"; sed 's/^/cache: /' "$LAVA_MULTI_NODE_CACHE"
 troupe-send 'bad<id' 2>&1 | sed 's/^/usage: /'
 '''`)
 	res := troupe(t, "run", "--out", "OUT", job)
@@ -114,8 +120,12 @@ troupe-send 'bad<id' 2>&1 | sed 's/^/usage: /'
 	client := readLog(t, res.out, "client-1")
 	assert.Regexp(t, `printed: ip=127\.\d+\.\d+\.\d+\nprinted: port=80\n`, client)
 	assert.Regexp(t, `server-ip=127\.\d+\.\d+\.\d+`, client)
-	assert.Regexp(t, `cache: server-0:ip=127\.\d+\.\d+\.\d+\ncache: server-0:port=80\n`, client)
-	assert.Regexp(t, `cache: server-0:ipv4=127\.`, client, "lava-network collect stores the addresses")
+	assert.Regexp(t, `\ncache: server-0:ip=127\.\d+\.\d+\.\d+\ncache: server-0:port=80\n`, client)
+	assert.Regexp(t, `network cache: server-0:ipv4=127\.`, client, "lava-network collect stores the addresses")
+	assert.NotContains(t, client, "network cache: server-0:port=80", "each wait replaces the cache file, as LAVA's helpers do")
+	assert.Contains(t, client, "\nfirst=1\n", "the documented cut idiom on two consecutive waits")
+	assert.Contains(t, client, "\nsecond=2\n", "the cache holds only the second reply")
+	assert.Contains(t, server, "no cache after sync")
 	assert.Contains(t, client, "usage: troupe-send: invalid message id 'bad<id'")
 }
 
@@ -241,6 +251,7 @@ run = "troupe-sync early; echo sync exit $?; lava-sync early2; echo lava-sync ex
 func TestLAVAJob(t *testing.T) {
 	res := troupe(t, "run", "--out", "OUT", "../../examples/lava-multinode.yaml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, 1, strings.Count(res.stderr, "troupe: no --lab: device type qemu stood in for by simulated boards"), res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, "lava-ping-pong", r.Job.Name)
 	got := map[string]string{}
@@ -260,11 +271,58 @@ func TestLAVAJob(t *testing.T) {
 	assert.Equal(t, 0, v.code, v.stderr)
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	require.NoError(t, os.WriteFile(bad, []byte("job_name: x\nprotocols:\n  lava-multinode:\n    roles:\n      a: {device_type: sim, count: 1}\nactions:\n- test:\n    definitions:\n    - {from: git, repository: 'https://example.com/x.git', name: x, path: x.yaml}\n"), 0o644))
+	require.NoError(t, os.WriteFile(bad, []byte("job_name: x\nprotocols:\n  lava-multinode:\n    roles:\n      a: {device_type: sim, count: 1}\nactions:\n- test:\n    definitions:\n    - {from: url, repository: 'https://example.com/x.yaml', name: x, path: x.yaml}\n"), 0o644))
 	for _, cmd := range []string{"run", "validate", "import-lava"} {
 		res := troupe(t, cmd, bad)
 		assert.Equal(t, 3, res.code, cmd)
 		assert.Contains(t, res.stderr, "bad.yaml:9:", cmd)
-		assert.Contains(t, res.stderr, "needs the network", cmd)
+		assert.Contains(t, res.stderr, `"url" is not supported`, cmd)
 	}
+}
+
+// TestActionRequests: MultiNode calls listed in an action's before run
+// before that action, on the node itself (LAVA's action-level protocol
+// requests): the server boots only after the client said go.
+func TestActionRequests(t *testing.T) {
+	job := writeJob(t, `name = "before"
+timeout = "1m"
+[multinode]
+timeout = "20s"
+[roles.server]
+device_type = "sim"
+[roles.client]
+device_type = "sim"
+[[action]]
+type = "boot"
+roles = ["client"]
+[[action]]
+type = "test"
+roles = ["client"]
+name = "go"
+run = '''
+echo "client says go"
+lava-send go from=client
+lava-wait booted | sed 's/^/got: /'
+'''
+[[action]]
+type = "boot"
+roles = ["server"]
+before = ["wait go", "send booting"]
+[[action]]
+type = "test"
+roles = ["server"]
+name = "up"
+before = ["send booted at=server"]
+run = 'echo "server up"'
+`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	client := readLog(t, res.out, "client-0")
+	assert.Contains(t, client, "got: at=server")
+	server := readLog(t, res.out, "server-0")
+	assert.Contains(t, server, "server up")
+	assert.NotContains(t, res.stderr, "stood in for", "sim boards stand in for nothing")
+	said := groupLogTime(t, res.out, "client-0", "client says go")
+	booted := groupLogTime(t, res.out, "server-0", "login:")
+	assert.False(t, booted.Before(said), "the server boots after the client sent go (%s, %s)", said, booted)
 }

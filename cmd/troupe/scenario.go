@@ -16,6 +16,7 @@ import (
 	"github.com/troupe-lab/troupe/faults"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/runner"
 	"github.com/troupe-lab/troupe/scenario"
 )
@@ -101,7 +102,7 @@ func playScenario(sc *scenario.Scenario, seed uint64, out string, logger *slog.L
 	var job *jobs.Job
 	var err error
 	if sc.JobPath != "" {
-		job, err = loadJob(sc.JobPath)
+		job, err = loadJob(sc.JobPath, lava.DefaultOptions())
 	} else {
 		if job, err = jobs.Parse(sc.File, []byte(sc.JobTOML)); err == nil {
 			err = job.ConfineImages(filepath.Dir(sc.File))

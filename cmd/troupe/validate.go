@@ -25,6 +25,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", stderr)
 	asLab := fs.Bool("lab", false, "the files are lab files")
 	asScenario := fs.Bool("scenario", false, "the files are scenario files")
+	lavaOpts := lavaFlags(fs, stderr)
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -43,7 +44,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		case *asScenario:
 			kind = kindScenario
 		}
-		what, err := validateFile(f, kind)
+		what, err := validateFile(f, kind, lavaOpts())
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -55,8 +56,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 // validateFile parses the file at path as kind ("": told by its content)
-// and describes it.
-func validateFile(path, kind string) (string, error) {
+// and describes it; a LAVA job is imported with opts.
+func validateFile(path, kind string, opts lava.Options) (string, error) {
 	if kind == "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -78,7 +79,7 @@ func validateFile(path, kind string) (string, error) {
 		}
 		return fmt.Sprintf("scenario %s", s.Name), nil
 	}
-	j, err := loadJob(path)
+	j, err := loadJob(path, opts)
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/lava"
+)
+
+// mirrorFlag is --lava-mirror URL=DIR, repeatable: test definition
+// repositories whose URL starts with URL are fetched from DIR instead.
+type mirrorFlag []lava.Mirror
+
+func (m *mirrorFlag) String() string {
+	parts := make([]string, len(*m))
+	for i, x := range *m {
+		parts[i] = x.Prefix + "=" + x.Dir
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m *mirrorFlag) Set(s string) error {
+	x, err := lava.ParseMirror(s)
+	if err != nil {
+		return err
+	}
+	*m = append(*m, x)
+	return nil
+}
+
+// standInNotice says, once, which device types of js the built-in sim lab
+// stands in for with simulated boards (a run without --lab).
+func standInNotice(w io.Writer, js []*jobs.Job) {
+	var types []string
+	for _, j := range js {
+		for _, r := range j.Roles {
+			if r.DeviceType != lab.Sim && !slices.Contains(types, r.DeviceType) {
+				types = append(types, r.DeviceType)
+			}
+		}
+	}
+	if len(types) == 0 {
+		return
+	}
+	slices.Sort(types)
+	noun := "device type"
+	if len(types) > 1 {
+		noun = "device types"
+	}
+	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab\n", noun, strings.Join(types, ", "))
+}
+
+// lavaFlags adds --lava-mirror to fs; the function it returns gives the
+// options LAVA job definitions are imported with on the command line:
+// test definition repositories and images are fetched (over the network
+// unless a mirror maps them), into the user's cache; warnings go to
+// stderr.
+func lavaFlags(fs *flag.FlagSet, stderr io.Writer) func() lava.Options {
+	var mirrors mirrorFlag
+	fs.Var(&mirrors, "lava-mirror", "URL=DIR: fetch LAVA test definition repositories and images whose URL starts with URL from DIR (repeatable)")
+	return func() lava.Options {
+		opts := lava.DefaultOptions()
+		opts.Repos.Offline, opts.Downloads.Offline = false, false
+		opts.Repos.Mirrors = mirrors
+		opts.Downloads.Mirrors = mirrors
+		opts.Warn = func(s string) { fmt.Fprintln(stderr, s) }
+		return opts
+	}
+}
+
+// loadLAVA reads and imports the LAVA job definition at path.
+func loadLAVA(path string, opts lava.Options) (*jobs.Job, error) {
+	data, err := tomlfile.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load LAVA job: %w", err)
+	}
+	return lava.ImportWith(path, data, opts)
+}

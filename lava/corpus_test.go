@@ -1,0 +1,185 @@
+package lava_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lava"
+)
+
+// corpusOutcome is what importing each corpus job gives: "" if it
+// validates, else a part of its first error.
+//
+// The jobs with checksums fail here only because the test's placeholder
+// images cannot match them: with the real images they validate (checksums
+// are checked, TestDownloadsOnceWithChecksums).
+var corpusOutcome = map[string]string{
+	"dispatcher-bbb-ssh-guest.yaml":                  `actions[0].deploy.role: undefined role "guest"`, // a sub-job: its roles are elsewhere
+	"dispatcher-docker-test-multinode.yaml":          "protocols.lava-multinode.target_group: not supported: this is one node's sub-job",
+	"dispatcher-jlink-multiple-flash-multinode.yaml": "actions[0].deploy.images.boot: not an image troupe deploys",
+	"dispatcher-kvm-multinode-client.yaml":           "target: not supported",
+	"doc-first-multinode-job.yaml":                   "checksum mismatch",
+	"doc-inline-test-definition-example.yaml":        "checksum mismatch",
+	"doc-mustang-ssh-guest.yaml":                     "roles.guest.connection: " + lava.WhySSHGuest,
+	"doc-qemu-aarch64.yaml":                          "",
+	"doc-qemu-amd64-standard-stretch.yaml":           "checksum mismatch",
+	"doc-qemu-kernel-standard-sid.yaml":              "checksum mismatch",
+	"doc-qemu-pipeline-first-job.yaml":               "",
+	"doc-qemu-stretch-params.yaml":                   "",
+	"doc-qemu-vexpress-a9.yaml":                      "",
+	"doc-second-multinode-job.yaml":                  "checksum mismatch",
+	"doc-standard-armmp-nfs-bbb.yaml":                "deploy.nfsrootfs: not supported: troupe has no NFS server",
+	"doc-standard-armmp-ramdisk-bbb.yaml":            "actions[0].deploy.dtbo: not a deploy key troupe reads",
+	"scheduler-bbb-bbb-group.yaml":                   "deploy.nfsrootfs: not supported: troupe has no NFS server",
+	"scheduler-bbb-qemu-multinode.yaml":              "deploy.nfsrootfs: not supported: troupe has no NFS server",
+	"scheduler-kvm-multinode-client.yaml":            "device_type: a MultiNode job has no top-level device_type",
+	"scheduler-kvm-multinode-server.yaml":            "device_type: a MultiNode job has no top-level device_type",
+	"scheduler-kvm-multinode.yaml":                   "",
+	"scheduler-mustang-ssh-multinode.yaml":           "roles.guest.connection: " + lava.WhySSHGuest,
+	"scheduler-qemu-ssh-guest.yaml":                  "roles.guest.connection: " + lava.WhySSHGuest,
+	"scheduler-qemu-ssh-parent.yaml":                 "actions[0].deploy: initrd, ramdisk and dtb images need a kernel image",
+	"scheduler-secrets-multinode.yaml":               "secrets: not supported: troupe passes no secrets",
+}
+
+// corpusMirrors builds, for the corpus, local git repositories holding the
+// test definitions its jobs name and a directory of placeholder images for
+// its image URLs (compressed as the jobs say), and returns the options
+// that map the jobs' URLs to them: nothing goes to the network.
+func corpusMirrors(t *testing.T, files []string) lava.Options {
+	t.Helper()
+	base := t.TempDir()
+	gitDir, imgDir := filepath.Join(base, "git"), filepath.Join(base, "images")
+	repos := map[string]map[string]string{} // repo path -> definition files
+	var images [][2]string                  // url, compression
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var doc yaml.Node
+		require.NoError(t, yaml.Unmarshal(data, &doc), f)
+		walkMappings(&doc, func(m map[string]*yaml.Node) {
+			if r, ok := m["repository"]; ok && r.Kind == yaml.ScalarNode && m["from"] != nil && m["from"].Value == "git" && m["path"] != nil {
+				rp := repoPath(r.Value)
+				if repos[rp] == nil {
+					repos[rp] = map[string]string{}
+				}
+				repos[rp][m["path"].Value] = "metadata: {name: placeholder, format: Lava-Test Test Definition 1.0}\n" +
+					"params: {DEFAULT: 'x'}\n" +
+					"run:\n  steps:\n  - lava-test-case placeholder --result pass\n"
+			}
+			if u, ok := m["url"]; ok && u.Kind == yaml.ScalarNode && strings.Contains(u.Value, "://") && !strings.HasPrefix(u.Value, "file:") {
+				c := ""
+				if m["compression"] != nil {
+					c = m["compression"].Value
+				}
+				images = append(images, [2]string{u.Value, c})
+			}
+			// The short form: the URL alone.
+			for _, k := range []string{"kernel", "ramdisk", "initrd", "dtb", "rootfs"} {
+				if u, ok := m[k]; ok && u.Kind == yaml.ScalarNode && strings.Contains(u.Value, "://") {
+					images = append(images, [2]string{u.Value, ""})
+				}
+			}
+		})
+	}
+	for rp, defs := range repos {
+		files := map[string]string{"README": "placeholder repository for the corpus test\n"}
+		for p, body := range defs {
+			files[p] = body
+		}
+		gitRepo(t, filepath.Join(gitDir, rp), files)
+	}
+	for _, im := range images {
+		p := filepath.Join(imgDir, strings.SplitN(im[0], "://", 2)[1])
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		body := []byte("placeholder image\n")
+		if im[1] != "" && im[1] != "none" {
+			body = compress(t, im[1], body)
+		}
+		require.NoError(t, os.WriteFile(p, body, 0o644))
+	}
+	var repoMirrors, imageMirrors []lava.Mirror
+	for _, scheme := range []string{"http://", "https://", "git://"} {
+		repoMirrors = append(repoMirrors, lava.Mirror{Prefix: scheme, Dir: gitDir})
+		imageMirrors = append(imageMirrors, lava.Mirror{Prefix: scheme, Dir: imgDir})
+	}
+	return lava.Options{
+		Repos:     &lava.Repos{Dir: filepath.Join(base, "cache-git"), Mirrors: repoMirrors, Offline: true},
+		Downloads: &lava.Downloads{Mirrors: imageMirrors, Offline: true},
+		Images:    base, // the download cache: base/.lava-cache
+	}
+}
+
+// repoPath is where a repository URL's mirror lives: host and path.
+func repoPath(u string) string {
+	return strings.SplitN(u, "://", 2)[1]
+}
+
+func walkMappings(n *yaml.Node, f func(map[string]*yaml.Node)) {
+	if n.Kind == yaml.MappingNode {
+		m := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = n.Content[i+1]
+		}
+		f(m)
+	}
+	for _, c := range n.Content {
+		walkMappings(c, f)
+	}
+}
+
+// TestCorpus imports every job of the corpus (25 real public LAVA jobs,
+// testdata/corpus/SOURCES.md) with mirrors standing in for the network,
+// asserts each one's outcome and reports the share that validates.
+func TestCorpus(t *testing.T) {
+	files, err := filepath.Glob("testdata/corpus/*.yaml")
+	require.NoError(t, err)
+	require.Len(t, files, 25)
+	opts := corpusMirrors(t, files)
+	var warnings []string
+	opts.Warn = func(s string) { warnings = append(warnings, s) }
+	valid, checksummed := 0, 0
+	var report bytes.Buffer
+	sort.Strings(files)
+	for _, f := range files {
+		name := filepath.Base(f)
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		j, err := lava.ImportWith(f, data, opts)
+		first := ""
+		if err != nil {
+			var es jobs.Errors
+			require.ErrorAs(t, err, &es, name)
+			first = es[0].Error()
+		} else {
+			valid++
+			require.NotEmpty(t, j.Actions, name)
+		}
+		want, known := corpusOutcome[name]
+		if assert.True(t, known, "%s: no expected outcome (got %q)", name, first) {
+			if want == "" {
+				assert.NoError(t, err, name)
+			} else {
+				assert.Contains(t, first, want, name)
+			}
+		}
+		if strings.Contains(first, "checksum mismatch") {
+			checksummed++
+		}
+		status := "valid"
+		if first != "" {
+			status = first
+		}
+		report.WriteString(name + ": " + status + "\n")
+	}
+	t.Logf("corpus: %d of %d validate, %d more but for the placeholder images' checksums\n%s", valid, len(files), checksummed, report.String())
+	assert.GreaterOrEqual(t, valid+checksummed, 10, "no regression below today's share")
+}

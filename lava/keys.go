@@ -1,0 +1,507 @@
+package lava
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/troupe-lab/troupe/jobs"
+)
+
+// LAVA keys beyond troupe's first importer: accepted, honoured where troupe
+// has the concept, and refused with one line saying what troupe does
+// instead where it has not.
+
+// Refusals of whole LAVA features, one line each.
+const (
+	// WhySSHGuest is the one line that refuses ssh guest roles.
+	WhySSHGuest = "not supported: troupe reaches every role's board over its own console; ssh guest roles (connection: ssh, host_role, expect_role, request: lava-start) have no troupe equivalent"
+	whyDocker   = "not supported: troupe runs tests on boards, not in docker containers"
+	whyLXC      = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
+	whyVLANd    = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
+	whyNS       = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
+)
+
+// timeoutKey handles timeouts.connection, timeouts.connections and
+// timeouts.actions.<name>, reporting whether k was one of them.
+// Connection timeouts bound LAVA's per-connection reads; troupe bounds each
+// action as a whole, so they are checked and kept out of the way.
+// timeouts.actions maps LAVA action names to troupe actions where one
+// corresponds (lava-test-shell → test actions, *deploy* → deploy,
+// *boot*/auto-login-action → boot); the others are checked and accepted.
+func (im *importer) timeoutKey(t entry, perType map[jobs.ActionType]int64) bool {
+	switch t.key {
+	case "connection":
+		im.duration(t)
+	case "connections", "actions":
+		m, ok := im.mapping(t.v, t.path)
+		if !ok {
+			return true
+		}
+		for _, a := range m.entries {
+			d, ok := im.duration(a)
+			if !ok || t.key == "connections" {
+				continue
+			}
+			if typ, ok := lavaActionType(a.key); ok {
+				perType[typ] = int64(d)
+			}
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// lavaActionType maps LAVA pipeline action names to troupe action types.
+func lavaActionType(name string) (jobs.ActionType, bool) {
+	switch {
+	case name == "lava-test-shell" || name == "lava-test-retry" || name == "test":
+		return jobs.Test, true
+	case strings.Contains(name, "deploy") || strings.HasSuffix(name, "-download") || name == "download-retry":
+		return jobs.Deploy, true
+	case strings.Contains(name, "boot") || name == "auto-login-action" || name == "execute-qemu":
+		return jobs.Boot, true
+	}
+	return "", false
+}
+
+// actionKey handles the keys every LAVA action may have beyond role and
+// timeout: failure_retry, repeat, protocols (lava-multinode requests run
+// before the action), namespace, connection, connection-namespace. It
+// reports whether k was one of them.
+func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
+	switch k.key {
+	case "failure_retry":
+		if n, ok := im.integer(k); ok && (n < 1 || n > 100) {
+			im.errorf(k.line, k.path, "must be between 1 and 100 (got %d)", n)
+		}
+		// troupe retries a job whose boards failed (the lab's retries);
+		// the action itself runs once.
+	case "repeat":
+		im.unsupported(k, "not supported: troupe runs each action once; list the action again to repeat it")
+	case "protocols":
+		a.Before = append(a.Before, im.actionProtocols(k, lavaName)...)
+	case "namespace", "connection-namespace":
+		im.unsupported(k, whyNS)
+	case "connection":
+		if isString(k.v) && k.v.Value == "serial" {
+			return true
+		}
+		im.unsupported(k, WhySSHGuest)
+	default:
+		return false
+	}
+	return true
+}
+
+// actionProtocols reads an action's protocols: lava-multinode requests.
+// LAVA makes each request before the named pipeline action of this
+// action; troupe makes them, in order, before the action starts.
+func (im *importer) actionProtocols(e entry, lavaName string) []jobs.Request {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	var out []jobs.Request
+	for _, p := range m.entries {
+		if p.key != "lava-multinode" {
+			im.unsupported(p, "not supported: troupe makes only lava-multinode requests in actions")
+			continue
+		}
+		elems, ok := im.sequence(p)
+		if !ok {
+			continue
+		}
+		for i, n := range elems {
+			path := fmt.Sprintf("%s[%d]", p.path, i)
+			rm, ok := im.mapping(n, path)
+			if !ok {
+				continue
+			}
+			if r, ok := im.request(rm); ok {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// request reads one lava-multinode request: action, request, messageID,
+// message, timeout.
+func (im *importer) request(m *mapping) (jobs.Request, bool) {
+	var r jobs.Request
+	ok := true
+	var message *entry
+	for _, k := range m.entries {
+		switch k.key {
+		case "action": // the pipeline action it precedes: troupe's is the whole action
+			im.str(k.v, k.path)
+		case "request":
+			s, good := im.str(k.v, k.path)
+			switch {
+			case !good:
+				ok = false
+			case s == "lava-send", s == "lava-wait", s == "lava-wait-all", s == "lava-sync":
+				r.Kind = strings.TrimPrefix(s, "lava-")
+			default:
+				im.errorf(k.line, k.path, "%q is not a MultiNode request troupe makes (lava-send, lava-wait, lava-wait-all, lava-sync)", s)
+				ok = false
+			}
+		case "messageID":
+			if k.v.Kind == yaml.ScalarNode && k.v.Value != "" {
+				r.ID = k.v.Value
+			} else {
+				im.typeError(k.v, k.path, "a message id")
+				ok = false
+			}
+		case "message":
+			message = &k
+		case "timeout":
+			im.duration(k) // troupe's calls use the role's multinode timeout
+		case "role":
+			s, good := im.str(k.v, k.path)
+			if good {
+				t, known := im.lavaRoles[s]
+				if !known || t == "" {
+					im.errorf(k.line, k.path, "undefined role %q", s)
+					ok = false
+				} else {
+					r.Args = []string{t}
+				}
+			}
+		default:
+			im.unsupported(k, "not a key of a lava-multinode request; troupe reads action, request, messageID, message, role and timeout")
+			ok = false
+		}
+	}
+	im.required(m, "request", "messageID")
+	if message != nil {
+		mm, good := im.mapping(message.v, message.path)
+		if good && r.Kind == "send" {
+			r.Args = nil
+			for _, kv := range mm.entries {
+				if kv.v.Kind != yaml.ScalarNode {
+					im.typeError(kv.v, kv.path, "a string")
+					ok = false
+					continue
+				}
+				r.Args = append(r.Args, kv.key+"="+kv.v.Value)
+			}
+		}
+		// The message of a wait names the keys LAVA substitutes into the
+		// action's own parameters; troupe's actions take no parameters
+		// from messages, so only the wait itself is kept.
+	}
+	if !ok || r.Kind == "" || r.ID == "" {
+		return r, false
+	}
+	if r.Kind != "wait-all" && r.Kind != "send" {
+		r.Args = nil
+	}
+	req, err := jobs.ParseRequest(r.String())
+	if err != nil {
+		im.errorf(m.line, m.path, "%v", err)
+		return r, false
+	}
+	return req, true
+}
+
+// artifact reads one LAVA image: {url, compression, md5sum/sha256sum/
+// sha512sum, image_arg, type, format, header, ...}, fetches it if needed
+// and returns its local path.
+func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
+	if isString(e.v) {
+		// The older short form: the URL alone.
+		e.v = &yaml.Node{Kind: yaml.MappingNode, Line: e.v.Line, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Tag: "!!str", Value: "url", Line: e.v.Line}, e.v}}
+	}
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return "", false
+	}
+	var a Artifact
+	var urlEntry entry
+	ok = true
+	for _, k := range m.entries {
+		switch k.key {
+		case "url":
+			if s, good := im.str(k.v, k.path); good {
+				a.URL, urlEntry = s, k
+			} else {
+				ok = false
+			}
+		case "compression":
+			s, good := im.str(k.v, k.path)
+			if good && s != "none" && s != "" && !slices.Contains(Compressions, s) {
+				im.errorf(k.line, k.path, "%q is not a compression troupe decompresses (%s)", s, strings.Join(Compressions, ", "))
+				ok = false
+			}
+			a.Compression = s
+		case "md5sum", "sha256sum", "sha512sum":
+			// A digest of digits only reads as a number in YAML: any scalar.
+			if s, good := k.v.Value, k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null"; good {
+				if a.Checksums == nil {
+					a.Checksums = map[string]string{}
+				}
+				a.Checksums[k.key] = s
+			} else {
+				im.typeError(k.v, k.path, "a hex digest")
+				ok = false
+			}
+		case "image_arg":
+			// QEMU command line fragment: troupe's QEMU board attaches the
+			// kernel (-kernel), initrd (-initrd), dtb (-dtb) and rootfs (first
+			// disk) itself.
+			im.str(k.v, k.path)
+		case "type", "format", "header", "install_modules", "install_overlay", "archive", "partition", "sparse", "root_partition":
+			// type (zimage, uimage, image) picks the u-boot boot command,
+			// which the board's lab entry gives; the others describe the
+			// file for LAVA's own unpacking.
+		case "apply-overlay", "overlays":
+			im.unsupported(k, "not supported: troupe delivers the test files through the console, not into images")
+			ok = false
+		default:
+			im.unsupported(k, "not a key of a LAVA image; troupe reads url, compression, md5sum, sha256sum, sha512sum, image_arg and type")
+			ok = false
+		}
+	}
+	if a.URL == "" {
+		im.required(m, "url")
+		return "", false
+	}
+	if !ok {
+		return "", false
+	}
+	rel := ""
+	if !remote(a.URL) {
+		if rel, ok = im.localPath(urlEntry, a.URL); !ok {
+			return "", false
+		}
+	}
+	if remote(a.URL) || a.Compression != "" && a.Compression != "none" || len(a.Checksums) > 0 {
+		if dl == nil {
+			im.errorf(urlEntry.line, urlEntry.path, "%q: no download cache to fetch or check it in", a.URL)
+			return "", false
+		}
+		if rel != "" {
+			// Read only from inside the images root, symlinks followed; a
+			// missing file and one outside get the same error.
+			p, in := under(im.opts.Images, filepath.Join(im.opts.Images, rel))
+			if !in {
+				im.errorf(urlEntry.line, urlEntry.path, "%q is not a file in the images root", rel)
+				return "", false
+			}
+			a.URL = p
+		}
+		p, err := dl.Get(context.Background(), a)
+		if err != nil {
+			im.errorf(urlEntry.line, urlEntry.path, "%v", err)
+			return "", false
+		}
+		// The cache is under the images root (CacheDir): the path
+		// relative to it is the job's.
+		cached, err := filepath.Rel(im.opts.Images, p)
+		if err != nil || !filepath.IsLocal(cached) {
+			im.errorf(urlEntry.line, urlEntry.path, "%q: the download cache %s is not under the images root %s", a.URL, dl.Dir, im.opts.Images)
+			return "", false
+		}
+		return im.imagePath(cached), true
+	}
+	return im.imagePath(rel), true
+}
+
+// deployTargets are the LAVA deploy methods (to:) troupe carries out.
+var deployTargets = map[string]string{
+	"tmpfs": "", "tftp": "", "nfs": "", "flasher": "", "usb": "", "sata": "", "ramdisk": "",
+	"docker": whyDocker, "lxc": whyLXC, "ssh": WhySSHGuest,
+	"fastboot": "not supported: troupe has no fastboot deploy; a board's lab entry can flash with a command ([board.deploy] method = \"flasher\")",
+}
+
+// deployLAVA reads a LAVA deploy action. Images map to troupe's: a
+// kernel (with initrd or ramdisk, dtb, and rootfs) becomes images =
+// {kernel, initrd, dtb, rootfs} (QEMU boards boot them; u-boot boards
+// with deploy method tftp fetch them); a rootfs alone becomes the image.
+// http(s) URLs are downloaded once into a cache, checksums checked and
+// compressed images unpacked.
+func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
+	a := im.newAction(jobs.Deploy, e.line, jobs.DefaultDeployTimeout)
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return a, false
+	}
+	imgs := map[string]string{}
+	ok = true
+	take := func(k entry, as string) {
+		if p, good := im.artifact(k, dl); good {
+			imgs[as] = p
+		} else {
+			ok = false
+		}
+	}
+	for _, k := range m.entries {
+		switch {
+		case im.common(k, &a), im.actionKey(k, &a, "deploy"):
+		case k.key == "to":
+			if s, good := im.str(k.v, k.path); good {
+				if why, known := deployTargets[s]; !known {
+					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata)", s)
+					ok = false
+				} else if why != "" {
+					im.unsupported(k, why)
+					ok = false
+				}
+			}
+		case k.key == "os", k.key == "authorize", k.key == "kernel_type":
+			// os and authorize shape LAVA's overlay; troupe types its helpers in.
+		case k.key == "image":
+			im.unsupported(k, whyDocker)
+			ok = false
+		case k.key == "kernel", k.key == "dtb", k.key == "rootfs":
+			take(k, k.key)
+		case k.key == "ramdisk", k.key == "initrd":
+			take(k, "initrd")
+		case k.key == "modules":
+			// Checked and fetched like any image, but not unpacked: said once.
+			if _, good := im.artifact(k, dl); good {
+				im.warnf(k.line, k.path, "the modules are not unpacked into the ramdisk or rootfs: troupe boots the images as they are, which must hold the modules the test needs")
+			} else {
+				ok = false
+			}
+		case k.key == "nfsrootfs":
+			im.unsupported(k, "not supported: troupe has no NFS server; boot a ramdisk or a disk image instead")
+			ok = false
+		case k.key == "images":
+			im2, good := im.mapping(k.v, k.path)
+			if !good {
+				ok = false
+				continue
+			}
+			for _, i := range im2.entries {
+				switch i.key {
+				case "kernel", "dtb", "rootfs":
+					take(i, i.key)
+				case "initrd", "ramdisk":
+					take(i, "initrd")
+				case "disk", "hda", "sda", "drive":
+					if _, dup := imgs["rootfs"]; dup {
+						im.unsupported(i, "not supported: troupe's QEMU boards attach one disk (rootfs)")
+						ok = false
+						continue
+					}
+					take(i, "rootfs")
+				default:
+					im.unsupported(i, "not an image troupe deploys; it deploys kernel, initrd (ramdisk), dtb and rootfs (or one disk)")
+					ok = false
+				}
+			}
+		default:
+			im.unsupported(k, "not a deploy key troupe reads; it reads to, images, kernel, ramdisk, dtb, rootfs, os, role, timeout, failure_retry and protocols")
+			ok = false
+		}
+	}
+	if !ok {
+		return a, false
+	}
+	if kernel, has := imgs["kernel"]; has {
+		a.Images = &jobs.Images{Kernel: kernel, Initrd: imgs["initrd"], DTB: imgs["dtb"], Rootfs: imgs["rootfs"]}
+	} else if len(imgs) > 1 || imgs["initrd"] != "" || imgs["dtb"] != "" {
+		im.errorf(e.line, e.path, "initrd, ramdisk and dtb images need a kernel image")
+		return a, false
+	} else {
+		a.Image = imgs["rootfs"]
+	}
+	return a, true
+}
+
+// bootLAVA reads a LAVA boot action. troupe boots a board by its lab
+// entry (power cycle; u-boot commands and login from the lab file, the
+// LAVA device dictionary's part), so method, commands, type, media and
+// prompts are checked and the board's own settings used.
+func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
+	a := im.newAction(jobs.Boot, e.line, jobs.DefaultBootTimeout)
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return a, false
+	}
+	ok = true
+	for _, k := range m.entries {
+		switch {
+		case im.common(k, &a), im.actionKey(k, &a, "boot"):
+		case k.key == "method":
+			if s, good := im.str(k.v, k.path); good {
+				switch s {
+				case "docker":
+					im.unsupported(k, whyDocker)
+					ok = false
+				case "lxc":
+					im.unsupported(k, whyLXC)
+					ok = false
+				case "ssh":
+					im.unsupported(k, WhySSHGuest)
+					ok = false
+				case "fastboot":
+					im.unsupported(k, "not supported: troupe boots boards by power cycle, u-boot or QEMU; fastboot is not one of them")
+					ok = false
+				}
+			}
+		case k.key == "prompts":
+			if isString(k.v) {
+				continue
+			}
+			im.strings(k)
+		case k.key == "commands":
+			// A named set (nfs, ramdisk, tftp) or a list: the board's lab
+			// entry gives the u-boot commands (its [board.boot] commands).
+			if !isString(k.v) {
+				im.strings(k)
+			}
+		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "parameters", k.key == "soft_reboot", k.key == "expect_shell":
+			// type picks u-boot's boot command and media the storage; both are
+			// the board's business in troupe (its lab entry).
+		case k.key == "auto_login":
+			im.autoLogin(k)
+		default:
+			im.unsupported(k, "not a boot key troupe reads; it reads method, prompts, auto_login, commands, type, media, role, timeout, failure_retry and protocols")
+			ok = false
+		}
+	}
+	return a, ok
+}
+
+// autoLogin checks a boot's auto_login: troupe's boot logs in with the
+// board's lab entry (login prompt and user).
+func (im *importer) autoLogin(e entry) {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return
+	}
+	for _, k := range m.entries {
+		switch k.key {
+		case "login_prompt", "username", "password_prompt", "password":
+			im.str(k.v, k.path)
+		case "login_commands":
+			im.strings(k)
+		default:
+			im.unsupported(k, "not an auto_login key; LAVA's are login_prompt, username, password_prompt, password and login_commands")
+		}
+	}
+}
+
+// roleKey handles the LAVA role keys beyond device_type, count, tags,
+// essential and timeout, reporting whether k was one of them.
+func (im *importer) roleKey(k entry) bool {
+	switch k.key {
+	case "context":
+		im.mapping(k.v, k.path) // device settings: the lab entry's business in troupe
+	case "connection", "host_role", "expect_role", "request":
+		im.unsupported(k, WhySSHGuest)
+	default:
+		return false
+	}
+	return true
+}
