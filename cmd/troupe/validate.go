@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/troupe-lab/troupe/jobs/tomlfile"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/scenario"
@@ -59,9 +59,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 // and describes it; a LAVA job is imported with opts.
 func validateFile(path, kind string, opts lava.Options) (string, error) {
 	if kind == "" {
-		data, err := os.ReadFile(path)
+		data, err := tomlfile.ReadFile(path)
 		if err != nil {
-			return "", fmt.Errorf("read %s: %w", path, err)
+			return "", err
 		}
 		kind = fileKind(path, data)
 	}
@@ -91,6 +91,11 @@ func validateFile(path, kind string, opts lava.Options) (string, error) {
 // parser then says what is wrong.
 func fileKind(path string, data []byte) string {
 	if lava.IsLAVA(path, data) {
+		return kindJob
+	}
+	// Bounded before it is decoded: a hostile file is a job, whose parser
+	// refuses it with the reason.
+	if tomlfile.CheckBounds(path, data) != nil {
 		return kindJob
 	}
 	var top map[string]toml.Primitive
