@@ -60,17 +60,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("board %s: not a hardware board (backend %s)", name, b.Backend))
 		return
 	}
-	res, err := s.reservation(name)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	switch {
-	case res.Job != "":
-		writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s: its console is the job's (read-only: the job's stream)", name, res.Job))
-		return
-	case res.ReservedBy != c.name:
-		writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+	if !s.heldBy(w, name, c, ": its console is the job's (read-only: the job's stream)") {
 		return
 	}
 	con, err := hardware.OpenConsole(b, s.log)
@@ -233,17 +223,7 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	if body.Action != "status" {
-		res, err := s.reservation(name)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		switch {
-		case res.Job != "":
-			writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s", name, res.Job))
-			return
-		case res.ReservedBy != c.name:
-			writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+		if !s.heldBy(w, name, c, "") {
 			return
 		}
 	}
@@ -281,4 +261,24 @@ func (s *Server) answerReservation(w http.ResponseWriter, name, power string) {
 	}
 	res.Power = power
 	writeJSON(w, http.StatusOK, res)
+}
+
+// heldBy tells whether caller c holds board name for manual work: reserved
+// by c and running no job. If not, it writes the 409 (busy is added to the
+// message of a board running a job) or 500 and returns false.
+func (s *Server) heldBy(w http.ResponseWriter, name string, c caller, busy string) bool {
+	res, err := s.reservation(name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return false
+	}
+	switch {
+	case res.Job != "":
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s runs job %s%s", name, res.Job, busy))
+		return false
+	case res.ReservedBy != c.name:
+		writeError(w, http.StatusConflict, fmt.Sprintf("device %s is not reserved by %s: reserve it first (troupe reserve %s)", name, c.name, name))
+		return false
+	}
+	return true
 }
