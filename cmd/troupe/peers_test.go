@@ -181,7 +181,10 @@ connection: &board
 // one %s, and a literal % doubled), ignoring the exit status. A lying PDU's
 // on command does nothing, successfully. Returns the URL once the HTTP API
 // answers.
-func startPDUDaemon(t *testing.T, outlets map[int]string, lying bool) (url string, p *peer) {
+// startPDUDaemon starts a real pdudaemon switching the simboards whose
+// control sockets outlets names; lies ("on", "off" or "") is the command
+// its outlets answer OK to without switching.
+func startPDUDaemon(t *testing.T, outlets map[int]string, lies string) (url string, p *peer) {
 	t.Helper()
 	bin := needPeer(t, "pdudaemon", "pdudaemon")
 	dir := t.TempDir()
@@ -197,9 +200,12 @@ func startPDUDaemon(t *testing.T, outlets map[int]string, lying bool) (url strin
 		sock := strings.Replace(pct(shq(dir+"/outlet-\x00.sock")), "\x00", "%s", 1)
 		return pct(shq(troupeBin)) + " simboard power " + sock + " " + op
 	}
-	cmdOn := outlet("on")
-	if lying {
+	cmdOn, cmdOff := outlet("on"), outlet("off")
+	switch lies {
+	case "on":
 		cmdOn = ": lying PDU: outlet %s stays as it is"
+	case "off":
+		cmdOff = ": lying PDU: outlet %s stays as it is"
 	}
 	port := freePort(t)
 	cfg, err := json.MarshalIndent(map[string]any{
@@ -213,7 +219,7 @@ func startPDUDaemon(t *testing.T, outlets map[int]string, lying bool) (url strin
 			"lab-pdu": map[string]any{
 				"driver":  "localcmdline",
 				"cmd_on":  cmdOn,
-				"cmd_off": outlet("off"),
+				"cmd_off": cmdOff,
 				"retries": 1,
 			},
 		},
@@ -265,7 +271,7 @@ func TestRealPeers(t *testing.T) {
 	ttyB, powerB := simboard(t, "peer-bbb", true, "--bootloader", "u-boot")
 	conC, powerC := simboard(t, "peer-bbb2", false, "--bootloader", "u-boot")
 	conB, _ := startSer2net(t, ttyB)
-	url, pdud := startPDUDaemon(t, map[int]string{1: powerA, 2: powerB, 3: powerC}, false)
+	url, pdud := startPDUDaemon(t, map[int]string{1: powerA, 2: powerB, 3: powerC}, "")
 
 	dir := t.TempDir()
 	writeFile(t, dir, "Image", "a kernel image, fetched by u-boot over TFTP")
@@ -382,7 +388,7 @@ troupe-test-case synced --shell troupe-sync done
 func TestRealPDULies(t *testing.T) {
 	needPeer(t, "pdudaemon", "pdudaemon")
 	tty, sock := simboard(t, "peer-liar", true)
-	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, true)
+	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "on")
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
 
@@ -432,4 +438,35 @@ device = %q
 	assert.Equal(t, report.Infrastructure, r.Job.Class)
 	assert.Regexp(t, `power (on|off) peer-nopdu: pdudaemon `+url+`: .*connection refused`, r.Job.Error)
 	assertBoardOff(t, sock)
+}
+
+// TestRealPDULiesOnOff: a real pdudaemon whose outlet answers OK to "off"
+// and stays on. The job, whose boot passed, ends incomplete with an
+// infrastructure error naming the board and "still on"; the board is taken
+// out of service at once, so it is never handed to another job.
+func TestRealPDULiesOnOff(t *testing.T) {
+	tty, sock := simboard(t, "peer-left-on", true)
+	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "off")
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 1
+
+[[board]]
+name = "peer-left-on"
+device_type = "rpi4"
+backend = "hardware"
+[board.console]
+kind = "serial"
+device = %q
+%s`, tty, pdudaemonPower(url, 1, sock)))
+	job := writeFile(t, dir, "job.toml", "name = \"left-on\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	r := readResults(t, res.out)
+	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
+	assert.Equal(t, report.Infrastructure, r.Job.Class)
+	assert.Contains(t, r.Job.Error, "peer-left-on still on")
+	assert.Empty(t, r.Job.Attempts, "not retried: the only board went bad at once")
+	assert.Contains(t, res.stderr, "board taken out of service")
+	assert.Contains(t, pdud.Log(), "running : lying PDU: outlet 1 stays as it is")
+	assert.Equal(t, "on\n", troupe(t, "simboard", "power", sock, "status").stdout, "the outlet really lied")
 }

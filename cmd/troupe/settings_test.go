@@ -36,7 +36,7 @@ func pdudaemonTimes(t *testing.T, log, text string) []time.Time {
 func TestPowerCycleDelayPDUDaemon(t *testing.T) {
 	needPeer(t, "pdudaemon", "pdudaemon")
 	tty, sock := simboard(t, "peer-delay", true)
-	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, false)
+	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "")
 	const delay = 3 * time.Second
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
