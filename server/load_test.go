@@ -45,10 +45,13 @@ var leakOptions = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),
 }
 
-// simLab is a lab of n sim boards, sim-0 … sim-<n-1>.
+// simLab is a lab of n sim boards, sim-0 … sim-<n-1>. Their shells are
+// not sandboxed: the followed job waits for a file on the host (the
+// sandbox is tested by package sim and TestSandboxProbeJob).
 func simLab(tb testing.TB, n int) *lab.Lab {
 	tb.Helper()
 	var b strings.Builder
+	b.WriteString("sandbox = \"none\"\n")
 	for i := range n {
 		fmt.Fprintf(&b, "[[board]]\nname = \"sim-%d\"\ndevice_type = \"sim\"\nbackend = \"sim\"\n\n", i)
 	}
