@@ -105,7 +105,7 @@ type Lab struct {
 	// BootLimit and DeployLimit are the lab's own limits on a boot and a
 	// deploy: one that does not end within them is the board's fault (an
 	// infrastructure error, toward bad_after); a shorter timeout the job
-	// sets is the job's. Defaults: jobs.DefaultBootTimeout and
+	// sets is the job's. Zero: jobs.DefaultBootTimeout and
 	// jobs.DefaultDeployTimeout.
 	BootLimit, DeployLimit time.Duration
 	// Sandbox is how sim boards' shells are confined: SandboxNamespaces
@@ -154,8 +154,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter,
-		BootLimit: jobs.DefaultBootTimeout, DeployLimit: jobs.DefaultDeployTimeout}
+	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
 	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit", "boot_limit", "deploy_limit")
 	for _, lim := range []struct {
 		key string
@@ -373,8 +372,7 @@ func validName(s string) bool {
 // ForJob is the built-in sim lab for j: one board per node, sim-0, sim-1,
 // ... in j.Nodes() order, with the device type and tags of the node's role.
 func ForJob(j *jobs.Job) *Lab {
-	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter,
-		BootLimit: jobs.DefaultBootTimeout, DeployLimit: jobs.DefaultDeployTimeout}
+	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter}
 	for i, n := range j.Nodes() {
 		r, _ := j.Role(n.Role)
 		l.Boards = append(l.Boards, Board{

@@ -179,13 +179,13 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// TestLabLimits: boot_limit and deploy_limit default to the job defaults
-// and must be positive durations.
+// TestLabLimits: boot_limit and deploy_limit are unset (zero: the job
+// defaults) unless given, and must be positive durations.
 func TestLabLimits(t *testing.T) {
 	l, err := lab.Parse("lab.toml", []byte("[[board]]\nname = \"a\"\ndevice_type = \"sim\"\n"))
 	require.NoError(t, err)
-	assert.Equal(t, jobs.DefaultBootTimeout, l.BootLimit)
-	assert.Equal(t, jobs.DefaultDeployTimeout, l.DeployLimit)
+	assert.Zero(t, l.BootLimit)
+	assert.Zero(t, l.DeployLimit)
 	l, err = lab.Parse("lab.toml", []byte("boot_limit = \"90s\"\ndeploy_limit = \"2m\"\n[[board]]\nname = \"a\"\ndevice_type = \"sim\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, 90*time.Second, l.BootLimit)

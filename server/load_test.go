@@ -258,6 +258,7 @@ func follow(ctx context.Context, base, id string, ready func(), onLine func(f fr
 				case "end":
 					out.end = f.Status
 					return false, nil
+				case "action": // a node's phase change: not a log line
 				default:
 					return false, fmt.Errorf("unknown frame %s", data)
 				}
