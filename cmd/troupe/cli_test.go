@@ -229,7 +229,7 @@ func TestDoubleDashEndsFlags(t *testing.T) {
 
 	r := troupeIn(t, dir, "validate", "--", "-v.toml")
 	assert.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, "-v.toml: ok\n", r.stdout)
+	assert.Equal(t, "-v.toml: ok (job quick, 1 nodes)\n", r.stdout)
 	r = troupeIn(t, dir, "validate", "-v.toml")
 	assert.Equal(t, 3, r.code, "without --, -v.toml is a flag")
 	assert.Contains(t, r.stderr, "flag provided but not defined: -v.toml")

@@ -30,7 +30,11 @@ import (
 // commands.
 
 // serveLab is two sim boards; one infrastructure retry per job.
+// serveLab's sim boards are not sandboxed: the tests find the boards'
+// processes on the host by the pids the boards print (the sandbox is
+// tested by TestSandboxProbeJob).
 const serveLab = `retries = 1
+sandbox = "none"
 
 [[board]]
 name = "sim-a"
