@@ -70,7 +70,7 @@ vet:
 # TROUPE_REQUIRE_TOOLS=1: a test whose tool is missing fails instead of
 # skipping (internal/testenv), so `make test` never passes by skipping.
 unit:
-	TROUPE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 15m ./...
+	TROUPE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
