@@ -277,7 +277,7 @@ type Device struct {
 	Job        string   `json:"job"`
 	// ReservedBy holds the board for manual work until ReservedUntil
 	// (troupe reserve); "" and zero when nobody does.
-	ReservedBy    string    `json:"reserved_by"`
+	ReservedBy    string    `json:"reserved_by,omitempty"`
 	ReservedUntil time.Time `json:"reserved_until,omitzero"`
 }
 

@@ -109,7 +109,7 @@ role = "submitter"
 	tokensBefore, err := os.ReadFile(tokens)
 	require.NoError(t, err)
 	data := t.TempDir()
-	labFile := writeTemp(t, "lab.toml", serveLab)
+	labFile := writeTemp(t, "lab.toml", sandboxedLab)
 	srv := startServe(t, "--lab", labFile, "--data", data, "--token-file", tokens)
 	u, err := url.Parse(srv.url)
 	require.NoError(t, err)
@@ -250,14 +250,17 @@ run = "troupe-test-case ok --result pass"
 	assert.Contains(t, res.stderr, `sandbox = "none"`)
 	assert.NoFileExists(t, filepath.Join(res.out, "results.json"))
 
-	res = refusingKernel(t, "serve", "--lab", writeTemp(t, "lab.toml", serveLab), "--data", t.TempDir(), "--addr", "127.0.0.1:0")
+	res = refusingKernel(t, "serve", "--lab", writeTemp(t, "lab.toml", sandboxedLab), "--data", t.TempDir(), "--addr", "127.0.0.1:0")
 	assert.NotEqual(t, 0, res.code, res.stdout+res.stderr)
 	assert.Contains(t, res.stderr, "user.max_user_namespaces=0")
 
 	// Unless the lab says so: then the job runs, with a warning.
-	unsandboxed := writeTemp(t, "lab.toml", "sandbox = \"none\"\n"+serveLab)
+	unsandboxed := writeTemp(t, "lab.toml", "sandbox = \"none\"\n"+sandboxedLab)
 	res = refusingKernel(t, "run", "--lab", unsandboxed, "--out", "OUT", job)
 	assert.Equal(t, 0, res.code, res.stdout+res.stderr)
 	assert.Contains(t, res.stderr, `sim boards are not sandboxed (lab sandbox = \"none\")`)
 	assert.FileExists(t, filepath.Join(res.out, "results.json"))
 }
+
+// sandboxedLab is serveLab with its sim boards sandboxed (the default).
+var sandboxedLab = strings.Replace(serveLab, "sandbox = \"none\"\n", "", 1)
