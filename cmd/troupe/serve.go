@@ -27,6 +27,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
 	tokenFile := fs.String("token-file", "", "API tokens (without: no auth, loopback only)")
 	verbose := fs.Bool("v", false, "debug logs")
+	workersAddr := fs.String("workers", "", "address where workers connect (troupe worker --server); \"\": no workers")
+	tlsDir := fs.String("tls", "", "lab CA directory (troupe ca init) for the workers' mutual TLS; without: loopback only")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -75,7 +77,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
 
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := srv.Handler()
+	if *workersAddr != "" {
+		hub, stop, err := startHub(*workersAddr, *tlsDir, logger)
+		if err != nil {
+			_ = ln.Close()
+			_ = srv.Close()
+			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+			return exitInvalid
+		}
+		defer stop()
+		handler = srv.WithWorkers(hub)
+		fmt.Fprintf(stdout, "workers connect to %s\n", *workersAddr)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	sig := make(chan os.Signal, 1)
