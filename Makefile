@@ -22,7 +22,7 @@ FUZZTIME ?= 30000x
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
 FUZZ := ./jobs:FuzzParse ./lab:FuzzParseLab ./testshell:FuzzParseLine ./testshell:FuzzParseMultiNode ./coordinator:FuzzGroup ./lava:FuzzImport ./scenario:FuzzParse ./boot:FuzzFill ./console:FuzzStripANSI ./server:FuzzSubmission ./cmd/troupe:FuzzParseFlags
 
-.PHONY: all build run test deps vet unit fuzz bench clean
+.PHONY: all build run test deps vet unit fuzz bench clean proto
 
 all: build
 
@@ -63,10 +63,16 @@ fuzz:
 test: deps vet unit fuzz
 
 bench:
-	$(GO) test -run='^$$' -bench=. ./coordinator ./actors
+	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./workers
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner
 	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu
 	@echo "1000-node sync job: TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner"
+
+# Regenerate the protobuf messages of the workers (the .pb.go files are
+# committed): needs protoc (apt protobuf-compiler) and
+# go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.33.0.
+proto:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative workers/workerpb/worker.proto
 
 clean:
 	rm -rf bin results
