@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -161,4 +164,28 @@ func startHub(addr, tlsDir string, logger *slog.Logger) (*workers.Hub, func(), e
 		return nil, nil, err
 	}
 	return hub, func() { _ = hub.Stop(); r.Shutdown(false); system.Shutdown() }, nil
+}
+
+// printWorkers adds the server's workers and their boards to `troupe
+// devices`; a server without --workers has none (404).
+func printWorkers(c *client, stdout, stderr io.Writer) int {
+	var ws []workers.WorkerStatus
+	if err := c.do("GET", "/api/v1/workers", "", nil, &ws); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.code == http.StatusNotFound {
+			return exitOK
+		}
+		return exitFor(stderr, err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nWORKER\tCONNECTION\tADDRESS\tBOARDS")
+	for _, w := range ws {
+		conn := "online"
+		if !w.Connected {
+			conn = "offline"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", w.Name, conn, w.Address, strings.Join(w.Boards, ","))
+	}
+	_ = tw.Flush()
+	return exitOK
 }

@@ -182,6 +182,10 @@ func TestWorkersMutualTLS(t *testing.T) {
 	ws := listWorkers(t, srv.url)
 	assert.True(t, ws["w2"].Connected && ws["w3"].Connected)
 	assert.Contains(t, srv.out.String(), "worker lost")
+	r := troupe(t, "devices", "--server", srv.url)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^w1\s+offline\s+127\.0\.0\.1:\d+\s+w1-a,w1-b$`, r.stdout)
+	assert.Regexp(t, `(?m)^w2\s+online\s`, r.stdout)
 
 	// It returns.
 	worker("w1", ca, "w1-a", "w1-b")
