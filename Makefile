@@ -66,6 +66,7 @@ bench:
 	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./workers
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner
 	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu
+	$(GO) test -run='^$$' -bench=Workers10x100 -benchtime=1x ./cmd/troupe
 	@echo "1000-node sync job: TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner"
 
 # Regenerate the protobuf messages of the workers (the .pb.go files are
