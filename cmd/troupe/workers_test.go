@@ -197,3 +197,32 @@ func TestWorkersMutualTLS(t *testing.T) {
 	srv2 := startServe(t, "--data", data, "--workers", addr, "--tls", ca)
 	waitWorkers(t, srv2.url, "workers rejoin a restarted server", all, 60*time.Second)
 }
+
+func TestWorkersInvalidInput(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"serve: workers on a non-loopback address without TLS", []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--workers", "0.0.0.0:0"}, "without --tls"},
+		{"worker: no server", []string{"worker", "--lab", "x.toml"}, "--server and --lab are required"},
+		{"worker: bad name", []string{"worker", "--server", "127.0.0.1:1", "--lab", "x.toml", "--name", "../etc"}, "worker name"},
+		{"worker: unknown flag", []string{"worker", "--bogus"}, "usage: troupe worker"},
+		{"worker: missing lab file", []string{"worker", "--server", "127.0.0.1:1", "--lab", "/nonexistent.toml", "--name", "w1"}, "nonexistent"},
+		{"worker: TLS dir without its certificate", []string{"worker", "--server", "127.0.0.1:1", "--lab", "LAB", "--name", "w1", "--tls", t.TempDir()}, "certificate of w1"},
+		{"ca: unknown subcommand", []string{"ca", "sign"}, "unknown subcommand"},
+		{"ca issue: no name", []string{"ca", "issue", t.TempDir()}, "--name"},
+		{"ca issue: no CA", []string{"ca", "issue", t.TempDir(), "--name", "w1"}, "lab CA"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for i, a := range c.args {
+				if a == "LAB" {
+					c.args[i] = workerLab(t, "b1")
+				}
+			}
+			r := troupe(t, c.args...)
+			assert.Equal(t, exitInvalid, r.code, r.stdout+r.stderr)
+			assert.Contains(t, r.stderr, c.want)
+		})
+	}
+}
