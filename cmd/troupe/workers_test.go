@@ -226,3 +226,31 @@ func TestWorkersInvalidInput(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerPowersOffLeftovers: a worker killed with a sim board on (its
+// processes still running) powers it off when it starts again, before it
+// joins. Without --tls, on loopback.
+func TestWorkerPowersOffLeftovers(t *testing.T) {
+	data := t.TempDir()
+	board := filepath.Join(data, "boards", "w1-a")
+	require.NoError(t, os.MkdirAll(board, 0o755))
+	// A process of the dead worker's power-on: it carries the board's token.
+	left := exec.Command("sleep", "300")
+	left.Env = []string{"A=1", "TROUPE_SIM_TOKEN=leftover-token", "B=1"}
+	require.NoError(t, left.Start())
+	exited := make(chan struct{})
+	go func() { _ = left.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = left.Process.Kill(); <-exited })
+	require.NoError(t, os.WriteFile(filepath.Join(board, ".power-on"), []byte("leftover-token"), 0o644))
+
+	addr := freeAddr(t)
+	srv := startServe(t, "--data", t.TempDir(), "--workers", addr)
+	startWorkerProc(t, "--server", addr, "--lab", workerLab(t, "w1-a"), "--name", "w1", "--data", data)
+	waitWorkers(t, srv.url, "w1 joined", func(ws map[string]workers.WorkerStatus) bool { return ws["w1"].Connected }, 30*time.Second)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leftover process of the board still runs after the worker joined")
+	}
+	assert.NoFileExists(t, filepath.Join(board, ".power-on"))
+}
