@@ -37,7 +37,7 @@ FUZZ += ./server:FuzzReadActions
 FUZZ += ./hardware/console:FuzzTelnetDecode
 FUZZ += ./cmd/benchtable:FuzzParse
 
-.PHONY: all build run test deps vet unit fuzz bench clean
+.PHONY: all build run test deps vet unit fuzz bench clean proto
 
 all: build
 
@@ -84,12 +84,19 @@ test: deps vet unit fuzz
 BENCH_OUT ?= bench.out
 bench:
 	@: > $(BENCH_OUT)
-	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./scheduler ./labstate 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./scheduler ./labstate ./workers 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner 2>&1 | tee -a $(BENCH_OUT)
 	TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench='SubmitLoad' -benchtime=1x -timeout=90m ./server 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=Workers10x100 -benchtime=1x -timeout=20m ./cmd/troupe 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) run ./cmd/benchtable < $(BENCH_OUT)
+
+# Regenerate the protobuf messages of the workers (the .pb.go files are
+# committed): needs protoc (apt protobuf-compiler) and
+# go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.33.0.
+proto:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative workers/workerpb/worker.proto
 
 clean:
 	rm -rf bin results

@@ -51,9 +51,24 @@ var commandHelps = map[string]commandHelp{
 		example:  "troupe simboard power /tmp/sim.sock on",
 	},
 	"serve": {
-		synopsis: "troupe serve [--lab LAB.toml] [--data DIR] [--addr 127.0.0.1:8480] [--token-file F] [-v]",
+		synopsis: "troupe serve [--lab LAB.toml] [--data DIR] [--addr 127.0.0.1:8480] [--token-file F] [--workers ADDR [--tls DIR]] [-v]",
 		about:    "Run the lab server: the HTTP API (docs/api.md) and the web UI.",
 		example:  "troupe serve --lab examples/labs/rpi-farm.toml --data ./troupe-data",
+	},
+	"worker": {
+		synopsis: "troupe worker --server HOST:PORT --lab WORKER-LAB.toml [--name W] [--tls DIR] [--listen ADDR] [--advertise HOST:PORT] [-v]",
+		about:    "Own the boards of a lab file on this host and join a server's lab (troupe serve --workers).\nWith --tls, DIR holds ca.pem and W.pem, W-key.pem from troupe ca issue; without, loopback only.",
+		example:  "troupe worker --server lab.example:8481 --lab rack1.toml --name rack1 --tls ./ca",
+	},
+	"ca init": {
+		synopsis: "troupe ca init DIR",
+		about:    "Make the lab CA (ca.pem, ca-key.pem) and the server's certificate (server.pem, server-key.pem) in DIR.",
+		example:  "troupe ca init ./ca",
+	},
+	"ca issue": {
+		synopsis: "troupe ca issue DIR --name W",
+		about:    "Add worker W's certificate and key (W.pem, W-key.pem) to DIR, signed by its lab CA.",
+		example:  "troupe ca issue ./ca --name rack1",
 	},
 	"submit": {
 		synopsis: "troupe submit [--follow] [--server URL] [--token T] FILE",

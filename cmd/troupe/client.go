@@ -372,8 +372,9 @@ func cmdDevices(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 0 {
 		return usageError(fs, "no arguments expected, got %q", fs.Args())
 	}
+	c := connect()
 	var ds []server.Device
-	if err := connect().do("GET", "/api/v1/devices", "", nil, &ds); err != nil {
+	if err := c.do("GET", "/api/v1/devices", "", nil, &ds); err != nil {
 		return exitFor(stderr, err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -382,5 +383,5 @@ func cmdDevices(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.DeviceType, d.Backend, d.Health, d.Job, strings.Join(d.Tags, ","))
 	}
 	_ = tw.Flush()
-	return exitOK
+	return printWorkers(c, stdout, stderr)
 }

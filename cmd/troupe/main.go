@@ -44,7 +44,9 @@ const usage = `usage:
   troupe power BOARD on|off|cycle|status [--lab LAB]   switch a real board by hand (without --lab: through the server)
   troupe reserve BOARD [--for 2h] | release BOARD   hold a server's board for manual work (admin token)
   troupe console BOARD --lab LAB   the board's console on this terminal (Ctrl-] leaves)
-  troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F] [--keep N] [--keep-days D]   the lab server (API, web UI)
+  troupe serve [--lab LAB.toml] [--data DIR] [--images DIR] [--addr 127.0.0.1:8480] [--token-file F] [--keep N] [--keep-days D] [--workers ADDR] [--tls DIR]   the lab server (API, web UI)
+  troupe worker --server HOST:PORT --lab LAB.toml [--name W] [--tls DIR]   own these boards, join a server's lab
+  troupe ca init DIR | ca issue DIR --name W   the lab CA, server and worker certificates (mutual TLS)
   troupe submit FILE [--follow]   submit a job to a server; --follow streams its log, exit code as run
   troupe jobs [--status S] | jobs show ID | jobs cancel ID
   troupe devices
@@ -93,6 +95,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDevices(args[1:], stdout, stderr)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
+	case "worker":
+		return cmdWorker(args[1:], stdout, stderr)
+	case "ca":
+		return cmdCA(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) == 2 && args[0] == "help" {
 			return run([]string{args[1], "--help"}, stdout, stderr)

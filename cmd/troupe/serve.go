@@ -30,6 +30,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Int("keep", 0, "keep the newest N ended jobs, deleting older ones with their logs (0: all)")
 	keepDays := fs.Int("keep-days", 0, "delete ended jobs, with their logs, D days after they ended (0: never)")
 	verbose := fs.Bool("v", false, "debug logs")
+	workersAddr := fs.String("workers", "", "address where workers connect (troupe worker --server); \"\": no workers")
+	tlsDir := fs.String("tls", "", "lab CA directory (troupe ca init) for the workers' mutual TLS; without: loopback only")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -85,7 +87,21 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
 
+	handler := srv.Handler()
+	if *workersAddr != "" {
+		hub, stop, err := startHub(*workersAddr, *tlsDir, logger)
+		if err != nil {
+			_ = ln.Close()
+			_ = srv.Close()
+			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+			return exitInvalid
+		}
+		defer stop()
+		handler = srv.WithWorkers(hub)
+		fmt.Fprintf(stdout, "workers connect to %s\n", *workersAddr)
+	}
 	hs := srv.HTTPServer()
+	hs.Handler = handler
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(srv.Listener(ln)) }()
 	sig := make(chan os.Signal, 1)

@@ -940,6 +940,25 @@ function devicesPage(alive) {
     ], {'data-name': d.name})));
     if (!devices.length) tbody.append(el('tr', {}, el('td', {colspan: 7, class: 'muted'}, 'No devices.')));
   });
+  // Workers (troupe serve --workers): each one's connection and boards.
+  const wbody = el('tbody', {id: 'workers'});
+  const wsection = el('section', {hidden: true}, el('h2', {}, 'Workers'),
+    el('table', {}, head(['Worker', 'Connection', 'Address', 'Boards']), wbody));
+  main.append(wsection);
+  poll(alive, 5000, async () => {
+    let workers;
+    try {
+      workers = await api('GET', '/workers');
+    } catch (e) {
+      if (e.status === 404) return; // a server without workers
+      throw e;
+    }
+    if (!alive()) return;
+    wsection.hidden = false;
+    wbody.replaceChildren(...workers.map((w) => row([
+      w.name, badge(w.connected ? 'online' : 'offline', 'conn'), w.address, (w.boards || []).join(', '),
+    ], {'data-name': w.name})));
+  });
 }
 
 // ---- start ----------------------------------------------------------------------
