@@ -30,3 +30,38 @@ func TestHelperMNWire(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "node-1:k=v\nnode-2:k2=v2\n", string(data))
 }
+
+// TestHelperMNCacheReplaced: as LAVA's lava-multi-node.lib does, every
+// wait, wait-all and sync replaces the cache file, so the documented idiom
+// `lava-wait ipv4; ip=$(cut -d = -f 2 /tmp/lava_multi_node_cache.txt)`
+// reads the latest message's value on a second wait too; a send leaves it.
+func TestHelperMNCacheReplaced(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	call := func(reply string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("sh", append([]string{filepath.Join("helpers", "troupe-mn")}, args...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "LAVA_MULTI_NODE_CACHE=" + cache}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.Stdin = strings.NewReader(reply + "\n")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	cut := func() string {
+		t.Helper()
+		out, err := exec.Command("cut", "-d", "=", "-f", "2", cache).Output()
+		require.NoError(t, err)
+		return string(out)
+	}
+	call("<LAVA_WAIT_COMPLETE server-0:ipaddr=10.1.2.3>", "WAIT", "ipv4")
+	assert.Equal(t, "10.1.2.3\n", cut())
+	call("<LAVA_WAIT_COMPLETE server-0:port=5201>", "WAIT", "port")
+	assert.Equal(t, "5201\n", cut(), "the second wait replaced the cache")
+	call("<LAVA_SEND_COMPLETE>", "SEND", "hello", "k=v")
+	assert.Equal(t, "5201\n", cut(), "a send leaves the cache")
+	call("<LAVA_WAIT_ALL_COMPLETE a:x=1 b:x=2>", "WAIT_ALL", "all")
+	assert.Equal(t, "1\n2\n", cut())
+	call("<LAVA_SYNC_COMPLETE>", "SYNC", "done")
+	_, err := os.Stat(cache)
+	assert.True(t, os.IsNotExist(err), "a sync's empty reply leaves an empty cache")
+}

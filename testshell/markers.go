@@ -14,8 +14,11 @@ type Kind int
 
 // Marker kinds.
 const (
-	TestCase  Kind = iota + 1 // <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=.. RESULT=.. [MEASUREMENT=.. UNITS=..]>
-	TestRaise                 // <LAVA_SIGNAL_TESTRAISE message>
+	TestCase      Kind = iota + 1 // <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=.. RESULT=.. [MEASUREMENT=.. UNITS=..]>
+	TestRaise                     // <LAVA_SIGNAL_TESTRAISE message>
+	TestSet                       // <LAVA_SIGNAL_TESTSET START name> or <LAVA_SIGNAL_TESTSET STOP>
+	TestReference                 // <LAVA_SIGNAL_TESTREFERENCE case result url>
+	TestAttach                    // <LAVA_SIGNAL_TESTATTACH case file size sha256 [mimetype]>, base64 lines, <LAVA_SIGNAL_TESTATTACH_END>
 )
 
 // Marker is one signal a test script printed on the console.
@@ -26,13 +29,19 @@ type Marker struct {
 	Measurement *float64 // TestCase: MEASUREMENT, if any
 	Units       string   // TestCase: UNITS, if any
 	Message     string   // TestRaise
+	Set         string   // TestSet: the set started; "" when it stops
+	Reference   string   // TestReference: the URL
+	File        string   // TestAttach: the file's base name
+	Size        int64    // TestAttach: its size in bytes
+	SHA256      string   // TestAttach: its SHA-256 in hex, "" if the board has no sha256sum
+	MimeType    string   // TestAttach: its MIME type, if given
 	// Run is the TROUPE_RUN token the helpers add to their markers: the
 	// run whose script printed it. Empty for markers printed by hand.
 	Run string
 }
 
 var (
-	signalRE = regexp.MustCompile(`<LAVA_SIGNAL_(TESTCASE|TESTRAISE) ([^<>]*)>`)
+	signalRE = regexp.MustCompile(`<LAVA_SIGNAL_(TESTCASE|TESTRAISE|TESTSET|TESTREFERENCE|TESTATTACH) ([^<>]*)>`)
 	caseIDRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
 	unitsRE  = regexp.MustCompile(`^[A-Za-z0-9_/%.\-]+$`)
 	results  = map[string]bool{"pass": true, "fail": true, "skip": true, "unknown": true}
@@ -41,7 +50,20 @@ var (
 	// raiseRunRE is the run token troupe-raise puts before its message.
 	raiseRunRE = regexp.MustCompile(`^TROUPE_RUN=([A-Za-z0-9-]+)(?: |$)`)
 	errNoCase  = fmt.Errorf("no TEST_CASE_ID")
+	// urlRE is what a test reference may point at: an http(s) or ftp URL
+	// of printable characters (it is shown, and linked, in results).
+	urlRE  = regexp.MustCompile(`^(?i:https?|ftp)://[!-~]+$`)
+	fileRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]*$`)
+	mimeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$`)
+	sumRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
+
+// MaxReference bounds the length of a test reference's URL.
+const MaxReference = 2048
+
+// MaxAttachment bounds one attachment's size (lava-test-case-attach):
+// its bytes travel base64-encoded through the console.
+const MaxAttachment = 1 << 20
 
 // ParseLine finds the markers in one console line. The helpers mark what
 // they print with the run they belong to: TROUPE_RUN=token as a field of a
@@ -67,9 +89,90 @@ func ParseLine(line string) ([]Marker, []error) {
 				mk.Run, mk.Message = r[1], strings.TrimSpace(mk.Message[len(r[0]):])
 			}
 			ms = append(ms, mk)
+		default:
+			mk, err := parsePositional(m[1], m[2])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("marker %q: %w", m[0], err))
+				continue
+			}
+			ms = append(ms, mk)
 		}
 	}
 	return ms, errs
+}
+
+// parsePositional reads the markers whose fields are positional, as LAVA
+// writes them, with the helpers' TROUPE_RUN=token as an optional last field.
+func parsePositional(kind, body string) (Marker, error) {
+	f := strings.Fields(body)
+	var mk Marker
+	if n := len(f); n > 0 && strings.HasPrefix(f[n-1], "TROUPE_RUN=") {
+		mk.Run, f = strings.TrimPrefix(f[n-1], "TROUPE_RUN="), f[:n-1]
+		if !runRE.MatchString(mk.Run) {
+			return Marker{}, fmt.Errorf("invalid TROUPE_RUN %q", mk.Run)
+		}
+	}
+	switch kind {
+	case "TESTSET":
+		mk.Kind = TestSet
+		switch {
+		case len(f) == 2 && f[0] == "START":
+			if !caseIDRE.MatchString(f[1]) {
+				return Marker{}, fmt.Errorf("invalid test set name %q", f[1])
+			}
+			mk.Set = f[1]
+		case len(f) == 1 && f[0] == "STOP":
+		default:
+			return Marker{}, fmt.Errorf("want START NAME or STOP")
+		}
+	case "TESTREFERENCE":
+		mk.Kind = TestReference
+		if len(f) != 3 {
+			return Marker{}, fmt.Errorf("want TEST_CASE_ID RESULT URL")
+		}
+		if !caseIDRE.MatchString(f[0]) {
+			return Marker{}, fmt.Errorf("invalid TEST_CASE_ID %q", f[0])
+		}
+		if !results[f[1]] {
+			return Marker{}, fmt.Errorf("invalid RESULT %q", f[1])
+		}
+		if len(f[2]) > MaxReference || !urlRE.MatchString(f[2]) {
+			return Marker{}, fmt.Errorf("invalid reference %.80q: an http, https or ftp URL of at most %d characters", f[2], MaxReference)
+		}
+		mk.Case, mk.Result, mk.Reference = f[0], f[1], f[2]
+	case "TESTATTACH":
+		mk.Kind = TestAttach
+		if len(f) != 4 && len(f) != 5 {
+			return Marker{}, fmt.Errorf("want TEST_CASE_ID FILE SIZE SHA256 [MIMETYPE]")
+		}
+		if !caseIDRE.MatchString(f[0]) {
+			return Marker{}, fmt.Errorf("invalid TEST_CASE_ID %q", f[0])
+		}
+		if !fileRE.MatchString(f[1]) || len(f[1]) > 255 {
+			return Marker{}, fmt.Errorf("invalid file name %q", f[1])
+		}
+		size, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil || size < 0 {
+			return Marker{}, fmt.Errorf("invalid size %q", f[2])
+		}
+		if size > MaxAttachment {
+			return Marker{}, fmt.Errorf("attachment %s is %d bytes; at most %d are kept", f[1], size, MaxAttachment)
+		}
+		if f[3] != "-" && !sumRE.MatchString(f[3]) {
+			return Marker{}, fmt.Errorf("invalid SHA-256 %q", f[3])
+		}
+		mk.Case, mk.File, mk.Size = f[0], f[1], size
+		if f[3] != "-" {
+			mk.SHA256 = f[3]
+		}
+		if len(f) == 5 {
+			if !mimeRE.MatchString(f[4]) || len(f[4]) > 127 {
+				return Marker{}, fmt.Errorf("invalid MIME type %q", f[4])
+			}
+			mk.MimeType = f[4]
+		}
+	}
+	return mk, nil
 }
 
 func parseTestCase(body string) (Marker, error) {

@@ -1,6 +1,9 @@
 package testshell
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"github.com/troupe-lab/troupe/coordinator"
 	"strings"
 	"testing"
@@ -41,6 +44,29 @@ func TestParseLine(t *testing.T) {
 		{"bad measurement", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass MEASUREMENT=1x2>", nil, 1},
 		{"repeated field", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=fail RESULT=pass>", nil, 1},
 		{"unknown field", "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass FOO=1>", nil, 1},
+		{"set start", "<LAVA_SIGNAL_TESTSET START net-io>", []Marker{{Kind: TestSet, Set: "net-io"}}, 0},
+		{"set start of a run", "<LAVA_SIGNAL_TESTSET START net TROUPE_RUN=ab-1>", []Marker{{Kind: TestSet, Set: "net", Run: "ab-1"}}, 0},
+		{"set stop", "<LAVA_SIGNAL_TESTSET STOP>", []Marker{{Kind: TestSet}}, 0},
+		{"set stop of a run", "<LAVA_SIGNAL_TESTSET STOP TROUPE_RUN=ab-1>", []Marker{{Kind: TestSet, Run: "ab-1"}}, 0},
+		{"set without name", "<LAVA_SIGNAL_TESTSET START>", nil, 1},
+		{"set bad name", "<LAVA_SIGNAL_TESTSET START a;b>", nil, 1},
+		{"set bad verb", "<LAVA_SIGNAL_TESTSET BEGIN a>", nil, 1},
+		{"reference", "<LAVA_SIGNAL_TESTREFERENCE ltp fail https://ci.example.org/ltp/1?x=y#z>",
+			[]Marker{{Kind: TestReference, Case: "ltp", Result: "fail", Reference: "https://ci.example.org/ltp/1?x=y#z"}}, 0},
+		{"reference of a run", "<LAVA_SIGNAL_TESTREFERENCE a pass http://h/ TROUPE_RUN=ab-1>",
+			[]Marker{{Kind: TestReference, Case: "a", Result: "pass", Reference: "http://h/", Run: "ab-1"}}, 0},
+		{"reference javascript", "<LAVA_SIGNAL_TESTREFERENCE a pass javascript:alert(1)>", nil, 1},
+		{"reference bad result", "<LAVA_SIGNAL_TESTREFERENCE a ok http://h/>", nil, 1},
+		{"reference too long", "<LAVA_SIGNAL_TESTREFERENCE a pass http://h/" + strings.Repeat("x", MaxReference) + ">", nil, 1},
+		{"reference missing url", "<LAVA_SIGNAL_TESTREFERENCE a pass>", nil, 1},
+		{"attach", "<LAVA_SIGNAL_TESTATTACH a log.txt 12 " + strings.Repeat("0f", 32) + " text/plain TROUPE_RUN=ab-1>",
+			[]Marker{{Kind: TestAttach, Case: "a", File: "log.txt", Size: 12, SHA256: strings.Repeat("0f", 32), MimeType: "text/plain", Run: "ab-1"}}, 0},
+		{"attach without sum", "<LAVA_SIGNAL_TESTATTACH a log.txt 0 ->", []Marker{{Kind: TestAttach, Case: "a", File: "log.txt"}}, 0},
+		{"attach too large", "<LAVA_SIGNAL_TESTATTACH a big.bin 1048577 ->", nil, 1},
+		{"attach dot dot", "<LAVA_SIGNAL_TESTATTACH a .. 1 ->", nil, 1},
+		{"attach path", "<LAVA_SIGNAL_TESTATTACH a x/y 1 ->", nil, 1},
+		{"attach bad sum", "<LAVA_SIGNAL_TESTATTACH a x 1 abc>", nil, 1},
+		{"attach negative", "<LAVA_SIGNAL_TESTATTACH a x -1 ->", nil, 1},
 		{"echo of the helper's printf", `printf '\n<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=%s RESULT=%s%s>\n'`, nil, 1},
 	}
 	for _, tc := range tests {
@@ -58,9 +84,20 @@ func FuzzParseLine(f *testing.F) {
 	f.Add("<LAVA_SIGNAL_TESTRAISE TROUPE_RUN=ab-1 boom>")
 	f.Add("<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass TROUPE_RUN=ab-1>")
 	f.Add("<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass")
+	f.Add("<LAVA_SIGNAL_TESTSET START s TROUPE_RUN=ab-1><LAVA_SIGNAL_TESTSET STOP>")
+	f.Add("<LAVA_SIGNAL_TESTREFERENCE a pass https://h/x TROUPE_RUN=ab-1>")
+	f.Add("<LAVA_SIGNAL_TESTATTACH a f.txt 3 - text/plain TROUPE_RUN=ab-1>")
 	f.Fuzz(func(t *testing.T, line string) {
 		ms, _ := ParseLine(line)
 		for _, m := range ms {
+			if m.Kind == TestAttach {
+				require.LessOrEqual(t, m.Size, int64(MaxAttachment))
+				require.Regexp(t, fileRE, m.File)
+			}
+			if m.Kind == TestReference {
+				require.LessOrEqual(t, len(m.Reference), MaxReference)
+				require.Regexp(t, urlRE, m.Reference)
+			}
 			if m.Kind != TestCase {
 				continue
 			}
@@ -135,4 +172,94 @@ func FuzzParseMultiNode(f *testing.F) {
 		// A reply for the request can always be formatted as one line.
 		require.NotContains(t, FormatReply(req.Kind, coordinator.Reply{Err: line}), "\n")
 	})
+}
+
+// attachShell is a shell in the middle of run "r", with no console: Feed
+// only records.
+func attachShell() *Shell {
+	return &Shell{run: &Outcome{}, runID: "r"}
+}
+
+// FuzzAttach: whatever lines follow an attachment's marker, an attachment
+// kept has exactly the bytes announced (size and SHA-256), and the run's
+// attachments stay within MaxRunAttachments.
+func FuzzAttach(f *testing.F) {
+	f.Add(3, "YWJj", "", "")
+	f.Add(3, "YW", "Jj", "")
+	f.Add(4, "YWJj", "ZA==", "<x>")
+	f.Add(0, "", "", "")
+	f.Fuzz(func(t *testing.T, size int, l1, l2, l3 string) {
+		if size < 0 || size > MaxAttachment {
+			return
+		}
+		s := attachShell()
+		s.Feed(fmt.Sprintf("<LAVA_SIGNAL_TESTATTACH c f.bin %d - TROUPE_RUN=r>", size))
+		for _, l := range []string{l1, l2, l3, attachEnd, "tail"} {
+			s.Feed(l)
+		}
+		for _, a := range s.run.Attachments {
+			require.Len(t, a.Data, size)
+			require.Equal(t, "c", a.Case)
+		}
+		require.Nil(t, s.attach, "the end marker ends the attachment")
+	})
+}
+
+func TestAttachReceiver(t *testing.T) {
+	data := []byte("line one\nline two\x00\xff")
+	enc := base64.StdEncoding.EncodeToString(data)
+	sum := fmt.Sprintf("%x", sha256.Sum256(data))
+	marker := func(size int, sum string) string {
+		return fmt.Sprintf("<LAVA_SIGNAL_TESTATTACH c log.bin %d %s application/octet-stream TROUPE_RUN=r>", size, sum)
+	}
+	for _, tc := range []struct {
+		name    string
+		lines   []string
+		kept    bool
+		invalid string
+	}{
+		{"split lines, CR LF", []string{marker(len(data), sum), enc[:10] + "\r", enc[10:] + "\r", attachEnd + "\r"}, true, ""},
+		{"no sha256sum on the board", []string{marker(len(data), "-"), enc, attachEnd}, true, ""},
+		{"sum mismatch", []string{marker(len(data), strings.Repeat("0", 64)), enc, attachEnd}, false, "SHA-256 mismatch"},
+		{"short", []string{marker(len(data)+3, "-"), enc, attachEnd}, false, "announced"},
+		{"more than announced", []string{marker(2, "-"), enc, attachEnd}, false, "more than the 2 bytes announced"},
+		{"not base64", []string{marker(len(data), "-"), "hello world!", attachEnd}, false, "not base64"},
+		{"interrupted by a marker", []string{marker(len(data), sum), enc[:8], "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=x RESULT=pass>", enc[8:], attachEnd}, false, "interrupted"},
+		{"another run's", []string{fmt.Sprintf("<LAVA_SIGNAL_TESTATTACH c log.bin %d - TROUPE_RUN=old>", len(data)), enc, attachEnd}, false, ""},
+		{"never ended", []string{marker(len(data), sum), enc}, false, "ended before its end"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := attachShell()
+			for _, l := range tc.lines {
+				s.Feed(l)
+			}
+			s.mu.Lock()
+			s.endAttach("the test ended before its end")
+			s.mu.Unlock()
+			if tc.kept {
+				require.Len(t, s.run.Attachments, 1)
+				assert.Equal(t, Attachment{Case: "c", Name: "log.bin", MimeType: "application/octet-stream", Data: data}, s.run.Attachments[0])
+			} else {
+				assert.Empty(t, s.run.Attachments)
+			}
+			if tc.invalid == "" {
+				assert.Empty(t, s.run.Invalid)
+			} else {
+				require.Len(t, s.run.Invalid, 1)
+				assert.Contains(t, s.run.Invalid[0], tc.invalid)
+			}
+		})
+	}
+	// The attachments of one run are bounded together.
+	s := attachShell()
+	big := make([]byte, MaxAttachment)
+	bigEnc := base64.StdEncoding.EncodeToString(big)
+	for i := 0; i < MaxRunAttachments/MaxAttachment+1; i++ {
+		s.Feed(fmt.Sprintf("<LAVA_SIGNAL_TESTATTACH c f%d 1048576 - TROUPE_RUN=r>", i))
+		s.Feed(bigEnc)
+		s.Feed(attachEnd)
+	}
+	assert.Len(t, s.run.Attachments, MaxRunAttachments/MaxAttachment)
+	require.Len(t, s.run.Invalid, 1)
+	assert.Contains(t, s.run.Invalid[0], "exceed")
 }

@@ -64,14 +64,30 @@ type Case struct {
 	Result      string
 	Measurement *float64
 	Units       string
+	Set         string // the test set it was reported in (lava-test-set), if any
+	Reference   string // the URL lava-test-reference kept with it, if any
 }
+
+// Attachment is a file a test attached to a test case
+// (lava-test-case-attach), checked against the size and SHA-256 the
+// helper announced.
+type Attachment struct {
+	Case     string
+	Name     string // the file's base name
+	MimeType string // if the test gave one
+	Data     []byte
+}
+
+// MaxRunAttachments bounds the bytes of all attachments of one run.
+const MaxRunAttachments = 4 * MaxAttachment
 
 // Outcome is what a finished test script left behind.
 type Outcome struct {
-	ExitCode int
-	Cases    []Case
-	Raised   string   // message of troupe-raise / lava-test-raise, if called
-	Invalid  []string // malformed markers seen (never counted as results)
+	ExitCode    int
+	Cases       []Case
+	Attachments []Attachment
+	Raised      string   // message of troupe-raise / lava-test-raise, if called
+	Invalid     []string // malformed markers seen (never counted as results)
 }
 
 // Shell is one logged-in shell session on a board console.
@@ -87,6 +103,9 @@ type Shell struct {
 	runCtx context.Context // ends with the running test
 	parse  *regexp.Regexp  // the running test's Pattern
 	fixup  map[string]string
+	set    string         // the running test's current test set
+	attach *pending       // the attachment being received, if any
+	kept   int            // bytes of attachments kept for the running test
 	calls  sync.WaitGroup // MultiNode calls in flight
 }
 
@@ -101,6 +120,9 @@ func New(con Console, mn MultiNode) *Shell {
 // Feed hands the shell one line of console output; it must be called for
 // every line, in order, before that text becomes visible to Expect.
 func (s *Shell) Feed(line string) {
+	if s.attaching(line) {
+		return
+	}
 	if strings.Contains(line, "<LAVA_MULTI_NODE>") {
 		s.multiNode(line)
 		return
@@ -124,7 +146,14 @@ func (s *Shell) Feed(line string) {
 		}
 		switch m.Kind {
 		case TestCase:
-			s.run.Cases = append(s.run.Cases, Case{Name: m.Case, Result: m.Result, Measurement: m.Measurement, Units: m.Units})
+			s.run.Cases = append(s.run.Cases, Case{Name: m.Case, Result: m.Result, Measurement: m.Measurement, Units: m.Units, Set: s.set})
+		case TestSet:
+			s.set = m.Set
+		case TestReference:
+			s.run.Cases = append(s.run.Cases, Case{Name: m.Case, Result: m.Result, Reference: m.Reference, Set: s.set})
+		case TestAttach:
+			s.endAttach("interrupted by another attachment")
+			s.attach = &pending{m: m}
 		case TestRaise:
 			if s.run.Raised == "" {
 				s.run.Raised = m.Message
@@ -157,7 +186,7 @@ func (s *Shell) pattern(line string) {
 	if f, ok := s.fixup[result]; ok {
 		result = f
 	}
-	c := Case{Name: name, Result: strings.ToLower(result), Units: g["units"]}
+	c := Case{Name: name, Result: strings.ToLower(result), Units: g["units"], Set: s.set}
 	if v, ok := g["measurement"]; ok {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
@@ -397,9 +426,11 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	s.mu.Lock()
 	s.run, s.runCtx, s.runID = &Outcome{}, runCtx, runID
 	s.parse, s.fixup = t.Pattern, t.Fixup
+	s.set, s.attach, s.kept = "", nil, 0
 	s.mu.Unlock()
 	code, err := s.exec(ctx, cmd, true)
 	s.mu.Lock()
+	s.endAttach("the test ended before its end")
 	out := *s.run
 	s.run, s.runCtx, s.runID = nil, nil, "" // no new MultiNode calls from here on
 	s.parse, s.fixup = nil, nil
@@ -411,6 +442,92 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 		return out, fmt.Errorf("run test %s: %w", t.Name, err)
 	}
 	return out, nil
+}
+
+// pending is an attachment being received: the base64 lines between its
+// marker and <LAVA_SIGNAL_TESTATTACH_END>.
+type pending struct {
+	m   Marker
+	b64 strings.Builder
+	bad string // why it will not be kept; its lines are still consumed
+}
+
+const attachEnd = "<LAVA_SIGNAL_TESTATTACH_END>"
+
+// attaching consumes line if it belongs to the attachment being received.
+// A line with another marker interrupts it (and is not consumed): a
+// damaged attachment is reported, never kept.
+func (s *Shell) attaching(line string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.attach
+	if p == nil {
+		return false
+	}
+	if strings.Contains(line, attachEnd) {
+		s.finishAttach()
+		return true
+	}
+	if strings.Contains(line, "<") {
+		s.endAttach("interrupted by " + truncate(line, 80))
+		return false
+	}
+	chunk := strings.TrimSpace(line)
+	switch {
+	case p.bad != "":
+	case strings.Trim(chunk, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != "":
+		p.bad = fmt.Sprintf("a line that is not base64: %s", truncate(chunk, 80))
+	case int64(p.b64.Len()+len(chunk)) > int64(base64.StdEncoding.EncodedLen(int(p.m.Size))):
+		p.bad = fmt.Sprintf("more than the %d bytes announced", p.m.Size)
+	default:
+		p.b64.WriteString(chunk)
+	}
+	return true
+}
+
+// finishAttach checks the attachment received and keeps it.
+func (s *Shell) finishAttach() {
+	p := s.attach
+	s.attach = nil
+	if p.bad != "" {
+		s.badAttach(p, p.bad)
+		return
+	}
+	data, err := base64.StdEncoding.DecodeString(p.b64.String())
+	switch {
+	case err != nil:
+		s.badAttach(p, fmt.Sprintf("not base64: %v", err))
+	case int64(len(data)) != p.m.Size:
+		s.badAttach(p, fmt.Sprintf("%d bytes received, %d announced", len(data), p.m.Size))
+	case p.m.SHA256 != "" && fmt.Sprintf("%x", sha256.Sum256(data)) != p.m.SHA256:
+		s.badAttach(p, "SHA-256 mismatch")
+	case s.kept+len(data) > MaxRunAttachments:
+		s.badAttach(p, fmt.Sprintf("the test's attachments exceed %d bytes", MaxRunAttachments))
+	default:
+		s.kept += len(data)
+		s.run.Attachments = append(s.run.Attachments, Attachment{Case: p.m.Case, Name: p.m.File, MimeType: p.m.MimeType, Data: data})
+	}
+}
+
+// endAttach drops the attachment being received, if any, as damaged.
+func (s *Shell) endAttach(why string) {
+	if s.attach != nil {
+		s.badAttach(s.attach, why)
+		s.attach = nil
+	}
+}
+
+func (s *Shell) badAttach(p *pending, why string) {
+	if s.run != nil {
+		s.run.Invalid = append(s.run.Invalid, fmt.Sprintf("attachment %s of case %s not kept: %s", p.m.File, p.m.Case, why))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -610,3 +610,79 @@ lava-test-case marker --result pass
 	out = r.run(t, "echo 'late: PASS'")
 	assert.Empty(t, out.Cases)
 }
+
+// TestRunLAVAHelpers: lava-test-set names the set of the results recorded
+// within it (markers and parse.pattern lines), lava-test-reference keeps a
+// URL with a result, lava-test-case --shell evaluates a single word as
+// LAVA's does (a pipe) and --output prints a file before the result.
+func TestRunLAVAHelpers(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	script := `
+lava-test-case before --result pass
+lava-test-set start net-io
+lava-test-case piped --shell "echo abc | grep -q b"
+echo 'line: PASS'
+lava-test-reference report --result fail --reference https://ci.example.org/report/7?a=b
+lava-test-set stop
+printf 'fromfile: PASS\n' > out.txt
+lava-test-case after --result skip --output out.txt
+lava-test-case words --shell test 1 = 2
+lava-test-set start bad\;name || lava-test-case set-refused --result pass
+lava-test-reference x --result pass --reference 'javascript:alert(1)' || lava-test-case ref-refused --result pass
+`
+	out, err := r.sh.Run(ctxT(t, waitTO), testshell.Test{Name: "h", Script: script,
+		Pattern: regexp.MustCompile(`^(?P<test_case_id>\w+): (?P<result>PASS)$`), Fixup: map[string]string{"PASS": "pass"}})
+	require.NoError(t, err)
+	assert.Equal(t, 0, out.ExitCode)
+	assert.Empty(t, out.Invalid)
+	assert.Equal(t, []testshell.Case{
+		{Name: "before", Result: "pass"},
+		{Name: "piped", Result: "pass", Set: "net-io"},
+		{Name: "line", Result: "pass", Set: "net-io"},
+		{Name: "report", Result: "fail", Set: "net-io", Reference: "https://ci.example.org/report/7?a=b"},
+		{Name: "fromfile", Result: "pass"},
+		{Name: "after", Result: "skip"},
+		{Name: "words", Result: "fail"},
+		{Name: "set-refused", Result: "pass"},
+		{Name: "ref-refused", Result: "pass"},
+	}, out.Cases)
+
+	// The set belongs to its run only.
+	out = r.run(t, "lava-test-set start left-open\nlava-test-case a --result pass")
+	assert.Equal(t, "left-open", out.Cases[0].Set)
+	out = r.run(t, "lava-test-case b --result pass")
+	assert.Equal(t, []testshell.Case{{Name: "b", Result: "pass"}}, out.Cases)
+}
+
+// TestRunAttachments: lava-test-case-attach sends a file's bytes through
+// the console, kept with the results; a file over MaxAttachment is
+// announced, refused (reported invalid) and not sent.
+func TestRunAttachments(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	data := make([]byte, 3000)
+	_, err := rand.Read(data)
+	require.NoError(t, err)
+	dir := filepath.Join(r.board.Root(), "tmp", "att")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dmesg.bin"), data, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".hidden log"), []byte("hi\n"), 0o644))
+	script := `
+lava-test-case-attach boot "$TMPDIR/att/dmesg.bin" application/octet-stream
+lava-test-case-attach boot "$TMPDIR/att/.hidden log"
+head -c 1048577 /dev/zero > big.bin
+lava-test-case-attach boot big.bin
+lava-test-case-attach boot missing.bin || lava-test-case missing-refused --result pass
+lava-test-case boot --result pass
+`
+	out := r.run(t, script)
+	assert.Equal(t, 0, out.ExitCode)
+	assert.Equal(t, []testshell.Attachment{
+		{Case: "boot", Name: "dmesg.bin", MimeType: "application/octet-stream", Data: data},
+		{Case: "boot", Name: "_.hidden_log", Data: []byte("hi\n")},
+	}, out.Attachments)
+	require.Len(t, out.Invalid, 1)
+	assert.Contains(t, out.Invalid[0], "1048577 bytes; at most 1048576 are kept")
+	assert.Equal(t, []testshell.Case{{Name: "missing-refused", Result: "pass"}, {Name: "boot", Result: "pass"}}, out.Cases)
+}
