@@ -87,6 +87,7 @@ run = '''
 troupe-test-case motd --shell test -f etc/motd
 troupe-test-case speed --result pass --measurement 3.5 --units MB/s
 troupe-test-case env --shell test "$TROUPE_NODE/$TROUPE_ROLE/$TROUPE_JOB" = server-0/server/simjob
+troupe-test-case lava-env --shell test "$LAVA_DEVICE_HOSTNAME/$LAVA_DEVICE_TYPE/$LAVA_JOB_ID" = sim-1/sim/simjob
 '''
 
 [[action]]
@@ -116,6 +117,7 @@ exit 3
 		{Node: "server-0", Role: "server", Suite: "serve", Name: "motd", Result: report.Pass},
 		{Node: "server-0", Role: "server", Suite: "serve", Name: "speed", Result: report.Pass, Measurement: &speed, Units: "MB/s"},
 		{Node: "server-0", Role: "server", Suite: "serve", Name: "env", Result: report.Pass},
+		{Node: "server-0", Role: "server", Suite: "serve", Name: "lava-env", Result: report.Pass},
 		{Node: "server-0", Role: "server", Suite: "troupe", Name: "serve", Result: report.Pass},
 	}, r.Tests)
 
@@ -193,6 +195,29 @@ func TestFakeBoardTestResults(t *testing.T) {
 				"<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=maybe>",
 			}},
 			wantTests:  []report.Test{{Suite: "troupe", Name: "x", Result: report.Pass}},
+			wantStatus: report.StatusComplete,
+		},
+		{
+			name: "sets, references and attachments",
+			run: fakeTest{output: []string{
+				"<LAVA_SIGNAL_TESTSET START net>",
+				"<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=a RESULT=pass>",
+				"<LAVA_SIGNAL_TESTREFERENCE r fail https://ci.example.org/1>",
+				"<LAVA_SIGNAL_TESTSET STOP>",
+				"<LAVA_SIGNAL_TESTATTACH a log.txt 2 - text/plain>",
+				"aGk=",
+				"<LAVA_SIGNAL_TESTATTACH_END>",
+				"<LAVA_SIGNAL_TESTATTACH nocase orphan.bin 1 ->",
+				"eA==",
+				"<LAVA_SIGNAL_TESTATTACH_END>",
+			}},
+			wantTests: []report.Test{
+				{Suite: "x", Name: "a", Result: report.Pass, Set: "net", Attachments: []report.Attachment{
+					report.NewAttachment("dut-0", "x", "a", "log.txt", "text/plain", []byte("hi"))}},
+				{Suite: "x", Name: "r", Result: report.Fail, Set: "net", Reference: "https://ci.example.org/1"},
+				{Suite: "troupe", Name: "x", Result: report.Pass, Attachments: []report.Attachment{
+					report.NewAttachment("dut-0", "troupe", "x", "orphan.bin", "", []byte("x"))}},
+			},
 			wantStatus: report.StatusComplete,
 		},
 		{

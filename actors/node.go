@@ -105,6 +105,11 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_ROLE", a.node.Role},
 			{"TROUPE_IP", a.addrs[a.node.Name]},
 			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
+			// LAVA's own (its overlay's environment file): what troupe
+			// has of them. Job ids are troupe's job names.
+			{"LAVA_JOB_ID", a.cfg.Job.Name},
+			{"LAVA_DEVICE_HOSTNAME", a.cfg.Boards[a.node.Name].Name},
+			{"LAVA_DEVICE_TYPE", a.cfg.Boards[a.node.Name].DeviceType},
 		}, Files: map[string][]byte{"group": a.groupFile()}, Fixup: act.Fixup}
 		if act.Parse != "" {
 			// jobs.Parse checked the pattern; a job built otherwise with a bad one just parses nothing.
@@ -155,11 +160,17 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 
 // record turns a test's outcome into result cases: the ones it reported,
 // and one in suite "troupe" named after the action, pass iff it exited 0.
+// An attachment goes with the last case of its name the test reported,
+// or, if there is none, with that "troupe" case.
 func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
+	first := len(a.tests)
+	for _, msg := range o.Invalid {
+		a.cfg.Logger.Warn("malformed result marker not counted", "node", a.node.Name, "test", act.Name, "problem", msg)
+	}
 	for _, c := range o.Cases {
 		a.tests = append(a.tests, report.Test{
 			Node: a.node.Name, Role: a.node.Role, Suite: act.Name, Name: c.Name,
-			Result: c.Result, Measurement: c.Measurement, Units: c.Units,
+			Result: c.Result, Measurement: c.Measurement, Units: c.Units, Set: c.Set, Reference: c.Reference,
 		})
 	}
 	r := report.Pass
@@ -167,6 +178,17 @@ func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
 		r = report.Fail
 	}
 	a.tests = append(a.tests, report.Test{Node: a.node.Name, Role: a.node.Role, Suite: "troupe", Name: act.Name, Result: r})
+	for _, at := range o.Attachments {
+		i := len(a.tests) - 1
+		for j := i - 1; j >= first; j-- {
+			if a.tests[j].Name == at.Case {
+				i = j
+				break
+			}
+		}
+		t := &a.tests[i]
+		t.Attachments = append(t.Attachments, report.NewAttachment(t.Node, t.Suite, t.Name, at.Name, at.MimeType, at.Data))
+	}
 }
 
 // finish reports the node's outcome and stops it; stopping the node stops

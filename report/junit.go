@@ -35,6 +35,7 @@ type junitCase struct {
 	Failure    *junitMessage `xml:"failure,omitempty"`
 	Error      *junitMessage `xml:"error,omitempty"`
 	Skipped    *junitSkipped `xml:"skipped,omitempty"`
+	SystemOut  string        `xml:"system-out,omitempty"`
 }
 
 type junitProps struct {
@@ -156,6 +157,19 @@ func testCase(suite string, t Test) junitCase {
 	if t.Units != "" {
 		props = append(props, junitProp{Name: "units", Value: clean(t.Units)})
 	}
+	if t.Set != "" {
+		props = append(props, junitProp{Name: "set", Value: clean(t.Set)})
+	}
+	if t.Reference != "" {
+		props = append(props, junitProp{Name: "reference", Value: clean(t.Reference)})
+	}
+	// Attachments as the JUnit attachments convention names them, by
+	// their path relative to the results directory (junit.xml's own).
+	var out strings.Builder
+	for _, a := range t.Attachments {
+		fmt.Fprintf(&out, "[[ATTACHMENT|%s]]\n", clean(a.Path))
+	}
+	c.SystemOut = out.String()
 	if props != nil {
 		c.Properties = &junitProps{Props: props}
 	}

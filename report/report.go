@@ -5,11 +5,15 @@
 package report
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
+	"strings"
 )
 
 // Job statuses.
@@ -77,6 +81,50 @@ type Test struct {
 	Result      string   `json:"result"`
 	Measurement *float64 `json:"measurement,omitempty"`
 	Units       string   `json:"units,omitempty"`
+	Set         string   `json:"set,omitempty"`       // LAVA test set (lava-test-set)
+	Reference   string   `json:"reference,omitempty"` // URL kept with the result (lava-test-reference)
+	// Attachments are files the test attached to the case
+	// (lava-test-case-attach); Write also saves them as files.
+	Attachments []Attachment `json:"attachments,omitempty"`
+}
+
+// Attachment is a file attached to a test case, bytes included (base64 in
+// JSON). Path is where Write saves it, relative to the results directory.
+type Attachment struct {
+	Name     string `json:"name"`
+	MimeType string `json:"mime_type,omitempty"`
+	Size     int    `json:"size"`
+	SHA256   string `json:"sha256"`
+	Path     string `json:"path"`
+	Data     []byte `json:"data"`
+}
+
+// NewAttachment describes data attached to case name of suite on node:
+// its size, SHA-256 and the path Write saves it at (made of safe names).
+func NewAttachment(node, suite, name, file, mimeType string, data []byte) Attachment {
+	return Attachment{
+		Name: file, MimeType: mimeType, Size: len(data), SHA256: fmt.Sprintf("%x", sha256.Sum256(data)),
+		Path: path.Join(AttachmentsDir, safeName(node), safeName(suite), safeName(name), safeName(file)),
+		Data: data,
+	}
+}
+
+// AttachmentsDir is where Write saves attachments, in the results directory.
+const AttachmentsDir = "attachments"
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.+-]`)
+
+// safeName makes s one harmless path element: no separators, no "." or
+// ".." (a leading dot gets a '_' before it), never empty.
+func safeName(s string) string {
+	s = unsafeChars.ReplaceAllString(s, "_")
+	if s == "" || strings.HasPrefix(s, ".") {
+		s = "_" + s
+	}
+	if len(s) > 128 {
+		s = s[:128]
+	}
+	return s
 }
 
 // Results is everything known about a finished (or aborted) job.
@@ -131,15 +179,23 @@ func (r *Results) Counts(node string) (passed, failed int) {
 	return passed, failed
 }
 
-// Write creates dir if needed and writes dir/results.json (indented JSON) and
-// dir/junit.xml. Each file is written to a temporary file and renamed into
-// place, so readers never see a partial file.
+// Write creates dir if needed and writes dir/results.json (indented JSON),
+// dir/junit.xml and the attachments of the tests at their paths. Each file
+// is written to a temporary file and renamed into place, so readers never
+// see a partial file.
 func Write(dir string, r *Results) error {
 	if r == nil {
 		return errNil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results: create dir: %w", err)
+	}
+	for _, t := range r.Tests {
+		for _, a := range t.Attachments {
+			if err := writeAttachment(dir, a); err != nil {
+				return err
+			}
+		}
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -154,6 +210,23 @@ func Write(dir string, r *Results) error {
 	}
 	return writeAtomic(filepath.Join(dir, JUnitFile), func(f *os.File) error {
 		return WriteJUnit(f, r)
+	})
+}
+
+// writeAttachment saves a under dir at its path, which must be local and
+// under AttachmentsDir (results read back from a file are not trusted).
+func writeAttachment(dir string, a Attachment) error {
+	p := filepath.FromSlash(a.Path)
+	if !filepath.IsLocal(p) || !strings.HasPrefix(a.Path, AttachmentsDir+"/") {
+		return fmt.Errorf("results: attachment %q: path %q is not under %s", a.Name, a.Path, AttachmentsDir)
+	}
+	full := filepath.Join(dir, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return fmt.Errorf("results: attachment %q: %w", a.Name, err)
+	}
+	return writeAtomic(full, func(f *os.File) error {
+		_, err := f.Write(a.Data)
+		return err
 	})
 }
 
