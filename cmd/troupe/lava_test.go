@@ -22,6 +22,7 @@ import (
 
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/qemu"
+	"github.com/troupe-lab/troupe/report"
 )
 
 // gitRepo creates a git repository at dir holding files, committed.
@@ -62,7 +63,14 @@ run:
   - lava-send ipv4 ipaddr=10.1.2.3
   - lava-send port port=5201
   - 'echo "case boot/fs: PASS"'
+  - lava-test-set start network
   - 'echo "case net: FAIL"'
+  - lava-test-reference upstream --result pass --reference https://git.example.org/qa/tests/-/jobs/7
+  - lava-test-set stop
+  - printf 'server log\n' > server.log
+  - lava-test-case-attach boot_fs server.log text/plain
+  - echo "env=$LAVA_DEVICE_TYPE/$LAVA_DEVICE_HOSTNAME/$LAVA_JOB_ID/$TESTRUN_ID"
+  - lava-test-case env --shell test "$LAVA_DEVICE_TYPE" = qemu -a -n "$LAVA_JOB_ID" -a -n "$LAVA_DEVICE_HOSTNAME" -a "$TESTRUN_ID" = server
   - lava-sync done
 parse:
   pattern: '^case (?P<test_case_id>\S+): (?P<result>PASS|FAIL)$'
@@ -138,11 +146,30 @@ actions:
 	require.Equal(t, 1, res.code, "a case failed; stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.Contains(t, res.stderr, "install.deps (iperf3) are not installed")
 	cases := map[string]string{}
+	byKey := map[string]report.Test{}
 	for _, c := range readResults(t, res.out).Tests {
 		cases[c.Node+"/"+c.Suite+"/"+c.Name] = string(c.Result)
+		byKey[c.Node+"/"+c.Suite+"/"+c.Name] = c
 	}
 	assert.Equal(t, "pass", cases["server-0/server/boot_fs"], "parse.pattern: %v", cases)
 	assert.Equal(t, "fail", cases["server-0/server/net"], "fixupdict: %v", cases)
+	assert.Equal(t, "pass", cases["server-0/server/env"], "LAVA's environment variables: %v\n%s", cases, readLog(t, res.out, "server-0"))
+	assert.Equal(t, "network", byKey["server-0/server/net"].Set, "lava-test-set")
+	assert.Equal(t, "", byKey["server-0/server/boot_fs"].Set)
+	ref := byKey["server-0/server/upstream"]
+	assert.Equal(t, report.Test{Node: "server-0", Role: "server", Suite: "server", Name: "upstream", Result: "pass", Set: "network",
+		Reference: "https://git.example.org/qa/tests/-/jobs/7"}, ref, "lava-test-reference")
+	att := byKey["server-0/server/boot_fs"].Attachments
+	if assert.Len(t, att, 1, "lava-test-case-attach") {
+		assert.Equal(t, "server log\n", string(att[0].Data))
+		assert.Equal(t, "text/plain", att[0].MimeType)
+		saved, err := os.ReadFile(filepath.Join(res.out, filepath.FromSlash(att[0].Path)))
+		require.NoError(t, err, "attachments are saved in the results directory")
+		assert.Equal(t, "server log\n", string(saved))
+		junit, err := os.ReadFile(filepath.Join(res.out, report.JUnitFile))
+		require.NoError(t, err)
+		assert.Contains(t, string(junit), "[[ATTACHMENT|"+att[0].Path+"]]")
+	}
 	assert.Equal(t, "pass", cases["client-0/client/first-wait"], "%v", cases)
 	assert.Equal(t, "pass", cases["client-0/client/second-wait"], "the cache holds only the second reply: %v", cases)
 	assert.NotContains(t, cases, "client-0/client/after-false", "LAVA's run script stops at the first failing step")
