@@ -142,22 +142,80 @@ func under(dir, p string) (string, bool) {
 	return realP, true
 }
 
-func (r *Repos) git(ctx context.Context, dir string, args ...string) (string, error) {
+// gitConfig is what every git command troupe runs is configured with: a
+// repository is hostile input. No hooks, no filters or fsmonitor a config
+// could name, no submodules, and only the file, http(s) and git
+// transports (never ext:: or ssh, whose URLs run commands).
+var gitConfig = []string{
+	"-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "submodule.recurse=false",
+	"-c", "protocol.allow=never", "-c", "protocol.ext.allow=never", "-c", "protocol.ssh.allow=never",
+	"-c", "protocol.file.allow=always", "-c", "protocol.http.allow=always", "-c", "protocol.https.allow=always",
+	"-c", "protocol.git.allow=always", "-c", "http.followRedirects=initial",
+}
+
+// sizePoll is how often a running clone's size is checked.
+const sizePoll = 100 * time.Millisecond
+
+// git runs one git command in dir. If watch is set, the command is killed
+// as soon as the files under watch add up to more than limit bytes: a
+// hostile repository must not fill the disk before its size is known.
+func (r *Repos) git(ctx context.Context, dir, watch string, limit int64, args ...string) (string, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = DefaultGitTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("took longer than %s", timeout))
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
-		"-c", "protocol.file.allow=always", "-c", "protocol.http.allow=always", "-c", "protocol.https.allow=always",
-		"-c", "protocol.git.allow=always"}, args...)...)
+	run, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	cmd := exec.CommandContext(run, "git", append(slices.Clone(gitConfig), args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ALLOW_PROTOCOL=file:http:https:git", "LC_ALL=C")
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_ALLOW_PROTOCOL=file:http:https:git", "GIT_PROTOCOL_FROM_USER=0", "LC_ALL=C")
 	var out, stderr bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		if run.Err() != nil {
+			err = context.Cause(run)
+		}
+		return "", fmt.Errorf("git %s: %w", args[0], err)
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if watch == "" {
+			return
+		}
+		tick := time.NewTicker(sizePoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-run.Done():
+				return
+			case <-tick.C:
+				if n, err := treeSize(watch); err == nil && n > limit {
+					stop(fmt.Errorf("%d bytes fetched and counting; test definition repositories are limited to %d", n, r.max()))
+					return
+				}
+			}
+		}
+	}()
+	err := cmd.Wait()
+	killed := run.Err() != nil
+	cause := context.Cause(run)
+	stop(nil)
+	<-watched
+	if err == nil && watch != "" {
+		// What the last poll did not see (a command quicker than sizePoll).
+		if n, serr := treeSize(watch); serr == nil && n > limit {
+			return "", fmt.Errorf("git %s: %d bytes fetched; test definition repositories are limited to %d", args[0], n, r.max())
+		}
+	}
+	if err != nil {
+		if killed {
+			return "", fmt.Errorf("git %s: %w", args[0], cause)
+		}
 		msg := strings.TrimSpace(stderr.String())
 		if len(msg) > 400 {
 			msg = msg[:400] + "..."
@@ -202,25 +260,26 @@ func (r *Repos) Fetch(ctx context.Context, rawURL, branch, revision string) (Che
 	}
 	defer os.RemoveAll(tmp)
 	work := filepath.Join(tmp, "tree")
-	args := []string{"clone", "--quiet", "--no-checkout"}
+	// No template: nothing but what the repository holds is counted.
+	args := []string{"clone", "--quiet", "--no-checkout", "--template="}
 	if branch != "" {
 		args = append(args, "--branch", branch)
 	}
-	if _, err := r.git(ctx, tmp, append(args, "--", src, work)...); err != nil {
+	if _, err := r.git(ctx, tmp, tmp, r.max(), append(args, "--", src, work)...); err != nil {
 		return Checkout{}, fmt.Errorf("fetch test definitions from %s: %w", rawURL, err)
 	}
 	target := "HEAD"
 	if revision != "" {
 		target = revision
 	}
-	commit, err := r.git(ctx, work, "rev-parse", "--verify", "--end-of-options", target+"^{commit}")
+	commit, err := r.git(ctx, work, "", 0, "rev-parse", "--verify", "--end-of-options", target+"^{commit}")
 	if err != nil {
 		return Checkout{}, fmt.Errorf("repository %s: revision %q not found: %w", rawURL, target, err)
 	}
 	if c, ok := r.cached(rawURL, commit); ok {
 		return c, nil
 	}
-	if _, err := r.git(ctx, work, "checkout", "--quiet", "--detach", commit); err != nil {
+	if _, err := r.git(ctx, work, tmp, 2*r.max(), "checkout", "--quiet", "--detach", commit); err != nil {
 		return Checkout{}, fmt.Errorf("repository %s: checkout %s: %w", rawURL, commit, err)
 	}
 	if err := os.RemoveAll(filepath.Join(work, ".git")); err != nil {

@@ -2,11 +2,13 @@ package lava_test
 
 import (
 	"context"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,4 +148,67 @@ func TestReposRefuses(t *testing.T) {
 	mr := &lava.Repos{Dir: filepath.Join(base, "cache3"), Mirrors: []lava.Mirror{{Prefix: "https://git.example.org/", Dir: filepath.Join(base, "mirror")}}}
 	_, err = mr.Fetch(ctx, "https://git.example.org/../big", "", "")
 	assert.ErrorContains(t, err, "'..' after the mirror's URL")
+}
+
+// TestReposBounds: a repository is hostile input: its clone is stopped
+// once it holds more than MaxBytes (before any checkout), and every git
+// command is bounded in time.
+func TestReposBounds(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "noise")
+	noise := make([]byte, 256<<10)
+	_, err := rand.Read(noise)
+	require.NoError(t, err)
+	gitRepo(t, src, map[string]string{"noise.bin": string(noise)})
+	ctx := context.Background()
+
+	r := &lava.Repos{Dir: filepath.Join(base, "cache"), MaxBytes: 64 << 10, Local: base}
+	_, err = r.Fetch(ctx, "file://"+src, "", "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "git clone: ")
+	assert.Contains(t, err.Error(), "bytes fetched")
+	assert.Contains(t, err.Error(), "limited to 65536")
+	left, err := os.ReadDir(filepath.Join(base, "cache"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "nothing of a refused repository stays in the cache")
+
+	slow := &lava.Repos{Dir: filepath.Join(base, "cache2"), Timeout: time.Nanosecond, Local: base}
+	_, err = slow.Fetch(ctx, src, "", "")
+	assert.ErrorContains(t, err, "took longer than 1ns")
+}
+
+// TestReposNoHooksNoSubmodules: no hook runs while a repository is
+// fetched, even one the user's git configuration names, and submodules are
+// not fetched even where that configuration asks for them.
+func TestReposNoHooksNoSubmodules(t *testing.T) {
+	base := t.TempDir()
+	hooks := filepath.Join(base, "hooks")
+	require.NoError(t, os.MkdirAll(hooks, 0o755))
+	pwned := filepath.Join(base, "pwned")
+	for _, h := range []string{"post-checkout", "reference-transaction", "post-index-change"} {
+		require.NoError(t, os.WriteFile(filepath.Join(hooks, h), []byte("#!/bin/sh\ntouch "+pwned+"\n"), 0o755))
+	}
+	global := filepath.Join(base, "gitconfig")
+	require.NoError(t, os.WriteFile(global, []byte("[core]\n\thooksPath = "+hooks+"\n[submodule]\n\trecurse = true\n[protocol \"file\"]\n\tallow = always\n"), 0o644))
+	inner := filepath.Join(base, "inner")
+	gitRepo(t, inner, map[string]string{"secret.txt": "inner"})
+	src := filepath.Join(base, "outer")
+	gitRepo(t, src, map[string]string{"a.yaml": "x"})
+	cmd := exec.Command("git", "-c", "protocol.file.allow=always", "-c", "core.hooksPath=/dev/null", "submodule", "add", "--quiet", inner, "sub")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "HOME="+src)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	gitRepo(t, src, map[string]string{"b.yaml": "y"})
+
+	t.Setenv("GIT_CONFIG_GLOBAL", global)
+	r := &lava.Repos{Dir: filepath.Join(base, "cache"), Local: base}
+	c, err := r.Fetch(context.Background(), src, "", "")
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(c.Dir, "b.yaml"))
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(c.Dir, "sub", "secret.txt"))
+	assert.True(t, os.IsNotExist(err), "submodules are not fetched")
+	_, err = os.Stat(pwned)
+	assert.True(t, os.IsNotExist(err), "no hook ran")
 }
