@@ -138,8 +138,7 @@ func (im *importer) parse(e entry, td *testDef) {
 
 // repoScript builds the script of a from: git definition: the repository's
 // files unpacked into the test's directory (its working directory, as in
-// LAVA), the parameters, set -e (LAVA's run script stops at the first
-// failing step), install.steps, then run.steps.
+// LAVA), the parameters, then install.steps and run.steps (see steps).
 func repoScript(repo string, files []string, td testDef, params []param, testrun string) (string, error) {
 	var b strings.Builder
 	var total int64
@@ -171,9 +170,7 @@ func repoScript(repo string, files []string, td testDef, params []param, testrun
 	if len(td.deps) > 0 {
 		fmt.Fprintf(&b, "echo %s\n", quote("troupe: install.deps not installed (boards install nothing; the image must hold them): "+strings.Join(td.deps, " ")))
 	}
-	b.WriteString("set -e\n")
-	steps := append(append([]string{}, td.install...), td.steps...)
-	b.WriteString(strings.ReplaceAll(strings.Join(steps, "\n"), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}"))
+	b.WriteString(steps(td.install, td.steps))
 	return b.String(), nil
 }
 

@@ -141,7 +141,7 @@ func (im *importer) definition(n *yaml.Node, path string, base jobs.Action) (job
 	if len(td.deps) > 0 {
 		im.warnf(m.line, path, "install.deps (%s) are not installed: troupe boards install nothing, the image must hold them", strings.Join(td.deps, " "))
 	}
-	a.Run = script(a.Name, merge(params, overrides), append(td.install, steps...))
+	a.Run = script(a.Name, merge(params, overrides), td.install, steps)
 	if !im.pattern(&a, td, m.line, path) {
 		return a, false
 	}
@@ -303,15 +303,32 @@ func merge(params, overrides []param) []param {
 const cacheFile = "/tmp/lava_multi_node_cache.txt"
 
 // script builds the test script: TESTRUN_ID and the parameters, then
-// set -e (LAVA's run script stops at the first failing step), then the
-// steps, with LAVA's cache file path made to follow $LAVA_MULTI_NODE_CACHE.
-func script(testrun string, params []param, steps []string) string {
+// the install steps and run steps (see steps).
+func script(testrun string, params []param, install, run []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "export TESTRUN_ID=%s\n", quote(testrun))
 	for _, p := range params {
 		fmt.Fprintf(&b, "export %s='%s'\n", p.name, strings.ReplaceAll(p.value, "'", `'\''`))
 	}
-	b.WriteString("set -e\n")
-	b.WriteString(strings.ReplaceAll(strings.Join(steps, "\n"), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}"))
+	b.WriteString(steps(install, run))
 	return b.String()
+}
+
+// installFailed is what a test prints when its install steps failed.
+const installFailed = "troupe: install.steps failed (exit status $?): run.steps skipped, as LAVA skips them"
+
+// steps is the part of a test script LAVA's install.sh and run.sh hold.
+// The install steps run as LAVA's lava-test-runner runs install.sh: as a
+// script of their own, without -e (only the last step's status counts),
+// and when it fails the run steps are skipped. The run steps run as
+// run.sh under "sh -e": set -e, so the first failing step ends the test.
+// LAVA's cache file path is made to follow $LAVA_MULTI_NODE_CACHE.
+func steps(install, run []string) string {
+	var b strings.Builder
+	if len(install) > 0 {
+		fmt.Fprintf(&b, "(\n%s\n) || { echo %s; exit 1; }\n", strings.Join(install, "\n"), strings.ReplaceAll(quote(installFailed), "$?", `'"$?"'`))
+	}
+	b.WriteString("set -e\n")
+	b.WriteString(strings.Join(run, "\n"))
+	return strings.ReplaceAll(b.String(), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}")
 }

@@ -1,0 +1,98 @@
+package lava_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/lava"
+)
+
+// runScript imports a single-node job whose one inline test definition has
+// the given install and run steps, and runs its script with sh in a fresh
+// directory: its output and exit status.
+func runScript(t *testing.T, install, run []string) (string, int) {
+	t.Helper()
+	yamlList := func(steps []string) string {
+		var b strings.Builder
+		for _, s := range steps {
+			b.WriteString("\n          - " + quoteYAML(s))
+		}
+		return b.String()
+	}
+	inst := ""
+	if install != nil {
+		inst = "\n        install:\n          steps:" + yamlList(install)
+	}
+	data := `job_name: steps
+device_type: qemu
+actions:
+- boot: {method: qemu, prompts: ['# ']}
+- test:
+    definitions:
+    - from: inline
+      name: steps
+      path: inline/steps.yaml
+      repository:
+        metadata: {name: steps, format: Lava-Test Test Definition 1.0}` + inst + `
+        run:
+          steps:` + yamlList(run) + "\n"
+	j, err := lava.Import("job.yaml", []byte(data))
+	require.NoError(t, err, data)
+	script := j.Actions[len(j.Actions)-1].Run
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return string(out), code
+}
+
+func quoteYAML(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// TestStepsAsLAVA: the steps of a test definition run as LAVA's
+// lava-test-runner runs them: install.steps as install.sh (no -e: only the
+// last step's status counts; when it fails, run.steps are skipped), then
+// run.steps as run.sh under sh -e (the first failing step ends the test).
+func TestStepsAsLAVA(t *testing.T) {
+	out, code := runScript(t, nil, []string{"echo one", "false", "echo two"})
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "one\n", out, "the first failing run step ends the test")
+
+	out, code = runScript(t, nil, []string{"echo one", "false || true", "lava_missing_cmd_1 2>/dev/null || echo tolerated", "echo two"})
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "one\ntolerated\ntwo\n", out, "|| true keeps a step from failing the test, as LAVA's docs say")
+
+	out, code = runScript(t, []string{"echo inst1", "false", "echo inst2"}, []string{"echo run"})
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "inst1\ninst2\nrun\n", out, "an install step that fails before the last does not stop install.sh")
+
+	out, code = runScript(t, []string{"echo inst1", "exit 3"}, []string{"echo run"})
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "inst1\ntroupe: install.steps failed (exit status 3): run.steps skipped, as LAVA skips them\n", out)
+
+	out, code = runScript(t, []string{"x=1"}, []string{`echo "x=${x:-unset}"`})
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "x=unset\n", out, "install.sh is a script of its own: its variables do not reach run.sh")
+}
+
+// TestStepsCacheFile: the LAVA cache file path in steps follows
+// $LAVA_MULTI_NODE_CACHE (a simulated board keeps it in its sandbox).
+func TestStepsCacheFile(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache.txt")
+	require.NoError(t, os.WriteFile(cache, []byte("1:ip=10.0.0.9\n"), 0o644))
+	t.Setenv("LAVA_MULTI_NODE_CACHE", cache)
+	out, code := runScript(t, []string{"cut -d = -f 2 /tmp/lava_multi_node_cache.txt"}, []string{"cut -d = -f 2 /tmp/lava_multi_node_cache.txt"})
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "10.0.0.9\n10.0.0.9\n", out)
+}
