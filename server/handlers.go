@@ -71,7 +71,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "Idempotency-Key: want 1 to 255 printable ASCII characters")
 		return
 	}
-	j, err := checkJob(s.labDef, s.cfg.Images, file, format, data)
+	j, err := checkJob(s.labDef, s.cfg.Images, file, format, data, s.cfg.LAVAMirrors...)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

@@ -82,13 +82,16 @@ func (lj *liveJob) full() Job {
 }
 
 // parseJob parses a submitted job file: LAVA YAML when format is "lava",
-// else troupe TOML. Its images resolve under the images root only.
-func parseJob(images, file, format string, data []byte) (*jobs.Job, error) {
+// else troupe TOML. Its images resolve under the images root only; a LAVA
+// job's URLs are fetched from the mirrors only (Config.LAVAMirrors), never
+// from the network.
+func parseJob(images, file, format string, data []byte, mirrors ...lava.Mirror) (*jobs.Job, error) {
 	parse := jobs.Parse
 	if format == "lava" {
 		parse = func(file string, data []byte) (*jobs.Job, error) {
 			opts := lava.DefaultOptions()
 			opts.Images = images
+			opts.Repos.Mirrors, opts.Downloads.Mirrors = mirrors, mirrors
 			return lava.ImportWith(file, data, opts)
 		}
 	}
@@ -103,8 +106,8 @@ func parseJob(images, file, format string, data []byte) (*jobs.Job, error) {
 }
 
 // checkJob parses a submitted job and checks that the lab can run it.
-func checkJob(l *lab.Lab, images, file, format string, data []byte) (*jobs.Job, error) {
-	j, err := parseJob(images, file, format, data)
+func checkJob(l *lab.Lab, images, file, format string, data []byte, mirrors ...lava.Mirror) (*jobs.Job, error) {
+	j, err := parseJob(images, file, format, data, mirrors...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +158,7 @@ func idNumber(id string) uint64 {
 
 // enqueue hands a stored queued job to the lab, parsing its source again.
 func (s *Server) enqueue(lj *liveJob) error {
-	j, err := parseJob(s.cfg.Images, lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
+	j, err := parseJob(s.cfg.Images, lj.rec.File, lj.rec.Format, []byte(lj.rec.Source), s.cfg.LAVAMirrors...)
 	if err != nil {
 		s.fail(lj, fmt.Sprintf("job file no longer valid: %v", err))
 		return err

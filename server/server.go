@@ -20,6 +20,7 @@ import (
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
@@ -43,6 +44,10 @@ type Config struct {
 	KeepFor time.Duration
 	Limits  Limits
 	Now     func() time.Time // nil: time.Now
+	// LAVAMirrors map URL prefixes of LAVA jobs' test definition
+	// repositories and images to local directories (--lava-mirror); the
+	// server fetches nothing from the network.
+	LAVAMirrors []lava.Mirror
 }
 
 // Limits bound what one HTTP client can hold of the server.

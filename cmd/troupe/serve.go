@@ -32,6 +32,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "debug logs")
 	workersAddr := fs.String("workers", "", "address where workers connect (troupe worker --server); \"\": no workers")
 	tlsDir := fs.String("tls", "", "lab CA directory (troupe ca init) for the workers' mutual TLS; without: loopback only")
+	var mirrors mirrorFlag
+	fs.Var(&mirrors, "lava-mirror", "URL=DIR: LAVA jobs' test definition repositories and images whose URL starts with URL come from DIR (repeatable); the server fetches nothing else")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -47,7 +49,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := server.Config{Data: *data, Images: *images, Logger: logger, Keep: *keep, KeepFor: time.Duration(*keepDays) * 24 * time.Hour}
+	cfg := server.Config{Data: *data, Images: *images, Logger: logger, Keep: *keep, KeepFor: time.Duration(*keepDays) * 24 * time.Hour, LAVAMirrors: mirrors}
 	if *labFile != "" {
 		l, err := lab.Load(*labFile)
 		if err != nil {
