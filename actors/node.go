@@ -30,9 +30,14 @@ type nodeActor struct {
 	atLabLimit bool
 	stop       func() bool
 	tests      []report.Test
+	attached   int // bytes of the attachments kept in tests
 	done       bool
 	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
 }
+
+// MaxNodeAttachments bounds the bytes of the attachments kept of one node
+// over all its tests (each test's are bounded by testshell).
+const MaxNodeAttachments = 4 * testshell.MaxRunAttachments
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
 	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, addrs: cfg.Addresses}
@@ -179,6 +184,12 @@ func (a *nodeActor) record(act jobs.Action, o testshell.Outcome) {
 	}
 	a.tests = append(a.tests, report.Test{Node: a.node.Name, Role: a.node.Role, Suite: "troupe", Name: act.Name, Result: r})
 	for _, at := range o.Attachments {
+		if a.attached+len(at.Data) > MaxNodeAttachments {
+			a.cfg.Logger.Warn("attachment not kept: the node's attachments are bounded", "node", a.node.Name, "test", act.Name,
+				"case", at.Case, "file", at.Name, "limit", MaxNodeAttachments)
+			continue
+		}
+		a.attached += len(at.Data)
 		i := len(a.tests) - 1
 		for j := i - 1; j >= first; j-- {
 			if a.tests[j].Name == at.Case {
