@@ -329,6 +329,19 @@ func steps(install, run []string) string {
 		fmt.Fprintf(&b, "(\n%s\n) || { echo %s; exit 1; }\n", strings.Join(install, "\n"), strings.ReplaceAll(quote(installFailed), "$?", `'"$?"'`))
 	}
 	b.WriteString("set -e\n")
-	b.WriteString(strings.Join(run, "\n"))
+	for i, step := range run {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		// As LAVA writes run.sh: in a step that hands a command to a
+		// helper (--shell, --cmd), $1, $2, ... reach the helper's eval
+		// unexpanded (awk '{print $1}').
+		if strings.Contains(step, "--shell") || strings.Contains(step, "--cmd") {
+			step = positional.ReplaceAllString(step, `\$$${1}`)
+		}
+		b.WriteString(step)
+	}
 	return strings.ReplaceAll(b.String(), cacheFile, "${LAVA_MULTI_NODE_CACHE:-"+cacheFile+"}")
 }
+
+var positional = regexp.MustCompile(`\$(\d+)\b`)

@@ -96,3 +96,45 @@ func TestStepsCacheFile(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Equal(t, "10.0.0.9\n10.0.0.9\n", out)
 }
+
+// TestStepsPositionalEscaped: as LAVA writes run.sh, $1, $2 ... in a step
+// that hands a command to a helper (--shell, --cmd) reach the helper
+// unexpanded, so lava-test-case x --shell "... awk '{print $2}'" works;
+// in other steps they are the script's own.
+func TestStepsPositionalEscaped(t *testing.T) {
+	j, err := lava.Import("job.yaml", []byte(`job_name: pos
+device_type: qemu
+actions:
+- boot: {method: qemu, prompts: ['# ']}
+- test:
+    definitions:
+    - from: inline
+      name: pos
+      path: inline/pos.yaml
+      repository:
+        metadata: {name: pos}
+        run:
+          steps:
+          - lava-test-case two --shell "echo a b | awk '{print $2}' | grep -qx b"
+          - echo "$1 $10"
+`))
+	require.NoError(t, err)
+	run := j.Actions[1].Run
+	assert.Contains(t, run, `lava-test-case two --shell "echo a b | awk '{print \$2}' | grep -qx b"`)
+	assert.Contains(t, run, "\necho \"$1 $10\"")
+
+	// Run as the board would: the helper gets the text with $2 and
+	// evaluates it.
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	require.NoError(t, os.MkdirAll(bin, 0o755))
+	helper, err := os.ReadFile("../testshell/helpers/troupe-test-case")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "lava-test-case"), helper, 0o755))
+	cmd := exec.Command("sh", "-c", run)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=two RESULT=pass>")
+}
