@@ -265,6 +265,24 @@ func (r *Repos) Fetch(ctx context.Context, rawURL, branch, revision string) (Che
 	if branch != "" {
 		args = append(args, "--branch", branch)
 	}
+	// Only what the checkout needs is fetched: the tip alone when no
+	// revision is named, else the history without file contents (the
+	// checkout fetches the contents of its commit). Both need a
+	// transport: a local path is fetched as a file:// URL.
+	if !scheme.MatchString(src) && !strings.ContainsAny(src, "%# ?") {
+		src = "file://" + src
+	}
+	if revision == "" {
+		args = append(args, "--depth", "1")
+	} else {
+		args = append(args, "--filter=blob:none")
+		if strings.HasPrefix(src, "file://") {
+			// A local upload-pack reads no configuration of ours
+			// (git clears GIT_CONFIG_PARAMETERS for it): this constant
+			// command line lets it serve the filter.
+			args = append(args, "--upload-pack=git -c uploadpack.allowFilter=true upload-pack")
+		}
+	}
 	if _, err := r.git(ctx, tmp, tmp, r.max(), append(args, "--", src, work)...); err != nil {
 		return Checkout{}, fmt.Errorf("fetch test definitions from %s: %w", rawURL, err)
 	}

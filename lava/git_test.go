@@ -212,3 +212,32 @@ func TestReposNoHooksNoSubmodules(t *testing.T) {
 	_, err = os.Stat(pwned)
 	assert.True(t, os.IsNotExist(err), "no hook ran")
 }
+
+// TestReposFetchesOnlyWhatItNeeds: a big file in a repository's history
+// does not count against the size limit: the tip alone is fetched when no
+// revision is named, and for a named revision the history comes without
+// the file contents of other commits.
+func TestReposFetchesOnlyWhatItNeeds(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "defs")
+	noise := make([]byte, 256<<10)
+	_, err := rand.Read(noise)
+	require.NoError(t, err)
+	old := gitRepo(t, src, map[string]string{"a.yaml": "v1", "noise.bin": string(noise)})
+	require.NoError(t, os.Remove(filepath.Join(src, "noise.bin")))
+	tip := gitRepo(t, src, map[string]string{"a.yaml": "v2"})
+	ctx := context.Background()
+	r := &lava.Repos{Dir: filepath.Join(base, "cache"), MaxBytes: 64 << 10, Local: base}
+
+	c, err := r.Fetch(ctx, src, "", "")
+	require.NoError(t, err, "the tip alone is fetched")
+	assert.Equal(t, tip, c.Commit)
+	c, err = r.Fetch(ctx, "file://"+src, "main", tip)
+	require.NoError(t, err, "a revision's history comes without other commits' contents")
+	assert.Equal(t, tip, c.Commit)
+	b, err := os.ReadFile(filepath.Join(c.Dir, "a.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, "v2", string(b))
+	_, err = r.Fetch(ctx, src, "", old)
+	assert.ErrorContains(t, err, "limited to 65536", "the old revision's own files are over the limit")
+}
