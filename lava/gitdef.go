@@ -1,6 +1,7 @@
 package lava
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -174,6 +175,89 @@ func repoScript(repo string, files []string, td testDef, params []param, testrun
 	return b.String(), nil
 }
 
+// pathToken is a relative path a file may name: words joined by '/'.
+var pathToken = regexp.MustCompile(`[A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_.+-]+)+`)
+
+// maxScanned bounds the size of a file deliveredFiles reads for names.
+const maxScanned = 256 << 10
+
+// deliveredFiles picks the files of a repository's work tree dir that the
+// definition def (a path in it) is delivered with: all of them if they fit
+// in MaxDeliveredRepo; else, as a big repository such as Linaro's
+// test-definitions needs, the definition's own directory and every file
+// the delivered text files name by a relative path (from their own
+// directory, the definition's, where its scripts run, or the repository's
+// root: "../../lib/sh-test-lib"), transitively.
+func deliveredFiles(dir, def string) ([]string, error) {
+	all, err := RepoFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(all))
+	var total int64
+	for _, f := range all {
+		info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, err
+		}
+		sizes[f] = info.Size()
+		total += info.Size()
+	}
+	if total <= MaxDeliveredRepo {
+		return all, nil
+	}
+	picked := map[string]bool{}
+	var queue []string
+	var size int64
+	add := func(f string) {
+		if _, ok := sizes[f]; ok && !picked[f] {
+			picked[f] = true
+			size += sizes[f]
+			queue = append(queue, f)
+		}
+	}
+	add(def)
+	if d := path.Dir(def); d != "." {
+		for _, f := range all {
+			if strings.HasPrefix(f, d+"/") {
+				add(f)
+			}
+		}
+	}
+	for len(queue) > 0 && size <= MaxDeliveredRepo {
+		f := queue[0]
+		queue = queue[1:]
+		if sizes[f] > maxScanned {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, err
+		}
+		if bytes.IndexByte(data, 0) >= 0 {
+			continue // a binary names nothing
+		}
+		for _, tok := range pathToken.FindAllString(string(data), -1) {
+			tok = strings.TrimLeft(tok, "/")
+			for _, base := range []string{path.Dir(f), path.Dir(def), "."} {
+				if p := path.Join(base, tok); filepath.IsLocal(p) {
+					add(p)
+				}
+			}
+		}
+	}
+	if size > MaxDeliveredRepo {
+		return nil, fmt.Errorf("the files %s needs (its directory and the files they name) are more than %d bytes; troupe types them through the board's console: put a smaller repository, or one holding what the test needs, in a mirror (--lava-mirror URL=DIR)", def, MaxDeliveredRepo)
+	}
+	out := make([]string, 0, len(picked))
+	for _, f := range all {
+		if picked[f] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
 func wrap(s string) string {
 	var b strings.Builder
 	for len(s) > 76 {
@@ -321,7 +405,7 @@ func (im *importer) gitDefinition(repos *Repos, m *mapping, a jobs.Action, name 
 	if td.steps == nil {
 		return a, false
 	}
-	files, err := RepoFiles(co.Dir)
+	files, err := deliveredFiles(co.Dir, file)
 	if err == nil {
 		a.Run, err = repoScript(co.Dir, files, td, merge(td.params, overrides), a.Name)
 	}

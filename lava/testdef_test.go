@@ -1,6 +1,7 @@
 package lava_test
 
 import (
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,4 +138,59 @@ actions:
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=two RESULT=pass>")
+}
+
+// TestGitDefinitionDeliversWhatItNeeds: a from: git definition in a
+// repository too big to type through a console (as Linaro's
+// test-definitions) is delivered with its own directory and the files
+// those name by relative paths (a library its script sources, a script a
+// step runs), transitively; nothing else. A definition whose own
+// directory is too big is refused, saying so.
+func TestGitDefinitionDeliversWhatItNeeds(t *testing.T) {
+	base := t.TempDir()
+	mirror := filepath.Join(base, "mirror")
+	big := make([]byte, lava.MaxDeliveredRepo)
+	_, err := rand.Read(big)
+	require.NoError(t, err)
+	gitRepo(t, filepath.Join(mirror, "test-definitions.git"), map[string]string{
+		"automated/linux/smoke/smoke.yaml": `metadata: {name: smoke}
+run:
+  steps:
+  - cd ./automated/linux/smoke/
+  - ./smoke.sh
+  - ../../utils/send.sh ./output/result.txt
+`,
+		"automated/linux/smoke/smoke.sh": "#!/bin/sh\nTEST_DIR=$(dirname \"$(realpath \"$0\")\")\n. \"${TEST_DIR}/../../lib/sh-test-lib\"\nmkdir -p output\nlib_hello > output/result.txt\n",
+		"automated/lib/sh-test-lib":      "lib_hello() { . \"${TEST_DIR}/../../lib/more-lib\"; more_hello; }\n",
+		"automated/lib/more-lib":         "more_hello() { echo pass-from-lib; }\n",
+		"automated/utils/send.sh":        "#!/bin/sh\ncat \"$1\"\n",
+		"automated/linux/other/bin/blob": string(big),
+		"automated/linux/huge/huge.yaml": "run: {steps: [true]}\n",
+		"automated/linux/huge/data.bin":  string(big),
+	})
+	opts := lava.Options{
+		Repos:  &lava.Repos{Dir: filepath.Join(base, "cache"), Mirrors: []lava.Mirror{{Prefix: "https://git.example.org/", Dir: mirror}}, Offline: true},
+		Images: base,
+	}
+	job := func(p string) string {
+		return `job_name: td
+device_type: qemu
+actions:
+- boot: {method: qemu, prompts: ['# ']}
+- test:
+    definitions:
+    - {from: git, name: smoke, repository: https://git.example.org/test-definitions.git, path: ` + p + "}\n"
+	}
+	j, err := lava.ImportWith("job.yaml", []byte(job("automated/linux/smoke/smoke.yaml")), opts)
+	require.NoError(t, err)
+	script := j.Actions[1].Run
+	assert.Less(t, len(script), 16<<10, "the big files are not delivered")
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "pass-from-lib\n", string(out))
+
+	_, err = lava.ImportWith("job.yaml", []byte(job("automated/linux/huge/huge.yaml")), opts)
+	assert.ErrorContains(t, err, "the files automated/linux/huge/huge.yaml needs (its directory and the files they name) are more than")
 }
