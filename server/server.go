@@ -5,6 +5,8 @@
 package server
 
 import (
+	"github.com/asynkron/protoactor-go/actor"
+
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +45,11 @@ type Config struct {
 	KeepFor time.Duration
 	Limits  Limits
 	Now     func() time.Time // nil: time.Now
+	// Workers: boards join from workers (WorkerJoined); Lab may have no
+	// boards of its own. System is the actor system, with protoactor
+	// remote started, that the lab runs in (workers.Transport).
+	Workers bool
+	System  *actor.ActorSystem
 }
 
 // Limits bound what one HTTP client can hold of the server.
@@ -197,6 +204,8 @@ func (s *Server) start() error {
 		Options: runner.Options{Logger: s.log, Open: s.cfg.Open, HealthChanged: s.healthChanged},
 		Out:     filepath.Join(s.cfg.Data, "health-checks"),
 		Work:    filepath.Join(s.cfg.Data, "boards"),
+		System:  s.cfg.System,
+		Workers: s.cfg.Workers,
 	})
 	if err != nil {
 		s.stopWorker()

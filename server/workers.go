@@ -2,8 +2,14 @@ package server
 
 import (
 	"net/http"
+	"slices"
 
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/workers"
+	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
 // WorkerLister lists the workers connected to the server (workers.Hub).
@@ -25,4 +31,46 @@ func (s *Server) WithWorkers(hub WorkerLister) http.Handler {
 	}))
 	mux.Handle("/", s.Handler())
 	return mux
+}
+
+// WorkerJoined adds a worker's boards to the lab (workers.HubConfig.Joined).
+func (s *Server) WorkerJoined(worker string, boards *actor.PID, bs []*workerpb.Board) {
+	l := make([]lab.Board, 0, len(bs))
+	for _, b := range bs {
+		l = append(l, lab.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: b.Health})
+	}
+	s.lab.BoardsJoined(worker, boards, l)
+}
+
+// WorkerLost takes a worker's boards offline (workers.HubConfig.Lost).
+func (s *Server) WorkerLost(worker string) { s.lab.WorkerLost(worker) }
+
+// checkLab is the lab a submitted job must fit: nil with workers, whose
+// boards may join later (the lab explains why a job waits).
+func (s *Server) checkLab() *lab.Lab {
+	if s.cfg.Workers {
+		return nil
+	}
+	return s.labDef
+}
+
+// workerDevices adds the workers' boards, with their worker and its
+// connection, to the lab file's.
+func (s *Server) workerDevices(ds []Device, bs []actors.BoardStatus) []Device {
+	for _, b := range bs {
+		if b.Worker == "" || slices.ContainsFunc(ds, func(d Device) bool { return d.Name == b.Name }) {
+			continue
+		}
+		conn := "online"
+		if b.Offline {
+			conn = "offline"
+		}
+		tags := b.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		ds = append(ds, Device{Name: b.Name, DeviceType: b.DeviceType, Tags: tags, Backend: "worker", Health: string(b.Health),
+			Job: b.Job, ReservedBy: b.ReservedBy, ReservedUntil: b.ReservedUntil, Worker: b.Worker, Connection: conn})
+	}
+	return ds
 }

@@ -55,6 +55,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 		cfg.Lab = l
+	} else if *workersAddr != "" {
+		// Only the workers' boards.
+		cfg.Lab = &lab.Lab{File: "workers", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
 	}
 	if *tokenFile != "" {
 		ts, err := server.LoadTokens(*tokenFile)
@@ -72,6 +75,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
 		return exitIncomplete
 	}
+	var remote *workersRemote
+	if *workersAddr != "" {
+		// The lab runs in the actor system the workers reach.
+		if remote, err = startRemote(*workersAddr, *tlsDir, logger); err != nil {
+			_ = ln.Close()
+			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+			return exitInvalid
+		}
+		defer remote.stop()
+		cfg.Workers, cfg.System = true, remote.system
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		_ = ln.Close()
@@ -88,15 +102,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
 
 	handler := srv.Handler()
-	if *workersAddr != "" {
-		hub, stop, err := startHub(*workersAddr, *tlsDir, logger)
+	if remote != nil {
+		hub, err := remote.startHub(srv, logger)
 		if err != nil {
 			_ = ln.Close()
 			_ = srv.Close()
 			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
 			return exitInvalid
 		}
-		defer stop()
 		handler = srv.WithWorkers(hub)
 		fmt.Fprintf(stdout, "workers connect to %s\n", *workersAddr)
 	}
