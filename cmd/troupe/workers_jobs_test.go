@@ -164,3 +164,180 @@ func TestWorkersMultiNodeJob(t *testing.T) {
 	assert.Equal(t, "w2", d["w2-1"].Worker)
 	assert.Equal(t, "online", d["w2-1"].Connection)
 }
+
+// lostJob: five nodes of any sim board; each passes a first barrier, says
+// so, and after a pause meets the others at a second one.
+const lostJob = `name = "survivor"
+timeout = "4m"
+
+[roles.lead]
+device_type = "sim"
+count = 1
+
+[roles.peer]
+device_type = "sim"
+count = 4
+
+[[action]]
+type = "boot"
+timeout = "90s"
+
+[[action]]
+type = "test"
+name = "meet"
+timeout = "2m"
+run = '''
+troupe-sync started
+echo "PAST-START $TROUPE_NODE"
+sleep 5
+troupe-test-case finished --shell troupe-sync finished
+'''
+`
+
+// logLineRE is a line of a job's group.log: time, node, text.
+var logLineRE = regexp.MustCompile(`(?m)^(\S+) (\S+) (.*)$`)
+
+// TestWorkersKillMidTest: kill -9 of a worker while its nodes are in a
+// test: the peers waiting for them at a barrier are released within 10 s
+// naming the lost nodes, the job is retried and completes on the other
+// workers' spare boards, and the killed worker's boards show offline, not
+// bad.
+func TestWorkersKillMidTest(t *testing.T) {
+	c := startCluster(t, 3)
+	id := submitJob(t, c.srv.url, lostJob)
+	groupLog := filepath.Join(c.data, "jobs", id, "logs", "group.log")
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		b, _ := os.ReadFile(groupLog)
+		if strings.Count(string(b), "PAST-START") == 5 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the nodes did not pass the first barrier:\n%s", b)
+		time.Sleep(50 * time.Millisecond) // a deadline poll of the log file
+	}
+	// The worker of the lead's board (its peers are on others too).
+	j := getJob(t, c.srv.url, id)
+	var victim string
+	lost := map[string]bool{}
+	for _, n := range j.Nodes {
+		if n.Name == "lead-0" {
+			victim = strings.SplitN(n.Board, "-", 2)[0]
+		}
+	}
+	for _, n := range j.Nodes {
+		if strings.HasPrefix(n.Board, victim+"-") {
+			lost[n.Name] = true
+		}
+	}
+	require.NotEmpty(t, victim, "%+v", j.Nodes)
+	require.Less(t, len(lost), 5, "some peers are on other workers: %+v", j.Nodes)
+	require.NoError(t, c.procs[victim].cmd.Process.Kill())
+	killed := time.Now()
+
+	j = waitEnded(t, c.srv.url, id, 4*time.Minute)
+	assert.Equal(t, report.StatusComplete, j.Status, "retried on the remaining boards: %+v", j)
+	require.Len(t, j.Attempts, 1)
+	assert.Contains(t, j.Attempts[0].Error, "worker "+victim+" lost: node ")
+	for n := range lost {
+		assert.Contains(t, j.Attempts[0].Error, n)
+	}
+	for _, n := range j.Nodes {
+		assert.False(t, strings.HasPrefix(n.Board, victim+"-"), "retry on a board of the lost worker: %+v", n)
+	}
+
+	// A peer's second barrier failed naming the lost nodes, within 10 s.
+	b, err := os.ReadFile(groupLog)
+	require.NoError(t, err)
+	var released time.Time
+	for _, m := range logLineRE.FindAllStringSubmatch(string(b), -1) {
+		if lost[m[2]] || !strings.Contains(m[3], "troupe-sync finished:") || !strings.Contains(m[3], "worker "+victim+" lost") {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		require.NoError(t, err)
+		for n := range lost {
+			assert.Contains(t, m[3], n, "the release names the lost node")
+		}
+		released = at
+		break
+	}
+	require.False(t, released.IsZero(), "no peer was released naming worker %s:\n%s", victim, b)
+	assert.Less(t, released.Sub(killed), 10*time.Second, "peers released %s after the kill", released.Sub(killed))
+	t.Logf("peers released %s after the kill", released.Sub(killed).Round(time.Millisecond))
+
+	d := devices(t, c.srv.url)
+	for i := range 3 {
+		dev := d[fmt.Sprintf("%s-%d", victim, i)]
+		assert.Equal(t, "offline", dev.Connection, "%+v", dev)
+		assert.NotEqual(t, "bad", dev.Health, "%+v", dev)
+	}
+	r := troupe(t, "devices", "--server", c.srv.url)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^`+victim+`\s+offline\s`, r.stdout)
+}
+
+// restartJob runs one node on each worker, for a while.
+const restartJob = `name = "%s"
+timeout = "4m"
+
+[roles.a]
+device_type = "sim"
+count = 1
+tags = ["w1"]
+
+[roles.b]
+device_type = "sim"
+count = 1
+tags = ["w2"]
+
+[roles.c]
+device_type = "sim"
+count = 1
+tags = ["w3"]
+
+[[action]]
+type = "boot"
+timeout = "90s"
+
+[[action]]
+type = "test"
+name = "work"
+timeout = "2m"
+run = '''
+echo "WORKING $TROUPE_NODE"
+troupe-sync begun
+sleep %d
+troupe-test-case done --shell troupe-sync done
+'''
+`
+
+// TestWorkersServerRestart: the server is killed (-9) with a job running
+// on the workers' boards and another queued behind it; restarted, it is
+// rejoined by the workers, and both jobs run to completion on them.
+func TestWorkersServerRestart(t *testing.T) {
+	c := startCluster(t, 1)
+	running := submitJob(t, c.srv.url, fmt.Sprintf(restartJob, "first", 3))
+	queued := submitJob(t, c.srv.url, fmt.Sprintf(restartJob, "second", 0))
+	groupLog := filepath.Join(c.data, "jobs", running, "logs", "group.log")
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		b, _ := os.ReadFile(groupLog)
+		if strings.Count(string(b), "WORKING") == 3 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the first job did not start:\n%s", b)
+		time.Sleep(50 * time.Millisecond) // a deadline poll of the log file
+	}
+	assert.Equal(t, "queued", getJob(t, c.srv.url, queued).Status)
+	c.srv.kill9(t)
+
+	srv2 := startServe(t, "--data", c.data, "--workers", c.addr, "--tls", c.ca)
+	c.waitJoined(t, srv2)
+	for _, id := range []string{running, queued} {
+		j := waitEnded(t, srv2.url, id, 4*time.Minute)
+		assert.Equal(t, report.StatusComplete, j.Status, "%+v", j)
+	}
+	j := getJob(t, srv2.url, running)
+	require.Len(t, j.Attempts, 1)
+	assert.Contains(t, j.Attempts[0].Error, "server stopped during the run")
+}
