@@ -274,6 +274,7 @@ func TestWorkersKillMidTest(t *testing.T) {
 	r := troupe(t, "devices", "--server", c.srv.url)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Regexp(t, `(?m)^`+victim+`\s+offline\s`, r.stdout)
+	assert.Regexp(t, `(?m)^`+victim+`-0\s+sim\s+`+victim+`:offline\s+good\s`, r.stdout)
 }
 
 // restartJob runs one node on each worker, for a while.
