@@ -56,6 +56,9 @@ func (m *Machine) boardsJoined(e BoardsJoined) {
 	for _, b := range e.Boards {
 		listed[b.Name] = true
 		i, ok := m.index[b.Name]
+		if ok && m.worker[b.Name] == "" {
+			continue // the lab file's own board (the hub refuses it)
+		}
 		if !ok {
 			m.addBoard(b)
 			m.worker[b.Name] = e.Worker

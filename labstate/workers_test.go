@@ -106,3 +106,15 @@ func TestWorkerLostDuringHealthCheck(t *testing.T) {
 	assert.Equal(t, scheduler.Unknown, health(m, "a0"))
 	assert.Empty(t, of[StartCheck](fx), "no check on an offline board")
 }
+
+// TestWorkerCannotTakeLabBoard: a worker listing a board of the lab file
+// does not take it over.
+func TestWorkerCannotTakeLabBoard(t *testing.T) {
+	m := New(Config{Boards: sims("local"), Workers: true})
+	fx := m.Step(BoardsJoined{Now: t0, Worker: "w1", Boards: sims("local", "w1-a")})
+	assert.Equal(t, []ConnectionChanged{{Board: "w1-a", Worker: "w1"}}, of[ConnectionChanged](fx))
+	assert.Empty(t, status(m, "local").Worker)
+	m.Step(WorkerLost{Now: t0, Worker: "w1"})
+	assert.False(t, status(m, "local").Offline)
+	assert.True(t, status(m, "w1-a").Offline)
+}

@@ -347,7 +347,7 @@ func (s *Server) setHealth(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("health %q: want one of %s", body.Health, strings.Join(valid, ", ")))
 		return
 	}
-	if !slices.ContainsFunc(s.labDef.Boards, func(b lab.Board) bool { return b.Name == name }) {
+	if !slices.ContainsFunc(s.labDef.Boards, func(b lab.Board) bool { return b.Name == name }) && !s.workerBoard(name) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no device %q", name))
 		return
 	}
@@ -361,7 +361,11 @@ func (s *Server) setHealth(w http.ResponseWriter, r *http.Request, c caller) {
 	s.mu.Unlock()
 	s.lab.SetHealth(name, scheduler.Health(body.Health))
 	s.log.Info("device health set", "device", name, "health", body.Health, "by", c.name)
-	for _, d := range s.deviceList() {
+	ds := s.deviceList()
+	if bs, err := s.lab.Boards(); err == nil {
+		ds = s.workerDevices(ds, bs)
+	}
+	for _, d := range ds {
 		if d.Name == name {
 			writeJSON(w, http.StatusOK, d)
 		}

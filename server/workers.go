@@ -45,6 +45,25 @@ func (s *Server) WorkerJoined(worker string, boards *actor.PID, bs []*workerpb.B
 // WorkerLost takes a worker's boards offline (workers.HubConfig.Lost).
 func (s *Server) WorkerLost(worker string) { s.lab.WorkerLost(worker) }
 
+// workerBoard tells whether a worker has joined with board name.
+func (s *Server) workerBoard(name string) bool {
+	bs, err := s.lab.Boards()
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(bs, func(b actors.BoardStatus) bool { return b.Name == name && b.Worker != "" })
+}
+
+// LabBoards are the names of the server's own boards (its lab file): no
+// worker may register one (workers.HubConfig.Taken).
+func (s *Server) LabBoards() []string {
+	names := make([]string, 0, len(s.labDef.Boards))
+	for _, b := range s.labDef.Boards {
+		names = append(names, b.Name)
+	}
+	return names
+}
+
 // checkLab is the lab a submitted job must fit: nil with workers, whose
 // boards may join later (the lab explains why a job waits).
 func (s *Server) checkLab() *lab.Lab {

@@ -37,6 +37,8 @@ type HubConfig struct {
 	// actor (BoardsName), each time it registers. Called from the hub
 	// actor; must not block. Nil: none.
 	Joined func(worker string, boards *actor.PID, bs []*workerpb.Board)
+	// Taken are board names no worker may register (the server's own).
+	Taken []string
 	// Lost is told when a registered worker falls silent. Called from the
 	// hub actor; must not block. Nil: none.
 	Lost func(worker string)
@@ -167,6 +169,9 @@ func (a *hubActor) register(ctx actor.Context, m *workerpb.Register, now time.Ti
 		}
 		if slices.Contains(names, b.Name) {
 			return refuse("board %s listed twice", b.Name)
+		}
+		if slices.Contains(a.cfg.Taken, b.Name) {
+			return refuse("board %s belongs to the server's own lab", b.Name)
 		}
 		if o, ok := a.owner[b.Name]; ok && o != m.Worker {
 			return refuse("board %s belongs to worker %s", b.Name, o)

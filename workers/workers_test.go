@@ -57,7 +57,7 @@ func TestHubRegistration(t *testing.T) {
 	defer system.Shutdown()
 	var logs syncBuf
 	joined := make(chan string, 10)
-	hub, err := StartHub(system, HubConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	hub, err := StartHub(system, HubConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Taken: []string{"local-0"},
 		Joined: func(w string, _ *actor.PID, _ []*workerpb.Board) { joined <- w }})
 	require.NoError(t, err)
 	defer hub.Stop()
@@ -73,6 +73,7 @@ func TestHubRegistration(t *testing.T) {
 		want string
 	}{
 		{"board of another worker", &workerpb.Register{Worker: "w2", Boards: boards("b3", "b1")}, "board b1 belongs to worker w1"},
+		{"board of the server's own lab", &workerpb.Register{Worker: "w2", Boards: boards("b3", "local-0")}, "board local-0 belongs to the server's own lab"},
 		{"board twice", &workerpb.Register{Worker: "w2", Boards: boards("b3", "b3")}, "board b3 listed twice"},
 		{"board without a name", &workerpb.Register{Worker: "w2", Boards: boards("")}, "without a name"},
 		{"bad worker name", &workerpb.Register{Worker: "../x", Boards: boards("b4")}, "worker name"},

@@ -202,7 +202,7 @@ func startRemote(addr, tlsDir string, logger *slog.Logger) (*workersRemote, erro
 
 // startHub starts the hub, whose workers' boards join srv's lab.
 func (w *workersRemote) startHub(srv *server.Server, logger *slog.Logger) (*workers.Hub, error) {
-	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, Joined: srv.WorkerJoined, Lost: srv.WorkerLost})
+	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
 	if err != nil {
 		return nil, err
 	}
