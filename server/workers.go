@@ -34,10 +34,20 @@ func (s *Server) WithWorkers(hub WorkerLister) http.Handler {
 }
 
 // WorkerJoined adds a worker's boards to the lab (workers.HubConfig.Joined).
+// A board's stored health (set by hand, or by its failures, before a
+// server restart) wins over its worker's lab file, as for the server's own.
 func (s *Server) WorkerJoined(worker string, boards *actor.PID, bs []*workerpb.Board) {
+	stored, err := s.store.Health()
+	if err != nil {
+		s.log.Error("stored health of a worker's boards", "worker", worker, "err", err)
+	}
 	l := make([]lab.Board, 0, len(bs))
 	for _, b := range bs {
-		l = append(l, lab.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: b.Health})
+		h := b.Health
+		if sh, ok := stored[b.Name]; ok {
+			h = sh
+		}
+		l = append(l, lab.Board{Name: b.Name, DeviceType: b.DeviceType, Tags: b.Tags, Health: h})
 	}
 	s.lab.BoardsJoined(worker, boards, l)
 }

@@ -341,4 +341,12 @@ func TestWorkersServerRestart(t *testing.T) {
 	j := getJob(t, srv2.url, running)
 	require.Len(t, j.Attempts, 1)
 	assert.Contains(t, j.Attempts[0].Error, "server stopped during the run")
+
+	// A worker board's health set by hand outlives the server.
+	code, body := api(t, "PUT", srv2.url+"/api/v1/devices/w2-0/health", "", `{"health": "retired"}`)
+	require.Equal(t, 200, code, "%s", body)
+	srv2.kill9(t)
+	srv3 := startServe(t, "--data", c.data, "--workers", c.addr, "--tls", c.ca)
+	c.waitJoined(t, srv3)
+	assert.Equal(t, "retired", devices(t, srv3.url)["w2-0"].Health)
 }
