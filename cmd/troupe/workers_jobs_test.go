@@ -255,9 +255,11 @@ func TestWorkersKillMidTest(t *testing.T) {
 		}
 		at, err := time.Parse(time.RFC3339Nano, m[1])
 		require.NoError(t, err)
+		named := false
 		for n := range lost {
-			assert.Contains(t, m[3], n, "the release names the lost node")
+			named = named || strings.Contains(m[3], "node "+n+" worker "+victim+" lost")
 		}
+		assert.True(t, named, "the release names a lost node: %s", m[3])
 		released = at
 		break
 	}
