@@ -49,7 +49,7 @@ func NewWorkerBoards(cfg WorkerBoardsConfig) actor.Actor {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w := &workerBoards{cfg: cfg, byName: map[string]lab.Board{}, sessions: map[string]*actor.PID{},
-		boardOf: map[string]string{}, busy: map[string]string{}}
+		boardOf: map[string]string{}, sessionOf: map[string]string{}, busy: map[string]string{}}
 	for _, b := range cfg.Boards {
 		w.byName[b.Name] = b
 	}
@@ -57,12 +57,22 @@ func NewWorkerBoards(cfg WorkerBoardsConfig) actor.Actor {
 }
 
 type workerBoards struct {
-	cfg      WorkerBoardsConfig
-	byName   map[string]lab.Board
-	sessions map[string]*actor.PID // session → its board host
-	boardOf  map[string]string     // host PID id → board
-	busy     map[string]string     // board → session
-	resets   []*actor.PID          // waiting for every host to end
+	cfg       WorkerBoardsConfig
+	byName    map[string]lab.Board
+	sessions  map[string]*actor.PID // session → its board host
+	boardOf   map[string]string     // host PID id → board
+	sessionOf map[string]string     // host PID id → session
+	busy      map[string]string     // board → session
+	resets    []*actor.PID          // waiting for every host to end
+}
+
+// hostClosed is a board host's note to the boards actor that its board is
+// released: the board is free from now on (a next session may open it at
+// once), then the CloseBoard is answered.
+type hostClosed struct {
+	host   *actor.PID
+	to     *actor.PID
+	answer *workerpb.BoardClosed
 }
 
 func (w *workerBoards) Receive(ctx actor.Context) {
@@ -84,19 +94,32 @@ func (w *workerBoards) Receive(ctx actor.Context) {
 		for _, h := range w.sessions {
 			ctx.Stop(h)
 		}
-	case *actor.Terminated:
-		board := w.boardOf[m.Who.Id]
-		delete(w.boardOf, m.Who.Id)
-		if s, ok := w.busy[board]; ok {
-			delete(w.sessions, s)
-			delete(w.busy, board)
+	case *hostClosed:
+		w.free(m.host.Id)
+		if m.to != nil {
+			ctx.Send(m.to, m.answer)
 		}
+	case *actor.Terminated:
+		w.free(m.Who.Id)
+		delete(w.boardOf, m.Who.Id)
+		delete(w.sessionOf, m.Who.Id)
 		if len(w.sessions) == 0 {
 			for _, r := range w.resets {
 				ctx.Send(r, &ResetDone{})
 			}
 			w.resets = nil
 		}
+	}
+}
+
+// free ends the session of a board host: its board may open again.
+func (w *workerBoards) free(host string) {
+	board, session := w.boardOf[host], w.sessionOf[host]
+	if w.busy[board] == session {
+		delete(w.busy, board)
+	}
+	if h, ok := w.sessions[session]; ok && h.Id == host {
+		delete(w.sessions, session)
 	}
 }
 
@@ -128,7 +151,7 @@ func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
 		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy}
 	}))
 	w.sessions[m.Session] = h
-	w.boardOf[h.Id] = m.Board
+	w.boardOf[h.Id], w.sessionOf[h.Id] = m.Board, m.Session
 	w.busy[m.Board] = m.Session
 }
 
@@ -246,7 +269,8 @@ func (h *boardHost) arm(ctx actor.Context) {
 func (h *boardHost) closed(ctx actor.Context) {
 	h.flush(ctx)
 	if h.closer != nil {
-		ctx.Send(h.closer, &workerpb.BoardClosed{Worker: h.cfg.Worker, Session: h.open.Session, StillOn: h.stillOn})
+		ctx.Send(ctx.Parent(), &hostClosed{host: ctx.Self(), to: h.closer,
+			answer: &workerpb.BoardClosed{Worker: h.cfg.Worker, Session: h.open.Session, StillOn: h.stillOn}})
 		ctx.Stop(ctx.Self())
 	}
 }
