@@ -22,7 +22,7 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards)")
+	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards; with --workers: only the workers' boards)")
 	data := fs.String("data", "./troupe-data", "directory of the store, results and logs")
 	images := fs.String("images", "", "images root: jobs deploy images only from under it (default DATA/images)")
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
