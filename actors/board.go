@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/troupe-lab/troupe/coordinator"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/testshell"
 )
 
@@ -38,10 +40,18 @@ type boardActor struct {
 	cancel  context.CancelFunc
 	opDone  chan struct{}
 	group   *actor.PID // told when the board cannot be verified off
+	log     consoleLog // cfg.Book, or on a worker the batches to the server
+}
+
+// consoleLog is where a board actor's console goes: the job's logbook
+// (logbook.Book) or, on a worker, the batches sent to the server.
+type consoleLog interface {
+	Raw(node string) io.Writer
+	Line(node, text string) logbook.Entry
 }
 
 func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn testshell.MultiNode, group *actor.PID) *boardActor {
-	return &boardActor{cfg: cfg, node: node, board: b, backend: backend, mn: mn, group: group}
+	return &boardActor{cfg: cfg, node: node, board: b, backend: backend, mn: mn, group: group, log: cfg.Book}
 }
 
 // boardStillOn tells the group that a board could not be verified off
@@ -61,9 +71,9 @@ func (a *boardActor) Receive(ctx actor.Context) {
 		a.shell = testshell.New(ref, a.mn)
 		sh := a.shell
 		a.con = console.New(a.backend.Console(), console.Options{
-			Raw: a.cfg.Book.Raw(a.node),
+			Raw: a.log.Raw(a.node),
 			OnLine: func(line string) {
-				a.cfg.Book.Line(a.node, line)
+				a.log.Line(a.node, line)
 				sh.Feed(line)
 			},
 			Logger: a.cfg.Logger.With("board", a.board.Name),

@@ -24,6 +24,8 @@ type groupActor struct {
 	coord  *actor.PID
 	// stillOn lists the boards that could not be verified off.
 	stillOn []string
+	lost    []string // nodes lost with their worker (remote.go)
+	lostWhy string
 }
 
 type nodeState struct {
@@ -35,6 +37,8 @@ type nodeState struct {
 	err       string
 	class     string
 	tests     []report.Test
+	pid       *actor.PID
+	endReason string // what the coordinator tells the peers, if not the usual
 }
 
 func newGroupActor(cfg Config) *groupActor {
@@ -67,6 +71,7 @@ func (g *groupActor) Receive(ctx actor.Context) {
 				return newNodeActor(g.cfg, n, g.coord)
 			}))
 			g.byPID[pid.Id] = name
+			g.nodes[name].pid = pid
 			g.live++
 		}
 	case *nodePhase:
@@ -88,6 +93,8 @@ func (g *groupActor) Receive(ctx actor.Context) {
 		g.crashed(ctx, m)
 	case *boardStillOn:
 		g.boardStillOn(m)
+	case *loseNodes:
+		g.loseNodes(ctx, m)
 	}
 }
 
@@ -245,6 +252,9 @@ func (g *groupActor) report() *groupDone {
 			}
 		}
 	}
+	if len(g.lost) > 0 { // never the job's fault: retried on other boards
+		d.status, d.class, d.reason = report.StatusIncomplete, report.Infrastructure, g.lostWhy
+	}
 	if len(g.stillOn) > 0 {
 		d.stillOn = g.stillOn
 		msg := fmt.Sprintf("board %s still on after release (power off not verified)", strings.Join(g.stillOn, ", "))
@@ -268,6 +278,9 @@ func (g *groupActor) settle(ctx actor.Context, st *nodeState, status, class, err
 		reason = "died during " + st.action
 	case report.StatusCanceled:
 		reason = "was canceled during " + st.action
+	}
+	if st.endReason != "" {
+		reason = st.endReason
 	}
 	if g.coord != nil {
 		ctx.Send(g.coord, &nodeEnded{node: st.node.Name, reason: reason})

@@ -53,6 +53,11 @@ type Config struct {
 	// Open makes the backend of a node's board; called by the node's actor.
 	Open func(node string, b lab.Board) (Backend, error)
 	Book *logbook.Book // where console output goes
+	// Remote lists the nodes whose boards are on workers (remote.go).
+	Remote map[string]RemoteBoard
+	// LogLimit is the lab's log_limit (0: logbook.DefaultLimit), told to
+	// the workers so that they send no more than the book keeps.
+	LogLimit int64
 	// BootLimit and DeployLimit are the lab's own limits (lab.Lab); zero:
 	// jobs.DefaultBootTimeout and jobs.DefaultDeployTimeout.
 	BootLimit, DeployLimit time.Duration
@@ -95,6 +100,8 @@ func (a *jobActor) Receive(ctx actor.Context) {
 		a.end(ctx, report.StatusCanceled, report.JobError, m.reason)
 	case *groupDone:
 		a.finish(ctx, m)
+	case *loseNodes:
+		ctx.Send(a.group, m)
 	case *actor.Terminated:
 		// System messages overtake user messages: look at the group's
 		// end after what it sent before (its groupDone).

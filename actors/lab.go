@@ -45,6 +45,9 @@ type LabConfig struct {
 	// queue is gone, so the process must not go on as if nothing happened.
 	// Nil: log the error and exit the process with status 2.
 	Fatal func(error)
+	// Workers: boards may join from workers (Lab.BoardsJoined); a job the
+	// boards known now cannot serve waits for them.
+	Workers bool
 }
 
 // Submission is a job handed to the lab.
@@ -253,12 +256,15 @@ type labActor struct {
 	crashed map[string]string          // job actor PID id → why it panicked
 	stop    func() bool
 	refused error // of the last reserve or release
+	// Workers (labworkers.go): worker → its link, board → its worker.
+	links       map[string]*workerLink
+	boardWorker map[string]string
 }
 
 func newLabActor(cfg LabConfig) *labActor {
 	a := &labActor{cfg: cfg, byName: map[string]lab.Board{}, checks: map[string]lab.HealthCheck{},
 		subs: map[string]*Submission{}, runs: map[string]*labRun{}, byPID: map[string]string{}, crashed: map[string]string{}}
-	mc := labstate.Config{Checks: map[string]labstate.Check{}, Retries: cfg.Retries, BadAfter: cfg.BadAfter}
+	mc := labstate.Config{Checks: map[string]labstate.Check{}, Retries: cfg.Retries, BadAfter: cfg.BadAfter, Workers: cfg.Workers}
 	for _, hc := range cfg.Lab.HealthChecks {
 		a.checks[hc.DeviceType] = hc
 		mc.Checks[hc.DeviceType] = labstate.Check{Every: hc.Every, Interval: hc.Interval, Timeout: hc.Job.Timeout}
@@ -303,6 +309,10 @@ func (a *labActor) Receive(ctx actor.Context) {
 		a.jobGone(ctx, m.pid, now)
 	case *labTick:
 		a.step(ctx, labstate.Tick{Now: now})
+	case *boardsJoined:
+		a.boardsJoined(ctx, m)
+	case *workerLost:
+		a.workerLost(ctx, m)
 	case *actor.Stopping:
 		if a.stop != nil {
 			a.stop()
@@ -387,6 +397,12 @@ func (a *labActor) apply(ctx actor.Context, e labstate.Effect) {
 		}
 	case labstate.Refused:
 		a.refused = e.Err
+	case labstate.LoseNodes:
+		if r := a.runs[e.ID]; r != nil {
+			ctx.Send(r.pid, &loseNodes{boards: e.Boards, reason: e.Reason})
+		}
+	case labstate.ConnectionChanged:
+		a.cfg.Logger.Info("board connection", "board", e.Board, "worker", e.Worker, "offline", e.Offline)
 	case labstate.WantTick:
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.stop = a.cfg.Clock.AfterFunc(e.After, func() { root.Send(self, &labTick{}) })
@@ -428,7 +444,9 @@ func (a *labActor) spawn(ctx actor.Context, id string, sub *Submission, boards m
 		Job: sub.Job, Boards: map[string]lab.Board{}, Addresses: map[string]string{},
 		Open: a.cfg.Open, Book: sub.Book, Clock: a.cfg.Clock, Logger: a.cfg.Logger,
 		Events: sub.Events, BootLimit: a.cfg.Lab.BootLimit, DeployLimit: a.cfg.Lab.DeployLimit,
+		LogLimit: a.cfg.Lab.LogLimit,
 	}
+	a.remote(&cfg, boards)
 	for node, b := range boards {
 		cfg.Boards[node] = a.byName[b]
 		cfg.Addresses[node] = a.cfg.Addresses[b]

@@ -46,6 +46,10 @@ func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
 func (a *nodeActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if rb, ok := a.cfg.Remote[a.node.Name]; ok {
+			a.startRemote(ctx, rb)
+			return
+		}
 		b := a.cfg.Boards[a.node.Name]
 		backend, err := a.cfg.Open(a.node.Name, b)
 		if err != nil {

@@ -37,6 +37,9 @@ type Config struct {
 	Checks   map[string]Check // by device type
 	Retries  int              // reruns of a job ended by an infrastructure error
 	BadAfter int              // consecutive infrastructure errors that take a board bad (≥ 1)
+	// Workers: boards may join later (BoardsJoined). A job the boards
+	// known now cannot serve waits, explained, instead of ending.
+	Workers bool
 }
 
 // Event is something that happened to the lab.
@@ -184,6 +187,7 @@ type running struct {
 	q       *queued // nil for a health check
 	check   string  // the board of a health check
 	boards  []string
+	lost    []string // boards lost with their worker (WorkerLost)
 	since   time.Time
 	timeout time.Duration
 }
@@ -199,6 +203,8 @@ type Machine struct {
 	queue     []*queued
 	running   map[string]*running
 	feasible  *scheduler.Feasibility // for the boards' current health; nil: make one
+	worker    map[string]string      // board → its worker; absent: the lab file's
+	offline   map[string]bool        // boards of a lost worker
 	checkSeq  int
 	ticking   bool
 	out       []Effect
@@ -214,18 +220,23 @@ func New(cfg Config) *Machine {
 		cfg.Retries = 0
 	}
 	m := &Machine{cfg: cfg, index: map[string]int{}, failures: map[string]int{}, jobsOn: map[string]int{},
-		lastCheck: map[string]time.Time{}, running: map[string]*running{}}
+		lastCheck: map[string]time.Time{}, running: map[string]*running{}, worker: map[string]string{}, offline: map[string]bool{}}
 	for _, b := range cfg.Boards {
-		if b.Health == "" {
-			b.Health = scheduler.Good
-			if _, ok := cfg.Checks[b.DeviceType]; ok {
-				b.Health = scheduler.Unknown // checked before its first job
-			}
-		}
-		m.index[b.Name] = len(m.boards)
-		m.boards = append(m.boards, b)
+		m.addBoard(b)
 	}
 	return m
+}
+
+func (m *Machine) addBoard(b scheduler.Board) {
+	if b.Health == "" {
+		b.Health = scheduler.Good
+		if _, ok := m.cfg.Checks[b.DeviceType]; ok {
+			b.Health = scheduler.Unknown // checked before its first job
+		}
+	}
+	m.index[b.Name] = len(m.boards)
+	m.boards = append(m.boards, b)
+	m.feasible = nil
 }
 
 // Step applies one event and returns what to do, in order.
@@ -271,6 +282,10 @@ func (m *Machine) Step(ev Event) []Effect {
 	case Tick:
 		m.ticking = false
 		m.plan(e.Now)
+	case BoardsJoined:
+		m.boardsJoined(e)
+	case WorkerLost:
+		m.workerLost(e)
 	}
 	out := m.out
 	m.out = nil
@@ -284,6 +299,8 @@ type BoardStatus struct {
 	scheduler.Board
 	Failures int    // consecutive infrastructure errors
 	Job      string // the job or health check running on it, or ""
+	Worker   string // the worker it is on; "": the server's own
+	Offline  bool   // its worker is lost
 }
 
 // Boards is the state of every board at now, in lab order; a reservation
@@ -294,7 +311,7 @@ func (m *Machine) Boards(now time.Time) []BoardStatus {
 		if !b.Reserved(now) {
 			b.ReservedBy, b.ReservedUntil = "", time.Time{}
 		}
-		out[i] = BoardStatus{Board: b, Failures: m.failures[b.Name]}
+		out[i] = BoardStatus{Board: b, Failures: m.failures[b.Name], Worker: m.worker[b.Name], Offline: m.offline[b.Name]}
 	}
 	for id, r := range m.running {
 		for _, b := range r.boards {
@@ -318,7 +335,7 @@ func (m *Machine) submit(e Submit) {
 	if q.job.Submitted.IsZero() {
 		q.job.Submitted = e.Now
 	}
-	if err := m.never(q.job); err != nil {
+	if err := m.never(q.job); err != nil && !m.cfg.Workers {
 		m.emit(Done{ID: q.job.ID, Results: &report.Results{Job: report.Job{
 			Name: q.job.Name, Status: report.StatusIncomplete, Class: report.JobError,
 			Error: fmt.Sprintf("no boards in service for it: %v", err), Attempts: q.attempts,
@@ -384,6 +401,12 @@ func (m *Machine) attemptDone(e AttemptDone) {
 		m.failures[b]++
 		m.setHealth(b, scheduler.Bad, "could not be verified off after "+e.ID)
 	}
+	if r.check != "" && slices.Contains(r.lost, r.check) {
+		// The check's worker was lost: the board is neither good nor bad.
+		m.emit(CheckDone{ID: e.ID, Board: r.check, Results: e.Results})
+		m.plan(e.Now)
+		return
+	}
 	if r.check != "" {
 		m.checkDone(e, r)
 		m.dropHopeless()
@@ -396,6 +419,8 @@ func (m *Machine) attemptDone(e AttemptDone) {
 	var failed []string
 	for _, n := range res.Nodes {
 		switch {
+		case slices.Contains(r.lost, n.Board):
+			failed = append(failed, n.Board) // its worker's loss counts against no board
 		case n.Class == report.Infrastructure:
 			failed = append(failed, n.Board)
 			m.failures[n.Board]++
@@ -447,7 +472,7 @@ func (m *Machine) dropHopeless() {
 	keep := m.queue[:0]
 	for _, q := range m.queue {
 		err := m.never(q.job)
-		if err == nil {
+		if err == nil || m.cfg.Workers {
 			keep = append(keep, q)
 			continue
 		}
@@ -480,7 +505,7 @@ func (m *Machine) setHealth(board string, h scheduler.Health, reason string) {
 // plan asks the scheduler what to do now.
 func (m *Machine) plan(now time.Time) {
 	m.dueChecks(now)
-	st := scheduler.State{Now: now, Boards: m.boards, Checked: map[string]bool{}}
+	st := scheduler.State{Now: now, Boards: m.planView(now), Checked: map[string]bool{}}
 	for t := range m.cfg.Checks {
 		st.Checked[t] = true
 	}

@@ -119,7 +119,12 @@ func (b *Book) SetLimit(n int64) {
 // one line. Seq starts at 1; Seq and Time are assigned under one lock, so
 // entries in Seq order are also in Time order (Time never goes backwards).
 // After Close, Line does nothing and returns the zero Entry.
-func (b *Book) Line(node, text string) Entry {
+func (b *Book) Line(node, text string) Entry { return b.LineAt(node, text, time.Time{}) }
+
+// LineAt is Line with the time the line was read (a worker's board), zero:
+// now. Time still never goes backwards in the book: an earlier t is logged
+// at the latest time logged.
+func (b *Book) LineAt(node, text string, at time.Time) Entry {
 	node, text = Escape(node), Escape(text)
 
 	b.mu.Lock()
@@ -131,7 +136,10 @@ func (b *Book) Line(node, text string) Entry {
 	if used > b.limit {
 		return Entry{} // cut: the Dropped line is logged
 	}
-	t := b.now().UTC()
+	t := at.UTC()
+	if at.IsZero() {
+		t = b.now().UTC()
+	}
 	if t.Before(b.last) {
 		t = b.last
 	}

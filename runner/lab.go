@@ -35,6 +35,11 @@ type ServiceOptions struct {
 	// CheckSandbox tells whether sim boards can be sandboxed here (the
 	// lab's sandbox is not "none"); nil: sim.CheckSandbox.
 	CheckSandbox func() error
+	// System is the actor system to run the lab in (the server's, with
+	// protoactor remote started for its workers); nil: one of its own.
+	System *actor.ActorSystem
+	// Workers: boards may join from workers (actors.LabConfig.Workers).
+	Workers bool
 }
 
 // Service is a lab in service: an actor system with the lab's scheduler
@@ -43,11 +48,12 @@ type ServiceOptions struct {
 // one for its lifetime. (lab.Lab is the lab file; the lab actor schedules.)
 type Service struct {
 	*actors.Lab
-	system   *actor.ActorSystem
-	work     string
-	tempWork bool
-	stopTFTP func()
-	logger   *slog.Logger
+	system    *actor.ActorSystem
+	ownSystem bool
+	work      string
+	tempWork  bool
+	stopTFTP  func()
+	logger    *slog.Logger
 
 	mu     sync.Mutex
 	boards []releaser // every sim board opened, to wait for at Close
@@ -96,9 +102,12 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 		}
 		return nil, err
 	}
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return opts.Logger.With("lib", "protoactor")
-	}))
+	system, ownSystem := opts.System, opts.System == nil
+	if ownSystem {
+		system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return opts.Logger.With("lib", "protoactor")
+		}))
+	}
 	open := opts.Open
 	if open == nil {
 		logger := opts.Logger
@@ -108,7 +117,7 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, SimNetworks: simNets, Unsandboxed: unsandboxed, Logger: logger})
 		}
 	}
-	rl := &Service{system: system, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}
+	rl := &Service{system: system, ownSystem: ownSystem, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}
 	la := actors.StartLab(system, actors.LabConfig{
 		Lab: l,
 		Open: func(node string, b lab.Board) (actors.Backend, error) {
@@ -127,6 +136,7 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 		BadAfter:           l.BadAfter,
 		HealthOut:          opts.Out,
 		Events:             opts.Events,
+		Workers:            opts.Workers,
 	})
 	rl.Lab = la
 	return rl, nil
@@ -157,7 +167,9 @@ func (l *Service) Close() error {
 		err = nil
 	}
 	err = errors.Join(err, released)
-	l.system.Shutdown()
+	if l.ownSystem {
+		l.system.Shutdown()
+	}
 	l.stopTFTP()
 	if l.tempWork && released == nil {
 		err = errors.Join(err, os.RemoveAll(l.work))

@@ -71,7 +71,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "Idempotency-Key: want 1 to 255 printable ASCII characters")
 		return
 	}
-	j, err := checkJob(s.labDef, s.cfg.Images, file, format, data, s.cfg.LAVAMirrors...)
+	j, err := checkJob(s.checkLab(), s.cfg.Images, file, format, data, s.cfg.LAVAMirrors...)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -279,6 +279,10 @@ type Device struct {
 	// (troupe reserve); "" and zero when nobody does.
 	ReservedBy    string    `json:"reserved_by,omitempty"`
 	ReservedUntil time.Time `json:"reserved_until,omitzero"`
+	// Worker is the worker the board is on ("" the server's own), and
+	// Connection that worker's: "online" or "offline" (lost).
+	Worker     string `json:"worker,omitempty"`
+	Connection string `json:"connection,omitempty"`
 }
 
 func (s *Server) deviceList() []Device {
@@ -323,6 +327,7 @@ func (s *Server) devices(w http.ResponseWriter, _ *http.Request, _ caller) {
 		b := held[ds[i].Name]
 		ds[i].ReservedBy, ds[i].ReservedUntil = b.ReservedBy, b.ReservedUntil
 	}
+	ds = s.workerDevices(ds, bs)
 	writeJSON(w, http.StatusOK, ds)
 }
 
@@ -342,7 +347,7 @@ func (s *Server) setHealth(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("health %q: want one of %s", body.Health, strings.Join(valid, ", ")))
 		return
 	}
-	if !slices.ContainsFunc(s.labDef.Boards, func(b lab.Board) bool { return b.Name == name }) {
+	if !slices.ContainsFunc(s.labDef.Boards, func(b lab.Board) bool { return b.Name == name }) && !s.workerBoard(name) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no device %q", name))
 		return
 	}
@@ -356,7 +361,11 @@ func (s *Server) setHealth(w http.ResponseWriter, r *http.Request, c caller) {
 	s.mu.Unlock()
 	s.lab.SetHealth(name, scheduler.Health(body.Health))
 	s.log.Info("device health set", "device", name, "health", body.Health, "by", c.name)
-	for _, d := range s.deviceList() {
+	ds := s.deviceList()
+	if bs, err := s.lab.Boards(); err == nil {
+		ds = s.workerDevices(ds, bs)
+	}
+	for _, d := range ds {
 		if d.Name == name {
 			writeJSON(w, http.StatusOK, d)
 		}

@@ -5,6 +5,8 @@
 package server
 
 import (
+	"github.com/asynkron/protoactor-go/actor"
+
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +50,11 @@ type Config struct {
 	// repositories and images to local directories (--lava-mirror); the
 	// server fetches nothing from the network.
 	LAVAMirrors []lava.Mirror
+	// Workers: boards join from workers (WorkerJoined); Lab may have no
+	// boards of its own. System is the actor system, with protoactor
+	// remote started, that the lab runs in (workers.Transport).
+	Workers bool
+	System  *actor.ActorSystem
 }
 
 // Limits bound what one HTTP client can hold of the server.
@@ -202,6 +209,8 @@ func (s *Server) start() error {
 		Options: runner.Options{Logger: s.log, Open: s.cfg.Open, HealthChanged: s.healthChanged},
 		Out:     filepath.Join(s.cfg.Data, "health-checks"),
 		Work:    filepath.Join(s.cfg.Data, "boards"),
+		System:  s.cfg.System,
+		Workers: s.cfg.Workers,
 	})
 	if err != nil {
 		s.stopWorker()

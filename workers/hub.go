@@ -33,9 +33,12 @@ type HubConfig struct {
 	Logger    *slog.Logger
 	Heartbeat time.Duration // how often workers send heartbeats (0: DefaultHeartbeat)
 	LostAfter time.Duration // a worker silent this long is lost (0: DefaultLostAfter)
-	// Joined is told a worker's boards each time it registers. Called from
-	// the hub actor; must not block. Nil: none.
-	Joined func(worker string, boards []*workerpb.Board)
+	// Joined is told a worker's boards, and the address of its boards
+	// actor (BoardsName), each time it registers. Called from the hub
+	// actor; must not block. Nil: none.
+	Joined func(worker string, boards *actor.PID, bs []*workerpb.Board)
+	// Taken are board names no worker may register (the server's own).
+	Taken []string
 	// Lost is told when a registered worker falls silent. Called from the
 	// hub actor; must not block. Nil: none.
 	Lost func(worker string)
@@ -100,6 +103,7 @@ type hubTick struct{}
 
 type workerState struct {
 	incarnation string
+	generation  uint64
 	pid         *actor.PID
 	boards      []string
 	connected   bool
@@ -166,28 +170,43 @@ func (a *hubActor) register(ctx actor.Context, m *workerpb.Register, now time.Ti
 		if slices.Contains(names, b.Name) {
 			return refuse("board %s listed twice", b.Name)
 		}
+		if slices.Contains(a.cfg.Taken, b.Name) {
+			return refuse("board %s belongs to the server's own lab", b.Name)
+		}
 		if o, ok := a.owner[b.Name]; ok && o != m.Worker {
 			return refuse("board %s belongs to worker %s", b.Name, o)
 		}
 		names = append(names, b.Name)
 	}
-	if w := a.workers[m.Worker]; w != nil {
+	w := a.workers[m.Worker]
+	if w != nil && w.connected && w.incarnation == m.Incarnation && w.generation == m.Generation {
+		// A retry of the registration it has: nothing changed.
+		return &workerpb.Registered{HeartbeatMs: a.cfg.Heartbeat.Milliseconds()}
+	}
+	if w != nil {
 		for _, b := range w.boards {
 			delete(a.owner, b)
+		}
+		if w.connected && a.cfg.Lost != nil {
+			// A worker registers again only after it released its boards
+			// (the server restarted, forgot it, or a partition): what ran
+			// on them is lost, and must not be waited for or run twice.
+			a.cfg.Logger.Warn("worker registered again: its running nodes are lost", "worker", m.Worker)
+			a.cfg.Lost(m.Worker)
 		}
 	}
 	for _, b := range names {
 		a.owner[b] = m.Worker
 	}
 	sender := ctx.Sender()
-	a.workers[m.Worker] = &workerState{incarnation: m.Incarnation, pid: sender, boards: names, connected: true, lastSeen: now, joined: now}
+	a.workers[m.Worker] = &workerState{incarnation: m.Incarnation, generation: m.Generation, pid: sender, boards: names, connected: true, lastSeen: now, joined: now}
 	addr := ""
 	if sender != nil {
 		addr = sender.Address
 	}
 	a.cfg.Logger.Info("worker joined", "worker", m.Worker, "boards", len(names), "address", addr)
-	if a.cfg.Joined != nil {
-		a.cfg.Joined(m.Worker, m.Boards)
+	if a.cfg.Joined != nil && sender != nil {
+		a.cfg.Joined(m.Worker, actor.NewPID(sender.Address, BoardsName), m.Boards)
 	}
 	return &workerpb.Registered{HeartbeatMs: a.cfg.Heartbeat.Milliseconds()}
 }

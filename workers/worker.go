@@ -32,6 +32,10 @@ type WorkerConfig struct {
 	// Refused is told when the server refuses the registration (a board
 	// name of another worker, say): the worker does not retry. Nil: none.
 	Refused func(error)
+	// Reset is called, and waited for, before the worker registers again
+	// (the server restarted, forgot it, or could not be reached): it
+	// releases the boards of the server's earlier sessions. Nil: none.
+	Reset func()
 }
 
 // Worker is a worker process's registration with the server.
@@ -74,6 +78,8 @@ type workerActor struct {
 	cfg        WorkerConfig
 	hub        *actor.PID
 	registered bool
+	everJoined bool   // registered once: a new registration resets the boards first
+	generation uint64 // of the registration (Register.generation)
 	refused    bool
 	heartbeat  time.Duration
 	lastAck    time.Time
@@ -101,7 +107,7 @@ func (a *workerActor) Receive(ctx actor.Context) {
 			}
 			return
 		}
-		a.registered, a.lastAck, a.backoff = true, now, a.cfg.MinBackoff
+		a.registered, a.everJoined, a.lastAck, a.backoff = true, true, now, a.cfg.MinBackoff
 		a.heartbeat = time.Duration(m.HeartbeatMs) * time.Millisecond
 		if a.heartbeat <= 0 {
 			a.heartbeat = DefaultHeartbeat
@@ -144,7 +150,14 @@ func (a *workerActor) Receive(ctx actor.Context) {
 
 // register sends a registration and arms the next attempt, backing off.
 func (a *workerActor) register(ctx actor.Context) {
-	ctx.Request(a.hub, &workerpb.Register{Worker: a.cfg.Name, Incarnation: a.cfg.Incarnation, Boards: a.cfg.Boards})
+	if a.everJoined {
+		if a.cfg.Reset != nil {
+			a.cfg.Reset()
+		}
+		a.everJoined = false
+		a.generation++
+	}
+	ctx.Request(a.hub, &workerpb.Register{Worker: a.cfg.Name, Incarnation: a.cfg.Incarnation, Boards: a.cfg.Boards, Generation: a.generation})
 	a.arm(ctx, a.backoff)
 	a.backoff = min(2*a.backoff, a.cfg.MaxBackoff)
 }

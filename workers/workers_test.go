@@ -57,8 +57,8 @@ func TestHubRegistration(t *testing.T) {
 	defer system.Shutdown()
 	var logs syncBuf
 	joined := make(chan string, 10)
-	hub, err := StartHub(system, HubConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Joined: func(w string, _ []*workerpb.Board) { joined <- w }})
+	hub, err := StartHub(system, HubConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Taken: []string{"local-0"},
+		Joined: func(w string, _ *actor.PID, _ []*workerpb.Board) { joined <- w }})
 	require.NoError(t, err)
 	defer hub.Stop()
 
@@ -73,6 +73,7 @@ func TestHubRegistration(t *testing.T) {
 		want string
 	}{
 		{"board of another worker", &workerpb.Register{Worker: "w2", Boards: boards("b3", "b1")}, "board b1 belongs to worker w1"},
+		{"board of the server's own lab", &workerpb.Register{Worker: "w2", Boards: boards("b3", "local-0")}, "board local-0 belongs to the server's own lab"},
 		{"board twice", &workerpb.Register{Worker: "w2", Boards: boards("b3", "b3")}, "board b3 listed twice"},
 		{"board without a name", &workerpb.Register{Worker: "w2", Boards: boards("")}, "without a name"},
 		{"bad worker name", &workerpb.Register{Worker: "../x", Boards: boards("b4")}, "worker name"},
@@ -138,4 +139,30 @@ func TestNoTLSLoopbackOnly(t *testing.T) {
 	assert.ErrorContains(t, err, "without --tls")
 	_, err = Transport{Listen: "127.0.0.1:0", Advertise: "192.0.2.1:7000", Name: "w1"}.Start(system)
 	assert.ErrorContains(t, err, "without --tls")
+}
+
+// TestHubReRegisterLoses: a connected worker that registers again has
+// released its boards first: the hub tells Lost before Joined, so nothing
+// that ran there is waited for or run twice.
+func TestHubReRegisterLoses(t *testing.T) {
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	events := make(chan string, 10)
+	hub, err := StartHub(system, HubConfig{Lost: func(w string) { events <- "lost " + w },
+		Joined: func(w string, pid *actor.PID, _ []*workerpb.Board) { events <- "joined " + w + " " + pid.Id }})
+	require.NoError(t, err)
+	defer hub.Stop()
+	require.Empty(t, ask(t, system, &workerpb.Register{Worker: "w1", Incarnation: "1", Boards: boards("b1")}).(*workerpb.Registered).Error)
+	assert.Equal(t, "joined w1 "+BoardsName, <-events)
+	// A retry of the same registration (its answer was slow) changes nothing.
+	require.Empty(t, ask(t, system, &workerpb.Register{Worker: "w1", Incarnation: "1", Boards: boards("b1")}).(*workerpb.Registered).Error)
+	for _, reg := range []*workerpb.Register{
+		{Worker: "w1", Incarnation: "1", Generation: 1, Boards: boards("b1")}, // it released its boards
+		{Worker: "w1", Incarnation: "2", Boards: boards("b1")},                // it restarted
+	} {
+		require.Empty(t, ask(t, system, reg).(*workerpb.Registered).Error)
+		assert.Equal(t, "lost w1", <-events)
+		assert.Equal(t, "joined w1 "+BoardsName, <-events)
+	}
+	assert.Empty(t, events)
 }

@@ -380,7 +380,11 @@ func cmdDevices(args []string, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tBACKEND\tHEALTH\tJOB\tTAGS")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.DeviceType, d.Backend, d.Health, d.Job, strings.Join(d.Tags, ","))
+		backend := d.Backend
+		if d.Worker != "" { // a worker's board, and the worker's connection
+			backend = fmt.Sprintf("%s:%s", d.Worker, d.Connection)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.DeviceType, backend, d.Health, d.Job, strings.Join(d.Tags, ","))
 	}
 	_ = tw.Flush()
 	return printWorkers(c, stdout, stderr)

@@ -22,7 +22,7 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards)")
+	labFile := fs.String("lab", "", "lab file (default: a built-in lab of 8 sim boards; with --workers: only the workers' boards)")
 	data := fs.String("data", "./troupe-data", "directory of the store, results and logs")
 	images := fs.String("images", "", "images root: jobs deploy images only from under it (default DATA/images)")
 	addr := fs.String("addr", "127.0.0.1:8480", "address to listen on")
@@ -57,6 +57,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 		cfg.Lab = l
+	} else if *workersAddr != "" {
+		// Only the workers' boards.
+		cfg.Lab = &lab.Lab{File: "workers", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}
 	}
 	if *tokenFile != "" {
 		ts, err := server.LoadTokens(*tokenFile)
@@ -74,6 +77,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "troupe serve: %v\n", err)
 		return exitIncomplete
 	}
+	var remote *workersRemote
+	if *workersAddr != "" {
+		// The lab runs in the actor system the workers reach.
+		if remote, err = startRemote(*workersAddr, *tlsDir, logger); err != nil {
+			_ = ln.Close()
+			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
+			return exitInvalid
+		}
+		defer remote.stop()
+		cfg.Workers, cfg.System = true, remote.system
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		_ = ln.Close()
@@ -90,15 +104,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "troupe serving on http://%s (%s), data in %s\n", ln.Addr(), auth, *data)
 
 	handler := srv.Handler()
-	if *workersAddr != "" {
-		hub, stop, err := startHub(*workersAddr, *tlsDir, logger)
+	if remote != nil {
+		hub, err := remote.startHub(srv, logger)
 		if err != nil {
 			_ = ln.Close()
 			_ = srv.Close()
 			fmt.Fprintf(stderr, "troupe serve: %v\n", err)
 			return exitInvalid
 		}
-		defer stop()
 		handler = srv.WithWorkers(hub)
 		fmt.Fprintf(stdout, "workers connect to %s\n", *workersAddr)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,10 +18,15 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 
+	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/backend"
 	"github.com/troupe-lab/troupe/hardware"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/labca"
+	"github.com/troupe-lab/troupe/qemu"
+	"github.com/troupe-lab/troupe/server"
 	"github.com/troupe-lab/troupe/sim"
 	"github.com/troupe-lab/troupe/workers"
 	"github.com/troupe-lab/troupe/workers/workerpb"
@@ -72,6 +78,13 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("worker", *name)
 
+	unsandboxed := l.Sandbox == lab.SandboxNone
+	if !unsandboxed && slices.ContainsFunc(l.Boards, func(b lab.Board) bool { return b.Backend == lab.Sim }) {
+		if err := sim.CheckSandbox(); err != nil {
+			fmt.Fprintf(stderr, "troupe worker: lab %s: %v\n", l.File, err)
+			return exitInvalid
+		}
+	}
 	// A worker that died with boards on powers them off before it joins.
 	powerOffLeftovers(l.Boards, *data, logger)
 
@@ -85,6 +98,20 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	defer r.Shutdown(false)
+	env := backend.Env{Hardware: hardware.Options{Logger: logger}, Networks: qemu.NewNetworks(logger),
+		SimNetworks: sim.NewNetworks(), Unsandboxed: unsandboxed, Logger: logger}
+	boardsActor, err := workers.StartBoards(system, actors.WorkerBoardsConfig{Worker: *name, Boards: l.Boards, Logger: logger,
+		Open: func(_ string, b lab.Board) (actors.Backend, error) {
+			e := env
+			e.Dir = filepath.Join(*data, "boards", b.Name)
+			return backend.Open(b, e)
+		}})
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe worker: %v\n", err)
+		return exitIncomplete
+	}
+	// Stopped before the remote: every board is released (powered off).
+	defer func() { _ = boardsActor.Stop() }()
 	refused := make(chan error, 1)
 	var once sync.Once
 	boards := make([]*workerpb.Board, 0, len(l.Boards))
@@ -98,6 +125,11 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 			once.Do(func() {
 				fmt.Fprintf(stdout, "troupe worker %s joined %s with %d boards\n", *name, *server, len(boards))
 			})
+		},
+		Reset: func() {
+			if err := boardsActor.Reset(); err != nil {
+				logger.Error("release boards before registering again", "err", err)
+			}
 		},
 		Refused: func(err error) {
 			select {
@@ -147,23 +179,45 @@ func powerOffLeftovers(boards []lab.Board, data string, logger *slog.Logger) {
 	wg.Wait()
 }
 
-// startHub starts the server's end of the workers on addr.
-func startHub(addr, tlsDir string, logger *slog.Logger) (*workers.Hub, func(), error) {
+// workersRemote is the server's end of the workers: the actor system the
+// lab runs in, with protoactor remote started on the --workers address.
+type workersRemote struct {
+	system *actor.ActorSystem
+	remote *remote.Remote
+	hub    *workers.Hub
+}
+
+// startRemote starts the server's actor system and its remote on addr.
+func startRemote(addr, tlsDir string, logger *slog.Logger) (*workersRemote, error) {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("lib", "protoactor")
 	}))
 	r, err := workers.Transport{Listen: addr, TLSDir: tlsDir, Name: labca.ServerName, Logger: logger}.Start(system)
 	if err != nil {
 		system.Shutdown()
-		return nil, nil, err
+		return nil, err
 	}
-	hub, err := workers.StartHub(system, workers.HubConfig{Logger: logger})
+	return &workersRemote{system: system, remote: r}, nil
+}
+
+// startHub starts the hub, whose workers' boards join srv's lab.
+func (w *workersRemote) startHub(srv *server.Server, logger *slog.Logger) (*workers.Hub, error) {
+	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
 	if err != nil {
-		r.Shutdown(false)
-		system.Shutdown()
-		return nil, nil, err
+		return nil, err
 	}
-	return hub, func() { _ = hub.Stop(); r.Shutdown(false); system.Shutdown() }, nil
+	w.hub = hub
+	return hub, nil
+}
+
+// stop stops the hub and the remote, after the server (whose lab releases
+// the workers' boards through it) is closed.
+func (w *workersRemote) stop() {
+	if w.hub != nil {
+		_ = w.hub.Stop()
+	}
+	w.remote.Shutdown(false)
+	w.system.Shutdown()
 }
 
 // printWorkers adds the server's workers and their boards to `troupe

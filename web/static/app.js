@@ -935,7 +935,10 @@ function devicesPage(alive) {
     const devices = await api('GET', '/devices');
     if (!alive()) return;
     tbody.replaceChildren(...devices.map((d) => row([
-      d.name, d.device_type, (d.tags || []).join(', '), d.backend, badge(d.health, 'health'), d.job ? jobLink(d.job) : '—',
+      d.name, d.device_type, (d.tags || []).join(', '),
+      // A worker's board: the worker, and offline (its worker lost) beside its health.
+      d.worker ? el('span', {}, `worker ${d.worker} `, badge(d.connection, 'conn')) : d.backend,
+      badge(d.health, 'health'), d.job ? jobLink(d.job) : '—',
       d.reserved_by ? `${d.reserved_by} until ${new Date(d.reserved_until).toLocaleString()}` : '—',
     ], {'data-name': d.name})));
     if (!devices.length) tbody.append(el('tr', {}, el('td', {colspan: 7, class: 'muted'}, 'No devices.')));

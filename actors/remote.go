@@ -1,0 +1,375 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/troupe-lab/troupe/coordinator"
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/logbook"
+	"github.com/troupe-lab/troupe/report"
+	"github.com/troupe-lab/troupe/testshell"
+	"github.com/troupe-lab/troupe/workers/workerpb"
+)
+
+// RemoteBoard is a node's board on a worker process: the node actor keeps
+// a board proxy on the server that drives, over protoactor remote, a board
+// host the worker's boards actor spawns (see boardhost.go).
+type RemoteBoard struct {
+	Worker string
+	Boards *actor.PID      // the worker's boards actor
+	Gone   <-chan struct{} // closed when the worker is lost
+}
+
+// Timing of a board proxy.
+const (
+	// openTimeout bounds opening a board on its worker.
+	openTimeout = 30 * time.Second
+	// closeTimeout bounds releasing it there: the board actor's own
+	// release bound, a stuck action's grace, and the trip.
+	closeTimeout = releaseTimeout + stuckAfter + 5*time.Second
+	// maxHeldBatches bounds the console batches held back for a missing
+	// earlier one.
+	maxHeldBatches = 64
+	// maxMnCalls bounds a node's MultiNode calls in flight.
+	maxMnCalls = 16
+)
+
+// loseNodes tells a job (and its group) that the nodes on these boards are
+// gone with their worker.
+type loseNodes struct {
+	boards []string
+	reason string
+}
+
+// proxyOpenTimeout fires when the worker did not open the board in time.
+type proxyOpenTimeout struct{}
+
+// startRemote is the node actor's start for a board on a worker: its board
+// actor is a proxy that drives the worker's.
+func (a *nodeActor) startRemote(ctx actor.Context, rb RemoteBoard) {
+	b := a.cfg.Boards[a.node.Name]
+	role, _ := a.cfg.Job.Role(a.node.Role)
+	mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
+	group := ctx.Parent()
+	a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, next: 1,
+			held: map[uint64]*workerpb.ConsoleLines{}}
+	}))
+	a.next(ctx, 0)
+}
+
+// boardProxy stands, in the node actor's tree, for the board actor that
+// runs on the board's worker: it turns doAction/abortAction into protobuf
+// for the worker's board host, and the host's results, console batches
+// and MultiNode calls back into what the node actor, logbook and
+// coordinator expect. Stopping it releases the board on the worker.
+type boardProxy struct {
+	cfg     Config
+	node    string
+	board   lab.Board
+	rb      RemoteBoard
+	mn      mnClient
+	group   *actor.PID
+	session string
+	host    *actor.PID // the worker's board host, once it opened the board
+	pending []*doAction
+	failed  error
+	next    uint64 // the console batch due next
+	held    map[uint64]*workerpb.ConsoleLines
+	calls   int // MultiNode calls in flight
+	stopMN  context.CancelFunc
+	mnCtx   context.Context
+	stop    func() bool
+}
+
+func (p *boardProxy) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		p.session = ctx.Self().Id
+		p.mnCtx, p.stopMN = context.WithCancel(context.Background())
+		ctx.Request(p.rb.Boards, &workerpb.OpenBoard{Session: p.session, Job: p.cfg.Job.Name, Node: p.node,
+			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit()})
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		p.stop = p.cfg.Clock.AfterFunc(openTimeout, func() { root.Send(self, &proxyOpenTimeout{}) })
+	case *doAction:
+		switch {
+		case p.failed != nil:
+			ctx.Send(ctx.Parent(), &actionResult{index: m.index, err: p.failed})
+		case p.host == nil:
+			p.pending = append(p.pending, m)
+		default:
+			ctx.Send(p.host, toPB(p.session, m))
+		}
+	case *abortAction:
+		if p.host != nil {
+			ctx.Send(p.host, &workerpb.AbortAction{Session: p.session, Index: int32(m.index)})
+		}
+	case *proxyOpenTimeout:
+		if p.host == nil && p.failed == nil {
+			p.fail(ctx, fmt.Errorf("board %s: worker %s did not open it within %s", p.board.Name, p.rb.Worker, openTimeout))
+		}
+	case *workerpb.BoardOpened:
+		if !p.ours(m.Worker, m.Session) || p.host != nil || p.failed != nil {
+			return
+		}
+		p.disarm()
+		if m.Error != "" {
+			p.fail(ctx, fmt.Errorf("open board %s on worker %s: %s", p.board.Name, p.rb.Worker, m.Error))
+			return
+		}
+		p.host = ctx.Sender()
+		if p.host == nil {
+			p.fail(ctx, fmt.Errorf("open board %s on worker %s: no board host", p.board.Name, p.rb.Worker))
+			return
+		}
+		for _, d := range p.pending {
+			ctx.Send(p.host, toPB(p.session, d))
+		}
+		p.pending = nil
+	case *workerpb.ActionDone:
+		if p.ours(m.Worker, m.Session) {
+			ctx.Send(ctx.Parent(), fromPB(m))
+		}
+	case *workerpb.ConsoleLines:
+		if p.ours(m.Worker, m.Session) {
+			p.lines(m)
+		}
+	case *workerpb.MnCall:
+		if p.ours(m.Worker, m.Session) {
+			p.call(ctx, m)
+		}
+	case *mnDone:
+		p.calls--
+	case *actor.Stopping:
+		p.disarm()
+		p.stopMN()
+		p.close(ctx)
+	}
+}
+
+// ours tells whether a message from a worker is of this session (the
+// transport has checked that the worker is who it says).
+func (p *boardProxy) ours(worker, session string) bool {
+	return worker == p.rb.Worker && session == p.session
+}
+
+func (p *boardProxy) disarm() {
+	if p.stop != nil {
+		p.stop()
+		p.stop = nil
+	}
+}
+
+// fail answers every action asked for, and every later one, with err.
+func (p *boardProxy) fail(ctx actor.Context, err error) {
+	p.failed = err
+	for _, d := range p.pending {
+		ctx.Send(ctx.Parent(), &actionResult{index: d.index, err: err})
+	}
+	p.pending = nil
+}
+
+func (p *boardProxy) logLimit() int64 {
+	if p.cfg.LogLimit > 0 {
+		return p.cfg.LogLimit
+	}
+	return logbook.DefaultLimit
+}
+
+// lines writes the console batches to the logbook in their order, with
+// their original times.
+func (p *boardProxy) lines(m *workerpb.ConsoleLines) {
+	if m.Seq < p.next {
+		return
+	}
+	if m.Seq > p.next {
+		if len(p.held) < maxHeldBatches {
+			p.held[m.Seq] = m
+		}
+		return
+	}
+	for m != nil {
+		if len(m.Raw) > 0 {
+			_, _ = p.cfg.Book.Raw(p.node).Write(m.Raw)
+		}
+		for _, l := range m.Lines {
+			p.cfg.Book.LineAt(p.node, l.Text, time.Unix(0, l.TimeUnixNano))
+		}
+		p.next++
+		m = p.held[p.next]
+		delete(p.held, p.next)
+	}
+}
+
+// mnDone is the proxy's own note that a MultiNode call was answered.
+type mnDone struct{}
+
+// call passes a MultiNode call of the worker's test shell to the
+// coordinator and its reply back.
+func (p *boardProxy) call(ctx actor.Context, m *workerpb.MnCall) {
+	host, root, self := p.host, ctx.ActorSystem().Root, ctx.Self()
+	if host == nil {
+		return
+	}
+	if p.calls >= maxMnCalls {
+		ctx.Send(host, &workerpb.MnReply{Session: p.session, Call: m.Call, Failed: fmt.Sprintf("more than %d MultiNode calls in flight", maxMnCalls)})
+		return
+	}
+	p.calls++
+	req := coordinator.Request{Kind: coordinator.Kind(m.Kind), ID: m.Id, Role: m.Role}
+	for _, kv := range m.Data {
+		req.Data = append(req.Data, coordinator.KV{Key: kv.Key, Value: kv.Value})
+	}
+	mn, mnCtx, session := p.mn, p.mnCtx, p.session
+	go func() {
+		defer root.Send(self, &mnDone{})
+		rep, err := mn.Call(mnCtx, req)
+		out := &workerpb.MnReply{Session: session, Call: m.Call, Ok: rep.OK, Error: rep.Err}
+		if err != nil {
+			out.Failed = err.Error()
+		}
+		for _, d := range rep.Data {
+			out.Data = append(out.Data, &workerpb.MnMessage{Sender: d.Sender, Key: d.Key, Value: d.Value})
+		}
+		root.Send(host, out)
+	}()
+}
+
+// close releases the board on its worker and waits (bounded) for the
+// worker to say it is off; a board not verified off is reported to the
+// group as a local one would be. A lost worker is not waited for.
+func (p *boardProxy) close(ctx actor.Context) {
+	fut := ctx.RequestFuture(p.rb.Boards, &workerpb.CloseBoard{Session: p.session}, closeTimeout)
+	type answer struct {
+		res interface{}
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := fut.Result()
+		got <- answer{res, err}
+	}()
+	var still string
+	select {
+	case a := <-got:
+		switch {
+		case a.err != nil:
+			still = fmt.Sprintf("worker %s did not confirm the release: %v", p.rb.Worker, a.err)
+		default:
+			if c, ok := a.res.(*workerpb.BoardClosed); ok && c.Worker == p.rb.Worker {
+				still = c.StillOn
+			}
+		}
+	case <-p.rb.Gone:
+		p.cfg.Logger.Warn("board not released: its worker is lost; the worker powers it off when it returns", "board", p.board.Name, "worker", p.rb.Worker)
+		return
+	}
+	if still != "" && p.group != nil {
+		ctx.Send(p.group, &boardStillOn{node: p.node, board: p.board.Name, err: errors.New(still)})
+	}
+}
+
+// toPB is an action as it crosses to the worker.
+func toPB(session string, d *doAction) *workerpb.DoAction {
+	out := &workerpb.DoAction{Session: session, Index: int32(d.index), Type: string(d.action.Type), Name: d.action.Name,
+		Run: d.test.Script, Image: d.action.Image, Parse: d.action.Parse, Fixup: d.action.Fixup, Files: d.test.Files}
+	if d.test.Pattern != nil {
+		out.Parse = d.test.Pattern.String()
+	}
+	if d.test.Fixup != nil {
+		out.Fixup = d.test.Fixup
+	}
+	for _, r := range d.action.Before {
+		out.Before = append(out.Before, &workerpb.Request{Kind: r.Kind, Id: r.ID, Args: r.Args})
+	}
+	for _, kv := range d.test.Env {
+		out.Env = append(out.Env, &workerpb.KV{Key: kv[0], Value: kv[1]})
+	}
+	return out
+}
+
+// fromPB is a worker's action outcome as the node actor takes it.
+func fromPB(m *workerpb.ActionDone) *actionResult {
+	res := &actionResult{index: int(m.Index), outcome: testshell.Outcome{ExitCode: int(m.ExitCode), Raised: m.Raised, Invalid: m.Invalid}}
+	for _, c := range m.Cases {
+		tc := testshell.Case{Name: c.Name, Result: c.Result, Units: c.Units}
+		if c.HasMeasurement {
+			v := c.Measurement
+			tc.Measurement = &v
+		}
+		res.outcome.Cases = append(res.outcome.Cases, tc)
+	}
+	switch {
+	case m.ShellDied:
+		res.err = shellDied(m.Error)
+	case m.Error != "":
+		res.err = errors.New(m.Error)
+	}
+	return res
+}
+
+// shellDied is testshell.ErrShellDied as it comes back from a worker.
+type shellDied string
+
+func (e shellDied) Error() string { return string(e) }
+func (e shellDied) Unwrap() error { return testshell.ErrShellDied }
+
+// loseNodes (group) ends the nodes on boards of a lost worker: incomplete,
+// an infrastructure error naming the worker; their MultiNode peers are
+// released at once (settle tells the coordinator) naming them.
+func (g *groupActor) loseNodes(ctx actor.Context, m *loseNodes) {
+	var names []string
+	for _, name := range g.order {
+		st := g.nodes[name]
+		if st.done || !slices.Contains(m.boards, g.cfg.Boards[name].Name) {
+			continue
+		}
+		names = append(names, name)
+		st.endReason = m.reason
+		g.lost = append(g.lost, name)
+		g.settle(ctx, st, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("%s (during %s)", m.reason, st.action))
+		if st.pid != nil {
+			ctx.Stop(st.pid)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	g.lostWhy = fmt.Sprintf("%s: node %s", m.reason, strings.Join(names, ", "))
+	g.cfg.Logger.Warn("nodes lost with their worker", "job", g.cfg.Job.Name, "nodes", names, "reason", m.reason)
+	for _, name := range names {
+		if g.nodes[name].essential {
+			g.end(ctx, &endGroup{status: report.StatusIncomplete, reason: g.lostWhy, class: report.Infrastructure, nodeClass: report.JobError})
+			return
+		}
+	}
+}
+
+// fromPBAction is an action as the worker's board actor performs it.
+func fromPBAction(m *workerpb.DoAction) *doAction {
+	act := jobs.Action{Type: jobs.ActionType(m.Type), Name: m.Name, Run: m.Run, Image: m.Image, Parse: m.Parse, Fixup: m.Fixup}
+	for _, r := range m.Before {
+		act.Before = append(act.Before, jobs.Request{Kind: r.Kind, ID: r.Id, Args: r.Args})
+	}
+	d := &doAction{index: int(m.Index), action: act}
+	if act.Type == jobs.Test {
+		d.test = testshell.Test{Name: m.Name, Script: m.Run, Files: m.Files, Fixup: m.Fixup}
+		if m.Parse != "" {
+			// The server's jobs.Parse checked it; a bad one parses nothing.
+			d.test.Pattern, _ = regexp.Compile(m.Parse)
+		}
+		for _, kv := range m.Env {
+			d.test.Env = append(d.test.Env, [2]string{kv.Key, kv.Value})
+		}
+	}
+	return d
+}
