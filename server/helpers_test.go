@@ -16,12 +16,10 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 )
 
-// simLab is a lab of n sim boards sim-0... Their shells are not
-// sandboxed: these tests pace the boards' scripts through files on the
-// host (the sandbox is tested by package sim and TestSandboxProbeJob).
+// simLab is a lab of n sim boards sim-0..., sandboxed as in production.
 func simLab(t *testing.T, n int, retries int) *lab.Lab {
 	var b strings.Builder
-	fmt.Fprintf(&b, "retries = %d\nsandbox = \"none\"\n", retries)
+	fmt.Fprintf(&b, "retries = %d\n", retries)
 	for i := range n {
 		fmt.Fprintf(&b, "[[board]]\nname = \"sim-%d\"\ndevice_type = \"sim\"\n", i)
 	}
