@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,18 @@ func simLab(t *testing.T, n int, retries int) *lab.Lab {
 	l, err := lab.Parse("test-lab.toml", []byte(b.String()))
 	require.NoError(t, err)
 	return l
+}
+
+// openGate creates the empty file name in the HOME of every board of x
+// (its sandbox's /root: Data/boards/<board>/root on the host), for a
+// script that waits for "$HOME/name" before it goes on.
+func (x *testServer) openGate(t *testing.T, name string) {
+	t.Helper()
+	for _, b := range x.cfg.Lab.Boards {
+		home := filepath.Join(x.cfg.Data, "boards", b.Name, "root")
+		require.NoError(t, os.MkdirAll(home, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(home, name), nil, 0o644))
+	}
 }
 
 type testServer struct {
