@@ -77,7 +77,7 @@ func (f *fakeAPI) last(t *testing.T) string {
 // cleared).
 func troupeIn(t *testing.T, dir string, args ...string) runResult {
 	t.Helper()
-	return runTroupe(t, dir, nil, args...)
+	return runTroupe(t, runLimit, dir, nil, args...)
 }
 
 // quickJob is a one-node job that passes two test cases, after pause

@@ -66,9 +66,18 @@ type runResult struct {
 	out            string // results dir
 }
 
-// troupe runs the binary with args and a timeout; "OUT" in args is
+// runLimit is how long one run of the binary may take in a test.
+const runLimit = 2 * time.Minute
+
+// troupe runs the binary with args within runLimit; "OUT" in args is
 // replaced by a fresh results directory.
 func troupe(t *testing.T, args ...string) runResult {
+	t.Helper()
+	return troupeWithin(t, runLimit, args...)
+}
+
+// troupeWithin is troupe with another time limit.
+func troupeWithin(t *testing.T, limit time.Duration, args ...string) runResult {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	for i, a := range args {
@@ -76,15 +85,15 @@ func troupe(t *testing.T, args ...string) runResult {
 			args[i] = out
 		}
 	}
-	r := runTroupe(t, "", nil, args...)
+	r := runTroupe(t, limit, "", nil, args...)
 	r.out = out
 	return r
 }
 
 // runTroupe runs the binary with args in dir ("": this one), with
 // TROUPE_SERVER and TROUPE_TOKEN cleared unless env sets them, and fails
-// the test if it has not ended within 2 minutes.
-func runTroupe(t *testing.T, dir string, env []string, args ...string) runResult {
+// the test if it has not ended within limit.
+func runTroupe(t *testing.T, limit time.Duration, dir string, env []string, args ...string) runResult {
 	t.Helper()
 	cmd := exec.Command(troupeBin, args...)
 	cmd.Dir = dir
@@ -105,10 +114,10 @@ func runTroupe(t *testing.T, dir string, env []string, args ...string) runResult
 	}()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("troupe %v did not end; stdout:\n%s\nstderr:\n%s", args, so.String(), se.String())
+		t.Fatalf("troupe %v did not end within %v; stdout:\n%s\nstderr:\n%s", args, limit, so.String(), se.String())
 	}
 	return runResult{code: cmd.ProcessState.ExitCode(), stdout: so.String(), stderr: se.String()}
 }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,7 +15,8 @@ import (
 // Not parallel: the shipped scenarios inject faults at set times and bound
 // how long their jobs may take; they run while no other test here does.
 func TestShippedScenarios(t *testing.T) {
-	res := troupe(t, "scenario", "--out", "OUT", "../../scenarios")
+	// Fifteen jobs, one after the other: more than one run's usual limit.
+	res := troupeWithin(t, 5*time.Minute, "scenario", "--out", "OUT", "../../scenarios")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	files, err := filepath.Glob("../../scenarios/*.toml")
 	require.NoError(t, err)

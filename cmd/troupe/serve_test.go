@@ -602,7 +602,7 @@ run = "troupe-test-case ok --result pass"
 // and TROUPE_TOKEN are cleared unless env sets them).
 func cli(t *testing.T, env []string, args ...string) runResult {
 	t.Helper()
-	return runTroupe(t, "", env, args...)
+	return runTroupe(t, runLimit, "", env, args...)
 }
 
 // TestServeCLI drives a server with the client commands: submit (with
