@@ -202,7 +202,7 @@ func TestStreamTellsASlowClientItLaggedAndItCanResume(t *testing.T) {
 	require.NoError(t, err)
 	first := read(t, conn, func(f frame) bool { return f.Type == "status" })
 	x.openGate(t, "go")
-	x.awaitLog(t, id, "line-b-0-1500", time.Minute) // the client reads nothing meanwhile
+	x.awaitLog(t, id, "line-b-0-1500", 3*time.Minute) // the client reads nothing meanwhile; 2.4 MB through two sandboxed consoles
 
 	all := lines(first)
 	lagged := 0
