@@ -19,7 +19,17 @@ export TROUPE_ARM64_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/troupe/arm64
 # a duration run with a spurious "context deadline exceeded" when -fuzztime
 # expires (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 30000x
-# package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`.
+# Each new interesting input is minimized, by default for up to 60 s (a
+# duration again): FuzzSubmission stalled a minute per input found. A count
+# keeps crashers small enough to read without stalling the run.
+FUZZMINIMIZE ?= 1000x
+# package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`;
+# package:FuzzTarget:COUNTx runs that target COUNT times instead (one whose
+# every execution costs much more than the others': still thousands of
+# inputs, in about the time the others take). FuzzSubmission parses and
+# checks a whole job (LAVA imports too) and FuzzReadActions writes a file
+# in a new directory per input: some 500 and 250 inputs/s on 2 loaded cores,
+# against thousands for the parsers.
 FUZZ :=
 FUZZ += ./jobs:FuzzParse
 FUZZ += ./lab:FuzzParseLab
@@ -32,9 +42,9 @@ FUZZ += ./lava:FuzzTestDefinition
 FUZZ += ./scenario:FuzzParse
 FUZZ += ./boot:FuzzFill
 FUZZ += ./console:FuzzStripANSI
-FUZZ += ./server:FuzzSubmission
+FUZZ += ./server:FuzzSubmission:10000x
 FUZZ += ./cmd/troupe:FuzzParseFlags
-FUZZ += ./server:FuzzReadActions
+FUZZ += ./server:FuzzReadActions:10000x
 FUZZ += ./hardware/console:FuzzTelnetDecode
 FUZZ += ./cmd/benchtable:FuzzParse
 
@@ -74,9 +84,10 @@ unit:
 	TROUPE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 fuzz:
-	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
-	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; done
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t#*:}; n=$(FUZZTIME); \
+	  case $$fn in *:*) n=$${fn#*:}; fn=$${fn%%:*};; esac; \
+	  echo "fuzz $$pkg $$fn ($$n)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$$n -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg; done
 
 test: deps vet unit fuzz
 

@@ -243,8 +243,9 @@ func TestRestartRequeuesWhatWasRunning(t *testing.T) {
 	x := start(t, data, simLab(t, 1, 1), nil)
 	done := x.submit(t, "", testJob("before", "echo finished-before"))
 	x.await(t, done, time.Minute, "complete")
-	mark := filepath.Join(t.TempDir(), "ran")
-	a := x.submit(t, "", testJob("long", `if [ -e `+mark+` ]; then echo second-run; else touch `+mark+`; echo first-run; sleep 60; fi`))
+	// The mark stays in the board's HOME (its sandbox's /root, kept on the
+	// host) from the first attempt to the second.
+	a := x.submit(t, "", testJob("long", `if [ -e "$HOME/ran" ]; then echo second-run; else touch "$HOME/ran"; echo first-run; sleep 60; fi`))
 	x.awaitLog(t, a, "first-run", 30*time.Second)
 	b := x.submit(t, "", testJob("queued", "true"))
 	x.stop() // like SIGTERM: the running job stops, its boards off

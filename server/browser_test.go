@@ -42,9 +42,11 @@ device_type = "sim"
 backend = "sim"
 `
 
-// browserJob prints its lines slowly, so that they arrive while the test
-// watches the page.
-const browserJob = `name = "browser-demo"
+// talkJob is a job named name for a server and a client sim board: boot,
+// then the test "talk", whose TOML multi-line string rest goes on (the
+// script, the string's end, then any more actions).
+func talkJob(name, rest string) string {
+	return `name = "` + name + `"
 timeout = "1m"
 
 [roles.server]
@@ -62,11 +64,16 @@ type = "test"
 name = "talk"
 timeout = "30s"
 run = '''
-for i in 1 2 3 4 5 6 7 8; do echo "tick $i of $TROUPE_NODE"; sleep 0.5; done
+` + rest
+}
+
+// browserJob prints its lines slowly, so that they arrive while the test
+// watches the page.
+var browserJob = talkJob("browser-demo", `for i in 1 2 3 4 5 6 7 8; do echo "tick $i of $TROUPE_NODE"; sleep 0.5; done
 troupe-sync talked
 troupe-test-case talked --result pass
 '''
-`
+`)
 
 // quickJob is submitted through the API while the browser shows the list.
 const quickJob = `name = "quick"
@@ -91,19 +98,18 @@ device_type = "sim"
 bogus = 1
 `
 
-// TestBrowserSubmitWatchComplete drives the web UI in a real browser:
-// an invalid job shows the validation error; a valid job submitted through
-// the form shows its console lines while it runs and ends complete with
-// its results.
-func TestBrowserSubmitWatchComplete(t *testing.T) {
+// browserServer is the fixture of the browser tests: it fails or skips
+// (testenv.Missing) without chromium, serves browserLab on 127.0.0.1 and
+// returns the base URL; at the end it closes the server and checks that no
+// goroutine leaked.
+func browserServer(t *testing.T) string {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, fmt.Sprintf("the browser test needs %s: apt-get install chromium chromium-driver (make deps does): %v", chromiumPath, err))
 	}
 	// Registered first, so it runs last: after the browser and the server closed.
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
-	started := time.Now()
-
 	l, err := lab.Parse("browser-lab.toml", []byte(browserLab))
 	if err != nil {
 		t.Fatalf("parse lab: %v", err)
@@ -112,19 +118,28 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			t.Errorf("server Close: %v", err)
 		}
-	}()
+	})
 	ts := httptest.NewServer(srv.Handler()) // 127.0.0.1
-	defer ts.Close()
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
 
+// TestBrowserSubmitWatchComplete drives the web UI in a real browser:
+// an invalid job shows the validation error; a valid job submitted through
+// the form shows its console lines while it runs and ends complete with
+// its results.
+func TestBrowserSubmitWatchComplete(t *testing.T) {
+	base := browserServer(t)
+	started := time.Now()
 	ctx, exceptions := startBrowser(t)
 
 	// The job list first, then the form.
 	within(t, ctx, 10*time.Second, "open the job list and the submit form",
-		chromedp.Navigate(ts.URL+"/"),
+		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#jobs")),
 		chromedp.Click(chromedp.CSS(`nav a[data-nav="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#job-text")),
@@ -137,7 +152,7 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 	)
 	shown := poll[string](t, ctx, 10*time.Second, "the validation error",
 		`(() => { const e = document.getElementById('submit-error'); return e && !e.hidden && e.textContent; })()`)
-	if want := validationError(t, ts.URL, invalidJob); shown != want {
+	if want := validationError(t, base, invalidJob); shown != want {
 		t.Errorf("page shows the error %q, the API says %q", shown, want)
 	}
 	if !strings.Contains(shown, "bogus") {
@@ -255,7 +270,7 @@ func TestBrowserSubmitWatchComplete(t *testing.T) {
 	poll[bool](t, ctx, 10*time.Second, "the job complete in the list, the list live",
 		fmt.Sprintf(`(() => { const r = document.querySelector('#jobs tr[data-id=%q]');
 			return !!r && r.textContent.includes('complete') && document.getElementById('live').textContent.includes('live'); })()`, id))
-	other := submit(t, ts.URL, quickJob)
+	other := submit(t, base, quickJob)
 	poll[bool](t, ctx, 20*time.Second, "the job submitted elsewhere complete in the list",
 		fmt.Sprintf(`(() => { const r = document.querySelector('#jobs tr[data-id=%q]'); return !!r && r.textContent.includes('complete'); })()`, other))
 	within(t, ctx, 5*time.Second, "open the devices page", chromedp.Click(chromedp.CSS(`nav a[data-nav="devices"]`)))
@@ -418,25 +433,7 @@ func validationError(t *testing.T, base, job string) string {
 // logViewJob has what the log view tidies: blank lines, a MultiNode
 // call, result markers (one failing), three test actions (the last one
 // fails), and a line too long for a phone.
-const logViewJob = `name = "log-view"
-timeout = "1m"
-
-[roles.server]
-device_type = "sim"
-
-[roles.client]
-device_type = "sim"
-
-[[action]]
-type = "boot"
-timeout = "20s"
-
-[[action]]
-type = "test"
-name = "talk"
-timeout = "30s"
-run = '''
-for i in 1 2 3 4 5 6 7 8; do echo "tick $i of $TROUPE_NODE"; done
+var logViewJob = talkJob("log-view", `for i in 1 2 3 4 5 6 7 8; do echo "tick $i of $TROUPE_NODE"; done
 echo
 echo "unbroken-$(printf 'x%.0s' $(seq 1 300))"
 troupe-sync talked
@@ -461,7 +458,7 @@ run = '''
 echo "about to fail"
 exit 3
 '''
-`
+`)
 
 // TestBrowserLogView checks the job page's log view on an ended job:
 // plumbing hidden until "raw", sections per action that collapse,
@@ -469,38 +466,14 @@ exit 3
 // per-node downloads, an ended marker without "follow", a phone-width
 // layout without sideways scrolling, and dark mode.
 func TestBrowserLogView(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the browser test needs %s: apt-get install chromium chromium-driver (make deps does): %v", chromiumPath, err)
-		}
-		t.Skipf("no %s (apt-get install chromium chromium-driver): %v", chromiumPath, err)
-	}
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, before) })
-
-	l, err := lab.Parse("browser-lab.toml", []byte(browserLab))
-	if err != nil {
-		t.Fatalf("parse lab: %v", err)
-	}
-	srv, err := server.New(server.Config{Lab: l, Data: t.TempDir()})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	defer func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("server Close: %v", err)
-		}
-	}()
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-
-	id := submit(t, ts.URL, logViewJob)
-	job := awaitEnded(t, ts.URL, id, 40*time.Second)
+	base := browserServer(t)
+	id := submit(t, base, logViewJob)
+	job := awaitEnded(t, base, id, 40*time.Second)
 	if job.Status != "complete" {
 		t.Fatalf("job %s is %s (%s), want complete", id, job.Status, job.Error)
 	}
 	// What the page must show, from the API: line n of the log is seq n.
-	logText := get(t, ts.URL+"/api/v1/jobs/"+id+"/logs")
+	logText := get(t, base+"/api/v1/jobs/"+id+"/logs")
 	log := strings.Split(strings.TrimSuffix(logText, "\n"), "\n")
 	seqOf := func(node, contains string) int {
 		t.Helper()
@@ -514,7 +487,7 @@ func TestBrowserLogView(t *testing.T) {
 	}
 
 	ctx, exceptions := startBrowser(t)
-	page := ts.URL + "/#/jobs/" + id
+	page := base + "/#/jobs/" + id
 	within(t, ctx, 10*time.Second, "open the job page", chromedp.Navigate(page))
 	poll[bool](t, ctx, 10*time.Second, "the ended job with its sections and results", `(() =>
 		document.getElementById('job-live').textContent.includes('ended') &&
@@ -585,7 +558,7 @@ func TestBrowserLogView(t *testing.T) {
 	} {
 		within(t, ctx, 5*time.Second, "download "+c.url, chromedp.Evaluate[chromedp.Void](`window.saved = []`), chromedp.Click(chromedp.CSS(c.button)))
 		got := poll[string](t, ctx, 5*time.Second, "the download of "+c.url, `window.saved.length > 0 && window.saved[0]`)
-		if want := get(t, ts.URL+"/api/v1/jobs/"+id+c.url); got != want {
+		if want := get(t, base+"/api/v1/jobs/"+id+c.url); got != want {
 			t.Errorf("%s saves %d bytes, the API's %s has %d", c.button, len(got), c.url, len(want))
 		}
 	}
@@ -693,7 +666,7 @@ func TestBrowserLogView(t *testing.T) {
 		})()`, seq)
 	}
 	tick5 := seqOf("client-0", "tick 5 of client-0")
-	within(t, ctx, 10*time.Second, "open a permalink", chromedp.Navigate(fmt.Sprintf("%s/?fresh#/jobs/%s#L%d", ts.URL, id, tick5)))
+	within(t, ctx, 10*time.Second, "open a permalink", chromedp.Navigate(fmt.Sprintf("%s/?fresh#/jobs/%s#L%d", base, id, tick5)))
 	o := poll[opened](t, ctx, 10*time.Second, "the line of the permalink", `(() => { const v = `+lineView(tick5)+`; return v && v.Target && v; })()`)
 	if o.Tab != "client-0" || !o.Shown || !o.Seen || o.Text != "tick 5 of client-0" {
 		t.Errorf("permalink #L%d shows %+v; want client-0's tab with the line in view", tick5, o)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,18 +18,28 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 )
 
-// simLab is a lab of n sim boards sim-0... Their shells are not
-// sandboxed: these tests pace the boards' scripts through files on the
-// host (the sandbox is tested by package sim and TestSandboxProbeJob).
+// simLab is a lab of n sim boards sim-0..., sandboxed as in production.
 func simLab(t *testing.T, n int, retries int) *lab.Lab {
 	var b strings.Builder
-	fmt.Fprintf(&b, "retries = %d\nsandbox = \"none\"\n", retries)
+	fmt.Fprintf(&b, "retries = %d\n", retries)
 	for i := range n {
 		fmt.Fprintf(&b, "[[board]]\nname = \"sim-%d\"\ndevice_type = \"sim\"\n", i)
 	}
 	l, err := lab.Parse("test-lab.toml", []byte(b.String()))
 	require.NoError(t, err)
 	return l
+}
+
+// openGate creates the empty file name in the HOME of every board of x
+// (its sandbox's /root: Data/boards/<board>/root on the host), for a
+// script that waits for "$HOME/name" before it goes on.
+func (x *testServer) openGate(t *testing.T, name string) {
+	t.Helper()
+	for _, b := range x.cfg.Lab.Boards {
+		home := filepath.Join(x.cfg.Data, "boards", b.Name, "root")
+		require.NoError(t, os.MkdirAll(home, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(home, name), nil, 0o644))
+	}
 }
 
 type testServer struct {

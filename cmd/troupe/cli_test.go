@@ -77,30 +77,7 @@ func (f *fakeAPI) last(t *testing.T) string {
 // cleared).
 func troupeIn(t *testing.T, dir string, args ...string) runResult {
 	t.Helper()
-	cmd := exec.Command(troupeBin, args...)
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TROUPE_SERVER=") && !strings.HasPrefix(kv, "TROUPE_TOKEN=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	cmd.WaitDelay = time.Second
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("troupe %v did not end; stdout:\n%s\nstderr:\n%s", args, so.String(), se.String())
-	}
-	return runResult{code: cmd.ProcessState.ExitCode(), stdout: so.String(), stderr: se.String()}
+	return runTroupe(t, runLimit, dir, nil, args...)
 }
 
 // quickJob is a one-node job that passes two test cases, after pause
@@ -126,6 +103,7 @@ sleep %d
 // TestFlagsAfterArguments: every command takes its flags after its
 // arguments as well as before.
 func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
 	api := newFakeAPI(t)
 	dir := t.TempDir()
 	job := quickJob(t, 0)
@@ -222,6 +200,7 @@ func fakePowerSocket(t *testing.T) string {
 // TestDoubleDashEndsFlags: after "--" an argument that looks like a flag
 // is an argument.
 func TestDoubleDashEndsFlags(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	body, err := os.ReadFile(quickJob(t, 0))
 	require.NoError(t, err)
@@ -268,6 +247,7 @@ var commandLines = []struct {
 // TestUnknownFlag: exit 3 with the error and the command's usage; nothing
 // runs.
 func TestUnknownFlag(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, c := range commandLines {
 		for _, at := range []string{"before", "after"} {
@@ -291,6 +271,7 @@ func TestUnknownFlag(t *testing.T) {
 // TestHelp: -h and --help of every command print its usage, flags and an
 // example on stdout, ending with a newline, and exit 0.
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, c := range commandLines {
 		for _, h := range []string{"-h", "--help"} {
@@ -324,6 +305,7 @@ func TestHelp(t *testing.T) {
 // TestVersion: the module, its version and the commit the binary was
 // built from, as its build information has them.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	r := troupeIn(t, t.TempDir(), "version")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Regexp(t, `^troupe github\.com/troupe-lab/troupe \S+ \(commit [^)]+\) go1\.\d+\S*\n$`, r.stdout)
@@ -393,6 +375,7 @@ func redraws(out string) []string {
 // TestRunDrawsTableOnTerminal: on a terminal troupe run draws a table of
 // the nodes, redrawn in place, with the test cases counted as they pass.
 func TestRunDrawsTableOnTerminal(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "out")
 	code, screen := onTerminal(t, nil, "run", quickJob(t, 3), "--out", out)
 	require.Equal(t, 0, code, screen)
@@ -415,6 +398,7 @@ func TestRunDrawsTableOnTerminal(t *testing.T) {
 // TestSubmitFollowDrawsTableOnTerminal: troupe submit --follow on a
 // terminal: the log scrolls above a live table of the job's nodes.
 func TestSubmitFollowDrawsTableOnTerminal(t *testing.T) {
+	t.Parallel()
 	srv := startServe(t, "--lab", writeTemp(t, "lab.toml", serveLab), "--data", t.TempDir())
 	code, screen := onTerminal(t, []string{"TROUPE_SERVER=" + srv.url, "TROUPE_TOKEN="}, "submit", quickJob(t, 4), "--follow")
 	require.Equal(t, 0, code, screen)

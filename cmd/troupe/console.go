@@ -32,19 +32,14 @@ func init() {
 // line, TCP mode of the lab entry): a job running on the board at the same
 // time competes for it.
 func cmdConsole(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("console", stderr)
-	labFile := fs.String("lab", "", "lab file that describes the board (without it: through the server)")
-	connect := clientFlags(fs)
-	if code, ok := parseFlags(fs, args, stdout); !ok {
+	c, code, ok := parseBoardCommand("console", args, 1, "want BOARD", stdout, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
-		return usageError(fs, "want BOARD")
+	if c.lab == "" {
+		return remoteConsole(c.connect(), c.fs.Arg(0), stdout, stderr)
 	}
-	if *labFile == "" {
-		return remoteConsole(connect(), fs.Arg(0), stdout, stderr)
-	}
-	b, code := labBoard(*labFile, fs.Arg(0), stderr)
+	b, code := labBoard(c.lab, c.fs.Arg(0), stderr)
 	if code != exitOK {
 		return code
 	}

@@ -65,11 +65,50 @@ func simboard(t *testing.T, name string, onPty bool, extra ...string) (where, co
 	return where, control
 }
 
+// tftpBootCommands fetch a kernel, a ramdisk and a dtb over TFTP and boot
+// them (u-boot's bootz), as a lab entry gives them.
+const tftpBootCommands = `["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "tftp 0x88000000 {dtb}", "bootz 0x82000000 0x88080000 0x88000000"]`
+
+// ubootLab writes, in dir, a lab file (retries = 0) with a TFTP server
+// and one u-boot board called name on the simboard at addr/sock: its
+// console on TCP, its power the simboard's, deployed over TFTP and booted
+// with commands (a TOML array) after the autoboot prompt interrupt.
+func ubootLab(t *testing.T, dir, name, deviceType, addr, sock, interrupt, commands string) string {
+	t.Helper()
+	return writeFile(t, dir, "lab.toml", `retries = 0
+[tftp]
+address = "127.0.0.1:0"
+`+simboardEntry(name, deviceType, addr, sock)+fmt.Sprintf(`[board.boot]
+method = "u-boot"
+interrupt = %q
+commands = %s
+[board.deploy]
+method = "tftp"
+`, interrupt, commands))
+}
+
+// simboardEntry is the lab entry of a hardware board called name on the
+// simboard at addr/sock: its console on TCP, its power the simboard's.
+func simboardEntry(name, deviceType, addr, sock string) string {
+	return fmt.Sprintf(`[[board]]
+name = %q
+device_type = %q
+backend = "hardware"
+[board.console]
+kind = "tcp"
+address = %q
+[board.power]
+kind = "sim"
+socket = %q
+`, name, deviceType, addr, sock)
+}
+
 // TestHardwareBackends runs a MultiNode job on real-board backends: one
 // board on a serial console (a pty, through go.bug.st/serial), one on a raw
 // TCP console, both powered through the command driver with read-back.
 // The boards are `troupe simboard` processes: no mock of the code under test.
 func TestHardwareBackends(t *testing.T) {
+	t.Parallel()
 	tty, ttyPower := simboard(t, "hw-serial", true)
 	addr, tcpPower := simboard(t, "hw-tcp", false)
 	power := func(sock string) string {
@@ -144,6 +183,7 @@ troupe-test-case synced --shell troupe-sync done
 // TestHardwareConsoleMissing: a console device that does not exist is an
 // infrastructure error naming the board and the device.
 func TestHardwareConsoleMissing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", `
 [[board]]
@@ -170,24 +210,14 @@ state = ["echo", "on"]
 // TestHardwareFlasherFails: a flasher that exits non-zero is an
 // infrastructure error naming the board, with the flasher's output.
 func TestHardwareFlasherFails(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "hw-flash", false)
 	dir := t.TempDir()
 	writeFile(t, dir, "rootfs.img", "not really an image")
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`
-[[board]]
-name = "hw-flash"
-device_type = "bbb"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-[board.deploy]
+	labFile := writeFile(t, dir, "lab.toml", simboardEntry("hw-flash", "bbb", addr, sock)+`[board.deploy]
 method = "flasher"
 command = ["/bin/sh", "-c", "echo 'flashing {board}'; echo 'mmc write failed' >&2; exit 4"]
-`, addr, sock))
+`)
 	job := writeFile(t, dir, "job.toml", "name = \"flash\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"rootfs.img\"\n[[action]]\ntype = \"boot\"\n")
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
 	assert.Equal(t, 2, res.code, res.stdout+res.stderr)
@@ -202,6 +232,7 @@ command = ["/bin/sh", "-c", "echo 'flashing {board}'; echo 'mmc write failed' >&
 // cause too, but is the job's error: only the lab's own boot limit makes
 // it the board's (issue 12 item 9).
 func TestHardwareUBootFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, interrupt, commands, want, class string }{
 		{"tftp file missing", "Hit any key to stop autoboot", `["setenv serverip {server_ip}", "tftpboot 0x80000 no-such-Image", "booti 0x80000"]`,
 			`u-boot: "tftpboot 0x80000 no-such-Image": TFTP error: 'file not found'`, report.Infrastructure},
@@ -212,26 +243,7 @@ func TestHardwareUBootFailures(t *testing.T) {
 			addr, sock := simboard(t, "hw-uboot", false, "--bootloader", "u-boot")
 			dir := t.TempDir()
 			writeFile(t, dir, "Image", "kernel")
-			labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-[tftp]
-address = "127.0.0.1:0"
-[[board]]
-name = "hw-uboot"
-device_type = "bbb"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-[board.boot]
-method = "u-boot"
-interrupt = %q
-commands = %s
-[board.deploy]
-method = "tftp"
-`, addr, sock, tc.interrupt, tc.commands))
+			labFile := ubootLab(t, dir, "hw-uboot", "bbb", addr, sock, tc.interrupt, tc.commands)
 			job := writeFile(t, dir, "job.toml", "name = \"ub\"\n[roles.a]\ndevice_type = \"bbb\"\n[[action]]\ntype = \"deploy\"\nimage = \"Image\"\n[[action]]\ntype = \"boot\"\ntimeout = \"8s\"\n")
 			res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
 			assert.Equal(t, 2, res.code, res.stdout+res.stderr)
@@ -247,31 +259,13 @@ method = "tftp"
 // to a u-boot board stages each for TFTP; the board's commands fetch them
 // through {kernel}, {ramdisk} and {dtb} (LAVA's deploy to: tftp).
 func TestHardwareUBootTFTPImages(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "hw-tftp", false, "--bootloader", "u-boot")
 	dir := t.TempDir()
 	writeFile(t, dir, "zImage", "kernel")
 	writeFile(t, dir, "initrd.img", "ramdisk")
 	writeFile(t, dir, "board.dtb", "device tree")
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-[tftp]
-address = "127.0.0.1:0"
-[[board]]
-name = "hw-tftp"
-device_type = "bbb"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-[board.boot]
-method = "u-boot"
-interrupt = "Hit any key to stop autoboot"
-commands = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "tftp 0x88000000 {dtb}", "bootz 0x82000000 0x88080000 0x88000000"]
-[board.deploy]
-method = "tftp"
-`, addr, sock))
+	labFile := ubootLab(t, dir, "hw-tftp", "bbb", addr, sock, "Hit any key to stop autoboot", tftpBootCommands)
 	job := writeFile(t, dir, "job.toml", `name = "tftp-images"
 [roles.a]
 device_type = "bbb"

@@ -54,6 +54,7 @@ func gitRepo(t *testing.T, dir string, files map[string]string) {
 // documented cache-file idiom on two consecutive waits, a script of the
 // repository, parameters, and LAVA's stop at the first failing step.
 func TestLAVAGitMultiNode(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	mirror := filepath.Join(dir, "mirror")
 	gitRepo(t, filepath.Join(mirror, "qa", "tests.git"), map[string]string{
@@ -185,6 +186,7 @@ actions:
 // compressed) initrd are http URLs, served on loopback, with checksums:
 // downloaded once, checked, unpacked, and booted by a QEMU board.
 func TestLAVAQemuHTTPImages(t *testing.T) {
+	t.Parallel()
 	needQemu(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -273,6 +275,7 @@ func readFileString(t *testing.T, p string) string {
 // u-boot board: the images are served by troupe's TFTP server and the
 // board's lab entry gives the commands (the LAVA device dictionary's part).
 func TestLAVAUBootTFTP(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "bbb-01", false, "--bootloader", "u-boot")
 	dir := t.TempDir()
 	writeFile(t, dir, "zImage", "kernel")
@@ -285,26 +288,7 @@ func TestLAVAUBootTFTP(t *testing.T) {
 		return b.Bytes()
 	}()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ramdisk.cpio.gz"), packed, 0o644))
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-[tftp]
-address = "127.0.0.1:0"
-[[board]]
-name = "bbb-01"
-device_type = "beaglebone-black"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-[board.boot]
-method = "u-boot"
-interrupt = "Hit any key to stop autoboot"
-commands = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "tftp 0x88000000 {dtb}", "bootz 0x82000000 0x88080000 0x88000000"]
-[board.deploy]
-method = "tftp"
-`, addr, sock))
+	labFile := ubootLab(t, dir, "bbb-01", "beaglebone-black", addr, sock, "Hit any key to stop autoboot", tftpBootCommands)
 	job := writeFile(t, dir, "job.yaml", fmt.Sprintf(`job_name: bbb ramdisk over tftp
 device_type: beaglebone-black
 timeouts:

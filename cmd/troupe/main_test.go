@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/xml"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,6 +26,15 @@ import (
 var troupeBin string
 
 func TestMain(m *testing.M) {
+	// Fuzzing (`make fuzz`: -run='^$' -fuzz=...) runs no end-to-end test,
+	// in the coordinator and in each of its workers: no binary to build.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "troupe-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -35,6 +45,14 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build troupe:", err)
+		os.Exit(1)
+	}
+	// A binary built with -race sleeps a second at exit (GORACE
+	// atexit_sleep_ms, default 1000) so that racing goroutines can still
+	// report; the tests run it hundreds of times. A race it reports
+	// before it exits still fails them (exit code 66).
+	if err := os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -48,9 +66,18 @@ type runResult struct {
 	out            string // results dir
 }
 
-// troupe runs the binary with args and a timeout; "OUT" in args is
+// runLimit is how long one run of the binary may take in a test.
+const runLimit = 2 * time.Minute
+
+// troupe runs the binary with args within runLimit; "OUT" in args is
 // replaced by a fresh results directory.
 func troupe(t *testing.T, args ...string) runResult {
+	t.Helper()
+	return troupeWithin(t, runLimit, args...)
+}
+
+// troupeWithin is troupe with another time limit.
+func troupeWithin(t *testing.T, limit time.Duration, args ...string) runResult {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	for i, a := range args {
@@ -58,21 +85,41 @@ func troupe(t *testing.T, args ...string) runResult {
 			args[i] = out
 		}
 	}
+	r := runTroupe(t, limit, "", nil, args...)
+	r.out = out
+	return r
+}
+
+// runTroupe runs the binary with args in dir ("": this one), with
+// TROUPE_SERVER and TROUPE_TOKEN cleared unless env sets them, and fails
+// the test if it has not ended within limit.
+func runTroupe(t *testing.T, limit time.Duration, dir string, env []string, args ...string) runResult {
+	t.Helper()
 	cmd := exec.Command(troupeBin, args...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TROUPE_SERVER=") && !strings.HasPrefix(kv, "TROUPE_TOKEN=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	cmd.WaitDelay = time.Second
-	done := make(chan error, 1)
 	require.NoError(t, cmd.Start())
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("troupe %v did not end; stdout:\n%s\nstderr:\n%s", args, so.String(), se.String())
+		t.Fatalf("troupe %v did not end within %v; stdout:\n%s\nstderr:\n%s", args, limit, so.String(), se.String())
 	}
-	return runResult{code: cmd.ProcessState.ExitCode(), stdout: so.String(), stderr: se.String(), out: out}
+	return runResult{code: cmd.ProcessState.ExitCode(), stdout: so.String(), stderr: se.String()}
 }
 
 func writeJob(t *testing.T, body string) string {
@@ -101,6 +148,7 @@ func nodeByName(t *testing.T, r *report.Results, name string) report.Node {
 }
 
 func TestRunHelloMultinode(t *testing.T) {
+	t.Parallel()
 	res := troupe(t, "run", "--out", "OUT", "../../examples/hello-multinode.toml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.NotContains(t, res.stderr, "level=ERROR", "a clean run logs no errors")
@@ -234,7 +282,7 @@ run = "sleep 60"`,
 		{
 			name: "job timeout names node and action",
 			job: `name = "late"
-timeout = "2s"
+timeout = "8s"
 [roles.a]
 device_type = "sim"
 [roles.b]
@@ -252,7 +300,7 @@ roles = ["b"]
 name = "quick"
 run = "true"`,
 			code: 2, status: report.StatusIncomplete,
-			jobError: `job timed out after 2s: a-0 in test 'hang'`,
+			jobError: `job timed out after 8s: a-0 in test 'hang'`,
 			class:    report.TestFailure,
 			nodes:    map[string]string{"a-0": report.StatusIncomplete, "b-0": report.StatusComplete},
 		},
@@ -401,6 +449,7 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestValidateExamples(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("../../examples/*.toml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -409,6 +458,7 @@ func TestValidateExamples(t *testing.T) {
 }
 
 func TestLabCannotSatisfyJob(t *testing.T) {
+	t.Parallel()
 	lab := filepath.Join(t.TempDir(), "lab.toml")
 	require.NoError(t, os.WriteFile(lab, []byte("[[board]]\nname = \"pi-0\"\ndevice_type = \"rpi4\"\ntags = [\"usb\"]\n"), 0o644))
 	job := writeJob(t, "name = \"x\"\n[roles.client]\ndevice_type = \"rpi4\"\ncount = 3\ntags = [\"usb\"]\n[[action]]\ntype = \"boot\"\n")
@@ -419,6 +469,7 @@ func TestLabCannotSatisfyJob(t *testing.T) {
 }
 
 func TestRunOnLabFile(t *testing.T) {
+	t.Parallel()
 	lab := filepath.Join(t.TempDir(), "lab.toml")
 	require.NoError(t, os.WriteFile(lab, []byte(`
 [[board]]
@@ -543,6 +594,7 @@ func waitForPids(t *testing.T, logs string, deadline time.Time) []int {
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	res := troupe(t)
 	assert.Equal(t, 3, res.code)
 	assert.Contains(t, res.stderr, "usage:")

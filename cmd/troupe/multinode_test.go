@@ -42,6 +42,7 @@ func groupLogTime(t *testing.T, out, node, text string) time.Time {
 }
 
 func TestRelayExample(t *testing.T) {
+	t.Parallel()
 	res := troupe(t, "run", "--out", "OUT", "../../examples/relay.toml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	r := readResults(t, res.out)
@@ -58,6 +59,7 @@ func TestRelayExample(t *testing.T) {
 }
 
 func TestMultiNodeHelpers(t *testing.T) {
+	t.Parallel()
 	job := writeJob(t, `name = "helpers"
 timeout = "1m"
 [multinode]
@@ -220,6 +222,7 @@ run = "true"`)
 // TestCallTimeout: a call that times out names the call and the nodes that
 // had not arrived; the role's timeout overrides the job's.
 func TestCallTimeout(t *testing.T) {
+	t.Parallel()
 	job := writeJob(t, `name = "late"
 timeout = "30s"
 [multinode]
@@ -253,6 +256,7 @@ run = "troupe-sync early; echo sync exit $?; lava-sync early2; echo lava-sync ex
 // TestLAVAJob: a LAVA MultiNode job definition runs unchanged, and
 // import-lava prints it as a troupe job that validates.
 func TestLAVAJob(t *testing.T) {
+	t.Parallel()
 	res := troupe(t, "run", "--out", "OUT", "../../examples/lava-multinode.yaml")
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.Equal(t, 1, strings.Count(res.stderr, "troupe: no --lab: device type qemu stood in for by simulated boards"), res.stderr)
@@ -288,6 +292,7 @@ func TestLAVAJob(t *testing.T) {
 // before that action, on the node itself (LAVA's action-level protocol
 // requests): the server boots only after the client said go.
 func TestActionRequests(t *testing.T) {
+	t.Parallel()
 	job := writeJob(t, `name = "before"
 timeout = "1m"
 [multinode]

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -20,18 +20,7 @@ import (
 // board and a board whose PDU lies on "on".
 func opsLab(t *testing.T, addr, sock, extraPower string) string {
 	t.Helper()
-	return writeFile(t, t.TempDir(), "lab.toml", fmt.Sprintf(`
-[[board]]
-name = "ops-bbb"
-device_type = "bbb"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-%s
+	return writeFile(t, t.TempDir(), "lab.toml", simboardEntry("ops-bbb", "bbb", addr, sock)+extraPower+`
 [[board]]
 name = "sim-0"
 device_type = "sim"
@@ -50,12 +39,13 @@ off = ["true"]
 state = ["echo", "off"]
 retries = 0
 settle = "200ms"
-`, addr, sock, extraPower))
+`)
 }
 
 // TestPowerCommand: troupe power switches a board of a lab file by hand,
 // with its read-back and cycle delay.
 func TestPowerCommand(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "ops-bbb", false)
 	labFile := opsLab(t, addr, sock, `cycle_delay = "1500ms"`)
 
@@ -111,6 +101,71 @@ func (r *ptyReader) String() string {
 	return r.buf.String()
 }
 
+// ptyConsole is a `troupe console` process on a pseudo-terminal.
+type ptyConsole struct {
+	cmd  *exec.Cmd
+	tty  *os.File
+	term *ptyReader
+	done chan error // the process's end
+}
+
+// startPTYConsole starts cmd on a pseudo-terminal, collects what it writes
+// there and waits for the console's greeting of board; the process is
+// killed at the end of the test if it is still running.
+func startPTYConsole(t *testing.T, cmd *exec.Cmd, board string) *ptyConsole {
+	t.Helper()
+	tty, err := pty.Start(cmd)
+	require.NoError(t, err)
+	c := &ptyConsole{cmd: cmd, tty: tty, term: &ptyReader{}, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+		}
+		_ = tty.Close()
+	})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			c.term.mu.Lock()
+			c.term.buf.Write(buf[:n])
+			c.term.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	c.term.waitFor(t, "console of "+board+"; Ctrl-] to leave", 10*time.Second)
+	return c
+}
+
+// loginAndLeave logs in as root on the board of the console (powered on
+// by then), has the shell print word-42, then types Ctrl-] and waits
+// for the console to leave with exit code 0.
+func (c *ptyConsole) loginAndLeave(t *testing.T, board, word string) {
+	t.Helper()
+	c.term.waitFor(t, board+" login:", 20*time.Second)
+	_, err := io.WriteString(c.tty, "root\n")
+	require.NoError(t, err)
+	c.term.waitFor(t, "# ", 10*time.Second)
+	_, err = io.WriteString(c.tty, "echo "+word+"-$((6*7))\n")
+	require.NoError(t, err)
+	c.term.waitFor(t, word+"-42", 10*time.Second)
+	_, err = c.tty.Write([]byte{consoleEscape})
+	require.NoError(t, err)
+	select {
+	case err := <-c.done:
+		require.NoError(t, err, c.term.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Ctrl-] did not leave; terminal:\n%s", c.term.String())
+	}
+	assert.Equal(t, 0, c.cmd.ProcessState.ExitCode())
+	c.term.waitFor(t, "left the console of "+board, 2*time.Second)
+}
+
 func (r *ptyReader) waitFor(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -124,60 +179,18 @@ func (r *ptyReader) waitFor(t *testing.T, want string, timeout time.Duration) {
 // terminal (a pty here) in raw mode: the operator logs in and types
 // commands; Ctrl-] leaves and gives the terminal back as it was.
 func TestConsoleCommand(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "ops-bbb", false)
 	labFile := opsLab(t, addr, sock, "")
-	cmd := exec.Command(troupeBin, "console", "ops-bbb", "--lab", labFile)
-	tty, err := pty.Start(cmd)
-	require.NoError(t, err)
-	defer tty.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
-	term := &ptyReader{}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := tty.Read(buf)
-			term.mu.Lock()
-			term.buf.Write(buf[:n])
-			term.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	term.waitFor(t, "console of ops-bbb; Ctrl-] to leave", 10*time.Second)
-	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	c := startPTYConsole(t, exec.Command(troupeBin, "console", "ops-bbb", "--lab", labFile), "ops-bbb")
+	tio, err := unix.IoctlGetTermios(int(c.tty.Fd()), unix.TCGETS)
 	require.NoError(t, err)
 	assert.Zero(t, tio.Lflag&(unix.ECHO|unix.ICANON), "raw while attached")
 
 	res := troupe(t, "power", "ops-bbb", "on", "--lab", labFile)
 	require.Equal(t, exitOK, res.code, res.stderr)
-	term.waitFor(t, "ops-bbb login:", 20*time.Second)
-	_, err = io.WriteString(tty, "root\n")
-	require.NoError(t, err)
-	term.waitFor(t, "# ", 10*time.Second)
-	_, err = io.WriteString(tty, "echo typed-$((6*7))\n")
-	require.NoError(t, err)
-	term.waitFor(t, "typed-42", 10*time.Second)
-
-	_, err = tty.Write([]byte{0x1d})
-	require.NoError(t, err)
-	select {
-	case err := <-done:
-		require.NoError(t, err, term.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Ctrl-] did not leave; terminal:\n%s", term.String())
-	}
-	assert.Equal(t, 0, cmd.ProcessState.ExitCode())
-	term.waitFor(t, "left the console of ops-bbb", 2*time.Second)
-	tio, err = unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	c.loginAndLeave(t, "ops-bbb", "typed")
+	tio, err = unix.IoctlGetTermios(int(c.tty.Fd()), unix.TCGETS)
 	require.NoError(t, err)
 	assert.Equal(t, uint32(unix.ECHO|unix.ICANON), tio.Lflag&(unix.ECHO|unix.ICANON), "the terminal is given back as it was")
 	_ = troupe(t, "power", "ops-bbb", "off", "--lab", labFile)

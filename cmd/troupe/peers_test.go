@@ -265,6 +265,7 @@ func assertBoardOff(t *testing.T, sock string) {
 // bbb's on a plain TCP port; all powered through pdudaemon; the bbbs boot
 // through emulated u-boot, fetching the deployed image over TFTP.
 func TestRealPeers(t *testing.T) {
+	t.Parallel()
 	needPeer(t, "ser2net", "ser2net")
 	needPeer(t, "pdudaemon", "pdudaemon")
 	ttyA, powerA := simboard(t, "peer-rpi", true)
@@ -382,26 +383,35 @@ troupe-test-case synced --shell troupe-sync done
 	}
 }
 
-// TestRealPDULies: pdudaemon answers 200 to "on" but its outlet command
-// does not switch anything. The read-back catches it: the job ends
-// incomplete with an infrastructure error, after a few tries.
-func TestRealPDULies(t *testing.T) {
-	needPeer(t, "pdudaemon", "pdudaemon")
-	tty, sock := simboard(t, "peer-liar", true)
-	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "on")
+// bootOnSerialBoard runs a job that boots the rpi4 called name, its
+// console on the serial device tty, switched by the [board.power] table
+// power, in a lab with retries.
+func bootOnSerialBoard(t *testing.T, retries int, name, tty, power string) runResult {
+	t.Helper()
 	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
+	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = %d
 
 [[board]]
-name = "peer-liar"
+name = %q
 device_type = "rpi4"
 backend = "hardware"
 [board.console]
 kind = "serial"
 device = %q
-%s`, tty, pdudaemonPower(url, 1, sock)))
-	job := writeFile(t, dir, "job.toml", "name = \"lied-to\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+%s`, retries, name, tty, power))
+	job := writeFile(t, dir, "job.toml", "name = \"boot-"+name+"\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
+	return troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+}
+
+// TestRealPDULies: pdudaemon answers 200 to "on" but its outlet command
+// does not switch anything. The read-back catches it: the job ends
+// incomplete with an infrastructure error, after a few tries.
+func TestRealPDULies(t *testing.T) {
+	t.Parallel()
+	needPeer(t, "pdudaemon", "pdudaemon")
+	tty, sock := simboard(t, "peer-liar", true)
+	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "on")
+	res := bootOnSerialBoard(t, 0, "peer-liar", tty, pdudaemonPower(url, 1, sock))
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
@@ -417,21 +427,10 @@ device = %q
 // TestPDUDown: nothing listens at the board's pdudaemon URL. The job ends
 // incomplete with an infrastructure error naming the board and the PDU.
 func TestPDUDown(t *testing.T) {
+	t.Parallel()
 	tty, sock := simboard(t, "peer-nopdu", true)
 	url := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) // closed
-	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-
-[[board]]
-name = "peer-nopdu"
-device_type = "rpi4"
-backend = "hardware"
-[board.console]
-kind = "serial"
-device = %q
-%s`, tty, pdudaemonPower(url, 1, sock)))
-	job := writeFile(t, dir, "job.toml", "name = \"no-pdu\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	res := bootOnSerialBoard(t, 0, "peer-nopdu", tty, pdudaemonPower(url, 1, sock))
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
@@ -445,21 +444,10 @@ device = %q
 // infrastructure error naming the board and "still on"; the board is taken
 // out of service at once, so it is never handed to another job.
 func TestRealPDULiesOnOff(t *testing.T) {
+	t.Parallel()
 	tty, sock := simboard(t, "peer-left-on", true)
 	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "off")
-	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 1
-
-[[board]]
-name = "peer-left-on"
-device_type = "rpi4"
-backend = "hardware"
-[board.console]
-kind = "serial"
-device = %q
-%s`, tty, pdudaemonPower(url, 1, sock)))
-	job := writeFile(t, dir, "job.toml", "name = \"left-on\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	res := bootOnSerialBoard(t, 1, "peer-left-on", tty, pdudaemonPower(url, 1, sock))
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -28,25 +29,20 @@ func init() {
 // a real board of a lab file by hand, with the read-back and cycle delay of
 // its lab entry.
 func cmdPower(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("power", stderr)
-	labFile := fs.String("lab", "", "lab file that describes the board (without it: through the server)")
-	connect := clientFlags(fs)
-	if code, ok := parseFlags(fs, args, stdout); !ok {
+	c, code, ok := parseBoardCommand("power", args, 2, "want BOARD and on, off, cycle or status", stdout, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 2 {
-		return usageError(fs, "want BOARD and on, off, cycle or status")
-	}
-	name, op := fs.Arg(0), fs.Arg(1)
+	name, op := c.fs.Arg(0), c.fs.Arg(1)
 	switch op {
 	case "on", "off", "cycle", "status":
 	default:
-		return usageError(fs, "unknown action %q (on, off, cycle, status)", op)
+		return usageError(c.fs, "unknown action %q (on, off, cycle, status)", op)
 	}
-	if *labFile == "" {
-		return deviceOp(connect(), name, "power", map[string]string{"action": op}, stdout, stderr)
+	if c.lab == "" {
+		return deviceOp(c.connect(), name, "power", map[string]string{"action": op}, stdout, stderr)
 	}
-	b, code := labBoard(*labFile, name, stderr)
+	b, code := labBoard(c.lab, name, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -80,6 +76,31 @@ func cmdPower(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", name, map[bool]string{true: "on", false: "off"}[on])
 	return exitOK
+}
+
+// boardCommand is the parsed command line of a command that acts on one
+// real board: directly, as the lab file of --lab describes it, or else
+// through the server.
+type boardCommand struct {
+	fs      *flag.FlagSet
+	lab     string // the --lab file; "" means through the server
+	connect func() *client
+}
+
+// parseBoardCommand parses the flags and the n arguments (BOARD first) of
+// the board command name; want is the usage error when they are not n.
+// ok false means return code.
+func parseBoardCommand(name string, args []string, n int, want string, stdout, stderr io.Writer) (c boardCommand, code int, ok bool) {
+	fs := newFlags(name, stderr)
+	labFile := fs.String("lab", "", "lab file that describes the board (without it: through the server)")
+	connect := clientFlags(fs)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return boardCommand{}, code, false
+	}
+	if fs.NArg() != n {
+		return boardCommand{}, usageError(fs, "%s", want), false
+	}
+	return boardCommand{fs: fs, lab: *labFile, connect: connect}, exitOK, true
 }
 
 // labBoard loads the lab file and finds the board called name in it.

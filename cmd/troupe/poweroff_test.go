@@ -15,28 +15,17 @@ import (
 // released. The job, which passed its actions, ends incomplete with an
 // infrastructure error naming the board and "still on" (exit 2).
 func TestPowerOffLies(t *testing.T) {
+	t.Parallel()
 	tty, sock := simboard(t, "hw-liar", true)
 	q := func(op string) string {
 		return fmt.Sprintf("[%q, \"simboard\", \"power\", %q, %q]", troupeBin, sock, op)
 	}
-	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-
-[[board]]
-name = "hw-liar"
-device_type = "rpi4"
-backend = "hardware"
-[board.console]
-kind = "serial"
-device = %q
-[board.power]
+	res := bootOnSerialBoard(t, 0, "hw-liar", tty, fmt.Sprintf(`[board.power]
 kind = "command"
 on = %s
 off = ["true"]
 state = %s
-`, tty, q("on"), q("status")))
-	job := writeFile(t, dir, "job.toml", "name = \"left-on\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+`, q("on"), q("status")))
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	r := readResults(t, res.out)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)

@@ -72,6 +72,7 @@ func testsByKey(r *report.Results) map[string]string {
 // learns the server's address with troupe-wait and fetches a file from its
 // httpd over the group's private network; both sync.
 func TestQemuPair(t *testing.T) {
+	t.Parallel()
 	needQemu(t)
 	start := time.Now()
 	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", "../../examples/qemu-pair.toml")
@@ -98,6 +99,7 @@ func TestQemuPair(t *testing.T) {
 // server's address with troupe-wait and fetches a file from it over the
 // group's private network; both sync.
 func TestQemuArmPair(t *testing.T) {
+	t.Parallel()
 	needArm64(t)
 	start := time.Now()
 	res := troupe(t, "run", "--lab", "../../examples/labs/qemu.toml", "--out", "OUT", "../../examples/qemu-arm-pair.toml")
@@ -175,6 +177,7 @@ troupe-test-case synced --shell troupe-sync done
 // TestQemuMixedGroup: a QEMU role deployed with images built by the repo's
 // script and a sim role in one job: MultiNode calls go across both kinds.
 func TestQemuMixedGroup(t *testing.T) {
+	t.Parallel()
 	needQemu(t)
 	images := t.TempDir()
 	out, err := exec.Command("sh", "../../qemu/images/mkinitramfs.sh", images).CombinedOutput()
@@ -233,6 +236,7 @@ troupe-sync done
 // TestQemuDiesWithTroupe: QEMU processes never outlive troupe, even when
 // it is killed with SIGKILL and cannot power anything off.
 func TestQemuDiesWithTroupe(t *testing.T) {
+	t.Parallel()
 	needQemu(t)
 	role := fmt.Sprintf("orphan%d", time.Now().UnixNano())
 	job := writeJob(t, `

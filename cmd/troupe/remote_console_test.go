@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,10 +18,11 @@ import (
 // leaves); someone else's is refused; while a job runs on the board the
 // console shows the job's lines, read-only.
 func TestConsoleThroughServer(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "ops-bbb", false)
 	const admin, other = "admin-secret-0123456789", "other-admin-secret-0123456789"
 	tokens := writeTemp(t, "tokens.toml", fmt.Sprintf("[[token]]\nname = \"boss\"\nsecret = %q\nrole = \"admin\"\n\n[[token]]\nname = \"deputy\"\nsecret = %q\nrole = \"admin\"\n", admin, other))
-	labFile := writeTemp(t, "lab.toml", fmt.Sprintf("retries = 0\n[[board]]\nname = \"ops-bbb\"\ndevice_type = \"bbb\"\nbackend = \"hardware\"\n[board.console]\nkind = \"tcp\"\naddress = %q\n[board.power]\nkind = \"sim\"\nsocket = %q\n", addr, sock))
+	labFile := writeTemp(t, "lab.toml", "retries = 0\n"+simboardEntry("ops-bbb", "bbb", addr, sock))
 	srv := startServe(t, "--lab", labFile, "--data", t.TempDir(), "--token-file", tokens)
 	env := func(token string) []string {
 		var e []string
@@ -45,50 +44,10 @@ func TestConsoleThroughServer(t *testing.T) {
 
 	cmd := exec.Command(troupeBin, "console", "ops-bbb")
 	cmd.Env = env(admin)
-	tty, err := pty.Start(cmd)
-	require.NoError(t, err)
-	defer tty.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
-	term := &ptyReader{}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := tty.Read(buf)
-			term.mu.Lock()
-			term.buf.Write(buf[:n])
-			term.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	term.waitFor(t, "console of ops-bbb; Ctrl-] to leave", 10*time.Second)
+	c := startPTYConsole(t, cmd, "ops-bbb")
 	r = as(admin, "power", "ops-bbb", "on")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	term.waitFor(t, "ops-bbb login:", 20*time.Second)
-	_, err = io.WriteString(tty, "root\n")
-	require.NoError(t, err)
-	term.waitFor(t, "# ", 10*time.Second)
-	_, err = io.WriteString(tty, "echo remote-$((6*7))\n")
-	require.NoError(t, err)
-	term.waitFor(t, "remote-42", 10*time.Second)
-	_, err = tty.Write([]byte{0x1d})
-	require.NoError(t, err)
-	select {
-	case err := <-done:
-		require.NoError(t, err, term.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Ctrl-] did not leave; terminal:\n%s", term.String())
-	}
-	term.waitFor(t, "left the console of ops-bbb", 2*time.Second)
+	c.loginAndLeave(t, "ops-bbb", "remote")
 	r = as(admin, "power", "ops-bbb", "off")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = as(admin, "release", "ops-bbb")

@@ -18,6 +18,7 @@ import (
 // reserves; a reserved board is not scheduled (the waiting job says who
 // holds it) and the holder switches its power; release lets the job run.
 func TestReserveThroughServer(t *testing.T) {
+	t.Parallel()
 	addr, sock := simboard(t, "ops-bbb", false)
 	const admin, other, submitter = "admin-secret-0123456789", "other-admin-secret-0123456789", "submitter-secret-0123456789"
 	tokens := writeTemp(t, "tokens.toml", fmt.Sprintf(`[[token]]
@@ -35,22 +36,11 @@ name = "ci"
 secret = %q
 role = "submitter"
 `, admin, other, submitter))
-	labFile := writeTemp(t, "lab.toml", fmt.Sprintf(`retries = 0
-[[board]]
-name = "ops-bbb"
-device_type = "bbb"
-backend = "hardware"
-[board.console]
-kind = "tcp"
-address = %q
-[board.power]
-kind = "sim"
-socket = %q
-
+	labFile := writeTemp(t, "lab.toml", "retries = 0\n"+simboardEntry("ops-bbb", "bbb", addr, sock)+`
 [[board]]
 name = "sim-0"
 device_type = "sim"
-`, addr, sock))
+`)
 	srv := startServe(t, "--lab", labFile, "--data", t.TempDir(), "--token-file", tokens)
 	as := func(token string, args ...string) runResult {
 		return cli(t, []string{"TROUPE_SERVER=" + srv.url, "TROUPE_TOKEN=" + token}, args...)

@@ -81,6 +81,7 @@ func busyWindows(t *testing.T, out string, r *report.Results) map[string][2]time
 // TestSchedulerSharesSmallLab: five jobs needing 3, 3, 2, 4 and 1 boards
 // on a 4-board lab all complete; a board is never used by two jobs at once.
 func TestSchedulerSharesSmallLab(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fourSimLab)
 	var files []string
@@ -118,6 +119,7 @@ func TestSchedulerSharesSmallLab(t *testing.T) {
 // TestSchedulerExplainsWaiting: a job that waits for boards held by another
 // is told why after a few seconds.
 func TestSchedulerExplainsWaiting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fourSimLab)
 	long := writeFile(t, dir, "long.toml", sizedJob("long", 4, "sleep 5"))
@@ -130,6 +132,7 @@ func TestSchedulerExplainsWaiting(t *testing.T) {
 // TestSchedulerRejectsJobTooBig: a job needing more boards than the lab has
 // is rejected at once, naming the role; nothing runs.
 func TestSchedulerRejectsJobTooBig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fourSimLab)
 	ok := writeFile(t, dir, "ok.toml", sizedJob("ok", 1, "true"))
@@ -173,6 +176,7 @@ state = ["echo", "off"]
 // retried once on another board (results record the attempt); boards that
 // fail three times in a row are taken out of service.
 func TestInfrastructureRetries(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", brokenBoard("sim-a")+brokenBoard("sim-b"))
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT",
@@ -200,6 +204,7 @@ func TestInfrastructureRetries(t *testing.T) {
 // TestJobLeftWithoutBoards: a queued job whose boards have all gone out of
 // service ends at once instead of waiting forever.
 func TestJobLeftWithoutBoards(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", "retries = 0\nbad_after = 1\n"+brokenBoard("sim-a"))
 	late := writeFile(t, dir, "late.toml", sizedJob("late", 1, "true"))
@@ -217,6 +222,7 @@ func TestJobLeftWithoutBoards(t *testing.T) {
 // checked before their first job; a board that fails its check is never
 // given a job.
 func TestHealthChecks(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "health.toml", `name = "sim-health"
 timeout = "30s"
@@ -262,6 +268,7 @@ job = "health.toml"
 // TestCancelQueuedAndRunning: SIGINT cancels the running job (its boards
 // are powered off) and the queued one, which never starts.
 func TestCancelQueuedAndRunning(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labFile := writeFile(t, dir, "lab.toml", fourSimLab)
 	long := writeFile(t, dir, "long.toml", sizedJob("long", 4, "echo running; sleep 1000"))
@@ -298,6 +305,7 @@ func TestCancelQueuedAndRunning(t *testing.T) {
 // TestHealthRecheckAndMaintenance: with every = 1 a board is checked again
 // after each job; a board in maintenance is never given a job.
 func TestHealthRecheckAndMaintenance(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "health.toml", `name = "sim-health"
 timeout = "30s"

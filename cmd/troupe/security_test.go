@@ -100,6 +100,7 @@ func hostProcs(argv ...string) []int {
 var victimRE = regexp.MustCompile(`victim-ip=(127\.\d+\.\d+\.\d+)`)
 
 func TestSandboxProbeJob(t *testing.T) {
+	t.Parallel()
 	const submitter = "submitter-secret-0123456789abcdef"
 	tokens := writeTemp(t, "tokens.toml", fmt.Sprintf(`[[token]]
 name = "ci"
@@ -234,6 +235,7 @@ func refusingKernel(t *testing.T, args ...string) runResult {
 }
 
 func TestSandboxRefusedByTheKernel(t *testing.T) {
+	t.Parallel()
 	job := writeJob(t, `name = "refused"
 [roles.a]
 device_type = "sim"

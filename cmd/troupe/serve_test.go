@@ -311,6 +311,7 @@ func readMarks(t *testing.T, path string) []mark {
 // runs A, B and C to completion, never two runs of a job or two runs on a
 // board at once; D's logs and results are still served.
 func TestServeKill9(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	shared := t.TempDir()
 	marks := filepath.Join(shared, "marks")
@@ -473,6 +474,7 @@ troupe-test-case q-case --result pass
 // on the same data directory is refused and touches nothing; the next
 // server re-queues the job.
 func TestServeSIGTERM(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	lab := writeTemp(t, "lab.toml", serveLab)
 	srv := startServe(t, "--lab", lab, "--data", data)
@@ -524,6 +526,7 @@ sleep 150
 // tokens file, a missing or wrong token is 401 and a viewer submitting is
 // 403, through the binary's HTTP server and the client commands.
 func TestServeAuth(t *testing.T) {
+	t.Parallel()
 	res := troupe(t, "serve", "--data", t.TempDir(), "--addr", "0.0.0.0:0")
 	assert.Equal(t, 3, res.code, res.stdout+res.stderr)
 	assert.Contains(t, res.stderr, "refusing to listen on 0.0.0.0:0 without --token-file")
@@ -599,36 +602,14 @@ run = "troupe-test-case ok --result pass"
 // and TROUPE_TOKEN are cleared unless env sets them).
 func cli(t *testing.T, env []string, args ...string) runResult {
 	t.Helper()
-	cmd := exec.Command(troupeBin, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TROUPE_SERVER=") && !strings.HasPrefix(kv, "TROUPE_TOKEN=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	cmd.WaitDelay = time.Second
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("troupe %v did not end; stdout:\n%s\nstderr:\n%s", args, so.String(), se.String())
-	}
-	return runResult{code: cmd.ProcessState.ExitCode(), stdout: so.String(), stderr: se.String()}
+	return runTroupe(t, runLimit, "", env, args...)
 }
 
 // TestServeCLI drives a server with the client commands: submit (with
 // --follow: the log lines, then the exit code of troupe run), jobs, jobs
 // show, jobs cancel and devices.
 func TestServeCLI(t *testing.T) {
+	t.Parallel()
 	srv := startServe(t, "--lab", writeTemp(t, "lab.toml", serveLab), "--data", t.TempDir())
 	env := []string{"TROUPE_SERVER=" + srv.url}
 	job := func(name, run string) string {

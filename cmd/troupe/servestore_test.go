@@ -17,6 +17,7 @@ import (
 // beside old job folders) stops with a clear error and exit 3, never a
 // SIGBUS or a panic trace, and leaves the files as they were.
 func TestServeDamagedStore(t *testing.T) {
+	t.Parallel()
 	sound := filepath.Join(t.TempDir(), "troupe.db")
 	st, err := store.Open(sound)
 	require.NoError(t, err)

@@ -38,19 +38,7 @@ func TestPowerCycleDelayPDUDaemon(t *testing.T) {
 	tty, sock := simboard(t, "peer-delay", true)
 	url, pdud := startPDUDaemon(t, map[int]string{1: sock}, "")
 	const delay = 3 * time.Second
-	dir := t.TempDir()
-	labFile := writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
-[[board]]
-name = "peer-delay"
-device_type = "rpi4"
-backend = "hardware"
-[board.console]
-kind = "serial"
-device = %q
-%scycle_delay = "%s"
-`, tty, pdudaemonPower(url, 1, sock), delay))
-	job := writeFile(t, dir, "job.toml", "name = \"cycle\"\ntimeout = \"1m\"\n[roles.a]\ndevice_type = \"rpi4\"\n[[action]]\ntype = \"boot\"\ntimeout = \"30s\"\n")
-	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	res := bootOnSerialBoard(t, 0, "peer-delay", tty, fmt.Sprintf("%scycle_delay = %q\n", pdudaemonPower(url, 1, sock), delay))
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	log := pdud.Log()
 	offs := pdudaemonTimes(t, log, "/power/control/off?hostname=lab-pdu&port=1")
@@ -97,6 +85,7 @@ connection: &board
 // serial device over the network, the job completes through the telnet
 // protocol.
 func TestRFC2217Console(t *testing.T) {
+	t.Parallel()
 	stty, err := exec.LookPath("stty")
 	require.NoError(t, err)
 	tty, sock := simboard(t, "peer-2217", true)

@@ -36,6 +36,7 @@ func startSimboardProc(t *testing.T, control string) *exec.Cmd {
 // the next simboard on the same path removes it and serves power. A socket
 // that a running simboard still answers is not taken over.
 func TestSimboardStaleSocket(t *testing.T) {
+	t.Parallel()
 	control := filepath.Join(t.TempDir(), "power.sock")
 	first := startSimboardProc(t, control)
 	st := troupe(t, "simboard", "power", control, "status")

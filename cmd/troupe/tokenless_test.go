@@ -16,6 +16,7 @@ import (
 // request from a page whose Origin is another site, and a rebound DNS name
 // in the Host header — and queues nothing; the CLI's own requests work.
 func TestTokenlessServeRefusesWebPages(t *testing.T) {
+	t.Parallel()
 	srv := startServe(t, "--data", t.TempDir())
 	job := "name = \"pwn\"\n[roles.a]\ndevice_type = \"sim\"\n[[action]]\ntype = \"boot\"\n[[action]]\ntype = \"test\"\nname = \"x\"\nrun = \"id\"\n"
 	send := func(host, origin, contentType string) int {

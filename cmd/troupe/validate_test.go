@@ -13,6 +13,7 @@ import (
 // TestValidateKinds: troupe validate tells jobs, labs and scenarios apart
 // by their content and checks each with its own parser.
 func TestValidateKinds(t *testing.T) {
+	t.Parallel()
 	labs, err := filepath.Glob("../../examples/labs/*.toml")
 	require.NoError(t, err)
 	require.NotEmpty(t, labs)
@@ -35,6 +36,7 @@ func TestValidateKinds(t *testing.T) {
 // TestValidateLab: a lab with errors is reported as a lab (not as a job
 // without a name), its boards named by name.
 func TestValidateLab(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := writeFile(t, dir, "lab.toml", `[[board]]
 name = "bbb-01"
