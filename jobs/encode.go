@@ -3,7 +3,9 @@ package jobs
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,17 +58,20 @@ func (j *Job) Encode(w io.Writer) error {
 			fmt.Fprintf(&b, "image = %s\n", quote(unresolve(j.File, a.Image)))
 		}
 		if im := a.Images; im != nil {
-			fmt.Fprintf(&b, "images = {kernel = %s", quote(unresolve(j.File, im.Kernel)))
-			if im.Initrd != "" {
-				fmt.Fprintf(&b, ", initrd = %s", quote(unresolve(j.File, im.Initrd)))
+			var parts []string
+			for _, f := range []struct{ k, v string }{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}, {"dtb", im.DTB}} {
+				if f.v != "" {
+					parts = append(parts, fmt.Sprintf("%s = %s", f.k, quote(unresolve(j.File, f.v))))
+				}
 			}
-			if im.Rootfs != "" {
-				fmt.Fprintf(&b, ", rootfs = %s", quote(unresolve(j.File, im.Rootfs)))
+			if len(im.Files) > 0 {
+				var files []string
+				for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+					files = append(files, fmt.Sprintf("%s = %s", k, quote(unresolve(j.File, im.Files[k]))))
+				}
+				parts = append(parts, "files = {"+strings.Join(files, ", ")+"}")
 			}
-			if im.DTB != "" {
-				fmt.Fprintf(&b, ", dtb = %s", quote(unresolve(j.File, im.DTB)))
-			}
-			b.WriteString("}\n")
+			fmt.Fprintf(&b, "images = {%s}\n", strings.Join(parts, ", "))
 		}
 		if a.Timeout != defaultActionTimeout(a.Type) {
 			fmt.Fprintf(&b, "timeout = %s\n", quote(duration(a.Timeout)))

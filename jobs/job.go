@@ -134,11 +134,22 @@ func ParseRequest(s string) (Request, error) {
 // Images are what a board that boots a Linux kernel itself (a QEMU board)
 // is deployed with; paths are resolved against the job file's directory.
 type Images struct {
-	Kernel string // required
+	Kernel string // required, unless Rootfs or Files are given
 	Initrd string // optional
 	Rootfs string // optional: a raw disk image, attached as the first disk
 	DTB    string // optional: the device tree blob
+	// Files are further images by name (lower-case letters, digits, '_'),
+	// which boards that fetch their images over TFTP stage and their lab
+	// entry's commands name as {name}: LAVA's nfsrootfs, dtbo and modules,
+	// and the images of flashing boot methods. QEMU boards refuse them.
+	Files map[string]string
 }
+
+// imageFileName is the form of the names of Images.Files.
+var imageFileName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// fixedImages are the names of the Images fields, which Files cannot use.
+var fixedImages = []string{"kernel", "initrd", "rootfs", "dtb", "ramdisk", "image", "server_ip", "board", "files"}
 
 // Node is one member of a role.
 type Node struct {
@@ -386,9 +397,28 @@ func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
 
 // parseImages reads a deploy action's images = {kernel, initrd, rootfs, dtb}.
 func parseImages(t tomlfile.Table, file string) *Images {
-	t.Only("kernel", "initrd", "rootfs", "dtb")
-	t.Require("kernel")
+	t.Only("kernel", "initrd", "rootfs", "dtb", "files")
 	im := &Images{}
+	if ft, ok := t.Table("files"); ok {
+		for _, k := range ft.Keys() {
+			if !imageFileName.MatchString(k) || slices.Contains(fixedImages, k) {
+				ft.Errorf(k, "an image name is lower-case letters, digits and '_', and not %s", strings.Join(fixedImages, ", "))
+				continue
+			}
+			if s, ok := ft.String(k); ok {
+				if im.Files == nil {
+					im.Files = map[string]string{}
+				}
+				im.Files[k] = imagePath(ft, k, file, s)
+			}
+		}
+		if len(ft.Keys()) == 0 {
+			t.Errorf("files", "must not be empty")
+		}
+	}
+	if !t.Has("files") && !t.Has("rootfs") {
+		t.Require("kernel") // a rootfs alone is a disk the board boots, files are staged by name
+	}
 	for _, f := range []struct {
 		k   string
 		dst *string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -298,7 +299,13 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 			}
 			a.URL = p
 		}
-		p, err := dl.Get(context.Background(), a)
+		var p string
+		var err error
+		if dl.Defer {
+			p, err = dl.Path(a)
+		} else {
+			p, err = dl.Get(context.Background(), a)
+		}
 		if err != nil {
 			im.errorf(urlEntry.line, urlEntry.path, "%v", err)
 			return "", false
@@ -365,16 +372,24 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			take(k, k.key)
 		case k.key == "ramdisk", k.key == "initrd":
 			take(k, "initrd")
-		case k.key == "modules":
-			// Checked and fetched like any image, but not unpacked: said once.
-			if _, good := im.artifact(k, dl); good {
-				im.warnf(k.line, k.path, "the modules are not unpacked into the ramdisk or rootfs: troupe boots the images as they are, which must hold the modules the test needs")
-			} else {
-				ok = false
+		case k.key == "modules", k.key == "nfsrootfs":
+			// Staged by name for the board's commands ({modules},
+			// {nfsrootfs}): a u-boot board's nfs commands boot the
+			// nfsrootfs as the kernel's root.
+			take(k, k.key)
+		case k.key == "dtbo":
+			// Device tree overlays, one or a list: {dtbo}, {dtbo_2}, ...
+			if k.v.Kind != yaml.SequenceNode {
+				take(k, "dtbo")
+				continue
 			}
-		case k.key == "nfsrootfs":
-			im.unsupported(k, "not supported: troupe has no NFS server; boot a ramdisk or a disk image instead")
-			ok = false
+			for i, n := range k.v.Content {
+				name := "dtbo"
+				if i > 0 {
+					name = fmt.Sprintf("dtbo_%d", i+1)
+				}
+				take(entry{key: k.key, path: fmt.Sprintf("%s[%d]", k.path, i), line: n.Line, v: deref(n)}, name)
+			}
 		case k.key == "images":
 			im2, good := im.mapping(k.v, k.path)
 			if !good {
@@ -383,7 +398,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			}
 			for _, i := range im2.entries {
 				switch i.key {
-				case "kernel", "dtb", "rootfs":
+				case "kernel", "dtb", "rootfs", "nfsrootfs", "modules":
 					take(i, i.key)
 				case "initrd", "ramdisk":
 					take(i, "initrd")
@@ -395,8 +410,15 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 					}
 					take(i, "rootfs")
 				default:
-					im.unsupported(i, "not an image troupe deploys; it deploys kernel, initrd (ramdisk), dtb and rootfs (or one disk)")
-					ok = false
+					// The images of flashing boot methods (jlink, pyocd,
+					// ...): staged by name for the board's commands.
+					name := strings.ToLower(sanitize(strings.ReplaceAll(i.key, "-", "_")))
+					if !stagedName.MatchString(name) || slices.Contains(fixedImageNames, name) {
+						im.unsupported(i, "not an image name troupe can stage: image names are letters, digits, '_' and '-', starting with a letter")
+						ok = false
+						continue
+					}
+					take(i, name)
 				}
 			}
 		default:
@@ -407,16 +429,33 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	if !ok {
 		return a, false
 	}
-	if kernel, has := imgs["kernel"]; has {
-		a.Images = &jobs.Images{Kernel: kernel, Initrd: imgs["initrd"], DTB: imgs["dtb"], Rootfs: imgs["rootfs"]}
-	} else if len(imgs) > 1 || imgs["initrd"] != "" || imgs["dtb"] != "" {
-		im.errorf(e.line, e.path, "initrd, ramdisk and dtb images need a kernel image")
-		return a, false
-	} else {
+	files := map[string]string{}
+	for k, v := range imgs {
+		if !slices.Contains([]string{"kernel", "initrd", "dtb", "rootfs"}, k) {
+			files[k] = v
+		}
+	}
+	switch {
+	case len(imgs) == 1 && imgs["rootfs"] != "":
 		a.Image = imgs["rootfs"]
+	case imgs["kernel"] != "" || imgs["rootfs"] != "" || len(files) > 0:
+		a.Images = &jobs.Images{Kernel: imgs["kernel"], Initrd: imgs["initrd"], DTB: imgs["dtb"], Rootfs: imgs["rootfs"]}
+		if len(files) > 0 {
+			a.Images.Files = files
+		}
+	case len(imgs) > 0:
+		im.errorf(e.line, e.path, "initrd, ramdisk and dtb images need a kernel or a rootfs image")
+		return a, false
 	}
 	return a, true
 }
+
+// stagedName is the form of the names of images staged by name
+// (jobs.Images.Files); fixedImageNames are taken.
+var (
+	stagedName      = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	fixedImageNames = []string{"kernel", "initrd", "rootfs", "dtb", "ramdisk", "image", "server_ip", "board", "files"}
+)
 
 // bootLAVA reads a LAVA boot action. troupe boots a board by its lab
 // entry (power cycle; u-boot commands and login from the lab file, the

@@ -127,6 +127,9 @@ func imagesOnServer(j *jobs.Job) error {
 		paths := []string{a.Image}
 		if a.Images != nil {
 			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs, a.Images.DTB)
+			for _, k := range slices.Sorted(maps.Keys(a.Images.Files)) {
+				paths = append(paths, a.Images.Files[k])
+			}
 		}
 		for _, p := range paths {
 			if p == "" {
