@@ -20,8 +20,9 @@ import (
 // Refusals of whole LAVA features, one line each.
 const (
 	// WhySSHGuest is the one line that refuses ssh guest roles.
-	WhySSHGuest = "not supported: troupe reaches every role's board over its own console; ssh guest roles (connection: ssh, host_role, expect_role, request: lava-start) have no troupe equivalent"
-	whyDocker   = "not supported: troupe runs tests on boards, not in docker containers"
+	WhySSHGuest = "not supported: an ssh guest role (connection: ssh, host_role, expect_role, request: lava-start) runs over ssh from another role's booted board; troupe reaches each role through the console of a board of its own: give the role a device_type and a test of its own"
+	// WhyDockerTest is the one line that refuses LAVA's docker test shell.
+	WhyDockerTest = "not supported: LAVA's docker test shell runs the test in a container beside the board (with adb/fastboot to it); troupe runs every test on the board itself: put the steps in a test on the board"
 	whyLXC      = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
 	whyVLANd    = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
 	whyNS       = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
@@ -83,6 +84,8 @@ func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 		}
 		// troupe retries a job whose boards failed (the lab's retries);
 		// the action itself runs once.
+	case "name":
+		im.str(k.v, k.path) // the LAVA action's name: descriptive
 	case "repeat":
 		im.unsupported(k, "not supported: troupe runs each action once; list the action again to repeat it")
 	case "protocols":
@@ -93,7 +96,7 @@ func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 		if isString(k.v) && k.v.Value == "serial" {
 			return true
 		}
-		im.unsupported(k, WhySSHGuest)
+		im.refuse(k, WhySSHGuest)
 	default:
 		return false
 	}
@@ -279,12 +282,18 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 		return "", false
 	}
 	rel := ""
-	if !remote(a.URL) {
+	// A file:// URL names a file of the LAVA worker: a mirror of the lab
+	// (--lava-mirror file:///dir/=DIR) maps it, or it is refused.
+	fetched := remote(a.URL)
+	if dl != nil && strings.HasPrefix(strings.ToLower(a.URL), "file://") {
+		_, fetched = dl.mirrored(a.URL)
+	}
+	if !fetched {
 		if rel, ok = im.localPath(urlEntry, a.URL); !ok {
 			return "", false
 		}
 	}
-	if remote(a.URL) || a.Compression != "" && a.Compression != "none" || len(a.Checksums) > 0 {
+	if fetched || a.Compression != "" && a.Compression != "none" || len(a.Checksums) > 0 {
 		if dl == nil {
 			im.errorf(urlEntry.line, urlEntry.path, "%q: no download cache to fetch or check it in", a.URL)
 			return "", false
@@ -325,7 +334,7 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 // deployTargets are the LAVA deploy methods (to:) troupe carries out.
 var deployTargets = map[string]string{
 	"tmpfs": "", "tftp": "", "nfs": "", "flasher": "", "usb": "", "sata": "", "ramdisk": "",
-	"docker": whyDocker, "lxc": whyLXC, "ssh": WhySSHGuest,
+	"docker": "", "lxc": whyLXC, "ssh": WhySSHGuest,
 	"fastboot": "not supported: troupe has no fastboot deploy; a board's lab entry can flash with a command ([board.deploy] method = \"flasher\")",
 }
 
@@ -343,6 +352,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	}
 	imgs := map[string]string{}
 	ok = true
+	docker, image, to := false, (*entry)(nil), (*entry)(nil)
 	take := func(k entry, as string) {
 		if p, good := im.artifact(k, dl); good {
 			imgs[as] = p
@@ -355,9 +365,12 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		case im.common(k, &a), im.actionKey(k, &a, "deploy"):
 		case k.key == "to":
 			if s, good := im.str(k.v, k.path); good {
+				docker, to = s == "docker", &k
 				if why, known := deployTargets[s]; !known {
 					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata)", s)
 					ok = false
+				} else if s == "ssh" {
+					im.refuse(k, why)
 				} else if why != "" {
 					im.unsupported(k, why)
 					ok = false
@@ -366,8 +379,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		case k.key == "os", k.key == "authorize", k.key == "kernel_type":
 			// os and authorize shape LAVA's overlay; troupe types its helpers in.
 		case k.key == "image":
-			im.unsupported(k, whyDocker)
-			ok = false
+			image = &k
 		case k.key == "kernel", k.key == "dtb", k.key == "rootfs":
 			take(k, k.key)
 		case k.key == "ramdisk", k.key == "initrd":
@@ -426,6 +438,21 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			ok = false
 		}
 	}
+	if docker {
+		for _, r := range a.Roles {
+			if dt := im.roleTypes[r]; dt != "docker" {
+				im.unsupported(*to, fmt.Sprintf("not supported: deploy to: docker is for roles of device_type docker; troupe runs the tests of role %s (%s) on its board", r, dt))
+				return a, false
+			}
+		}
+	}
+	if image != nil {
+		if !docker {
+			im.unsupported(*image, "an image names a docker image, for deploy to: docker only")
+			return a, false
+		}
+		im.dockerImage(*image)
+	}
 	if !ok {
 		return a, false
 	}
@@ -475,13 +502,12 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			if s, good := im.str(k.v, k.path); good {
 				switch s {
 				case "docker":
-					im.unsupported(k, whyDocker)
-					ok = false
+					// The board of device type docker boots as any other.
 				case "lxc":
 					im.unsupported(k, whyLXC)
 					ok = false
 				case "ssh":
-					im.unsupported(k, WhySSHGuest)
+					im.refuse(k, WhySSHGuest)
 					ok = false
 				case "fastboot":
 					im.unsupported(k, "not supported: troupe boots boards by power cycle, u-boot or QEMU; fastboot is not one of them")
@@ -504,6 +530,10 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			// the board's business in troupe (its lab entry).
 		case k.key == "auto_login":
 			im.autoLogin(k)
+		case k.key == "command":
+			// docker: the container's command (its shell); the board's
+			// own shell stands for it.
+			im.str(k.v, k.path)
 		default:
 			im.unsupported(k, "not a boot key troupe reads; it reads method, prompts, auto_login, commands, type, media, role, timeout, failure_retry and protocols")
 			ok = false
@@ -538,9 +568,34 @@ func (im *importer) roleKey(k entry) bool {
 	case "context":
 		im.mapping(k.v, k.path) // device settings: the lab entry's business in troupe
 	case "connection", "host_role", "expect_role", "request":
-		im.unsupported(k, WhySSHGuest)
+		im.refuse(k, WhySSHGuest)
 	default:
 		return false
 	}
 	return true
+}
+
+// dockerImage reads the image of a deploy to: docker ({name, local} or
+// the name alone). troupe pulls no containers: the role runs on a board
+// of its lab of the role's device type (docker), as said once.
+func (im *importer) dockerImage(e entry) {
+	name := ""
+	if isString(e.v) {
+		name = e.v.Value
+	} else if m, ok := im.mapping(e.v, e.path); ok {
+		for _, k := range m.entries {
+			switch k.key {
+			case "name":
+				name, _ = im.str(k.v, k.path)
+			case "local":
+				im.boolean(k)
+			default:
+				im.unsupported(k, "not a key of a docker image; LAVA's are name and local")
+			}
+		}
+		im.required(m, "name")
+	}
+	if name != "" {
+		im.warnf(e.line, e.path, "the docker image %s is not pulled: troupe runs the role on a board of its lab for the role's device type (the built-in sim lab stands one in: a sandboxed shell)", name)
+	}
 }

@@ -150,6 +150,9 @@ func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
 	}
 	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
 	j := im.job(root)
+	if im.refusal != nil {
+		return nil, jobs.Errors{im.refusal}
+	}
 	if len(im.errs) > 0 {
 		sort.SliceStable(im.errs, func(a, b int) bool { return im.errs[a].Line < im.errs[b].Line })
 		return nil, im.errs
