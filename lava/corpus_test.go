@@ -120,7 +120,7 @@ func corpusMirrors(t *testing.T, files []string) lava.Options {
 	return lava.Options{
 		Repos:     &lava.Repos{Dir: filepath.Join(base, "cache-git"), Mirrors: repoMirrors, Offline: true},
 		Downloads: &lava.Downloads{Mirrors: imageMirrors, Offline: true, Defer: true}, // troupe validate
-		Images:    base, // the download cache: base/.lava-cache
+		Images:    base,                                                               // the download cache: base/.lava-cache
 	}
 }
 

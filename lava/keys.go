@@ -23,9 +23,9 @@ const (
 	WhySSHGuest = "not supported: an ssh guest role (connection: ssh, host_role, expect_role, request: lava-start) runs over ssh from another role's booted board; troupe reaches each role through the console of a board of its own: give the role a device_type and a test of its own"
 	// WhyDockerTest is the one line that refuses LAVA's docker test shell.
 	WhyDockerTest = "not supported: LAVA's docker test shell runs the test in a container beside the board (with adb/fastboot to it); troupe runs every test on the board itself: put the steps in a test on the board"
-	whyLXC      = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
-	whyVLANd    = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
-	whyNS       = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
+	whyLXC        = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
+	whyVLANd      = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
+	whyNS         = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
 )
 
 // timeoutKey handles timeouts.connection, timeouts.connections and
