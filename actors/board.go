@@ -116,7 +116,9 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		}
 	case jobs.Boot:
 		var err error
-		if b, ok := a.backend.(Booter); ok {
+		if b, ok := a.backend.(CommandSetBooter); ok && m.action.Commands != "" {
+			err = b.BootCommands(ctx, a.con, m.action.Commands)
+		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
 		} else {
 			err = boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())

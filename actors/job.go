@@ -34,6 +34,13 @@ type Booter interface {
 	Boot(ctx context.Context, con boot.Console) error
 }
 
+// CommandSetBooter is a Booter whose lab entry has named boot command
+// sets (LAVA's nfs, ramdisk, tftp ...): a boot action with commands boots
+// with the set it names. Other backends boot their one way.
+type CommandSetBooter interface {
+	BootCommands(ctx context.Context, con boot.Console, set string) error
+}
+
 // Event is a phase change of a node, for progress output.
 type Event struct {
 	Time   time.Time

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,11 +190,35 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 			vars[f[2]] = file
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+		file, err := b.copyToTFTP(im.Files[k])
+		if err != nil {
+			return err
+		}
+		vars[k] = file
+	}
+	if _, nfs := im.Files["nfsrootfs"]; nfs && !b.mountsNFSRoot() {
+		return fmt.Errorf("deploy images to %s: the job boots an nfsrootfs, but no boot command of the board's lab entry mounts one ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: give the board a command set (nfs) whose kernel takes its root from {nfsrootfs}", b.name)
+	}
 	vars["image"] = vars["kernel"]
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.vars = vars
 	return nil
+}
+
+// mountsNFSRoot reports whether a boot command of the board names the
+// staged nfsrootfs.
+func (b *Board) mountsNFSRoot() bool {
+	sets := append([][]string{b.hw.Boot.Commands}, slices.Collect(maps.Values(b.hw.Boot.CommandSets))...)
+	for _, cmds := range sets {
+		for _, c := range cmds {
+			if strings.Contains(c, "{nfsrootfs}") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stage puts image where the TFTP server serves it to this board only
@@ -237,7 +264,23 @@ func (b *Board) copyToTFTP(image string) (string, error) {
 // Boot brings the board to a logged-in shell by its boot method, with the
 // prompts, login and u-boot settings of its lab entry.
 func (b *Board) Boot(ctx context.Context, con boot.Console) error {
+	return b.BootCommands(ctx, con, "")
+}
+
+// BootCommands is Boot with the u-boot command set named set of the
+// board's lab entry ([board.boot.command_sets]; a LAVA boot's commands:
+// nfs, ramdisk ...). "" and, on a board without command sets, any name
+// send the board's commands.
+func (b *Board) BootCommands(ctx context.Context, con boot.Console, set string) error {
 	bm := b.hw.Boot
+	commands := bm.Commands
+	if set != "" && len(bm.CommandSets) > 0 {
+		cs, ok := bm.CommandSets[set]
+		if !ok {
+			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))
+		}
+		commands = cs
+	}
 	p, err := prompts(bm)
 	if err != nil {
 		return fmt.Errorf("boot %s: %w", b.name, err)
@@ -265,7 +308,7 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 	}
 	b.mu.Unlock()
 	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Prompt: uprompt, InterruptWith: bm.InterruptString,
-		Commands: bm.Commands, Vars: vars, Prompts: p})
+		Commands: commands, Vars: vars, Prompts: p})
 }
 
 // prompts are the login prompts of bm ("" fields: boot's defaults).

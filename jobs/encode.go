@@ -79,6 +79,9 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
 		}
+		if a.Commands != "" {
+			fmt.Fprintf(&b, "commands = %s\n", quote(a.Commands))
+		}
 		if a.Parse != "" {
 			fmt.Fprintf(&b, "parse = %s\n", quote(a.Parse))
 		}

@@ -74,6 +74,10 @@ type Action struct {
 	// words to pass, fail, skip or unknown.
 	Parse string
 	Fixup map[string]string
+	// Commands (boot only, optional) names the boot command set of the
+	// board's lab entry to boot with (LAVA's boot commands: nfs, ramdisk,
+	// ...); "": the board's own commands.
+	Commands string
 	// Before are MultiNode calls the node makes, in order, before the
 	// action starts (LAVA's action-level protocols: lava-multinode).
 	Before []Request
@@ -144,6 +148,9 @@ type Images struct {
 	// and the images of flashing boot methods. QEMU boards refuse them.
 	Files map[string]string
 }
+
+// commandSetName is the form of a boot action's commands.
+var commandSetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // imageFileName is the form of the names of Images.Files.
 var imageFileName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
@@ -276,7 +283,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands")
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -316,7 +323,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup"} {
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -331,6 +338,12 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 					t.Errorf("images", "a deploy action has image or images, not both")
 				}
 			}
+		}
+		if c, ok := t.String("commands"); ok && a.Type == Boot {
+			if !commandSetName.MatchString(c) {
+				t.Errorf("commands", "names a command set of the board's lab entry: letters, digits, '_' and '-' (got %q)", c)
+			}
+			a.Commands = c
 		}
 		if a.Type == Test {
 			t.Require("name", "run")
@@ -469,6 +482,8 @@ func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
+	case "commands":
+		return typ == Boot
 	default: // name, run, parse, fixup
 		return typ == Test
 	}

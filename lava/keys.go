@@ -481,6 +481,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 // (jobs.Images.Files); fixedImageNames are taken.
 var (
 	stagedName      = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	commandSetName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	fixedImageNames = []string{"kernel", "initrd", "rootfs", "dtb", "ramdisk", "image", "server_ip", "board", "files"}
 )
 
@@ -520,10 +521,19 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			}
 			im.strings(k)
 		case k.key == "commands":
-			// A named set (nfs, ramdisk, tftp) or a list: the board's lab
-			// entry gives the u-boot commands (its [board.boot] commands).
-			if !isString(k.v) {
-				im.strings(k)
+			// A named set (nfs, ramdisk, tftp): the board's lab entry's
+			// command set of that name ([board.boot.command_sets], the
+			// LAVA device dictionary's part). A list: the job's own
+			// commands, which troupe does not type.
+			if isString(k.v) {
+				if !commandSetName.MatchString(k.v.Value) {
+					im.errorf(k.line, k.path, "%q is not a command set name (letters, digits, '_' and '-')", k.v.Value)
+					ok = false
+				} else {
+					a.Commands = k.v.Value
+				}
+			} else if _, good := im.strings(k); good {
+				im.warnf(k.line, k.path, "the job's own boot commands are not sent: troupe boots a board with the commands of its lab entry")
 			}
 		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "parameters", k.key == "soft_reboot", k.key == "expect_shell":
 			// type picks u-boot's boot command and media the storage; both are
