@@ -3,7 +3,9 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,6 +108,9 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_IP", a.addrs[a.node.Name]},
 			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
 		}, Files: map[string][]byte{"group": a.groupFile()}, Fixup: act.Fixup}
+		for _, k := range slices.Sorted(maps.Keys(a.cfg.Job.Secrets)) {
+			msg.test.Env = append(msg.test.Env, [2]string{k, a.cfg.Job.Secrets[k]})
+		}
 		if act.Parse != "" {
 			// jobs.Parse checked the pattern; a job built otherwise with a bad one just parses nothing.
 			msg.test.Pattern, _ = regexp.Compile(act.Parse)

@@ -101,6 +101,12 @@ func (j *Job) Encode(w io.Writer) error {
 			b.WriteString("}\n")
 		}
 	}
+	if len(j.Secrets) > 0 {
+		b.WriteString("\n[secrets]\n")
+		for _, k := range slices.Sorted(maps.Keys(j.Secrets)) {
+			fmt.Fprintf(&b, "%s = %s\n", k, quote(j.Secrets[k]))
+		}
+	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("encode job %s: %w", j.Name, err)
 	}

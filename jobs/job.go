@@ -46,6 +46,9 @@ type Job struct {
 	Roles            []Role        // sorted by name
 	Actions          []Action      // in file order
 	File             string        // path it was loaded from
+	// Secrets are exported to every test's environment (LAVA's job
+	// secrets) and kept out of the logs: their values are masked there.
+	Secrets map[string]string
 }
 
 // Role is a group of identical nodes.
@@ -149,6 +152,9 @@ type Images struct {
 	Files map[string]string
 }
 
+// secretName is the form of the names of Job.Secrets.
+var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
 // commandSetName is the form of a boot action's commands.
 var commandSetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -188,7 +194,7 @@ func Parse(file string, data []byte) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{File: file, Timeout: DefaultTimeout, Priority: DefaultPriority, MultinodeTimeout: DefaultMultinodeTimeout}
-	root.Only("name", "timeout", "priority", "multinode", "roles", "action")
+	root.Only("name", "timeout", "priority", "multinode", "roles", "action", "secrets")
 	root.Require("name", "roles", "action")
 	if name, ok := root.String("name"); ok {
 		j.Name = name
@@ -213,6 +219,27 @@ func Parse(file string, data []byte) (*Job, error) {
 	}
 	if roles, ok := root.Table("roles"); ok {
 		j.Roles = parseRoles(roles, j.MultinodeTimeout)
+	}
+	if st, ok := root.Table("secrets"); ok {
+		for _, k := range st.Keys() {
+			if !secretName.MatchString(k) {
+				st.Errorf(k, "a secret's name is a shell variable name")
+				continue
+			}
+			// Not st.String: its type errors quote the value.
+			if v, ok := st.M[k].(string); !ok {
+				st.Errorf(k, "must be a string")
+			} else {
+				if v == "" {
+					st.Errorf(k, "must not be empty") // an empty value would mask nothing
+					continue
+				}
+				if j.Secrets == nil {
+					j.Secrets = map[string]string{}
+				}
+				j.Secrets[k] = v
+			}
+		}
 	}
 	if actions, ok := root.Tables("action"); ok {
 		if len(actions) == 0 {

@@ -77,7 +77,7 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		case "context":
 			im.mapping(e.v, e.path) // device settings: the lab entry's business in troupe
 		case "secrets":
-			im.unsupported(e, "not supported: troupe passes no secrets into test shells; a lab's boards hold what they need")
+			j.Secrets = im.secrets(e)
 		case "reboot_to_fastboot":
 			im.boolean(e)
 		case "target":
@@ -583,4 +583,31 @@ func rawKey(n *yaml.Node, k string) (*yaml.Node, bool) {
 		}
 	}
 	return nil, false
+}
+
+// secrets reads the job's secrets: LAVA gives them to the test shell;
+// troupe exports them to every test's environment and masks their values
+// in the logs. Errors never quote a value.
+func (im *importer) secrets(e entry) map[string]string {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for _, k := range m.entries {
+		switch {
+		case !shellName.MatchString(k.key) || len(k.key) > 64:
+			im.errorf(k.line, k.path, "a secret's name must be a shell variable name")
+		case k.v.Kind != yaml.ScalarNode || k.v.ShortTag() == "!!null":
+			im.errorf(k.line, k.path, "must be a text value")
+		case k.v.Value == "":
+			im.errorf(k.line, k.path, "must not be empty")
+		default:
+			out[k.key] = k.v.Value
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

@@ -173,6 +173,7 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 		return err
 	}
 	book.SetLimit(s.labDef.LogLimit)
+	book.Mask(slices.Collect(maps.Values(j.Secrets)))
 	s.mu.Lock()
 	lj.book = book
 	attempts := slices.Clone(lj.rec.Attempts)

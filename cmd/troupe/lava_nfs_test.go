@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -130,4 +131,56 @@ func readLogOrEmpty(t *testing.T, out, node string) string {
 		return ""
 	}
 	return string(b)
+}
+
+// TestLAVASecrets: a LAVA job's secrets are in every test's environment,
+// and their values are masked in the logs (raw console and merged log)
+// and kept out of the results; the device type the built-in sim lab
+// stands in for is said once.
+func TestLAVASecrets(t *testing.T) {
+	dir := t.TempDir()
+	job := writeFile(t, dir, "job.yaml", `job_name: secrets on sim
+device_type: docker
+timeouts: {job: {minutes: 2}}
+secrets:
+  API_TOKEN: tok-8d1e5c0a77
+actions:
+- deploy:
+    to: docker
+    image: {name: alpine:latest}
+- boot:
+    method: docker
+    command: bash
+    prompts: ['#']
+- test:
+    definitions:
+    - from: inline
+      name: secret
+      path: inline/secret.yaml
+      repository:
+        metadata: {name: secret, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case has-token --shell test "$API_TOKEN" = tok-8d1e5c0a77
+          - echo "the token is $API_TOKEN"
+`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/secret/has-token"])
+	assert.Equal(t, 1, strings.Count(res.stderr, "stood in for"), res.stderr)
+	assert.Contains(t, res.stderr, "the docker image alpine:latest is not pulled")
+	found := false
+	require.NoError(t, filepath.WalkDir(res.out, func(p string, d os.DirEntry, err error) error {
+		require.NoError(t, err)
+		if d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), "tok-8d1e5c0a77", p)
+		found = found || strings.Contains(string(b), "the token is [secret]")
+		return nil
+	}))
+	assert.True(t, found, "the masked line is in the logs")
+	assert.NotContains(t, res.stdout+res.stderr, "tok-8d1e5c0a77")
 }
