@@ -28,6 +28,7 @@ FUZZ += ./testshell:FuzzParseMultiNode
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
 FUZZ += ./lava:FuzzTestDefinition
+FUZZ += ./sim:FuzzNFSRoot
 FUZZ += ./scenario:FuzzParse
 FUZZ += ./boot:FuzzFill
 FUZZ += ./console:FuzzStripANSI

@@ -205,7 +205,7 @@ func (im *importer) sequence(e entry) ([]*yaml.Node, bool) {
 
 func (im *importer) unsupported(e entry, hint string) {
 	if hint == "" {
-		hint = "not supported"
+		hint = "not supported: troupe knows no such LAVA key here and refuses it rather than ignore it: remove it"
 	}
 	im.errorf(e.line, e.path, "%s", hint)
 }
