@@ -116,8 +116,8 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		}
 	case jobs.Boot:
 		var err error
-		if b, ok := a.backend.(CommandSetBooter); ok && m.action.Commands != "" {
-			err = b.BootCommands(ctx, a.con, m.action.Commands)
+		if b, ok := a.backend.(SpecBooter); ok {
+			err = b.BootWith(ctx, a.con, m.action.Commands, m.context)
 		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
 		} else {

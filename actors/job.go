@@ -34,11 +34,13 @@ type Booter interface {
 	Boot(ctx context.Context, con boot.Console) error
 }
 
-// CommandSetBooter is a Booter whose lab entry has named boot command
-// sets (LAVA's nfs, ramdisk, tftp ...): a boot action with commands boots
-// with the set it names. Other backends boot their one way.
-type CommandSetBooter interface {
-	BootCommands(ctx context.Context, con boot.Console, set string) error
+// SpecBooter is a Booter with boot command templates (u-boot): a boot
+// action picks one of its named command sets (LAVA's nfs, ramdisk ...;
+// "": its commands), and the job's and role's context give the
+// placeholders its lab entry leaves open. Other backends boot their one
+// way.
+type SpecBooter interface {
+	BootWith(ctx context.Context, con boot.Console, set string, jobContext map[string]string) error
 }
 
 // Event is a phase change of a node, for progress output.

@@ -100,6 +100,15 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	act := a.actions[i]
 	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: describe(act)})
 	msg := &doAction{index: i, action: act}
+	if act.Type == jobs.Boot {
+		msg.context = maps.Clone(a.cfg.Job.Context)
+		if r, ok := a.cfg.Job.Role(a.node.Role); ok && len(r.Context) > 0 {
+			if msg.context == nil {
+				msg.context = map[string]string{}
+			}
+			maps.Copy(msg.context, r.Context)
+		}
+	}
 	if act.Type == jobs.Test {
 		msg.test = testshell.Test{Name: act.Name, Script: act.Run, Env: [][2]string{
 			{"TROUPE_JOB", a.cfg.Job.Name},

@@ -264,14 +264,15 @@ func (b *Board) copyToTFTP(image string) (string, error) {
 // Boot brings the board to a logged-in shell by its boot method, with the
 // prompts, login and u-boot settings of its lab entry.
 func (b *Board) Boot(ctx context.Context, con boot.Console) error {
-	return b.BootCommands(ctx, con, "")
+	return b.BootWith(ctx, con, "", nil)
 }
 
-// BootCommands is Boot with the u-boot command set named set of the
+// BootWith is Boot with the u-boot command set named set of the
 // board's lab entry ([board.boot.command_sets]; a LAVA boot's commands:
-// nfs, ramdisk ...). "" and, on a board without command sets, any name
-// send the board's commands.
-func (b *Board) BootCommands(ctx context.Context, con boot.Console, set string) error {
+// nfs, ramdisk ...): "" and, on a board without command sets, any name
+// send the board's commands. jobContext (a job's) gives the placeholders
+// the lab entry leaves open; it overrides none of the board's.
+func (b *Board) BootWith(ctx context.Context, con boot.Console, set string, jobContext map[string]string) error {
 	bm := b.hw.Boot
 	commands := bm.Commands
 	if set != "" && len(bm.CommandSets) > 0 {
@@ -298,7 +299,11 @@ func (b *Board) BootCommands(ctx context.Context, con boot.Console, set string) 
 			return fmt.Errorf("boot %s: u-boot prompt: %w", b.name, err)
 		}
 	}
-	vars := map[string]string{"board": b.name}
+	vars := maps.Clone(jobContext)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	vars["board"] = b.name
 	for k, v := range bm.Vars {
 		vars[k] = v
 	}

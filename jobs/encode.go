@@ -40,7 +40,9 @@ func (j *Job) Encode(w io.Writer) error {
 		if r.Timeout != j.MultinodeTimeout {
 			fmt.Fprintf(&b, "timeout = %s\n", quote(duration(r.Timeout)))
 		}
+		writeTable(&b, "roles."+key(r.Name)+".context", r.Context)
 	}
+	writeTable(&b, "context", j.Context)
 	for _, a := range j.Actions {
 		fmt.Fprintf(&b, "\n[[action]]\ntype = %s\n", quote(string(a.Type)))
 		fmt.Fprintf(&b, "roles = %s\n", list(a.Roles))
@@ -101,16 +103,22 @@ func (j *Job) Encode(w io.Writer) error {
 			b.WriteString("}\n")
 		}
 	}
-	if len(j.Secrets) > 0 {
-		b.WriteString("\n[secrets]\n")
-		for _, k := range slices.Sorted(maps.Keys(j.Secrets)) {
-			fmt.Fprintf(&b, "%s = %s\n", k, quote(j.Secrets[k]))
-		}
-	}
+	writeTable(&b, "secrets", j.Secrets)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("encode job %s: %w", j.Name, err)
 	}
 	return nil
+}
+
+// writeTable writes the table name of string values m, if it has any.
+func writeTable(b *strings.Builder, name string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n[%s]\n", name)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(b, "%s = %s\n", k, quote(m[k]))
+	}
 }
 
 func defaultActionTimeout(t ActionType) time.Duration {

@@ -49,6 +49,10 @@ type Job struct {
 	// Secrets are exported to every test's environment (LAVA's job
 	// secrets) and kept out of the logs: their values are masked there.
 	Secrets map[string]string
+	// Context (LAVA's job context) gives values to the placeholders
+	// {name} of the boards' boot command templates that their lab entries
+	// leave open; a role's Context adds to it.
+	Context map[string]string
 }
 
 // Role is a group of identical nodes.
@@ -58,7 +62,8 @@ type Role struct {
 	Count      int
 	Essential  bool
 	Tags       []string
-	Timeout    time.Duration // effective per-call multinode timeout
+	Timeout    time.Duration     // effective per-call multinode timeout
+	Context    map[string]string // added to the job's Context for this role's boards
 }
 
 // Action is one step of the job, run on the nodes of some roles.
@@ -194,7 +199,10 @@ func Parse(file string, data []byte) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{File: file, Timeout: DefaultTimeout, Priority: DefaultPriority, MultinodeTimeout: DefaultMultinodeTimeout}
-	root.Only("name", "timeout", "priority", "multinode", "roles", "action", "secrets")
+	root.Only("name", "timeout", "priority", "multinode", "roles", "action", "secrets", "context")
+	if ct, ok := root.Table("context"); ok {
+		j.Context = parseContext(ct)
+	}
 	root.Require("name", "roles", "action")
 	if name, ok := root.String("name"); ok {
 		j.Name = name
@@ -253,6 +261,25 @@ func Parse(file string, data []byte) (*Job, error) {
 	return j, nil
 }
 
+// parseContext reads a context table: names as placeholders are named,
+// string values.
+func parseContext(t tomlfile.Table) map[string]string {
+	out := map[string]string{}
+	for _, k := range t.Keys() {
+		if !secretName.MatchString(k) {
+			t.Errorf(k, "a context name is letters, digits and '_', not starting with a digit")
+			continue
+		}
+		if v, ok := t.String(k); ok {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 	if len(t.M) == 0 {
 		t.Errorf("", "at least one role is required")
@@ -266,7 +293,10 @@ func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 			continue
 		}
 		r := Role{Name: name, Count: 1, Timeout: multinode}
-		rt.Only("device_type", "count", "essential", "tags", "timeout")
+		rt.Only("device_type", "count", "essential", "tags", "timeout", "context")
+		if ct, ok := rt.Table("context"); ok {
+			r.Context = parseContext(ct)
+		}
 		rt.Require("device_type")
 		if s, ok := rt.String("device_type"); ok {
 			if s == "" {

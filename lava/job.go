@@ -75,7 +75,7 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		case "actions":
 			actions = &e
 		case "context":
-			im.mapping(e.v, e.path) // device settings: the lab entry's business in troupe
+			j.Context = im.context(e)
 		case "secrets":
 			j.Secrets = im.secrets(e)
 		case "reboot_to_fastboot":
@@ -386,7 +386,9 @@ func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Ro
 			if d, ok := im.duration(k); ok {
 				r.Timeout = d
 			}
-		case "context", "connection", "host_role", "expect_role", "request":
+		case "context":
+			r.Context = im.context(k)
+		case "connection", "host_role", "expect_role", "request":
 			im.roleKey(k)
 		default:
 			im.unsupported(k, "")
@@ -604,6 +606,44 @@ func (im *importer) secrets(e entry) map[string]string {
 			im.errorf(k.line, k.path, "must not be empty")
 		default:
 			out[k.key] = k.v.Value
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// context reads a job's or role's context: LAVA's values for the device
+// templates. troupe keeps them for the boards' boot command templates
+// ({name}); a list becomes its items joined by spaces.
+func (im *importer) context(e entry) map[string]string {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for _, k := range m.entries {
+		if !shellName.MatchString(k.key) || len(k.key) > 64 {
+			im.errorf(k.line, k.path, "a context name is letters, digits and '_', not starting with a digit")
+			continue
+		}
+		switch {
+		case k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null":
+			out[k.key] = k.v.Value
+		case k.v.Kind == yaml.SequenceNode:
+			var items []string
+			for i, n := range k.v.Content {
+				n = deref(n)
+				if n == nil || n.Kind != yaml.ScalarNode {
+					im.typeError(n, fmt.Sprintf("%s[%d]", k.path, i), "a value")
+					continue
+				}
+				items = append(items, n.Value)
+			}
+			out[k.key] = strings.Join(items, " ")
+		default:
+			im.typeError(k.v, k.path, "a value or a list of values")
 		}
 	}
 	if len(out) == 0 {

@@ -575,8 +575,6 @@ func (im *importer) autoLogin(e entry) {
 // essential and timeout, reporting whether k was one of them.
 func (im *importer) roleKey(k entry) bool {
 	switch k.key {
-	case "context":
-		im.mapping(k.v, k.path) // device settings: the lab entry's business in troupe
 	case "connection", "host_role", "expect_role", "request":
 		im.refuse(k, WhySSHGuest)
 	default:

@@ -292,7 +292,9 @@ notify:
 var unsupported = []struct {
 	name, src, want string
 }{
-	{"secrets", job("secrets: {a: b}"), "job.yaml:6: secrets: not supported: troupe passes no secrets"},
+	{"secret name", job("secrets: {A-B: hunter2}"), "job.yaml:6: secrets.A-B: a secret's name must be a shell variable name"},
+	{"secret value", job("secrets: {A: [hunter2]}"), "job.yaml:6: secrets.A: must be a text value"},
+	{"context value", job("context: {a: {b: c}}"), "job.yaml:6: context.a: must be a value or a list of values (got mapping)"},
 	{"timeouts.connection unit", job("timeouts: {connection: {weeks: 2}}"), "job.yaml:6: timeouts.connection.weeks: unknown unit"},
 	{"duration unit", job("timeouts: {job: {weeks: 1}}"), "job.yaml:6: timeouts.job.weeks: unknown unit"},
 	{"duration zero", job("timeouts: {job: {minutes: 0}}"), "job.yaml:6: timeouts.job: must be > 0"},
@@ -460,7 +462,7 @@ actions:
 		got = append(got, e.Error())
 	}
 	assert.Equal(t, []string{
-		"job.yaml:9: protocols.lava-multinode.roles.server.colour: not supported",
+		"job.yaml:9: protocols.lava-multinode.roles.server.colour: not supported: troupe knows no such LAVA key here and refuses it rather than ignore it: remove it",
 		`job.yaml:14: actions[0].deploy.images.rootfs.url: "http://example.com/rootfs.img" needs the network, and fetching is off here: place the image under the images root and give its path relative to it, or map the URL to a local mirror (--lava-mirror URL=DIR)`,
 		`job.yaml:15: actions[1].command: command actions run commands on the LAVA worker; troupe runs nothing on its host for a job: put the step in a test on a board`,
 		`job.yaml:19: actions[2].test.definitions[0].repository: repository "https://git.example.com/t.git" needs the network, and fetching is off here: map it to a local mirror (--lava-mirror URL=DIR)`,

@@ -38,7 +38,7 @@ func rootfsTarGz(t *testing.T, files map[string]string) []byte {
 func nfsLab(t *testing.T, dir, addr, sock string, withNFS bool) string {
 	sets := `ramdisk = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "tftp 0x88080000 {ramdisk}", "bootz 0x82000000 0x88080000"]`
 	if withNFS {
-		sets += "\n" + `nfs = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "setenv bootargs 'console=ttyO0 root=/dev/nfs rw nfsroot={server_ip}:{nfsrootfs},tcp,hard'", "bootz 0x82000000"]`
+		sets += "\n" + `nfs = ["setenv serverip {server_ip}", "tftp 0x82000000 {kernel}", "setenv bootargs 'console={console_device} root=/dev/nfs rw nfsroot={server_ip}:{nfsrootfs},tcp,hard'", "bootz 0x82000000"]`
 	}
 	return writeFile(t, dir, "lab.toml", fmt.Sprintf(`retries = 0
 [tftp]
@@ -66,6 +66,7 @@ method = "tftp"
 
 const nfsJob = `job_name: bbb nfs over tftp
 device_type: beaglebone-black
+context: {console_device: ttyO0}
 timeouts:
   job: {minutes: 3}
   connection: {minutes: 1}
@@ -94,8 +95,9 @@ actions:
 
 // TestLAVAUBootNFS: a LAVA job that deploys kernel and nfsrootfs to: tftp
 // and boots with commands: nfs runs on a simulated u-boot board: the
-// board's lab entry's nfs command set boots the kernel with the staged
-// rootfs as nfsroot=, which the board unpacks as its root filesystem.
+// board's lab entry's nfs command set (its placeholders filled from the
+// job's context) boots the kernel with the staged rootfs as nfsroot=,
+// which the board unpacks as its root filesystem.
 // A board without an nfs setup refuses the deploy at run time, in one
 // line, while the job still validates.
 func TestLAVAUBootNFS(t *testing.T) {
@@ -109,7 +111,7 @@ func TestLAVAUBootNFS(t *testing.T) {
 	res := troupe(t, "run", "--lab", nfsLab(t, dir, addr, sock, true), "--out", "OUT", job)
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	log := readLog(t, res.out, "node-0")
-	assert.Contains(t, log, "nfsroot=", "the nfs command set was sent")
+	assert.Contains(t, log, "console=ttyO0 root=/dev/nfs", "the nfs command set was sent, the job's context filling its {console_device}")
 	assert.NotContains(t, log, "no command set was picked")
 	assert.Contains(t, log, "VFS: Mounted root (nfs filesystem)")
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/nfs/rootfs"])
