@@ -34,6 +34,7 @@ type nodeActor struct {
 	tests      []report.Test
 	done       bool
 	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
+	retried    map[int]int       // action index → retries made
 }
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
@@ -153,6 +154,17 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		class := report.Infrastructure
 		if act.Type == jobs.Test && errors.Is(m.err, testshell.ErrShellDied) {
 			class = report.TestFailure
+		}
+		if class == report.Infrastructure && a.retried[m.index] < act.Retries {
+			// Again, as LAVA's failure_retry: its MultiNode calls were made.
+			if a.retried == nil {
+				a.retried = map[int]int{}
+			}
+			a.retried[m.index]++
+			a.actions[m.index].Before = nil
+			ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: fmt.Sprintf("%s failed (%v): retry %d of %d", describe(act), m.err, a.retried[m.index], act.Retries)})
+			a.next(ctx, m.index)
+			return
 		}
 		a.finish(ctx, report.StatusIncomplete, class, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return

@@ -81,6 +81,9 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
 		}
+		if a.Retries > 0 {
+			fmt.Fprintf(&b, "retries = %d\n", a.Retries)
+		}
 		if a.Commands != "" {
 			fmt.Fprintf(&b, "commands = %s\n", quote(a.Commands))
 		}

@@ -82,6 +82,10 @@ type Action struct {
 	// words to pass, fail, skip or unknown.
 	Parse string
 	Fixup map[string]string
+	// Retries is how often the action is run again when it fails on the
+	// board (LAVA's failure_retry, less the first run); its before calls
+	// are made once.
+	Retries int
 	// Commands (boot only, optional) names the boot command set of the
 	// board's lab entry to boot with (LAVA's boot commands: nfs, ramdisk,
 	// ...); "": the board's own commands.
@@ -156,6 +160,9 @@ type Images struct {
 	// and the images of flashing boot methods. QEMU boards refuse them.
 	Files map[string]string
 }
+
+// MaxRetries bounds an action's retries.
+const MaxRetries = 10
 
 // secretName is the form of the names of Job.Secrets.
 var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -340,7 +347,14 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries")
+		if n, ok := t.Int("retries"); ok {
+			if n < 0 || n > MaxRetries {
+				t.Errorf("retries", "must be between 0 and %d (got %d)", MaxRetries, n)
+			} else {
+				a.Retries = int(n)
+			}
+		}
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid

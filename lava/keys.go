@@ -79,11 +79,19 @@ func lavaActionType(name string) (jobs.ActionType, bool) {
 func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 	switch k.key {
 	case "failure_retry":
-		if n, ok := im.integer(k); ok && (n < 1 || n > 100) {
-			im.errorf(k.line, k.path, "must be between 1 and 100 (got %d)", n)
+		// LAVA's attempts in all: the action runs again on the board's
+		// failures (jobs.Action.Retries), up to jobs.MaxRetries times.
+		if n, ok := im.integer(k); ok {
+			switch {
+			case n < 1 || n > 100:
+				im.errorf(k.line, k.path, "must be between 1 and 100 (got %d)", n)
+			case n-1 > jobs.MaxRetries:
+				im.warnf(k.line, k.path, "troupe runs an action at most %d times", jobs.MaxRetries+1)
+				a.Retries = jobs.MaxRetries
+			default:
+				a.Retries = int(n - 1)
+			}
 		}
-		// troupe retries a job whose boards failed (the lab's retries);
-		// the action itself runs once.
 	case "name":
 		im.str(k.v, k.path) // the LAVA action's name: descriptive
 	case "repeat":
