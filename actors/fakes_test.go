@@ -201,7 +201,7 @@ type fakeTest struct {
 // fakeConfig scripts a fake backend.
 type fakeConfig struct {
 	deployErr    error
-	deployFails  int // the first deployFails deploys fail (with errBoom)
+	deployFails  int  // the first deployFails deploys fail (with errBoom)
 	deployHang   bool // Deploy blocks until its ctx ends
 	onErr        error
 	offPanic     bool
