@@ -264,16 +264,28 @@ func (b *Board) copyToTFTP(image string) (string, error) {
 // Boot brings the board to a logged-in shell by its boot method, with the
 // prompts, login and u-boot settings of its lab entry.
 func (b *Board) Boot(ctx context.Context, con boot.Console) error {
-	return b.BootWith(ctx, con, "", nil)
+	return b.BootWith(ctx, con, boot.Spec{})
 }
 
-// BootWith is Boot with the u-boot command set named set of the
-// board's lab entry ([board.boot.command_sets]; a LAVA boot's commands:
-// nfs, ramdisk ...): "" and, on a board without command sets, any name
-// send the board's commands. jobContext (a job's) gives the placeholders
-// the lab entry leaves open; it overrides none of the board's.
-func (b *Board) BootWith(ctx context.Context, con boot.Console, set string, jobContext map[string]string) error {
+// BootWith is Boot with a job's boot spec: the u-boot command set named
+// spec.Commands of the board's lab entry ([board.boot.command_sets]; a
+// LAVA boot's commands: nfs, ramdisk ...) — "" and, on a board without
+// command sets, any name send the board's commands; spec.Context gives
+// the placeholders the lab entry leaves open (it overrides none of the
+// board's); spec.Login replaces the board's login settings it sets.
+func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error {
+	set := spec.Commands
 	bm := b.hw.Boot
+	p, err := prompts(bm)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", b.name, err)
+	}
+	if p, err = spec.Login.Apply(p); err != nil {
+		return fmt.Errorf("boot %s: %w", b.name, err)
+	}
+	if bm.Method != "u-boot" {
+		return boot.Boot(ctx, b, con, p)
+	}
 	commands := bm.Commands
 	if set != "" && len(bm.CommandSets) > 0 {
 		cs, ok := bm.CommandSets[set]
@@ -281,13 +293,6 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, set string, jobC
 			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))
 		}
 		commands = cs
-	}
-	p, err := prompts(bm)
-	if err != nil {
-		return fmt.Errorf("boot %s: %w", b.name, err)
-	}
-	if bm.Method != "u-boot" {
-		return boot.Boot(ctx, b, con, p)
 	}
 	interrupt, err := regexp.Compile(bm.Interrupt)
 	if err != nil {
@@ -299,7 +304,7 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, set string, jobC
 			return fmt.Errorf("boot %s: u-boot prompt: %w", b.name, err)
 		}
 	}
-	vars := maps.Clone(jobContext)
+	vars := maps.Clone(spec.Context)
 	if vars == nil {
 		vars = map[string]string{}
 	}

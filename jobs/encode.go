@@ -81,6 +81,15 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
 		}
+		if l := a.Login; l != (Login{}) {
+			var parts []string
+			for _, f := range []struct{ k, v string }{{"prompt", l.Prompt}, {"user", l.User}, {"password_prompt", l.PasswordPrompt}, {"password", l.Password}} {
+				if f.v != "" {
+					parts = append(parts, f.k+" = "+quote(f.v))
+				}
+			}
+			fmt.Fprintf(&b, "login = {%s}\n", strings.Join(parts, ", "))
+		}
 		if a.Retries > 0 {
 			fmt.Fprintf(&b, "retries = %d\n", a.Retries)
 		}

@@ -82,6 +82,9 @@ type Action struct {
 	// words to pass, fail, skip or unknown.
 	Parse string
 	Fixup map[string]string
+	// Login (boot only, optional) replaces the board's login settings
+	// where it sets them (LAVA's auto_login).
+	Login Login
 	// Retries is how often the action is run again when it fails on the
 	// board (LAVA's failure_retry, less the first run); its before calls
 	// are made once.
@@ -159,6 +162,12 @@ type Images struct {
 	// entry's commands name as {name}: LAVA's nfsrootfs, dtbo and modules,
 	// and the images of flashing boot methods. QEMU boards refuse them.
 	Files map[string]string
+}
+
+// Login is a boot action's login: regular expressions of the login and
+// password prompts, the user and the password; "" keeps the board's.
+type Login struct {
+	Prompt, User, PasswordPrompt, Password string
 }
 
 // MaxRetries bounds an action's retries.
@@ -268,6 +277,25 @@ func Parse(file string, data []byte) (*Job, error) {
 	return j, nil
 }
 
+// parseLogin reads a boot action's login table.
+func parseLogin(t tomlfile.Table) Login {
+	t.Only("prompt", "user", "password_prompt", "password")
+	var l Login
+	for _, f := range []struct {
+		k      string
+		dst    *string
+		regexp bool
+	}{{"prompt", &l.Prompt, true}, {"user", &l.User, false}, {"password_prompt", &l.PasswordPrompt, true}, {"password", &l.Password, false}} {
+		if s, ok := t.String(f.k); ok {
+			if _, err := regexp.Compile(s); f.regexp && err != nil {
+				t.Errorf(f.k, "not a regular expression: %v", err)
+			}
+			*f.dst = s
+		}
+	}
+	return l
+}
+
 // parseContext reads a context table: names as placeholders are named,
 // string values.
 func parseContext(t tomlfile.Table) map[string]string {
@@ -347,7 +375,10 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries", "login")
+		if lt, ok := t.Table("login"); ok {
+			a.Login = parseLogin(lt)
+		}
 		if n, ok := t.Int("retries"); ok {
 			if n < 0 || n > MaxRetries {
 				t.Errorf("retries", "must be between 0 and %d (got %d)", MaxRetries, n)
@@ -394,7 +425,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands"} {
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands", "login"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -553,7 +584,7 @@ func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
-	case "commands":
+	case "commands", "login":
 		return typ == Boot
 	default: // name, run, parse, fixup
 		return typ == Test

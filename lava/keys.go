@@ -547,7 +547,7 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			// type picks u-boot's boot command and media the storage; both are
 			// the board's business in troupe (its lab entry).
 		case k.key == "auto_login":
-			im.autoLogin(k)
+			im.autoLogin(k, &a)
 		case k.key == "command":
 			// docker: the container's command (its shell); the board's
 			// own shell stands for it.
@@ -560,19 +560,39 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 	return a, ok
 }
 
-// autoLogin checks a boot's auto_login: troupe's boot logs in with the
-// board's lab entry (login prompt and user).
-func (im *importer) autoLogin(e entry) {
+// autoLogin reads a boot's auto_login: its prompts, user and password
+// replace the board's login settings for this boot (jobs.Action.Login).
+func (im *importer) autoLogin(e entry, a *jobs.Action) {
 	m, ok := im.mapping(e.v, e.path)
 	if !ok {
 		return
 	}
 	for _, k := range m.entries {
 		switch k.key {
-		case "login_prompt", "username", "password_prompt", "password":
-			im.str(k.v, k.path)
+		case "login_prompt", "password_prompt":
+			s, good := im.str(k.v, k.path)
+			if !good {
+				continue
+			}
+			re := regexp.QuoteMeta(s) // LAVA matches its prompts as text
+			if k.key == "login_prompt" {
+				a.Login.Prompt = re
+			} else {
+				a.Login.PasswordPrompt = re
+			}
+		case "username":
+			a.Login.User, _ = im.str(k.v, k.path)
+		case "password":
+			// Any scalar: a password of digits reads as a number. Never quoted in errors.
+			if k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null" {
+				a.Login.Password = k.v.Value
+			} else {
+				im.errorf(k.line, k.path, "must be a text value")
+			}
 		case "login_commands":
-			im.strings(k)
+			if _, good := im.strings(k); good {
+				im.warnf(k.line, k.path, "not typed: troupe's test shell sets itself up after the login; put the commands in a test")
+			}
 		default:
 			im.unsupported(k, "not an auto_login key; LAVA's are login_prompt, username, password_prompt, password and login_commands")
 		}

@@ -26,7 +26,7 @@ protocols:
     roles:
       a: {device_type: sim, context: {console_device: ttyS1}}
 actions:
-- boot: {role: [a], commands: nfs, failure_retry: 3}
+- boot: {role: [a], commands: nfs, failure_retry: 3, auto_login: {login_prompt: 'bbb login:', username: me, password_prompt: 'Password:', password: 4321}}
 `
 	j, err := lava.Import("job.yaml", []byte(src))
 	require.NoError(t, err)
@@ -35,6 +35,7 @@ actions:
 	assert.Equal(t, map[string]string{"console_device": "ttyS1"}, j.Roles[0].Context)
 	assert.Equal(t, "nfs", j.Actions[0].Commands, "the boot's named command set")
 	assert.Equal(t, 2, j.Actions[0].Retries, "failure_retry counts the first run")
+	assert.Equal(t, jobs.Login{Prompt: "bbb login:", User: "me", PasswordPrompt: "Password:", Password: "4321"}, j.Actions[0].Login, "auto_login, prompts as text")
 	roundTrip(t, j)
 
 	_, err = lava.Import("job.yaml", []byte(strings.Replace(src, "PIN: 1234", "PIN: [hunter2]", 1)))

@@ -81,6 +81,7 @@ actions:
     method: u-boot
     commands: nfs
     prompts: ['root@bbb:']
+    auto_login: {login_prompt: 'bbb-01 login:', username: lava-user}
 - test:
     definitions:
     - from: inline
@@ -114,6 +115,7 @@ func TestLAVAUBootNFS(t *testing.T) {
 	assert.Contains(t, log, "console=ttyO0 root=/dev/nfs", "the nfs command set was sent, the job's context filling its {console_device}")
 	assert.NotContains(t, log, "no command set was picked")
 	assert.Contains(t, log, "VFS: Mounted root (nfs filesystem)")
+	assert.Contains(t, log, "login: lava-user", "auto_login's username was typed")
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/nfs/rootfs"])
 
 	noNFS := t.TempDir()
