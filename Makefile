@@ -39,6 +39,7 @@ FUZZ += ./testshell:FuzzAttach
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
 FUZZ += ./lava:FuzzTestDefinition
+FUZZ += ./sim:FuzzNFSRoot
 FUZZ += ./scenario:FuzzParse
 FUZZ += ./boot:FuzzFill
 FUZZ += ./console:FuzzStripANSI

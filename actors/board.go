@@ -126,10 +126,16 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		}
 	case jobs.Boot:
 		var err error
-		if b, ok := a.backend.(Booter); ok {
+		login := boot.Login(m.action.Login)
+		if b, ok := a.backend.(SpecBooter); ok {
+			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, Context: m.context, Login: login})
+		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
 		} else {
-			err = boot.Boot(ctx, a.backend, a.con, boot.DefaultPrompts())
+			var p boot.Prompts
+			if p, err = login.Apply(boot.DefaultPrompts()); err == nil {
+				err = boot.Boot(ctx, a.backend, a.con, p)
+			}
 		}
 		if err == nil {
 			a.putHelpers()

@@ -201,6 +201,7 @@ type fakeTest struct {
 // fakeConfig scripts a fake backend.
 type fakeConfig struct {
 	deployErr    error
+	deployFails  int  // the first deployFails deploys fail (with errBoom)
 	deployHang   bool // Deploy blocks until its ctx ends
 	onErr        error
 	offPanic     bool
@@ -333,6 +334,9 @@ func (f *fakeBackend) Deploy(ctx context.Context, image string) error {
 	if f.cfg.deployHang {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if f.count("deploy "+image) <= f.cfg.deployFails {
+		return errBoom
 	}
 	return f.cfg.deployErr
 }

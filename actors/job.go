@@ -34,6 +34,15 @@ type Booter interface {
 	Boot(ctx context.Context, con boot.Console) error
 }
 
+// SpecBooter is a Booter with boot command templates and login settings
+// of its own (u-boot boards): a boot action's spec picks one of its named
+// command sets (LAVA's nfs, ramdisk ...), fills the placeholders its lab
+// entry leaves open from the job's and role's context, and replaces its
+// login settings where the action's login (LAVA's auto_login) sets them.
+type SpecBooter interface {
+	BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error
+}
+
 // Event is a phase change of a node, for progress output.
 type Event struct {
 	Time   time.Time

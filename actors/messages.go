@@ -75,9 +75,10 @@ type abortGrace struct{ index int }
 
 // doAction asks the board actor to perform one action.
 type doAction struct {
-	index  int
-	action jobs.Action
-	test   testshell.Test
+	index   int
+	action  jobs.Action
+	test    testshell.Test
+	context map[string]string // boot: the job's context with the role's
 }
 
 // actionResult is the board actor's answer to doAction.

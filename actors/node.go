@@ -3,7 +3,9 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +35,7 @@ type nodeActor struct {
 	attached   int // bytes of the attachments kept in tests
 	done       bool
 	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
+	retried    map[int]int       // action index → retries made
 }
 
 // MaxNodeAttachments bounds the bytes of the attachments kept of one node
@@ -107,6 +110,15 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	act := a.actions[i]
 	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: describe(act)})
 	msg := &doAction{index: i, action: act}
+	if act.Type == jobs.Boot {
+		msg.context = maps.Clone(a.cfg.Job.Context)
+		if r, ok := a.cfg.Job.Role(a.node.Role); ok && len(r.Context) > 0 {
+			if msg.context == nil {
+				msg.context = map[string]string{}
+			}
+			maps.Copy(msg.context, r.Context)
+		}
+	}
 	if act.Type == jobs.Test {
 		msg.test = testshell.Test{Name: act.Name, Script: act.Run, Env: [][2]string{
 			{"TROUPE_JOB", a.cfg.Job.Name},
@@ -120,6 +132,9 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"LAVA_DEVICE_HOSTNAME", a.cfg.Boards[a.node.Name].Name},
 			{"LAVA_DEVICE_TYPE", a.cfg.Boards[a.node.Name].DeviceType},
 		}, Files: map[string][]byte{"group": a.groupFile()}, Fixup: act.Fixup}
+		for _, k := range slices.Sorted(maps.Keys(a.cfg.Job.Secrets)) {
+			msg.test.Env = append(msg.test.Env, [2]string{k, a.cfg.Job.Secrets[k]})
+		}
 		if act.Parse != "" {
 			// jobs.Parse checked the pattern; a job built otherwise with a bad one just parses nothing.
 			msg.test.Pattern, _ = regexp.Compile(act.Parse)
@@ -153,6 +168,17 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		class := report.Infrastructure
 		if act.Type == jobs.Test && errors.Is(m.err, testshell.ErrShellDied) {
 			class = report.TestFailure
+		}
+		if class == report.Infrastructure && a.retried[m.index] < act.Retries {
+			// Again, as LAVA's failure_retry: its MultiNode calls were made.
+			if a.retried == nil {
+				a.retried = map[int]int{}
+			}
+			a.retried[m.index]++
+			a.actions[m.index].Before = nil
+			ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: fmt.Sprintf("%s failed (%v): retry %d of %d", describe(act), m.err, a.retried[m.index], act.Retries)})
+			a.next(ctx, m.index)
+			return
 		}
 		a.finish(ctx, report.StatusIncomplete, class, fmt.Sprintf("%s: %v", describe(act), m.err))
 		return

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,11 +190,35 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 			vars[f[2]] = file
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+		file, err := b.copyToTFTP(im.Files[k])
+		if err != nil {
+			return err
+		}
+		vars[k] = file
+	}
+	if _, nfs := im.Files["nfsrootfs"]; nfs && !b.mountsNFSRoot() {
+		return fmt.Errorf("deploy images to %s: the job boots an nfsrootfs, but no boot command of the board's lab entry mounts one ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: give the board a command set (nfs) whose kernel takes its root from {nfsrootfs}", b.name)
+	}
 	vars["image"] = vars["kernel"]
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.vars = vars
 	return nil
+}
+
+// mountsNFSRoot reports whether a boot command of the board names the
+// staged nfsrootfs.
+func (b *Board) mountsNFSRoot() bool {
+	sets := append([][]string{b.hw.Boot.Commands}, slices.Collect(maps.Values(b.hw.Boot.CommandSets))...)
+	for _, cmds := range sets {
+		for _, c := range cmds {
+			if strings.Contains(c, "{nfsrootfs}") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stage puts image where the TFTP server serves it to this board only
@@ -237,13 +264,35 @@ func (b *Board) copyToTFTP(image string) (string, error) {
 // Boot brings the board to a logged-in shell by its boot method, with the
 // prompts, login and u-boot settings of its lab entry.
 func (b *Board) Boot(ctx context.Context, con boot.Console) error {
+	return b.BootWith(ctx, con, boot.Spec{})
+}
+
+// BootWith is Boot with a job's boot spec: the u-boot command set named
+// spec.Commands of the board's lab entry ([board.boot.command_sets]; a
+// LAVA boot's commands: nfs, ramdisk ...) — "" and, on a board without
+// command sets, any name send the board's commands; spec.Context gives
+// the placeholders the lab entry leaves open (it overrides none of the
+// board's); spec.Login replaces the board's login settings it sets.
+func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error {
+	set := spec.Commands
 	bm := b.hw.Boot
 	p, err := prompts(bm)
 	if err != nil {
 		return fmt.Errorf("boot %s: %w", b.name, err)
 	}
+	if p, err = spec.Login.Apply(p); err != nil {
+		return fmt.Errorf("boot %s: %w", b.name, err)
+	}
 	if bm.Method != "u-boot" {
 		return boot.Boot(ctx, b, con, p)
+	}
+	commands := bm.Commands
+	if set != "" && len(bm.CommandSets) > 0 {
+		cs, ok := bm.CommandSets[set]
+		if !ok {
+			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))
+		}
+		commands = cs
 	}
 	interrupt, err := regexp.Compile(bm.Interrupt)
 	if err != nil {
@@ -255,7 +304,11 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 			return fmt.Errorf("boot %s: u-boot prompt: %w", b.name, err)
 		}
 	}
-	vars := map[string]string{"board": b.name}
+	vars := maps.Clone(spec.Context)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	vars["board"] = b.name
 	for k, v := range bm.Vars {
 		vars[k] = v
 	}
@@ -265,7 +318,7 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 	}
 	b.mu.Unlock()
 	return boot.BootUBoot(ctx, b, con, boot.UBoot{Interrupt: interrupt, Prompt: uprompt, InterruptWith: bm.InterruptString,
-		Commands: bm.Commands, Vars: vars, Prompts: p})
+		Commands: commands, Vars: vars, Prompts: p})
 }
 
 // prompts are the login prompts of bm ("" fields: boot's defaults).

@@ -3,7 +3,9 @@ package jobs
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,7 +40,9 @@ func (j *Job) Encode(w io.Writer) error {
 		if r.Timeout != j.MultinodeTimeout {
 			fmt.Fprintf(&b, "timeout = %s\n", quote(duration(r.Timeout)))
 		}
+		writeTable(&b, "roles."+key(r.Name)+".context", r.Context)
 	}
+	writeTable(&b, "context", j.Context)
 	for _, a := range j.Actions {
 		fmt.Fprintf(&b, "\n[[action]]\ntype = %s\n", quote(string(a.Type)))
 		fmt.Fprintf(&b, "roles = %s\n", list(a.Roles))
@@ -56,23 +60,41 @@ func (j *Job) Encode(w io.Writer) error {
 			fmt.Fprintf(&b, "image = %s\n", quote(unresolve(j.File, a.Image)))
 		}
 		if im := a.Images; im != nil {
-			fmt.Fprintf(&b, "images = {kernel = %s", quote(unresolve(j.File, im.Kernel)))
-			if im.Initrd != "" {
-				fmt.Fprintf(&b, ", initrd = %s", quote(unresolve(j.File, im.Initrd)))
+			var parts []string
+			for _, f := range []struct{ k, v string }{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}, {"dtb", im.DTB}} {
+				if f.v != "" {
+					parts = append(parts, fmt.Sprintf("%s = %s", f.k, quote(unresolve(j.File, f.v))))
+				}
 			}
-			if im.Rootfs != "" {
-				fmt.Fprintf(&b, ", rootfs = %s", quote(unresolve(j.File, im.Rootfs)))
+			if len(im.Files) > 0 {
+				var files []string
+				for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+					files = append(files, fmt.Sprintf("%s = %s", k, quote(unresolve(j.File, im.Files[k]))))
+				}
+				parts = append(parts, "files = {"+strings.Join(files, ", ")+"}")
 			}
-			if im.DTB != "" {
-				fmt.Fprintf(&b, ", dtb = %s", quote(unresolve(j.File, im.DTB)))
-			}
-			b.WriteString("}\n")
+			fmt.Fprintf(&b, "images = {%s}\n", strings.Join(parts, ", "))
 		}
 		if a.Timeout != defaultActionTimeout(a.Type) {
 			fmt.Fprintf(&b, "timeout = %s\n", quote(duration(a.Timeout)))
 		}
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
+		}
+		if l := a.Login; l != (Login{}) {
+			var parts []string
+			for _, f := range []struct{ k, v string }{{"prompt", l.Prompt}, {"user", l.User}, {"password_prompt", l.PasswordPrompt}, {"password", l.Password}} {
+				if f.v != "" {
+					parts = append(parts, f.k+" = "+quote(f.v))
+				}
+			}
+			fmt.Fprintf(&b, "login = {%s}\n", strings.Join(parts, ", "))
+		}
+		if a.Retries > 0 {
+			fmt.Fprintf(&b, "retries = %d\n", a.Retries)
+		}
+		if a.Commands != "" {
+			fmt.Fprintf(&b, "commands = %s\n", quote(a.Commands))
 		}
 		if a.Parse != "" {
 			fmt.Fprintf(&b, "parse = %s\n", quote(a.Parse))
@@ -93,10 +115,22 @@ func (j *Job) Encode(w io.Writer) error {
 			b.WriteString("}\n")
 		}
 	}
+	writeTable(&b, "secrets", j.Secrets)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("encode job %s: %w", j.Name, err)
 	}
 	return nil
+}
+
+// writeTable writes the table name of string values m, if it has any.
+func writeTable(b *strings.Builder, name string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n[%s]\n", name)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(b, "%s = %s\n", k, quote(m[k]))
+	}
 }
 
 func defaultActionTimeout(t ActionType) time.Duration {

@@ -62,6 +62,7 @@ func checkJob(t *testing.T, j *jobs.Job) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(minimal))
+	f.Add([]byte("name = \"x\"\n[roles.a]\ndevice_type = \"s\"\n[roles.a.context]\nc = \"1\"\n[[action]]\ntype = \"deploy\"\nretries = 1\nimages = {files = {nfsrootfs = \"r.tgz\"}}\n[[action]]\ntype = \"boot\"\ncommands = \"nfs\"\nlogin = {prompt = \"x login:\", user = \"u\"}\n[secrets]\nT = \"v\"\n[context]\na = \"b\"\n"))
 	f.Add([]byte(readFile(f, "testdata/smoke.toml")))
 	f.Add([]byte("name = \"x\"\n[roles]\na = {device_type = \"s\", count = 2}\n[[action]]\ntype = \"test\"\nname = \"t\"\nrun = '''\nx\n'''\n"))
 	f.Add([]byte("name = \"x\"\naction = [{type = \"boot\", roles = [\"a\"]}]\n[roles.a]\ndevice_type = \"s\"\ntags = [\"usb\",\n\"x\"]\n"))

@@ -2,8 +2,10 @@ package jobs
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/troupe-lab/troupe/jobs/tomlfile"
@@ -54,8 +56,15 @@ func (j *Job) ConfineImages(root string) error {
 	for i := range j.Actions {
 		a := &j.Actions[i]
 		fields := []imageField{{"image", &a.Image}}
+		var names, files []string // Images.Files, resolved in files
 		if im := a.Images; im != nil {
 			fields = append(fields, imageField{"images.kernel", &im.Kernel}, imageField{"images.initrd", &im.Initrd}, imageField{"images.rootfs", &im.Rootfs}, imageField{"images.dtb", &im.DTB})
+			names = slices.Sorted(maps.Keys(im.Files))
+			files = make([]string, len(names))
+			for i, k := range names {
+				files[i] = im.Files[k]
+				fields = append(fields, imageField{"images.files." + k, &files[i]})
+			}
 		}
 		for _, f := range fields {
 			if *f.p == "" {
@@ -73,6 +82,9 @@ func (j *Job) ConfineImages(root string) error {
 				continue
 			}
 			*f.p = abs
+		}
+		for i, k := range names {
+			a.Images.Files[k] = files[i]
 		}
 	}
 	if len(errs) > 0 {

@@ -46,6 +46,13 @@ type Job struct {
 	Roles            []Role        // sorted by name
 	Actions          []Action      // in file order
 	File             string        // path it was loaded from
+	// Secrets are exported to every test's environment (LAVA's job
+	// secrets) and kept out of the logs: their values are masked there.
+	Secrets map[string]string
+	// Context (LAVA's job context) gives values to the placeholders
+	// {name} of the boards' boot command templates that their lab entries
+	// leave open; a role's Context adds to it.
+	Context map[string]string
 }
 
 // Role is a group of identical nodes.
@@ -55,7 +62,8 @@ type Role struct {
 	Count      int
 	Essential  bool
 	Tags       []string
-	Timeout    time.Duration // effective per-call multinode timeout
+	Timeout    time.Duration     // effective per-call multinode timeout
+	Context    map[string]string // added to the job's Context for this role's boards
 }
 
 // Action is one step of the job, run on the nodes of some roles.
@@ -74,6 +82,17 @@ type Action struct {
 	// words to pass, fail, skip or unknown.
 	Parse string
 	Fixup map[string]string
+	// Login (boot only, optional) replaces the board's login settings
+	// where it sets them (LAVA's auto_login).
+	Login Login
+	// Retries is how often the action is run again when it fails on the
+	// board (LAVA's failure_retry, less the first run); its before calls
+	// are made once.
+	Retries int
+	// Commands (boot only, optional) names the boot command set of the
+	// board's lab entry to boot with (LAVA's boot commands: nfs, ramdisk,
+	// ...); "": the board's own commands.
+	Commands string
 	// Before are MultiNode calls the node makes, in order, before the
 	// action starts (LAVA's action-level protocols: lava-multinode).
 	Before []Request
@@ -134,11 +153,37 @@ func ParseRequest(s string) (Request, error) {
 // Images are what a board that boots a Linux kernel itself (a QEMU board)
 // is deployed with; paths are resolved against the job file's directory.
 type Images struct {
-	Kernel string // required
+	Kernel string // required, unless Rootfs or Files are given
 	Initrd string // optional
 	Rootfs string // optional: a raw disk image, attached as the first disk
 	DTB    string // optional: the device tree blob
+	// Files are further images by name (lower-case letters, digits, '_'),
+	// which boards that fetch their images over TFTP stage and their lab
+	// entry's commands name as {name}: LAVA's nfsrootfs, dtbo and modules,
+	// and the images of flashing boot methods. QEMU boards refuse them.
+	Files map[string]string
 }
+
+// Login is a boot action's login: regular expressions of the login and
+// password prompts, the user and the password; "" keeps the board's.
+type Login struct {
+	Prompt, User, PasswordPrompt, Password string
+}
+
+// MaxRetries bounds an action's retries.
+const MaxRetries = 10
+
+// secretName is the form of the names of Job.Secrets.
+var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// commandSetName is the form of a boot action's commands.
+var commandSetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// imageFileName is the form of the names of Images.Files.
+var imageFileName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// fixedImages are the names of the Images fields, which Files cannot use.
+var fixedImages = []string{"kernel", "initrd", "rootfs", "dtb", "ramdisk", "image", "server_ip", "board", "files"}
 
 // Node is one member of a role.
 type Node struct {
@@ -170,7 +215,10 @@ func Parse(file string, data []byte) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{File: file, Timeout: DefaultTimeout, Priority: DefaultPriority, MultinodeTimeout: DefaultMultinodeTimeout}
-	root.Only("name", "timeout", "priority", "multinode", "roles", "action")
+	root.Only("name", "timeout", "priority", "multinode", "roles", "action", "secrets", "context")
+	if ct, ok := root.Table("context"); ok {
+		j.Context = parseContext(ct)
+	}
 	root.Require("name", "roles", "action")
 	if name, ok := root.String("name"); ok {
 		j.Name = name
@@ -196,6 +244,27 @@ func Parse(file string, data []byte) (*Job, error) {
 	if roles, ok := root.Table("roles"); ok {
 		j.Roles = parseRoles(roles, j.MultinodeTimeout)
 	}
+	if st, ok := root.Table("secrets"); ok {
+		for _, k := range st.Keys() {
+			if !secretName.MatchString(k) {
+				st.Errorf(k, "a secret's name is a shell variable name")
+				continue
+			}
+			// Not st.String: its type errors quote the value.
+			if v, ok := st.M[k].(string); !ok {
+				st.Errorf(k, "must be a string")
+			} else {
+				if v == "" {
+					st.Errorf(k, "must not be empty") // an empty value would mask nothing
+					continue
+				}
+				if j.Secrets == nil {
+					j.Secrets = map[string]string{}
+				}
+				j.Secrets[k] = v
+			}
+		}
+	}
 	if actions, ok := root.Tables("action"); ok {
 		if len(actions) == 0 {
 			root.Errorf("action", "at least one action is required")
@@ -206,6 +275,44 @@ func Parse(file string, data []byte) (*Job, error) {
 		return nil, err
 	}
 	return j, nil
+}
+
+// parseLogin reads a boot action's login table.
+func parseLogin(t tomlfile.Table) Login {
+	t.Only("prompt", "user", "password_prompt", "password")
+	var l Login
+	for _, f := range []struct {
+		k      string
+		dst    *string
+		regexp bool
+	}{{"prompt", &l.Prompt, true}, {"user", &l.User, false}, {"password_prompt", &l.PasswordPrompt, true}, {"password", &l.Password, false}} {
+		if s, ok := t.String(f.k); ok {
+			if _, err := regexp.Compile(s); f.regexp && err != nil {
+				t.Errorf(f.k, "not a regular expression: %v", err)
+			}
+			*f.dst = s
+		}
+	}
+	return l
+}
+
+// parseContext reads a context table: names as placeholders are named,
+// string values.
+func parseContext(t tomlfile.Table) map[string]string {
+	out := map[string]string{}
+	for _, k := range t.Keys() {
+		if !secretName.MatchString(k) {
+			t.Errorf(k, "a context name is letters, digits and '_', not starting with a digit")
+			continue
+		}
+		if v, ok := t.String(k); ok {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
@@ -221,7 +328,10 @@ func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 			continue
 		}
 		r := Role{Name: name, Count: 1, Timeout: multinode}
-		rt.Only("device_type", "count", "essential", "tags", "timeout")
+		rt.Only("device_type", "count", "essential", "tags", "timeout", "context")
+		if ct, ok := rt.Table("context"); ok {
+			r.Context = parseContext(ct)
+		}
 		rt.Require("device_type")
 		if s, ok := rt.String("device_type"); ok {
 			if s == "" {
@@ -265,7 +375,17 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries", "login")
+		if lt, ok := t.Table("login"); ok {
+			a.Login = parseLogin(lt)
+		}
+		if n, ok := t.Int("retries"); ok {
+			if n < 0 || n > MaxRetries {
+				t.Errorf("retries", "must be between 0 and %d (got %d)", MaxRetries, n)
+			} else {
+				a.Retries = int(n)
+			}
+		}
 		t.Require("type")
 		if typ, ok := t.String("type"); ok {
 			a.Type = ActionType(typ) // reset below if invalid
@@ -305,7 +425,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup"} {
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands", "login"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -320,6 +440,12 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 					t.Errorf("images", "a deploy action has image or images, not both")
 				}
 			}
+		}
+		if c, ok := t.String("commands"); ok && a.Type == Boot {
+			if !commandSetName.MatchString(c) {
+				t.Errorf("commands", "names a command set of the board's lab entry: letters, digits, '_' and '-' (got %q)", c)
+			}
+			a.Commands = c
 		}
 		if a.Type == Test {
 			t.Require("name", "run")
@@ -386,9 +512,28 @@ func actionRoles(t tomlfile.Table, roles []string, j *Job) []string {
 
 // parseImages reads a deploy action's images = {kernel, initrd, rootfs, dtb}.
 func parseImages(t tomlfile.Table, file string) *Images {
-	t.Only("kernel", "initrd", "rootfs", "dtb")
-	t.Require("kernel")
+	t.Only("kernel", "initrd", "rootfs", "dtb", "files")
 	im := &Images{}
+	if ft, ok := t.Table("files"); ok {
+		for _, k := range ft.Keys() {
+			if !imageFileName.MatchString(k) || slices.Contains(fixedImages, k) {
+				ft.Errorf(k, "an image name is lower-case letters, digits and '_', and not %s", strings.Join(fixedImages, ", "))
+				continue
+			}
+			if s, ok := ft.String(k); ok {
+				if im.Files == nil {
+					im.Files = map[string]string{}
+				}
+				im.Files[k] = imagePath(ft, k, file, s)
+			}
+		}
+		if len(ft.Keys()) == 0 {
+			t.Errorf("files", "must not be empty")
+		}
+	}
+	if !t.Has("files") && !t.Has("rootfs") {
+		t.Require("kernel") // a rootfs alone is a disk the board boots, files are staged by name
+	}
 	for _, f := range []struct {
 		k   string
 		dst *string
@@ -439,6 +584,8 @@ func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
+	case "commands", "login":
+		return typ == Boot
 	default: // name, run, parse, fixup
 		return typ == Test
 	}

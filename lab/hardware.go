@@ -72,6 +72,10 @@ type BootMethod struct {
 	Method    string   // "shell" (already running a getty: power cycle and log in) or "u-boot"
 	Interrupt string   // u-boot: the autoboot prompt to interrupt (regexp)
 	Commands  []string // u-boot: command templates ({server_ip}, {kernel}, ...)
+	// CommandSets are further u-boot command templates by name (LAVA's
+	// device dictionary's boot commands: nfs, ramdisk, tftp, ...); a job's
+	// boot action picks one by name, else Commands are sent.
+	CommandSets map[string][]string
 	// Vars are the board's own placeholder values (kernel_addr, dtb_addr
 	// ...); a tftp deploy adds server_ip, kernel and image.
 	Vars  map[string]string
@@ -114,6 +118,9 @@ var (
 	bootMethods  = []string{"shell", "u-boot"}
 	deployKinds  = []string{"none", "flasher", "tftp"}
 )
+
+// commandSetName is the form of the names of BootMethod.CommandSets.
+var commandSetName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // parseHardware reads the [board.console], [board.power] and [board.boot]
 // tables of a hardware board.
@@ -178,7 +185,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 		}
 	}
 	if b, ok := t.Table("boot"); ok {
-		b.Only("method", "interrupt", "commands", "login", "user", "vars",
+		b.Only("method", "interrupt", "commands", "command_sets", "login", "user", "vars",
 			"password", "password_prompt", "shell_prompt", "uboot_prompt", "interrupt_string")
 		if b.Has("method") {
 			hw.Boot.Method = b.OneOf("method", bootMethods...)
@@ -191,6 +198,21 @@ func parseHardware(t tomlfile.Table) *Hardware {
 				b.Errorf("interrupt", "invalid regexp: %v", err)
 			}
 			hw.Boot.Commands, _ = b.Strings("commands")
+			if cs, ok := b.Table("command_sets"); ok {
+				hw.Boot.CommandSets = map[string][]string{}
+				for _, k := range cs.Keys() {
+					if !commandSetName.MatchString(k) {
+						cs.Errorf(k, "a command set's name is letters, digits, '_' and '-'")
+						continue
+					}
+					if cmds, ok := cs.Strings(k); ok {
+						if len(cmds) == 0 {
+							cs.Errorf(k, "must hold at least one command")
+						}
+						hw.Boot.CommandSets[k] = cmds
+					}
+				}
+			}
 			if v, ok := b.Table("vars"); ok {
 				hw.Boot.Vars = map[string]string{}
 				for _, k := range v.Keys() {
@@ -207,7 +229,7 @@ func parseHardware(t tomlfile.Table) *Hardware {
 				hw.Boot.InterruptString = s
 			}
 		} else {
-			for _, k := range []string{"interrupt", "commands", "vars", "uboot_prompt", "interrupt_string"} {
+			for _, k := range []string{"interrupt", "commands", "command_sets", "vars", "uboot_prompt", "interrupt_string"} {
 				if b.Has(k) {
 					b.Errorf(k, "is for method = \"u-boot\"")
 				}

@@ -50,6 +50,11 @@ type Downloads struct {
 	MaxBytes int64        // per image, compressed and decompressed; 0: DefaultMaxDownload
 	Offline  bool         // refuse http(s) URLs: only local files
 	Mirrors  []Mirror     // URL prefix -> local directory holding the rest of the path
+	// Defer fetches nothing: Path checks each image's description and
+	// gives the path it will have in the cache. Validating a job defers;
+	// running it fetches (Get), which downloads, verifies the checksums
+	// and decompresses.
+	Defer bool
 }
 
 // mirrored maps a URL to a local file of a mirror, if one matches.
@@ -108,32 +113,13 @@ func remote(u string) bool {
 // A local file without compression and checksums is returned as it is,
 // unless a mirror gave it: that is copied into the cache.
 func (d *Downloads) Get(ctx context.Context, a Artifact) (string, error) {
-	for k := range a.Checksums {
-		if ChecksumKeys[k] == nil {
-			return "", fmt.Errorf("image %s: unknown checksum %q (md5sum, sha256sum, sha512sum)", a.URL, k)
-		}
-	}
-	switch a.Compression {
-	case "", "none":
-		a.Compression = ""
-	case "gz", "bz2", "xz", "zstd":
-	default:
-		return "", fmt.Errorf("image %s: compression %q is not one of %s", a.URL, a.Compression, strings.Join(Compressions, ", "))
-	}
-	mirrored := false
-	if p, ok := d.mirrored(a.URL); ok {
-		a.URL, mirrored = p, true
-	}
-	if !remote(a.URL) && !mirrored && a.Compression == "" && len(a.Checksums) == 0 {
-		return a.URL, nil
+	a, final, err := d.prepare(a)
+	if err != nil || final == a.URL {
+		return final, err
 	}
 	if remote(a.URL) && d.Offline {
 		return "", fmt.Errorf("%q %w, and fetching is off here: place the image under the images root and give its path relative to it, or map the URL to a local mirror (--lava-mirror URL=DIR)", a.URL, ErrOffline)
 	}
-	if d.Dir == "" {
-		return "", fmt.Errorf("image %s: no download cache directory", a.URL)
-	}
-	final := filepath.Join(d.Dir, a.key(), imageName(a))
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}
@@ -170,6 +156,48 @@ func (d *Downloads) Get(ctx context.Context, a Artifact) (string, error) {
 		return "", fmt.Errorf("download cache: %w", err)
 	}
 	return final, nil
+}
+
+// digestLen is the length of each checksum's hex digest.
+var digestLen = map[string]int{"md5sum": 32, "sha256sum": 64, "sha512sum": 128}
+
+// Path checks the description of the image a (checksum keys and digests,
+// compression) and returns the path Get gives it, fetching nothing.
+func (d *Downloads) Path(a Artifact) (string, error) {
+	_, final, err := d.prepare(a)
+	return final, err
+}
+
+// prepare checks a, maps its URL through the mirrors and returns it with
+// the path of its cache entry (its own path if it needs none).
+func (d *Downloads) prepare(a Artifact) (Artifact, string, error) {
+	for k, v := range a.Checksums {
+		n, known := digestLen[k]
+		if !known {
+			return a, "", fmt.Errorf("image %s: unknown checksum %q (md5sum, sha256sum, sha512sum)", a.URL, k)
+		}
+		if v = strings.TrimSpace(v); len(v) != n || strings.Trim(strings.ToLower(v), "0123456789abcdef") != "" {
+			return a, "", fmt.Errorf("image %s: %s must be %d hex digits (got %q)", a.URL, k, n, v)
+		}
+	}
+	switch a.Compression {
+	case "", "none":
+		a.Compression = ""
+	case "gz", "bz2", "xz", "zstd":
+	default:
+		return a, "", fmt.Errorf("image %s: compression %q is not one of %s", a.URL, a.Compression, strings.Join(Compressions, ", "))
+	}
+	mirrored := false
+	if p, ok := d.mirrored(a.URL); ok {
+		a.URL, mirrored = p, true
+	}
+	if !remote(a.URL) && !mirrored && a.Compression == "" && len(a.Checksums) == 0 {
+		return a, a.URL, nil
+	}
+	if d.Dir == "" {
+		return a, "", fmt.Errorf("image %s: no download cache directory", a.URL)
+	}
+	return a, filepath.Join(d.Dir, a.key(), imageName(a)), nil
 }
 
 // imageName is the file name of the cached image: the URL's last element

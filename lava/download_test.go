@@ -156,12 +156,12 @@ func TestDownloadsRejects(t *testing.T) {
 
 func TestDownloadsLocalBounds(t *testing.T) {
 	d := &lava.Downloads{Dir: t.TempDir()}
-	_, err := d.Get(context.Background(), lava.Artifact{URL: "/dev/zero", Checksums: map[string]string{"md5sum": "0"}})
+	_, err := d.Get(context.Background(), lava.Artifact{URL: "/dev/zero", Checksums: map[string]string{"md5sum": strings.Repeat("0", 32)}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not a regular file")
 	secret := filepath.Join(t.TempDir(), "secret")
 	require.NoError(t, os.WriteFile(secret, []byte("host file"), 0o600))
-	_, err = d.Get(context.Background(), lava.Artifact{URL: secret, Checksums: map[string]string{"sha256sum": "00"}})
+	_, err = d.Get(context.Background(), lava.Artifact{URL: secret, Checksums: map[string]string{"sha256sum": strings.Repeat("0", 64)}})
 	require.ErrorIs(t, err, lava.ErrChecksum)
 	assert.NotContains(t, err.Error(), sum256([]byte("host file")), "a host file's digest is not told")
 }

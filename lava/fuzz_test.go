@@ -3,6 +3,7 @@ package lava_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/troupe-lab/troupe/jobs"
@@ -21,6 +22,12 @@ func FuzzImport(f *testing.F) {
 	f.Add("a: &x [*x]\n")
 	for _, tc := range unsupported {
 		f.Add(tc.src)
+	}
+	corpus, _ := filepath.Glob("testdata/corpus/*.yaml")
+	for _, c := range corpus {
+		if data, err := os.ReadFile(c); err == nil {
+			f.Add(string(data))
+		}
 	}
 	f.Add(billionLaughs())
 	f.Add("x: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[")

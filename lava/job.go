@@ -52,6 +52,7 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		return j
 	}
 	var protocols, actions, deviceType, tags *entry
+	target, targetLine := "", 0
 	for _, e := range m.entries {
 		switch e.key {
 		case "job_name":
@@ -74,11 +75,24 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		case "actions":
 			actions = &e
 		case "context":
-			im.mapping(e.v, e.path) // device settings: the lab entry's business in troupe
+			j.Context = im.context(e)
 		case "secrets":
-			im.unsupported(e, "not supported: troupe passes no secrets into test shells; a lab's boards hold what they need")
+			j.Secrets = im.secrets(e)
 		case "reboot_to_fastboot":
 			im.boolean(e)
+		case "target":
+			// A dispatcher's sub-job names its device; troupe places a role
+			// on a board of its lab by device type.
+			if s, ok := im.str(e.v, e.path); ok {
+				target = s
+				targetLine = e.line
+			}
+		case "connection", "host_role":
+			// A guest's sub-job: reached over ssh from its host role.
+			if isString(e.v) && e.v.Value == "serial" {
+				continue
+			}
+			im.refuse(e, WhySSHGuest)
 		case "visibility", "metadata", "notify": // Ignored
 		default:
 			im.unsupported(e, "")
@@ -90,7 +104,17 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 	if protocols != nil {
 		multinode = im.protocols(*protocols, j)
 	}
+	if target != "" && deviceType == nil && actions != nil {
+		// The device's type from the boot method, for a dispatcher's job.
+		if dt := bootDeviceType(actions.v); dt != "" {
+			deviceType = &entry{key: "device_type", path: "device_type", line: targetLine,
+				v: &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: dt, Line: targetLine}}
+			im.warnf(targetLine, "target", "device %q: troupe places the job on a board of device type %s (from boot.method) of its lab, not on a named device", target, dt)
+		}
+	}
 	switch {
+	case im.subJob != nil:
+		im.subJobRole(j, deviceType, tags)
 	case multinode:
 		if deviceType != nil {
 			im.unsupported(*deviceType, "a MultiNode job has no top-level device_type; give each role its device_type")
@@ -106,8 +130,10 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 		}
 		im.errorf(m.line, "device_type", "is required: give device_type (single-node job) or protocols.lava-multinode.roles (MultiNode job)")
 	}
+	im.roleTypes = map[string]string{}
 	for _, r := range j.Roles {
 		im.allRoles = append(im.allRoles, r.Name)
+		im.roleTypes[r.Name] = r.DeviceType
 	}
 
 	if actions != nil {
@@ -183,20 +209,117 @@ func (im *importer) protocols(e entry, j *jobs.Job) bool {
 				j.MultinodeTimeout = d
 			}
 		}
+		if r, ok := mn.get("role"); ok {
+			im.subJob = &subJob{role: r, mn: mn}
+		}
 		for _, k := range mn.entries {
 			switch k.key {
 			case "timeout":
 			case "roles":
+				if im.subJob != nil {
+					im.subJobRoles(k)
+					continue
+				}
 				j.Roles = im.roles(k, j.MultinodeTimeout)
-			case "target_group", "sub_id", "group_size", "role", "tags", "roles_count":
-				im.unsupported(k, "not supported: this is one node's sub-job, which LAVA's scheduler splits from a MultiNode job; give troupe the MultiNode job (protocols.lava-multinode.roles)")
+			case "target_group", "sub_id", "group_size", "role", "tags", "roles_count", "request", "expect_role":
+				// One node's sub-job, which LAVA's scheduler splits from a
+				// MultiNode job: read by subJobRole.
 			default:
 				im.unsupported(k, "")
 			}
 		}
-		im.required(mn, "roles")
+		if im.subJob == nil {
+			im.required(mn, "roles")
+		}
 	}
 	return found
+}
+
+// subJob is one node's part of a MultiNode job, as LAVA's scheduler
+// writes it for its dispatcher: protocols.lava-multinode.role names its
+// role, target_group, sub_id and group_size its place in the group.
+type subJob struct {
+	role entry
+	mn   *mapping
+}
+
+// subJobRoles reads the roles of a sub-job: LAVA's dispatcher form maps
+// device names to role names; only the sub-job's own role takes part.
+func (im *importer) subJobRoles(e entry) {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return
+	}
+	for _, r := range m.entries {
+		if r.v.Kind == yaml.MappingNode {
+			im.unsupported(r, "a sub-job (protocols.lava-multinode.role) names the roles of its group by device; give troupe the MultiNode job to run the group")
+		} else {
+			im.str(r.v, r.path)
+		}
+	}
+}
+
+// subJobRole makes the sub-job's one role: its device_type and tags are
+// the job's, the count 1. The group's other nodes are in their own
+// sub-jobs: the job runs alone, which is said once.
+func (im *importer) subJobRole(j *jobs.Job, dt, tags *entry) {
+	sj := im.subJob
+	lavaName, ok := im.str(sj.role.v, sj.role.path)
+	if !ok {
+		return
+	}
+	name, ok := roleName(lavaName)
+	if !ok {
+		im.errorf(sj.role.line, sj.role.path, "role name %q may contain only letters, digits, '_' and '-'", lavaName)
+		return
+	}
+	im.lavaRoles[lavaName] = name
+	r := jobs.Role{Name: name, Count: 1, Timeout: j.MultinodeTimeout}
+	if dt == nil {
+		im.errorf(sj.mn.line, "device_type", "is required: a sub-job (protocols.lava-multinode.role) gives its device_type at the top level")
+		return
+	}
+	r.DeviceType, _ = im.deviceType(*dt)
+	if tags != nil {
+		r.Tags = im.tags(*tags)
+	}
+	if t, ok := sj.mn.get("tags"); ok {
+		r.Tags = append(r.Tags, im.tags(t)...)
+	}
+	for _, k := range []string{"sub_id", "group_size"} {
+		if e, ok := sj.mn.get(k); ok {
+			im.integer(e)
+		}
+	}
+	for _, k := range []string{"target_group", "request", "expect_role"} {
+		if e, ok := sj.mn.get(k); ok {
+			im.str(e.v, e.path)
+		}
+	}
+	j.Roles = []jobs.Role{r}
+	im.warnf(sj.role.line, sj.role.path, "this is the sub-job of role %s, which LAVA's scheduler splits from a MultiNode job: troupe runs it as a job of that one role, without the other nodes of its group (their requests and messages never come; lava-wait for them ends at the MultiNode timeout); give troupe the MultiNode job to run the group", lavaName)
+}
+
+// bootDeviceType is the LAVA device type a job's boot method implies, if
+// one does (qemu).
+func bootDeviceType(actions *yaml.Node) string {
+	actions = deref(actions)
+	if actions == nil || actions.Kind != yaml.SequenceNode {
+		return ""
+	}
+	for _, a := range actions.Content {
+		a = deref(a)
+		if a == nil || a.Kind != yaml.MappingNode || len(a.Content) != 2 || a.Content[0].Value != "boot" {
+			continue
+		}
+		b := deref(a.Content[1])
+		for i := 0; b != nil && b.Kind == yaml.MappingNode && i+1 < len(b.Content); i += 2 {
+			if b.Content[i].Value == "method" && b.Content[i+1].Value == "qemu" {
+				return "qemu"
+			}
+		}
+	}
+	return ""
 }
 
 func (im *importer) roles(e entry, multinode time.Duration) []jobs.Role {
@@ -263,7 +386,9 @@ func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Ro
 			if d, ok := im.duration(k); ok {
 				r.Timeout = d
 			}
-		case "context", "connection", "host_role", "expect_role", "request":
+		case "context":
+			r.Context = im.context(k)
+		case "connection", "host_role", "expect_role", "request":
 			im.roleKey(k)
 		default:
 			im.unsupported(k, "")
@@ -338,6 +463,10 @@ func (im *importer) actions(e entry) []jobs.Action {
 				out = append(out, act)
 			}
 		case "test":
+			if d, ok := rawKey(a.v, "docker"); ok {
+				im.refuse(entry{key: "docker", path: a.path + ".docker", line: d.Line}, WhyDockerTest)
+				continue
+			}
 			out = append(out, im.test(a)...)
 		case "command":
 			im.errorf(a.line, a.path, "command actions run commands on the LAVA worker; troupe runs nothing on its host for a job: put the step in a test on a board")
@@ -444,4 +573,81 @@ func (im *importer) localPath(e entry, s string) (string, bool) {
 // jobs.Job.ConfineImages resolves under the images root.
 func (im *importer) imagePath(rel string) string {
 	return filepath.Join(filepath.Dir(im.file), rel)
+}
+
+// rawKey finds the key k of the mapping n without reading it as the
+// importer does (no warnings or errors): its key node.
+func rawKey(n *yaml.Node, k string) (*yaml.Node, bool) {
+	n = deref(n)
+	for i := 0; n != nil && n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == k {
+			return n.Content[i], true
+		}
+	}
+	return nil, false
+}
+
+// secrets reads the job's secrets: LAVA gives them to the test shell;
+// troupe exports them to every test's environment and masks their values
+// in the logs. Errors never quote a value.
+func (im *importer) secrets(e entry) map[string]string {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for _, k := range m.entries {
+		switch {
+		case !shellName.MatchString(k.key) || len(k.key) > 64:
+			im.errorf(k.line, k.path, "a secret's name must be a shell variable name")
+		case k.v.Kind != yaml.ScalarNode || k.v.ShortTag() == "!!null":
+			im.errorf(k.line, k.path, "must be a text value")
+		case k.v.Value == "":
+			im.errorf(k.line, k.path, "must not be empty")
+		default:
+			out[k.key] = k.v.Value
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// context reads a job's or role's context: LAVA's values for the device
+// templates. troupe keeps them for the boards' boot command templates
+// ({name}); a list becomes its items joined by spaces.
+func (im *importer) context(e entry) map[string]string {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	for _, k := range m.entries {
+		if !shellName.MatchString(k.key) || len(k.key) > 64 {
+			im.errorf(k.line, k.path, "a context name is letters, digits and '_', not starting with a digit")
+			continue
+		}
+		switch {
+		case k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null":
+			out[k.key] = k.v.Value
+		case k.v.Kind == yaml.SequenceNode:
+			var items []string
+			for i, n := range k.v.Content {
+				n = deref(n)
+				if n == nil || n.Kind != yaml.ScalarNode {
+					im.typeError(n, fmt.Sprintf("%s[%d]", k.path, i), "a value")
+					continue
+				}
+				items = append(items, n.Value)
+			}
+			out[k.key] = strings.Join(items, " ")
+		default:
+			im.typeError(k.v, k.path, "a value or a list of values")
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

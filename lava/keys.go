@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -19,11 +20,12 @@ import (
 // Refusals of whole LAVA features, one line each.
 const (
 	// WhySSHGuest is the one line that refuses ssh guest roles.
-	WhySSHGuest = "not supported: troupe reaches every role's board over its own console; ssh guest roles (connection: ssh, host_role, expect_role, request: lava-start) have no troupe equivalent"
-	whyDocker   = "not supported: troupe runs tests on boards, not in docker containers"
-	whyLXC      = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
-	whyVLANd    = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
-	whyNS       = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
+	WhySSHGuest = "not supported: an ssh guest role (connection: ssh, host_role, expect_role, request: lava-start) runs over ssh from another role's booted board; troupe reaches each role through the console of a board of its own: give the role a device_type and a test of its own"
+	// WhyDockerTest is the one line that refuses LAVA's docker test shell.
+	WhyDockerTest = "not supported: LAVA's docker test shell runs the test in a container beside the board (with adb/fastboot to it); troupe runs every test on the board itself: put the steps in a test on the board"
+	whyLXC        = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
+	whyVLANd      = "not supported: LAVA's VLANd protocol was dropped by LAVA itself; troupe gives each group a private network of its own"
+	whyNS         = "not supported: troupe runs one deploy/boot/test sequence per board; LAVA namespaces (several connections per device) have no troupe equivalent"
 )
 
 // timeoutKey handles timeouts.connection, timeouts.connections and
@@ -77,11 +79,21 @@ func lavaActionType(name string) (jobs.ActionType, bool) {
 func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 	switch k.key {
 	case "failure_retry":
-		if n, ok := im.integer(k); ok && (n < 1 || n > 100) {
-			im.errorf(k.line, k.path, "must be between 1 and 100 (got %d)", n)
+		// LAVA's attempts in all: the action runs again on the board's
+		// failures (jobs.Action.Retries), up to jobs.MaxRetries times.
+		if n, ok := im.integer(k); ok {
+			switch {
+			case n < 1 || n > 100:
+				im.errorf(k.line, k.path, "must be between 1 and 100 (got %d)", n)
+			case n-1 > jobs.MaxRetries:
+				im.warnf(k.line, k.path, "troupe runs an action at most %d times", jobs.MaxRetries+1)
+				a.Retries = jobs.MaxRetries
+			default:
+				a.Retries = int(n - 1)
+			}
 		}
-		// troupe retries a job whose boards failed (the lab's retries);
-		// the action itself runs once.
+	case "name":
+		im.str(k.v, k.path) // the LAVA action's name: descriptive
 	case "repeat":
 		im.unsupported(k, "not supported: troupe runs each action once; list the action again to repeat it")
 	case "protocols":
@@ -92,7 +104,7 @@ func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 		if isString(k.v) && k.v.Value == "serial" {
 			return true
 		}
-		im.unsupported(k, WhySSHGuest)
+		im.refuse(k, WhySSHGuest)
 	default:
 		return false
 	}
@@ -278,12 +290,18 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 		return "", false
 	}
 	rel := ""
-	if !remote(a.URL) {
+	// A file:// URL names a file of the LAVA worker: a mirror of the lab
+	// (--lava-mirror file:///dir/=DIR) maps it, or it is refused.
+	fetched := remote(a.URL)
+	if dl != nil && strings.HasPrefix(strings.ToLower(a.URL), "file://") {
+		_, fetched = dl.mirrored(a.URL)
+	}
+	if !fetched {
 		if rel, ok = im.localPath(urlEntry, a.URL); !ok {
 			return "", false
 		}
 	}
-	if remote(a.URL) || a.Compression != "" && a.Compression != "none" || len(a.Checksums) > 0 {
+	if fetched || a.Compression != "" && a.Compression != "none" || len(a.Checksums) > 0 {
 		if dl == nil {
 			im.errorf(urlEntry.line, urlEntry.path, "%q: no download cache to fetch or check it in", a.URL)
 			return "", false
@@ -298,7 +316,13 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 			}
 			a.URL = p
 		}
-		p, err := dl.Get(context.Background(), a)
+		var p string
+		var err error
+		if dl.Defer {
+			p, err = dl.Path(a)
+		} else {
+			p, err = dl.Get(context.Background(), a)
+		}
 		if err != nil {
 			im.errorf(urlEntry.line, urlEntry.path, "%v", err)
 			return "", false
@@ -318,7 +342,7 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 // deployTargets are the LAVA deploy methods (to:) troupe carries out.
 var deployTargets = map[string]string{
 	"tmpfs": "", "tftp": "", "nfs": "", "flasher": "", "usb": "", "sata": "", "ramdisk": "",
-	"docker": whyDocker, "lxc": whyLXC, "ssh": WhySSHGuest,
+	"docker": "", "lxc": whyLXC, "ssh": WhySSHGuest,
 	"fastboot": "not supported: troupe has no fastboot deploy; a board's lab entry can flash with a command ([board.deploy] method = \"flasher\")",
 }
 
@@ -336,6 +360,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	}
 	imgs := map[string]string{}
 	ok = true
+	docker, image, to := false, (*entry)(nil), (*entry)(nil)
 	take := func(k entry, as string) {
 		if p, good := im.artifact(k, dl); good {
 			imgs[as] = p
@@ -348,9 +373,12 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		case im.common(k, &a), im.actionKey(k, &a, "deploy"):
 		case k.key == "to":
 			if s, good := im.str(k.v, k.path); good {
+				docker, to = s == "docker", &k
 				if why, known := deployTargets[s]; !known {
 					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata)", s)
 					ok = false
+				} else if s == "ssh" {
+					im.refuse(k, why)
 				} else if why != "" {
 					im.unsupported(k, why)
 					ok = false
@@ -359,22 +387,29 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		case k.key == "os", k.key == "authorize", k.key == "kernel_type":
 			// os and authorize shape LAVA's overlay; troupe types its helpers in.
 		case k.key == "image":
-			im.unsupported(k, whyDocker)
-			ok = false
+			image = &k
 		case k.key == "kernel", k.key == "dtb", k.key == "rootfs":
 			take(k, k.key)
 		case k.key == "ramdisk", k.key == "initrd":
 			take(k, "initrd")
-		case k.key == "modules":
-			// Checked and fetched like any image, but not unpacked: said once.
-			if _, good := im.artifact(k, dl); good {
-				im.warnf(k.line, k.path, "the modules are not unpacked into the ramdisk or rootfs: troupe boots the images as they are, which must hold the modules the test needs")
-			} else {
-				ok = false
+		case k.key == "modules", k.key == "nfsrootfs":
+			// Staged by name for the board's commands ({modules},
+			// {nfsrootfs}): a u-boot board's nfs commands boot the
+			// nfsrootfs as the kernel's root.
+			take(k, k.key)
+		case k.key == "dtbo":
+			// Device tree overlays, one or a list: {dtbo}, {dtbo_2}, ...
+			if k.v.Kind != yaml.SequenceNode {
+				take(k, "dtbo")
+				continue
 			}
-		case k.key == "nfsrootfs":
-			im.unsupported(k, "not supported: troupe has no NFS server; boot a ramdisk or a disk image instead")
-			ok = false
+			for i, n := range k.v.Content {
+				name := "dtbo"
+				if i > 0 {
+					name = fmt.Sprintf("dtbo_%d", i+1)
+				}
+				take(entry{key: k.key, path: fmt.Sprintf("%s[%d]", k.path, i), line: n.Line, v: deref(n)}, name)
+			}
 		case k.key == "images":
 			im2, good := im.mapping(k.v, k.path)
 			if !good {
@@ -383,7 +418,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			}
 			for _, i := range im2.entries {
 				switch i.key {
-				case "kernel", "dtb", "rootfs":
+				case "kernel", "dtb", "rootfs", "nfsrootfs", "modules":
 					take(i, i.key)
 				case "initrd", "ramdisk":
 					take(i, "initrd")
@@ -395,8 +430,15 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 					}
 					take(i, "rootfs")
 				default:
-					im.unsupported(i, "not an image troupe deploys; it deploys kernel, initrd (ramdisk), dtb and rootfs (or one disk)")
-					ok = false
+					// The images of flashing boot methods (jlink, pyocd,
+					// ...): staged by name for the board's commands.
+					name := strings.ToLower(sanitize(strings.ReplaceAll(i.key, "-", "_")))
+					if !stagedName.MatchString(name) || slices.Contains(fixedImageNames, name) {
+						im.unsupported(i, "not an image name troupe can stage: image names are letters, digits, '_' and '-', starting with a letter")
+						ok = false
+						continue
+					}
+					take(i, name)
 				}
 			}
 		default:
@@ -404,19 +446,52 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			ok = false
 		}
 	}
+	if docker {
+		for _, r := range a.Roles {
+			if dt := im.roleTypes[r]; dt != "docker" {
+				im.unsupported(*to, fmt.Sprintf("not supported: deploy to: docker is for roles of device_type docker; troupe runs the tests of role %s (%s) on its board", r, dt))
+				return a, false
+			}
+		}
+	}
+	if image != nil {
+		if !docker {
+			im.unsupported(*image, "an image names a docker image, for deploy to: docker only")
+			return a, false
+		}
+		im.dockerImage(*image)
+	}
 	if !ok {
 		return a, false
 	}
-	if kernel, has := imgs["kernel"]; has {
-		a.Images = &jobs.Images{Kernel: kernel, Initrd: imgs["initrd"], DTB: imgs["dtb"], Rootfs: imgs["rootfs"]}
-	} else if len(imgs) > 1 || imgs["initrd"] != "" || imgs["dtb"] != "" {
-		im.errorf(e.line, e.path, "initrd, ramdisk and dtb images need a kernel image")
-		return a, false
-	} else {
+	files := map[string]string{}
+	for k, v := range imgs {
+		if !slices.Contains([]string{"kernel", "initrd", "dtb", "rootfs"}, k) {
+			files[k] = v
+		}
+	}
+	switch {
+	case len(imgs) == 1 && imgs["rootfs"] != "":
 		a.Image = imgs["rootfs"]
+	case imgs["kernel"] != "" || imgs["rootfs"] != "" || len(files) > 0:
+		a.Images = &jobs.Images{Kernel: imgs["kernel"], Initrd: imgs["initrd"], DTB: imgs["dtb"], Rootfs: imgs["rootfs"]}
+		if len(files) > 0 {
+			a.Images.Files = files
+		}
+	case len(imgs) > 0:
+		im.errorf(e.line, e.path, "initrd, ramdisk and dtb images need a kernel or a rootfs image")
+		return a, false
 	}
 	return a, true
 }
+
+// stagedName is the form of the names of images staged by name
+// (jobs.Images.Files); fixedImageNames are taken.
+var (
+	stagedName      = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	commandSetName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	fixedImageNames = []string{"kernel", "initrd", "rootfs", "dtb", "ramdisk", "image", "server_ip", "board", "files"}
+)
 
 // bootLAVA reads a LAVA boot action. troupe boots a board by its lab
 // entry (power cycle; u-boot commands and login from the lab file, the
@@ -436,13 +511,12 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			if s, good := im.str(k.v, k.path); good {
 				switch s {
 				case "docker":
-					im.unsupported(k, whyDocker)
-					ok = false
+					// The board of device type docker boots as any other.
 				case "lxc":
 					im.unsupported(k, whyLXC)
 					ok = false
 				case "ssh":
-					im.unsupported(k, WhySSHGuest)
+					im.refuse(k, WhySSHGuest)
 					ok = false
 				case "fastboot":
 					im.unsupported(k, "not supported: troupe boots boards by power cycle, u-boot or QEMU; fastboot is not one of them")
@@ -455,16 +529,29 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			}
 			im.strings(k)
 		case k.key == "commands":
-			// A named set (nfs, ramdisk, tftp) or a list: the board's lab
-			// entry gives the u-boot commands (its [board.boot] commands).
-			if !isString(k.v) {
-				im.strings(k)
+			// A named set (nfs, ramdisk, tftp): the board's lab entry's
+			// command set of that name ([board.boot.command_sets], the
+			// LAVA device dictionary's part). A list: the job's own
+			// commands, which troupe does not type.
+			if isString(k.v) {
+				if !commandSetName.MatchString(k.v.Value) {
+					im.errorf(k.line, k.path, "%q is not a command set name (letters, digits, '_' and '-')", k.v.Value)
+					ok = false
+				} else {
+					a.Commands = k.v.Value
+				}
+			} else if _, good := im.strings(k); good {
+				im.warnf(k.line, k.path, "the job's own boot commands are not sent: troupe boots a board with the commands of its lab entry")
 			}
 		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "parameters", k.key == "soft_reboot", k.key == "expect_shell":
 			// type picks u-boot's boot command and media the storage; both are
 			// the board's business in troupe (its lab entry).
 		case k.key == "auto_login":
-			im.autoLogin(k)
+			im.autoLogin(k, &a)
+		case k.key == "command":
+			// docker: the container's command (its shell); the board's
+			// own shell stands for it.
+			im.str(k.v, k.path)
 		default:
 			im.unsupported(k, "not a boot key troupe reads; it reads method, prompts, auto_login, commands, type, media, role, timeout, failure_retry and protocols")
 			ok = false
@@ -473,19 +560,39 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 	return a, ok
 }
 
-// autoLogin checks a boot's auto_login: troupe's boot logs in with the
-// board's lab entry (login prompt and user).
-func (im *importer) autoLogin(e entry) {
+// autoLogin reads a boot's auto_login: its prompts, user and password
+// replace the board's login settings for this boot (jobs.Action.Login).
+func (im *importer) autoLogin(e entry, a *jobs.Action) {
 	m, ok := im.mapping(e.v, e.path)
 	if !ok {
 		return
 	}
 	for _, k := range m.entries {
 		switch k.key {
-		case "login_prompt", "username", "password_prompt", "password":
-			im.str(k.v, k.path)
+		case "login_prompt", "password_prompt":
+			s, good := im.str(k.v, k.path)
+			if !good {
+				continue
+			}
+			re := regexp.QuoteMeta(s) // LAVA matches its prompts as text
+			if k.key == "login_prompt" {
+				a.Login.Prompt = re
+			} else {
+				a.Login.PasswordPrompt = re
+			}
+		case "username":
+			a.Login.User, _ = im.str(k.v, k.path)
+		case "password":
+			// Any scalar: a password of digits reads as a number. Never quoted in errors.
+			if k.v.Kind == yaml.ScalarNode && k.v.ShortTag() != "!!null" {
+				a.Login.Password = k.v.Value
+			} else {
+				im.errorf(k.line, k.path, "must be a text value")
+			}
 		case "login_commands":
-			im.strings(k)
+			if _, good := im.strings(k); good {
+				im.warnf(k.line, k.path, "not typed: troupe's test shell sets itself up after the login; put the commands in a test")
+			}
 		default:
 			im.unsupported(k, "not an auto_login key; LAVA's are login_prompt, username, password_prompt, password and login_commands")
 		}
@@ -496,12 +603,35 @@ func (im *importer) autoLogin(e entry) {
 // essential and timeout, reporting whether k was one of them.
 func (im *importer) roleKey(k entry) bool {
 	switch k.key {
-	case "context":
-		im.mapping(k.v, k.path) // device settings: the lab entry's business in troupe
 	case "connection", "host_role", "expect_role", "request":
-		im.unsupported(k, WhySSHGuest)
+		im.refuse(k, WhySSHGuest)
 	default:
 		return false
 	}
 	return true
+}
+
+// dockerImage reads the image of a deploy to: docker ({name, local} or
+// the name alone). troupe pulls no containers: the role runs on a board
+// of its lab of the role's device type (docker), as said once.
+func (im *importer) dockerImage(e entry) {
+	name := ""
+	if isString(e.v) {
+		name = e.v.Value
+	} else if m, ok := im.mapping(e.v, e.path); ok {
+		for _, k := range m.entries {
+			switch k.key {
+			case "name":
+				name, _ = im.str(k.v, k.path)
+			case "local":
+				im.boolean(k)
+			default:
+				im.unsupported(k, "not a key of a docker image; LAVA's are name and local")
+			}
+		}
+		im.required(m, "name")
+	}
+	if name != "" {
+		im.warnf(e.line, e.path, "the docker image %s is not pulled: troupe runs the role on a board of its lab for the role's device type (the built-in sim lab stands one in: a sandboxed shell)", name)
+	}
 }

@@ -28,11 +28,20 @@
 //     lava-multinode protocol) becomes one role "node" with count 1.
 //   - deploy → a deploy action; images.rootfs.url, a path relative to the
 //     images root (Options.Images: the job file's directory, or the
-//     server's --images directory) or an http(s) URL downloaded into the
-//     root's CacheDir, becomes the image. file:// URLs, absolute paths and
-//     '..' are refused. to and os are accepted and ignored.
-//   - boot → a boot action; method and prompts are accepted and ignored
-//     (troupe's boot finds the login and shell prompts itself).
+//     server's --images directory) or an http(s) URL (or a file:// URL a
+//     mirror maps) downloaded into the root's CacheDir, becomes the image;
+//     a kernel, initrd (ramdisk), dtb and rootfs become images, and
+//     nfsrootfs, modules, dtbo and other named images (a flashing
+//     method's) images.files. Validating (Downloads.Defer) names the
+//     cache path and fetches nothing; a run fetches and checks. Absolute
+//     paths and '..' are refused. to and os are accepted.
+//   - boot → a boot action: commands (a name) picks the board's command
+//     set, auto_login sets its login, failure_retry (any action) its
+//     retries; method, prompts and media are accepted (troupe's boot
+//     finds the shell prompt itself).
+//   - context (job and role) and secrets → the job's Context (the boards'
+//     boot templates) and Secrets (the tests' environment, masked in logs).
+//   - A sub-job (protocols.lava-multinode.role) → a job of that one role.
 //   - test → one troupe test action per definition, all with the role list
 //     and timeout of the LAVA action (each definition gets the whole
 //     timeout). Only from: inline definitions are imported. The test name is
@@ -150,6 +159,9 @@ func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
 	}
 	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
 	j := im.job(root)
+	if im.refusal != nil {
+		return nil, jobs.Errors{im.refusal}
+	}
 	if len(im.errs) > 0 {
 		sort.SliceStable(im.errs, func(a, b int) bool { return im.errs[a].Line < im.errs[b].Line })
 		return nil, im.errs

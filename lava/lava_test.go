@@ -292,7 +292,9 @@ notify:
 var unsupported = []struct {
 	name, src, want string
 }{
-	{"secrets", job("secrets: {a: b}"), "job.yaml:6: secrets: not supported: troupe passes no secrets"},
+	{"secret name", job("secrets: {A-B: hunter2}"), "job.yaml:6: secrets.A-B: a secret's name must be a shell variable name"},
+	{"secret value", job("secrets: {A: [hunter2]}"), "job.yaml:6: secrets.A: must be a text value"},
+	{"context value", job("context: {a: {b: c}}"), "job.yaml:6: context.a: must be a value or a list of values (got mapping)"},
 	{"timeouts.connection unit", job("timeouts: {connection: {weeks: 2}}"), "job.yaml:6: timeouts.connection.weeks: unknown unit"},
 	{"duration unit", job("timeouts: {job: {weeks: 1}}"), "job.yaml:6: timeouts.job.weeks: unknown unit"},
 	{"duration zero", job("timeouts: {job: {minutes: 0}}"), "job.yaml:6: timeouts.job: must be > 0"},
@@ -309,7 +311,7 @@ protocols:
       guest: {device_type: qemu, request: lava-start, expect_role: host}
 actions:
 - boot: {}
-`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: not supported: troupe reaches every role's board over its own console; ssh guest roles"},
+`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: " + lava.WhySSHGuest},
 	{"lxc protocol", `job_name: t
 device_type: qemu
 protocols:
@@ -357,11 +359,11 @@ actions:
 	{"actions missing", "job_name: t\ndevice_type: qemu\n", "job.yaml:1: actions: is required"},
 	{"actions empty", "job_name: t\ndevice_type: qemu\nactions: []\n", "job.yaml:3: actions: at least one action is required"},
 	{"command action", job("") + "- command: {name: pdu_reboot}\n", `job.yaml:9: actions[1].command: command actions run commands on the LAVA worker; troupe runs nothing on its host for a job`},
-	{"docker deploy", job("") + "- deploy: {to: docker, image: debian}\n", `job.yaml:9: actions[1].deploy.to: not supported: troupe runs tests on boards, not in docker containers`},
+	{"docker deploy", job("") + "- deploy: {to: docker, image: debian}\n", `job.yaml:9: actions[1].deploy.to: not supported: deploy to: docker is for roles of device_type docker`},
+	{"docker test shell", job("") + "- test: {docker: {image: adb}, definitions: []}\n", `job.yaml:9: actions[1].test.docker: ` + lava.WhyDockerTest},
 	{"lxc boot", job("") + "- boot: {method: lxc}\n", `job.yaml:9: actions[1].boot.method: not supported: LXC was dropped by LAVA itself`},
-	{"ssh guest", job("") + "- boot: {method: ssh, connection: ssh}\n", `job.yaml:9: actions[1].boot.connection: not supported: troupe reaches every role's board over its own console; ssh guest roles`},
+	{"ssh guest", job("") + "- boot: {method: ssh, connection: ssh}\n", `job.yaml:9: actions[1].boot.method: ` + lava.WhySSHGuest},
 	{"namespace", job("") + "- boot: {namespace: target}\n", `job.yaml:9: actions[1].boot.namespace: not supported: troupe runs one deploy/boot/test sequence per board`},
-	{"nfsrootfs", job("") + "- deploy: {to: tftp, kernel: {url: zImage}, nfsrootfs: {url: rootfs.tar.gz}}\n", `job.yaml:9: actions[1].deploy.nfsrootfs: not supported: troupe has no NFS server`},
 	{"request kind", job("") + "- boot:\n    protocols: {lava-multinode: [{action: x, request: lava-start, messageID: a}]}\n", `actions[1].boot.protocols.lava-multinode[0].request: "lava-start" is not a MultiNode request troupe makes`},
 	{"bad fixup", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run: {steps: [a]}\n        parse: {pattern: '(?P<test_case_id>\\S+) (?P<result>\\S+)', fixupdict: {OK: good}}\n", `parse.fixupdict maps "OK" to "good"`},
 	{"two keys", job("") + "- boot: {}\n  test: {}\n", "job.yaml:9: actions[1]: an action must be a mapping with one key"},
@@ -370,9 +372,9 @@ actions:
 	{"deploy http", job("") + "- deploy:\n    images:\n      rootfs:\n        url: https://images.example.com/rootfs.img\n", `job.yaml:12: actions[1].deploy.images.rootfs.url: "https://images.example.com/rootfs.img" needs the network, and fetching is off here`},
 	{"deploy other host", job("") + "- deploy: {images: {rootfs: {url: 'file://nas/rootfs.img'}}}\n", `job.yaml:9: actions[1].deploy.images.rootfs.url: "file://nas/rootfs.img": file:// URLs are not accepted; place the image under the images root`},
 	{"deploy ftp", job("") + "- deploy: {images: {rootfs: {url: 'ftp://nas/rootfs.img'}}}\n", `job.yaml:9: actions[1].deploy.images.rootfs.url: "ftp://nas/rootfs.img": troupe fetches images over http(s) only`},
-	{"deploy odd image", job("") + "- deploy:\n    images:\n      bootloader: {url: u-boot.bin}\n", "job.yaml:11: actions[1].deploy.images.bootloader: not an image troupe deploys"},
+	{"deploy odd image", job("") + "- deploy:\n    images:\n      9boot: {url: u-boot.bin}\n", "job.yaml:11: actions[1].deploy.images.9boot: not an image name troupe can stage"},
 	{"deploy compression", job("") + "- deploy:\n    images:\n      rootfs:\n        url: rootfs.img.lz\n        compression: lzip\n", `job.yaml:13: actions[1].deploy.images.rootfs.compression: "lzip" is not a compression troupe decompresses (gz, bz2, xz, zstd)`},
-	{"initrd without kernel", job("") + "- deploy:\n    images:\n      initrd: {url: initrd.img}\n", "job.yaml:9: actions[1].deploy: initrd, ramdisk and dtb images need a kernel image"},
+	{"initrd without kernel", job("") + "- deploy:\n    images:\n      initrd: {url: initrd.img}\n", "job.yaml:9: actions[1].deploy: initrd, ramdisk and dtb images need a kernel or a rootfs image"},
 	{"deploy no url", job("") + "- deploy: {images: {rootfs: {}}}\n", "job.yaml:9: actions[1].deploy.images.rootfs.url: is required"},
 	{"from git", job("") + `- test:
     definitions:
@@ -434,7 +436,7 @@ timeouts:
 protocols:
   lava-multinode:
     roles:
-      server: {device_type: qemu, request: lava-start}
+      server: {device_type: qemu, colour: red}
       client: {device_type: qemu, count: 2}
 actions:
 - deploy:
@@ -460,7 +462,7 @@ actions:
 		got = append(got, e.Error())
 	}
 	assert.Equal(t, []string{
-		"job.yaml:9: protocols.lava-multinode.roles.server.request: " + lava.WhySSHGuest,
+		"job.yaml:9: protocols.lava-multinode.roles.server.colour: not supported: troupe knows no such LAVA key here and refuses it rather than ignore it: remove it",
 		`job.yaml:14: actions[0].deploy.images.rootfs.url: "http://example.com/rootfs.img" needs the network, and fetching is off here: place the image under the images root and give its path relative to it, or map the URL to a local mirror (--lava-mirror URL=DIR)`,
 		`job.yaml:15: actions[1].command: command actions run commands on the LAVA worker; troupe runs nothing on its host for a job: put the step in a test on a board`,
 		`job.yaml:19: actions[2].test.definitions[0].repository: repository "https://git.example.com/t.git" needs the network, and fetching is off here: map it to a local mirror (--lava-mirror URL=DIR)`,
@@ -470,7 +472,7 @@ actions:
 	var one *jobs.Error
 	require.True(t, errors.As(err, &one))
 	assert.Equal(t, 9, one.Line)
-	assert.Equal(t, "protocols.lava-multinode.roles.server.request", one.Key)
+	assert.Equal(t, "protocols.lava-multinode.roles.server.colour", one.Key)
 }
 
 func TestMalformedYAML(t *testing.T) {
@@ -617,7 +619,8 @@ actions:
 	j, err := lava.ImportWith("dir/job.yaml", []byte(src), opts)
 	require.NoError(t, err)
 	assert.Equal(t, "accepted", j.Name, "LAVA keeps the last of duplicate keys")
-	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)"}, warnings)
+	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)",
+		"dir/job.yaml:30: actions[1].boot.auto_login.login_commands: warning: not typed: troupe's test shell sets itself up after the login; put the commands in a test"}, warnings)
 	assert.Equal(t, 20*time.Minute, j.Timeout)
 	require.Len(t, j.Actions, 5)
 	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Initrd: "dir/ramdisk.cpio", DTB: "dir/boards/board.dtb"}, j.Actions[0].Images)

@@ -57,10 +57,23 @@ type importer struct {
 	errs          jobs.Errors
 	lavaRoles     map[string]string // LAVA role name -> troupe name ("" if invalid)
 	allRoles      []string          // troupe role names, sorted
+	roleTypes     map[string]string // troupe role name -> device type
 	actionTimeout time.Duration     // timeouts.action, 0 if not given
 	tests         map[string]bool   // test names used
 	opts          Options
 	perType       map[jobs.ActionType]int64 // timeouts.actions.<name> by troupe action type
+	subJob        *subJob                   // protocols.lava-multinode.role: one node's sub-job
+	// refusal is the one line that refuses the whole job (ssh guest
+	// roles, docker test shells): said alone, without the errors that
+	// follow from it.
+	refusal *jobs.Error
+}
+
+// refuse refuses the whole job for what e is, in one line.
+func (im *importer) refuse(e entry, why string) {
+	if im.refusal == nil {
+		im.refusal = &jobs.Error{File: im.file, Line: e.line, Key: e.path, Msg: why}
+	}
 }
 
 func (im *importer) warnf(line int, key, format string, args ...any) {
@@ -192,7 +205,7 @@ func (im *importer) sequence(e entry) ([]*yaml.Node, bool) {
 
 func (im *importer) unsupported(e entry, hint string) {
 	if hint == "" {
-		hint = "not supported"
+		hint = "not supported: troupe knows no such LAVA key here and refuses it rather than ignore it: remove it"
 	}
 	im.errorf(e.line, e.path, "%s", hint)
 }

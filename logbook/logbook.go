@@ -4,6 +4,7 @@
 package logbook
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,8 @@ type Book struct {
 	entries  []Entry // the latest entries; only the last Retain are used
 	subs     map[*subscriber]struct{}
 
+	masks *masker // secrets masked in lines and raw logs; nil: none
+
 	rawMu     sync.Mutex // guards raws, rawClosed and rawLimit
 	rawClosed bool
 	rawLimit  int64
@@ -96,6 +99,68 @@ func New(dir string, now func() time.Time) (*Book, error) {
 	}, nil
 }
 
+// Mask makes the book write "[secret]" for every occurrence of each of
+// values (a job's secrets) in the lines and raw console logs of every
+// node. Call it before the first Line or Raw.
+func (b *Book) Mask(values []string) {
+	var vs [][]byte
+	for _, v := range values {
+		if v != "" {
+			vs = append(vs, []byte(v))
+		}
+	}
+	if len(vs) == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.masks = &masker{values: vs}
+	for _, v := range vs {
+		b.masks.longest = max(b.masks.longest, len(v))
+	}
+	b.mu.Unlock()
+}
+
+// Masked is what a masked secret is written as.
+const Masked = "[secret]"
+
+// masker replaces secrets.
+type masker struct {
+	values  [][]byte
+	longest int
+}
+
+// all masks every secret in p.
+func (m *masker) all(p []byte) []byte {
+	out, rest := m.scan(p, len(p))
+	return append(out, rest...)
+}
+
+// stream masks p, written in pieces: it returns what can be written and
+// the tail that a secret might continue in the next piece.
+func (m *masker) stream(p []byte) (out, held []byte) {
+	out, held = m.scan(p, len(p)-(m.longest-1))
+	return out, bytes.Clone(held)
+}
+
+// scan masks p up to offset end (a secret starting before it lies wholly
+// in p) and returns the masked part and the rest of p.
+func (m *masker) scan(p []byte, end int) (out, rest []byte) {
+	i := 0
+next:
+	for i < end {
+		for _, v := range m.values {
+			if bytes.HasPrefix(p[i:], v) {
+				out = append(out, Masked...)
+				i += len(v)
+				continue next
+			}
+		}
+		out = append(out, p[i])
+		i++
+	}
+	return out, p[min(i, len(p)):]
+}
+
 // SetLimit sets how many bytes of each node's console the book keeps (in
 // the node's raw file, and of its lines in the merged log); n <= 0
 // keeps DefaultLimit. Past it, one Dropped line is logged and the rest is
@@ -125,6 +190,9 @@ func (b *Book) Line(node, text string) Entry { return b.LineAt(node, text, time.
 // now. Time still never goes backwards in the book: an earlier t is logged
 // at the latest time logged.
 func (b *Book) LineAt(node, text string, at time.Time) Entry {
+	if b.masks != nil {
+		text = string(b.masks.all([]byte(text)))
+	}
 	node, text = Escape(node), Escape(text)
 
 	b.mu.Lock()
@@ -255,7 +323,7 @@ func (b *Book) Raw(node string) io.Writer {
 	}
 	w, ok := b.raws[node]
 	if !ok {
-		w = &rawWriter{node: node, path: filepath.Join(b.logs, node+".log"), limit: b.rawLimit}
+		w = &rawWriter{node: node, path: filepath.Join(b.logs, node+".log"), limit: b.rawLimit, masks: b.masks}
 		b.raws[node] = w
 	}
 	return w
@@ -265,6 +333,9 @@ type rawWriter struct {
 	node  string
 	path  string
 	limit int64
+	masks *masker
+
+	held []byte // the tail of the last write, which may begin a secret
 
 	mu      sync.Mutex // guards the fields below
 	f       *os.File
@@ -277,6 +348,22 @@ func (w *rawWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if w.closed || w.written > w.limit {
 		return len(p), nil
+	}
+	if w.masks != nil {
+		var out []byte
+		out, w.held = w.masks.stream(append(w.held, p...))
+		if _, err := w.write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return w.write(p)
+}
+
+// write appends p to the file, within the limit; w.mu is held.
+func (w *rawWriter) write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
 	}
 	if w.f == nil {
 		if err := checkNode(w.node); err != nil {
@@ -304,7 +391,15 @@ func (w *rawWriter) Write(p []byte) (int, error) {
 func (w *rawWriter) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var werr error
+	if len(w.held) > 0 && w.written <= w.limit {
+		_, werr = w.write(w.masks.all(w.held))
+		w.held = nil
+	}
 	w.closed = true
+	if werr != nil {
+		return werr
+	}
 	if w.f == nil {
 		return nil
 	}

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,6 +88,12 @@ func (b *Board) Deploy(_ context.Context, image string) error {
 
 // DeployImages makes the board boot im from its next power-on.
 func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
+	if len(im.Files) > 0 {
+		return fmt.Errorf("qemu %s: deploy: QEMU boards boot a kernel, initrd, dtb and rootfs; %s are for boards that fetch their images over TFTP", b.name, strings.Join(slices.Sorted(maps.Keys(im.Files)), ", "))
+	}
+	if im.Kernel == "" {
+		return fmt.Errorf("qemu %s: deploy: no kernel", b.name)
+	}
 	for _, f := range [][2]string{{"kernel", im.Kernel}, {"initrd", im.Initrd}, {"rootfs", im.Rootfs}, {"dtb", im.DTB}} {
 		what, p := f[0], f[1]
 		if p == "" {

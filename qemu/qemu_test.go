@@ -106,6 +106,10 @@ func TestDeployErrors(t *testing.T) {
 	assert.ErrorContains(t, err, missing)
 	err = b.DeployImages(ctx, jobs.Images{Kernel: t.TempDir()})
 	assert.ErrorContains(t, err, "is not a regular file")
+	err = b.DeployImages(ctx, jobs.Images{Kernel: missing, Files: map[string]string{"nfsrootfs": missing}})
+	assert.ErrorContains(t, err, "qemu vm-0: deploy: QEMU boards boot a kernel, initrd, dtb and rootfs; nfsrootfs are for boards that fetch their images over TFTP")
+	err = b.DeployImages(ctx, jobs.Images{Rootfs: missing})
+	assert.ErrorContains(t, err, "qemu vm-0: deploy: no kernel")
 
 	_, err = qemu.Open(lab.Board{Name: "sim-0", Backend: lab.Sim}, qemu.Options{})
 	assert.ErrorContains(t, err, "qemu sim-0: not a QEMU board")

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,6 +99,7 @@ func RunMany(ctx context.Context, js []*jobs.Job, l *lab.Lab, opts Options) ([]*
 			return nil, fmt.Errorf("logs of %s: %w", j.Name, err)
 		}
 		book.SetLimit(l.LogLimit)
+		book.Mask(slices.Collect(maps.Values(j.Secrets)))
 		books = append(books, book)
 		if opts.Lines != nil {
 			_, ch, _ := book.Subscribe(1, 4096)

@@ -133,6 +133,9 @@ func imagesOnServer(j *jobs.Job) error {
 		paths := []string{a.Image}
 		if a.Images != nil {
 			paths = append(paths, a.Images.Kernel, a.Images.Initrd, a.Images.Rootfs, a.Images.DTB)
+			for _, k := range slices.Sorted(maps.Keys(a.Images.Files)) {
+				paths = append(paths, a.Images.Files[k])
+			}
 		}
 		for _, p := range paths {
 			if p == "" {
@@ -176,6 +179,7 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 		return err
 	}
 	book.SetLimit(s.labDef.LogLimit)
+	book.Mask(slices.Collect(maps.Values(j.Secrets)))
 	s.mu.Lock()
 	lj.book = book
 	attempts := slices.Clone(lj.rec.Attempts)

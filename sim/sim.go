@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -506,6 +507,7 @@ func (b *Board) boot(ctx context.Context) error {
 	f := b.getFaults()
 	lines := b.bootLines()
 	step := b.o.BootDelay / time.Duration(len(lines))
+	nfsFailed := false
 	if b.o.Bootloader == BootloaderUBoot {
 		// u-boot's console until one of its boot commands succeeds; the
 		// kernel log follows.
@@ -517,9 +519,25 @@ func (b *Board) boot(ctx context.Context) error {
 			return err
 		}
 		lines = b.kernelLines(cmdline)
+		if server, path, ok := nfsRoot(cmdline); ok {
+			err := b.mountNFSRoot(ctx, server, path)
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			if err != nil {
+				b.log.Info("nfs root failed", "server", server, "path", path, "err", err)
+			}
+			beforeRoot := cutAfter(lines, mmcLine)
+			lines = append(slices.Clone(beforeRoot[:len(beforeRoot)-1]), nfsRootLines(server, path, err)...)
+			if err == nil {
+				lines = append(lines, "[    0.912345] Run /sbin/init as init process")
+			}
+			nfsFailed = err != nil // the kernel panics without its root
+		}
 	}
 	hang := true
 	switch {
+	case nfsFailed:
 	case f.BootHang:
 		lines = cutAfter(lines, kernelStartLine)
 	case f.PanicAtBoot:

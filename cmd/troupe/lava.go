@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -81,4 +83,35 @@ func loadLAVA(path string, opts lava.Options) (*jobs.Job, error) {
 		return nil, fmt.Errorf("load LAVA job: %w", err)
 	}
 	return lava.ImportWith(path, data, opts)
+}
+
+// confineImages confines the images of j under root (jobs.Job.ConfineImages).
+// Where the LAVA import deferred fetching (validation), the images it
+// will fetch into the cache are not there yet: the others are checked.
+func confineImages(j *jobs.Job, root string, opts lava.Options) error {
+	if opts.Downloads == nil || !opts.Downloads.Defer {
+		return j.ConfineImages(root)
+	}
+	c := *j
+	c.Actions = slices.Clone(j.Actions)
+	cached := func(p string) string {
+		if slices.Contains(strings.Split(filepath.ToSlash(p), "/"), lava.CacheDir) {
+			return ""
+		}
+		return p
+	}
+	for i := range c.Actions {
+		a := &c.Actions[i]
+		a.Image = cached(a.Image)
+		if a.Images != nil {
+			im := *a.Images
+			im.Kernel, im.Initrd, im.Rootfs, im.DTB = cached(im.Kernel), cached(im.Initrd), cached(im.Rootfs), cached(im.DTB)
+			im.Files = maps.Clone(im.Files)
+			for k, p := range im.Files {
+				im.Files[k] = cached(p)
+			}
+			a.Images = &im
+		}
+	}
+	return c.ConfineImages(root)
 }

@@ -255,9 +255,14 @@ actions:
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/kernel/uname"])
 	assert.Equal(t, int32(2), hits.Load(), "each image downloaded once")
 
-	// A checksum that does not match refuses the job before anything runs.
+	// Validating fetches nothing; a checksum that does not match refuses
+	// the run before anything runs, naming the image's key.
 	bad := writeFile(t, dir, "bad.yaml", strings.Replace(readFileString(t, job), fmt.Sprintf("%x", ksum), strings.Repeat("0", 64), 1))
+	before := hits.Load()
 	res = troupe(t, "validate", bad)
+	assert.Equal(t, 0, res.code, res.stderr)
+	assert.Equal(t, before, hits.Load(), "validate downloads nothing")
+	res = troupe(t, "run", "--lab", labFile, "--out", "OUT2", bad)
 	assert.Equal(t, 3, res.code)
 	assert.Contains(t, res.stderr, "actions[0].deploy.images.kernel.url:")
 	assert.Contains(t, res.stderr, "checksum mismatch: sha256sum is")

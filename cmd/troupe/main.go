@@ -286,7 +286,7 @@ func loadJob(path string, opts lava.Options) (*jobs.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := j.ConfineImages(filepath.Dir(path)); err != nil {
+	if err := confineImages(j, filepath.Dir(path), opts); err != nil {
 		return nil, err
 	}
 	return j, nil

@@ -44,7 +44,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		case *asScenario:
 			kind = kindScenario
 		}
-		what, err := validateFile(f, kind, lavaOpts())
+		opts := lavaOpts()
+		opts.Downloads.Defer = true // images are fetched and checked when a run fetches them
+		what, err := validateFile(f, kind, opts)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid

@@ -1,0 +1,28 @@
+package boot_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/boot"
+)
+
+// TestLoginApply: a job's login replaces the board's settings it gives.
+func TestLoginApply(t *testing.T) {
+	p, err := boot.Login{Prompt: `bbb login:`, User: "me", PasswordPrompt: `Secret:`, Password: "pw"}.Apply(boot.DefaultPrompts())
+	require.NoError(t, err)
+	assert.True(t, p.Login.MatchString("bbb login: "))
+	assert.False(t, p.Login.MatchString("other login: x"))
+	assert.Equal(t, "me", p.User)
+	assert.True(t, p.PasswordPrompt.MatchString("Secret:"))
+	assert.Equal(t, "pw", p.Password)
+
+	p, err = boot.Login{}.Apply(boot.DefaultPrompts())
+	require.NoError(t, err)
+	assert.Equal(t, boot.DefaultPrompts(), p)
+
+	_, err = boot.Login{Prompt: "("}.Apply(boot.DefaultPrompts())
+	assert.ErrorContains(t, err, "login prompt")
+}

@@ -1,0 +1,65 @@
+package hardware
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/boot"
+	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
+)
+
+// TestBootWithSpec: a boot action's spec picks a named command set of the
+// board's lab entry, fills the placeholders the entry leaves open from the
+// job's context (never the board's own), and replaces the login it sets.
+func TestBootWithSpec(t *testing.T) {
+	bm := lab.BootMethod{Method: "u-boot", Interrupt: "Press SPACE", Commands: []string{"boot"},
+		CommandSets: map[string][]string{"nfs": {"setenv bootargs console={console} addr={kernel_addr}", "bootz"}},
+		Vars:        map[string]string{"kernel_addr": "0x82000000"},
+		Login:       "login:", User: "root", ShellPrompt: lab.DefaultShellPrompt, UBootPrompt: lab.DefaultUBootPrompt, InterruptString: "\n"}
+	b := &Board{Switch: &recSwitch{}, name: "bbb-01", hw: lab.Hardware{Boot: bm}}
+	con := &recConsole{}
+	err := b.BootWith(context.Background(), con, boot.Spec{Commands: "nfs", Context: map[string]string{"console": "ttyO0", "kernel_addr": "0x0"}})
+	var ue *boot.UBootError
+	require.True(t, err == nil || errors.As(err, &ue), "%v", err)
+	assert.Contains(t, con.calls, "send setenv bootargs console=ttyO0 addr=0x82000000\n", "the job's context fills {console}, not the board's {kernel_addr}")
+
+	err = b.BootWith(context.Background(), &recConsole{}, boot.Spec{Commands: "ramdisk"})
+	assert.ErrorContains(t, err, `boot bbb-01: the job boots with the command set "ramdisk"; the board's lab entry has nfs`)
+
+	bm.Method = "shell"
+	b.hw.Boot = bm
+	con = &recConsole{}
+	require.NoError(t, b.BootWith(context.Background(), con, boot.Spec{Login: boot.Login{Prompt: "bbb login:", User: "lava"}}))
+	assert.Equal(t, `expect ((?:bbb login:)\s*$)|(Kernel panic - not syncing[^\n]*)`, con.calls[0])
+	assert.Equal(t, "send lava\n", con.calls[1])
+}
+
+// TestStageFiles: named images are staged for TFTP as {name}; an
+// nfsrootfs needs a command set that uses it.
+func TestStageFiles(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	for _, f := range []string{"zImage", "rootfs.tgz"} {
+		require.NoError(t, os.WriteFile(filepath.Join(src, f), []byte(f), 0o644))
+	}
+	im := jobs.Images{Kernel: filepath.Join(src, "zImage"), Files: map[string]string{"nfsrootfs": filepath.Join(src, "rootfs.tgz")}}
+	hw := lab.Hardware{Deploy: lab.Deploy{Method: "tftp"}, Boot: lab.BootMethod{Method: "u-boot", Commands: []string{"bootz"}}}
+	b := &Board{name: "bbb-01", hw: hw, opts: Options{TFTPRoot: root, ServerIP: "127.0.0.1:6969"}}
+	err := b.DeployImages(context.Background(), im)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no boot command of the board's lab entry mounts one ({nfsrootfs})")
+
+	b.hw.Boot.CommandSets = map[string][]string{"nfs": {"setenv bootargs root=/dev/nfs nfsroot={server_ip}:{nfsrootfs}"}}
+	require.NoError(t, b.DeployImages(context.Background(), im))
+	assert.Equal(t, "bbb-01/rootfs.tgz", b.vars["nfsrootfs"])
+	got, err := os.ReadFile(filepath.Join(root, "bbb-01", "rootfs.tgz"))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(got), "rootfs"))
+}

@@ -1,0 +1,56 @@
+package jobs_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/jobs"
+)
+
+// TestLAVAKeys: what imported LAVA jobs carry: images staged by name
+// (images.files), a boot's named command set (commands), secrets and
+// context (job and role); each survives encoding.
+func TestLAVAKeys(t *testing.T) {
+	src := edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "zImage", files = {nfsrootfs = "rootfs.tgz", dtbo_2 = "b.dtbo"}}`)
+	src = strings.Replace(src, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\ncommands = \"nfs\"\nretries = 2\nlogin = {prompt = \"bbb login:\", user = \"me\", password = \"pw\"}\n[[action]]\n"+`type = "test"`, 1)
+	src = strings.Replace(src, "[roles.client]\n", "[roles.server.context]\nconsole_device = \"ttyS1\"\n[roles.client]\n", 1)
+	src += "[secrets]\nAPI_TOKEN = \"hunter2\"\n[context]\narch = \"arm64\"\n"
+	j, err := jobs.Parse("dir/job.toml", []byte(src))
+	require.NoError(t, err)
+	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Files: map[string]string{"nfsrootfs": "dir/rootfs.tgz", "dtbo_2": "dir/b.dtbo"}}, j.Actions[0].Images)
+	assert.Equal(t, "nfs", j.Actions[1].Commands)
+	assert.Equal(t, 2, j.Actions[1].Retries)
+	assert.Equal(t, jobs.Login{Prompt: "bbb login:", User: "me", Password: "pw"}, j.Actions[1].Login)
+	assert.Equal(t, map[string]string{"API_TOKEN": "hunter2"}, j.Secrets)
+	assert.Equal(t, map[string]string{"arch": "arm64"}, j.Context)
+	r, _ := j.Role("server")
+	assert.Equal(t, map[string]string{"console_device": "ttyS1"}, r.Context)
+	roundTrip(t, j)
+
+	// Files alone (a flashing method's images) need no kernel.
+	_, err = jobs.Parse("job.toml", []byte(edit(t, `image = "images/rootfs.tar"`, `images = {files = {boot = "fw.bin"}}`)))
+	require.NoError(t, err)
+
+	for _, tc := range []struct{ name, src, want string }{
+		{"file name", edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "k", files = {Kernel = "x"}}`), "an image name is lower-case letters"},
+		{"fixed name", edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "k", files = {kernel = "x"}}`), "and not kernel"},
+		{"no files", edit(t, `image = "images/rootfs.tar"`, `images = {files = {}}`), "images.files: must not be empty"},
+		{"commands on test", edit(t, `run = "true"`, "run = \"true\"\ncommands = \"nfs\""), "commands: not allowed on a test action"},
+		{"commands name", edit(t, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\ncommands = \"a b\"\n[[action]]\ntype = \"test\""), "commands: names a command set"},
+		{"retries", edit(t, `run = "true"`, "run = \"true\"\nretries = 11"), "retries: must be between 0 and 10"},
+		{"login prompt", edit(t, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\nlogin = {prompt = \"(\"}\n[[action]]\ntype = \"test\""), "login.prompt: not a regular expression"},
+		{"secret name", base + "[secrets]\n\"A-B\" = \"hunter2\"\n", "a secret's name is a shell variable name"},
+		{"secret type", base + "[secrets]\nA = 1234567\n", "secrets.A: must be a string"},
+		{"secret empty", base + "[secrets]\nA = \"\"\n", "secrets.A: must not be empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := jobs.Parse("job.toml", []byte(tc.src))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "1234567", "a secret's value is never quoted")
+		})
+	}
+}
