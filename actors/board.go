@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -38,6 +40,18 @@ type boardActor struct {
 	cancel  context.CancelFunc
 	opDone  chan struct{}
 	group   *actor.PID // told when the board cannot be verified off
+	// side is set by the action goroutine (boot) and taken by release,
+	// which may run beside a stuck action.
+	sideMu sync.Mutex
+	side   *sideChannel
+}
+
+// sideChannel is the MultiNode side channel being served for the current
+// power-on (see SideChanneled).
+type sideChannel struct {
+	ch     io.ReadWriteCloser
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func newBoardActor(cfg Config, node string, b lab.Board, backend Backend, mn testshell.MultiNode, group *actor.PID) *boardActor {
@@ -115,6 +129,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
 	case jobs.Boot:
+		a.serveSideChannel()
 		var err error
 		if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
@@ -277,6 +292,7 @@ func (a *boardActor) release() error {
 		stillOn = errs[len(errs)-1]
 	}
 	closeConsole()
+	a.stopSideChannel()
 	step("close", a.backend.Close)
 	if err := errors.Join(errs...); err != nil {
 		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)
@@ -307,5 +323,53 @@ func (a *boardActor) putHelpers() {
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
+	}
+}
+
+// serveSideChannel opens a MultiNode side channel for the power-on of the
+// boot to come, if the board can have one, and serves its calls; the one
+// of an earlier power-on is stopped first.
+func (a *boardActor) serveSideChannel() {
+	a.stopSideChannel()
+	sc, ok := a.backend.(SideChanneled)
+	if !ok {
+		return
+	}
+	ch, err := sc.OpenMultiNodeChannel()
+	if err != nil {
+		a.cfg.Logger.Warn("no MultiNode side channel; calls go through the console", "board", a.board.Name, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sideChannel{ch: ch, cancel: cancel, done: make(chan struct{})}
+	a.sideMu.Lock()
+	a.side = s
+	a.sideMu.Unlock()
+	book, node, sh, log := a.cfg.Book, a.node, a.shell, a.cfg.Logger
+	go func() {
+		defer close(s.done)
+		if err := sh.Serve(ctx, ch, func(line string) { book.Line(node, line) }); err != nil {
+			log.Warn("MultiNode side channel", "board", a.board.Name, "err", err)
+		}
+	}()
+}
+
+// stopSideChannel ends the side channel's server and waits for it.
+func (a *boardActor) stopSideChannel() {
+	a.sideMu.Lock()
+	s := a.side
+	a.side = nil
+	a.sideMu.Unlock()
+	if s == nil {
+		return
+	}
+	s.cancel()
+	_ = s.ch.Close()
+	t := time.NewTimer(releaseTimeout)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		a.cfg.Logger.Error("MultiNode side channel did not stop", "board", a.board.Name)
 	}
 }

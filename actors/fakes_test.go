@@ -396,7 +396,7 @@ var (
 // isTestRun tells whether a command runs a test (rather than writing files
 // or setting up the shell).
 func isTestRun(cmd string) bool {
-	return strings.Contains(cmd, "troupe-test") && !strings.Contains(cmd, "base64 -d")
+	return strings.Contains(cmd, "TROUPE_TEST_PID") && !strings.Contains(cmd, "base64 -d")
 }
 
 // runBoard plays the board: once powered on it prints a login prompt, reads
