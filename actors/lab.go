@@ -228,6 +228,10 @@ type jobGone struct{ pid *actor.PID }
 // labTick is the timer the state machine asked for.
 type labTick struct{}
 
+// labPlan is the lab's note to itself to plan the submissions that came
+// in a burst: it is queued behind the messages already waiting.
+type labPlan struct{}
+
 // labRun is a job or health check the lab actor runs.
 type labRun struct {
 	pid   *actor.PID
@@ -277,7 +281,7 @@ func (a *labActor) Receive(ctx actor.Context) {
 	case *submitJob:
 		sub := m.sub
 		a.subs[m.id] = &sub
-		a.step(ctx, labstate.Submit{Now: now, Job: lab.SchedulerJob(m.id, sub.Job, now), Attempts: sub.Attempts})
+		a.step(ctx, labstate.Submit{Now: now, Job: lab.SchedulerJob(m.id, sub.Job, now), Attempts: sub.Attempts, Later: true})
 	case *cancelQueued:
 		a.step(ctx, labstate.Cancel{Now: now, ID: m.id, Reason: m.reason})
 	case *setHealth:
@@ -303,6 +307,8 @@ func (a *labActor) Receive(ctx actor.Context) {
 		a.jobGone(ctx, m.pid, now)
 	case *labTick:
 		a.step(ctx, labstate.Tick{Now: now})
+	case *labPlan:
+		a.step(ctx, labstate.Plan{Now: now})
 	case *actor.Stopping:
 		if a.stop != nil {
 			a.stop()
@@ -387,6 +393,8 @@ func (a *labActor) apply(ctx actor.Context, e labstate.Effect) {
 		}
 	case labstate.Refused:
 		a.refused = e.Err
+	case labstate.WantPlan:
+		ctx.Send(ctx.Self(), &labPlan{})
 	case labstate.WantTick:
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.stop = a.cfg.Clock.AfterFunc(e.After, func() { root.Send(self, &labTick{}) })
