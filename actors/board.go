@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"sync"
@@ -74,6 +75,11 @@ func (a *boardActor) Receive(ctx actor.Context) {
 		ref := &consoleRef{}
 		a.shell = testshell.New(ref, a.mn)
 		sh := a.shell
+		if fp, ok := a.backend.(FilePutter); ok {
+			sh.PutFilesWith(func(files map[string][]byte, mode fs.FileMode) error {
+				return fp.PutFiles(underTmp(files), mode)
+			})
+		}
 		a.con = console.New(a.backend.Console(), console.Options{
 			Raw: a.cfg.Book.Raw(a.node),
 			OnLine: func(line string) {
@@ -315,11 +321,7 @@ func (a *boardActor) putHelpers() {
 	}
 	files, err := testshell.Helpers()
 	if err == nil {
-		put := make(map[string][]byte, len(files))
-		for n, data := range files {
-			put[path.Join(testshell.TmpSubdir, n)] = data
-		}
-		err = fp.PutFiles(put, 0o755)
+		err = fp.PutFiles(underTmp(files), 0o755)
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
@@ -372,4 +374,13 @@ func (a *boardActor) stopSideChannel() {
 	case <-t.C:
 		a.cfg.Logger.Error("MultiNode side channel did not stop", "board", a.board.Name)
 	}
+}
+
+// underTmp makes paths relative to $TROUPE_DIR relative to $TMPDIR.
+func underTmp(files map[string][]byte) map[string][]byte {
+	put := make(map[string][]byte, len(files))
+	for n, data := range files {
+		put[path.Join(testshell.TmpSubdir, n)] = data
+	}
+	return put
 }

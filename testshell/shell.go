@@ -88,6 +88,15 @@ type Shell struct {
 	parse  *regexp.Regexp  // the running test's Pattern
 	fixup  map[string]string
 	calls  sync.WaitGroup // MultiNode calls in flight
+	put    func(files map[string][]byte, mode fs.FileMode) error
+}
+
+// PutFilesWith makes Run deliver a test's files with put (paths relative
+// to $TROUPE_DIR) instead of typing them through the console: for boards
+// that can take files directly (a sim board's sandbox). A put that fails
+// falls back to the console.
+func (s *Shell) PutFilesWith(put func(files map[string][]byte, mode fs.FileMode) error) {
+	s.put = put
 }
 
 // New returns a shell session on con. Call Feed with every console line.
@@ -399,8 +408,12 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	for n, b := range t.Files {
 		files[n] = b
 	}
-	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
-		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
+	// A group file of a 1000-node job is 30 KB for every node: typed
+	// through each console, the job's set-up grows with the square of its size.
+	if s.put == nil || s.put(files, 0o755) != nil {
+		if err := s.WriteFiles(ctx, files, 0o755); err != nil {
+			return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
+		}
 	}
 	// Every run has a token of its own (TROUPE_RUN), which the helpers put
 	// in their markers: a marker of an earlier run (printed by a process

@@ -2,9 +2,14 @@ package testshell_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,4 +276,78 @@ func TestSideChannelRate(t *testing.T) {
 	span := mn.times[n-1].Sub(mn.times[0])
 	mn.mu.Unlock()
 	assert.GreaterOrEqual(t, span, (n-testshell.RequestBurst-1)*testshell.RequestEvery, "the rate bound held the requests back")
+}
+
+// TestRunPutsFiles: a shell given a way to put files on its board
+// delivers a test's script, environment and files with it, typing nothing
+// through the console; a put that fails falls back to the console.
+func TestRunPutsFiles(t *testing.T) {
+	t.Parallel()
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("put fails=%v", fail), func(t *testing.T) {
+			t.Parallel()
+			b, err := sim.New(sim.Options{Name: "sim-put", Dir: t.TempDir()})
+			require.NoError(t, err)
+			r := &mnRig{}
+			var sh *testshell.Shell
+			con := console.New(b.Console(), console.Options{OnLine: func(l string) {
+				r.mu.Lock()
+				r.lines = append(r.lines, l)
+				r.mu.Unlock()
+				sh.Feed(l)
+			}})
+			sent := &sendCounter{Console: con}
+			sh = testshell.New(sent, nil)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), waitTO)
+				defer cancel()
+				assert.NoError(t, b.Off(ctx))
+				assert.NoError(t, con.Close())
+				assert.NoError(t, b.Close())
+			})
+			require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
+			require.NoError(t, sh.Init(ctxT(t, waitTO)))
+			puts := 0
+			sh.PutFilesWith(func(files map[string][]byte, mode fs.FileMode) error {
+				puts++
+				if fail {
+					return errors.New("no room")
+				}
+				under := map[string][]byte{}
+				for n, data := range files {
+					under[path.Join(testshell.TmpSubdir, n)] = data
+				}
+				return b.PutFiles(under, mode)
+			})
+			r.mu.Lock()
+			before := len(r.lines)
+			r.mu.Unlock()
+			sent.n.Store(0)
+			out, err := sh.Run(ctxT(t, waitTO), testshell.Test{Name: "put", Script: `echo "v=$V $(cat "$TROUPE_DIR/extra")"`,
+				Env: [][2]string{{"V", "x y"}}, Files: map[string][]byte{"extra": []byte("more")}})
+			require.NoError(t, err)
+			assert.Equal(t, 0, out.ExitCode)
+			assert.Equal(t, 1, puts)
+			r.mu.Lock()
+			typed := strings.Join(r.lines[before:], "\n")
+			r.mu.Unlock()
+			assert.Contains(t, typed, "v=x y more")
+			if fail {
+				assert.Greater(t, sent.n.Load(), int64(600), "the files were typed")
+			} else {
+				assert.Less(t, sent.n.Load(), int64(300), "only the command line was typed")
+			}
+		})
+	}
+}
+
+// sendCounter counts the bytes sent to a console.
+type sendCounter struct {
+	*console.Console
+	n atomic.Int64
+}
+
+func (c *sendCounter) Send(s string) error {
+	c.n.Add(int64(len(s)))
+	return c.Console.Send(s)
 }
