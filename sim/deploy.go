@@ -269,6 +269,16 @@ func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
 		return ownBySandbox(r, name)
 	}
 	made := map[string]bool{}
+	// One root per directory: a file is then opened with one openat, not
+	// one per path element.
+	roots := map[string]*os.Root{".": r}
+	defer func() {
+		for d, dr := range roots {
+			if d != "." {
+				_ = dr.Close()
+			}
+		}
+	}()
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if !filepath.IsLocal(name) {
 			return fmt.Errorf("put files on %s: %q is not a relative path", b.o.Name, name)
@@ -289,8 +299,16 @@ func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
 			}
 			made[d] = true
 		}
-		if err := b.putFile(r, name, files[name], mode); err != nil {
-			return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+		dir := filepath.Dir(name)
+		dr := roots[dir]
+		if dr == nil {
+			if dr, err = r.OpenRoot(dir); err != nil {
+				return fmt.Errorf("put files on %s: %w", b.o.Name, err)
+			}
+			roots[dir] = dr
+		}
+		if err := b.putFile(dr, filepath.Base(name), files[name], mode); err != nil {
+			return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
 		}
 	}
 	return nil
