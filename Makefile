@@ -25,6 +25,7 @@ FUZZ += ./jobs:FuzzParse
 FUZZ += ./lab:FuzzParseLab
 FUZZ += ./testshell:FuzzParseLine
 FUZZ += ./testshell:FuzzParseMultiNode
+FUZZ += ./testshell:FuzzServe
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
 FUZZ += ./lava:FuzzTestDefinition
