@@ -23,6 +23,9 @@ import (
 	"github.com/troupe-lab/troupe/testshell"
 )
 
+// The tests of this file are not parallel: they run before the package's
+// parallel tests, some of which have tight time budgets (TestRunContextEnds).
+
 // fakeMN answers every call at once (a wait with one pair), unless hold is
 // set: then a call waits until hold is closed or its run ends.
 type fakeMN struct {
@@ -147,7 +150,6 @@ sh -c 'troupe-sync s2' && echo "program synced"
 // channel and read the replies there: nothing crosses the console, the
 // replies carry the pairs, and Serve logs each request.
 func TestSideChannelMultiNode(t *testing.T) {
-	t.Parallel()
 	mn := &fakeMN{}
 	r := newMNRig(t, mn, true)
 	out := r.run(t, mnScript)
@@ -177,14 +179,12 @@ func TestSideChannelMultiNode(t *testing.T) {
 // the console markers and gets the same replies; so does a script that
 // closed the channel's descriptor on a board that has one.
 func TestConsoleMultiNodeFallback(t *testing.T) {
-	t.Parallel()
 	for _, c := range []struct {
 		name   string
 		serve  bool
 		prefix string
 	}{{"no channel", false, ""}, {"descriptor closed", true, "exec 8>&-\n"}} {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
 			mn := &fakeMN{}
 			r := newMNRig(t, mn, c.serve)
 			out := r.run(t, c.prefix+mnScript)
@@ -205,7 +205,6 @@ func TestConsoleMultiNodeFallback(t *testing.T) {
 // next request is served); a line that is no request and a request
 // outside a run get a nack; nothing reaches the coordinator but requests.
 func TestSideChannelBounds(t *testing.T) {
-	t.Parallel()
 	mn := &fakeMN{}
 	r := newMNRig(t, mn, true)
 	out := r.run(t, `head -c 5000 /dev/zero | tr '\0' x >&8; echo >&8
@@ -231,7 +230,6 @@ troupe-sync after && echo "served after"
 // TestSideChannelInFlight: a board has at most MaxInFlight calls pending;
 // the next request is not read until one of them ends.
 func TestSideChannelInFlight(t *testing.T) {
-	t.Parallel()
 	mn := &fakeMN{hold: make(chan struct{}), got: make(chan struct{}, 16)}
 	r := newMNRig(t, mn, true)
 	done := make(chan testshell.Outcome, 1)
@@ -264,7 +262,6 @@ func TestSideChannelInFlight(t *testing.T) {
 // TestSideChannelRate: a board's requests beyond a burst of RequestBurst
 // pass at most one per RequestEvery.
 func TestSideChannelRate(t *testing.T) {
-	t.Parallel()
 	mn := &fakeMN{}
 	r := newMNRig(t, mn, true)
 	const n = testshell.RequestBurst + 100
@@ -282,10 +279,8 @@ func TestSideChannelRate(t *testing.T) {
 // delivers a test's script, environment and files with it, typing nothing
 // through the console; a put that fails falls back to the console.
 func TestRunPutsFiles(t *testing.T) {
-	t.Parallel()
 	for _, fail := range []bool{false, true} {
 		t.Run(fmt.Sprintf("put fails=%v", fail), func(t *testing.T) {
-			t.Parallel()
 			b, err := sim.New(sim.Options{Name: "sim-put", Dir: t.TempDir()})
 			require.NoError(t, err)
 			r := &mnRig{}
