@@ -36,6 +36,7 @@ FUZZ += ./lab:FuzzParseLab
 FUZZ += ./testshell:FuzzParseLine
 FUZZ += ./testshell:FuzzParseMultiNode
 FUZZ += ./testshell:FuzzAttach
+FUZZ += ./testshell:FuzzServe
 FUZZ += ./coordinator:FuzzGroup
 FUZZ += ./lava:FuzzImport
 FUZZ += ./lava:FuzzTestDefinition

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -41,6 +43,18 @@ type boardActor struct {
 	opDone  chan struct{}
 	group   *actor.PID // told when the board cannot be verified off
 	log     consoleLog // cfg.Book, or on a worker the batches to the server
+	// side is set by the action goroutine (boot) and taken by release,
+	// which may run beside a stuck action.
+	sideMu sync.Mutex
+	side   *sideChannel
+}
+
+// sideChannel is the MultiNode side channel being served for the current
+// power-on (see SideChanneled).
+type sideChannel struct {
+	ch     io.ReadWriteCloser
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // consoleLog is where a board actor's console goes: the job's logbook
@@ -70,6 +84,11 @@ func (a *boardActor) Receive(ctx actor.Context) {
 		ref := &consoleRef{}
 		a.shell = testshell.New(ref, a.mn)
 		sh := a.shell
+		if fp, ok := a.backend.(FilePutter); ok {
+			sh.PutFilesWith(func(files map[string][]byte, mode fs.FileMode) error {
+				return fp.PutFiles(underTmp(files), mode)
+			})
+		}
 		a.con = console.New(a.backend.Console(), console.Options{
 			Raw: a.log.Raw(a.node),
 			OnLine: func(line string) {
@@ -125,6 +144,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		}
 	case jobs.Boot:
+		a.serveSideChannel()
 		var err error
 		login := boot.Login(m.action.Login)
 		if b, ok := a.backend.(SpecBooter); ok {
@@ -293,6 +313,7 @@ func (a *boardActor) release() error {
 		stillOn = errs[len(errs)-1]
 	}
 	closeConsole()
+	a.stopSideChannel()
 	step("close", a.backend.Close)
 	if err := errors.Join(errs...); err != nil {
 		a.cfg.Logger.Error("release board", "board", a.board.Name, "node", a.node, "err", err)
@@ -315,13 +336,66 @@ func (a *boardActor) putHelpers() {
 	}
 	files, err := testshell.Helpers()
 	if err == nil {
-		put := make(map[string][]byte, len(files))
-		for n, data := range files {
-			put[path.Join(testshell.TmpSubdir, n)] = data
-		}
-		err = fp.PutFiles(put, 0o755)
+		err = fp.PutFiles(underTmp(files), 0o755)
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
 	}
+}
+
+// serveSideChannel opens a MultiNode side channel for the power-on of the
+// boot to come, if the board can have one, and serves its calls; the one
+// of an earlier power-on is stopped first.
+func (a *boardActor) serveSideChannel() {
+	a.stopSideChannel()
+	sc, ok := a.backend.(SideChanneled)
+	if !ok {
+		return
+	}
+	ch, err := sc.OpenMultiNodeChannel()
+	if err != nil {
+		a.cfg.Logger.Warn("no MultiNode side channel; calls go through the console", "board", a.board.Name, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sideChannel{ch: ch, cancel: cancel, done: make(chan struct{})}
+	a.sideMu.Lock()
+	a.side = s
+	a.sideMu.Unlock()
+	book, node, sh, log := a.cfg.Book, a.node, a.shell, a.cfg.Logger
+	go func() {
+		defer close(s.done)
+		if err := sh.Serve(ctx, ch, func(line string) { book.Line(node, line) }); err != nil {
+			log.Warn("MultiNode side channel", "board", a.board.Name, "err", err)
+		}
+	}()
+}
+
+// stopSideChannel ends the side channel's server and waits for it.
+func (a *boardActor) stopSideChannel() {
+	a.sideMu.Lock()
+	s := a.side
+	a.side = nil
+	a.sideMu.Unlock()
+	if s == nil {
+		return
+	}
+	s.cancel()
+	_ = s.ch.Close()
+	t := time.NewTimer(releaseTimeout)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		a.cfg.Logger.Error("MultiNode side channel did not stop", "board", a.board.Name)
+	}
+}
+
+// underTmp makes paths relative to $TROUPE_DIR relative to $TMPDIR.
+func underTmp(files map[string][]byte) map[string][]byte {
+	put := make(map[string][]byte, len(files))
+	for n, data := range files {
+		put[path.Join(testshell.TmpSubdir, n)] = data
+	}
+	return put
 }

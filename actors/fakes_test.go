@@ -400,7 +400,7 @@ var (
 // isTestRun tells whether a command runs a test (rather than writing files
 // or setting up the shell).
 func isTestRun(cmd string) bool {
-	return strings.Contains(cmd, "troupe-test") && !strings.Contains(cmd, "base64 -d")
+	return strings.Contains(cmd, "TROUPE_TEST_PID") && !strings.Contains(cmd, "base64 -d")
 }
 
 // runBoard plays the board: once powered on it prints a login prompt, reads
@@ -745,6 +745,7 @@ func byNode(r *report.Results) map[string]report.Node {
 type countingBackend struct {
 	actors.Backend
 	beforeClose func()
+	beforeOff   func() // called first thing in Off, if set (before the board is opened)
 
 	mu   sync.Mutex
 	ops  []string
@@ -752,6 +753,9 @@ type countingBackend struct {
 }
 
 func (c *countingBackend) Off(ctx context.Context) error {
+	if c.beforeOff != nil {
+		c.beforeOff()
+	}
 	c.mu.Lock()
 	c.ops = append(c.ops, "off")
 	c.mu.Unlock()
@@ -768,6 +772,16 @@ func (c *countingBackend) Close() error {
 	c.onAt = append(c.onAt, on && err == nil)
 	c.mu.Unlock()
 	return c.Backend.Close()
+}
+
+// OpenMultiNodeChannel gives the wrapped board's side channel: the actors
+// under test serve MultiNode calls as they do for a sim board in a lab.
+func (c *countingBackend) OpenMultiNodeChannel() (io.ReadWriteCloser, error) {
+	sc, ok := c.Backend.(actors.SideChanneled)
+	if !ok {
+		return nil, errors.New("no side channel")
+	}
+	return sc.OpenMultiNodeChannel()
 }
 
 func (c *countingBackend) snapshot() ([]string, []bool) {

@@ -65,10 +65,13 @@ func (g *groupActor) Receive(ctx actor.Context) {
 			return
 		}
 		g.coord = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newCoordActor(g.cfg, cg) }))
+		// Made once for all nodes: each would otherwise build them for
+		// itself, N times N lines in an N-node job.
+		shared := newGroupShared(g.cfg)
 		for _, name := range g.order {
 			n := g.nodes[name].node
 			pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-				return newNodeActor(g.cfg, n, g.coord)
+				return newNodeActor(g.cfg, n, g.coord, shared)
 			}))
 			g.byPID[pid.Id] = name
 			g.nodes[name].pid = pid

@@ -231,6 +231,10 @@ type jobGone struct{ pid *actor.PID }
 // labTick is the timer the state machine asked for.
 type labTick struct{}
 
+// labPlan is the lab's note to itself to plan the submissions that came
+// in a burst: it is queued behind the messages already waiting.
+type labPlan struct{}
+
 // labRun is a job or health check the lab actor runs.
 type labRun struct {
 	pid   *actor.PID
@@ -283,7 +287,7 @@ func (a *labActor) Receive(ctx actor.Context) {
 	case *submitJob:
 		sub := m.sub
 		a.subs[m.id] = &sub
-		a.step(ctx, labstate.Submit{Now: now, Job: lab.SchedulerJob(m.id, sub.Job, now), Attempts: sub.Attempts})
+		a.step(ctx, labstate.Submit{Now: now, Job: lab.SchedulerJob(m.id, sub.Job, now), Attempts: sub.Attempts, Later: true})
 	case *cancelQueued:
 		a.step(ctx, labstate.Cancel{Now: now, ID: m.id, Reason: m.reason})
 	case *setHealth:
@@ -313,6 +317,8 @@ func (a *labActor) Receive(ctx actor.Context) {
 		a.boardsJoined(ctx, m)
 	case *workerLost:
 		a.workerLost(ctx, m)
+	case *labPlan:
+		a.step(ctx, labstate.Plan{Now: now})
 	case *actor.Stopping:
 		if a.stop != nil {
 			a.stop()
@@ -403,6 +409,8 @@ func (a *labActor) apply(ctx actor.Context, e labstate.Effect) {
 		}
 	case labstate.ConnectionChanged:
 		a.cfg.Logger.Info("board connection", "board", e.Board, "worker", e.Worker, "offline", e.Offline)
+	case labstate.WantPlan:
+		ctx.Send(ctx.Self(), &labPlan{})
 	case labstate.WantTick:
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.stop = a.cfg.Clock.AfterFunc(e.After, func() { root.Send(self, &labTick{}) })

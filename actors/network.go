@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 
 	"github.com/troupe-lab/troupe/jobs"
@@ -29,6 +30,16 @@ type ImagesDeployer interface {
 // there before the shell's Init, which then types nothing.
 type FilePutter interface {
 	PutFiles(files map[string][]byte, mode fs.FileMode) error
+}
+
+// SideChanneled is a backend whose board can have a MultiNode side
+// channel (sim boards: a Unix socket its processes inherit): before each
+// boot the board actor opens one for the power-on to come and serves the
+// test shell's MultiNode calls on it; boards without one keep the console
+// protocol. OpenMultiNodeChannel returns troupe's end; the end of that
+// power-on closes it.
+type SideChanneled interface {
+	OpenMultiNodeChannel() (io.ReadWriteCloser, error)
 }
 
 // errNoImages: a deploy action with images on a board that takes one image.

@@ -36,14 +36,28 @@ type nodeActor struct {
 	done       bool
 	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
 	retried    map[int]int       // action index → retries made
+	shared     *groupShared
+	ownAddrs   bool // addrs are its board's network's (not Config.Addresses)
 }
 
 // MaxNodeAttachments bounds the bytes of the attachments kept of one node
 // over all its tests (each test's are bounded by testshell).
 const MaxNodeAttachments = 4 * testshell.MaxRunAttachments
 
-func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID) *nodeActor {
-	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, addrs: cfg.Addresses}
+func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID, shared *groupShared) *nodeActor {
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, addrs: cfg.Addresses, shared: shared}
+}
+
+// groupShared is what every node of a group reads and none changes: the
+// job's nodes and the group file made from the configured addresses.
+type groupShared struct {
+	nodes     []jobs.Node
+	groupFile []byte
+}
+
+func newGroupShared(cfg Config) *groupShared {
+	nodes := cfg.Job.Nodes()
+	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses)}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -251,10 +265,14 @@ func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
 	if !ok {
 		return nil
 	}
-	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.cfg.Job.Nodes(), Boards: a.cfg.Boards})
+	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.shared.nodes, Boards: a.cfg.Boards})
 	if err != nil {
 		return err
 	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	a.ownAddrs = true
 	merged := make(map[string]string, len(a.cfg.Addresses))
 	for k, v := range a.cfg.Addresses {
 		merged[k] = v
@@ -276,9 +294,16 @@ func (a *nodeActor) stopTimer() {
 // groupFile lists every node of the group for the helpers (troupe-group,
 // troupe-role list, troupe-network query): "name<TAB>role<TAB>address" lines.
 func (a *nodeActor) groupFile() []byte {
+	if !a.ownAddrs {
+		return a.shared.groupFile
+	}
+	return groupFile(a.shared.nodes, a.addrs)
+}
+
+func groupFile(nodes []jobs.Node, addrs map[string]string) []byte {
 	var b strings.Builder
-	for _, n := range a.cfg.Job.Nodes() {
-		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, a.addrs[n.Name])
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, addrs[n.Name])
 	}
 	return []byte(b.String())
 }

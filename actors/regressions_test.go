@@ -4,6 +4,8 @@ package actors_test
 // outcomes, wrong crash actions, hangs and races in board release).
 
 import (
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 )
 
@@ -179,4 +182,61 @@ run = "troupe-sync meet"
 		assert.Equal(t, report.StatusIncomplete, n.Status, n.Name)
 		assert.NotEqual(t, report.Infrastructure, n.Class, "%s: its board is not to blame", n.Name)
 	}
+}
+
+// TestDeathReachesPeersBeforeRelease: a node whose shell dies mid-barrier
+// tells the coordinator before its board is powered off and released
+// (slow for a sandboxed sim board): its peer's sync fails while the dead
+// node's power-off is still held back here until that peer has finished.
+func TestDeathReachesPeersBeforeRelease(t *testing.T) {
+	h := newHarness(t, "job.toml", `
+name = "death"
+timeout = "1m"
+[multinode]
+timeout = "50s"
+[roles.a]
+device_type = "sim"
+[roles.b]
+device_type = "sim"
+[[action]]
+type = "boot"
+timeout = "30s"
+[[action]]
+type = "test"
+name = "meet"
+timeout = "40s"
+run = '''
+troupe-sync started
+if [ "$TROUPE_NODE" = a-0 ]; then kill -KILL $PPID; sleep 100; fi
+troupe-sync ready || echo "ready failed"
+'''
+`)
+	h.syncRelease = false
+	h.openSim()
+	open := h.cfg.Open
+	var peerFirst atomic.Bool
+	h.cfg.Open = func(node string, b lab.Board) (actors.Backend, error) {
+		be, err := open(node, b)
+		if cb, ok := be.(*countingBackend); ok && node == "a-0" {
+			cb.beforeOff = func() {
+				if !h.events.has("a-0", "test 'meet'") {
+					return // a power cycle of the boot
+				}
+				h.waitFinal("b-0")
+				peerFirst.Store(slices.ContainsFunc(h.events.phases("b-0"), isFinal))
+			}
+		}
+		return be, err
+	}
+	h.start()
+	r := h.wait(2 * waitLimit)
+	nodes := byNode(r)
+	assert.Equal(t, report.StatusIncomplete, nodes["a-0"].Status)
+	assert.Contains(t, nodes["a-0"].Error, "shell died")
+	assert.Equal(t, report.StatusComplete, nodes["b-0"].Status)
+	assert.True(t, peerFirst.Load(), "the peer was released only after the dead node's power-off")
+	entries, _, cancel := h.book.Subscribe(0, 1)
+	cancel()
+	assert.True(t, slices.ContainsFunc(entries, func(e logbook.Entry) bool { return e.Node == "b-0" && e.Text == "ready failed" }),
+		"b's sync failed")
 }

@@ -50,6 +50,10 @@ type Submit struct {
 	Now      time.Time
 	Job      scheduler.Job
 	Attempts []report.Attempt // earlier attempts (a job re-queued after a restart)
+	// Later leaves the planning to the next Plan event (asked for with
+	// WantPlan) or any other event that plans: a burst of submissions is
+	// planned once, not once per job.
+	Later bool
 }
 
 // Cancel ends a queued or running job as canceled.
@@ -100,6 +104,9 @@ type CheckNotStarted struct {
 // Tick is the timer the machine asked for with WantTick.
 type Tick struct{ Now time.Time }
 
+// Plan plans the submissions left for later, if no other event has since.
+type Plan struct{ Now time.Time }
+
 func (Submit) event()          {}
 func (Cancel) event()          {}
 func (SetHealth) event()       {}
@@ -108,6 +115,7 @@ func (Release) event()         {}
 func (AttemptDone) event()     {}
 func (CheckNotStarted) event() {}
 func (Tick) event()            {}
+func (Plan) event()            {}
 
 // Effect is something the lab actor must do.
 type Effect interface{ effect() }
@@ -164,6 +172,10 @@ type Refused struct{ Err error }
 // WantTick asks for a Tick after the given time (at most one is pending).
 type WantTick struct{ After time.Duration }
 
+// WantPlan asks for a Plan event once the events already waiting have
+// been stepped (at most one is pending).
+type WantPlan struct{}
+
 func (StartJob) effect()           {}
 func (StartCheck) effect()         {}
 func (StopJob) effect()            {}
@@ -174,6 +186,7 @@ func (HealthChanged) effect()      {}
 func (ReservationChanged) effect() {}
 func (Refused) effect()            {}
 func (WantTick) effect()           {}
+func (WantPlan) effect()           {}
 
 // tickEvery is how often queued jobs are re-planned (and told why they wait).
 const tickEvery = time.Second
@@ -207,6 +220,8 @@ type Machine struct {
 	offline   map[string]bool        // boards of a lost worker
 	checkSeq  int
 	ticking   bool
+	unplanned bool // a Submit left its planning for later
+	planAsked bool // WantPlan emitted, its Plan not yet in
 	out       []Effect
 }
 
@@ -286,6 +301,11 @@ func (m *Machine) Step(ev Event) []Effect {
 		m.boardsJoined(e)
 	case WorkerLost:
 		m.workerLost(e)
+	case Plan:
+		m.planAsked = false
+		if m.unplanned {
+			m.plan(e.Now)
+		}
 	}
 	out := m.out
 	m.out = nil
@@ -340,11 +360,21 @@ func (m *Machine) submit(e Submit) {
 			Name: q.job.Name, Status: report.StatusIncomplete, Class: report.JobError,
 			Error: fmt.Sprintf("no boards in service for it: %v", err), Attempts: q.attempts,
 		}}})
-		m.plan(e.Now)
+		if !e.Later {
+			m.plan(e.Now)
+		}
 		return
 	}
 	m.queue = append(m.queue, q)
-	m.plan(e.Now)
+	if !e.Later {
+		m.plan(e.Now)
+		return
+	}
+	m.unplanned = true
+	if !m.planAsked {
+		m.planAsked = true
+		m.emit(WantPlan{})
+	}
 }
 
 func (m *Machine) cancel(e Cancel) {
@@ -504,6 +534,7 @@ func (m *Machine) setHealth(board string, h scheduler.Health, reason string) {
 
 // plan asks the scheduler what to do now.
 func (m *Machine) plan(now time.Time) {
+	m.unplanned = false
 	m.dueChecks(now)
 	st := scheduler.State{Now: now, Boards: m.planView(now), Checked: map[string]bool{}}
 	for t := range m.cfg.Checks {

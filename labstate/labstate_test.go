@@ -204,3 +204,35 @@ func TestSubmitNever(t *testing.T) {
 	assert.Equal(t, report.JobError, done[0].Results.Job.Class)
 	assert.Contains(t, done[0].Results.Job.Error, "no boards in service for it: role a needs 2 boards of type sim; the lab has 1")
 }
+
+// TestSubmitLaterPlansOncePerBurst: submissions marked Later are queued
+// without planning; the first asks for one Plan, which places the whole
+// burst; an event that plans in between places them too and the Plan
+// that follows does nothing.
+func TestSubmitLaterPlansOncePerBurst(t *testing.T) {
+	m := New(Config{Boards: sims("b0", "b1", "b2"), BadAfter: 3})
+	var asks int
+	for _, id := range []string{"j0", "j1", "j2", "j3"} {
+		fx := m.Step(Submit{Now: t0, Job: job(id, 1), Later: true})
+		asks += len(of[WantPlan](fx))
+		assert.Empty(t, of[StartJob](fx), "%s: not planned yet", id)
+		assert.Empty(t, of[Waiting](fx), "%s: not planned yet", id)
+	}
+	assert.Equal(t, 1, asks, "one Plan asked for the burst")
+	assert.Equal(t, []string{"j0", "j1", "j2", "j3"}, m.Queued())
+	fx := m.Step(Plan{Now: t0})
+	assert.Len(t, of[StartJob](fx), 3)
+	assert.Equal(t, []string{"j3"}, m.Queued())
+	assert.Empty(t, of[StartJob](m.Step(Plan{Now: t0})), "nothing left unplanned")
+
+	// A Tick in between plans what was left; its Plan then does nothing.
+	fx = m.Step(Submit{Now: t0, Job: job("j4", 1), Later: true})
+	require.Len(t, of[WantPlan](fx), 1, "a new burst asks again")
+	fx = m.Step(Tick{Now: t0})
+	assert.Len(t, of[Waiting](fx), 2, "the tick planned j3 and j4")
+	assert.Empty(t, m.Step(Plan{Now: t0}), "planned by the tick")
+
+	// A job that can never run ends at once, planned or not.
+	fx = m.Step(Submit{Now: t0, Job: job("huge", 4), Later: true})
+	require.Len(t, of[Done](fx), 1)
+}

@@ -247,7 +247,7 @@ func CheckSandbox() error {
 		return fmt.Errorf("sandbox check: %w", err)
 	}
 	defer null.Close()
-	sb, err := newSandbox(n, exe, null, dir, "check", nil, true)
+	sb, err := newSandbox(n, exe, null, nil, dir, "check", nil, true)
 	if err != nil {
 		return sandboxError(err)
 	}

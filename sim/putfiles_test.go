@@ -3,7 +3,9 @@ package sim
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,4 +31,22 @@ func TestPutFiles(t *testing.T) {
 
 	assert.Error(t, b.PutFiles(map[string][]byte{"../escaped": []byte("x")}, 0o644))
 	assert.NoFileExists(t, filepath.Join(b.Root(), "escaped"))
+}
+
+// TestPutFilesFIFO: a FIFO the board's processes put where a file goes
+// makes the put fail at once instead of blocking the harness on its open.
+func TestPutFilesFIFO(t *testing.T) {
+	b, _ := newBoard(t, "put-fifo")
+	require.NoError(t, b.PutFiles(map[string][]byte{"troupe/run.sh": []byte("true\n")}, 0o755))
+	p := filepath.Join(b.Root(), "tmp", "troupe", "run.sh")
+	require.NoError(t, os.Remove(p))
+	require.NoError(t, syscall.Mkfifo(p, 0o666))
+	done := make(chan error, 1)
+	go func() { done <- b.PutFiles(map[string][]byte{"troupe/run.sh": []byte("x")}, 0o755) }()
+	select {
+	case err := <-done:
+		assert.Error(t, err)
+	case <-time.After(waitTO):
+		t.Fatal("PutFiles blocked on a FIFO")
+	}
 }

@@ -39,9 +39,12 @@ const sandboxArg0 = "troupe-sandbox"
 // stages run as the sandbox uid, which may not be allowed to walk to the
 // executable's path (a 0700 build directory), but may execute it by fd.
 // reportFD is where the init tells its pid on the host.
+// mnFD is the board's end of its MultiNode side channel in the init
+// (see MultiNodeFD for the shell's).
 const (
 	exeFD    = 3
 	reportFD = 4
+	mnFD     = 5
 )
 
 const exePath = "/proc/self/fd/3"
@@ -66,6 +69,7 @@ type stageConfig struct {
 	Hostname string   // init: the board name
 	Env      []string // init: the shell's environment
 	Probe    bool     // init: stop once the sandbox is built
+	MN       bool     // init: it has the MultiNode side channel at mnFD
 }
 
 func init() {
@@ -133,7 +137,9 @@ type sandbox struct {
 // on the console tty, in network n, with cwd = the board's root (the init
 // binds its cwd as HOME: the sandbox uid may not be able to walk to it by
 // path). Start it with start.
-func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string, probe bool) (*sandbox, error) {
+// mn, if not nil, is the board's end of its MultiNode side channel: the
+// shell gets it as MultiNodeFD.
+func newSandbox(n *netns, exe, tty, mn *os.File, root, hostname string, env []string, probe bool) (*sandbox, error) {
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
@@ -146,7 +152,7 @@ func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w (install util-linux)", err)
 	}
-	cfg, err := json.Marshal(stageConfig{Hostname: hostname, Env: env, Probe: probe})
+	cfg, err := json.Marshal(stageConfig{Hostname: hostname, Env: env, Probe: probe, MN: mn != nil})
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +176,9 @@ func newSandbox(n *netns, exe, tty *os.File, root, hostname string, env []string
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{exe, w}
+	if mn != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mn)
+	}
 	// A session of its own, without a controlling tty: the shell takes
 	// the console as its own.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
@@ -239,8 +248,16 @@ func initStage(arg string) error {
 	sh.Env = cfg.Env
 	sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stdout, os.Stderr
 	sh.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if cfg.MN {
+		sh.ExtraFiles = mnFiles(os.NewFile(mnFD, "multinode"))
+	}
 	if err := sh.Start(); err != nil {
 		return fmt.Errorf("start shell: %w", err)
+	}
+	for _, f := range sh.ExtraFiles {
+		if f != nil {
+			_ = f.Close() // the shell has it
+		}
 	}
 	_ = os.Stdin.Close()
 	_ = os.Stdout.Close()

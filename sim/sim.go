@@ -77,6 +77,7 @@ type Board struct {
 	sess   *session // nil when off
 	lieOn  bool     // PowerLie: State reports on, but there is no session
 	closed bool
+	nextMN *mnChannel // the side channel of the next power-on, if asked for
 	// released is closed once Close has powered the board off and left
 	// its network: its sandbox directory is free then.
 	released chan struct{}
@@ -98,6 +99,7 @@ type session struct {
 	shells    map[int]bool // pids of the shells started during this power-on
 	// sandboxes: the sandboxed shells started during this power-on.
 	sandboxes map[*box]bool
+	mn        *mnChannel // the MultiNode side channel of this power-on
 }
 
 func (s *session) shellsLocked() map[int]bool {
@@ -229,12 +231,14 @@ func (b *Board) On(ctx context.Context) error {
 	if err := flushInput(b.pts); err != nil {
 		return fmt.Errorf("power on %s: %w", b.o.Name, err)
 	}
+	mn := b.nextMN
+	b.nextMN = nil
 	sctx, cancel := context.WithCancel(context.Background())
 	rctx, rcancel := context.WithCancel(sctx)
 	s := &session{
 		token: hex.EncodeToString(tok), cancel: cancel, runCtx: rctx, runCancel: rcancel,
 		done: make(chan struct{}), hung: make(chan struct{}), shells: map[int]bool{},
-		sandboxes: map[*box]bool{},
+		sandboxes: map[*box]bool{}, mn: mn,
 	}
 	b.sess = s
 	// Kept while on, so that a harness killed with the board on can power
@@ -284,6 +288,9 @@ func (b *Board) offLocked(ctx context.Context) error {
 	if err := b.killShells(s, deadline); err != nil {
 		errs = append(errs, err)
 	}
+	if s.mn != nil {
+		s.mn.close()
+	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
@@ -325,6 +332,10 @@ func (b *Board) Close() error {
 	}
 	b.closed = true
 	defer close(b.released)
+	if b.nextMN != nil {
+		b.nextMN.close()
+		b.nextMN = nil
+	}
 	err := b.offLocked(context.Background())
 	b.leaveNetwork()
 	for _, c := range []io.Closer{b.con, b.pts} {
@@ -592,8 +603,8 @@ func (b *Board) login(ctx context.Context) error {
 	}
 }
 
-func (b *Board) shellEnv(token string) []string {
-	return []string{
+func (b *Board) shellEnv(token string, mn bool) []string {
+	env := []string{
 		"HOME=" + b.root,
 		"TMPDIR=" + filepath.Join(b.root, "tmp"),
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -605,6 +616,10 @@ func (b *Board) shellEnv(token string) []string {
 		"LAVA_MULTI_NODE_CACHE=" + filepath.Join(b.root, "tmp", "lava_multi_node_cache.txt"),
 		tokenVar + "=" + token,
 	}
+	if mn {
+		env = append(env, mnEnv)
+	}
+	return env
 }
 
 // shell runs one interactive shell on the console until it exits (nil) or
@@ -629,7 +644,7 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if n != nil {
 		exe, err := ownExe()
 		if err == nil {
-			sb, err = newSandbox(n, exe, tty, b.root, b.o.Name, b.sandboxEnv(s.token), false)
+			sb, err = newSandbox(n, exe, tty, s.mn.boardEnd(), b.root, b.o.Name, b.sandboxEnv(s.token, s.mn != nil), false)
 		}
 		if err != nil {
 			_ = tty.Close()
@@ -639,8 +654,11 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	} else {
 		cmd = exec.Command("/bin/sh", "-i")
 		cmd.Dir = b.root
-		cmd.Env = b.shellEnv(s.token)
+		cmd.Env = b.shellEnv(s.token, s.mn != nil)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		if s.mn != nil {
+			cmd.ExtraFiles = mnFiles(s.mn.board)
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	}
 
@@ -747,8 +765,8 @@ func (b *Board) makeTmp() error {
 }
 
 // sandboxEnv is the shell's environment inside its sandbox.
-func (b *Board) sandboxEnv(token string) []string {
-	env := b.shellEnv(token)
+func (b *Board) sandboxEnv(token string, mn bool) []string {
+	env := b.shellEnv(token, mn)
 	for i, kv := range env {
 		switch k, _, _ := strings.Cut(kv, "="); k {
 		case "HOME":

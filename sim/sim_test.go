@@ -451,3 +451,33 @@ func TestDeployRejectsEscapes(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiNodeChannel: a side channel asked for before a power-on is the
+// shells' fd 8 (named by TROUPE_MN_FD), reaches troupe's end and nothing
+// else, and ends with that power-on; the next power-on has none unless
+// asked for again.
+func TestMultiNodeChannel(t *testing.T) {
+	b, c := newBoard(t, "mnboard")
+	ch, err := b.OpenMultiNodeChannel()
+	require.NoError(t, err)
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	assert.Equal(t, "8 socket\n", run(t, b, c, `[ -S /proc/self/fd/8 ] && echo "$TROUPE_MN_FD socket"`))
+	// a process of the board writes a line; troupe reads it and answers
+	assert.Equal(t, "", run(t, b, c, `sh -c 'echo hello >&8'`))
+	line := make([]byte, 64)
+	n, err := ch.Read(line)
+	require.NoError(t, err)
+	assert.Equal(t, "hello\n", string(line[:n]))
+	_, err = ch.Write([]byte("answer\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "answer\n", run(t, b, c, `read -r a <&8; echo "$a"`))
+
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	_, err = ch.Read(line)
+	assert.Error(t, err, "power off closed the channel")
+
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	assert.Equal(t, "none\n", run(t, b, c, `[ -e /proc/self/fd/8 ] || [ -n "$TROUPE_MN_FD" ] || echo none`))
+}

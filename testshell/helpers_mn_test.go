@@ -65,3 +65,30 @@ func TestHelperMNCacheReplaced(t *testing.T) {
 	_, err := os.Stat(cache)
 	assert.True(t, os.IsNotExist(err), "a sync's empty reply leaves an empty cache")
 }
+
+// TestHelperMNSideChannel: with TROUPE_MN_FD=8 and a socket at fd 8,
+// troupe-mn sends its request there (one line, nothing on its output) and
+// reads the reply from it.
+func TestHelperMNSideChannel(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer ours.Close()
+	dir := t.TempDir()
+	cmd := exec.Command("sh", filepath.Join("helpers", "troupe-mn"), "WAIT", "m1")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LAVA_MULTI_NODE_CACHE=" + filepath.Join(dir, "cache"), "TROUPE_MN_FD=8"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.ExtraFiles = []*os.File{nil, nil, nil, nil, nil, theirs}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	require.NoError(t, theirs.Close())
+	req := make([]byte, 100)
+	n, err := ours.Read(req)
+	require.NoError(t, err)
+	assert.Equal(t, "<LAVA_MULTI_NODE> <LAVA_WAIT m1>\n", string(req[:n]))
+	_, err = ours.WriteString("<LAVA_WAIT_COMPLETE node-1:k=v>\n")
+	require.NoError(t, err)
+	require.NoError(t, cmd.Wait(), "%s", out.String())
+	assert.Equal(t, "k=v\n", out.String())
+}

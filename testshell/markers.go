@@ -278,6 +278,7 @@ func ParseMultiNode(line string) (req coordinator.Request, ok bool, err error) {
 var replyNames = map[coordinator.Kind]string{
 	coordinator.Send: "LAVA_SEND_COMPLETE", coordinator.Wait: "LAVA_WAIT_COMPLETE",
 	coordinator.WaitAll: "LAVA_WAIT_ALL_COMPLETE", coordinator.Sync: "LAVA_SYNC_COMPLETE",
+	"": "LAVA_UNKNOWN_COMPLETE", // the side channel's answer to a line that is no request
 }
 
 // FormatReply renders a coordinator reply as the line typed back into the

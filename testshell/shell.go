@@ -107,6 +107,15 @@ type Shell struct {
 	attach *pending       // the attachment being received, if any
 	kept   int            // bytes of attachments kept for the running test
 	calls  sync.WaitGroup // MultiNode calls in flight
+	put    func(files map[string][]byte, mode fs.FileMode) error
+}
+
+// PutFilesWith makes Run deliver a test's files with put (paths relative
+// to $TROUPE_DIR) instead of typing them through the console: for boards
+// that can take files directly (a sim board's sandbox). A put that fails
+// falls back to the console.
+func (s *Shell) PutFilesWith(put func(files map[string][]byte, mode fs.FileMode) error) {
+	s.put = put
 }
 
 // New returns a shell session on con. Call Feed with every console line.
@@ -209,37 +218,58 @@ var validResult = map[string]bool{"pass": true, "fail": true, "skip": true, "unk
 
 // multiNode answers a MultiNode request marker of the running test. The
 // call runs in a goroutine of its own (it may block for minutes) and its
-// reply is typed back into the console, where the helper reads it.
+// reply is typed back into the console, where the helper reads it. A
+// marker outside a run is ignored.
 func (s *Shell) multiNode(line string) {
+	s.request(line, false, func(r string) { _ = s.con.Send(r + "\n") }, func() {})
+}
+
+// request parses one MultiNode request line and answers it through reply,
+// from a goroutine of its own unless the answer is known at once; done is
+// called once reply will not be called any more. Outside a run a request
+// is ignored (console) or refused (side channel, strict): on the console
+// it may be an echo, on the side channel a caller waits for its answer.
+func (s *Shell) request(line string, strict bool, reply func(string), done func()) {
 	req, ok, err := ParseMultiNode(line)
+	var now string // an answer known at once, sent after the lock is let go
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !ok || s.run == nil {
-		return
-	}
-	if err != nil {
+	switch {
+	case !ok && strict:
+		now = FormatReply("", coordinator.Reply{Err: "not a MultiNode request"})
+	case !ok || (s.run == nil && !strict):
+	case s.run == nil:
+		now = FormatReply(req.Kind, coordinator.Reply{Err: "no test is running"})
+	case err != nil:
 		s.run.Invalid = append(s.run.Invalid, err.Error())
-		_ = s.con.Send(FormatReply(req.Kind, coordinator.Reply{Err: err.Error()}) + "\n")
+		now = FormatReply(req.Kind, coordinator.Reply{Err: err.Error()})
+	default:
+		ctx := s.runCtx
+		s.calls.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.calls.Done()
+			defer done()
+			var rep coordinator.Reply
+			var err error
+			if s.mn == nil {
+				err = errors.New("no MultiNode coordinator for this board")
+			} else {
+				rep, err = s.mn.Call(ctx, req)
+			}
+			if err != nil {
+				rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
+			}
+			if ctx.Err() == nil {
+				reply(FormatReply(req.Kind, rep))
+			}
+		}()
 		return
 	}
-	ctx := s.runCtx
-	s.calls.Add(1)
-	go func() {
-		defer s.calls.Done()
-		var rep coordinator.Reply
-		var err error
-		if s.mn == nil {
-			err = errors.New("no MultiNode coordinator for this board")
-		} else {
-			rep, err = s.mn.Call(ctx, req)
-		}
-		if err != nil {
-			rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
-		}
-		if ctx.Err() == nil {
-			_ = s.con.Send(FormatReply(req.Kind, rep) + "\n")
-		}
-	}()
+	s.mu.Unlock()
+	if now != "" {
+		reply(now)
+	}
+	done()
 }
 
 // TmpSubdir is $TROUPE_DIR relative to the board shell's $TMPDIR (/tmp
@@ -407,8 +437,12 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	for n, b := range t.Files {
 		files[n] = b
 	}
-	if err := s.WriteFiles(ctx, files, 0o755); err != nil {
-		return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
+	// A group file of a 1000-node job is 30 KB for every node: typed
+	// through each console, the job's set-up grows with the square of its size.
+	if s.put == nil || s.put(files, 0o755) != nil {
+		if err := s.WriteFiles(ctx, files, 0o755); err != nil {
+			return Outcome{}, fmt.Errorf("deliver test %s: %w", t.Name, err)
+		}
 	}
 	// Every run has a token of its own (TROUPE_RUN), which the helpers put
 	// in their markers: a marker of an earlier run (printed by a process
@@ -418,8 +452,11 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	runID := fmt.Sprintf("%s-%d", s.token, s.seq)
 	s.mu.Unlock()
 	// The script runs in a subshell with its stdin closed, so it can never
-	// eat what is typed next; MultiNode helpers talk to /dev/tty themselves.
-	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; export PATH TROUPE_RUN; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; exec sh "$1" </dev/null' troupe-test "$d/run.sh")`,
+	// eat what is typed next; MultiNode helpers talk to their side channel
+	// or /dev/tty themselves. Its shell first sources troupe-calls (the
+	// MultiNode helpers as aliases: no program start per call); $0 is the
+	// script's path and $# is 0, as for "sh run.sh".
+	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; export PATH TROUPE_RUN; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; . "$TROUPE_DIR/bin/troupe-calls"; . "$0"' "$d/run.sh" </dev/null)`,
 		quote(dir), runID)
 
 	runCtx, cancel := context.WithCancel(ctx)
