@@ -362,7 +362,7 @@ func (a *boardActor) serveSideChannel() {
 	a.sideMu.Lock()
 	a.side = s
 	a.sideMu.Unlock()
-	book, node, sh, log := a.cfg.Book, a.node, a.shell, a.cfg.Logger
+	book, node, sh, log := a.log, a.node, a.shell, a.cfg.Logger
 	go func() {
 		defer close(s.done)
 		if err := sh.Serve(ctx, ch, func(line string) { book.Line(node, line) }); err != nil {
