@@ -134,8 +134,13 @@ func New(o Options) (*Board, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
-	root := filepath.Join(dir, "root")
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root := filepath.Join(dir, rootName)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
+	}
+	// A job's board starts with an empty HOME and /tmp, whatever the
+	// last job (or a harness killed during it) left there.
+	if err := resetRoot(dir, o.Unsandboxed); err != nil {
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
 	}
 	ptm, pts, err := openPTY()
@@ -146,13 +151,6 @@ func New(o Options) (*Board, error) {
 		_ = ptm.Close()
 		_ = pts.Close()
 		return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
-	}
-	if !o.Unsandboxed {
-		if err := ownDirBySandbox(root); err != nil {
-			_ = ptm.Close()
-			_ = pts.Close()
-			return nil, fmt.Errorf("new sim board %s: %w", o.Name, err)
-		}
 	}
 	if o.Networks == nil {
 		o.Networks = NewNetworks()
@@ -176,9 +174,23 @@ func (b *Board) Console() io.ReadWriteCloser { return b.con }
 const tokenFile = ".power-on"
 
 // PowerOffLeftover powers off a board whose harness died with it on: every
-// process of its last power-on (found by the token in dir) is killed. A
-// board that was off is left alone.
+// process of its last power-on (found by the token in dir) is killed. Then
+// the files of its last job (its root: HOME and /tmp) are removed, on or
+// off.
 func PowerOffLeftover(dir string) error {
+	if err := powerOffLeftover(dir); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := clearRoot(dir); err != nil {
+		return fmt.Errorf("leftover board in %s: %w", dir, err)
+	}
+	return nil
+}
+
+func powerOffLeftover(dir string) error {
 	tok, err := os.ReadFile(filepath.Join(dir, tokenFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -323,7 +335,8 @@ func (b *Board) State(ctx context.Context) (bool, error) {
 	return b.sess != nil || b.lieOn, nil
 }
 
-// Close powers the board off and closes the console. Idempotent.
+// Close powers the board off, removes its root (the job's files) and
+// closes the console. Idempotent.
 func (b *Board) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -338,6 +351,10 @@ func (b *Board) Close() error {
 	}
 	err := b.offLocked(context.Background())
 	b.leaveNetwork()
+	// The job's files go with it (New empties the root again anyway).
+	if cerr := clearRoot(filepath.Dir(b.root)); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
 	for _, c := range []io.Closer{b.con, b.pts} {
 		if cerr := c.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 			err = errors.Join(err, cerr)

@@ -1,0 +1,90 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// A board's root (Dir/root: its HOME, with its /tmp in it) belongs to one
+// job: it is emptied when a board is opened for a job (New, before any
+// deploy), when it is closed at the job's end, and when a board a dead
+// harness left on is powered off (PowerOffLeftover). What troupe keeps for
+// itself (the power-on token) lives in Dir, beside the root, never in it.
+
+// rootName is the board's root in its Dir.
+const rootName = "root"
+
+// clearRoot removes dir's root and everything in it. It works through dir
+// (which troupe owns, the board never reaches): nothing the board's
+// processes made, a symlink included, leads it out of dir. Directories the
+// board made unreadable or unwritable are opened up first.
+func clearRoot(dir string) error {
+	d, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("empty the board's root: %w", err)
+	}
+	defer d.Close()
+	if err := d.RemoveAll(rootName); err == nil {
+		return nil
+	}
+	if err := openUp(d, rootName); err != nil {
+		return fmt.Errorf("empty the board's root: %w", err)
+	}
+	if err := d.RemoveAll(rootName); err != nil {
+		return fmt.Errorf("empty the board's root: %w", err)
+	}
+	return nil
+}
+
+// openUp gives the owner read, write and search permission on name and
+// every directory below it (never through a symlink: WalkDir does not
+// follow them, and d keeps every path inside it), so that what is in them
+// can be listed and removed.
+func openUp(d *os.Root, name string) error {
+	fi, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fs.WalkDir(d.FS(), name, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			// A directory not read yet was already opened up on the
+			// first visit; what still fails is left to RemoveAll to report.
+			if e != nil && e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if e.IsDir() {
+			if info, ierr := e.Info(); ierr == nil && info.Mode().Perm()&0o700 == 0o700 {
+				return nil
+			}
+			return d.Chmod(p, 0o700)
+		}
+		return nil
+	})
+}
+
+// resetRoot makes dir's root an empty directory of the board's (see
+// clearRoot).
+func resetRoot(dir string, unsandboxed bool) error {
+	if err := clearRoot(dir); err != nil {
+		return err
+	}
+	d, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("make the board's root: %w", err)
+	}
+	defer d.Close()
+	if err := d.Mkdir(rootName, 0o755); err != nil {
+		return fmt.Errorf("make the board's root: %w", err)
+	}
+	if unsandboxed {
+		return nil
+	}
+	return ownBySandbox(d, rootName)
+}
