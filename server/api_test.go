@@ -243,14 +243,20 @@ func TestRestartRequeuesWhatWasRunning(t *testing.T) {
 	x := start(t, data, simLab(t, 1, 1), nil)
 	done := x.submit(t, "", testJob("before", "echo finished-before"))
 	x.await(t, done, time.Minute, "complete")
-	// The mark stays in the board's HOME (its sandbox's /root, kept on the
-	// host) from the first attempt to the second.
-	a := x.submit(t, "", testJob("long", `if [ -e "$HOME/ran" ]; then echo second-run; else touch "$HOME/ran"; echo first-run; sleep 60; fi`))
-	x.awaitLog(t, a, "first-run", 30*time.Second)
+	// Each attempt waits for a gate the test opens in the board's HOME (its
+	// sandbox's /root: a new attempt starts with an empty one) once the
+	// attempt runs; only the second attempt's gate is opened. The first
+	// attempt's mark must not be seen by the second.
+	a := x.submit(t, "", testJob("long", `if [ -e "$HOME/ran" ]; then echo leftover-seen; fi; touch "$HOME/ran"; echo attempt-started; `+
+		`while [ ! -e "$HOME/go" ]; do sleep 0.05; done; echo attempt-done`))
+	x.awaitLog(t, a, "attempt-started", 30*time.Second)
 	b := x.submit(t, "", testJob("queued", "true"))
 	x.stop() // like SIGTERM: the running job stops, its boards off
 
 	y := start(t, data, simLab(t, 1, 1), nil)
+	// The first attempt's logs were moved aside at start: this is the second.
+	y.awaitLog(t, a, "attempt-started", time.Minute)
+	y.openGate(t, "go")
 	ja := y.await(t, a, time.Minute, "complete", "incomplete")
 	require.Equal(t, "complete", ja.Status, ja.Error)
 	require.Len(t, ja.Attempts, 1)
@@ -262,10 +268,11 @@ func TestRestartRequeuesWhatWasRunning(t *testing.T) {
 	// The first attempt's log is kept beside the second's.
 	first, err := os.ReadFile(filepath.Join(data, "jobs", a, "logs-attempt-1", "group.log"))
 	require.NoError(t, err)
-	require.Contains(t, string(first), "first-run")
+	require.Contains(t, string(first), "attempt-started")
+	require.NotContains(t, string(first), "attempt-done")
 	_, logs := call(t, "GET", y.url+"/api/v1/jobs/"+a+"/logs", "", "", "")
-	require.Contains(t, logs, "second-run")
-	require.NotContains(t, logs, "first-run")
+	require.Contains(t, logs, "attempt-done")
+	require.NotContains(t, logs, "leftover-seen", "the second attempt saw the first's files")
 	// A job that ended before the restart is still served.
 	_, logs = call(t, "GET", y.url+"/api/v1/jobs/"+done+"/logs", "", "", "")
 	require.Contains(t, logs, "finished-before")
