@@ -32,7 +32,8 @@ func simLab(t *testing.T, n int, retries int) *lab.Lab {
 
 // openGate creates the empty file name in the HOME of every board of x
 // (its sandbox's /root: Data/boards/<board>/root on the host), for a
-// script that waits for "$HOME/name" before it goes on.
+// script that waits for "$HOME/name" before it goes on. Call it once the
+// job's script runs: a board's HOME is emptied when a job opens the board.
 func (x *testServer) openGate(t *testing.T, name string) {
 	t.Helper()
 	for _, b := range x.cfg.Lab.Boards {

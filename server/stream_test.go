@@ -192,7 +192,9 @@ func TestStreamTellsASlowClientItLaggedAndItCanResume(t *testing.T) {
 	// Long lines, fast: far more than the socket buffers hold.
 	// The job prints once the client follows it live (not from the
 	// replay, which cannot lag).
-	job := strings.Replace(fmt.Sprintf(countJob, 1500, `printf '%0800d\n' 0;`), "for i in", `while [ ! -e "$HOME/go" ]; do sleep 0.05; done`+"\nfor i in", 1)
+	// The gate is opened once both boards wait for it: a board's HOME
+	// starts empty when the job opens it, so a gate written earlier goes.
+	job := strings.Replace(fmt.Sprintf(countJob, 1500, `printf '%0800d\n' 0;`), "for i in", `echo "gate-$TROUPE_NODE"; while [ ! -e "$HOME/go" ]; do sleep 0.05; done`+"\nfor i in", 1)
 	// ... and goes on a while: a client dropped from a job that has ended
 	// gets the rest from the log file and the end, not a lag.
 	job = strings.Replace(job, "troupe-test-case counted", "sleep 3; troupe-test-case counted", 1)
@@ -201,6 +203,8 @@ func TestStreamTellsASlowClientItLaggedAndItCanResume(t *testing.T) {
 	conn, _, err := dialSmall(t, base)
 	require.NoError(t, err)
 	first := read(t, conn, func(f frame) bool { return f.Type == "status" })
+	x.awaitLog(t, id, "gate-a-0", time.Minute)
+	x.awaitLog(t, id, "gate-b-0", time.Minute)
 	x.openGate(t, "go")
 	x.awaitLog(t, id, "line-b-0-1500", 3*time.Minute) // the client reads nothing meanwhile; 2.4 MB through two sandboxed consoles
 
