@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/troupe-lab/troupe/actors"
@@ -35,6 +36,32 @@ type liveJob struct {
 	nodes   map[string]*report.Node
 	final   bool          // results stored and log closed
 	changed chan struct{} // closed and replaced at every status change
+	// shown is the source as the API shows it, its secrets masked: made
+	// once, at the first read (showErr if it cannot be).
+	showOnce sync.Once
+	shown    string
+	showErr  error
+}
+
+// shownSource returns the job's source with every secret value replaced
+// by logbook.Masked. The values are read from the stored text, its secrets
+// table or mapping only (not a full parse: a LAVA job's may fetch
+// repositories), once per job. The store keeps the secrets: the server
+// needs them to queue the job again after a restart.
+func (lj *liveJob) shownSource() (string, error) {
+	lj.showOnce.Do(func() {
+		secretValues := jobs.SecretValues
+		if lj.rec.Format == "lava" {
+			secretValues = lava.SecretValues
+		}
+		values, err := secretValues(lj.rec.File, []byte(lj.rec.Source))
+		if err != nil {
+			lj.showErr = fmt.Errorf("job %s: its secrets cannot be read to mask them: %w", lj.rec.ID, err)
+			return
+		}
+		lj.shown = logbook.Masker(values).Replace(lj.rec.Source)
+	})
+	return lj.shown, lj.showErr
 }
 
 // Summary is a job in lists and status frames.
@@ -179,7 +206,9 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 		return err
 	}
 	book.SetLimit(s.labDef.LogLimit)
-	book.Mask(slices.Collect(maps.Values(j.Secrets)))
+	secrets := slices.Collect(maps.Values(j.Secrets))
+	book.Mask(secrets)
+	mask := logbook.Masker(secrets)
 	s.mu.Lock()
 	lj.book = book
 	attempts := slices.Clone(lj.rec.Attempts)
@@ -193,6 +222,8 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 			s.mu.Unlock()
 		},
 		Events: func(e actors.Event) {
+			// A node's error may quote what a test printed.
+			e.Phase, e.Detail = mask.Replace(e.Phase), mask.Replace(e.Detail)
 			if err := recordAction(lj.dir, e); err != nil {
 				s.log.Error("record action", "job", id, "err", err)
 			}
