@@ -4,6 +4,7 @@ package server
 // lab's callbacks record its start, phases and results.
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -50,18 +51,37 @@ type liveJob struct {
 // needs them to queue the job again after a restart.
 func (lj *liveJob) shownSource() (string, error) {
 	lj.showOnce.Do(func() {
-		secretValues := jobs.SecretValues
-		if lj.rec.Format == "lava" {
-			secretValues = lava.SecretValues
-		}
-		values, err := secretValues(lj.rec.File, []byte(lj.rec.Source))
+		values, err := maskableSecrets(lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
 		if err != nil {
-			lj.showErr = fmt.Errorf("job %s: its secrets cannot be read to mask them: %w", lj.rec.ID, err)
+			lj.showErr = fmt.Errorf("job %s: its secrets cannot be masked: %w", lj.rec.ID, err)
 			return
 		}
 		lj.shown = logbook.Masker(values).Replace(lj.rec.Source)
 	})
 	return lj.shown, lj.showErr
+}
+
+// maskableSecrets returns the values of the secrets of the job file data
+// (format "lava" or "toml"), reading its secrets only. Each must be
+// written in data as it is (not with escapes, nor folded over lines), or
+// masking its value would leave its spelling in the text shown.
+func maskableSecrets(file, format string, data []byte) ([]string, error) {
+	secretValues := jobs.SecretValues
+	if format == "lava" {
+		secretValues = lava.SecretValues
+	}
+	values, err := secretValues(file, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range values {
+		if !bytes.Contains(data, []byte(v)) {
+			// Never the value, nor its name: the error is shown.
+			return nil, jobs.Errors{{File: file, Key: "secrets", Msg: "a secret's value must be written as it is, " +
+				"without escapes and on one line, so that the server can mask it where it shows the job file"}}
+		}
+	}
+	return values, nil
 }
 
 // Summary is a job in lists and status frames.
@@ -137,6 +157,9 @@ func parseJob(images, file, format string, data []byte, mirrors ...lava.Mirror) 
 func checkJob(l *lab.Lab, images, file, format string, data []byte, mirrors ...lava.Mirror) (*jobs.Job, error) {
 	j, err := parseJob(images, file, format, data, mirrors...)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := maskableSecrets(file, format, data); err != nil {
 		return nil, err
 	}
 	if l != nil {

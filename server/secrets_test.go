@@ -97,3 +97,25 @@ func TestSourceAndResultsMaskSecrets(t *testing.T) {
 	requireSourceMasked(t, y, lavaID, "lava-secret-Kx81", "API_KEY: \"[secret]\"")
 	requireSourceMasked(t, y, tomlID, "toml-secret-Qz7", "TOKEN = \"[secret]\"")
 }
+
+// TestSubmitRefusesSecretsNotWrittenAsTheyAre: a secret spelled with
+// escapes or folded over lines could not be masked in the source shown;
+// the job is refused without quoting it, and nothing is queued.
+func TestSubmitRefusesSecretsNotWrittenAsTheyAre(t *testing.T) {
+	x := start(t, t.TempDir(), simLab(t, 1, 1), nil)
+	for name, c := range map[string]struct{ ctype, src string }{
+		"toml escape": {"", testJob("esc", "true") + "[secrets]\nTOKEN = \"t\\u0077o-secret\"\n"},
+		"lava escape": {"application/yaml", strings.Replace(secretLAVAJob, `"lava-secret-Kx81"`, `"lava\x2Dsecret"`, 1)},
+		"lava folded": {"application/yaml", strings.Replace(secretLAVAJob, `"lava-secret-Kx81"`, ">\n    folded\n    secret", 1)},
+	} {
+		code, body := call(t, "POST", x.url+"/api/v1/jobs", "", c.ctype, c.src)
+		require.Equal(t, http.StatusBadRequest, code, "%s: %s", name, body)
+		require.Contains(t, body, "must be written as it is", name)
+		for _, s := range []string{"two-secret", "u0077o", "lava-secret", "x2Dsecret", "folded"} {
+			require.NotContains(t, body, s, name)
+		}
+	}
+	code, body := call(t, "GET", x.url+"/api/v1/jobs", "", "", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `[]`, body, "nothing was queued")
+}
