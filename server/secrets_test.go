@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/store"
 )
 
 // secretLAVAJob is a one-node LAVA job whose secret names a test case.
@@ -118,4 +120,29 @@ func TestSubmitRefusesSecretsNotWrittenAsTheyAre(t *testing.T) {
 	code, body := call(t, "GET", x.url+"/api/v1/jobs", "", "", "")
 	require.Equal(t, http.StatusOK, code)
 	require.JSONEq(t, `[]`, body, "nothing was queued")
+}
+
+// BenchmarkShownSource: the first read of a job's source reads its
+// secrets and masks them; the reads after it are the cached text.
+func BenchmarkShownSource(b *testing.B) {
+	src := secretLAVAJob + strings.Repeat("# a comment line of the job file, kept as it is\n", 2000)
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			lj := &liveJob{rec: &store.Job{ID: "1", Format: "lava", File: "job.yaml", Source: src}}
+			if _, err := lj.shownSource(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		lj := &liveJob{rec: &store.Job{ID: "1", Format: "lava", File: "job.yaml", Source: src}}
+		if _, err := lj.shownSource(); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := lj.shownSource(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
