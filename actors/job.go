@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -165,6 +167,9 @@ func (a *jobActor) finish(ctx actor.Context, g *groupDone) {
 		},
 		Nodes: g.nodes,
 		Tests: g.tests,
+	}
+	if len(a.cfg.Job.Secrets) > 0 {
+		r.Mask(logbook.Masker(slices.Collect(maps.Values(a.cfg.Job.Secrets))).Replace)
 	}
 	a.report(r, g.stillOn)
 	a.report = nil

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,6 +113,8 @@ func (b *Book) Mask(values []string) {
 	if len(vs) == 0 {
 		return
 	}
+	// The longest first: a secret that begins another masks it whole.
+	slices.SortStableFunc(vs, func(a, b []byte) int { return len(b) - len(a) })
 	b.mu.Lock()
 	b.masks = &masker{values: vs}
 	for _, v := range vs {
@@ -454,4 +457,18 @@ func needsEscape(s string) bool {
 		}
 	}
 	return false
+}
+
+// Masker replaces every occurrence of each of values (a job's secrets) in
+// a text with Masked, the longest value first where values overlap; empty
+// values are ignored. Logs are masked as they are written (Mask); Masker
+// is for whole texts: a job's source, its results.
+func Masker(values []string) *strings.Replacer {
+	vs := slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" })
+	slices.SortStableFunc(vs, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(vs))
+	for _, v := range vs {
+		pairs = append(pairs, v, Masked)
+	}
+	return strings.NewReplacer(pairs...)
 }

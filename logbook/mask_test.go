@@ -52,3 +52,20 @@ func TestMaskNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "abc", string(raw))
 }
+
+// TestMaskLongestFirst: a secret that begins another one does not leave
+// the other's tail in the log.
+func TestMaskLongestFirst(t *testing.T) {
+	b, _ := newBook(t, nil)
+	b.Mask([]string{"abc", "abcdef"})
+	assert.Equal(t, "x [secret] y [secret]", b.Line("n", "x abcdef y abc").Text)
+	require.NoError(t, b.Close())
+}
+
+// TestMasker: a whole text, every occurrence, the longest secret first,
+// empty ones ignored.
+func TestMasker(t *testing.T) {
+	m := Masker([]string{"", "abc", "abcdef"})
+	assert.Equal(t, "A = \"[secret]\"\nB = \"[secret]\"\nrun [secret]-[secret]", m.Replace("A = \"abc\"\nB = \"abcdef\"\nrun abc-abcdef"))
+	assert.Equal(t, "plain", Masker(nil).Replace("plain"))
+}

@@ -134,6 +134,27 @@ type Results struct {
 	Tests []Test `json:"tests"`
 }
 
+// Mask applies mask to every text of r a test or its node may have
+// written (names, units, references, error texts), e.g. to hide a job's
+// secrets.
+func (r *Results) Mask(mask func(string) string) {
+	r.Job.Error = mask(r.Job.Error)
+	for i := range r.Job.Attempts {
+		r.Job.Attempts[i].Error = mask(r.Job.Attempts[i].Error)
+	}
+	for i := range r.Nodes {
+		r.Nodes[i].Error = mask(r.Nodes[i].Error)
+	}
+	for i := range r.Tests {
+		t := &r.Tests[i]
+		t.Suite, t.Name, t.Units, t.Set, t.Reference = mask(t.Suite), mask(t.Name), mask(t.Units), mask(t.Set), mask(t.Reference)
+		for k := range t.Attachments {
+			a := &t.Attachments[k]
+			a.Name, a.Path = mask(a.Name), mask(a.Path)
+		}
+	}
+}
+
 // MarshalJSON encodes r with Nodes and Tests as arrays, never null.
 func (r Results) MarshalJSON() ([]byte, error) {
 	type plain Results // plain has no MarshalJSON method: no recursion.

@@ -262,8 +262,14 @@ func (s *Server) endedFile(w http.ResponseWriter, r *http.Request, name, ctype s
 
 func (s *Server) source(w http.ResponseWriter, r *http.Request, _ caller) {
 	if lj, ok := s.get(w, r); ok {
+		src, err := lj.shownSource()
+		if err != nil {
+			// Not the source: it would show the secrets.
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, lj.rec.Source)
+		_, _ = io.WriteString(w, src)
 	}
 }
 

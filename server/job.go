@@ -4,6 +4,7 @@ package server
 // lab's callbacks record its start, phases and results.
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/troupe-lab/troupe/actors"
@@ -35,6 +37,51 @@ type liveJob struct {
 	nodes   map[string]*report.Node
 	final   bool          // results stored and log closed
 	changed chan struct{} // closed and replaced at every status change
+	// shown is the source as the API shows it, its secrets masked: made
+	// once, at the first read (showErr if it cannot be).
+	showOnce sync.Once
+	shown    string
+	showErr  error
+}
+
+// shownSource returns the job's source with every secret value replaced
+// by logbook.Masked. The values are read from the stored text, its secrets
+// table or mapping only (not a full parse: a LAVA job's may fetch
+// repositories), once per job. The store keeps the secrets: the server
+// needs them to queue the job again after a restart.
+func (lj *liveJob) shownSource() (string, error) {
+	lj.showOnce.Do(func() {
+		values, err := maskableSecrets(lj.rec.File, lj.rec.Format, []byte(lj.rec.Source))
+		if err != nil {
+			lj.showErr = fmt.Errorf("job %s: its secrets cannot be masked: %w", lj.rec.ID, err)
+			return
+		}
+		lj.shown = logbook.Masker(values).Replace(lj.rec.Source)
+	})
+	return lj.shown, lj.showErr
+}
+
+// maskableSecrets returns the values of the secrets of the job file data
+// (format "lava" or "toml"), reading its secrets only. Each must be
+// written in data as it is (not with escapes, nor folded over lines), or
+// masking its value would leave its spelling in the text shown.
+func maskableSecrets(file, format string, data []byte) ([]string, error) {
+	secretValues := jobs.SecretValues
+	if format == "lava" {
+		secretValues = lava.SecretValues
+	}
+	values, err := secretValues(file, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range values {
+		if !bytes.Contains(data, []byte(v)) {
+			// Never the value, nor its name: the error is shown.
+			return nil, jobs.Errors{{File: file, Key: "secrets", Msg: "a secret's value must be written as it is, " +
+				"without escapes and on one line, so that the server can mask it where it shows the job file"}}
+		}
+	}
+	return values, nil
 }
 
 // Summary is a job in lists and status frames.
@@ -112,6 +159,9 @@ func checkJob(l *lab.Lab, images, file, format string, data []byte, mirrors ...l
 	if err != nil {
 		return nil, err
 	}
+	if _, err := maskableSecrets(file, format, data); err != nil {
+		return nil, err
+	}
 	if l != nil {
 		if err := l.Check(j); err != nil {
 			return nil, err
@@ -179,7 +229,9 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 		return err
 	}
 	book.SetLimit(s.labDef.LogLimit)
-	book.Mask(slices.Collect(maps.Values(j.Secrets)))
+	secrets := slices.Collect(maps.Values(j.Secrets))
+	book.Mask(secrets)
+	mask := logbook.Masker(secrets)
 	s.mu.Lock()
 	lj.book = book
 	attempts := slices.Clone(lj.rec.Attempts)
@@ -193,6 +245,8 @@ func (s *Server) submitParsed(lj *liveJob, j *jobs.Job) error {
 			s.mu.Unlock()
 		},
 		Events: func(e actors.Event) {
+			// A node's error may quote what a test printed.
+			e.Phase, e.Detail = mask.Replace(e.Phase), mask.Replace(e.Detail)
 			if err := recordAction(lj.dir, e); err != nil {
 				s.log.Error("record action", "job", id, "err", err)
 			}
