@@ -134,14 +134,8 @@ func Import(file string, data []byte) (*jobs.Job, error) {
 // ImportWith is Import with the caches of test definition repositories
 // and images, and a receiver of warnings, given.
 func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
-	if err := CheckBounds(file, data); err != nil {
-		return nil, err
-	}
-	root, err := parseYAML(file, data)
+	root, err := parseBounded(file, data)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkExpanded(file, root); err != nil {
 		return nil, err
 	}
 	if opts.Images == "" {
@@ -187,4 +181,20 @@ func validate(j *jobs.Job) (*jobs.Job, error) {
 		parsed.Actions[i].Line = j.Actions[i].Line
 	}
 	return parsed, nil
+}
+
+// parseBounded checks data's bounds, parses it and checks what its aliases
+// expand to, before anything reads the tree.
+func parseBounded(file string, data []byte) (*yaml.Node, error) {
+	if err := CheckBounds(file, data); err != nil {
+		return nil, err
+	}
+	root, err := parseYAML(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExpanded(file, root); err != nil {
+		return nil, err
+	}
+	return root, nil
 }

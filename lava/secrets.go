@@ -7,14 +7,8 @@ import "go.yaml.in/yaml/v3"
 // fetched): what a server masks in the job's source when it shows it. The
 // file's bounds are checked as Import checks them.
 func SecretValues(file string, data []byte) ([]string, error) {
-	if err := CheckBounds(file, data); err != nil {
-		return nil, err
-	}
-	root, err := parseYAML(file, data)
+	root, err := parseBounded(file, data)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkExpanded(file, root); err != nil {
 		return nil, err
 	}
 	root = deref(root)

@@ -16,6 +16,7 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/server"
 	"github.com/troupe-lab/troupe/store"
+	"github.com/troupe-lab/troupe/workers"
 )
 
 // cmdServe is `troupe serve`: the lab server (see docs/api.md).
@@ -68,7 +69,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 		cfg.Tokens = ts
-	} else if !loopback(*addr) {
+	} else if !workers.Loopback(*addr) {
 		fmt.Fprintf(stderr, "troupe serve: refusing to listen on %s without --token-file: anyone could run jobs on the lab; use a loopback address or tokens\n", *addr)
 		return exitInvalid
 	}
@@ -143,17 +144,4 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("stopped")
 	return code
-}
-
-// loopback tells whether addr (host:port) only listens on loopback.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
