@@ -33,6 +33,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "debug logs")
 	workersAddr := fs.String("workers", "", "address where workers connect (troupe worker --server); \"\": no workers")
 	tlsDir := fs.String("tls", "", "lab CA directory (troupe ca init) for the workers' mutual TLS; without: loopback only")
+	workerTimeout := fs.Duration("worker-timeout", workers.DefaultLostAfter, "a worker silent this long is lost: its nodes end incomplete and are retried elsewhere")
 	var mirrors mirrorFlag
 	fs.Var(&mirrors, "lava-mirror", "URL=DIR: LAVA jobs' test definition repositories and images whose URL starts with URL come from DIR (repeatable); the server fetches nothing else")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
@@ -40,6 +41,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() != 0 {
 		return usageError(fs, "no arguments expected, got %q", fs.Args())
+	}
+	if *workerTimeout <= 0 {
+		return usageError(fs, "--worker-timeout: want a positive duration, got %s", *workerTimeout)
 	}
 	if *keep < 0 || *keepDays < 0 {
 		fmt.Fprintln(stderr, "troupe serve: --keep and --keep-days must be >= 0")
@@ -106,7 +110,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 
 	handler := srv.Handler()
 	if remote != nil {
-		hub, err := remote.startHub(srv, logger)
+		hub, err := remote.startHub(srv, *workerTimeout, logger)
 		if err != nil {
 			_ = ln.Close()
 			_ = srv.Close()

@@ -44,6 +44,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	advertise := fs.String("advertise", "", "HOST:PORT the server reaches this worker at (default: --listen's)")
 	data := fs.String("data", "./troupe-worker-data", "directory of the boards' sandboxes")
 	verbose := fs.Bool("v", false, "debug logs")
+	serverTimeout := fs.Duration("server-timeout", workers.DefaultLostAfter, "a server that answers no heartbeat this long is gone: register again (it is told the worker's running nodes are lost)")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -52,6 +53,9 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	if *server == "" || *labFile == "" {
 		return usageError(fs, "--server and --lab are required")
+	}
+	if *serverTimeout <= 0 {
+		return usageError(fs, "--server-timeout: want a positive duration, got %s", *serverTimeout)
 	}
 	if *name == "" {
 		h, err := os.Hostname()
@@ -120,7 +124,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	w := workers.StartWorker(system, workers.WorkerConfig{
 		Name: *name, Server: *server, Incarnation: fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
-		Boards: boards, Logger: logger,
+		Boards: boards, Logger: logger, LostAfter: *serverTimeout,
 		Registered: func() {
 			once.Do(func() {
 				fmt.Fprintf(stdout, "troupe worker %s joined %s with %d boards\n", *name, *server, len(boards))
@@ -201,8 +205,8 @@ func startRemote(addr, tlsDir string, logger *slog.Logger) (*workersRemote, erro
 }
 
 // startHub starts the hub, whose workers' boards join srv's lab.
-func (w *workersRemote) startHub(srv *server.Server, logger *slog.Logger) (*workers.Hub, error) {
-	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
+func (w *workersRemote) startHub(srv *server.Server, lostAfter time.Duration, logger *slog.Logger) (*workers.Hub, error) {
+	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, LostAfter: lostAfter, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
 	if err != nil {
 		return nil, err
 	}

@@ -205,6 +205,8 @@ func TestWorkersInvalidInput(t *testing.T) {
 		want string
 	}{
 		{"serve: workers on a non-loopback address without TLS", []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--workers", "0.0.0.0:0"}, "without --tls"},
+		{"serve: worker timeout not positive", []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--workers", "127.0.0.1:0", "--worker-timeout", "0s"}, "--worker-timeout: want a positive duration"},
+		{"worker: server timeout not positive", []string{"worker", "--server", "127.0.0.1:1", "--lab", "x.toml", "--server-timeout", "-1s"}, "--server-timeout: want a positive duration"},
 		{"worker: no server", []string{"worker", "--lab", "x.toml"}, "--server and --lab are required"},
 		{"worker: bad name", []string{"worker", "--server", "127.0.0.1:1", "--lab", "x.toml", "--name", "../etc"}, "worker name"},
 		{"worker: unknown flag", []string{"worker", "--bogus"}, "usage: troupe worker"},
