@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/server"
 	"github.com/troupe-lab/troupe/workers"
@@ -21,10 +23,7 @@ func (h hubStub) Workers() ([]workers.WorkerStatus, error) { return h, nil }
 // offline, with their boards.
 func TestBrowserWorkers(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the browser test needs %s: apt-get install chromium chromium-driver (make deps does): %v", chromiumPath, err)
-		}
-		t.Skipf("no %s (apt-get install chromium chromium-driver): %v", chromiumPath, err)
+		testenv.Missing(t, fmt.Sprintf("no %s (apt-get install chromium chromium-driver; make deps does): %v", chromiumPath, err))
 	}
 	l, err := lab.Parse("browser-lab.toml", []byte(browserLab))
 	if err != nil {
