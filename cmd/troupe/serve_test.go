@@ -65,24 +65,24 @@ func (b *lockedBuffer) String() string {
 
 // serveProc is a running `troupe serve`.
 type serveProc struct {
+	*troupeProc
+	url string // http://127.0.0.1:port
+}
+
+// troupeProc is a troupe process a test started (startProc).
+type troupeProc struct {
 	cmd    *exec.Cmd
-	url    string // http://127.0.0.1:port
 	out    *lockedBuffer
 	exited chan struct{}
 }
 
-var servingRE = regexp.MustCompile(`troupe serving on (http://\S+)`)
-
-// startServe starts `troupe serve` with args (an --addr of 127.0.0.1:0
-// unless args has one) and waits until it serves. The process is killed
-// at the end of the test if it still runs.
-func startServe(t *testing.T, args ...string) *serveProc {
+// startProc starts troupe with args, its output in out; the process is
+// killed at the end of the test if it still runs, and its output logged
+// if the test failed.
+func startProc(t *testing.T, args ...string) *troupeProc {
 	t.Helper()
-	if !strings.Contains(strings.Join(args, " "), "--addr") {
-		args = append(args, "--addr", "127.0.0.1:0")
-	}
-	p := &serveProc{out: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(troupeBin, append([]string{"serve"}, args...)...)
+	p := &troupeProc{out: &lockedBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(troupeBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	go func() {
@@ -97,9 +97,23 @@ func startServe(t *testing.T, args ...string) *serveProc {
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("troupe serve %v output:\n%s", args, p.out.String())
+			t.Logf("troupe %v output:\n%s", args, p.out.String())
 		}
 	})
+	return p
+}
+
+var servingRE = regexp.MustCompile(`troupe serving on (http://\S+)`)
+
+// startServe starts `troupe serve` with args (an --addr of 127.0.0.1:0
+// unless args has one) and waits until it serves. The process is killed
+// at the end of the test if it still runs.
+func startServe(t *testing.T, args ...string) *serveProc {
+	t.Helper()
+	if !strings.Contains(strings.Join(args, " "), "--addr") {
+		args = append(args, "--addr", "127.0.0.1:0")
+	}
+	p := &serveProc{troupeProc: startProc(t, append([]string{"serve"}, args...)...)}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if m := servingRE.FindStringSubmatch(p.out.String()); m != nil {

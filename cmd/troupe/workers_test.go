@@ -20,36 +20,13 @@ import (
 // The end-to-end tests of `troupe worker`: a server and worker processes
 // on loopback with the lab CA's mutual TLS.
 
-type workerProc struct {
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	exited chan struct{}
-}
+type workerProc struct{ *troupeProc }
 
 // startWorkerProc starts `troupe worker` with args; the process is killed
 // at the end of the test if it still runs.
 func startWorkerProc(t *testing.T, args ...string) *workerProc {
 	t.Helper()
-	p := &workerProc{out: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(troupeBin, append([]string{"worker"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("troupe worker %v output:\n%s", args, p.out.String())
-		}
-	})
-	return p
+	return &workerProc{startProc(t, append([]string{"worker"}, args...)...)}
 }
 
 func (p *workerProc) exitCode(t *testing.T) int {
