@@ -29,7 +29,11 @@ func (j *Job) Encode(w io.Writer) error {
 	}
 	for _, r := range j.Roles {
 		fmt.Fprintf(&b, "\n[roles.%s]\n", key(r.Name))
-		fmt.Fprintf(&b, "device_type = %s\n", quote(r.DeviceType))
+		if r.Guest() {
+			fmt.Fprintf(&b, "host = %s\n", quote(r.Host))
+		} else {
+			fmt.Fprintf(&b, "device_type = %s\n", quote(r.DeviceType))
+		}
 		fmt.Fprintf(&b, "count = %d\n", r.Count)
 		if r.Essential {
 			b.WriteString("essential = true\n")
@@ -92,6 +96,9 @@ func (j *Job) Encode(w io.Writer) error {
 		}
 		if a.Retries > 0 {
 			fmt.Fprintf(&b, "retries = %d\n", a.Retries)
+		}
+		if ad := a.Address; ad != nil {
+			fmt.Fprintf(&b, "address = {message = %s, key = %s}\n", quote(ad.Message), quote(ad.Key))
 		}
 		if a.Commands != "" {
 			fmt.Fprintf(&b, "commands = %s\n", quote(a.Commands))

@@ -64,7 +64,21 @@ type Role struct {
 	Tags       []string
 	Timeout    time.Duration     // effective per-call multinode timeout
 	Context    map[string]string // added to the job's Context for this role's boards
+	// Host makes the role a guest of the role of that name (LAVA's ssh
+	// guests: connection ssh, host_role, request lava-start): its nodes
+	// take no board of the lab; each waits until every node of the host
+	// role has sent the message StartMessage, then its boot opens a
+	// session (a login) on the host's board and its tests run there. The
+	// host role has one node and is not a guest itself.
+	Host string
 }
+
+// StartMessage is the message a host role's node sends to let its guests
+// start (LAVA's lava_start).
+const StartMessage = "lava_start"
+
+// Guest reports whether r is a guest of another role (see Role.Host).
+func (r Role) Guest() bool { return r.Host != "" }
 
 // Action is one step of the job, run on the nodes of some roles.
 type Action struct {
@@ -96,7 +110,18 @@ type Action struct {
 	// Before are MultiNode calls the node makes, in order, before the
 	// action starts (LAVA's action-level protocols: lava-multinode).
 	Before []Request
-	Line   int
+	// Address (boot of a guest role only, optional) names the message of
+	// the host's node that carries its address (LAVA's boot method ssh,
+	// parameters hostID and host_key): the boot waits for it and opens
+	// the session to that address. nil: the host board's own address.
+	Address *Address
+	Line    int
+}
+
+// Address is where a guest's boot takes its host's address from: the
+// value of Key in the message ID.
+type Address struct {
+	Message, Key string
 }
 
 // Request is a MultiNode call made outside a test script. Its text form,
@@ -296,6 +321,25 @@ func parseLogin(t tomlfile.Table) Login {
 	return l
 }
 
+// parseAddress reads a guest boot's address = {message, key}.
+func parseAddress(t tomlfile.Table) *Address {
+	t.Only("message", "key")
+	t.Require("message", "key")
+	ad := &Address{}
+	for _, f := range []struct {
+		k   string
+		dst *string
+	}{{"message", &ad.Message}, {"key", &ad.Key}} {
+		if s, ok := t.String(f.k); ok {
+			if !requestWord.MatchString(s) {
+				t.Errorf(f.k, "letters, digits, '.', '_' and '-' (got %q)", s)
+			}
+			*f.dst = s
+		}
+	}
+	return ad
+}
+
 // parseContext reads a context table: names as placeholders are named,
 // string values.
 func parseContext(t tomlfile.Table) map[string]string {
@@ -328,11 +372,20 @@ func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 			continue
 		}
 		r := Role{Name: name, Count: 1, Timeout: multinode}
-		rt.Only("device_type", "count", "essential", "tags", "timeout", "context")
+		rt.Only("device_type", "count", "essential", "tags", "timeout", "context", "host")
 		if ct, ok := rt.Table("context"); ok {
 			r.Context = parseContext(ct)
 		}
-		rt.Require("device_type")
+		if h, ok := rt.String("host"); ok {
+			r.Host = h
+			for _, k := range []string{"device_type", "tags", "context"} {
+				if rt.Has(k) {
+					rt.Errorf(k, "a guest role (host) takes no board of its own: it has no %s", k)
+				}
+			}
+		} else {
+			rt.Require("device_type")
+		}
 		if s, ok := rt.String("device_type"); ok {
 			if s == "" {
 				rt.Errorf("device_type", "must not be empty")
@@ -363,7 +416,28 @@ func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 	if total > MaxNodes {
 		t.Errorf("", "the job has %d nodes; at most %d are allowed", total, MaxNodes)
 	}
+	checkHosts(t, roles)
 	return roles
+}
+
+// checkHosts checks the host of every guest role: a role of the job,
+// not a guest itself, with one node.
+func checkHosts(t tomlfile.Table, roles []Role) {
+	for _, r := range roles {
+		if !r.Guest() {
+			continue
+		}
+		rt, _ := t.Table(r.Name)
+		h := slices.IndexFunc(roles, func(o Role) bool { return o.Name == r.Host })
+		switch {
+		case h < 0:
+			rt.Errorf("host", "undefined role %q", r.Host)
+		case roles[h].Guest():
+			rt.Errorf("host", "role %q is a guest itself: a host role has a board of its own", r.Host)
+		case roles[h].Count != 1:
+			rt.Errorf("host", "role %q has %d nodes: a host role has one (its guests log in to its board)", r.Host, roles[h].Count)
+		}
+	}
 }
 
 func parseActions(tables []tomlfile.Table, j *Job) []Action {
@@ -375,7 +449,7 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 	var actions []Action
 	for i, t := range tables {
 		a := Action{Index: i, Roles: all, Line: t.Line()}
-		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries", "login")
+		t.Only("type", "roles", "image", "images", "timeout", "name", "run", "parse", "fixup", "before", "commands", "retries", "login", "address")
 		if lt, ok := t.Table("login"); ok {
 			a.Login = parseLogin(lt)
 		}
@@ -425,7 +499,22 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				a.Timeout = d
 			}
 		}
-		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands", "login"} {
+		if at, ok := t.Table("address"); ok && a.Type == Boot {
+			a.Address = parseAddress(at)
+			for _, r := range a.Roles {
+				if role, ok := j.Role(r); ok && !role.Guest() {
+					t.Errorf("address", "role %q is not a guest: only a guest's boot takes its host's address from a message", r)
+				}
+			}
+		}
+		if a.Type == Deploy && (t.Has("image") || t.Has("images")) {
+			for _, r := range a.Roles {
+				if role, ok := j.Role(r); ok && role.Guest() {
+					t.Errorf("", "role %q is a guest: it logs in to its host's board and has nothing to deploy", r)
+				}
+			}
+		}
+		for _, k := range []string{"image", "images", "name", "run", "parse", "fixup", "commands", "login", "address"} {
 			if t.Has(k) && a.Type != "" && !allows(a.Type, k) {
 				t.Errorf(k, "not allowed on a %s action", a.Type)
 			}
@@ -584,7 +673,7 @@ func allows(typ ActionType, key string) bool {
 	switch key {
 	case "image", "images":
 		return typ == Deploy
-	case "commands", "login":
+	case "commands", "login", "address":
 		return typ == Boot
 	default: // name, run, parse, fixup
 		return typ == Test

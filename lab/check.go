@@ -53,6 +53,9 @@ func (l *Lab) SchedulerBoards() []scheduler.Board {
 func SchedulerJob(id string, j *jobs.Job, submitted time.Time) scheduler.Job {
 	sj := scheduler.Job{ID: id, Name: j.Name, Priority: j.Priority, Submitted: submitted, Timeout: j.Timeout}
 	for _, r := range j.Roles {
+		if r.Guest() {
+			continue // a guest logs in to its host's board: it takes none
+		}
 		sj.Roles = append(sj.Roles, scheduler.Role{Name: r.Name, DeviceType: r.DeviceType, Count: r.Count, Tags: r.Tags})
 	}
 	return sj

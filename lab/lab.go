@@ -370,13 +370,18 @@ func validName(s string) bool {
 }
 
 // ForJob is the built-in sim lab for j: one board per node, sim-0, sim-1,
-// ... in j.Nodes() order, with the device type and tags of the node's role.
+// ... in j.Nodes() order, with the device type and tags of the node's role;
+// none for the nodes of guest roles (jobs.Role.Host), which log in to
+// their host's board.
 func ForJob(j *jobs.Job) *Lab {
 	l := &Lab{File: "built-in", Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	for i, n := range j.Nodes() {
+	for _, n := range j.Nodes() {
 		r, _ := j.Role(n.Role)
+		if r.Guest() {
+			continue
+		}
 		l.Boards = append(l.Boards, Board{
-			Name:       fmt.Sprintf("sim-%d", i),
+			Name:       fmt.Sprintf("sim-%d", len(l.Boards)),
 			DeviceType: r.DeviceType,
 			Tags:       append([]string(nil), r.Tags...),
 			Backend:    Sim,

@@ -8,12 +8,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/troupe-lab/troupe/jobs"
+	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
 )
 
@@ -25,13 +27,13 @@ import (
 // compression are checked when a run fetches them
 // (TestDownloadsOnceWithChecksums).
 var corpusOutcome = map[string]string{
-	"dispatcher-bbb-ssh-guest.yaml":                  "connection: " + lava.WhySSHGuest,
+	"dispatcher-bbb-ssh-guest.yaml":                  "connection: " + lava.WhyGuestSubJob,
 	"dispatcher-docker-test-multinode.yaml":          "actions[0].test.docker: " + lava.WhyDockerTest,
 	"dispatcher-jlink-multiple-flash-multinode.yaml": "",
 	"dispatcher-kvm-multinode-client.yaml":           "",
 	"doc-first-multinode-job.yaml":                   "",
 	"doc-inline-test-definition-example.yaml":        "",
-	"doc-mustang-ssh-guest.yaml":                     "roles.guest.connection: " + lava.WhySSHGuest,
+	"doc-mustang-ssh-guest.yaml":                     "",
 	"doc-qemu-aarch64.yaml":                          "",
 	"doc-qemu-amd64-standard-stretch.yaml":           "",
 	"doc-qemu-kernel-standard-sid.yaml":              "",
@@ -46,8 +48,13 @@ var corpusOutcome = map[string]string{
 	"scheduler-kvm-multinode-client.yaml":            "",
 	"scheduler-kvm-multinode-server.yaml":            "",
 	"scheduler-kvm-multinode.yaml":                   "",
-	"scheduler-mustang-ssh-multinode.yaml":           "roles.guest.connection: " + lava.WhySSHGuest,
-	"scheduler-qemu-ssh-guest.yaml":                  "roles.guest.connection: " + lava.WhySSHGuest,
+	// LAVA's nfsrootfs prefix (a directory inside the tarball) is a
+	// deploy key troupe does not read yet; its ssh guest role imports.
+	"scheduler-mustang-ssh-multinode.yaml": "actions[0].deploy.nfsrootfs.prefix: not a key of a LAVA image",
+	// A prototype: its guests never wait for lava_start (no request),
+	// its deploy's protocols are no lava-multinode list, and its host has
+	// no boot.
+	"scheduler-qemu-ssh-guest.yaml": "roles.guest.request: is required: troupe starts a guest role once its host role has sent lava_start",
 	// A sub-job whose test has no boot before it: LAVA's own sample for
 	// its scheduler's unit tests, not a job either runs.
 	"scheduler-qemu-ssh-parent.yaml":   `test "ssh-inline" runs on role "host" before any boot action of that role`,
@@ -188,5 +195,41 @@ func TestCorpus(t *testing.T) {
 		report.WriteString(name + ": " + status + "\n")
 	}
 	t.Logf("corpus: %d of %d validate\n%s", valid, len(files), report.String())
-	assert.GreaterOrEqual(t, valid, 19, "no regression below today's share")
+	assert.GreaterOrEqual(t, valid, 20, "no regression below today's share")
+}
+
+// TestCorpusSSHGuest asserts how LAVA's documented ssh guest job maps:
+// the guest role is a guest of the host role (no board, no device type),
+// its deploy waits for the host's address message, its boot takes the
+// address from it, and the scheduler places the host alone.
+func TestCorpusSSHGuest(t *testing.T) {
+	f := "testdata/corpus/doc-mustang-ssh-guest.yaml"
+	data, err := os.ReadFile(f)
+	require.NoError(t, err)
+	j, err := lava.ImportWith(f, data, corpusMirrors(t, []string{f}))
+	require.NoError(t, err)
+	require.Len(t, j.Roles, 2)
+	guest, host := j.Roles[0], j.Roles[1]
+	assert.Equal(t, jobs.Role{Name: "guest", Count: 3, Timeout: 15 * time.Minute, Host: "host"}, guest)
+	assert.Equal(t, "mustang", host.DeviceType)
+	assert.False(t, host.Guest())
+	var deploy, boot *jobs.Action
+	for i, a := range j.ActionsFor("guest") {
+		switch a.Type {
+		case jobs.Deploy:
+			deploy = &j.ActionsFor("guest")[i]
+		case jobs.Boot:
+			boot = &j.ActionsFor("guest")[i]
+		}
+	}
+	require.NotNil(t, deploy)
+	require.NotNil(t, boot)
+	assert.Equal(t, []jobs.Request{{Kind: "wait", ID: "ipv4"}}, deploy.Before)
+	assert.Empty(t, deploy.Image)
+	assert.Nil(t, deploy.Images)
+	assert.Equal(t, &jobs.Address{Message: "ipv4", Key: "ipaddr"}, boot.Address)
+	sj := lab.SchedulerJob("1", j, time.Time{})
+	require.Len(t, sj.Roles, 1, "a guest takes no board")
+	assert.Equal(t, "host", sj.Roles[0].Name)
+	assert.Len(t, lab.ForJob(j).Boards, 1)
 }

@@ -92,7 +92,7 @@ func (im *importer) job(root *yaml.Node) *jobs.Job {
 			if isString(e.v) && e.v.Value == "serial" {
 				continue
 			}
-			im.refuse(e, WhySSHGuest)
+			im.refuse(e, WhyGuestSubJob)
 		case "visibility", "metadata", "notify": // Ignored
 		default:
 			im.unsupported(e, "")
@@ -353,6 +353,17 @@ func (im *importer) roles(e entry, multinode time.Duration) []jobs.Role {
 		total += r.Count
 		roles = append(roles, r)
 	}
+	for i := range roles {
+		// A guest's host_role, read as its LAVA name: troupe's name now.
+		if h := roles[i].Host; h != "" {
+			if t, known := im.lavaRoles[h]; known && t != "" {
+				roles[i].Host = t
+			} else {
+				im.errorf(e.line, e.path+"."+byName[roles[i].Name]+".host_role", "undefined role %q", h)
+				roles[i].Host = ""
+			}
+		}
+	}
 	if total > jobs.MaxNodes {
 		im.errorf(e.line, e.path, "the job has %d nodes; at most %d are allowed", total, jobs.MaxNodes)
 	}
@@ -366,9 +377,11 @@ func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Ro
 	if !ok {
 		return r, false
 	}
+	var dt *entry
 	for _, k := range m.entries {
 		switch k.key {
 		case "device_type":
+			dt = &k
 			r.DeviceType, _ = im.deviceType(k)
 		case "count":
 			if n, ok := im.integer(k); ok {
@@ -389,12 +402,26 @@ func (im *importer) role(e entry, name string, multinode time.Duration) (jobs.Ro
 		case "context":
 			r.Context = im.context(k)
 		case "connection", "host_role", "expect_role", "request":
-			im.roleKey(k)
 		default:
 			im.unsupported(k, "")
 		}
 	}
-	im.required(m, "device_type")
+	if !im.guestRole(m, &r) {
+		im.required(m, "device_type")
+		return r, true
+	}
+	if dt != nil {
+		im.warnf(dt.line, dt.path, "a guest role (connection: ssh) takes no board: troupe logs it in to a board of its host role %s, not to a %s", r.Host, r.DeviceType)
+		r.DeviceType = ""
+	}
+	if r.Tags != nil {
+		im.warnf(m.line, e.path+".tags", "a guest role (connection: ssh) takes no board: its tags are not used")
+		r.Tags = nil
+	}
+	if r.Context != nil {
+		im.warnf(m.line, e.path+".context", "a guest role (connection: ssh) takes no board: its context is not used")
+		r.Context = nil
+	}
 	return r, true
 }
 

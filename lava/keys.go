@@ -19,8 +19,9 @@ import (
 
 // Refusals of whole LAVA features, one line each.
 const (
-	// WhySSHGuest is the one line that refuses ssh guest roles.
-	WhySSHGuest = "not supported: an ssh guest role (connection: ssh, host_role, expect_role, request: lava-start) runs over ssh from another role's booted board; troupe reaches each role through the console of a board of its own: give the role a device_type and a test of its own"
+	// WhyGuestSubJob is the one line that refuses the sub-job of an ssh
+	// guest role.
+	WhyGuestSubJob = "not supported: this is the sub-job of an ssh guest role (connection: ssh, host_role), which LAVA's scheduler splits from a MultiNode job; a guest logs in to its host role's board, and a sub-job has no host: give troupe the MultiNode job, where the guest role's host_role names its host"
 	// WhyDockerTest is the one line that refuses LAVA's docker test shell.
 	WhyDockerTest = "not supported: LAVA's docker test shell runs the test in a container beside the board (with adb/fastboot to it); troupe runs every test on the board itself: put the steps in a test on the board"
 	whyLXC        = "not supported: LXC was dropped by LAVA itself; troupe has no containers"
@@ -101,10 +102,10 @@ func (im *importer) actionKey(k entry, a *jobs.Action, lavaName string) bool {
 	case "namespace", "connection-namespace":
 		im.unsupported(k, whyNS)
 	case "connection":
-		if isString(k.v) && k.v.Value == "serial" {
-			return true
+		// ssh: the action of a guest role (checked by guestAction).
+		if s, ok := im.str(k.v, k.path); ok && s != "serial" && s != "ssh" {
+			im.errorf(k.line, k.path, "%q is not a connection troupe makes (serial; ssh for the actions of guest roles)", s)
 		}
-		im.refuse(k, WhySSHGuest)
 	default:
 		return false
 	}
@@ -342,7 +343,7 @@ func (im *importer) artifact(e entry, dl *Downloads) (string, bool) {
 // deployTargets are the LAVA deploy methods (to:) troupe carries out.
 var deployTargets = map[string]string{
 	"tmpfs": "", "tftp": "", "nfs": "", "flasher": "", "usb": "", "sata": "", "ramdisk": "",
-	"docker": "", "lxc": whyLXC, "ssh": WhySSHGuest,
+	"docker": "", "lxc": whyLXC, "ssh": "",
 	"fastboot": "not supported: troupe has no fastboot deploy; a board's lab entry can flash with a command ([board.deploy] method = \"flasher\")",
 }
 
@@ -377,8 +378,6 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 				if why, known := deployTargets[s]; !known {
 					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata)", s)
 					ok = false
-				} else if s == "ssh" {
-					im.refuse(k, why)
 				} else if why != "" {
 					im.unsupported(k, why)
 					ok = false
@@ -446,6 +445,9 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			ok = false
 		}
 	}
+	if to != nil && to.v.Value == "ssh" && !im.guestAction(*to, a.Roles, "deploy to: ssh") {
+		return a, false
+	}
 	if docker {
 		for _, r := range a.Roles {
 			if dt := im.roleTypes[r]; dt != "docker" {
@@ -504,6 +506,7 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 		return a, false
 	}
 	ok = true
+	var method, params *entry
 	for _, k := range m.entries {
 		switch {
 		case im.common(k, &a), im.actionKey(k, &a, "boot"):
@@ -516,8 +519,7 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 					im.unsupported(k, whyLXC)
 					ok = false
 				case "ssh":
-					im.refuse(k, WhySSHGuest)
-					ok = false
+					method = &k
 				case "fastboot":
 					im.unsupported(k, "not supported: troupe boots boards by power cycle, u-boot or QEMU; fastboot is not one of them")
 					ok = false
@@ -543,7 +545,9 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			} else if _, good := im.strings(k); good {
 				im.warnf(k.line, k.path, "the job's own boot commands are not sent: troupe boots a board with the commands of its lab entry")
 			}
-		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "parameters", k.key == "soft_reboot", k.key == "expect_shell":
+		case k.key == "parameters":
+			params = &k
+		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "soft_reboot", k.key == "expect_shell":
 			// type picks u-boot's boot command and media the storage; both are
 			// the board's business in troupe (its lab entry).
 		case k.key == "auto_login":
@@ -553,11 +557,61 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 			// own shell stands for it.
 			im.str(k.v, k.path)
 		default:
-			im.unsupported(k, "not a boot key troupe reads; it reads method, prompts, auto_login, commands, type, media, role, timeout, failure_retry and protocols")
+			im.unsupported(k, "not a boot key troupe reads; it reads method, prompts, auto_login, commands, type, media, parameters, role, timeout, failure_retry and protocols")
 			ok = false
 		}
 	}
+	if method != nil {
+		if !im.guestAction(*method, a.Roles, "boot method: ssh") {
+			return a, false
+		}
+		if params != nil {
+			a.Address = im.sshParameters(*params)
+		}
+	}
 	return a, ok
+}
+
+// sshParameters reads the parameters of a boot method ssh: hostID (the
+// message of the host that carries its address) and host_key (the key of
+// the address in it).
+func (im *importer) sshParameters(e entry) *jobs.Address {
+	m, ok := im.mapping(e.v, e.path)
+	if !ok {
+		return nil
+	}
+	ad := &jobs.Address{}
+	for _, k := range m.entries {
+		switch k.key {
+		case "hostID":
+			ad.Message, _ = im.str(k.v, k.path)
+		case "host_key":
+			ad.Key, _ = im.str(k.v, k.path)
+		default:
+			im.unsupported(k, "not a parameter of boot method ssh; LAVA's are hostID and host_key")
+		}
+	}
+	if ad.Message == "" && ad.Key == "" {
+		return nil // the host board's own address
+	}
+	im.required(m, "hostID", "host_key")
+	if ad.Message == "" || ad.Key == "" {
+		return nil
+	}
+	return ad
+}
+
+// guestAction checks that every role of an action that reaches its
+// board over ssh (what names it) is a guest role, reporting whether all
+// are.
+func (im *importer) guestAction(e entry, roles []string, what string) bool {
+	for _, r := range roles {
+		if !im.guests[r] {
+			im.errorf(e.line, e.path, "%s is for guest roles (connection: ssh, host_role); role %s has a board of its own", what, r)
+			return false
+		}
+	}
+	return true
 }
 
 // autoLogin reads a boot's auto_login: its prompts, user and password
@@ -599,15 +653,55 @@ func (im *importer) autoLogin(e entry, a *jobs.Action) {
 	}
 }
 
-// roleKey handles the LAVA role keys beyond device_type, count, tags,
-// essential and timeout, reporting whether k was one of them.
-func (im *importer) roleKey(k entry) bool {
-	switch k.key {
-	case "connection", "host_role", "expect_role", "request":
-		im.refuse(k, WhySSHGuest)
-	default:
+// guestRole reads a role's ssh guest keys (connection: ssh, host_role,
+// expect_role, request: lava-start) into r.Host, reporting whether the
+// role is a guest. LAVA's guest waits for the lava_start message of its
+// expect_role and logs in over ssh to its host_role's board; troupe's
+// guest (jobs.Role.Host) does both with the one host role.
+func (im *importer) guestRole(m *mapping, r *jobs.Role) bool {
+	conn, hasConn := m.get("connection")
+	if hasConn {
+		if s, ok := im.str(conn.v, conn.path); !ok || s == "serial" {
+			hasConn = false
+		} else if s != "ssh" {
+			im.errorf(conn.line, conn.path, "%q is not a connection troupe makes (serial; ssh for a guest role)", s)
+			return false
+		}
+	}
+	host, hasHost := m.get("host_role")
+	if !hasConn {
+		for _, k := range []string{"host_role", "expect_role", "request"} {
+			if e, ok := m.get(k); ok {
+				im.unsupported(e, "only a guest role (connection: ssh) has "+k)
+			}
+		}
 		return false
 	}
+	if !hasHost {
+		im.errorf(conn.line, m.sub("host_role"), "is required: a guest role (connection: ssh) names the role whose board it logs in to")
+		return false
+	}
+	h, ok := im.str(host.v, host.path)
+	if !ok {
+		return false
+	}
+	if e, ok := m.get("expect_role"); ok {
+		if s, good := im.str(e.v, e.path); good && s != h {
+			im.unsupported(e, fmt.Sprintf("not supported: troupe's guest waits for its host role (%s) to send lava_start; expect_role must be the host_role", h))
+			return false
+		}
+	}
+	req, hasReq := m.get("request")
+	if !hasReq {
+		im.errorf(conn.line, m.sub("request"), "is required: troupe starts a guest role once its host role has sent lava_start: give request: lava-start and expect_role: %s, and lava-send lava_start in the host's test", h)
+		return false
+	}
+	if s, good := im.str(req.v, req.path); good && s != "lava-start" {
+		im.errorf(req.line, req.path, "%q is not a request of a guest role troupe makes (lava-start)", s)
+		return false
+	}
+	r.Host = h // the LAVA name: roles maps it
+	im.guests[r.Name] = true
 	return true
 }
 

@@ -151,7 +151,7 @@ func ImportWith(file string, data []byte, opts Options) (*jobs.Job, error) {
 		r.Local = opts.Images
 		opts.Repos = &r
 	}
-	im := &importer{file: file, lavaRoles: map[string]string{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
+	im := &importer{file: file, lavaRoles: map[string]string{}, guests: map[string]bool{}, tests: map[string]bool{}, opts: opts, perType: map[jobs.ActionType]int64{}}
 	j := im.job(root)
 	if im.refusal != nil {
 		return nil, jobs.Errors{im.refusal}

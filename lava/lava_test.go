@@ -129,6 +129,20 @@ actions:
 `
 }
 
+// guestJob is a job of a host role and a guest role given as guest,
+// with its host's boot and the actions extra.
+func guestJob(guest, extra string) string {
+	return `job_name: t
+protocols:
+  lava-multinode:
+    roles:
+      guest: ` + guest + `
+      host: {device_type: sim}
+actions:
+- boot: {role: [host]}
+` + extra
+}
+
 func TestDurations(t *testing.T) {
 	for _, tc := range []struct {
 		src  string
@@ -311,7 +325,7 @@ protocols:
       guest: {device_type: qemu, request: lava-start, expect_role: host}
 actions:
 - boot: {}
-`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: " + lava.WhySSHGuest},
+`, "job.yaml:6: protocols.lava-multinode.roles.guest.request: only a guest role (connection: ssh) has request"},
 	{"lxc protocol", `job_name: t
 device_type: qemu
 protocols:
@@ -362,7 +376,17 @@ actions:
 	{"docker deploy", job("") + "- deploy: {to: docker, image: debian}\n", `job.yaml:9: actions[1].deploy.to: not supported: deploy to: docker is for roles of device_type docker`},
 	{"docker test shell", job("") + "- test: {docker: {image: adb}, definitions: []}\n", `job.yaml:9: actions[1].test.docker: ` + lava.WhyDockerTest},
 	{"lxc boot", job("") + "- boot: {method: lxc}\n", `job.yaml:9: actions[1].boot.method: not supported: LXC was dropped by LAVA itself`},
-	{"ssh guest", job("") + "- boot: {method: ssh, connection: ssh}\n", `job.yaml:9: actions[1].boot.method: ` + lava.WhySSHGuest},
+	{"ssh boot of a board role", job("") + "- boot: {method: ssh, connection: ssh}\n", `job.yaml:9: actions[1].boot.method: boot method: ssh is for guest roles (connection: ssh, host_role); role a has a board of its own`},
+	{"ssh deploy of a board role", job("") + "- deploy: {to: ssh}\n", `job.yaml:9: actions[1].deploy.to: deploy to: ssh is for guest roles (connection: ssh, host_role); role a has a board of its own`},
+	{"guest without request", guestJob("{connection: ssh, host_role: host, expect_role: host}", ""), `job.yaml:5: protocols.lava-multinode.roles.guest.request: is required: troupe starts a guest role once its host role has sent lava_start`},
+	{"guest without host_role", guestJob("{connection: ssh, request: lava-start}", ""), `job.yaml:5: protocols.lava-multinode.roles.guest.host_role: is required`},
+	{"guest expect_role", guestJob("{connection: ssh, host_role: host, expect_role: other, request: lava-start}", ""), `job.yaml:5: protocols.lava-multinode.roles.guest.expect_role: not supported: troupe's guest waits for its host role (host) to send lava_start; expect_role must be the host_role`},
+	{"guest host undefined", guestJob("{connection: ssh, host_role: nohost, request: lava-start}", ""), `protocols.lava-multinode.roles.guest.host_role: undefined role "nohost"`},
+	{"guest host is a guest", guestJob("{connection: ssh, host_role: guest2, request: lava-start}\n      guest2: {connection: ssh, host_role: host, request: lava-start}", ""), `host: role "guest2" is a guest itself`},
+	{"guest connection", guestJob("{connection: telnet, host_role: host, request: lava-start}", ""), `roles.guest.connection: "telnet" is not a connection troupe makes`},
+	{"guest request", guestJob("{connection: ssh, host_role: host, request: lava-wait}", ""), `roles.guest.request: "lava-wait" is not a request of a guest role troupe makes (lava-start)`},
+	{"ssh parameters", guestJob("{connection: ssh, host_role: host, request: lava-start}", "- boot: {role: [guest], method: ssh, parameters: {hostID: ipv4}}\n"), `actions[1].boot.parameters.host_key: is required`},
+	{"guest sub-job", "job_name: t\nconnection: ssh\nhost_role: host\nprotocols:\n  lava-multinode: {role: guest, roles: {black02: host}, request: lava-start, expect_role: host}\nactions:\n- boot: {method: ssh}\n", "job.yaml:2: connection: " + lava.WhyGuestSubJob},
 	{"namespace", job("") + "- boot: {namespace: target}\n", `job.yaml:9: actions[1].boot.namespace: not supported: troupe runs one deploy/boot/test sequence per board`},
 	{"request kind", job("") + "- boot:\n    protocols: {lava-multinode: [{action: x, request: lava-start, messageID: a}]}\n", `actions[1].boot.protocols.lava-multinode[0].request: "lava-start" is not a MultiNode request troupe makes`},
 	{"bad fixup", job("") + "- test:\n    definitions:\n    - from: inline\n      name: x\n      repository:\n        run: {steps: [a]}\n        parse: {pattern: '(?P<test_case_id>\\S+) (?P<result>\\S+)', fixupdict: {OK: good}}\n", `parse.fixupdict maps "OK" to "good"`},

@@ -56,6 +56,7 @@ type importer struct {
 	file          string
 	errs          jobs.Errors
 	lavaRoles     map[string]string // LAVA role name -> troupe name ("" if invalid)
+	guests        map[string]bool   // troupe names of the guest roles (connection: ssh)
 	allRoles      []string          // troupe role names, sorted
 	roleTypes     map[string]string // troupe role name -> device type
 	actionTimeout time.Duration     // timeouts.action, 0 if not given

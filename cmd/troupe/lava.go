@@ -42,7 +42,7 @@ func standInNotice(w io.Writer, js []*jobs.Job) {
 	var types []string
 	for _, j := range js {
 		for _, r := range j.Roles {
-			if r.DeviceType != lab.Sim && !slices.Contains(types, r.DeviceType) {
+			if !r.Guest() && r.DeviceType != lab.Sim && !slices.Contains(types, r.DeviceType) {
 				types = append(types, r.DeviceType)
 			}
 		}
