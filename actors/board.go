@@ -134,6 +134,12 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 			res.err = fmt.Errorf("board %s: panic: %v", a.board.Name, r)
 		}
 	}()
+	if m.awaitStart != "" {
+		if err := awaitStart(ctx, a.mn, m.awaitStart); err != nil {
+			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
+			return res
+		}
+	}
 	if err := a.before(ctx, m.action.Before); err != nil {
 		res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
 		return res
@@ -147,7 +153,12 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		a.serveSideChannel()
 		var err error
 		login := boot.Login(m.action.Login)
-		if b, ok := a.backend.(SpecBooter); ok {
+		if b, ok := a.backend.(sessionBooter); ok {
+			var addr string
+			if addr, err = hostAddress(ctx, a.mn, m.action.Address); err == nil {
+				err = b.BootSession(ctx, addr)
+			}
+		} else if b, ok := a.backend.(SpecBooter); ok {
 			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, Context: m.context, Login: login})
 		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)

@@ -79,6 +79,9 @@ type doAction struct {
 	action  jobs.Action
 	test    testshell.Test
 	context map[string]string // boot: the job's context with the role's
+	// awaitStart (a guest's first action): the host role whose
+	// jobs.StartMessage the board waits for before anything else.
+	awaitStart string
 }
 
 // actionResult is the board actor's answer to doAction.

@@ -38,6 +38,16 @@ type nodeActor struct {
 	retried    map[int]int       // action index → retries made
 	shared     *groupShared
 	ownAddrs   bool // addrs are its board's network's (not Config.Addresses)
+	host       string // a guest's host node, whose board it logs in to; "": not a guest
+}
+
+// boardNode is the node whose board this node runs on: its own, or a
+// guest's host's.
+func (a *nodeActor) boardNode() string {
+	if a.host != "" {
+		return a.host
+	}
+	return a.node.Name
 }
 
 // MaxNodeAttachments bounds the bytes of the attachments kept of one node
@@ -50,14 +60,17 @@ func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID, shared *groupShared
 
 // groupShared is what every node of a group reads and none changes: the
 // job's nodes and the group file made from the configured addresses.
+// hosts (the boards of host nodes, for their guests) is the one part
+// nodes change, under its lock.
 type groupShared struct {
 	nodes     []jobs.Node
 	groupFile []byte
+	hosts     *hostBoards
 }
 
 func newGroupShared(cfg Config) *groupShared {
 	nodes := cfg.Job.Nodes()
-	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses)}
+	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses), hosts: &hostBoards{}}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -65,6 +78,11 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		if rb, ok := a.cfg.Remote[a.node.Name]; ok {
 			a.startRemote(ctx, rb)
+			return
+		}
+		role, _ := a.cfg.Job.Role(a.node.Role)
+		if role.Guest() {
+			a.startGuest(ctx, role)
 			return
 		}
 		b := a.cfg.Boards[a.node.Name]
@@ -78,7 +96,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			a.finish(ctx, report.StatusIncomplete, report.Infrastructure, fmt.Sprintf("board %s joins the group network: %v", b.Name, err))
 			return
 		}
-		role, _ := a.cfg.Job.Role(a.node.Role)
+		if isHost(a.cfg.Job, a.node.Role) {
+			a.shared.hosts.set(a.node.Name, backend)
+		}
 		mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
 		group := ctx.Parent()
 		a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
@@ -105,6 +125,23 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	}
 }
 
+// startGuest starts a guest node: its board actor drives a session on
+// the host node's board (guestBoard), opened by its boot; its first
+// action waits for the host role's jobs.StartMessage.
+func (a *nodeActor) startGuest(ctx actor.Context, role jobs.Role) {
+	host := hostNode(role)
+	a.host = host
+	hb := a.cfg.Boards[host]
+	b := lab.Board{Name: hb.Name + "/" + a.node.Name, DeviceType: hb.DeviceType}
+	backend := newGuestBoard(host, a.shared.hosts)
+	mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
+	group := ctx.Parent()
+	a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return newBoardActor(a.cfg, a.node.Name, b, backend, mn, group)
+	}))
+	a.next(ctx, 0)
+}
+
 // HandleFailure supervises the board actor: a crash of it ends the node.
 func (a *nodeActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ interface{}) {
 	sup.StopChildren(child)
@@ -124,6 +161,9 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 	act := a.actions[i]
 	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: describe(act)})
 	msg := &doAction{index: i, action: act}
+	if r, _ := a.cfg.Job.Role(a.node.Role); r.Guest() && i == 0 && a.retried[i] == 0 {
+		msg.awaitStart = r.Host
+	}
 	if act.Type == jobs.Boot {
 		msg.context = maps.Clone(a.cfg.Job.Context)
 		if r, ok := a.cfg.Job.Role(a.node.Role); ok && len(r.Context) > 0 {
@@ -138,13 +178,13 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_JOB", a.cfg.Job.Name},
 			{"TROUPE_NODE", a.node.Name},
 			{"TROUPE_ROLE", a.node.Role},
-			{"TROUPE_IP", a.addrs[a.node.Name]},
-			{"TROUPE_BOARD", a.cfg.Boards[a.node.Name].Name},
+			{"TROUPE_IP", a.addrs[a.boardNode()]},
+			{"TROUPE_BOARD", a.cfg.Boards[a.boardNode()].Name},
 			// LAVA's own (its overlay's environment file): what troupe
 			// has of them. Job ids are troupe's job names.
 			{"LAVA_JOB_ID", a.cfg.Job.Name},
-			{"LAVA_DEVICE_HOSTNAME", a.cfg.Boards[a.node.Name].Name},
-			{"LAVA_DEVICE_TYPE", a.cfg.Boards[a.node.Name].DeviceType},
+			{"LAVA_DEVICE_HOSTNAME", a.cfg.Boards[a.boardNode()].Name},
+			{"LAVA_DEVICE_TYPE", a.cfg.Boards[a.boardNode()].DeviceType},
 		}, Files: map[string][]byte{"group": a.groupFile()}, Fixup: act.Fixup}
 		for _, k := range slices.Sorted(maps.Keys(a.cfg.Job.Secrets)) {
 			msg.test.Env = append(msg.test.Env, [2]string{k, a.cfg.Job.Secrets[k]})
@@ -183,6 +223,15 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		if act.Type == jobs.Test && errors.Is(m.err, testshell.ErrShellDied) {
 			class = report.TestFailure
 		}
+		msg := fmt.Sprintf("%s: %v", describe(act), m.err)
+		switch {
+		case errors.Is(m.err, ErrGuestNotStarted):
+			class = report.JobError
+		case a.host != "" && a.shared.hosts.get(a.host) == nil:
+			// The host's board is off: its guests' sessions end with it.
+			class = report.JobError
+			msg = fmt.Sprintf("host node %s ended (its board is off): %s", a.host, msg)
+		}
 		if class == report.Infrastructure && a.retried[m.index] < act.Retries {
 			// Again, as LAVA's failure_retry: its MultiNode calls were made.
 			if a.retried == nil {
@@ -194,7 +243,7 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 			a.next(ctx, m.index)
 			return
 		}
-		a.finish(ctx, report.StatusIncomplete, class, fmt.Sprintf("%s: %v", describe(act), m.err))
+		a.finish(ctx, report.StatusIncomplete, class, msg)
 		return
 	}
 	if act.Type == jobs.Test {
@@ -254,6 +303,7 @@ func (a *nodeActor) finish(ctx actor.Context, status, class, err string) {
 	}
 	a.done = true
 	a.stopTimer()
+	a.shared.hosts.drop(a.node.Name)
 	ctx.Send(ctx.Parent(), &nodeDone{node: a.node.Name, status: status, err: err, class: class, tests: a.tests})
 	ctx.Stop(ctx.Self())
 }

@@ -78,6 +78,9 @@ type Board struct {
 	lieOn  bool     // PowerLie: State reports on, but there is no session
 	closed bool
 	nextMN *mnChannel // the side channel of the next power-on, if asked for
+	// sessions counts the sessions opened (OpenSession): each one's
+	// $TMPDIR is tmp/session-N.
+	sessions int
 	// released is closed once Close has powered the board off and left
 	// its network: its sandbox directory is free then.
 	released chan struct{}
@@ -645,69 +648,23 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if err := b.makeTmp(); err != nil {
 		return fmt.Errorf("create TMPDIR: %w", err)
 	}
-	var n *netns
-	if !b.o.Unsandboxed {
-		var err error
-		if n, err = b.network(); err != nil {
-			return err
-		}
-	}
 	tty, err := os.OpenFile(b.pts.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return fmt.Errorf("open console tty: %w", err)
 	}
-	var cmd *exec.Cmd
-	var sb *sandbox
-	if n != nil {
-		exe, err := ownExe()
-		if err == nil {
-			sb, err = newSandbox(n, exe, tty, s.mn.boardEnd(), b.root, b.o.Name, b.sandboxEnv(s.token, s.mn != nil), false)
+	cmd, bx, sb, err := b.startShell(s, tty, s.mn.boardEnd(), func(sandboxed bool) []string {
+		if sandboxed {
+			return b.sandboxEnv(s.token, s.mn != nil)
 		}
-		if err != nil {
-			_ = tty.Close()
-			return fmt.Errorf("start shell: %w", err)
-		}
-		cmd = sb.cmd
-	} else {
-		cmd = exec.Command("/bin/sh", "-i")
-		cmd.Dir = b.root
-		cmd.Env = b.shellEnv(s.token, s.mn != nil)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-		if s.mn != nil {
-			cmd.ExtraFiles = mnFiles(s.mn.board)
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	}
-
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
-		_ = tty.Close()
-		return context.Canceled
-	}
-	if s.shellHung { // no shell answers any more
-		s.mu.Unlock()
-		_ = tty.Close()
+		return b.shellEnv(s.token, s.mn != nil)
+	})
+	_ = tty.Close()
+	if errors.Is(err, errShellHung) { // no shell answers any more
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	var bx *box
-	if sb != nil {
-		err = sb.start()
-	} else {
-		err = cmd.Start()
-	}
-	if err == nil {
-		s.shells[cmd.Process.Pid] = true
-		if sb != nil {
-			bx = &box{top: cmd.Process, exited: make(chan struct{}), pidfd: -1}
-			s.sandboxes[bx] = true
-		}
-	}
-	s.mu.Unlock()
-	_ = tty.Close()
 	if err != nil {
-		return fmt.Errorf("start shell: %w", err)
+		return err
 	}
 	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", sb != nil)
 	if sb != nil {
@@ -747,6 +704,69 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
 	}
 	return ctx.Err()
+}
+
+// errShellHung: the board's shells hang (a fault): none starts.
+var errShellHung = errors.New("shell hung")
+
+// startShell starts one interactive shell of power-on s on tty (the
+// console's, or a session's), in the board's sandbox unless it has none,
+// with the environment env gives for it and mn (if not nil) as its
+// MultiNode side channel. Power off kills it. The caller closes tty.
+func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool) []string) (*exec.Cmd, *box, *sandbox, error) {
+	var n *netns
+	if !b.o.Unsandboxed {
+		var err error
+		if n, err = b.network(); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	var cmd *exec.Cmd
+	var sb *sandbox
+	if n != nil {
+		exe, err := ownExe()
+		if err == nil {
+			sb, err = newSandbox(n, exe, tty, mn, b.root, b.o.Name, env(true), false)
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("start shell: %w", err)
+		}
+		cmd = sb.cmd
+	} else {
+		cmd = exec.Command("/bin/sh", "-i")
+		cmd.Dir = b.root
+		cmd.Env = env(false)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		if mn != nil {
+			cmd.ExtraFiles = mnFiles(mn)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, nil, nil, context.Canceled
+	}
+	if s.shellHung {
+		return nil, nil, nil, errShellHung
+	}
+	var err error
+	if sb != nil {
+		err = sb.start()
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start shell: %w", err)
+	}
+	s.shells[cmd.Process.Pid] = true
+	var bx *box
+	if sb != nil {
+		bx = &box{top: cmd.Process, exited: make(chan struct{}), pidfd: -1}
+		s.sandboxes[bx] = true
+	}
+	return cmd, bx, sb, nil
 }
 
 // makeTmp makes sure the board's tmp is a directory of its own, whatever
