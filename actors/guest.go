@@ -40,32 +40,90 @@ type sessionBooter interface {
 }
 
 // hostBoards are the backends of a group's host nodes (the nodes of the
-// roles its guests name), for their guests' sessions.
+// roles its guests name), for their guests' sessions, and how many of
+// each host's guests are still running.
 type hostBoards struct {
 	mu sync.Mutex
-	m  map[string]Backend
+	m  map[string]*hostEntry
 }
 
-func (h *hostBoards) set(node string, b Backend) {
+type hostEntry struct {
+	b       Backend       // nil until the host's board is open, and once it is going
+	running int           // guests not yet ended
+	idle    chan struct{} // closed when running reaches 0
+}
+
+// expect counts one more guest of host.
+func (h *hostBoards) expect(host string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	e := h.entry(host)
+	e.running++
+}
+
+func (h *hostBoards) entry(host string) *hostEntry {
 	if h.m == nil {
-		h.m = map[string]Backend{}
+		h.m = map[string]*hostEntry{}
 	}
-	h.m[node] = b
+	e := h.m[host]
+	if e == nil {
+		e = &hostEntry{idle: make(chan struct{})}
+		h.m[host] = e
+	}
+	return e
 }
 
-func (h *hostBoards) drop(node string) {
+// guestEnded counts a guest of host as ended (once per guest node).
+func (h *hostBoards) guestEnded(host string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.m, node)
+	e := h.entry(host)
+	if e.running > 0 {
+		e.running--
+		if e.running == 0 {
+			close(e.idle)
+		}
+	}
 }
 
-func (h *hostBoards) get(node string) Backend {
+// idle is closed once every guest of host has ended; nil if none runs.
+func (h *hostBoards) idle(host string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.m[node]
+	e := h.m[host]
+	if e == nil || e.running == 0 {
+		return nil
+	}
+	return e.idle
 }
+
+func (h *hostBoards) set(host string, b Backend) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.entry(host).b = b
+}
+
+// drop forgets host's board: it is going off.
+func (h *hostBoards) drop(host string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.m[host]; e != nil {
+		e.b = nil
+	}
+}
+
+func (h *hostBoards) get(host string) Backend {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.m[host]; e != nil {
+		return e.b
+	}
+	return nil
+}
+
+// guestsEnded tells a host node whose node has ended complete that its
+// guests have ended too: its board may go off.
+type guestsEnded struct{}
 
 // hostNode is the node a guest role's nodes log in to: its host role has
 // one node.

@@ -37,8 +37,11 @@ type nodeActor struct {
 	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
 	retried    map[int]int       // action index → retries made
 	shared     *groupShared
-	ownAddrs   bool // addrs are its board's network's (not Config.Addresses)
+	ownAddrs   bool   // addrs are its board's network's (not Config.Addresses)
 	host       string // a guest's host node, whose board it logs in to; "": not a guest
+	counted    bool   // a guest's end is counted (hostBoards.guestEnded)
+	// stopWait, closed at stop, ends a host's wait for its guests.
+	stopWait chan struct{}
 }
 
 // boardNode is the node whose board this node runs on: its own, or a
@@ -70,7 +73,13 @@ type groupShared struct {
 
 func newGroupShared(cfg Config) *groupShared {
 	nodes := cfg.Job.Nodes()
-	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses), hosts: &hostBoards{}}
+	hosts := &hostBoards{}
+	for _, n := range nodes {
+		if r, _ := cfg.Job.Role(n.Role); r.Guest() {
+			hosts.expect(hostNode(r))
+		}
+	}
+	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses), hosts: hosts}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -120,8 +129,19 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		if m.index == a.timedOut && !a.done {
 			a.finish(ctx, report.StatusIncomplete, a.timeoutClass(), a.timeoutError(nil))
 		}
+	case *guestsEnded:
+		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		a.stopTimer()
+		if a.stopWait != nil {
+			close(a.stopWait)
+			a.stopWait = nil
+		}
+		if a.host != "" && !a.counted {
+			a.counted = true
+			a.shared.hosts.guestEnded(a.host)
+		}
+		a.shared.hosts.drop(a.node.Name)
 	}
 }
 
@@ -303,8 +323,21 @@ func (a *nodeActor) finish(ctx actor.Context, status, class, err string) {
 	}
 	a.done = true
 	a.stopTimer()
-	a.shared.hosts.drop(a.node.Name)
 	ctx.Send(ctx.Parent(), &nodeDone{node: a.node.Name, status: status, err: err, class: class, tests: a.tests})
+	if idle := a.shared.hosts.idle(a.node.Name); idle != nil && status == report.StatusComplete {
+		// A host that ended well keeps its board on for its guests still
+		// running there (each bounded by its own timeouts and the job's).
+		self, root, quit := ctx.Self(), ctx.ActorSystem().Root, make(chan struct{})
+		a.stopWait = quit
+		go func() {
+			select {
+			case <-idle:
+				root.Send(self, &guestsEnded{})
+			case <-quit:
+			}
+		}()
+		return
+	}
 	ctx.Stop(ctx.Self())
 }
 
