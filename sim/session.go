@@ -33,8 +33,11 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 	}
 	b.mu.Lock()
 	s, closed := b.sess, b.closed
-	b.sessions++
-	n := b.sessions
+	n := 0
+	if s != nil && !closed {
+		b.sessions++
+		n = b.sessions
+	}
 	b.mu.Unlock()
 	switch {
 	case closed:

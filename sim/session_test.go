@@ -1,0 +1,54 @@
+package sim
+
+import (
+	"io"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/console"
+)
+
+// TestSessions: a session is a shell of its own on the board (as an ssh
+// login): it sees the files of the console's shell, has a $TMPDIR of its
+// own, fails on a board that is off, ends when closed and at power off.
+func TestSessions(t *testing.T) {
+	b, c := newBoard(t, "sess")
+	_, err := b.OpenSession(ctxT(t, waitTO), "")
+	require.ErrorIs(t, err, ErrOff)
+
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	run(t, b, c, `echo from-the-console > "$HOME/f"`)
+
+	open := func() (io.ReadWriteCloser, *console.Console) {
+		rw, err := b.OpenSession(ctxT(t, waitTO), "192.0.2.1")
+		require.NoError(t, err)
+		sc := console.New(rw, console.Options{})
+		t.Cleanup(func() { _ = sc.Close() })
+		expect(t, sc, prompt("sess"))
+		return rw, sc
+	}
+	rw1, s1 := open()
+	_, s2 := open()
+	assert.Equal(t, "from-the-console\n", run(t, b, s1, `cat "$HOME/f"`))
+	tmp1, tmp2 := run(t, b, s1, `echo "$TMPDIR"`), run(t, b, s2, `echo "$TMPDIR"`)
+	assert.Equal(t, "/tmp/session-1\n", tmp1)
+	assert.Equal(t, "/tmp/session-2\n", tmp2)
+	assert.Equal(t, "/tmp\n", run(t, b, c, `echo "$TMPDIR"`))
+	assert.Equal(t, "/tmp/session-1/lava_multi_node_cache.txt\n", run(t, b, s1, `echo "$LAVA_MULTI_NODE_CACHE"`))
+
+	// Closing a session ends its shell; the others go on.
+	require.NoError(t, rw1.Close())
+	assert.Equal(t, "still\n", run(t, b, s2, `echo still`))
+	assert.Equal(t, "here\n", run(t, b, c, `echo here`))
+
+	// Power off ends every session.
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	ctx := ctxT(t, waitTO)
+	_, err = s2.Expect(ctx, regexp.MustCompile(`never printed`))
+	require.Error(t, err)
+	assert.NoError(t, ctx.Err(), "the session's console ends at power off, before the deadline: %v", err)
+}
