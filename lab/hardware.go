@@ -14,6 +14,19 @@ type Hardware struct {
 	Power   Power
 	Boot    BootMethod
 	Deploy  Deploy
+	// SSH is how guests (jobs.Role.Host, LAVA's ssh guests) log in to the
+	// board; nil: the board hosts no guests.
+	SSH *SSH
+}
+
+// SSH is how troupe logs in to a board over ssh for a guest's session:
+// only at Address (a job's message naming another address is refused),
+// as User with the lab's private key, checking the board's host key.
+type SSH struct {
+	Address string // host:port (port 22 if left out)
+	User    string // default "root"
+	Key     string // the lab's private key file (relative to the lab file)
+	HostKey string // the board's public host key file, authorized_keys form (relative to the lab file)
 }
 
 // Deploy is how software gets onto a real board.
@@ -235,6 +248,26 @@ func parseHardware(t tomlfile.Table) *Hardware {
 				}
 			}
 		}
+	}
+	if st, ok := t.Table("ssh"); ok {
+		st.Only("address", "user", "key", "host_key")
+		st.Require("address", "key", "host_key")
+		sh := &SSH{User: "root"}
+		for _, f := range []struct {
+			k   string
+			dst *string
+		}{{"address", &sh.Address}, {"user", &sh.User}, {"key", &sh.Key}, {"host_key", &sh.HostKey}} {
+			if s, ok := st.String(f.k); ok {
+				if s == "" {
+					st.Errorf(f.k, "must not be empty")
+				}
+				*f.dst = s
+			}
+		}
+		if sh.Address != "" && !strings.Contains(sh.Address, ":") {
+			sh.Address += ":22"
+		}
+		hw.SSH = sh
 	}
 	if d, ok := t.Table("deploy"); ok {
 		d.Only("method", "command", "timeout")

@@ -122,3 +122,23 @@ func TestExampleLabs(t *testing.T) {
 		assert.NoError(t, err, f)
 	}
 }
+
+// TestHardwareSSH: [board.ssh] is how guests log in to a hardware board:
+// address (port 22 unless given), user (root), the lab's key and the
+// board's host key (relative to the lab file).
+func TestHardwareSSH(t *testing.T) {
+	head := "[[board]]\nname = \"b\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\n[board.power]\nkind = \"manual\"\n"
+	l, err := lab.Parse("/etc/lab/lab.toml", []byte(head+"[board.ssh]\naddress = \"10.0.0.5\"\nkey = \"keys/id\"\nhost_key = \"/keys/b.pub\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, &lab.SSH{Address: "10.0.0.5:22", User: "root", Key: "/etc/lab/keys/id", HostKey: "/keys/b.pub"}, l.Boards[0].Hardware.SSH)
+	l, err = lab.Parse("lab.toml", []byte(head))
+	require.NoError(t, err)
+	assert.Nil(t, l.Boards[0].Hardware.SSH)
+	_, err = lab.Parse("lab.toml", []byte(head+"[board.ssh]\naddress = \"10.0.0.5:2222\"\nuser = \"lava\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `board "b": ssh.key: is required`)
+	assert.Contains(t, err.Error(), `board "b": ssh.host_key: is required`)
+	_, err = lab.Parse("lab.toml", []byte("[[board]]\nname = \"b\"\ndevice_type = \"x\"\n[board.ssh]\naddress = \"h\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `board "b": ssh: is for backend = "hardware"`)
+}

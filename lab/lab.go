@@ -28,7 +28,7 @@ var backends = []struct {
 	parse func(t tomlfile.Table, b *Board)
 }{
 	{Sim, nil, nil},
-	{HardwareBackend, []string{"console", "power", "boot", "deploy"}, func(t tomlfile.Table, b *Board) { b.Hardware = parseHardware(t) }},
+	{HardwareBackend, []string{"console", "power", "boot", "deploy", "ssh"}, func(t tomlfile.Table, b *Board) { b.Hardware = parseHardware(t) }},
 	{QemuBackend, []string{"qemu"}, func(t tomlfile.Table, b *Board) { b.Qemu = parseQemu(t) }},
 }
 
@@ -209,7 +209,7 @@ func Parse(file string, data []byte) (*Lab, error) {
 	names := map[string]int{} // board name -> line of its table
 	for _, t := range tables {
 		b := Board{Backend: Sim, Line: t.Line()}
-		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy", "qemu")
+		t.Only("name", "device_type", "tags", "backend", "health", "console", "power", "boot", "deploy", "ssh", "qemu")
 		t.Require("name", "device_type")
 		if name, ok := t.String("name"); ok {
 			b.Name = name
@@ -239,6 +239,10 @@ func Parse(file string, data []byte) (*Lab, error) {
 			b.Backend = be
 		}
 		parseBackend(t, &b)
+		if b.Hardware != nil && b.Hardware.SSH != nil {
+			b.Hardware.SSH.Key = resolve(l.File, b.Hardware.SSH.Key)
+			b.Hardware.SSH.HostKey = resolve(l.File, b.Hardware.SSH.HostKey)
+		}
 		if h, ok := t.String("health"); ok {
 			if !slices.Contains(Healths, h) {
 				t.Errorf("health", "must be one of %s (got %q)", strings.Join(Healths, ", "), h)
