@@ -33,6 +33,11 @@ type Sessions interface {
 // fault, not a board's.
 var ErrGuestNotStarted = errors.New("guest not started")
 
+// ErrNoSessions: a guest's host board cannot host guests (its backend
+// opens no sessions: QEMU boards). The job's fault (or the lab's), not
+// the board's: running it again would not help.
+var ErrNoSessions = errors.New("cannot host ssh guests")
+
 // sessionBooter is a backend whose boot logs in to another board: a
 // guest's (guestBoard).
 type sessionBooter interface {
@@ -218,7 +223,7 @@ func (g *guestBoard) BootSession(ctx context.Context, addr string) error {
 	}
 	s, ok := hb.(Sessions)
 	if !ok {
-		return fmt.Errorf("the board of host node %s cannot host ssh guests: its backend opens no sessions", g.host)
+		return fmt.Errorf("the board of host node %s %w: its backend opens no sessions (sim and hardware boards with [board.ssh] do)", g.host, ErrNoSessions)
 	}
 	rw, err := s.OpenSession(ctx, addr)
 	if err != nil {

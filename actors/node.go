@@ -245,7 +245,7 @@ func (a *nodeActor) result(ctx actor.Context, m *actionResult) {
 		}
 		msg := fmt.Sprintf("%s: %v", describe(act), m.err)
 		switch {
-		case errors.Is(m.err, ErrGuestNotStarted):
+		case errors.Is(m.err, ErrGuestNotStarted), errors.Is(m.err, ErrNoSessions):
 			class = report.JobError
 		case a.host != "" && a.shared.hosts.get(a.host) == nil:
 			// The host's board is off: its guests' sessions end with it.

@@ -10,11 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/lava"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
+	"github.com/troupe-lab/troupe/sim"
 )
 
 // guestJob is a host role and two guests (LAVA's ssh guests) whose tests
@@ -264,4 +266,33 @@ lava-test-case outlived-the-host-test --result pass`)
 	for _, g := range []string{"guest-0", "guest-1"} {
 		assert.Equal(t, report.Pass, caseOf(r, g, "outlived-the-host-test"), g)
 	}
+}
+
+// noSessions is a board whose backend opens no sessions (as a QEMU
+// board's): only actors.Backend's methods.
+type noSessions struct{ actors.Backend }
+
+// TestGuestsOfABoardWithoutSessions: a host board that cannot host
+// guests ends its guests incomplete saying so, as the job's fault (not
+// retried, not the board's).
+func TestGuestsOfABoardWithoutSessions(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	j := guestJob(t, `lava-send ipv4 ipaddr=127.0.0.1
+lava-send lava_start`, `true`)
+	l := lab.ForJob(j)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := runner.Run(ctx, j, l, runner.Options{Out: t.TempDir(), Open: func(_ string, b lab.Board, dir string) (actors.Backend, error) {
+		sb, err := sim.New(sim.Options{Name: b.Name, Dir: dir})
+		return noSessions{sb}, err
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, report.StatusComplete, nodeOf(t, r, "host-0").Status)
+	for _, g := range []string{"guest-0", "guest-1"} {
+		n := nodeOf(t, r, g)
+		assert.Equal(t, report.StatusIncomplete, n.Status)
+		assert.Equal(t, report.JobError, n.Class)
+		assert.Contains(t, n.Error, "the board of host node host-0 cannot host ssh guests")
+	}
+	assert.Len(t, r.Job.Attempts, 0, "not retried")
 }
