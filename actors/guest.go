@@ -53,6 +53,7 @@ type hostBoards struct {
 }
 
 type hostEntry struct {
+	remote  bool          // the host's board is on a worker: not reachable here
 	b       Backend       // nil until the host's board is open, and once it is going
 	running int           // guests not yet ended
 	idle    chan struct{} // closed when running reaches 0
@@ -106,6 +107,20 @@ func (h *hostBoards) set(host string, b Backend) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.entry(host).b = b
+}
+
+// setRemote notes that host's board is on a worker.
+func (h *hostBoards) setRemote(host string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.entry(host).remote = true
+}
+
+func (h *hostBoards) isRemote(host string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.m[host]
+	return e != nil && e.remote
 }
 
 // drop forgets host's board: it is going off.
@@ -216,6 +231,9 @@ func (g *guestBoard) BootSession(ctx context.Context, addr string) error {
 	}
 	if !open {
 		return errors.New("session closed")
+	}
+	if g.hosts.isRemote(g.host) {
+		return fmt.Errorf("the board of host node %s is on a worker: it %w here (a guest logs in to its host's board from the server's process)", g.host, ErrNoSessions)
 	}
 	hb := g.hosts.get(g.host)
 	if hb == nil {

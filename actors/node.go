@@ -86,6 +86,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if rb, ok := a.cfg.Remote[a.node.Name]; ok {
+			if isHost(a.cfg.Job, a.node.Role) {
+				a.shared.hosts.setRemote(a.node.Name)
+			}
 			a.startRemote(ctx, rb)
 			return
 		}

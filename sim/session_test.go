@@ -2,6 +2,7 @@ package sim
 
 import (
 	"io"
+	"path/filepath"
 	"regexp"
 	"testing"
 
@@ -16,6 +17,23 @@ import (
 // own, fails on a board that is off, ends when closed and at power off.
 func TestSessions(t *testing.T) {
 	b, c := newBoard(t, "sess")
+	testSessions(t, b, c, "/tmp")
+}
+
+// TestSessionsUnsandboxed: the same on a board without a sandboxed shell
+// (a lab's sandbox = "none").
+func TestSessionsUnsandboxed(t *testing.T) {
+	b, err := New(Options{Name: "sess", Dir: filepath.Join(t.TempDir(), "sess"), Unsandboxed: true})
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		_ = c.Close()
+	})
+	testSessions(t, b, c, filepath.Join(b.Root(), "tmp"))
+}
+
+func testSessions(t *testing.T, b *Board, c *console.Console, tmp string) {
 	_, err := b.OpenSession(ctxT(t, waitTO), "")
 	require.ErrorIs(t, err, ErrOff)
 
@@ -35,10 +53,10 @@ func TestSessions(t *testing.T) {
 	_, s2 := open()
 	assert.Equal(t, "from-the-console\n", run(t, b, s1, `cat "$HOME/f"`))
 	tmp1, tmp2 := run(t, b, s1, `echo "$TMPDIR"`), run(t, b, s2, `echo "$TMPDIR"`)
-	assert.Equal(t, "/tmp/session-1\n", tmp1)
-	assert.Equal(t, "/tmp/session-2\n", tmp2)
-	assert.Equal(t, "/tmp\n", run(t, b, c, `echo "$TMPDIR"`))
-	assert.Equal(t, "/tmp/session-1/lava_multi_node_cache.txt\n", run(t, b, s1, `echo "$LAVA_MULTI_NODE_CACHE"`))
+	assert.Equal(t, tmp+"/session-1\n", tmp1)
+	assert.Equal(t, tmp+"/session-2\n", tmp2)
+	assert.Equal(t, tmp+"\n", run(t, b, c, `echo "$TMPDIR"`))
+	assert.Equal(t, tmp+"/session-1/lava_multi_node_cache.txt\n", run(t, b, s1, `echo "$LAVA_MULTI_NODE_CACHE"`))
 
 	// Closing a session ends its shell; the others go on.
 	require.NoError(t, rw1.Close())
