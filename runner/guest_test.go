@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -165,81 +166,16 @@ sleep 600`)
 	}
 }
 
-// lavaGuestJob is LAVA's documented ssh guest job (doc-mustang-ssh-guest
-// in lava/testdata/corpus) cut to what runs offline: inline definitions,
-// a sim host, two guests.
-const lavaGuestJob = `job_name: ssh guests
-timeouts:
-  job: {minutes: 3}
-protocols:
-  lava-multinode:
-    roles:
-      guest:
-        connection: ssh
-        count: 2
-        expect_role: host
-        host_role: host
-        request: lava-start
-        timeout: {minutes: 2}
-      host:
-        count: 1
-        device_type: sim
-        timeout: {minutes: 2}
-actions:
-- deploy:
-    role: [guest]
-    connection: ssh
-    protocols:
-      lava-multinode:
-      - action: prepare-scp-overlay
-        request: lava-wait
-        messageID: ipv4
-        message: {ipaddr: $ipaddr}
-    to: ssh
-- boot:
-    role: [host]
-    method: minimal
-- boot:
-    role: [guest]
-    method: ssh
-    connection: ssh
-    prompts: ['root@linaro-developer:']
-    parameters: {hostID: ipv4, host_key: ipaddr}
-- test:
-    role: [host]
-    definitions:
-    - from: inline
-      name: ssh-inline
-      path: inline/ssh-install.yaml
-      repository:
-        metadata: {format: Lava-Test Test Definition 1.0, name: install-ssh}
-        run:
-          steps:
-          - echo on-the-host > "$HOME/host-file"
-          - lava-send ipv4 ipaddr=127.0.0.1
-          - lava-send lava_start
-          - lava-sync clients
-- test:
-    role: [guest]
-    definitions:
-    - from: inline
-      name: ssh-client
-      path: inline/ssh-client.yaml
-      repository:
-        metadata: {format: Lava-Test Test Definition 1.0, name: client-ssh}
-        run:
-          steps:
-          - lava-test-case same-board --shell test "$(cat "$HOME/host-file")" = on-the-host
-          - lava-sync clients
-`
-
-// TestLAVAGuestsRun: the LAVA job of a host and two ssh guests imports
+// TestLAVAGuestsRun: the LAVA job of a host and two ssh guests
+// (examples/lava-ssh-guests.yaml, from LAVA's documented one) imports
 // and runs on a lab of one sim board: the guests' deploy waits for the
 // host's address, their boot (method ssh) logs in to the host's board,
 // and their tests run there and meet the host at a lava-sync.
 func TestLAVAGuestsRun(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	j, err := lava.Import(filepath.Join(t.TempDir(), "guests.yaml"), []byte(lavaGuestJob))
+	data, err := os.ReadFile("../examples/lava-ssh-guests.yaml")
+	require.NoError(t, err)
+	j, err := lava.Import(filepath.Join(t.TempDir(), "guests.yaml"), data)
 	require.NoError(t, err)
 	r := runGuests(t, j)
 	for _, n := range r.Nodes {
