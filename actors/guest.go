@@ -182,12 +182,14 @@ func (g *guestBoard) Console() io.ReadWriteCloser { return g.con }
 // On does nothing: a guest's session is opened by its boot.
 func (g *guestBoard) On(context.Context) error { return nil }
 
-// Off ends the session.
+// Off ends the session. It never fails: a guest has no power to verify,
+// and a session left behind ends with its host board's power.
 func (g *guestBoard) Off(context.Context) error {
 	g.mu.Lock()
 	g.on = false
 	g.mu.Unlock()
-	return g.con.Close()
+	_ = g.con.Close()
+	return nil
 }
 
 // State reports whether the session is open on a board that is on.
@@ -217,7 +219,8 @@ func (g *guestBoard) Close() error {
 	g.mu.Lock()
 	g.on, g.open = false, false
 	g.mu.Unlock()
-	return g.con.Close()
+	_ = g.con.Close()
+	return nil
 }
 
 // BootSession opens the session on the host node's board (once: a later
