@@ -234,7 +234,7 @@ func (g *groupActor) report() *groupDone {
 	for _, name := range g.order {
 		st := g.nodes[name]
 		d.nodes = append(d.nodes, report.Node{
-			Name: name, Role: st.node.Role, Board: g.cfg.Boards[name].Name,
+			Name: name, Role: st.node.Role, Board: boardName(g.cfg, st.node),
 			Status: st.status, Error: st.err, Class: st.class,
 		})
 		d.tests = append(d.tests, st.tests...)
@@ -303,7 +303,7 @@ func (g *groupActor) emit(ctx actor.Context, st *nodeState, phase, detail string
 		}
 	}()
 	g.cfg.Events(Event{
-		Time: g.cfg.Clock.Now(), Job: g.cfg.Job.Name, Node: st.node.Name, Board: g.cfg.Boards[st.node.Name].Name,
+		Time: g.cfg.Clock.Now(), Job: g.cfg.Job.Name, Node: st.node.Name, Board: boardName(g.cfg, st.node),
 		Phase: phase, Detail: detail,
 	})
 }

@@ -149,6 +149,15 @@ type guestsEnded struct{}
 // one node.
 func hostNode(r jobs.Role) string { return r.Host + "-0" }
 
+// boardName is the name of the board node n runs on: its own, or for a
+// guest its host's (whose failures, and retries, its sessions share).
+func boardName(cfg Config, n jobs.Node) string {
+	if r, ok := cfg.Job.Role(n.Role); ok && r.Guest() {
+		return cfg.Boards[hostNode(r)].Name
+	}
+	return cfg.Boards[n.Name].Name
+}
+
 // isHost reports whether role is the host of a guest role of j.
 func isHost(j *jobs.Job, role string) bool {
 	for _, r := range j.Roles {

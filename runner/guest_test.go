@@ -115,6 +115,7 @@ lava-test-case guest-synced --result pass`)
 	r := runGuests(t, j)
 	for _, n := range r.Nodes {
 		assert.Equal(t, report.StatusComplete, n.Status, "%s: %s", n.Name, n.Error)
+		assert.Equal(t, "sim-0", n.Board, "%s runs on the host's board", n.Name)
 	}
 	assert.Equal(t, report.Pass, caseOf(r, "host-0", "host-synced"))
 	for _, g := range []string{"guest-0", "guest-1"} {
