@@ -57,6 +57,7 @@ func TestParseGuestRole(t *testing.T) {
 
 func TestParseGuestRoleErrors(t *testing.T) {
 	tests := []struct{ name, old, new, want string }{
+		{"too many guests", "count = 2", "count = 33", `job.toml:2: roles: role "host" hosts 33 guests; at most 32 log in to one board`},
 		{"undefined host", `host = "host"`, `host = "nohost"`, `job.toml:5: roles.guest.host: undefined role "nohost"`},
 		{"host is a guest", "[roles.host]\ndevice_type = \"sim\"\n", "[roles.host]\nhost = \"guest\"\n", `job.toml:5: roles.guest.host: role "host" is a guest itself: a host role has a board of its own`},
 		{"host of two nodes", "[roles.host]\ndevice_type = \"sim\"\n", "[roles.host]\ndevice_type = \"sim\"\ncount = 2\n", `job.toml:6: roles.guest.host: role "host" has 2 nodes: a host role has one (its guests log in to its board)`},

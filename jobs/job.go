@@ -8,6 +8,7 @@ package jobs
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,6 +36,9 @@ const (
 	DefaultBootTimeout      = 5 * time.Minute
 	MaxNodes                = 10000
 	MaxNameLen              = 100 // of a job name
+	// MaxGuests bounds the guests of one host (jobs.Role.Host): each is a
+	// login, a shell of its own, on the host's one board.
+	MaxGuests = 32
 )
 
 // Job is a parsed, valid job file.
@@ -423,6 +427,17 @@ func parseRoles(t tomlfile.Table, multinode time.Duration) []Role {
 // checkHosts checks the host of every guest role: a role of the job,
 // not a guest itself, with one node.
 func checkHosts(t tomlfile.Table, roles []Role) {
+	guests := map[string]int{}
+	for _, r := range roles {
+		if r.Guest() {
+			guests[r.Host] += r.Count
+		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(guests)) {
+		if guests[h] > MaxGuests {
+			t.Errorf("", "role %q hosts %d guests; at most %d log in to one board", h, guests[h], MaxGuests)
+		}
+	}
 	for _, r := range roles {
 		if !r.Guest() {
 			continue
