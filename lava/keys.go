@@ -376,7 +376,7 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 			if s, good := im.str(k.v, k.path); good {
 				docker, to = s == "docker", &k
 				if why, known := deployTargets[s]; !known {
-					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata)", s)
+					im.errorf(k.line, k.path, "%q is not a deploy method troupe carries out (tmpfs, tftp, nfs, flasher, usb, sata; ssh for guest roles)", s)
 					ok = false
 				} else if why != "" {
 					im.unsupported(k, why)
