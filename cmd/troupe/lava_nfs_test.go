@@ -123,9 +123,10 @@ func TestLAVAUBootNFS(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	res = troupe(t, "validate", job)
 	require.Equal(t, 0, res.code, res.stderr)
-	res = troupe(t, "run", "--lab", nfsLab(t, noNFS, addr, sock, false), "--out", "OUT2", job)
+	out2 := filepath.Join(t.TempDir(), "out2")
+	res = troupe(t, "run", "--lab", nfsLab(t, noNFS, addr, sock, false), "--out", out2, job)
 	assert.NotEqual(t, 0, res.code)
-	assert.Contains(t, res.stdout+res.stderr+readLogOrEmpty(t, res.out, "node-0"), "no boot command of the board's lab entry mounts one ({nfsrootfs})")
+	assert.Contains(t, res.stdout+res.stderr+readLogOrEmpty(t, out2, "node-0"), "no boot command of the board's lab entry mounts one ({nfsrootfs})")
 }
 
 func readLogOrEmpty(t *testing.T, out, node string) string {
