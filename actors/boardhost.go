@@ -15,6 +15,7 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/testshell"
+	"github.com/troupe-lab/troupe/workers/images"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -27,6 +28,9 @@ type WorkerBoardsConfig struct {
 	Open   func(node string, b lab.Board) (Backend, error)
 	Clock  Clock        // nil: the wall clock
 	Logger *slog.Logger // nil: discard
+	// Images keeps the deploy images fetched from the server; nil: the
+	// worker's boards take no images.
+	Images *images.Cache
 }
 
 // ResetBoards asks a boards actor to release every board it runs (a
@@ -148,7 +152,7 @@ func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
 	}
 	open := m
 	h := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy}
+		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy, fetching: map[int32]context.CancelFunc{}}
 	}))
 	w.sessions[m.Session] = h
 	w.boardOf[h.Id], w.sessionOf[h.Id] = m.Board, m.Session
@@ -175,6 +179,12 @@ type boardHost struct {
 	closer  *actor.PID // of CloseBoard, answered once the board is off
 	stillOn string
 	stop    func() bool
+	// fetching are the deploy actions whose images are being fetched;
+	// releases end the session's hold on the images it fetched.
+	fetching map[int32]context.CancelFunc
+	releases []func()
+	life     context.Context // ends when the host stops
+	endLife  context.CancelFunc
 }
 
 func (h *boardHost) Receive(ctx actor.Context) {
@@ -182,10 +192,27 @@ func (h *boardHost) Receive(ctx actor.Context) {
 	case *actor.Started:
 		h.start(ctx)
 	case *workerpb.DoAction:
-		if h.child != nil && m.Session == h.open.Session {
+		switch {
+		case h.child == nil || m.Session != h.open.Session:
+		case len(m.Images) > 0:
+			h.fetchImages(ctx, m)
+		default:
 			ctx.Send(h.child, fromPBAction(m))
 		}
+	case *imagesFetched:
+		delete(h.fetching, m.m.Index)
+		h.releases = append(h.releases, m.releases...)
+		switch {
+		case m.err != nil:
+			h.flush(ctx)
+			ctx.Send(h.proxy, h.done(&actionResult{index: int(m.m.Index), err: fmt.Errorf("board %s: %w", h.board.Name, m.err)}))
+		case h.child != nil:
+			ctx.Send(h.child, imagesIn(m.m, m.paths))
+		}
 	case *workerpb.AbortAction:
+		if cancel := h.fetching[m.Index]; cancel != nil && m.Session == h.open.Session {
+			cancel()
+		}
 		if h.child != nil && m.Session == h.open.Session {
 			ctx.Send(h.child, &abortAction{index: int(m.Index)})
 		}
@@ -221,6 +248,12 @@ func (h *boardHost) Receive(ctx actor.Context) {
 		}
 		if h.mn != nil {
 			h.mn.end()
+		}
+		if h.endLife != nil {
+			h.endLife()
+		}
+		for _, release := range h.releases {
+			release()
 		}
 	}
 }

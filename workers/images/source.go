@@ -119,11 +119,24 @@ func (s *Source) sum(ctx context.Context, path string) (Ref, error) {
 	}
 	defer r.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, r)
+	n, err := io.Copy(h, ctxReader{ctx, r})
 	if err != nil {
-		return Ref{}, fmt.Errorf("image %s: %w", path, err)
+		return Ref{}, err
 	}
 	return Ref{Sum: hex.EncodeToString(h.Sum(nil)), Size: n, Name: r.name, Dir: r.dir}, nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // image is an image's content as a stream: a file's bytes, or the tar of
@@ -161,7 +174,11 @@ func (s *Source) open(ctx context.Context, path string) (*image, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(writeTar(ctx, pw, path))
+		if err := writeTar(ctx, pw, path); err != nil {
+			pw.CloseWithError(fmt.Errorf("image %s: %w", path, err))
+			return
+		}
+		_ = pw.Close()
 	}()
 	stop := func() {
 		cancel()
