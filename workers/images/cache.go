@@ -32,6 +32,11 @@ type Cache struct {
 	maxBytes int64
 	maxTotal int64
 
+	// slots bound the images fetched at once: each has one chunk in
+	// flight, and the remote carries a batch of them in one gRPC message
+	// (4 MiB at most by default).
+	slots chan struct{}
+
 	mu      sync.Mutex
 	entries map[string]*entry    // checksum → image kept
 	flights map[string]chan bool // checksum → being fetched, linked or removed
@@ -56,7 +61,8 @@ func NewCache(dir string, maxBytes, maxTotal int64) (*Cache, error) {
 	if maxTotal <= 0 {
 		maxTotal = 2 * maxBytes
 	}
-	c := &Cache{dir: dir, maxBytes: maxBytes, maxTotal: maxTotal, entries: map[string]*entry{}, flights: map[string]chan bool{}}
+	c := &Cache{dir: dir, maxBytes: maxBytes, maxTotal: maxTotal, entries: map[string]*entry{}, flights: map[string]chan bool{},
+		slots: make(chan struct{}, MaxFetches)}
 	if err := os.RemoveAll(filepath.Join(dir, ".part")); err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
@@ -92,6 +98,9 @@ func NewCache(dir string, maxBytes, maxTotal int64) (*Cache, error) {
 	}
 	return c, nil
 }
+
+// MaxFetches bounds the images a worker fetches at once.
+const MaxFetches = 4
 
 var sumForm = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -228,6 +237,12 @@ func (c *Cache) link(e *entry, ref Ref) error {
 // fetch reads the image's chunks in order into a part file, checks size
 // and checksum and moves it in place.
 func (c *Cache) fetch(ctx context.Context, ref Ref, fetch Fetch) error {
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return fmt.Errorf("image %s: %w", ref.Name, ctx.Err())
+	}
 	part, err := os.CreateTemp(filepath.Join(c.dir, ".part"), ref.Sum+"-*")
 	if err != nil {
 		return fmt.Errorf("image %s: %w", ref.Name, err)

@@ -7,12 +7,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -281,4 +284,39 @@ func TestSourceSeesChanges(t *testing.T) {
 	r3, err := src.Ref(context.Background(), path)
 	require.NoError(t, err)
 	assert.NotEqual(t, r1.Sum, r3.Sum)
+}
+
+// TestFetchesBounded: a worker fetches at most MaxFetches images at once
+// (each has one chunk in flight: the remote's messages stay small).
+func TestFetchesBounded(t *testing.T) {
+	c, err := images.NewCache(t.TempDir(), 0, 0)
+	require.NoError(t, err)
+	var now, most atomic.Int64
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 3 * images.MaxFetches {
+		data := []byte(fmt.Sprint("image ", i))
+		sum := sha256.Sum256(data)
+		ref := images.Ref{Sum: hex.EncodeToString(sum[:]), Size: int64(len(data)), Name: "img"}
+		wg.Go(func() {
+			_, rel, err := c.Get(context.Background(), ref, func(context.Context, int64) ([]byte, error) {
+				n := now.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				now.Add(-1)
+				return data, nil
+			})
+			if assert.NoError(t, err) {
+				rel()
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for now.Load() < images.MaxFetches && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	assert.EqualValues(t, images.MaxFetches, most.Load())
 }
