@@ -31,6 +31,11 @@ type WorkerBoardsConfig struct {
 	// Images keeps the deploy images fetched from the server; nil: the
 	// worker's boards take no images.
 	Images *images.Cache
+	// Power and Console are a board's power switch and console for the
+	// operator commands through the server (troupe power, troupe
+	// console); nil: refused.
+	Power   func(b lab.Board) (WorkerPowerSwitch, error)
+	Console func(b lab.Board) (io.ReadWriteCloser, error)
 }
 
 // ResetBoards asks a boards actor to release every board it runs (a
@@ -53,7 +58,8 @@ func NewWorkerBoards(cfg WorkerBoardsConfig) actor.Actor {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w := &workerBoards{cfg: cfg, byName: map[string]lab.Board{}, sessions: map[string]*actor.PID{},
-		boardOf: map[string]string{}, sessionOf: map[string]string{}, busy: map[string]string{}}
+		boardOf: map[string]string{}, sessionOf: map[string]string{}, busy: map[string]string{}, powering: map[string]bool{},
+		consoles: map[string]bool{}}
 	for _, b := range cfg.Boards {
 		w.byName[b.Name] = b
 	}
@@ -66,7 +72,9 @@ type workerBoards struct {
 	sessions  map[string]*actor.PID // session → its board host
 	boardOf   map[string]string     // host PID id → board
 	sessionOf map[string]string     // host PID id → session
-	busy      map[string]string     // board → session
+	busy      map[string]string     // board → session (a node's, or a console's)
+	powering  map[string]bool       // boards running a power command
+	consoles  map[string]bool       // the sessions that are consoles
 	resets    []*actor.PID          // waiting for every host to end
 }
 
@@ -83,6 +91,12 @@ func (w *workerBoards) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *workerpb.OpenBoard:
 		w.open(ctx, m)
+	case *workerpb.PowerBoard:
+		w.power(ctx, m)
+	case *powered:
+		delete(w.powering, m.board)
+	case *workerpb.OpenConsole:
+		w.openConsole(ctx, m)
 	case *workerpb.CloseBoard:
 		if h, ok := w.sessions[m.Session]; ok {
 			ctx.RequestWithCustomSender(h, m, ctx.Sender())
@@ -124,6 +138,7 @@ func (w *workerBoards) free(host string) {
 	}
 	if h, ok := w.sessions[session]; ok && h.Id == host {
 		delete(w.sessions, session)
+		delete(w.consoles, session)
 	}
 }
 

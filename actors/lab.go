@@ -309,6 +309,8 @@ func (a *labActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.refused)
 	case *boardsQuery:
 		ctx.Respond(a.m.Boards(now))
+	case *workerOf:
+		a.workerOf(ctx, m)
 	case *attemptDone:
 		if r := a.runs[m.id]; r != nil {
 			r.reported = true

@@ -1720,6 +1720,476 @@ func (x *ImageChunk) GetError() string {
 	return ""
 }
 
+// PowerBoard: server → worker "boards" actor (request): switch a board by
+// hand, or read its power. The answer is PowerDone.
+type PowerBoard struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Board     string `protobuf:"bytes,1,opt,name=board,proto3" json:"board,omitempty"`
+	Action    string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`                         // on, off, cycle, status
+	TimeoutMs int64  `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // bounds the command on the worker
+}
+
+func (x *PowerBoard) Reset() {
+	*x = PowerBoard{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[23]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *PowerBoard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PowerBoard) ProtoMessage() {}
+
+func (x *PowerBoard) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[23]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PowerBoard.ProtoReflect.Descriptor instead.
+func (*PowerBoard) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PowerBoard) GetBoard() string {
+	if x != nil {
+		return x.Board
+	}
+	return ""
+}
+
+func (x *PowerBoard) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PowerBoard) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// PowerDone: worker → the PowerBoard's sender; on is the state read back
+// when error is "". refused: the board cannot be switched so (not a
+// hardware board, in a job's session).
+type PowerDone struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Worker  string `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	Board   string `protobuf:"bytes,2,opt,name=board,proto3" json:"board,omitempty"`
+	On      bool   `protobuf:"varint,3,opt,name=on,proto3" json:"on,omitempty"`
+	Error   string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Refused bool   `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+}
+
+func (x *PowerDone) Reset() {
+	*x = PowerDone{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[24]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *PowerDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PowerDone) ProtoMessage() {}
+
+func (x *PowerDone) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[24]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PowerDone.ProtoReflect.Descriptor instead.
+func (*PowerDone) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PowerDone) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *PowerDone) GetBoard() string {
+	if x != nil {
+		return x.Board
+	}
+	return ""
+}
+
+func (x *PowerDone) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *PowerDone) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PowerDone) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
+// OpenConsole: server console bridge → worker "boards" actor (request):
+// attach to a board's console. The answer, ConsoleOpened, comes from the
+// worker's console actor, whose PID takes ConsoleInput and CloseConsole.
+type OpenConsole struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Session string `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Board   string `protobuf:"bytes,2,opt,name=board,proto3" json:"board,omitempty"`
+}
+
+func (x *OpenConsole) Reset() {
+	*x = OpenConsole{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[25]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *OpenConsole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenConsole) ProtoMessage() {}
+
+func (x *OpenConsole) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[25]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenConsole.ProtoReflect.Descriptor instead.
+func (*OpenConsole) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *OpenConsole) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *OpenConsole) GetBoard() string {
+	if x != nil {
+		return x.Board
+	}
+	return ""
+}
+
+// ConsoleOpened: worker console actor → bridge; error "" attached.
+type ConsoleOpened struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Worker  string `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	Session string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Error   string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Refused bool   `protobuf:"varint,4,opt,name=refused,proto3" json:"refused,omitempty"`
+}
+
+func (x *ConsoleOpened) Reset() {
+	*x = ConsoleOpened{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[26]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *ConsoleOpened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleOpened) ProtoMessage() {}
+
+func (x *ConsoleOpened) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[26]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleOpened.ProtoReflect.Descriptor instead.
+func (*ConsoleOpened) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ConsoleOpened) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *ConsoleOpened) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ConsoleOpened) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ConsoleOpened) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
+// ConsoleInput: bridge → worker console actor: bytes typed.
+type ConsoleInput struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Session string `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Data    []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+}
+
+func (x *ConsoleInput) Reset() {
+	*x = ConsoleInput{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[27]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *ConsoleInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleInput) ProtoMessage() {}
+
+func (x *ConsoleInput) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[27]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleInput.ProtoReflect.Descriptor instead.
+func (*ConsoleInput) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ConsoleInput) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ConsoleInput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ConsoleOutput: worker console actor → bridge: the board's bytes in
+// order (seq counts from 1); closed: the console ended (error why).
+type ConsoleOutput struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Worker  string `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	Session string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Seq     uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Data    []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Closed  bool   `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"`
+	Error   string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+}
+
+func (x *ConsoleOutput) Reset() {
+	*x = ConsoleOutput{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[28]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *ConsoleOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleOutput) ProtoMessage() {}
+
+func (x *ConsoleOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[28]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleOutput.ProtoReflect.Descriptor instead.
+func (*ConsoleOutput) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConsoleOutput) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *ConsoleOutput) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ConsoleOutput) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ConsoleOutput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ConsoleOutput) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *ConsoleOutput) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// CloseConsole: bridge → worker console actor: detach.
+type CloseConsole struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Session string `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+}
+
+func (x *CloseConsole) Reset() {
+	*x = CloseConsole{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[29]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *CloseConsole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseConsole) ProtoMessage() {}
+
+func (x *CloseConsole) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[29]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseConsole.ProtoReflect.Descriptor instead.
+func (*CloseConsole) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CloseConsole) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
 var File_workers_workerpb_worker_proto protoreflect.FileDescriptor
 
 var file_workers_workerpb_worker_proto_rawDesc = []byte{
@@ -1908,11 +2378,51 @@ var file_workers_workerpb_worker_proto_rawDesc = []byte{
 	0x6f, 0x66, 0x66, 0x73, 0x65, 0x74, 0x18, 0x03, 0x20, 0x01, 0x28, 0x03, 0x52, 0x06, 0x6f, 0x66,
 	0x66, 0x73, 0x65, 0x74, 0x12, 0x12, 0x0a, 0x04, 0x64, 0x61, 0x74, 0x61, 0x18, 0x04, 0x20, 0x01,
 	0x28, 0x0c, 0x52, 0x04, 0x64, 0x61, 0x74, 0x61, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f,
-	0x72, 0x18, 0x05, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x42, 0x2f,
-	0x5a, 0x2d, 0x67, 0x69, 0x74, 0x68, 0x75, 0x62, 0x2e, 0x63, 0x6f, 0x6d, 0x2f, 0x74, 0x72, 0x6f,
-	0x75, 0x70, 0x65, 0x2d, 0x6c, 0x61, 0x62, 0x2f, 0x74, 0x72, 0x6f, 0x75, 0x70, 0x65, 0x2f, 0x77,
-	0x6f, 0x72, 0x6b, 0x65, 0x72, 0x73, 0x2f, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x70, 0x62, 0x62,
-	0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
+	0x72, 0x18, 0x05, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x22, 0x59,
+	0x0a, 0x0a, 0x50, 0x6f, 0x77, 0x65, 0x72, 0x42, 0x6f, 0x61, 0x72, 0x64, 0x12, 0x14, 0x0a, 0x05,
+	0x62, 0x6f, 0x61, 0x72, 0x64, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x62, 0x6f, 0x61,
+	0x72, 0x64, 0x12, 0x16, 0x0a, 0x06, 0x61, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01,
+	0x28, 0x09, 0x52, 0x06, 0x61, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x12, 0x1d, 0x0a, 0x0a, 0x74, 0x69,
+	0x6d, 0x65, 0x6f, 0x75, 0x74, 0x5f, 0x6d, 0x73, 0x18, 0x03, 0x20, 0x01, 0x28, 0x03, 0x52, 0x09,
+	0x74, 0x69, 0x6d, 0x65, 0x6f, 0x75, 0x74, 0x4d, 0x73, 0x22, 0x79, 0x0a, 0x09, 0x50, 0x6f, 0x77,
+	0x65, 0x72, 0x44, 0x6f, 0x6e, 0x65, 0x12, 0x16, 0x0a, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72,
+	0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x12, 0x14,
+	0x0a, 0x05, 0x62, 0x6f, 0x61, 0x72, 0x64, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x62,
+	0x6f, 0x61, 0x72, 0x64, 0x12, 0x0e, 0x0a, 0x02, 0x6f, 0x6e, 0x18, 0x03, 0x20, 0x01, 0x28, 0x08,
+	0x52, 0x02, 0x6f, 0x6e, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x18, 0x04, 0x20,
+	0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x12, 0x18, 0x0a, 0x07, 0x72, 0x65,
+	0x66, 0x75, 0x73, 0x65, 0x64, 0x18, 0x05, 0x20, 0x01, 0x28, 0x08, 0x52, 0x07, 0x72, 0x65, 0x66,
+	0x75, 0x73, 0x65, 0x64, 0x22, 0x3d, 0x0a, 0x0b, 0x4f, 0x70, 0x65, 0x6e, 0x43, 0x6f, 0x6e, 0x73,
+	0x6f, 0x6c, 0x65, 0x12, 0x18, 0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x01,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x14, 0x0a,
+	0x05, 0x62, 0x6f, 0x61, 0x72, 0x64, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x62, 0x6f,
+	0x61, 0x72, 0x64, 0x22, 0x71, 0x0a, 0x0d, 0x43, 0x6f, 0x6e, 0x73, 0x6f, 0x6c, 0x65, 0x4f, 0x70,
+	0x65, 0x6e, 0x65, 0x64, 0x12, 0x16, 0x0a, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x18, 0x01,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x12, 0x18, 0x0a, 0x07,
+	0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x73,
+	0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x18,
+	0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x12, 0x18, 0x0a, 0x07,
+	0x72, 0x65, 0x66, 0x75, 0x73, 0x65, 0x64, 0x18, 0x04, 0x20, 0x01, 0x28, 0x08, 0x52, 0x07, 0x72,
+	0x65, 0x66, 0x75, 0x73, 0x65, 0x64, 0x22, 0x3c, 0x0a, 0x0c, 0x43, 0x6f, 0x6e, 0x73, 0x6f, 0x6c,
+	0x65, 0x49, 0x6e, 0x70, 0x75, 0x74, 0x12, 0x18, 0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f,
+	0x6e, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e,
+	0x12, 0x12, 0x0a, 0x04, 0x64, 0x61, 0x74, 0x61, 0x18, 0x02, 0x20, 0x01, 0x28, 0x0c, 0x52, 0x04,
+	0x64, 0x61, 0x74, 0x61, 0x22, 0x95, 0x01, 0x0a, 0x0d, 0x43, 0x6f, 0x6e, 0x73, 0x6f, 0x6c, 0x65,
+	0x4f, 0x75, 0x74, 0x70, 0x75, 0x74, 0x12, 0x16, 0x0a, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72,
+	0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x12, 0x18,
+	0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52,
+	0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x10, 0x0a, 0x03, 0x73, 0x65, 0x71, 0x18,
+	0x03, 0x20, 0x01, 0x28, 0x04, 0x52, 0x03, 0x73, 0x65, 0x71, 0x12, 0x12, 0x0a, 0x04, 0x64, 0x61,
+	0x74, 0x61, 0x18, 0x04, 0x20, 0x01, 0x28, 0x0c, 0x52, 0x04, 0x64, 0x61, 0x74, 0x61, 0x12, 0x16,
+	0x0a, 0x06, 0x63, 0x6c, 0x6f, 0x73, 0x65, 0x64, 0x18, 0x05, 0x20, 0x01, 0x28, 0x08, 0x52, 0x06,
+	0x63, 0x6c, 0x6f, 0x73, 0x65, 0x64, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x18,
+	0x06, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x22, 0x28, 0x0a, 0x0c,
+	0x43, 0x6c, 0x6f, 0x73, 0x65, 0x43, 0x6f, 0x6e, 0x73, 0x6f, 0x6c, 0x65, 0x12, 0x18, 0x0a, 0x07,
+	0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x73,
+	0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x42, 0x2f, 0x5a, 0x2d, 0x67, 0x69, 0x74, 0x68, 0x75, 0x62,
+	0x2e, 0x63, 0x6f, 0x6d, 0x2f, 0x74, 0x72, 0x6f, 0x75, 0x70, 0x65, 0x2d, 0x6c, 0x61, 0x62, 0x2f,
+	0x74, 0x72, 0x6f, 0x75, 0x70, 0x65, 0x2f, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x73, 0x2f, 0x77,
+	0x6f, 0x72, 0x6b, 0x65, 0x72, 0x70, 0x62, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -1927,40 +2437,47 @@ func file_workers_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_workers_workerpb_worker_proto_rawDescData
 }
 
-var file_workers_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_workers_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_workers_workerpb_worker_proto_goTypes = []interface{}{
-	(*Board)(nil),        // 0: troupe.workers.Board
-	(*Register)(nil),     // 1: troupe.workers.Register
-	(*Registered)(nil),   // 2: troupe.workers.Registered
-	(*Heartbeat)(nil),    // 3: troupe.workers.Heartbeat
-	(*HeartbeatAck)(nil), // 4: troupe.workers.HeartbeatAck
-	(*OpenBoard)(nil),    // 5: troupe.workers.OpenBoard
-	(*BoardOpened)(nil),  // 6: troupe.workers.BoardOpened
-	(*KV)(nil),           // 7: troupe.workers.KV
-	(*Request)(nil),      // 8: troupe.workers.Request
-	(*DoAction)(nil),     // 9: troupe.workers.DoAction
-	(*AbortAction)(nil),  // 10: troupe.workers.AbortAction
-	(*Case)(nil),         // 11: troupe.workers.Case
-	(*ActionDone)(nil),   // 12: troupe.workers.ActionDone
-	(*Line)(nil),         // 13: troupe.workers.Line
-	(*ConsoleLines)(nil), // 14: troupe.workers.ConsoleLines
-	(*MnCall)(nil),       // 15: troupe.workers.MnCall
-	(*MnMessage)(nil),    // 16: troupe.workers.MnMessage
-	(*MnReply)(nil),      // 17: troupe.workers.MnReply
-	(*CloseBoard)(nil),   // 18: troupe.workers.CloseBoard
-	(*BoardClosed)(nil),  // 19: troupe.workers.BoardClosed
-	(*ImageRef)(nil),     // 20: troupe.workers.ImageRef
-	(*FetchImage)(nil),   // 21: troupe.workers.FetchImage
-	(*ImageChunk)(nil),   // 22: troupe.workers.ImageChunk
-	nil,                  // 23: troupe.workers.DoAction.FixupEntry
-	nil,                  // 24: troupe.workers.DoAction.FilesEntry
+	(*Board)(nil),         // 0: troupe.workers.Board
+	(*Register)(nil),      // 1: troupe.workers.Register
+	(*Registered)(nil),    // 2: troupe.workers.Registered
+	(*Heartbeat)(nil),     // 3: troupe.workers.Heartbeat
+	(*HeartbeatAck)(nil),  // 4: troupe.workers.HeartbeatAck
+	(*OpenBoard)(nil),     // 5: troupe.workers.OpenBoard
+	(*BoardOpened)(nil),   // 6: troupe.workers.BoardOpened
+	(*KV)(nil),            // 7: troupe.workers.KV
+	(*Request)(nil),       // 8: troupe.workers.Request
+	(*DoAction)(nil),      // 9: troupe.workers.DoAction
+	(*AbortAction)(nil),   // 10: troupe.workers.AbortAction
+	(*Case)(nil),          // 11: troupe.workers.Case
+	(*ActionDone)(nil),    // 12: troupe.workers.ActionDone
+	(*Line)(nil),          // 13: troupe.workers.Line
+	(*ConsoleLines)(nil),  // 14: troupe.workers.ConsoleLines
+	(*MnCall)(nil),        // 15: troupe.workers.MnCall
+	(*MnMessage)(nil),     // 16: troupe.workers.MnMessage
+	(*MnReply)(nil),       // 17: troupe.workers.MnReply
+	(*CloseBoard)(nil),    // 18: troupe.workers.CloseBoard
+	(*BoardClosed)(nil),   // 19: troupe.workers.BoardClosed
+	(*ImageRef)(nil),      // 20: troupe.workers.ImageRef
+	(*FetchImage)(nil),    // 21: troupe.workers.FetchImage
+	(*ImageChunk)(nil),    // 22: troupe.workers.ImageChunk
+	(*PowerBoard)(nil),    // 23: troupe.workers.PowerBoard
+	(*PowerDone)(nil),     // 24: troupe.workers.PowerDone
+	(*OpenConsole)(nil),   // 25: troupe.workers.OpenConsole
+	(*ConsoleOpened)(nil), // 26: troupe.workers.ConsoleOpened
+	(*ConsoleInput)(nil),  // 27: troupe.workers.ConsoleInput
+	(*ConsoleOutput)(nil), // 28: troupe.workers.ConsoleOutput
+	(*CloseConsole)(nil),  // 29: troupe.workers.CloseConsole
+	nil,                   // 30: troupe.workers.DoAction.FixupEntry
+	nil,                   // 31: troupe.workers.DoAction.FilesEntry
 }
 var file_workers_workerpb_worker_proto_depIdxs = []int32{
 	0,  // 0: troupe.workers.Register.boards:type_name -> troupe.workers.Board
-	23, // 1: troupe.workers.DoAction.fixup:type_name -> troupe.workers.DoAction.FixupEntry
+	30, // 1: troupe.workers.DoAction.fixup:type_name -> troupe.workers.DoAction.FixupEntry
 	8,  // 2: troupe.workers.DoAction.before:type_name -> troupe.workers.Request
 	7,  // 3: troupe.workers.DoAction.env:type_name -> troupe.workers.KV
-	24, // 4: troupe.workers.DoAction.files:type_name -> troupe.workers.DoAction.FilesEntry
+	31, // 4: troupe.workers.DoAction.files:type_name -> troupe.workers.DoAction.FilesEntry
 	20, // 5: troupe.workers.DoAction.images:type_name -> troupe.workers.ImageRef
 	11, // 6: troupe.workers.ActionDone.cases:type_name -> troupe.workers.Case
 	13, // 7: troupe.workers.ConsoleLines.lines:type_name -> troupe.workers.Line
@@ -2255,6 +2772,90 @@ func file_workers_workerpb_worker_proto_init() {
 				return nil
 			}
 		}
+		file_workers_workerpb_worker_proto_msgTypes[23].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*PowerBoard); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[24].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*PowerDone); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[25].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*OpenConsole); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[26].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ConsoleOpened); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[27].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ConsoleInput); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[28].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ConsoleOutput); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[29].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*CloseConsole); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2262,7 +2863,7 @@ func file_workers_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_workers_workerpb_worker_proto_rawDesc,
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
