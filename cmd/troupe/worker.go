@@ -112,6 +112,9 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	env := backend.Env{Hardware: hardware.Options{Logger: logger}, Networks: qemu.NewNetworks(logger),
 		SimNetworks: sim.NewNetworks(), Unsandboxed: unsandboxed, Logger: logger}
 	boardsActor, err := workers.StartBoards(system, actors.WorkerBoardsConfig{Worker: *name, Boards: l.Boards, Logger: logger, Images: cache,
+		// troupe power and troupe console through the server.
+		Power:   func(b lab.Board) (actors.WorkerPowerSwitch, error) { return hardware.Switch(b) },
+		Console: func(b lab.Board) (io.ReadWriteCloser, error) { return hardware.OpenConsole(b, logger) },
 		Open: func(_ string, b lab.Board) (actors.Backend, error) {
 			e := env
 			e.Dir = filepath.Join(*data, "boards", b.Name)
