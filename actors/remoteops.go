@@ -445,6 +445,11 @@ type consoleHost struct {
 	bridge          *actor.PID
 	con             io.ReadWriteCloser
 	done            chan struct{} // the reader's end
+
+	// A console opened after the host stopped is closed at once.
+	mu      sync.Mutex
+	stopped bool
+	opened  io.ReadWriteCloser // opened, not yet taken by the actor
 }
 
 type consoleReady struct {
@@ -458,9 +463,24 @@ func (h *consoleHost) Receive(ctx actor.Context) {
 		self, root, open, b := ctx.Self(), ctx.ActorSystem().Root, h.open, h.board
 		go func() {
 			con, err := open(b)
+			h.mu.Lock()
+			stopped := h.stopped
+			if !stopped {
+				h.opened = con
+			}
+			h.mu.Unlock()
+			if stopped {
+				if con != nil {
+					_ = con.Close()
+				}
+				return
+			}
 			root.Send(self, &consoleReady{con: con, err: err})
 		}()
 	case *consoleReady:
+		h.mu.Lock()
+		h.opened = nil
+		h.mu.Unlock()
 		if m.err != nil {
 			ctx.Request(h.bridge, &workerpb.ConsoleOpened{Worker: h.worker, Session: h.session, Error: m.err.Error()})
 			ctx.Stop(ctx.Self())
@@ -482,6 +502,13 @@ func (h *consoleHost) Receive(ctx actor.Context) {
 	case *consoleEnded:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
+		h.mu.Lock()
+		h.stopped = true
+		late := h.opened
+		h.mu.Unlock()
+		if late != nil {
+			_ = late.Close()
+		}
 		if h.con != nil {
 			_ = h.con.Close()
 			<-h.done
