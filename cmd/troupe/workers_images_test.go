@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,12 +36,15 @@ troupe-test-case greeting --shell grep -qx 'from the server images' etc/greeting
 
 // TestWorkersDeployServerImage: a submitted job deploys an image of the
 // server's images root on a worker's board: the worker fetches it from
-// the server and keeps it under its --data directory by checksum.
+// the server (in chunks, over the remote with mutual TLS) and keeps it
+// under its --data directory by checksum.
 func TestWorkersDeployServerImage(t *testing.T) {
 	c := startCluster(t, 1)
 	root := filepath.Join(c.data, "images", "rootfs")
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "etc"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc", "greeting"), []byte("from the server images\n"), 0o644))
+	// Several chunks over the remote.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "padding"), bytes.Repeat([]byte("troupe\n"), 300_000), 0o644))
 	id := submitJob(t, c.srv.url, imageJob)
 	j := waitEnded(t, c.srv.url, id, 3*time.Minute)
 	require.Equal(t, report.StatusComplete, j.Status, "%+v\n%s", j, c.srv.out.String())
