@@ -18,6 +18,7 @@ import (
 
 	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
 // fakeSwitch is a board's power switch on a worker.
@@ -52,9 +53,11 @@ func (s *fakeSwitch) done() []string {
 // opsLab is a lab whose worker w1 has the hardware board "hw" (a fake
 // switch, a console whose other end is board) and the sim board "sim".
 type opsLab struct {
-	lab   *actors.Lab
-	sw    *fakeSwitch
-	board chan net.Conn // the board's end of each console attached
+	lab    *actors.Lab
+	system *actor.ActorSystem
+	boards *actor.PID // w1's boards actor
+	sw     *fakeSwitch
+	board  chan net.Conn // the board's end of each console attached
 }
 
 func newOpsLab(t *testing.T) *opsLab {
@@ -76,6 +79,7 @@ func newOpsLab(t *testing.T) *opsLab {
 				return server, nil
 			}})
 	}))
+	o.system, o.boards = system, pid
 	o.lab.BoardsJoined("w1", pid, bs)
 	t.Cleanup(func() {
 		assert.NoError(t, o.lab.Stop())
@@ -116,6 +120,19 @@ func TestWorkerPower(t *testing.T) {
 	assert.Contains(t, err.Error(), "board sim: not a hardware board (backend sim)")
 	_, err = power(t, o.lab, "nope", "on")
 	require.ErrorIs(t, err, actors.ErrNotWorkerBoard)
+
+	// A board in a node's session is the job's: refused until released.
+	_, err = o.system.Root.RequestFuture(o.boards, &workerpb.OpenBoard{Session: "node-1", Job: "j", Node: "a-0", Board: "hw"}, 10*time.Second).Result()
+	require.NoError(t, err)
+	_, err = power(t, o.lab, "hw", "on")
+	require.ErrorIs(t, err, actors.ErrRefused)
+	assert.Contains(t, err.Error(), "board hw is in a job's session on worker w1")
+	_, err = o.lab.WorkerConsole("hw")
+	require.ErrorIs(t, err, actors.ErrRefused)
+	_, err = o.system.Root.RequestFuture(o.boards, &workerpb.CloseBoard{Session: "node-1"}, 10*time.Second).Result()
+	require.NoError(t, err)
+	_, err = power(t, o.lab, "hw", "status")
+	require.NoError(t, err, "released")
 
 	o.lab.WorkerLost("w1")
 	_, err = power(t, o.lab, "hw", "status")
