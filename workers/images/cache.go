@@ -199,7 +199,7 @@ func (c *Cache) makeRoom(size int64) ([]string, error) {
 		if c.used+size <= c.maxTotal {
 			break
 		}
-		if e := c.entries[s]; e.holders == 0 {
+		if e := c.entries[s]; e.holders == 0 && c.flights[s] == nil {
 			c.used -= e.size
 			delete(c.entries, s)
 			evict = append(evict, s)
