@@ -85,16 +85,17 @@ type boardProxy struct {
 	host    *actor.PID // the worker's board host, once it opened the board
 	pending []*workerpb.DoAction
 	failed  error
+	next    uint64 // the console batch due next
+	held    map[uint64]*workerpb.ConsoleLines
+	calls   int // MultiNode calls in flight
+	stopMN  context.CancelFunc
+	mnCtx   context.Context
+	stop    func() bool
+
 	// served are the images of the session's deploy actions, by
 	// checksum: the worker may fetch these only.
 	served map[string]*images.Reader
 	naming map[int]context.CancelFunc // deploy actions whose images are being named
-	next   uint64                     // the console batch due next
-	held   map[uint64]*workerpb.ConsoleLines
-	calls  int // MultiNode calls in flight
-	stopMN context.CancelFunc
-	mnCtx  context.Context
-	stop   func() bool
 }
 
 func (p *boardProxy) Receive(ctx actor.Context) {
