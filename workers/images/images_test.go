@@ -320,3 +320,39 @@ func TestFetchesBounded(t *testing.T) {
 	wg.Wait()
 	assert.EqualValues(t, images.MaxFetches, most.Load())
 }
+
+// TestSourceCallerGivesUp: callers asking for the same image share its
+// checksum; the one computing it giving up leaves the others their
+// answer, and a refusal is remembered, not computed again.
+func TestSourceCallerGivesUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte("x"), 32<<20), 0o644))
+	src := &images.Source{}
+	first, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		close(started)
+		_, _ = src.Ref(first, path) // gives up while it computes
+	})
+	<-started
+	wg.Go(func() {
+		ref, err := src.Ref(context.Background(), path)
+		assert.NoError(t, err, "a caller that gave up leaves no error to the others")
+		assert.EqualValues(t, 32<<20, ref.Size)
+	})
+	cancel()
+	wg.Wait()
+
+	dir := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a"), make([]byte, 8192), 0o644))
+	small := &images.Source{MaxBytes: 4096}
+	for range 8 {
+		wg.Go(func() {
+			_, err := small.Ref(context.Background(), dir)
+			assert.ErrorIs(t, err, images.ErrTooBig)
+		})
+	}
+	wg.Wait()
+}

@@ -56,6 +56,7 @@ type Source struct {
 type sumEntry struct {
 	print string // the path's files' sizes, times and inodes when summed
 	ref   Ref
+	err   error // an image refused (too big, unreadable) stays refused
 }
 
 type sumFlight struct {
@@ -73,7 +74,8 @@ func (s *Source) max() int64 {
 
 // Ref names the image at path (a file or a directory): its checksum and
 // size. An image over MaxBytes is refused with ErrTooBig. Callers asking
-// for the same path at once share one computation.
+// for the same path at once share one computation; one whose ctx ends
+// leaves it to the others.
 func (s *Source) Ref(ctx context.Context, path string) (Ref, error) {
 	print, err := fingerprint(path)
 	if err != nil {
@@ -83,7 +85,7 @@ func (s *Source) Ref(ctx context.Context, path string) (Ref, error) {
 		s.mu.Lock()
 		if e, ok := s.sums[path]; ok && e.print == print {
 			s.mu.Unlock()
-			return e.ref, nil
+			return e.ref, e.err
 		}
 		f := s.flights[path]
 		if f == nil {
@@ -96,8 +98,8 @@ func (s *Source) Ref(ctx context.Context, path string) (Ref, error) {
 			f.ref, f.err = s.sum(ctx, path)
 			s.mu.Lock()
 			delete(s.flights, path)
-			if f.err == nil {
-				s.sums[path] = sumEntry{print: print, ref: f.ref}
+			if ctx.Err() == nil { // else the next caller computes it
+				s.sums[path] = sumEntry{print: print, ref: f.ref, err: f.err}
 			}
 			s.mu.Unlock()
 			close(f.done)
@@ -105,7 +107,7 @@ func (s *Source) Ref(ctx context.Context, path string) (Ref, error) {
 		}
 		s.mu.Unlock()
 		select {
-		case <-f.done:
+		case <-f.done: // its result is in sums, unless its caller gave up
 		case <-ctx.Done():
 			return Ref{}, ctx.Err()
 		}
