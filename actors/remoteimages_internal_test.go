@@ -38,17 +38,19 @@ func TestProxyServesOnlyItsImages(t *testing.T) {
 		return slog.New(slog.DiscardHandler)
 	}))
 	defer system.Shutdown()
-	boards := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {})) // opens nothing
+	// The worker's boards actor: opens nothing, releases at once.
+	boards := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*workerpb.CloseBoard); ok {
+			ctx.Respond(&workerpb.BoardClosed{Worker: "w1", Session: m.Session})
+		}
+	}))
 	gone := make(chan struct{})
 	proxy := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &boardProxy{cfg: Config{Job: &jobs.Job{Name: "j"}, Clock: RealClock{}, Logger: slog.New(slog.DiscardHandler)},
 			node: "n-0", board: lab.Board{Name: "b"}, rb: RemoteBoard{Worker: "w1", Boards: boards, Gone: gone, Images: src},
 			next: 1, held: map[uint64]*workerpb.ConsoleLines{}, served: map[string]*images.Reader{}, naming: map[int]context.CancelFunc{}}
 	}))
-	defer func() {
-		close(gone) // released without waiting for the worker
-		_ = system.Root.StopFuture(proxy).Wait()
-	}()
+	defer func() { _ = system.Root.StopFuture(proxy).Wait() }()
 	system.Root.Send(proxy, &doAction{index: 0, action: jobs.Action{Type: jobs.Deploy, Image: image}})
 
 	fetch := func(worker, session, sum string) (*workerpb.ImageChunk, error) {
