@@ -15,6 +15,7 @@ import (
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/testshell"
+	"github.com/troupe-lab/troupe/workers/images"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -27,6 +28,14 @@ type WorkerBoardsConfig struct {
 	Open   func(node string, b lab.Board) (Backend, error)
 	Clock  Clock        // nil: the wall clock
 	Logger *slog.Logger // nil: discard
+	// Images keeps the deploy images fetched from the server; nil: the
+	// worker's boards take no images.
+	Images *images.Cache
+	// Power and Console are a board's power switch and console for the
+	// operator commands through the server (troupe power, troupe
+	// console); nil: refused.
+	Power   func(b lab.Board) (WorkerPowerSwitch, error)
+	Console func(b lab.Board) (io.ReadWriteCloser, error)
 }
 
 // ResetBoards asks a boards actor to release every board it runs (a
@@ -49,7 +58,8 @@ func NewWorkerBoards(cfg WorkerBoardsConfig) actor.Actor {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w := &workerBoards{cfg: cfg, byName: map[string]lab.Board{}, sessions: map[string]*actor.PID{},
-		boardOf: map[string]string{}, sessionOf: map[string]string{}, busy: map[string]string{}}
+		boardOf: map[string]string{}, sessionOf: map[string]string{}, busy: map[string]string{}, powering: map[string]bool{},
+		consoles: map[string]bool{}}
 	for _, b := range cfg.Boards {
 		w.byName[b.Name] = b
 	}
@@ -62,7 +72,9 @@ type workerBoards struct {
 	sessions  map[string]*actor.PID // session → its board host
 	boardOf   map[string]string     // host PID id → board
 	sessionOf map[string]string     // host PID id → session
-	busy      map[string]string     // board → session
+	busy      map[string]string     // board → session (a node's, or a console's)
+	powering  map[string]bool       // boards running a power command
+	consoles  map[string]bool       // the sessions that are consoles
 	resets    []*actor.PID          // waiting for every host to end
 }
 
@@ -79,6 +91,12 @@ func (w *workerBoards) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *workerpb.OpenBoard:
 		w.open(ctx, m)
+	case *workerpb.PowerBoard:
+		w.power(ctx, m)
+	case *powered:
+		delete(w.powering, m.board)
+	case *workerpb.OpenConsole:
+		w.openConsole(ctx, m)
 	case *workerpb.CloseBoard:
 		if h, ok := w.sessions[m.Session]; ok {
 			ctx.RequestWithCustomSender(h, m, ctx.Sender())
@@ -120,6 +138,7 @@ func (w *workerBoards) free(host string) {
 	}
 	if h, ok := w.sessions[session]; ok && h.Id == host {
 		delete(w.sessions, session)
+		delete(w.consoles, session)
 	}
 }
 
@@ -148,7 +167,7 @@ func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
 	}
 	open := m
 	h := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy}
+		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy, fetching: map[int32]context.CancelFunc{}}
 	}))
 	w.sessions[m.Session] = h
 	w.boardOf[h.Id], w.sessionOf[h.Id] = m.Board, m.Session
@@ -175,6 +194,12 @@ type boardHost struct {
 	closer  *actor.PID // of CloseBoard, answered once the board is off
 	stillOn string
 	stop    func() bool
+	// fetching are the deploy actions whose images are being fetched;
+	// releases end the session's hold on the images it fetched.
+	fetching map[int32]context.CancelFunc
+	releases []func()
+	life     context.Context // ends when the host stops
+	endLife  context.CancelFunc
 }
 
 func (h *boardHost) Receive(ctx actor.Context) {
@@ -182,10 +207,27 @@ func (h *boardHost) Receive(ctx actor.Context) {
 	case *actor.Started:
 		h.start(ctx)
 	case *workerpb.DoAction:
-		if h.child != nil && m.Session == h.open.Session {
+		switch {
+		case h.child == nil || m.Session != h.open.Session:
+		case len(m.Images) > 0:
+			h.fetchImages(ctx, m)
+		default:
 			ctx.Send(h.child, fromPBAction(m))
 		}
+	case *imagesFetched:
+		delete(h.fetching, m.m.Index)
+		h.releases = append(h.releases, m.releases...)
+		switch {
+		case m.err != nil:
+			h.flush(ctx)
+			ctx.Send(h.proxy, h.done(&actionResult{index: int(m.m.Index), err: fmt.Errorf("board %s: %w", h.board.Name, m.err)}))
+		case h.child != nil:
+			ctx.Send(h.child, imagesIn(m.m, m.paths))
+		}
 	case *workerpb.AbortAction:
+		if cancel := h.fetching[m.Index]; cancel != nil && m.Session == h.open.Session {
+			cancel()
+		}
 		if h.child != nil && m.Session == h.open.Session {
 			ctx.Send(h.child, &abortAction{index: int(m.Index)})
 		}
@@ -221,6 +263,12 @@ func (h *boardHost) Receive(ctx actor.Context) {
 		}
 		if h.mn != nil {
 			h.mn.end()
+		}
+		if h.endLife != nil {
+			h.endLife()
+		}
+		for _, release := range h.releases {
+			release()
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/scheduler"
+	"github.com/troupe-lab/troupe/workers/images"
 )
 
 // LabConfig is a lab and how to run jobs on it.
@@ -48,6 +49,9 @@ type LabConfig struct {
 	// Workers: boards may join from workers (Lab.BoardsJoined); a job the
 	// boards known now cannot serve waits for them.
 	Workers bool
+	// Images names and reads the deploy images that workers' boards fetch
+	// (nil: one with images.DefaultMaxBytes).
+	Images *images.Source
 }
 
 // Submission is a job handed to the lab.
@@ -96,6 +100,9 @@ func StartLab(system *actor.ActorSystem, cfg LabConfig) *Lab {
 	}
 	if cfg.BadAfter <= 0 {
 		cfg.BadAfter = 3
+	}
+	if cfg.Images == nil {
+		cfg.Images = &images.Source{}
 	}
 	if cfg.Fatal == nil {
 		logger := cfg.Logger
@@ -302,6 +309,8 @@ func (a *labActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.refused)
 	case *boardsQuery:
 		ctx.Respond(a.m.Boards(now))
+	case *workerOf:
+		a.workerOf(ctx, m)
 	case *attemptDone:
 		if r := a.runs[m.id]; r != nil {
 			r.reported = true

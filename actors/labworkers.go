@@ -72,7 +72,7 @@ func (a *labActor) remote(cfg *Config, boards map[string]string) {
 			cfg.Remote = map[string]RemoteBoard{}
 		}
 		link := a.links[w]
-		cfg.Remote[node] = RemoteBoard{Worker: w, Boards: link.pid, Gone: link.gone}
+		cfg.Remote[node] = RemoteBoard{Worker: w, Boards: link.pid, Gone: link.gone, Images: a.cfg.Images}
 	}
 }
 

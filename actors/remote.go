@@ -17,6 +17,7 @@ import (
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/testshell"
+	"github.com/troupe-lab/troupe/workers/images"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -27,6 +28,7 @@ type RemoteBoard struct {
 	Worker string
 	Boards *actor.PID      // the worker's boards actor
 	Gone   <-chan struct{} // closed when the worker is lost
+	Images *images.Source  // the server's deploy images, as workers fetch them
 }
 
 // Timing of a board proxy.
@@ -62,7 +64,7 @@ func (a *nodeActor) startRemote(ctx actor.Context, rb RemoteBoard) {
 	group := ctx.Parent()
 	a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, next: 1,
-			held: map[uint64]*workerpb.ConsoleLines{}}
+			held: map[uint64]*workerpb.ConsoleLines{}, served: map[string]*images.Reader{}, naming: map[int]context.CancelFunc{}}
 	}))
 	a.next(ctx, 0)
 }
@@ -81,7 +83,7 @@ type boardProxy struct {
 	group   *actor.PID
 	session string
 	host    *actor.PID // the worker's board host, once it opened the board
-	pending []*doAction
+	pending []*workerpb.DoAction
 	failed  error
 	next    uint64 // the console batch due next
 	held    map[uint64]*workerpb.ConsoleLines
@@ -89,6 +91,11 @@ type boardProxy struct {
 	stopMN  context.CancelFunc
 	mnCtx   context.Context
 	stop    func() bool
+
+	// served are the images of the session's deploy actions, by
+	// checksum: the worker may fetch these only.
+	served map[string]*images.Reader
+	naming map[int]context.CancelFunc // deploy actions whose images are being named
 }
 
 func (p *boardProxy) Receive(ctx actor.Context) {
@@ -101,15 +108,31 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		p.stop = p.cfg.Clock.AfterFunc(openTimeout, func() { root.Send(self, &proxyOpenTimeout{}) })
 	case *doAction:
-		switch {
-		case p.failed != nil:
-			ctx.Send(ctx.Parent(), &actionResult{index: m.index, err: p.failed})
-		case p.host == nil:
-			p.pending = append(p.pending, m)
-		default:
-			ctx.Send(p.host, toPB(p.session, m))
+		if m.action.Type == jobs.Deploy && len(imageFields(m.action)) > 0 {
+			p.nameImages(ctx, m)
+			return
 		}
+		p.send(ctx, toPB(p.session, m))
+	case *imagesNamed:
+		delete(p.naming, m.index)
+		if m.err != nil {
+			ctx.Send(ctx.Parent(), &actionResult{index: m.index, err: fmt.Errorf("board %s: %w", p.board.Name, m.err)})
+			return
+		}
+		for sum, r := range m.readers {
+			if p.served[sum] == nil {
+				p.served[sum] = r
+			} else {
+				r.Close()
+			}
+		}
+		p.send(ctx, m.pb)
+	case *workerpb.FetchImage:
+		p.fetchImage(ctx, m)
 	case *abortAction:
+		if cancel := p.naming[m.index]; cancel != nil {
+			cancel()
+		}
 		if p.host != nil {
 			ctx.Send(p.host, &workerpb.AbortAction{Session: p.session, Index: int32(m.index)})
 		}
@@ -132,7 +155,7 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 			return
 		}
 		for _, d := range p.pending {
-			ctx.Send(p.host, toPB(p.session, d))
+			ctx.Send(p.host, d)
 		}
 		p.pending = nil
 	case *workerpb.ActionDone:
@@ -153,6 +176,22 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 		p.disarm()
 		p.stopMN()
 		p.close(ctx)
+		for _, r := range p.served {
+			r.Close()
+		}
+	}
+}
+
+// send sends an action to the board host, or holds it until the board is
+// open.
+func (p *boardProxy) send(ctx actor.Context, d *workerpb.DoAction) {
+	switch {
+	case p.failed != nil:
+		ctx.Send(ctx.Parent(), &actionResult{index: int(d.Index), err: p.failed})
+	case p.host == nil:
+		p.pending = append(p.pending, d)
+	default:
+		ctx.Send(p.host, d)
 	}
 }
 
@@ -173,7 +212,7 @@ func (p *boardProxy) disarm() {
 func (p *boardProxy) fail(ctx actor.Context, err error) {
 	p.failed = err
 	for _, d := range p.pending {
-		ctx.Send(ctx.Parent(), &actionResult{index: d.index, err: err})
+		ctx.Send(ctx.Parent(), &actionResult{index: int(d.Index), err: err})
 	}
 	p.pending = nil
 }
@@ -281,7 +320,7 @@ func (p *boardProxy) close(ctx actor.Context) {
 // toPB is an action as it crosses to the worker.
 func toPB(session string, d *doAction) *workerpb.DoAction {
 	out := &workerpb.DoAction{Session: session, Index: int32(d.index), Type: string(d.action.Type), Name: d.action.Name,
-		Run: d.test.Script, Image: d.action.Image, Parse: d.action.Parse, Fixup: d.action.Fixup, Files: d.test.Files}
+		Run: d.test.Script, Parse: d.action.Parse, Fixup: d.action.Fixup, Files: d.test.Files}
 	if d.test.Pattern != nil {
 		out.Parse = d.test.Pattern.String()
 	}
@@ -356,7 +395,7 @@ func (g *groupActor) loseNodes(ctx actor.Context, m *loseNodes) {
 
 // fromPBAction is an action as the worker's board actor performs it.
 func fromPBAction(m *workerpb.DoAction) *doAction {
-	act := jobs.Action{Type: jobs.ActionType(m.Type), Name: m.Name, Run: m.Run, Image: m.Image, Parse: m.Parse, Fixup: m.Fixup}
+	act := jobs.Action{Type: jobs.ActionType(m.Type), Name: m.Name, Run: m.Run, Parse: m.Parse, Fixup: m.Fixup}
 	for _, r := range m.Before {
 		act.Before = append(act.Before, jobs.Request{Kind: r.Kind, ID: r.Id, Args: r.Args})
 	}

@@ -1,6 +1,8 @@
 package actors_test
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/sim"
+	"github.com/troupe-lab/troupe/workers/images"
 )
 
 // The board proxy and board host in one process: the lab's node actors
@@ -42,12 +45,18 @@ type worker struct {
 
 // newWorkerLab is a lab of workers' boards only; the workers join in order.
 func newWorkerLab(t *testing.T, workers ...worker) *workerLab {
+	return newWorkerLabWith(t, nil, workers...)
+}
+
+// newWorkerLabWith is newWorkerLab with the server's image source.
+func newWorkerLabWith(t *testing.T, src *images.Source, workers ...worker) *workerLab {
 	t.Helper()
 	w := &workerLab{t: t, dir: t.TempDir(), boards: map[string]*actor.PID{}}
 	w.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
 	w.lab = actors.StartLab(w.system, actors.LabConfig{Lab: &lab.Lab{File: "workers"}, Workers: true, Retries: 1, BadAfter: 1,
+		Images: src,
 		Open: func(string, lab.Board) (actors.Backend, error) {
 			t.Error("a worker's board opened on the server")
 			return nil, os.ErrNotExist
@@ -58,10 +67,14 @@ func newWorkerLab(t *testing.T, workers ...worker) *workerLab {
 		for _, n := range wk.boards {
 			bs = append(bs, lab.Board{Name: n, DeviceType: "sim", Tags: []string{name}, Backend: lab.Sim})
 		}
+		data := w.workerData(name)
+		cache, err := images.NewCache(filepath.Join(data, "images"), 0, 0)
+		require.NoError(t, err)
 		pid, err := w.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-			return actors.NewWorkerBoards(actors.WorkerBoardsConfig{Worker: name, Boards: bs,
+			return actors.NewWorkerBoards(actors.WorkerBoardsConfig{Worker: name, Boards: bs, Images: cache,
 				Open: func(_ string, b lab.Board) (actors.Backend, error) {
-					return sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(w.dir, "boards", b.Name), Unsandboxed: true})
+					sb, err := sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(data, "boards", b.Name), Unsandboxed: true})
+					return workerSim{Board: sb, data: data}, err
 				}})
 		}), "boards-"+name)
 		require.NoError(t, err)
@@ -74,6 +87,25 @@ func newWorkerLab(t *testing.T, workers ...worker) *workerLab {
 		goleak.VerifyNone(t, leakOptions...)
 	})
 	return w
+}
+
+// workerData is worker name's data directory.
+func (w *workerLab) workerData(name string) string {
+	return filepath.Join(w.dir, "workers", name)
+}
+
+// workerSim is a sim board on a worker that reads no image outside its
+// worker's data directory: the server's files are not the worker's.
+type workerSim struct {
+	*sim.Board
+	data string
+}
+
+func (b workerSim) Deploy(ctx context.Context, image string) error {
+	if rel, err := filepath.Rel(b.data, image); image != "" && (err != nil || !filepath.IsLocal(rel)) {
+		return fmt.Errorf("deploy %s: not a file of this worker (%s)", image, b.data)
+	}
+	return b.Board.Deploy(ctx, image)
 }
 
 func (w *workerLab) run(src string, during func(book *logbook.Book)) (*report.Results, string) {

@@ -11,7 +11,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/troupe-lab/troupe/actors"
 	"github.com/troupe-lab/troupe/hardware"
+	"github.com/troupe-lab/troupe/hardware/power"
 	"github.com/troupe-lab/troupe/lab"
 )
 
@@ -52,20 +54,26 @@ const consoleMessage = 4096
 // job's: 409 names the job (its stream shows the console, read-only).
 func (s *Server) console(w http.ResponseWriter, r *http.Request, c caller) {
 	name := r.PathValue("name")
-	b, ok := s.board(w, name)
+	b, ok := s.board(w, name, false)
 	if !ok {
 		return
 	}
-	if b.Hardware == nil {
+	if b.Hardware == nil && b.Backend != workerBackend {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("board %s: not a hardware board (backend %s)", name, b.Backend))
 		return
 	}
 	if !s.heldBy(w, name, c, ": its console is the job's (read-only: the job's stream)") {
 		return
 	}
-	con, err := hardware.OpenConsole(b, s.log)
+	var con io.ReadWriteCloser
+	var err error
+	if b.Backend == workerBackend {
+		con, err = s.lab.WorkerConsole(name)
+	} else {
+		con, err = hardware.OpenConsole(b, s.log)
+	}
 	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
+		writeError(w, opStatus(err), err.Error())
 		return
 	}
 	defer con.Close()
@@ -121,15 +129,49 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// board is the lab's board called name, or a 404 written.
-func (s *Server) board(w http.ResponseWriter, name string) (lab.Board, bool) {
+// workerBackend is the backend of a worker's board as the server sees
+// it: its worker has its lab entry.
+const workerBackend = "worker"
+
+// board is the lab's board called name (a worker's: backend
+// workerBackend), or a 404 written. A worker's board whose worker is
+// lost is a 503 naming the worker, unless offline is allowed.
+func (s *Server) board(w http.ResponseWriter, name string, offline bool) (lab.Board, bool) {
 	for _, b := range s.labDef.Boards {
 		if b.Name == name {
 			return b, true
 		}
 	}
+	bs, err := s.lab.Boards()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return lab.Board{}, false
+	}
+	for _, b := range bs {
+		if b.Name != name || b.Worker == "" {
+			continue
+		}
+		if b.Offline && !offline {
+			writeError(w, http.StatusServiceUnavailable, (&actors.WorkerLostError{Board: name, Worker: b.Worker}).Error())
+			return lab.Board{}, false
+		}
+		return lab.Board{Name: name, DeviceType: b.DeviceType, Backend: workerBackend}, true
+	}
 	writeError(w, http.StatusNotFound, fmt.Sprintf("no device %q", name))
 	return lab.Board{}, false
+}
+
+// opStatus is the HTTP status of a failed operator command: the board's
+// worker refused it (400), is lost (503), or the board failed (502).
+func opStatus(err error) int {
+	var lost *actors.WorkerLostError
+	switch {
+	case errors.Is(err, actors.ErrRefused):
+		return http.StatusBadRequest
+	case errors.As(err, &lost):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
 }
 
 // reservation is the current reservation state of board name.
@@ -159,7 +201,7 @@ func decodeOp(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c caller) {
 	name := r.PathValue("name")
-	if _, ok := s.board(w, name); !ok {
+	if _, ok := s.board(w, name, false); !ok {
 		return
 	}
 	var body struct {
@@ -186,7 +228,7 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c caller) {
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request, c caller) {
 	name := r.PathValue("name")
-	if _, ok := s.board(w, name); !ok {
+	if _, ok := s.board(w, name, true); !ok {
 		return
 	}
 	if err := s.lab.Release(name); err != nil {
@@ -201,7 +243,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c caller) {
 // reserved by the caller: a job must not find it switched under it.
 func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
 	name := r.PathValue("name")
-	b, ok := s.board(w, name)
+	b, ok := s.board(w, name, false)
 	if !ok {
 		return
 	}
@@ -217,10 +259,13 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("action %q: want on, off, cycle or status", body.Action))
 		return
 	}
-	sw, err := hardware.Switch(b)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+	var sw power.Switch
+	if b.Backend != workerBackend {
+		var err error
+		if sw, err = hardware.Switch(b); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	if body.Action != "status" {
 		if !s.heldBy(w, name, c, "") {
@@ -229,6 +274,16 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), opPowerTimeout)
 	defer cancel()
+	if sw == nil {
+		on, err := s.lab.WorkerPower(ctx, name, body.Action)
+		if err != nil {
+			writeError(w, opStatus(err), err.Error())
+			return
+		}
+		s.powered(w, name, body.Action, c, on)
+		return
+	}
+	var err error
 	switch body.Action {
 	case "on":
 		err = sw.On(ctx)
@@ -247,8 +302,13 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	if body.Action != "status" {
-		s.log.Info("device power", "device", name, "action", body.Action, "by", c.name)
+	s.powered(w, name, body.Action, c, on)
+}
+
+// powered logs a power command done and answers with the state read back.
+func (s *Server) powered(w http.ResponseWriter, name, action string, c caller, on bool) {
+	if action != "status" {
+		s.log.Info("device power", "device", name, "action", action, "by", c.name)
 	}
 	s.answerReservation(w, name, map[bool]string{true: "on", false: "off"}[on])
 }

@@ -21,7 +21,7 @@ const consoleEscape = 0x1d
 func init() {
 	commandHelps["console"] = commandHelp{
 		synopsis: "troupe console BOARD --lab LAB.toml\n       troupe console BOARD [--server URL] [--token T]",
-		about:    "Attach this terminal to a real board's console (serial, or TCP: raw, telnet, RFC 2217 as its\nlab entry says), in raw mode; Ctrl-] leaves. With --lab, directly (a job running on the board\ncompetes for the console); else through the server with an admin token: interactive on a board\nyou reserved, read-only (the job's console lines) while a job runs on it.",
+		about:    "Attach this terminal to a real board's console (serial, or TCP: raw, telnet, RFC 2217 as its\nlab entry says), in raw mode; Ctrl-] leaves. With --lab, directly (a job running on the board\ncompetes for the console); else through the server with an admin token: interactive on a board\nyou reserved, read-only (the job's console lines) while a job runs on it; a worker's board through its worker.",
 		example:  "troupe console bbb-03 --lab examples/labs/rpi-farm.toml",
 	}
 }

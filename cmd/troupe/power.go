@@ -20,7 +20,7 @@ const powerTimeout = 5 * time.Minute
 func init() {
 	commandHelps["power"] = commandHelp{
 		synopsis: "troupe power BOARD on|off|cycle|status --lab LAB.toml\n       troupe power BOARD on|off|cycle|status [--server URL] [--token T]",
-		about:    "Switch a real board by hand, through its power switch as a run uses it (read back and\nretried, cycle_delay kept between off and on); prints the state read back. With --lab, directly;\nelse through the server, with an admin token, on a board reserved by that token (troupe reserve).",
+		about:    "Switch a real board by hand, through its power switch as a run uses it (read back and\nretried, cycle_delay kept between off and on); prints the state read back. With --lab, directly;\nelse through the server, with an admin token, on a board reserved by that token (troupe reserve);\na worker's board is switched by its worker.",
 		example:  "troupe power bbb-03 cycle --lab examples/labs/rpi-farm.toml",
 	}
 }

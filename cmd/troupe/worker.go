@@ -29,6 +29,7 @@ import (
 	"github.com/troupe-lab/troupe/server"
 	"github.com/troupe-lab/troupe/sim"
 	"github.com/troupe-lab/troupe/workers"
+	"github.com/troupe-lab/troupe/workers/images"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -42,7 +43,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	tlsDir := fs.String("tls", "", "directory with ca.pem and NAME.pem, NAME-key.pem (troupe ca issue); without: loopback only")
 	listen := fs.String("listen", "127.0.0.1:0", "address this worker listens on for the server")
 	advertise := fs.String("advertise", "", "HOST:PORT the server reaches this worker at (default: --listen's)")
-	data := fs.String("data", "./troupe-worker-data", "directory of the boards' sandboxes")
+	data := fs.String("data", "./troupe-worker-data", "directory of the boards' sandboxes and of the deploy images fetched from the server (images/, by checksum)")
 	verbose := fs.Bool("v", false, "debug logs")
 	serverTimeout := fs.Duration("server-timeout", workers.DefaultLostAfter, "a server that answers no heartbeat this long is gone: register again (it is told the worker's running nodes are lost)")
 	if code, ok := parseFlags(fs, args, stdout); !ok {
@@ -102,9 +103,18 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	defer r.Shutdown(false)
+	// The deploy images fetched from the server, by checksum.
+	cache, err := images.NewCache(filepath.Join(*data, "images"), 0, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "troupe worker: %v\n", err)
+		return exitIncomplete
+	}
 	env := backend.Env{Hardware: hardware.Options{Logger: logger}, Networks: qemu.NewNetworks(logger),
 		SimNetworks: sim.NewNetworks(), Unsandboxed: unsandboxed, Logger: logger}
-	boardsActor, err := workers.StartBoards(system, actors.WorkerBoardsConfig{Worker: *name, Boards: l.Boards, Logger: logger,
+	boardsActor, err := workers.StartBoards(system, actors.WorkerBoardsConfig{Worker: *name, Boards: l.Boards, Logger: logger, Images: cache,
+		// troupe power and troupe console through the server.
+		Power:   func(b lab.Board) (actors.WorkerPowerSwitch, error) { return hardware.Switch(b) },
+		Console: func(b lab.Board) (io.ReadWriteCloser, error) { return hardware.OpenConsole(b, logger) },
 		Open: func(_ string, b lab.Board) (actors.Backend, error) {
 			e := env
 			e.Dir = filepath.Join(*data, "boards", b.Name)
