@@ -309,24 +309,35 @@ func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
 			roots[dir] = dr
 		}
 		base := filepath.Base(name)
-		// A file with the same contents as one put before in the same
-		// directory is a hard link to it: no inode to make (nor to remove
-		// at Close). The test shell's helper programs are mostly one
-		// script under many names.
-		same := sameKey{dir, string(files[name])}
-		if first, ok := written[same]; ok {
-			if err := linkFile(dr, first, base); err != nil {
-				return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
+		// A small file with the same contents as one put before in the
+		// same directory is a hard link to it: no inode to make (nor to
+		// remove at Close). The test shell's helper programs are mostly
+		// one script under many names.
+		data := files[name]
+		small := len(data) <= maxLinked
+		var same sameKey
+		if small {
+			same = sameKey{dir, string(data)}
+			if first, ok := written[same]; ok {
+				if err := linkFile(dr, first, base); err != nil {
+					return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
+				}
+				continue
 			}
-			continue
 		}
-		if err := b.putFile(dr, base, files[name], mode); err != nil {
+		if err := b.putFile(dr, base, data, mode); err != nil {
 			return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
 		}
-		written[same] = base
+		if small {
+			written[same] = base
+		}
 	}
 	return nil
 }
+
+// maxLinked bounds the files PutFiles compares (and keeps a copy of) to
+// link equal ones: helpers are small, a job's group file is not.
+const maxLinked = 4096
 
 // sameKey is a directory and the contents of a file put in it.
 type sameKey struct{ dir, data string }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -54,14 +55,16 @@ func TestPutFilesFIFO(t *testing.T) {
 	assert.Equal(t, "x", string(data))
 }
 
-// TestPutFilesLinksSame: files of one put with the same contents in the
-// same directory are one file under several names (hard links); in
-// another directory they are not. A later put under one of the names
-// leaves the others as they were.
+// TestPutFilesLinksSame: small files (at most maxLinked bytes) of one put
+// with the same contents in the same directory are one file under several
+// names (hard links); in another directory, or larger, they are not. A
+// later put under one of the names leaves the others as they were.
 func TestPutFilesLinksSame(t *testing.T) {
 	b, _ := newBoard(t, "put-same")
 	same := []byte("#!/bin/sh\n. troupe-calls\n")
-	require.NoError(t, b.PutFiles(map[string][]byte{"t/bin/a": same, "t/bin/b": same, "t/bin/c": []byte("other"), "t/x/a": same}, 0o755))
+	big := bytes.Repeat([]byte("g"), maxLinked+1)
+	require.NoError(t, b.PutFiles(map[string][]byte{"t/bin/a": same, "t/bin/b": same, "t/bin/c": []byte("other"), "t/x/a": same,
+		"t/bin/g1": big, "t/bin/g2": big}, 0o755))
 	stat := func(name string) os.FileInfo {
 		t.Helper()
 		fi, err := os.Stat(filepath.Join(b.Root(), "tmp", name))
@@ -72,6 +75,7 @@ func TestPutFilesLinksSame(t *testing.T) {
 	assert.False(t, os.SameFile(stat("t/bin/a"), stat("t/bin/c")))
 	assert.False(t, os.SameFile(stat("t/bin/a"), stat("t/x/a")), "another directory: another file")
 	assert.Equal(t, os.FileMode(0o755), stat("t/bin/b").Mode().Perm())
+	assert.False(t, os.SameFile(stat("t/bin/g1"), stat("t/bin/g2")), "larger than maxLinked: not compared")
 
 	require.NoError(t, b.PutFiles(map[string][]byte{"t/bin/a": []byte("new")}, 0o644))
 	got, err := os.ReadFile(filepath.Join(b.Root(), "tmp", "t/bin/b"))
