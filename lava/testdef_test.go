@@ -132,6 +132,11 @@ actions:
 	helper, err := os.ReadFile("../testshell/helpers/troupe-test-case")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "lava-test-case"), helper, 0o755))
+	for _, f := range []string{"troupe-calls", "troupe-programs"} { // the helper's code, sourced
+		data, err := os.ReadFile("../testshell/helpers/" + f)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(bin, f), data, 0o644))
+	}
 	cmd := exec.Command("sh", "-c", run)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))

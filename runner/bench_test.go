@@ -189,6 +189,7 @@ func benchRun(b *testing.B, j *jobs.Job, wantCase string, wantPass int) {
 	}
 	// CPU: this process (harness) and reaped children (shells and all they ran).
 	b.ReportMetric((cpu(self)-cpu(self0)-peak.cpu).Seconds()/float64(b.N), "harness-cpu-s/job")
+	b.ReportMetric(peak.cpu.Seconds()/float64(b.N), "sampler-cpu-s/job")
 	b.ReportMetric((cpu(children)-cpu(children0)).Seconds()/float64(b.N), "shells-cpu-s/job")
 	if peak.rss > 0 {
 		b.ReportMetric(float64(peak.rss)/(1<<20), "tree-rss-MiB")

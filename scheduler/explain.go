@@ -161,19 +161,22 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 	p.markAvoid(j)
 	backfill := p.mayBackfill(j)
 	e := Explanation{JobID: j.ID, Position: pos}
-	var sum strings.Builder
-	sum.Grow(160)
-	sum.WriteString("position ")
-	sum.WriteString(strconv.Itoa(pos))
 	if len(never) > 0 {
 		e.Never = strings.Join(never, "; ")
-		sum.WriteString("; can never run on this lab: ")
-		sum.WriteString(e.Never)
 	}
 	isHead := p.head == j
 	if isHead {
 		e.Head, e.PredictedStart = true, p.headT
-		sum.WriteString("; head of queue")
+	}
+	// The summary's parts are gathered first and the summary built in one
+	// allocation: 10 000 waiting jobs are 10 000 summaries per Plan.
+	parts := p.parts[:0]
+	parts = append(parts, "position ", strconv.Itoa(pos))
+	if len(never) > 0 {
+		parts = append(parts, "; can never run on this lab: ", e.Never)
+	}
+	if isHead {
+		parts = append(parts, "; head of queue")
 	}
 	short := 0 // roles without enough idle boards
 	var reservedSeen []string
@@ -188,24 +191,31 @@ func (p *planner) explain(j *Job, pos int, never []string) Explanation {
 		reservedSeen = append(reservedSeen, st.reserved...)
 		if st.idle < r.Count && len(never) == 0 {
 			short++
-			for _, part := range [...]string{"; role ", r.Name, " needs ", strconv.Itoa(r.Count), " ", r.DeviceType, " boards", withTags(r.Tags), ": ", st.tail} {
-				sum.WriteString(part)
-			}
+			parts = append(parts, "; role ", r.Name, " needs ", strconv.Itoa(r.Count), " ", r.DeviceType, " boards", withTags(r.Tags), ": ", st.tail)
 		}
 	}
 	if short == 0 && len(never) == 0 {
-		sum.WriteString("; enough idle boards for each role, but not for all roles together")
+		parts = append(parts, "; enough idle boards for each role, but not for all roles together")
 	}
 	if isHead {
-		fmt.Fprintf(&sum, "; reserved %s; predicted start %s", list(p.resvList), in(p.headT.Sub(p.s.Now)))
+		parts = append(parts, "; reserved ", list(p.resvList), "; predicted start ", in(p.headT.Sub(p.s.Now)))
 	} else if len(reservedSeen) > 0 && len(never) == 0 {
 		slices.Sort(reservedSeen)
 		reservedSeen = slices.Compact(reservedSeen)
-		for _, part := range [...]string{"; waiting for ", p.head.ID, " (head of queue, reserved ", list(reservedSeen), ")"} {
-			sum.WriteString(part)
-		}
+		parts = append(parts, "; waiting for ", p.head.ID, " (head of queue, reserved ", list(reservedSeen), ")")
+	}
+	n := 0
+	for _, part := range parts {
+		n += len(part)
+	}
+	var sum strings.Builder
+	sum.Grow(n)
+	for _, part := range parts {
+		sum.WriteString(part)
 	}
 	e.Summary = sum.String()
+	clear(parts)
+	p.parts = parts[:0]
 	return e
 }
 

@@ -57,10 +57,11 @@ func (f *Feasibility) Never(j Job) error {
 // never returns why j can never run on the lab, or nil.
 func (p *planner) never(j *Job) []string {
 	p.markAvoid(j)
-	key := ""
+	var key []byte // nil: not cached (the job avoids boards)
 	if len(j.Avoid) == 0 {
-		key = rolesKey(j.Roles)
-		if p.feasible[key] {
+		p.keyBuf = rolesKey(p.keyBuf[:0], j.Roles)
+		key = p.keyBuf
+		if p.feasible[string(key)] { // no allocation for the lookup
 			return nil
 		}
 	}
@@ -133,30 +134,29 @@ func (p *planner) never(j *Job) []string {
 		return []string{fmt.Sprintf("roles %s together need %d boards (%s); the lab has %d that fit them",
 			strings.Join(names, ", "), need, strings.Join(counts, ", "), boards)}
 	}
-	if key != "" {
+	if key != nil {
 		if p.feasible == nil {
 			p.feasible = map[string]bool{}
 		}
-		p.feasible[key] = true
+		p.feasible[string(key)] = true
 	}
 	return nil
 }
 
-// rolesKey identifies what the roles need (device type, tags, count) for
-// the feasibility cache of jobs that avoid no board.
-func rolesKey(roles []Role) string {
-	var k strings.Builder
+// rolesKey appends to k what the roles need (device type, tags, count):
+// the key of the feasibility cache of jobs that avoid no board.
+func rolesKey(k []byte, roles []Role) []byte {
 	for _, r := range roles {
-		k.WriteString(r.DeviceType)
+		k = append(k, r.DeviceType...)
 		for _, t := range r.Tags {
-			k.WriteByte(0)
-			k.WriteString(t)
+			k = append(k, 0)
+			k = append(k, t...)
 		}
-		k.WriteByte(1)
-		k.WriteString(strconv.Itoa(r.Count))
-		k.WriteByte(2)
+		k = append(k, 1)
+		k = strconv.AppendInt(k, int64(r.Count), 10)
+		k = append(k, 2)
 	}
-	return k.String()
+	return k
 }
 
 func withTags(tags []string) string {

@@ -167,8 +167,14 @@ const farFuture = 100 * 365 * 24 * time.Hour
 // spec is the static part of a role: the boards of its device type that
 // carry its tags, computed once per Plan per distinct (type, tags).
 type spec struct {
-	fit       []int // boards of the type with all the tags, lab order
-	usable    []int // the healthy ones among fit
+	fit    []int // boards of the type with all the tags, lab order
+	usable []int // the healthy ones among fit
+	// idle holds the usable boards not busy and not held for manual work
+	// as of the planner's start count idleAt (boards only become busy
+	// during a Plan: a stale list is filtered, never rebuilt).
+	idle      []int
+	idleAt    int
+	idleSet   bool
 	mayServe  []int // the ones among fit whose health MayServe
 	ofType    int
 	lackTags  map[string]int
@@ -184,9 +190,11 @@ type planner struct {
 	busyBy  []string    // job holding the board, or ""
 	freeAt  []time.Time // predicted end of the holder; Now if idle
 	resv    []string    // job the board is reserved for, or ""
-	specs   map[string]*spec
+	specs   map[specKey]*spec
 	states  map[stateKey]*roleState
 	noShare bool // count every waiting job's roles from scratch
+	noIdle  bool // tryStart scans the usable boards, not the idle lists
+	starts  int  // jobs started so far in this Plan (specs' idle lists)
 	byType  map[string][]int
 	// idleOfType counts the boards of each device type that are healthy,
 	// not busy and not held for manual work: no job needing more of a type
@@ -207,8 +215,10 @@ type planner struct {
 	neverCands [][]int
 	neverBuf   []int
 	feasible   map[string]bool
+	keyBuf     []byte
 	nodeCands  [][]int
 	buf        []int
+	parts      []string // explain's summary parts
 }
 
 func healthy(b Board, checked map[string]bool) bool {
@@ -232,7 +242,7 @@ func newPlanner(s State) *planner {
 		busyBy:  make([]string, n),
 		freeAt:  make([]time.Time, n),
 		resv:    make([]string, n),
-		specs:   map[string]*spec{},
+		specs:   map[specKey]*spec{},
 		byType:  map[string][]int{},
 		avoid:   make([]uint32, n),
 
@@ -290,10 +300,22 @@ func hasTag(tags []string, t string) bool {
 	return false
 }
 
+// specKey names a spec: device type and tags (one tag as is, several
+// joined), built without allocating for the usual zero or one tag.
+type specKey struct {
+	typ  string
+	n    int // how many tags
+	tags string
+}
+
 func (p *planner) spec(r *Role) *spec {
-	key := r.DeviceType
-	if len(r.Tags) > 0 {
-		key += "\x00" + strings.Join(r.Tags, "\x00")
+	key := specKey{typ: r.DeviceType, n: len(r.Tags)}
+	switch len(r.Tags) {
+	case 0:
+	case 1:
+		key.tags = r.Tags[0]
+	default:
+		key.tags = strings.Join(r.Tags, "\x00")
 	}
 	if sp, ok := p.specs[key]; ok {
 		return sp
@@ -365,6 +387,26 @@ func (p *planner) usableNow(j *Job, i int, backfill bool) bool {
 
 func usableList(sp *spec) []int { return sp.usable }
 
+// idleList is the usable boards of sp not busy and not held for manual
+// work now: tryStart's candidates, so that a job does not scan the boards
+// of its type that earlier jobs took.
+func (p *planner) idleList(sp *spec) []int {
+	if !sp.idleSet {
+		sp.idleSet, sp.idleAt = true, p.starts
+		for _, i := range sp.usable {
+			if p.busyBy[i] == "" && p.heldBy[i] == "" {
+				sp.idle = append(sp.idle, i)
+			}
+		}
+		return sp.idle
+	}
+	if sp.idleAt != p.starts {
+		sp.idleAt = p.starts
+		sp.idle = slices.DeleteFunc(sp.idle, func(i int) bool { return p.busyBy[i] != "" })
+	}
+	return sp.idle
+}
+
 // tryStart starts j now if every node gets a usable board.
 func (p *planner) tryStart(j *Job, d *Decision) bool {
 	for ri, r := range j.Roles {
@@ -379,7 +421,11 @@ func (p *planner) tryStart(j *Job, d *Decision) bool {
 		}
 	}
 	backfill := p.mayBackfill(j)
-	got := p.match(j, usableList, func(i int) bool { return p.usableNow(j, i, backfill) })
+	list := p.idleList
+	if p.noIdle {
+		list = usableList
+	}
+	got := p.match(j, list, func(i int) bool { return p.usableNow(j, i, backfill) })
 	if got == nil {
 		return false
 	}
@@ -399,6 +445,7 @@ func (p *planner) tryStart(j *Job, d *Decision) bool {
 			p.idleOfType[p.boards[b].DeviceType]--
 		}
 	}
+	p.starts++
 	d.Start = append(d.Start, st)
 	return true
 }
@@ -460,26 +507,42 @@ func queueOrder(a, b *Job) int {
 // health check, and why every other job waits. See the package comment for
 // the policy.
 func Plan(s State) Decision {
-	return plan(s, true, true)
+	return plan(s, options{})
 }
 
-// plan is Plan; reserve=false disables the head's reservation (for tests
-// that show the starvation it prevents), share=false the sharing of role
-// counts between waiting jobs (for tests that check the sharing).
-func plan(s State, reserve, share bool) Decision {
+// options switch parts of Plan off, for tests that show what a part
+// prevents or that it decides as the plain way would: noReserve, the
+// head's reservation (the starvation it prevents); noShare, the sharing of
+// role counts between waiting jobs; noIdle, the idle lists of tryStart
+// (every start then scans all the usable boards of its roles).
+type options struct{ noReserve, noShare, noIdle bool }
+
+// plan is Plan with options.
+func plan(s State, o options) Decision {
 	p := newPlanner(s)
-	p.noShare = !share
+	p.noShare, p.noIdle = o.noShare, o.noIdle
 	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, len(s.Queue))}
 	for i, b := range s.Boards {
 		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)
 		}
 	}
-	queue := make([]*Job, len(s.Queue))
-	for i := range s.Queue {
-		queue[i] = &s.Queue[i]
+	// Sorted by position: ties of queueOrder keep the given order, as a
+	// stable sort would, at the cost of an unstable one.
+	order := make([]int, len(s.Queue))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortStableFunc(queue, queueOrder)
+	slices.SortFunc(order, func(a, b int) int {
+		if c := queueOrder(&s.Queue[a], &s.Queue[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	queue := make([]*Job, len(s.Queue))
+	for i, k := range order {
+		queue[i] = &s.Queue[k]
+	}
 
 	type waiting struct {
 		j     *Job
@@ -493,7 +556,7 @@ func plan(s State, reserve, share bool) Decision {
 			continue
 		}
 		w := waiting{j: j, pos: pos + 1}
-		if p.head == nil && reserve {
+		if p.head == nil && !o.noReserve {
 			if w.never = p.never(j); w.never == nil {
 				p.makeHead(j)
 			}

@@ -544,8 +544,8 @@ func TestExplainShared(t *testing.T) {
 				s.Queue[i].Avoid = append(s.Queue[i].Avoid, b, b)
 			}
 		}
-		want := plan(s, true, false)
-		got := plan(s, true, true)
+		want := plan(s, options{noShare: true})
+		got := plan(s, options{})
 		require.Equal(t, want, got, "seed %d", seed)
 		for _, e := range got.Explain {
 			for _, rw := range e.Roles {
@@ -554,6 +554,29 @@ func TestExplainShared(t *testing.T) {
 		}
 	}
 	require.NotZero(t, avoided, "some waiting job avoids an idle board")
+}
+
+// TestIdleListsDecideAsAScan: tryStart's idle lists (the usable boards of
+// a role not yet taken, filtered as jobs start) give the decision that
+// scanning every usable board gives, on random labs with busy, reserved
+// and avoided boards and a head.
+func TestIdleListsDecideAsAScan(t *testing.T) {
+	starts := 0
+	for seed := range uint64(30) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		s := randomState(r, 60+r.IntN(200), 50+r.IntN(300))
+		for i := range s.Boards {
+			if r.IntN(15) == 0 {
+				s.Boards[i].ReservedBy, s.Boards[i].ReservedUntil = "op", t0.Add(time.Duration(1+r.IntN(90))*time.Minute)
+			}
+		}
+		want := plan(s, options{noIdle: true})
+		got := plan(s, options{})
+		require.Equal(t, want, got, "seed %d", seed)
+		checkDecision(t, s, got)
+		starts += len(got.Start)
+	}
+	require.Greater(t, starts, 30, "jobs started, so the lists were filtered")
 }
 
 // processCPU is the user+system CPU time of this process so far: on a

@@ -98,7 +98,7 @@ func simulate(t *testing.T, seed uint64, bigPrio int, randomTimeouts, reserve bo
 		for _, rn := range running {
 			s.Running = append(s.Running, rn.Running)
 		}
-		d := plan(s, reserve, true)
+		d := plan(s, options{noReserve: !reserve})
 		checkDecision(t, s, d)
 		bigWaiting := false
 		if e, ok := d.Explain["big"]; ok {

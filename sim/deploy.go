@@ -269,6 +269,7 @@ func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
 		return ownBySandbox(r, name)
 	}
 	made := map[string]bool{}
+	written := map[sameKey]string{} // → the name it was put under
 	// One root per directory: a file is then opened with one openat, not
 	// one per path element.
 	roots := map[string]*os.Root{".": r}
@@ -307,22 +308,66 @@ func (b *Board) PutFiles(files map[string][]byte, mode fs.FileMode) error {
 			}
 			roots[dir] = dr
 		}
-		if err := b.putFile(dr, filepath.Base(name), files[name], mode); err != nil {
+		base := filepath.Base(name)
+		// A small file with the same contents as one put before in the
+		// same directory is a hard link to it: no inode to make (nor to
+		// remove at Close). The test shell's helper programs are mostly
+		// one script under many names.
+		data := files[name]
+		small := len(data) <= maxLinked
+		var same sameKey
+		if small {
+			same = sameKey{dir, string(data)}
+			if first, ok := written[same]; ok {
+				if err := linkFile(dr, first, base); err != nil {
+					return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
+				}
+				continue
+			}
+		}
+		if err := b.putFile(dr, base, data, mode); err != nil {
 			return fmt.Errorf("put files on %s: %s: %w", b.o.Name, name, err)
+		}
+		if small {
+			written[same] = base
 		}
 	}
 	return nil
 }
 
+// maxLinked bounds the files PutFiles compares (and keeps a copy of) to
+// link equal ones: helpers are small, a job's group file is not.
+const maxLinked = 4096
+
+// sameKey is a directory and the contents of a file put in it.
+type sameKey struct{ dir, data string }
+
+// linkFile makes name a hard link to first, replacing what is there.
+func linkFile(r *os.Root, first, name string) error {
+	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return r.Link(first, name)
+}
+
 // putFile writes one file through one open descriptor (a path walk in r
-// costs several system calls: one per file, not three). O_NONBLOCK: a FIFO
-// the board's processes put in its place makes the open fail, not hang.
+// costs several system calls: one per file, not three). Whatever is at
+// name goes first and the file is made new (O_EXCL): a FIFO the board's
+// processes put in its place cannot block the open, a link cannot lead
+// the write elsewhere, and a file hard-linked under other names by an
+// earlier put is not changed under them.
 func (b *Board) putFile(r *os.Root, name string, data []byte, mode fs.FileMode) error {
-	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NONBLOCK, mode)
+	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, mode)
 	if err != nil {
 		return err
 	}
-	err = writeRegular(f, data, mode)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode) // the umask may have taken bits at the create
+	}
 	if err == nil && !b.o.Unsandboxed && os.Geteuid() == 0 {
 		uid, gid := sandboxIDs()
 		err = f.Chown(uid, gid)
@@ -331,18 +376,4 @@ func (b *Board) putFile(r *os.Root, name string, data []byte, mode fs.FileMode) 
 		err = cerr
 	}
 	return err
-}
-
-func writeRegular(f *os.File, data []byte, mode fs.FileMode) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", f.Name())
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Chmod(mode)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -217,8 +218,31 @@ func loopbackUp() error {
 
 // CheckSandbox builds one sandbox (a private network, a shell stage and an
 // init that stops once its mounts are made) and reports why it could not,
-// naming the kernel setting that refused namespaces when one did.
+// naming the kernel setting that refused namespaces when one did. Once a
+// check has passed, the process does not build one again (it costs two
+// starts of this program and a chain of namespace tools: a quarter of a
+// second or more under load, paid by every job run in the process): a
+// later change of the kernel's settings shows as the boards' sandbox
+// errors, never as a board without a sandbox. A failed check is redone.
 func CheckSandbox() error {
+	if sandboxChecked.Load() {
+		return nil
+	}
+	if err := checkSandbox(); err != nil {
+		return err
+	}
+	sandboxChecked.Store(true)
+	return nil
+}
+
+// sandboxChecked: a sandbox check passed in this process.
+var sandboxChecked atomic.Bool
+
+// sandboxChecks counts the sandboxes built by checks (for tests).
+var sandboxChecks atomic.Int64
+
+func checkSandbox() error {
+	sandboxChecks.Add(1)
 	ns := NewNetworks()
 	n, err := ns.join("")
 	if err != nil {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -34,7 +35,7 @@ func TestPutFiles(t *testing.T) {
 }
 
 // TestPutFilesFIFO: a FIFO the board's processes put where a file goes
-// makes the put fail at once instead of blocking the harness on its open.
+// cannot block the harness on its open: it is replaced by the file.
 func TestPutFilesFIFO(t *testing.T) {
 	b, _ := newBoard(t, "put-fifo")
 	require.NoError(t, b.PutFiles(map[string][]byte{"troupe/run.sh": []byte("true\n")}, 0o755))
@@ -45,8 +46,42 @@ func TestPutFilesFIFO(t *testing.T) {
 	go func() { done <- b.PutFiles(map[string][]byte{"troupe/run.sh": []byte("x")}, 0o755) }()
 	select {
 	case err := <-done:
-		assert.Error(t, err)
+		require.NoError(t, err)
 	case <-time.After(waitTO):
 		t.Fatal("PutFiles blocked on a FIFO")
 	}
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(data))
+}
+
+// TestPutFilesLinksSame: small files (at most maxLinked bytes) of one put
+// with the same contents in the same directory are one file under several
+// names (hard links); in another directory, or larger, they are not. A
+// later put under one of the names leaves the others as they were.
+func TestPutFilesLinksSame(t *testing.T) {
+	b, _ := newBoard(t, "put-same")
+	same := []byte("#!/bin/sh\n. troupe-calls\n")
+	big := bytes.Repeat([]byte("g"), maxLinked+1)
+	require.NoError(t, b.PutFiles(map[string][]byte{"t/bin/a": same, "t/bin/b": same, "t/bin/c": []byte("other"), "t/x/a": same,
+		"t/bin/g1": big, "t/bin/g2": big}, 0o755))
+	stat := func(name string) os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(b.Root(), "tmp", name))
+		require.NoError(t, err)
+		return fi
+	}
+	assert.True(t, os.SameFile(stat("t/bin/a"), stat("t/bin/b")), "same contents, same directory: one file")
+	assert.False(t, os.SameFile(stat("t/bin/a"), stat("t/bin/c")))
+	assert.False(t, os.SameFile(stat("t/bin/a"), stat("t/x/a")), "another directory: another file")
+	assert.Equal(t, os.FileMode(0o755), stat("t/bin/b").Mode().Perm())
+	assert.False(t, os.SameFile(stat("t/bin/g1"), stat("t/bin/g2")), "larger than maxLinked: not compared")
+
+	require.NoError(t, b.PutFiles(map[string][]byte{"t/bin/a": []byte("new")}, 0o644))
+	got, err := os.ReadFile(filepath.Join(b.Root(), "tmp", "t/bin/b"))
+	require.NoError(t, err)
+	assert.Equal(t, string(same), string(got), "b kept its contents")
+	got, err = os.ReadFile(filepath.Join(b.Root(), "tmp", "t/bin/a"))
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(got))
 }

@@ -185,8 +185,14 @@ func TestRefusalCauseNamesTheSetting(t *testing.T) {
 	assert.Contains(t, err.Error(), `sandbox = "none"`)
 }
 
+// TestCheckSandbox: the check passes here, and once it has passed the
+// process does not build a sandbox for it again.
 func TestCheckSandbox(t *testing.T) {
 	require.NoError(t, CheckSandbox())
+	n := sandboxChecks.Load()
+	require.NoError(t, CheckSandbox())
+	require.NoError(t, CheckSandbox())
+	assert.Equal(t, n, sandboxChecks.Load(), "no sandbox built after a passed check")
 }
 
 // TestCheckSandboxRefused runs the check in a user namespace whose

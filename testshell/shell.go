@@ -309,14 +309,16 @@ var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 // Init prepares a freshly logged-in shell: no echo, no prompts, and the
 // troupe helpers installed in $TROUPE_DIR/bin — typed through the console
 // unless their stamp shows them there already (put there by the backend,
-// or by an earlier boot of the same board).
+// or by an earlier boot of the same board). With the stamp there, Init
+// starts one program (stty): every program start is a few milliseconds of
+// a job's boot.
 func (s *Shell) Init(ctx context.Context) error {
 	files, err := Helpers()
 	if err != nil {
 		return err
 	}
 	sum := strings.TrimSpace(string(files[sumFile]))
-	code, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; mkdir -p "$TROUPE_DIR/bin"; `+
+	code, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
 		`h=; read -r h 2>/dev/null <"$TROUPE_DIR/`+sumFile+`"; [ "$h" = `+sum+` ]`)
 	if err != nil {
 		return fmt.Errorf("init shell: %w", err)

@@ -200,7 +200,7 @@ for v in GREETING QUOTED SPECIAL EMPTY MULTI ORDER TROUPE_DIR TROUPE_TEST_PID; d
 	eval "printf '%s' \"\$$v\"" > "$TROUPE_DIR/env-$v"
 done
 printf '%s' "$$" > "$TROUPE_DIR/env-pid"
-command -v troupe-test-case > "$TROUPE_DIR/env-helper"
+sh -c 'command -v troupe-test-case' > "$TROUPE_DIR/env-helper" # (the script's shell has it as an alias)
 sh -c 'printf "%s" "$GREETING"' > "$TROUPE_DIR/env-exported"
 `
 	out := r.run(t, script, env...)

@@ -200,6 +200,37 @@ func TestConsoleMultiNodeFallback(t *testing.T) {
 	}
 }
 
+// TestMultiNodeCallsStartNoProcess: a MultiNode call or a test case
+// result (--result) made by a test script (the helpers' aliases of the
+// shell functions troupe_mn and troupe_test_case) starts no process on the
+// board, on the side channel and on the console alike. A
+// sandboxed sim board has a PID namespace of its own, which allocates PIDs
+// in sequence: the PIDs of two background "true"s around the calls differ
+// by one.
+func TestMultiNodeCallsStartNoProcess(t *testing.T) {
+	for _, serve := range []bool{true, false} {
+		t.Run(fmt.Sprintf("side channel=%v", serve), func(t *testing.T) {
+			mn := &fakeMN{}
+			r := newMNRig(t, mn, serve)
+			out := r.run(t, `true & before=$!; wait
+troupe-sync s1 && lava-sync s2 && troupe-send m1 k=v && lava-send m2 &&
+	troupe-wait m1 && lava-wait m2 && troupe-wait-all m3 && lava-wait-all m4 role &&
+	troupe-test-case c1 --result pass && lava-test-case c2 --result fail --measurement 1.5 --units ms
+true & after=$!; wait
+echo "processes started: $((after - before - 1))"
+# a sync removes the cache a wait left (LAVA's rm): that call starts one
+lava-sync s3 && [ ! -e /tmp/lava_multi_node_cache.txt ] && echo "cache removed"
+`)
+			assert.Equal(t, 0, out.ExitCode)
+			assert.Contains(t, r.console(), "processes started: 0")
+			assert.Contains(t, r.console(), "cache removed")
+			assert.Len(t, mn.requests(), 9)
+			m := 1.5
+			assert.Equal(t, []testshell.Case{{Name: "c1", Result: "pass"}, {Name: "c2", Result: "fail", Measurement: &m, Units: "ms"}}, out.Cases)
+		})
+	}
+}
+
 // TestSideChannelBounds: what a board's processes write on the channel
 // is hostile. A line longer than MaxRequest is refused and skipped (the
 // next request is served); a line that is no request and a request
