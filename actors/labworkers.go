@@ -31,9 +31,8 @@ type workerLost struct{ worker string }
 
 // workerLink is how the lab reaches a worker's boards.
 type workerLink struct {
-	pid      *actor.PID
-	gone     chan struct{} // closed when the worker is lost
-	releases *ReleaseProgress
+	pid  *actor.PID
+	gone chan struct{} // closed when the worker is lost
 }
 
 func (a *labActor) boardsJoined(ctx actor.Context, m *boardsJoined) {
@@ -42,7 +41,7 @@ func (a *labActor) boardsJoined(ctx actor.Context, m *boardsJoined) {
 	}
 	link := a.links[m.worker]
 	if link == nil || isClosed(link.gone) {
-		link = &workerLink{gone: make(chan struct{}), releases: &ReleaseProgress{}}
+		link = &workerLink{gone: make(chan struct{})}
 		a.links[m.worker] = link
 	}
 	link.pid = m.pid
@@ -73,7 +72,7 @@ func (a *labActor) remote(cfg *Config, boards map[string]string) {
 			cfg.Remote = map[string]RemoteBoard{}
 		}
 		link := a.links[w]
-		cfg.Remote[node] = RemoteBoard{Worker: w, Boards: link.pid, Gone: link.gone, Releases: link.releases}
+		cfg.Remote[node] = RemoteBoard{Worker: w, Boards: link.pid, Gone: link.gone}
 	}
 }
 

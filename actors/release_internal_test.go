@@ -87,6 +87,7 @@ type releaseRig struct {
 	closes  chan closeReq
 	stillOn chan *boardStillOn
 	rb      RemoteBoard
+	gone    chan struct{}
 	group   *actor.PID
 }
 
@@ -109,7 +110,8 @@ func newReleaseRig(t *testing.T) *releaseRig {
 			r.stillOn <- m
 		}
 	}))
-	r.rb = RemoteBoard{Worker: "w1", Boards: boards, Gone: make(chan struct{}), Releases: &ReleaseProgress{}}
+	r.gone = make(chan struct{})
+	r.rb = RemoteBoard{Worker: "w1", Boards: boards, Gone: r.gone}
 	r.group = group
 	return r
 }
@@ -150,11 +152,12 @@ func (r *releaseRig) waitTimers(n int) {
 	}
 }
 
-// TestProxyReleaseWaitsForBusyWorker: a worker releasing many boards at
-// once takes longer than one board's bound (closeTimeout) for all of them;
-// while it keeps confirming releases its other boards are waited for, and
-// confirmed, not "did not confirm". A worker that confirms nothing for
-// closeTimeout has not confirmed.
+// TestProxyReleaseWaitsForBusyWorker: a worker powering off many boards
+// at once takes longer for each than one board's own bound (the board
+// actor's releaseTimeout and stuckAfter); its proxies wait while it lives
+// and its answers are confirmations, not "did not confirm". A live worker
+// that never answers is given up after closeLimit; a lost one is not
+// waited for.
 func TestProxyReleaseWaitsForBusyWorker(t *testing.T) {
 	r := newReleaseRig(t)
 	var proxies []*actor.PID
@@ -170,18 +173,16 @@ func TestProxyReleaseWaitsForBusyWorker(t *testing.T) {
 	for range proxies {
 		answers = append(answers, r.closeRequest())
 	}
-	r.waitTimers(3) // one release check per proxy
-	answer := func(i int) {
-		r.system.Root.Send(answers[i].sender, &workerpb.BoardClosed{Worker: "w1", Session: answers[i].session})
-		require.NoError(t, stopped[answers[i].session].Wait())
-	}
-	// The worker confirms one release every closeTimeout-1s: 3 boards
-	// take 3*(closeTimeout-1s), more than closeTimeout.
-	for i := range proxies {
-		r.clock.advance(closeTimeout - time.Second)
-		answer(i)
-		r.clock.advance(0)
-		r.waitTimers(len(proxies) - 1 - i)
+	r.waitTimers(3) // one closeLimit per proxy
+	// The worker answers one every 35 s, each later than one board's own
+	// bound.
+	oneBoard := releaseTimeout + stuckAfter
+	for i, a := range answers {
+		r.clock.advance(35 * time.Second)
+		require.Less(t, time.Duration(i+1)*35*time.Second, closeLimit)
+		require.Greater(t, 35*time.Second, oneBoard)
+		r.system.Root.Send(a.sender, &workerpb.BoardClosed{Worker: "w1", Session: a.session})
+		require.NoError(t, stopped[a.session].Wait())
 	}
 	select {
 	case m := <-r.stillOn:
@@ -189,19 +190,29 @@ func TestProxyReleaseWaitsForBusyWorker(t *testing.T) {
 	default:
 	}
 
-	// Silent: nothing confirmed for closeTimeout.
+	// Live and silent: given up after closeLimit.
 	p := r.proxy("b4")
 	r.waitTimers(0)
 	done := r.system.Root.StopFuture(p)
 	r.closeRequest()
 	r.waitTimers(1)
-	r.clock.advance(closeTimeout)
+	r.clock.advance(closeLimit)
 	require.NoError(t, done.Wait())
 	select {
 	case m := <-r.stillOn:
 		assert.Equal(t, "b4", m.board)
-		assert.ErrorContains(t, m.err, "worker w1 did not confirm the release: no release of its boards confirmed for 16s")
+		assert.ErrorContains(t, m.err, "worker w1 did not confirm the release within 2m0s")
 	case <-time.After(10 * time.Second):
 		t.Fatal("a silent worker's release reported as confirmed")
 	}
+
+	// Lost: not waited for, and not reported (the worker powers the board
+	// off when it returns).
+	p = r.proxy("b5")
+	r.waitTimers(0)
+	done = r.system.Root.StopFuture(p)
+	r.closeRequest()
+	close(r.gone)
+	require.NoError(t, done.Wait())
+	assert.Empty(t, r.stillOn)
 }

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -28,54 +27,17 @@ type RemoteBoard struct {
 	Worker string
 	Boards *actor.PID      // the worker's boards actor
 	Gone   <-chan struct{} // closed when the worker is lost
-	// Releases is when the worker last confirmed the release of one of
-	// its boards (shared by the proxies of its boards). Nil: none.
-	Releases *ReleaseProgress
-}
-
-// ReleaseProgress is when a worker last confirmed the release of a board.
-// A worker releasing 100 boards at once powers them off in parallel on
-// its cores: the whole takes longer than one board's bound, and a proxy
-// waits as long as the worker keeps confirming releases.
-type ReleaseProgress struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *ReleaseProgress) done(at time.Time) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if at.After(r.last) {
-		r.last = at
-	}
-}
-
-func (r *ReleaseProgress) since(t time.Time) time.Time {
-	if r == nil {
-		return t
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.last.After(t) {
-		return r.last
-	}
-	return t
 }
 
 // Timing of a board proxy.
 const (
 	// openTimeout bounds opening a board on its worker.
 	openTimeout = 30 * time.Second
-	// closeTimeout bounds how long a worker may go without confirming a
-	// release (of this board or another of its boards): the board
-	// actor's own release bound, a stuck action's grace, and the trip.
-	closeTimeout = releaseTimeout + stuckAfter + 5*time.Second
-	// closeLimit bounds the wait for one board's release however busy
-	// its worker is.
-	closeLimit = 10 * time.Minute
+	// closeLimit bounds the wait for a live worker's answer to a
+	// release: the worker bounds each board's release itself (the board
+	// actor's release bound, its side channel's and the backend's close,
+	// a few times over for a host powering off all its boards at once).
+	closeLimit = 2 * time.Minute
 	// maxHeldBatches bounds the console batches held back for a missing
 	// earlier one.
 	maxHeldBatches = 64
@@ -286,13 +248,12 @@ func (p *boardProxy) call(ctx actor.Context, m *workerpb.MnCall) {
 
 // close releases the board on its worker and waits for the worker to say
 // it is off; a board not verified off is reported to the group as a local
-// one would be. The wait is bounded by the worker's progress, not by one
-// board's bound: while the worker confirms releases (of any of its boards)
-// at least every closeTimeout, it is waited for (up to closeLimit); a
-// worker silent that long has not confirmed; a lost worker is not waited
-// for.
+// one would be. The wait is bounded by the worker's liveness, not by one
+// board's time: a worker powering off its 100 boards at once on its cores
+// takes longer for each than one board alone, and it bounds each
+// release itself; a lost worker is not waited for, and a live one at
+// most closeLimit.
 func (p *boardProxy) close(ctx actor.Context) {
-	start := p.cfg.Clock.Now()
 	// The answer comes to a waiter of its own, stopped when the wait ends
 	// (a future would outlive a given-up wait).
 	got := make(chan interface{}, 1)
@@ -307,46 +268,30 @@ func (p *boardProxy) close(ctx actor.Context) {
 		}
 	}))
 	defer root.Stop(waiter)
+	limit := make(chan struct{})
+	stop := p.cfg.Clock.AfterFunc(closeLimit, func() { close(limit) })
+	defer stop()
 	root.RequestWithCustomSender(p.rb.Boards, &workerpb.CloseBoard{Session: p.session}, waiter)
 	var still string
-	for wait := closeTimeout; still == ""; {
-		check := make(chan struct{})
-		stop := p.cfg.Clock.AfterFunc(wait, func() { close(check) })
-		select {
-		case m := <-got:
-			stop()
-			switch m := m.(type) {
-			case *workerpb.BoardClosed:
-				if m.Worker != p.rb.Worker || m.Session != p.session {
-					still = fmt.Sprintf("worker %s answered the release of another session", p.rb.Worker)
-					break
-				}
-				p.rb.Releases.done(p.cfg.Clock.Now())
-				if m.StillOn == "" {
-					return
-				}
+	select {
+	case m := <-got:
+		switch m := m.(type) {
+		case *workerpb.BoardClosed:
+			if m.Worker != p.rb.Worker || m.Session != p.session {
+				still = fmt.Sprintf("worker %s answered the release of another session", p.rb.Worker)
+			} else {
 				still = m.StillOn
-			default:
-				still = fmt.Sprintf("worker %s did not confirm the release: its boards actor is unreachable", p.rb.Worker)
 			}
-		case <-p.rb.Gone:
-			stop()
-			p.cfg.Logger.Warn("board not released: its worker is lost; the worker powers it off when it returns", "board", p.board.Name, "worker", p.rb.Worker)
-			return
-		case <-check:
-			last := p.rb.Releases.since(start)
-			silent := p.cfg.Clock.Now().Sub(last)
-			switch {
-			case p.cfg.Clock.Now().Sub(start) >= closeLimit:
-				still = fmt.Sprintf("worker %s did not confirm the release within %s", p.rb.Worker, closeLimit)
-			case silent < closeTimeout:
-				wait = closeTimeout - silent
-			default:
-				still = fmt.Sprintf("worker %s did not confirm the release: no release of its boards confirmed for %s", p.rb.Worker, silent.Round(time.Second))
-			}
+		default:
+			still = fmt.Sprintf("worker %s did not confirm the release: its boards actor is unreachable", p.rb.Worker)
 		}
+	case <-p.rb.Gone:
+		p.cfg.Logger.Warn("board not released: its worker is lost; the worker powers it off when it returns", "board", p.board.Name, "worker", p.rb.Worker)
+		return
+	case <-limit:
+		still = fmt.Sprintf("worker %s did not confirm the release within %s", p.rb.Worker, closeLimit)
 	}
-	if p.group != nil {
+	if still != "" && p.group != nil {
 		ctx.Send(p.group, &boardStillOn{node: p.node, board: p.board.Name, err: errors.New(still)})
 	}
 }

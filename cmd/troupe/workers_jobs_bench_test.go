@@ -34,7 +34,9 @@ func benchSize(name string, def int) int {
 // and its CPU over the run, and the workers' CPU over the run (all ten
 // together, in % of one core). With TROUPE_BENCH_LOGS=DIR the server's and
 // workers' logs are kept in DIR (server.log, wN.log). The server and
-// workers run with the default liveness limits (5 s).
+// workers run with the default liveness limits (5 s), or with
+// TROUPE_BENCH_TIMEOUT=D with D (serve --worker-timeout, worker
+// --server-timeout).
 func BenchmarkWorkersJobs(b *testing.B) {
 	nw, nb, small := benchSize("TROUPE_BENCH_WORKERS", 10), benchSize("TROUPE_BENCH_BOARDS", 100), benchSize("TROUPE_BENCH_SMALL", 200)
 	dir := b.TempDir()
@@ -93,7 +95,7 @@ run = "troupe-test-case ok --result pass"
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		httpAddr, wAddr, data := freeAddrB(b), freeAddrB(b), b.TempDir()
-		srv := exec.Command(bin, "serve", "--addr", httpAddr, "--data", data, "--workers", wAddr, "--tls", ca)
+		srv := exec.Command(bin, append([]string{"serve", "--addr", httpAddr, "--data", data, "--workers", wAddr, "--tls", ca}, limit("--worker-timeout")...)...)
 		srv.Stderr = benchLog(b, "server.log")
 		if err := srv.Start(); err != nil {
 			b.Fatal(err)
@@ -103,7 +105,7 @@ run = "troupe-test-case ok --result pass"
 		waitHTTP(b, url)
 		var procs []*exec.Cmd
 		for w := range labs {
-			p := exec.Command(bin, "worker", "--server", wAddr, "--lab", labs[w], "--name", fmt.Sprintf("w%d", w), "--tls", ca, "--data", b.TempDir())
+			p := exec.Command(bin, append([]string{"worker", "--server", wAddr, "--lab", labs[w], "--name", fmt.Sprintf("w%d", w), "--tls", ca, "--data", b.TempDir()}, limit("--server-timeout")...)...)
 			p.Stderr = benchLog(b, fmt.Sprintf("w%d.log", w))
 			if err := p.Start(); err != nil {
 				b.Fatal(err)
@@ -169,6 +171,14 @@ func loadAvg(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	return f
+}
+
+// limit is flag with $TROUPE_BENCH_TIMEOUT, or nothing (the default).
+func limit(flag string) []string {
+	if d := os.Getenv("TROUPE_BENCH_TIMEOUT"); d != "" {
+		return []string{flag, d}
+	}
+	return nil
 }
 
 // killWait ends a process of the benchmark (also when it failed); a
