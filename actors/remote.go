@@ -31,8 +31,11 @@ type RemoteBoard struct {
 
 // Timing of a board proxy.
 const (
-	// openTimeout bounds opening a board on its worker.
-	openTimeout = 30 * time.Second
+	// openTimeout bounds opening a board on a live worker (a lost one
+	// ends the node at once): a host opening its 100 boards at once under
+	// load takes longer for each than one board alone (30 s was not enough
+	// for 10 workers of 100 boards on this 2-core host).
+	openTimeout = 2 * time.Minute
 	// closeLimit bounds the wait for a live worker's answer to a
 	// release: the worker bounds each board's release itself (the board
 	// actor's release bound, its side channel's and the backend's close,

@@ -86,6 +86,8 @@ type procTable struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
+	gap     time.Duration // at least this between the end of a scan and the next
+	ended   time.Time     // when the last scan ended
 	running bool
 	waiting int    // callers waiting for a scan
 	started uint64 // scans started
@@ -99,15 +101,18 @@ type procKey struct {
 	start uint64
 }
 
-func newProcTable(scan func() []procInfo, read func(int) ([]byte, error)) *procTable {
-	t := &procTable{scan: scan, read: read, tokens: map[procKey]string{}}
+func newProcTable(scan func() []procInfo, read func(int) ([]byte, error), gap time.Duration) *procTable {
+	t := &procTable{scan: scan, read: read, gap: gap, tokens: map[procKey]string{}}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
 
 var procs = newProcTable(listProcs, func(pid int) ([]byte, error) {
 	return os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-})
+}, scanGap)
+
+// scanGap is the pause between the shared scans of /proc.
+const scanGap = 20 * time.Millisecond
 
 // list returns the processes as a scan that started after the call found
 // them (so it sees what the caller did before, such as its kills). A scan
@@ -125,11 +130,16 @@ func (t *procTable) list() []procInfo {
 		}
 		t.running = true
 		t.started++
-		n := t.started
+		n, rest := t.started, t.gap-time.Since(t.ended)
 		t.mu.Unlock()
+		if rest > 0 {
+			// Scans back to back (100 boards waiting for theirs to be
+			// gone) would take a core: a pause between them.
+			time.Sleep(rest)
+		}
 		ps := t.scan()
 		t.mu.Lock()
-		t.running, t.done, t.procs = false, n, ps
+		t.running, t.done, t.procs, t.ended = false, n, ps, time.Now()
 		t.forget(ps)
 		t.cond.Broadcast()
 	}
@@ -188,6 +198,14 @@ func (t *procTable) token(p procInfo) string {
 // error at deadline.
 func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	self := os.Getpid()
+	// Each shell leads its session and process group: what runs in that
+	// group dies at once (a fork in it fails), without a scan. The scans
+	// find the rest (other groups, what carries the token) and wait.
+	for pid := range shells {
+		if pid > 1 {
+			_ = unix.Kill(-pid, unix.SIGKILL)
+		}
+	}
 	tracked := map[int]bool{}
 	foreign := map[int]bool{} // checked once: not ours (a process's environment is fixed)
 	pause := 2 * time.Millisecond

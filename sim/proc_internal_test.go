@@ -26,7 +26,7 @@ func TestProcTableShared(t *testing.T) {
 			<-release // the first scan is slow: callers pile up behind it
 		}
 		return []procInfo{{pid: int(n)}}
-	}, func(int) ([]byte, error) { return nil, os.ErrNotExist })
+	}, func(int) ([]byte, error) { return nil, os.ErrNotExist }, 0)
 
 	got := make(chan int, 101)
 	go func() { got <- tbl.list()[0].pid }()
@@ -72,7 +72,7 @@ func TestProcTableToken(t *testing.T) {
 			return nil, os.ErrPermission
 		}
 		return nil, os.ErrNotExist
-	})
+	}, 0)
 	for range 3 {
 		assert.Equal(t, "abc", tbl.token(procInfo{pid: 10, start: 1}))
 		assert.Equal(t, "", tbl.token(procInfo{pid: 11, start: 1}), "not ours to read: not ours")
