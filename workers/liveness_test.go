@@ -226,3 +226,57 @@ func TestWorkerKeepsServerWhileMessagesFlow(t *testing.T) {
 	}
 	assert.Equal(t, uint64(1), (<-registers).Generation)
 }
+
+// TestWorkerStalledJudgesLater: a worker process held up past its tick (a
+// starved host) does not give the server up at that late tick: what the
+// server sent meanwhile may still be on its way in; the next tick judges.
+func TestWorkerStalledJudgesLater(t *testing.T) {
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	clock := newManualClock()
+	traffic := NewTraffic(clock)
+	registers := make(chan *workerpb.Register, 10)
+	_, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*workerpb.Register); ok {
+			registers <- m
+			c.Respond(&workerpb.Registered{HeartbeatMs: DefaultHeartbeat.Milliseconds()})
+		}
+	}), HubName)
+	require.NoError(t, err)
+	resets := make(chan struct{}, 10)
+	w := StartWorker(system, WorkerConfig{Name: "w1", Server: system.Address(), Incarnation: "1", Clock: clock, Traffic: traffic,
+		Reset: func() { resets <- struct{}{} }})
+	defer w.Stop()
+	<-registers
+	traffic.Seen(serverPeer) // registered: the server's answer came
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		clock.mu.Lock()
+		ok := len(clock.timers) > 1 && !clock.timers[len(clock.timers)-1].done
+		clock.mu.Unlock()
+		if ok {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "worker not registered")
+		time.Sleep(time.Millisecond) // a deadline poll
+	}
+	// The tick comes 7 s late: past LostAfter, but not judged.
+	clock.advance(DefaultHeartbeat + 7*time.Second)
+	waitArmed(t, clock)
+	assert.Empty(t, resets)
+	// What the server sent during the stall comes in; the next tick judges.
+	traffic.Seen(serverPeer)
+	clock.advance(DefaultHeartbeat)
+	waitArmed(t, clock)
+	assert.Empty(t, resets)
+	assert.Empty(t, registers)
+	// Late ticks one after the other: every other one judges.
+	for range 2 {
+		clock.advance(DefaultLostAfter)
+		waitArmed(t, clock)
+	}
+	select {
+	case <-resets:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a silent server not noticed")
+	}
+}
