@@ -199,8 +199,11 @@ func (t *procTable) token(p procInfo) string {
 func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	self := os.Getpid()
 	// Each shell leads its session and process group: what runs in that
-	// group dies at once (a fork in it fails), without a scan. The scans
-	// find the rest (other groups, what carries the token) and wait.
+	// group dies at once (a fork in it fails), without a scan. A scan
+	// finds the rest (other groups, what carries the token); the ones
+	// found are then watched one by one, and only once they are all gone
+	// does a scan (started after every kill) look for what forked
+	// meanwhile: a power-off scans /proc about twice, not once per pass.
 	for pid := range shells {
 		if pid > 1 {
 			_ = unix.Kill(-pid, unix.SIGKILL)
@@ -208,9 +211,8 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 	}
 	tracked := map[int]bool{}
 	foreign := map[int]bool{} // checked once: not ours (a process's environment is fixed)
-	pause := 2 * time.Millisecond
-	for {
-		var alive []int
+	scan := func() []procInfo {
+		var alive []procInfo
 		for _, p := range procs.list() {
 			if p.pid == self {
 				continue
@@ -223,29 +225,49 @@ func killSession(token string, shells map[int]bool, deadline time.Time) error {
 				continue
 			}
 			tracked[p.pid] = true
-			if p.state == 'Z' || p.state == 'X' {
-				// Dead. Shells are reaped by their exec.Cmd: wait for that.
-				if shells[p.pid] {
-					alive = append(alive, p.pid)
-				}
+			if gone(p, shells) {
 				continue
 			}
 			_ = unix.Kill(p.pid, unix.SIGKILL)
-			alive = append(alive, p.pid)
+			alive = append(alive, p)
 		}
-		if len(alive) == 0 {
-			return nil
-		}
+		return alive
+	}
+	alive := scan()
+	pause := 2 * time.Millisecond
+	for len(alive) > 0 {
 		if time.Now().After(deadline) {
-			sort.Ints(alive)
-			return fmt.Errorf("processes still alive after SIGKILL: %v", alive)
+			pids := make([]int, 0, len(alive))
+			for _, p := range alive {
+				pids = append(pids, p.pid)
+			}
+			sort.Ints(pids)
+			return fmt.Errorf("processes still alive after SIGKILL: %v", pids)
 		}
-		// Back off: most processes are gone at the first look; reading
-		// every /proc/N/stat costs CPU other boards need.
+		// Back off: most processes are gone at the first look.
 		t := time.NewTimer(pause)
 		<-t.C
 		pause = min(2*pause, 50*time.Millisecond)
+		var still []procInfo
+		for _, p := range alive {
+			now, ok := readStat(p.pid)
+			if !ok || now.start != p.start || gone(now, shells) {
+				continue // gone (a pid reused is another process)
+			}
+			_ = unix.Kill(p.pid, unix.SIGKILL)
+			still = append(still, p)
+		}
+		if alive = still; len(alive) == 0 {
+			alive = scan()
+		}
 	}
+	return nil
+}
+
+// gone tells whether a process of a power-off is gone: dead, and for a
+// shell also reaped by its exec.Cmd (wait for that).
+func gone(p procInfo, shells map[int]bool) bool {
+	return (p.state == 'Z' || p.state == 'X') && !shells[p.pid]
 }
 
 // stopSandbox SIGSTOPs every process of a sandbox below its PID 1 (the
