@@ -33,11 +33,16 @@ type RemoteBoard struct {
 
 // Timing of a board proxy.
 const (
-	// openTimeout bounds opening a board on its worker.
-	openTimeout = 30 * time.Second
-	// closeTimeout bounds releasing it there: the board actor's own
-	// release bound, a stuck action's grace, and the trip.
-	closeTimeout = releaseTimeout + stuckAfter + 5*time.Second
+	// openTimeout bounds opening a board on a live worker (a lost one
+	// ends the node at once): a host opening its 100 boards at once under
+	// load takes longer for each than one board alone (30 s was not enough
+	// for 10 workers of 100 boards on this 2-core host).
+	openTimeout = 2 * time.Minute
+	// closeLimit bounds the wait for a live worker's answer to a
+	// release: the worker bounds each board's release itself (the board
+	// actor's release bound, its side channel's and the backend's close,
+	// a few times over for a host powering off all its boards at once).
+	closeLimit = 2 * time.Minute
 	// maxHeldBatches bounds the console batches held back for a missing
 	// earlier one.
 	maxHeldBatches = 64
@@ -283,34 +288,50 @@ func (p *boardProxy) call(ctx actor.Context, m *workerpb.MnCall) {
 	}()
 }
 
-// close releases the board on its worker and waits (bounded) for the
-// worker to say it is off; a board not verified off is reported to the
-// group as a local one would be. A lost worker is not waited for.
+// close releases the board on its worker and waits for the worker to say
+// it is off; a board not verified off is reported to the group as a local
+// one would be. The wait is bounded by the worker's liveness, not by one
+// board's time: a worker powering off its 100 boards at once on its cores
+// takes longer for each than one board alone, and it bounds each
+// release itself; a lost worker is not waited for, and a live one at
+// most closeLimit.
 func (p *boardProxy) close(ctx actor.Context) {
-	fut := ctx.RequestFuture(p.rb.Boards, &workerpb.CloseBoard{Session: p.session}, closeTimeout)
-	type answer struct {
-		res interface{}
-		err error
-	}
-	got := make(chan answer, 1)
-	go func() {
-		res, err := fut.Result()
-		got <- answer{res, err}
-	}()
+	// The answer comes to a waiter of its own, stopped when the wait ends
+	// (a future would outlive a given-up wait).
+	got := make(chan interface{}, 1)
+	root := ctx.ActorSystem().Root
+	waiter := root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *workerpb.BoardClosed, *actor.DeadLetterResponse:
+			select {
+			case got <- m:
+			default:
+			}
+		}
+	}))
+	defer root.Stop(waiter)
+	limit := make(chan struct{})
+	stop := p.cfg.Clock.AfterFunc(closeLimit, func() { close(limit) })
+	defer stop()
+	root.RequestWithCustomSender(p.rb.Boards, &workerpb.CloseBoard{Session: p.session}, waiter)
 	var still string
 	select {
-	case a := <-got:
-		switch {
-		case a.err != nil:
-			still = fmt.Sprintf("worker %s did not confirm the release: %v", p.rb.Worker, a.err)
-		default:
-			if c, ok := a.res.(*workerpb.BoardClosed); ok && c.Worker == p.rb.Worker {
-				still = c.StillOn
+	case m := <-got:
+		switch m := m.(type) {
+		case *workerpb.BoardClosed:
+			if m.Worker != p.rb.Worker || m.Session != p.session {
+				still = fmt.Sprintf("worker %s answered the release of another session", p.rb.Worker)
+			} else {
+				still = m.StillOn
 			}
+		default:
+			still = fmt.Sprintf("worker %s did not confirm the release: its boards actor is unreachable", p.rb.Worker)
 		}
 	case <-p.rb.Gone:
 		p.cfg.Logger.Warn("board not released: its worker is lost; the worker powers it off when it returns", "board", p.board.Name, "worker", p.rb.Worker)
 		return
+	case <-limit:
+		still = fmt.Sprintf("worker %s did not confirm the release within %s", p.rb.Worker, closeLimit)
 	}
 	if still != "" && p.group != nil {
 		ctx.Send(p.group, &boardStillOn{node: p.node, board: p.board.Name, err: errors.New(still)})

@@ -33,6 +33,11 @@ type HubConfig struct {
 	Logger    *slog.Logger
 	Heartbeat time.Duration // how often workers send heartbeats (0: DefaultHeartbeat)
 	LostAfter time.Duration // a worker silent this long is lost (0: DefaultLostAfter)
+	// Traffic is when each worker's messages last arrived (any message,
+	// recorded by the transport, read on Clock): a worker whose messages
+	// flow is not silent though its heartbeats are late. Nil: heartbeats
+	// only.
+	Traffic *Traffic
 	// Joined is told a worker's boards, and the address of its boards
 	// actor (BoardsName), each time it registers. Called from the hub
 	// actor; must not block. Nil: none.
@@ -112,16 +117,19 @@ type workerState struct {
 }
 
 type hubActor struct {
-	cfg     HubConfig
-	workers map[string]*workerState
-	owner   map[string]string // board → worker
-	stop    func() bool
+	cfg      HubConfig
+	workers  map[string]*workerState
+	owner    map[string]string // board → worker
+	stop     func() bool
+	lastTick time.Time // when the last tick came
+	graced   bool      // the last tick came late and judged no one
 }
 
 func (a *hubActor) Receive(ctx actor.Context) {
 	now := a.cfg.Clock.Now()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		a.lastTick = now
 		a.arm(ctx)
 	case *workerpb.Register:
 		ctx.Respond(a.register(ctx, m, now))
@@ -133,7 +141,18 @@ func (a *hubActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&workerpb.HeartbeatAck{Known: known})
 	case *hubTick:
-		a.check(now)
+		gap := now.Sub(a.lastTick)
+		a.lastTick = now
+		if gap > 2*a.cfg.Heartbeat && !a.graced {
+			// The hub itself was held up (a starved host): what the
+			// workers sent meanwhile may still be on its way in. The next
+			// tick judges.
+			a.graced = true
+			a.cfg.Logger.Debug("hub tick late: judging at the next", "gap", gap.String())
+		} else {
+			a.graced = false
+			a.check(now)
+		}
 		a.arm(ctx)
 	case *workersQuery:
 		ctx.Respond(a.list())
@@ -215,9 +234,17 @@ func (a *hubActor) register(ctx actor.Context, m *workerpb.Register, now time.Ti
 func (a *hubActor) check(now time.Time) {
 	for _, name := range a.sorted() {
 		w := a.workers[name]
-		if w.connected && now.Sub(w.lastSeen) >= a.cfg.LostAfter {
+		if !w.connected {
+			continue
+		}
+		last := w.lastSeen
+		if t := a.cfg.Traffic.Last(name); t.After(last) {
+			last = t
+		}
+		if now.Sub(last) >= a.cfg.LostAfter {
 			w.connected = false
-			a.cfg.Logger.Warn("worker lost", "worker", name, "silent", now.Sub(w.lastSeen).Round(time.Millisecond).String())
+			a.cfg.Logger.Warn("worker lost", "worker", name, "silent", now.Sub(last).Round(time.Millisecond).String(),
+				"last_heartbeat", now.Sub(w.lastSeen).Round(time.Millisecond).String())
 			if a.cfg.Lost != nil {
 				a.cfg.Lost(name)
 			}

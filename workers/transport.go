@@ -35,6 +35,11 @@ type Transport struct {
 	TLSDir    string // "": no TLS, loopback addresses only
 	Name      string // labca.ServerName on the server, the worker's name on a worker
 	Logger    *slog.Logger
+	// Traffic, if set, records the arrival of every batch of messages
+	// under its peer's name: on the server the worker's (its
+	// certificate's; without TLS the one its messages name), on a worker
+	// labca.ServerName (only the server talks to a worker).
+	Traffic *Traffic
 }
 
 // Start starts protoactor remote for system. On the server it accepts
@@ -85,9 +90,12 @@ func (t Transport) Start(system *actor.ActorSystem) (*remote.Remote, error) {
 		}
 		creds := loggedCreds{TransportCredentials: credentials.NewTLS(cfg), logger: logger}
 		opts = append(opts,
-			remote.WithServerOptions(grpc.Creds(creds), grpc.StreamInterceptor(checkNames(logger))),
+			remote.WithServerOptions(grpc.Creds(creds), grpc.StreamInterceptor(t.watch(logger))),
 			remote.WithDialOptions(grpc.WithTransportCredentials(creds)))
 	} else {
+		if t.Traffic != nil {
+			opts = append(opts, remote.WithServerOptions(grpc.StreamInterceptor(t.watch(logger))))
+		}
 		opts = append(opts, remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	}
 	r := remote.NewRemote(system, remote.Configure(host, port, opts...))
@@ -130,31 +138,46 @@ func (c loggedCreds) Clone() credentials.TransportCredentials {
 // named is a workerpb message that names its worker.
 type named interface{ GetWorker() string }
 
-// checkNames wraps the remote's stream: a message from a peer with a
-// certificate that names another worker ends the peer's stream (logged).
-func checkNames(logger *slog.Logger) grpc.StreamServerInterceptor {
+// watch wraps the remote's incoming streams: with TLS, a message from a
+// peer with a certificate that names another worker ends the peer's
+// stream (logged); every batch that arrives is recorded in t.Traffic.
+func (t Transport) watch(logger *slog.Logger) grpc.StreamServerInterceptor {
+	tls, traffic := t.TLSDir != "", t.Traffic
+	peerName := ""
+	if t.Name != labca.ServerName {
+		peerName = labca.ServerName // a worker hears only from the server
+	}
 	return func(srv interface{}, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		p, ok := peer.FromContext(ss.Context())
 		if !ok {
 			return status.Error(codes.Unauthenticated, "no peer")
 		}
-		info, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok {
-			return status.Error(codes.Unauthenticated, "no TLS")
+		cs := &checkedStream{ServerStream: ss, name: peerName, addr: p.Addr.String(), logger: logger, traffic: traffic}
+		if tls {
+			info, ok := p.AuthInfo.(credentials.TLSInfo)
+			if !ok {
+				return status.Error(codes.Unauthenticated, "no TLS")
+			}
+			name := labca.PeerName(info.State)
+			if name == "" {
+				logger.Warn("worker refused: no certificate", "peer", p.Addr.String())
+				return status.Error(codes.Unauthenticated, "no certificate")
+			}
+			cs.name, cs.check = name, true
 		}
-		name := labca.PeerName(info.State)
-		if name == "" {
-			logger.Warn("worker refused: no certificate", "peer", p.Addr.String())
-			return status.Error(codes.Unauthenticated, "no certificate")
-		}
-		return handler(srv, &checkedStream{ServerStream: ss, name: name, addr: p.Addr.String(), logger: logger})
+		return handler(srv, cs)
 	}
 }
 
+// checkedStream is one peer's incoming stream. With check, name is its
+// certificate's and every message must name that worker if it names one;
+// without, name is the peer's once known.
 type checkedStream struct {
 	grpc.ServerStream
 	name, addr string
+	check      bool
 	logger     *slog.Logger
+	traffic    *Traffic
 }
 
 // errImpostor: a worker's message names another worker.
@@ -172,6 +195,21 @@ func (s *checkedStream) RecvMsg(m interface{}) error {
 	if batch == nil {
 		return nil
 	}
+	if err := s.checkBatch(batch); err != nil {
+		return err
+	}
+	if s.traffic != nil && s.name != "" {
+		s.traffic.Seen(s.name)
+	}
+	return nil
+}
+
+// checkBatch checks the names of a batch's messages (with TLS), or learns
+// the peer's name from them (without).
+func (s *checkedStream) checkBatch(batch *remote.MessageBatch) error {
+	if !s.check && s.name != "" {
+		return nil
+	}
 	for _, env := range batch.Envelopes {
 		if int(env.TypeId) >= len(batch.TypeNames) || env.TypeId < 0 {
 			return status.Error(codes.InvalidArgument, "bad type id")
@@ -184,7 +222,15 @@ func (s *checkedStream) RecvMsg(m interface{}) error {
 		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s: %v", tn, err)
 		}
-		if n, ok := msg.(named); ok && n.GetWorker() != s.name {
+		n, ok := msg.(named)
+		if !ok {
+			continue
+		}
+		if !s.check {
+			s.name = n.GetWorker()
+			return nil
+		}
+		if n.GetWorker() != s.name {
 			s.logger.Warn("worker refused: its message names another worker", "certificate", s.name, "claims", n.GetWorker(), "message", tn, "peer", s.addr)
 			return status.Errorf(codes.PermissionDenied, "%v: certificate %q, message %q", errImpostor, s.name, n.GetWorker())
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/actors"
+	"github.com/troupe-lab/troupe/labca"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -21,9 +22,14 @@ type WorkerConfig struct {
 	Boards      []*workerpb.Board
 	Clock       actors.Clock // nil: the wall clock
 	Logger      *slog.Logger
-	// LostAfter: a server that answers no heartbeat this long is gone;
-	// the worker registers again (0: DefaultLostAfter).
+	// LostAfter: a server that answers no heartbeat, and sends nothing
+	// else, this long is gone; the worker registers again (0:
+	// DefaultLostAfter).
 	LostAfter time.Duration
+	// Traffic is when the server's messages last arrived (any message,
+	// recorded by the transport under labca.ServerName, read on Clock).
+	// Nil: heartbeat answers only.
+	Traffic *Traffic
 	// MinBackoff and MaxBackoff bound the waits between registration
 	// attempts, doubling from the first to the second (0: 500 ms, 10 s).
 	MinBackoff, MaxBackoff time.Duration
@@ -74,6 +80,9 @@ func (w *Worker) Stop() error { return w.system.Root.StopFuture(w.pid).Wait() }
 
 type workerTick struct{ gen int }
 
+// serverPeer is the name the transport records the server's messages under.
+const serverPeer = labca.ServerName
+
 type workerActor struct {
 	cfg        WorkerConfig
 	hub        *actor.PID
@@ -86,6 +95,8 @@ type workerActor struct {
 	backoff    time.Duration
 	gen        int // of the armed timer; older ticks are ignored
 	stop       func() bool
+	due        time.Time // when the armed timer should fire
+	graced     bool      // the last tick came late and judged nothing
 }
 
 func (a *workerActor) Receive(ctx actor.Context) {
@@ -135,8 +146,18 @@ func (a *workerActor) Receive(ctx actor.Context) {
 			a.register(ctx)
 			return
 		}
-		if now.Sub(a.lastAck) >= a.cfg.LostAfter {
-			a.cfg.Logger.Warn("server lost: registering again", "worker", a.cfg.Name, "server", a.cfg.Server)
+		last := a.lastAck
+		if t := a.cfg.Traffic.Last(serverPeer); t.After(last) {
+			last = t
+		}
+		judge := now.Sub(a.due) <= a.heartbeat || a.graced
+		// A tick late by more than a heartbeat: this process was held up
+		// (a starved host), and the server's answers may still be on
+		// their way in. The next tick judges.
+		a.graced = !judge
+		if judge && now.Sub(last) >= a.cfg.LostAfter {
+			a.cfg.Logger.Warn("server lost: registering again", "worker", a.cfg.Name, "server", a.cfg.Server,
+				"silent", now.Sub(last).Round(time.Millisecond).String())
 			a.registered = false
 			a.register(ctx)
 			return
@@ -166,6 +187,7 @@ func (a *workerActor) arm(ctx actor.Context, d time.Duration) {
 	a.disarm()
 	a.gen++
 	gen, self, root := a.gen, ctx.Self(), ctx.ActorSystem().Root
+	a.due = a.cfg.Clock.Now().Add(d)
 	a.stop = a.cfg.Clock.AfterFunc(d, func() { root.Send(self, &workerTick{gen: gen}) })
 }
 

@@ -97,7 +97,8 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return logger.With("lib", "protoactor")
 	}))
 	defer system.Shutdown()
-	r, err := workers.Transport{Listen: *listen, Advertise: *advertise, TLSDir: *tlsDir, Name: *name, Logger: logger}.Start(system)
+	traffic := workers.NewTraffic(nil)
+	r, err := workers.Transport{Listen: *listen, Advertise: *advertise, TLSDir: *tlsDir, Name: *name, Logger: logger, Traffic: traffic}.Start(system)
 	if err != nil {
 		fmt.Fprintf(stderr, "troupe worker: %v\n", err)
 		return exitInvalid
@@ -134,7 +135,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	w := workers.StartWorker(system, workers.WorkerConfig{
 		Name: *name, Server: *server, Incarnation: fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
-		Boards: boards, Logger: logger, LostAfter: *serverTimeout,
+		Boards: boards, Logger: logger, LostAfter: *serverTimeout, Traffic: traffic,
 		Registered: func() {
 			once.Do(func() {
 				fmt.Fprintf(stdout, "troupe worker %s joined %s with %d boards\n", *name, *server, len(boards))
@@ -196,9 +197,10 @@ func powerOffLeftovers(boards []lab.Board, data string, logger *slog.Logger) {
 // workersRemote is the server's end of the workers: the actor system the
 // lab runs in, with protoactor remote started on the --workers address.
 type workersRemote struct {
-	system *actor.ActorSystem
-	remote *remote.Remote
-	hub    *workers.Hub
+	system  *actor.ActorSystem
+	remote  *remote.Remote
+	hub     *workers.Hub
+	traffic *workers.Traffic // when each worker's messages last arrived
 }
 
 // startRemote starts the server's actor system and its remote on addr.
@@ -206,17 +208,18 @@ func startRemote(addr, tlsDir string, logger *slog.Logger) (*workersRemote, erro
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("lib", "protoactor")
 	}))
-	r, err := workers.Transport{Listen: addr, TLSDir: tlsDir, Name: labca.ServerName, Logger: logger}.Start(system)
+	traffic := workers.NewTraffic(nil)
+	r, err := workers.Transport{Listen: addr, TLSDir: tlsDir, Name: labca.ServerName, Logger: logger, Traffic: traffic}.Start(system)
 	if err != nil {
 		system.Shutdown()
 		return nil, err
 	}
-	return &workersRemote{system: system, remote: r}, nil
+	return &workersRemote{system: system, remote: r, traffic: traffic}, nil
 }
 
 // startHub starts the hub, whose workers' boards join srv's lab.
 func (w *workersRemote) startHub(srv *server.Server, lostAfter time.Duration, logger *slog.Logger) (*workers.Hub, error) {
-	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, LostAfter: lostAfter, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
+	hub, err := workers.StartHub(w.system, workers.HubConfig{Logger: logger, LostAfter: lostAfter, Traffic: w.traffic, Joined: srv.WorkerJoined, Lost: srv.WorkerLost, Taken: srv.LabBoards()})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,13 +31,12 @@ func benchSize(name string, def int) int {
 // jobs (default 200) queued behind it, until all have ended. Reported:
 // the barriers' cost end to end (from the last node's arrival, as its
 // worker logged it, to the last node's release), the server's peak RSS
-// and its CPU over the run.
-// benchLostAfter is the heartbeat limit of the benchmark's server and
-// workers: one 2-core host runs them all with 1000 booting boards, and the
-// workers' remote streams fell 5–6 s behind (the default limit) while the
-// 1000-node job started; a lab's hosts each have their own cores.
-const benchLostAfter = "30s"
-
+// and its CPU over the run, and the workers' CPU over the run (all ten
+// together, in % of one core). With TROUPE_BENCH_LOGS=DIR the server's and
+// workers' logs are kept in DIR (server.log, wN.log). The server and
+// workers run with the default liveness limits (5 s), or with
+// TROUPE_BENCH_TIMEOUT=D with D (serve --worker-timeout, worker
+// --server-timeout).
 func BenchmarkWorkersJobs(b *testing.B) {
 	nw, nb, small := benchSize("TROUPE_BENCH_WORKERS", 10), benchSize("TROUPE_BENCH_BOARDS", 100), benchSize("TROUPE_BENCH_SMALL", 200)
 	dir := b.TempDir()
@@ -91,22 +91,26 @@ type = "test"
 name = "t"
 run = "troupe-test-case ok --result pass"
 `
-	var barrier, rss, cpu float64
+	var barrier, rss, cpu, wcpu, load float64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		httpAddr, wAddr, data := freeAddrB(b), freeAddrB(b), b.TempDir()
-		srv := exec.Command(bin, "serve", "--addr", httpAddr, "--data", data, "--workers", wAddr, "--tls", ca, "--worker-timeout", benchLostAfter)
+		srv := exec.Command(bin, append([]string{"serve", "--addr", httpAddr, "--data", data, "--workers", wAddr, "--tls", ca}, limit("--worker-timeout")...)...)
+		srv.Stderr = benchLog(b, "server.log")
 		if err := srv.Start(); err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { killWait(srv) })
 		url := "http://" + httpAddr
 		waitHTTP(b, url)
 		var procs []*exec.Cmd
 		for w := range labs {
-			p := exec.Command(bin, "worker", "--server", wAddr, "--lab", labs[w], "--name", fmt.Sprintf("w%d", w), "--tls", ca, "--data", b.TempDir(), "--server-timeout", benchLostAfter)
+			p := exec.Command(bin, append([]string{"worker", "--server", wAddr, "--lab", labs[w], "--name", fmt.Sprintf("w%d", w), "--tls", ca, "--data", b.TempDir()}, limit("--server-timeout")...)...)
+			p.Stderr = benchLog(b, fmt.Sprintf("w%d.log", w))
 			if err := p.Start(); err != nil {
 				b.Fatal(err)
 			}
+			b.Cleanup(func() { killWait(p) })
 			procs = append(procs, p)
 		}
 		deadline := time.Now().Add(5 * time.Minute)
@@ -117,6 +121,10 @@ run = "troupe-test-case ok --result pass"
 			time.Sleep(20 * time.Millisecond) // a deadline poll of the API
 		}
 		t0 := cpuTicks(b, srv.Process.Pid)
+		w0 := 0
+		for _, p := range procs {
+			w0 += cpuTicks(b, p.Process.Pid)
+		}
 		start := time.Now()
 		b.StartTimer()
 		ids := []string{postJob(b, url, big)}
@@ -127,20 +135,79 @@ run = "troupe-test-case ok --result pass"
 			waitEndedB(b, url, id, time.Now().Add(40*time.Minute))
 		}
 		b.StopTimer()
-		cpu = float64(cpuTicks(b, srv.Process.Pid)-t0) / 100 / time.Since(start).Seconds()
+		wall := time.Since(start).Seconds()
+		cpu = float64(cpuTicks(b, srv.Process.Pid)-t0) / 100 / wall
+		w1 := 0
+		for _, p := range procs {
+			w1 += cpuTicks(b, p.Process.Pid)
+		}
+		wcpu = float64(w1-w0) / 100 / wall
+		load = loadAvg(b)
 		rss = float64(procStatus(b, srv.Process.Pid, "VmHWM:"))
 		barrier = barrierCost(b, filepath.Join(data, "jobs", ids[0], "logs", "group.log"))
 		for _, p := range procs {
-			_ = p.Process.Kill()
-			_ = p.Wait()
+			killWait(p)
 		}
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
+		killWait(srv)
 		b.StartTimer()
 	}
 	b.ReportMetric(barrier*1000, "barrier-ms")
 	b.ReportMetric(rss/1024, "server-peak-RSS-MiB")
 	b.ReportMetric(cpu*100, "server-CPU-%")
+	b.ReportMetric(wcpu*100, "workers-CPU-%")
+	b.ReportMetric(load, "load-1m-at-end")
+}
+
+// loadAvg is the host's 1-minute load average (the benchmark's own boards
+// included: the host is shared).
+func loadAvg(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// limit is flag with $TROUPE_BENCH_TIMEOUT, or nothing (the default).
+func limit(flag string) []string {
+	if d := os.Getenv("TROUPE_BENCH_TIMEOUT"); d != "" {
+		return []string{flag, d}
+	}
+	return nil
+}
+
+// killWait ends a process of the benchmark (also when it failed); a
+// second call does nothing.
+func killWait(p *exec.Cmd) {
+	if p.ProcessState != nil {
+		return
+	}
+	_ = p.Process.Kill()
+	_ = p.Wait()
+}
+
+// benchLog is where a process of the benchmark logs: a file in
+// $TROUPE_BENCH_LOGS, or nowhere.
+func benchLog(b *testing.B, name string) io.Writer {
+	b.Helper()
+	dir := os.Getenv("TROUPE_BENCH_LOGS")
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = f.Close() })
+	return f
 }
 
 func postJob(b *testing.B, url, body string) string {
