@@ -2,7 +2,6 @@ package actors
 
 import (
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -10,80 +9,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/manualclock"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
-
-// manualClock is a clock whose timers the test fires by moving it on.
-type manualClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*manualTimer
-}
-
-type manualTimer struct {
-	at      time.Time
-	f       func()
-	stopped bool
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) AfterFunc(d time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	tm := &manualTimer{at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, tm)
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !tm.stopped
-		tm.stopped = true
-		return was
-	}
-}
-
-// pending counts the timers not yet fired or stopped.
-func (c *manualClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, tm := range c.timers {
-		if !tm.stopped {
-			n++
-		}
-	}
-	return n
-}
-
-// advance moves the clock on by d and fires the timers due.
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []func()
-	for _, tm := range c.timers {
-		if !tm.stopped && !tm.at.After(c.now) {
-			tm.stopped = true
-			due = append(due, tm.f)
-		}
-	}
-	c.mu.Unlock()
-	for _, f := range due {
-		f()
-	}
-}
 
 // releaseRig is board proxies of one worker whose boards actor holds the
 // CloseBoard requests for the test to answer.
 type releaseRig struct {
 	t       *testing.T
 	system  *actor.ActorSystem
-	clock   *manualClock
+	clock   *manualclock.Clock
 	closes  chan closeReq
 	stillOn chan *boardStillOn
 	rb      RemoteBoard
@@ -94,7 +31,7 @@ type releaseRig struct {
 func newReleaseRig(t *testing.T) *releaseRig {
 	r := &releaseRig{t: t, system: actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
-	})), clock: &manualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+	})), clock: manualclock.New(),
 		closes: make(chan closeReq, 10), stillOn: make(chan *boardStillOn, 10)}
 	t.Cleanup(r.system.Shutdown)
 	boards := r.system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
@@ -146,8 +83,8 @@ func (r *releaseRig) closeRequest() closeReq {
 func (r *releaseRig) waitTimers(n int) {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for r.clock.pending() != n {
-		require.True(r.t, time.Now().Before(deadline), "%d timers armed, want %d", r.clock.pending(), n)
+	for r.clock.Armed() != n {
+		require.True(r.t, time.Now().Before(deadline), "%d timers armed, want %d", r.clock.Armed(), n)
 		time.Sleep(time.Millisecond) // a deadline poll
 	}
 }
@@ -178,7 +115,7 @@ func TestProxyReleaseWaitsForBusyWorker(t *testing.T) {
 	// bound.
 	oneBoard := releaseTimeout + stuckAfter
 	for i, a := range answers {
-		r.clock.advance(35 * time.Second)
+		r.clock.Advance(35 * time.Second)
 		require.Less(t, time.Duration(i+1)*35*time.Second, closeLimit)
 		require.Greater(t, 35*time.Second, oneBoard)
 		r.system.Root.Send(a.sender, &workerpb.BoardClosed{Worker: "w1", Session: a.session})
@@ -196,7 +133,7 @@ func TestProxyReleaseWaitsForBusyWorker(t *testing.T) {
 	done := r.system.Root.StopFuture(p)
 	r.closeRequest()
 	r.waitTimers(1)
-	r.clock.advance(closeLimit)
+	r.clock.Advance(closeLimit)
 	require.NoError(t, done.Wait())
 	select {
 	case m := <-r.stillOn:

@@ -1,7 +1,6 @@
 package workers
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -9,83 +8,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/manualclock"
 	"github.com/troupe-lab/troupe/labca"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
-// manualClock is a clock whose timers fire when the test moves it on.
-type manualClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*manualTimer
-}
-
-type manualTimer struct {
-	at   time.Time
-	f    func()
-	done bool
-}
-
-func newManualClock() *manualClock {
-	return &manualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) AfterFunc(d time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	tm := &manualTimer{at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, tm)
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !tm.done
-		tm.done = true
-		return was
-	}
-}
-
-// armed counts the timers neither fired nor stopped.
-func (c *manualClock) armed() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, tm := range c.timers {
-		if !tm.done {
-			n++
-		}
-	}
-	return n
-}
-
-// advance moves the clock on by d and fires the timers due.
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []func()
-	for _, tm := range c.timers {
-		if !tm.done && !tm.at.After(c.now) {
-			tm.done = true
-			due = append(due, tm.f)
-		}
-	}
-	c.mu.Unlock()
-	for _, f := range due {
-		f()
-	}
-}
-
 // waitArmed waits (a bounded poll) until a timer is armed again: the
 // actor handled what the last one sent.
-func waitArmed(t *testing.T, c *manualClock) {
+func waitArmed(t *testing.T, c *manualclock.Clock) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for c.armed() == 0 {
+	for c.Armed() == 0 {
 		require.True(t, time.Now().Before(deadline), "no timer armed")
 		time.Sleep(time.Millisecond) // a deadline poll
 	}
@@ -93,10 +26,10 @@ func waitArmed(t *testing.T, c *manualClock) {
 
 // tick moves the hub's clock on by d and waits for the tick's handling
 // (the next tick armed, and a query answered behind it).
-func tick(t *testing.T, system *actor.ActorSystem, hub *Hub, c *manualClock, d time.Duration) []WorkerStatus {
+func tick(t *testing.T, system *actor.ActorSystem, hub *Hub, c *manualclock.Clock, d time.Duration) []WorkerStatus {
 	t.Helper()
 	waitArmed(t, c)
-	c.advance(d)
+	c.Advance(d)
 	waitArmed(t, c)
 	ws, err := hub.Workers()
 	require.NoError(t, err)
@@ -117,7 +50,7 @@ func connectedOf(ws []WorkerStatus) map[string]bool {
 func TestHubAliveWhileMessagesFlow(t *testing.T) {
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	clock := newManualClock()
+	clock := manualclock.New()
 	traffic := NewTraffic(clock)
 	lost := make(chan string, 10)
 	hub, err := StartHub(system, HubConfig{Clock: clock, Traffic: traffic, Lost: func(w string) { lost <- w }})
@@ -146,7 +79,7 @@ func TestHubAliveWhileMessagesFlow(t *testing.T) {
 func TestHubStalledJudgesLater(t *testing.T) {
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	clock := newManualClock()
+	clock := manualclock.New()
 	lost := make(chan string, 10)
 	hub, err := StartHub(system, HubConfig{Clock: clock, Lost: func(w string) { lost <- w }})
 	require.NoError(t, err)
@@ -175,7 +108,7 @@ func TestHubStalledJudgesLater(t *testing.T) {
 func TestWorkerKeepsServerWhileMessagesFlow(t *testing.T) {
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	clock := newManualClock()
+	clock := manualclock.New()
 	traffic := NewTraffic(clock)
 	registers := make(chan *workerpb.Register, 10)
 	// A hub that registers and never answers a heartbeat.
@@ -196,11 +129,7 @@ func TestWorkerKeepsServerWhileMessagesFlow(t *testing.T) {
 		// The worker's heartbeat timer (1 s) replaces the registration's.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			clock.mu.Lock()
-			ok := len(clock.timers) > 0 && !clock.timers[len(clock.timers)-1].done &&
-				clock.timers[len(clock.timers)-1].at.Sub(clock.now) == DefaultHeartbeat
-			clock.mu.Unlock()
-			if ok {
+			if left, armed := clock.Latest(); armed && left == DefaultHeartbeat {
 				return
 			}
 			require.True(t, time.Now().Before(deadline), "worker not registered")
@@ -210,13 +139,13 @@ func TestWorkerKeepsServerWhileMessagesFlow(t *testing.T) {
 	waitRegistered()
 	for range 10 {
 		traffic.Seen(labca.ServerName)
-		clock.advance(DefaultHeartbeat)
+		clock.Advance(DefaultHeartbeat)
 		waitArmed(t, clock)
 	}
 	assert.Empty(t, resets, "the server's messages flow: it is not lost")
 	assert.Empty(t, registers)
 	for range int(DefaultLostAfter/DefaultHeartbeat) + 1 {
-		clock.advance(DefaultHeartbeat)
+		clock.Advance(DefaultHeartbeat)
 		waitArmed(t, clock)
 	}
 	select {
@@ -233,7 +162,7 @@ func TestWorkerKeepsServerWhileMessagesFlow(t *testing.T) {
 func TestWorkerStalledJudgesLater(t *testing.T) {
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	clock := newManualClock()
+	clock := manualclock.New()
 	traffic := NewTraffic(clock)
 	registers := make(chan *workerpb.Register, 10)
 	_, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
@@ -250,28 +179,25 @@ func TestWorkerStalledJudgesLater(t *testing.T) {
 	<-registers
 	traffic.Seen(serverPeer) // registered: the server's answer came
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		clock.mu.Lock()
-		ok := len(clock.timers) > 1 && !clock.timers[len(clock.timers)-1].done
-		clock.mu.Unlock()
-		if ok {
+		if _, armed := clock.Latest(); armed && clock.Made() > 1 {
 			break
 		}
 		require.True(t, time.Now().Before(deadline), "worker not registered")
 		time.Sleep(time.Millisecond) // a deadline poll
 	}
 	// The tick comes 7 s late: past LostAfter, but not judged.
-	clock.advance(DefaultHeartbeat + 7*time.Second)
+	clock.Advance(DefaultHeartbeat + 7*time.Second)
 	waitArmed(t, clock)
 	assert.Empty(t, resets)
 	// What the server sent during the stall comes in; the next tick judges.
 	traffic.Seen(serverPeer)
-	clock.advance(DefaultHeartbeat)
+	clock.Advance(DefaultHeartbeat)
 	waitArmed(t, clock)
 	assert.Empty(t, resets)
 	assert.Empty(t, registers)
 	// Late ticks one after the other: every other one judges.
 	for range 2 {
-		clock.advance(DefaultLostAfter)
+		clock.Advance(DefaultLostAfter)
 		waitArmed(t, clock)
 	}
 	select {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/troupe-lab/troupe/internal/manualclock"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
 
@@ -49,7 +50,7 @@ func batchOf(t *testing.T, msgs ...proto.Message) *remote.MessageBatch {
 // counted), without under the worker its messages name, on a worker under
 // the server's name.
 func TestStreamRecordsTraffic(t *testing.T) {
-	clock := newManualClock()
+	clock := manualclock.New()
 	traffic := NewTraffic(clock)
 	console := &workerpb.ConsoleLines{Worker: "w1", Session: "s", Seq: 1}
 
@@ -58,7 +59,7 @@ func TestStreamRecordsTraffic(t *testing.T) {
 		batchOf(t, console), batchOf(t, &workerpb.ConsoleLines{Worker: "w2"})}}, name: "w1", check: true, traffic: traffic, logger: slog.New(slog.DiscardHandler)}
 	require.NoError(t, s.RecvMsg(&remote.RemoteMessage{}))
 	assert.Equal(t, clock.Now(), traffic.Last("w1"))
-	clock.advance(3 * DefaultHeartbeat)
+	clock.Advance(3 * DefaultHeartbeat)
 	err := s.RecvMsg(&remote.RemoteMessage{})
 	assert.Equal(t, codes.PermissionDenied, status.Code(err))
 	assert.True(t, traffic.Last("w2").IsZero())
@@ -69,7 +70,7 @@ func TestStreamRecordsTraffic(t *testing.T) {
 		batchOf(t, &workerpb.MnReply{Session: "s"}, &workerpb.ActionDone{Worker: "w3"}), batchOf(t, &workerpb.MnReply{})}}, traffic: traffic}
 	require.NoError(t, s.RecvMsg(&remote.RemoteMessage{}))
 	assert.Equal(t, clock.Now(), traffic.Last("w3"))
-	clock.advance(DefaultHeartbeat)
+	clock.Advance(DefaultHeartbeat)
 	require.NoError(t, s.RecvMsg(&remote.RemoteMessage{}))
 	assert.Equal(t, clock.Now(), traffic.Last("w3"), "the stream's later batches count for it")
 
