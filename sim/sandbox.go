@@ -254,6 +254,9 @@ func initStage(arg string) error {
 	if err := sh.Start(); err != nil {
 		return fmt.Errorf("start shell: %w", err)
 	}
+	// Before anything is typed: what the shell starts inherits it.
+	// (Refused only when this process runs nicer still: then so does the shell.)
+	_ = unix.Setpriority(unix.PRIO_PROCESS, sh.Process.Pid, ShellNice)
 	for _, f := range sh.ExtraFiles {
 		if f != nil {
 			_ = f.Close() // the shell has it

@@ -52,6 +52,9 @@ func testSessions(t *testing.T, b *Board, c *console.Console, tmp string) {
 	rw1, s1 := open()
 	_, s2 := open()
 	assert.Equal(t, "from-the-console\n", run(t, b, s1, `cat "$HOME/f"`))
+	// Shells and what they start yield the CPU to the harness (ShellNice).
+	assert.Equal(t, "10\n", run(t, b, c, "nice"))
+	assert.Equal(t, "10\n", run(t, b, s1, "nice"))
 	tmp1, tmp2 := run(t, b, s1, `echo "$TMPDIR"`), run(t, b, s2, `echo "$TMPDIR"`)
 	assert.Equal(t, tmp+"/session-1\n", tmp1)
 	assert.Equal(t, tmp+"/session-2\n", tmp2)

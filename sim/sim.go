@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/troupe-lab/troupe/lab"
@@ -706,6 +708,11 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	return ctx.Err()
 }
 
+// ShellNice is the nice value of a board's shells and all they start: a
+// lab of busy simulated boards yields the CPU to the harness (its clocks,
+// heartbeats and console readers) rather than starving it.
+const ShellNice = 10
+
 // errShellHung: the board's shells hang (a fault): none starts.
 var errShellHung = errors.New("shell hung")
 
@@ -759,6 +766,13 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start shell: %w", err)
+	}
+	if sb == nil {
+		// Before anything is typed: what the shell starts inherits it.
+		// (A sandbox's init does this for its shell.)
+		// (Refused only when this process runs nicer still: then so
+		// does the shell.)
+		_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, ShellNice)
 	}
 	s.shells[cmd.Process.Pid] = true
 	var bx *box
