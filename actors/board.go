@@ -148,7 +148,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		var err error
 		login := boot.Login(m.action.Login)
 		if b, ok := a.backend.(SpecBooter); ok {
-			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, Context: m.context, Login: login})
+			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, BootCommands: m.action.BootCommands, Context: m.context, Login: login})
 		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
 		} else {

@@ -34,8 +34,19 @@ func TestBootWithSpec(t *testing.T) {
 	err = b.BootWith(context.Background(), &recConsole{}, boot.Spec{Commands: "ramdisk"})
 	assert.ErrorContains(t, err, `boot bbb-01: the job boots with the command set "ramdisk"; the board's lab entry has nfs`)
 
+	// The job's own commands replace the board's (and any set); the lab's
+	// placeholders fill them.
+	con = &recConsole{}
+	err = b.BootWith(context.Background(), con, boot.Spec{Commands: "nfs", BootCommands: []string{"setenv a {kernel_addr}", "bootm"}})
+	require.True(t, err == nil || errors.As(err, &ue), "%v", err)
+	assert.Contains(t, con.calls, "send setenv a 0x82000000\n")
+	assert.Contains(t, con.calls, "send bootm\n")
+	assert.NotContains(t, strings.Join(con.calls, ""), "bootargs", "the named set is not typed")
+
 	bm.Method = "shell"
 	b.hw.Boot = bm
+	err = b.BootWith(context.Background(), &recConsole{}, boot.Spec{BootCommands: []string{"bootm"}})
+	assert.ErrorContains(t, err, "the job gives u-boot commands")
 	con = &recConsole{}
 	require.NoError(t, b.BootWith(context.Background(), con, boot.Spec{Login: boot.Login{Prompt: "bbb login:", User: "lava"}}))
 	assert.Equal(t, `expect ((?:bbb login:)\s*$)|(Kernel panic - not syncing[^\n]*)`, con.calls[0])

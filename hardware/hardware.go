@@ -272,7 +272,8 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 // LAVA boot's commands: nfs, ramdisk ...) — "" and, on a board without
 // command sets, any name send the board's commands; spec.Context gives
 // the placeholders the lab entry leaves open (it overrides none of the
-// board's); spec.Login replaces the board's login settings it sets.
+// board's); spec.BootCommands, the job's own, replace the board's
+// commands; spec.Login replaces the board's login settings it sets.
 func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error {
 	set := spec.Commands
 	bm := b.hw.Boot
@@ -284,10 +285,15 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) 
 		return fmt.Errorf("boot %s: %w", b.name, err)
 	}
 	if bm.Method != "u-boot" {
+		if len(spec.BootCommands) > 0 {
+			return fmt.Errorf("boot %s: the job gives u-boot commands, but the board's lab entry boots it by %q, not u-boot", b.name, bm.Method)
+		}
 		return boot.Boot(ctx, b, con, p)
 	}
 	commands := bm.Commands
-	if set != "" && len(bm.CommandSets) > 0 {
+	if len(spec.BootCommands) > 0 {
+		commands = spec.BootCommands
+	} else if set != "" && len(bm.CommandSets) > 0 {
 		cs, ok := bm.CommandSets[set]
 		if !ok {
 			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))

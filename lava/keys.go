@@ -540,8 +540,14 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 				} else {
 					a.Commands = k.v.Value
 				}
-			} else if _, good := im.strings(k); good {
-				im.warnf(k.line, k.path, "the job's own boot commands are not sent: troupe boots a board with the commands of its lab entry")
+			} else if cmds, good := im.commandList(k); good {
+				// Typed at the u-boot prompt instead of the board's, LAVA's
+				// {PLACEHOLDERS} as troupe's {placeholders}.
+				for _, c := range cmds {
+					a.BootCommands = append(a.BootCommands, lavaTemplate(c))
+				}
+			} else {
+				ok = false
 			}
 		case k.key == "type", k.key == "media", k.key == "bootloader", k.key == "ignore_kernel_messages", k.key == "transfer_overlay", k.key == "parameters", k.key == "soft_reboot", k.key == "expect_shell":
 			// type picks u-boot's boot command and media the storage; both are
@@ -590,13 +596,64 @@ func (im *importer) autoLogin(e entry, a *jobs.Action) {
 				im.errorf(k.line, k.path, "must be a text value")
 			}
 		case "login_commands":
-			if _, good := im.strings(k); good {
-				im.warnf(k.line, k.path, "not typed: troupe's test shell sets itself up after the login; put the commands in a test")
+			// Typed at the shell prompt after the login, before troupe's
+			// test shell sets itself up.
+			if cmds, good := im.commandList(k); good {
+				a.Login.Commands = cmds
 			}
 		default:
 			im.unsupported(k, "not an auto_login key; LAVA's are login_prompt, username, password_prompt, password and login_commands")
 		}
 	}
+}
+
+// commandList reads a list of commands typed on a board's console:
+// jobs.MaxBootCommands at most, one line of jobs.MaxBootCommandLen bytes
+// each.
+func (im *importer) commandList(k entry) ([]string, bool) {
+	cmds, ok := im.strings(k)
+	if !ok {
+		return nil, false
+	}
+	if len(cmds) > jobs.MaxBootCommands {
+		im.errorf(k.line, k.path, "at most %d commands (got %d)", jobs.MaxBootCommands, len(cmds))
+		return nil, false
+	}
+	for i, c := range cmds {
+		switch {
+		case len(c) > jobs.MaxBootCommandLen:
+			im.errorf(k.line, fmt.Sprintf("%s[%d]", k.path, i), "at most %d bytes (got %d)", jobs.MaxBootCommandLen, len(c))
+			return nil, false
+		case strings.ContainsAny(c, "\r\n"):
+			im.errorf(k.line, fmt.Sprintf("%s[%d]", k.path, i), "one line each: the console gets one command a line")
+			return nil, false
+		}
+	}
+	return cmds, true
+}
+
+// lavaPlaceholder is a placeholder of LAVA's u-boot commands ({SERVER_IP},
+// {KERNEL_ADDR}, ...).
+var lavaPlaceholder = regexp.MustCompile(`\{[A-Z][A-Z0-9_]*\}`)
+
+// lavaTemplate turns a LAVA boot command into a troupe template (see
+// boot.Fill): LAVA's {NAME} placeholders become {name} (the names a lab
+// entry's vars and the deploy give: {server_ip}, {kernel}, {ramdisk},
+// {dtb}, {kernel_addr}, ...); every other brace is literal ("${loadaddr}").
+func lavaTemplate(c string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range lavaPlaceholder.FindAllStringIndex(c, -1) {
+		b.WriteString(escapeBraces(c[last:m[0]]))
+		b.WriteString(strings.ToLower(c[m[0]:m[1]]))
+		last = m[1]
+	}
+	b.WriteString(escapeBraces(c[last:]))
+	return b.String()
+}
+
+func escapeBraces(s string) string {
+	return strings.NewReplacer("{", "{{", "}", "}}").Replace(s)
 }
 
 // roleKey handles the LAVA role keys beyond device_type, count, tags,

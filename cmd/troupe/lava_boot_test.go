@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLAVALoginCommands: auto_login's login_commands are typed at the
+// shell after the login on a board of the built-in sim lab: what they
+// set is there for the test.
+func TestLAVALoginCommands(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	job := writeFile(t, dir, "job.yaml", `job_name: login commands
+device_type: qemu
+timeouts: {job: {minutes: 2}}
+actions:
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['root@debian:~#']
+    auto_login:
+      login_prompt: 'login:'
+      username: root
+      login_commands:
+      - export LOGIN_MARK=typed
+      - echo login-ran > "$HOME/login-mark"
+- test:
+    definitions:
+    - from: inline
+      name: login
+      path: inline/login.yaml
+      repository:
+        metadata: {name: login, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case env --shell test "$LOGIN_MARK" = typed
+          - lava-test-case file --shell grep -q login-ran "$HOME/login-mark"
+`)
+	res := troupe(t, "run", "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	cases := testsByKey(readResults(t, res.out))
+	assert.Equal(t, "pass", cases["node-0/login/env"], "%v", cases)
+	assert.Equal(t, "pass", cases["node-0/login/file"], "%v", cases)
+}
+
+// TestLAVAUBootCommandList: a LAVA boot whose commands are a list (not a
+// named set) has them typed at the u-boot prompt of a simulated u-boot
+// board instead of its lab entry's, LAVA's placeholders filled by the
+// deploy ({SERVER_IP}, {KERNEL}, ...) and the lab entry.
+func TestLAVAUBootCommandList(t *testing.T) {
+	t.Parallel()
+	addr, sock := simboard(t, "bbb-02", false, "--bootloader", "u-boot")
+	dir := t.TempDir()
+	writeFile(t, dir, "zImage", "kernel")
+	writeFile(t, dir, "ramdisk.cpio", "ramdisk")
+	writeFile(t, dir, "board.dtb", "device tree")
+	labFile := ubootLab(t, dir, "bbb-02", "beaglebone-black", addr, sock, "Hit any key to stop autoboot", tftpBootCommands)
+	job := writeFile(t, dir, "job.yaml", fmt.Sprintf(`job_name: bbb own commands
+device_type: beaglebone-black
+timeouts: {job: {minutes: 3}, action: {minutes: 1}}
+actions:
+- deploy:
+    to: tftp
+    kernel: {url: zImage, type: zimage}
+    ramdisk: {url: ramdisk.cpio}
+    dtb: {url: board.dtb}
+- boot:
+    method: u-boot
+    commands:
+    - setenv serverip {SERVER_IP}
+    - setenv bootargs console=ttyS0 marker=%s
+    - tftp 0x82000000 {KERNEL}
+    - tftp 0x88080000 {RAMDISK}
+    - tftp 0x88000000 {DTB}
+    - echo ${bootargs}
+    - bootz 0x82000000 0x88080000 0x88000000
+    prompts: ['/ #']
+- test:
+    definitions:
+    - from: inline
+      name: smoke
+      path: inline/smoke.yaml
+      repository:
+        metadata: {name: smoke, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case booted --result pass
+`, "job-commands"))
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	log := readLog(t, res.out, "node-0")
+	assert.Contains(t, log, "setenv bootargs console=ttyS0 marker=job-commands", "the job's commands are typed")
+	assert.Contains(t, log, "bbb-02/ramdisk.cpio", "fetched over TFTP with the deploy's placeholders")
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/smoke/booted"])
+}
