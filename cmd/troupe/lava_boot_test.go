@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -96,4 +97,44 @@ actions:
 	assert.Contains(t, log, "setenv bootargs console=ttyS0 marker=job-commands", "the job's commands are typed")
 	assert.Contains(t, log, "bbb-02/ramdisk.cpio", "fetched over TFTP with the deploy's placeholders")
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/smoke/booted"])
+}
+
+// TestLAVAQemuContext: a LAVA QEMU job's context.arch picks the QEMU
+// binary of the board's boots (amd64 → qemu-system-x86_64 on a board
+// whose lab entry says aarch64); a context key of LAVA's qemu template
+// troupe does not honour fails the boot with a line naming it.
+func TestLAVAQemuContext(t *testing.T) {
+	t.Parallel()
+	needQemu(t)
+	dir := t.TempDir()
+	labFile := writeFile(t, dir, "lab.toml", "[[board]]\nname = \"vm-0\"\ndevice_type = \"qemu\"\nbackend = \"qemu\"\n[board.qemu]\narch = \"aarch64\"\nmemory = \"256M\"\n")
+	src := `job_name: lava qemu context
+device_type: qemu
+timeouts: {job: {minutes: 4}}
+context: {arch: amd64, netdevice: user, memory: 256, extra_options: [-smp, 1]}
+actions:
+- boot:
+    method: qemu
+    media: tmpfs
+    prompts: ['/ # ']
+- test:
+    definitions:
+    - from: inline
+      name: arch
+      path: inline/arch.yaml
+      repository:
+        metadata: {name: arch, format: Lava-Test Test Definition 1.0}
+        run:
+          steps:
+          - lava-test-case arch --shell test "$(uname -m)" = x86_64
+`
+	job := writeFile(t, dir, "job.yaml", src)
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/arch/arch"])
+
+	bad := writeFile(t, dir, "bad.yaml", strings.Replace(src, "[-smp, 1]", "[-smp, 1, -global, virtio-blk-device.scsi=off]", 1))
+	res = troupe(t, "run", "--lab", labFile, "--out", "OUT2", bad)
+	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Contains(t, res.stdout+res.stderr, `context.extra_options: "-global": not supported`)
 }
