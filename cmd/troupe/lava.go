@@ -76,6 +76,38 @@ func lavaFlags(fs *flag.FlagSet, stderr io.Writer) func() lava.Options {
 	}
 }
 
+// labMirrors are the LAVA mirrors of l (nil: none).
+func labMirrors(l *lab.Lab) []lava.Mirror {
+	if l == nil {
+		return nil
+	}
+	var ms []lava.Mirror
+	for _, m := range l.LAVAMirrors {
+		ms = append(ms, lava.Mirror{Prefix: m.URL, Dir: m.Dir})
+	}
+	return ms
+}
+
+// withLabMirrors adds the LAVA mirrors of l (nil: none) after the
+// --lava-mirror ones, which win a tie.
+func withLabMirrors(opts lava.Options, l *lab.Lab) lava.Options {
+	ms := labMirrors(l)
+	if len(ms) == 0 {
+		return opts
+	}
+	if opts.Repos != nil {
+		r := *opts.Repos
+		r.Mirrors = append(slices.Clone(r.Mirrors), ms...)
+		opts.Repos = &r
+	}
+	if opts.Downloads != nil {
+		d := *opts.Downloads
+		d.Mirrors = append(slices.Clone(d.Mirrors), ms...)
+		opts.Downloads = &d
+	}
+	return opts
+}
+
 // loadLAVA reads and imports the LAVA job definition at path.
 func loadLAVA(path string, opts lava.Options) (*jobs.Job, error) {
 	data, err := tomlfile.ReadFile(path)

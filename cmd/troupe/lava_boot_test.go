@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -137,4 +138,40 @@ actions:
 	res = troupe(t, "run", "--lab", labFile, "--out", "OUT2", bad)
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.Contains(t, res.stdout+res.stderr, `context.extra_options: "-global": not supported`)
+}
+
+// TestLAVALabMirrors: a lab file's [lava_mirrors] serves the from: git
+// test definitions of LAVA jobs to troupe run and to troupe serve, as
+// --lava-mirror does; without it the same job is refused (nothing is
+// fetched from the network).
+func TestLAVALabMirrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	gitRepo(t, filepath.Join(dir, "mirror", "qa", "defs.git"), map[string]string{
+		"smoke.yaml": "metadata: {name: smoke}\nrun:\n  steps:\n  - lava-test-case mirrored --result pass\n",
+	})
+	labBody := "[[board]]\nname = \"sim-0\"\ndevice_type = \"qemu\"\n"
+	bare := writeFile(t, dir, "bare.toml", labBody)
+	labFile := writeFile(t, dir, "lab.toml", labBody+"[lava_mirrors]\n\"https://git.example.org/\" = \"mirror\"\n")
+	job := writeFile(t, dir, "job.yaml", `job_name: lab mirror
+device_type: qemu
+timeouts: {job: {minutes: 2}}
+actions:
+- boot: {method: qemu, media: tmpfs, prompts: ['# ']}
+- test:
+    definitions:
+    - {from: git, repository: 'https://git.example.org/qa/defs.git', path: smoke.yaml, name: smoke}
+`)
+	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/smoke/mirrored"])
+	res = troupe(t, "run", "--lab", bare, "--out", "OUT2", job)
+	assert.Equal(t, 3, res.code, "without the lab's mirror: refused\n%s", res.stderr)
+
+	srv := startServe(t, "--lab", labFile, "--data", filepath.Join(dir, "data"))
+	r := troupeIn(t, dir, "submit", job, "--server", srv.url)
+	assert.Equal(t, 0, r.code, "the server takes the job through the lab's mirror: %s%s", r.stdout, r.stderr)
+	srv2 := startServe(t, "--lab", bare, "--data", filepath.Join(dir, "data2"))
+	r = troupeIn(t, dir, "submit", job, "--server", srv2.url)
+	assert.Equal(t, 3, r.code, "without the lab's mirror the server refuses it: %s%s", r.stdout, r.stderr)
 }

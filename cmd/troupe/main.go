@@ -123,10 +123,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		return usageError(fs, "no job file")
 	}
+	// The lab first: its LAVA mirrors serve the jobs' imports.
+	var l *lab.Lab
+	if *labFile != "" {
+		var err error
+		if l, err = lab.Load(*labFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+	}
 	var js []*jobs.Job
 	code := exitOK
 	for _, f := range fs.Args() {
-		job, err := loadJob(f, lavaOpts())
+		job, err := loadJob(f, withLabMirrors(lavaOpts(), l))
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -137,14 +146,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
-	var l *lab.Lab
-	if *labFile != "" {
-		var err error
-		if l, err = lab.Load(*labFile); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitInvalid
-		}
-	} else {
+	if l == nil {
 		standInNotice(stderr, js)
 	}
 	if *out == "" {
