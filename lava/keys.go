@@ -361,11 +361,18 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	imgs := map[string]string{}
 	ok = true
 	docker, image, to := false, (*entry)(nil), (*entry)(nil)
+	var nfsEntry, modEntry *entry
 	take := func(k entry, as string) {
 		if p, good := im.artifact(k, dl); good {
 			imgs[as] = p
 		} else {
 			ok = false
+		}
+		switch as {
+		case "nfsrootfs":
+			nfsEntry = &k
+		case "modules":
+			modEntry = &k
 		}
 	}
 	for _, k := range m.entries {
@@ -464,6 +471,14 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	if !ok {
 		return a, false
 	}
+	if nfsEntry != nil && modEntry != nil && installModules(nfsEntry.v) {
+		// LAVA's extract-modules: the modules unpacked over the nfsrootfs.
+		p, good := im.withModules(*modEntry, imgs["nfsrootfs"], imgs["modules"], dl)
+		if !good {
+			return a, false
+		}
+		imgs["nfsrootfs"] = p
+	}
 	files := map[string]string{}
 	for k, v := range imgs {
 		if !slices.Contains([]string{"kernel", "initrd", "dtb", "rootfs"}, k) {
@@ -483,6 +498,45 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		return a, false
 	}
 	return a, true
+}
+
+// installModules reads an image's install_modules (LAVA's default: true).
+func installModules(n *yaml.Node) bool {
+	n = deref(n)
+	for i := 0; n != nil && n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "install_modules" {
+			v := deref(n.Content[i+1])
+			return v == nil || v.Value != "false" && v.Value != "False" && v.Value != "no"
+		}
+	}
+	return true
+}
+
+// withModules gives the job path of the nfsrootfs (job path rootfs) with
+// the modules (job path modules) unpacked over it, in the download cache.
+func (im *importer) withModules(e entry, rootfs, modules string, dl *Downloads) (string, bool) {
+	if dl == nil {
+		im.errorf(e.line, e.path, "no download cache to unpack the modules into the nfsrootfs in")
+		return "", false
+	}
+	real := func(p string) string {
+		rel, err := filepath.Rel(filepath.Dir(im.file), p)
+		if err != nil {
+			return p
+		}
+		return filepath.Join(im.opts.Images, rel)
+	}
+	p, err := dl.WithModules(context.Background(), real(rootfs), real(modules))
+	if err != nil {
+		im.errorf(e.line, e.path, "%v", err)
+		return "", false
+	}
+	cached, err := filepath.Rel(im.opts.Images, p)
+	if err != nil || !filepath.IsLocal(cached) {
+		im.errorf(e.line, e.path, "the download cache %s is not under the images root %s", dl.Dir, im.opts.Images)
+		return "", false
+	}
+	return im.imagePath(cached), true
 }
 
 // stagedName is the form of the names of images staged by name

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -174,4 +175,25 @@ actions:
 	srv2 := startServe(t, "--lab", bare, "--data", filepath.Join(dir, "data2"))
 	r = troupeIn(t, dir, "submit", job, "--server", srv2.url)
 	assert.Equal(t, 3, r.code, "without the lab's mirror the server refuses it: %s%s", r.stdout, r.stderr)
+}
+
+// TestLAVANFSModules: a LAVA deploy's modules are unpacked over its
+// nfsrootfs as LAVA's extract-modules does: the simulated u-boot board
+// that mounts the nfsrootfs sees them.
+func TestLAVANFSModules(t *testing.T) {
+	t.Parallel()
+	addr, sock := simboard(t, "bbb-01", false, "--bootloader", "u-boot")
+	dir := t.TempDir()
+	writeFile(t, dir, "zImage", "kernel")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rootfs.tar.gz"), rootfsTarGz(t, map[string]string{"etc/nfs-marker": "from-the-nfsrootfs\n"}), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.tar.gz"), rootfsTarGz(t, map[string]string{"lib/modules/6.1.0-lava/kernel/m.ko": "module\n"}), 0o644))
+	job := writeFile(t, dir, "job.yaml", strings.NewReplacer(
+		"nfsrootfs: {url: rootfs.tar.gz, sha256sum: %x}", "nfsrootfs: {url: rootfs.tar.gz}\n    modules: {url: modules.tar.gz, compression: gz}",
+		`"$HOME/etc/nfs-marker"`, `"$HOME/etc/nfs-marker"`+"\n          - lava-test-case modules --shell grep -q module \"$HOME/lib/modules/6.1.0-lava/kernel/m.ko\"",
+	).Replace(nfsJob))
+	res := troupe(t, "run", "--lab", nfsLab(t, dir, addr, sock, true), "--out", "OUT", job)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	cases := testsByKey(readResults(t, res.out))
+	assert.Equal(t, "pass", cases["node-0/nfs/rootfs"], "%v", cases)
+	assert.Equal(t, "pass", cases["node-0/nfs/modules"], "the modules are in the nfsrootfs: %v", cases)
 }
