@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -106,6 +107,33 @@ func withLabMirrors(opts lava.Options, l *lab.Lab) lava.Options {
 		opts.Downloads = &d
 	}
 	return opts
+}
+
+// unfetched lists the images of j in the LAVA download cache that are
+// not there yet, sorted.
+func unfetched(j *jobs.Job) []string {
+	var out []string
+	add := func(p string) {
+		if p == "" || !slices.Contains(strings.Split(filepath.ToSlash(p), "/"), lava.CacheDir) {
+			return
+		}
+		if _, err := os.Stat(p); err != nil && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, a := range j.Actions {
+		add(a.Image)
+		if im := a.Images; im != nil {
+			for _, p := range []string{im.Kernel, im.Initrd, im.DTB, im.Rootfs} {
+				add(p)
+			}
+			for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+				add(im.Files[k])
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // loadLAVA reads and imports the LAVA job definition at path.

@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -196,4 +199,31 @@ func TestLAVANFSModules(t *testing.T) {
 	cases := testsByKey(readResults(t, res.out))
 	assert.Equal(t, "pass", cases["node-0/nfs/rootfs"], "%v", cases)
 	assert.Equal(t, "pass", cases["node-0/nfs/modules"], "the modules are in the nfsrootfs: %v", cases)
+}
+
+// TestImportLAVAFetchesNothing: import-lava prints the job with the cache
+// paths of its images, fetching none, and says which are not fetched yet.
+func TestImportLAVAFetchesNothing(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte("kernel"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	job := writeFile(t, dir, "job.yaml", fmt.Sprintf(`job_name: import
+device_type: qemu
+actions:
+- deploy:
+    to: tmpfs
+    images:
+      kernel: {url: %s/img/vmlinuz, sha256sum: %s}
+- boot: {method: qemu, prompts: ['# ']}
+`, srv.URL, strings.Repeat("ab", 32)))
+	res := troupe(t, "import-lava", job)
+	require.Equal(t, 0, res.code, res.stderr)
+	assert.Equal(t, int32(0), hits.Load(), "nothing downloaded")
+	assert.Contains(t, res.stdout, ".lava-cache/")
+	assert.Regexp(t, `troupe: \S+/\.lava-cache/\S+/vmlinuz is not fetched yet: `+"`troupe run "+`\S+job\.yaml`+"`"+` fetches it`, res.stderr)
 }

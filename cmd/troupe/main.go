@@ -303,10 +303,19 @@ func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return usageError(fs, "want one LAVA job file, got %d arguments", fs.NArg())
 	}
-	job, err := loadLAVA(fs.Arg(0), lavaOpts())
+	// Printing a job fetches no image: the job names the cache paths a
+	// run of the LAVA job fetches them to.
+	opts := lavaOpts()
+	d := *opts.Downloads
+	d.Defer = true
+	opts.Downloads = &d
+	job, err := loadLAVA(fs.Arg(0), opts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
+	}
+	for _, p := range unfetched(job) {
+		fmt.Fprintf(stderr, "troupe: %s is not fetched yet: `troupe run %s` fetches it\n", p, fs.Arg(0))
 	}
 	if err := job.Encode(stdout); err != nil {
 		fmt.Fprintln(stderr, err)
