@@ -3,6 +3,7 @@ package hardware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,12 +63,18 @@ func TestStageFiles(t *testing.T) {
 	}
 	im := jobs.Images{Kernel: filepath.Join(src, "zImage"), Files: map[string]string{"nfsrootfs": filepath.Join(src, "rootfs.tgz")}}
 	hw := lab.Hardware{Deploy: lab.Deploy{Method: "tftp"}, Boot: lab.BootMethod{Method: "u-boot", Commands: []string{"bootz"}}}
-	b := &Board{name: "bbb-01", hw: hw, opts: Options{TFTPRoot: root, ServerIP: "127.0.0.1:6969"}}
-	err := b.DeployImages(context.Background(), im)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "no boot command of the board's lab entry mounts one ({nfsrootfs})")
+	b := &Board{Switch: &recSwitch{}, name: "bbb-01", hw: hw, opts: Options{TFTPRoot: root, ServerIP: "127.0.0.1:6969"}}
+	require.NoError(t, b.DeployImages(context.Background(), im))
+	b.hw.Boot.Interrupt = "Hit any key"
+	err := b.BootWith(context.Background(), &recConsole{}, boot.Spec{})
+	assert.ErrorContains(t, err, "the job deploys an nfsrootfs, but the commands it boots with mount none ({nfsrootfs})")
 
+	// The commands it boots with: a set of the lab entry's, or the job's own.
 	b.hw.Boot.CommandSets = map[string][]string{"nfs": {"setenv bootargs root=/dev/nfs nfsroot={server_ip}:{nfsrootfs}"}}
+	err = b.BootWith(context.Background(), &recConsole{}, boot.Spec{Commands: "nfs"})
+	assert.NotContains(t, fmt.Sprint(err), "mount none")
+	err = b.BootWith(context.Background(), &recConsole{}, boot.Spec{BootCommands: []string{"setenv bootargs nfsroot={server_ip}:{nfsrootfs}", "bootz"}})
+	assert.NotContains(t, fmt.Sprint(err), "mount none")
 	require.NoError(t, b.DeployImages(context.Background(), im))
 	assert.Equal(t, "bbb-01/rootfs.tgz", b.vars["nfsrootfs"])
 	got, err := os.ReadFile(filepath.Join(root, "bbb-01", "rootfs.tgz"))

@@ -197,9 +197,6 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 		}
 		vars[k] = file
 	}
-	if _, nfs := im.Files["nfsrootfs"]; nfs && !b.mountsNFSRoot() {
-		return fmt.Errorf("deploy images to %s: the job boots an nfsrootfs, but no boot command of the board's lab entry mounts one ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: give the board a command set (nfs) whose kernel takes its root from {nfsrootfs}", b.name)
-	}
 	vars["image"] = vars["kernel"]
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -207,15 +204,12 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 	return nil
 }
 
-// mountsNFSRoot reports whether a boot command of the board names the
-// staged nfsrootfs.
-func (b *Board) mountsNFSRoot() bool {
-	sets := append([][]string{b.hw.Boot.Commands}, slices.Collect(maps.Values(b.hw.Boot.CommandSets))...)
-	for _, cmds := range sets {
-		for _, c := range cmds {
-			if strings.Contains(c, "{nfsrootfs}") {
-				return true
-			}
+// mountsNFSRoot reports whether one of commands names the staged
+// nfsrootfs.
+func mountsNFSRoot(commands []string) bool {
+	for _, c := range commands {
+		if strings.Contains(c, "{nfsrootfs}") {
+			return true
 		}
 	}
 	return false
@@ -299,6 +293,12 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) 
 			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))
 		}
 		commands = cs
+	}
+	b.mu.Lock()
+	_, nfs := b.vars["nfsrootfs"]
+	b.mu.Unlock()
+	if nfs && !mountsNFSRoot(commands) {
+		return fmt.Errorf("boot %s: the job deploys an nfsrootfs, but the commands it boots with mount none ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: boot with a command set (nfs) of the board's lab entry, or commands of the job's own, whose kernel takes its root from {nfsrootfs}", b.name)
 	}
 	interrupt, err := regexp.Compile(bm.Interrupt)
 	if err != nil {
