@@ -79,6 +79,11 @@ type Board struct {
 	// exists, good otherwise), or one of Healths.
 	Health string
 	Line   int // in the lab file; 0 for built-in boards
+	// StandIn marks a sim board of the built-in lab standing in for a
+	// device type of its own (not "sim"): it takes the images it cannot
+	// boot (kernel images, disk images) and boots its own shell. Never
+	// set by a lab file.
+	StandIn bool
 }
 
 // Healths are the board states a lab file may set.
@@ -423,6 +428,7 @@ func ForJob(j *jobs.Job) *Lab {
 			DeviceType: r.DeviceType,
 			Tags:       append([]string(nil), r.Tags...),
 			Backend:    Sim,
+			StandIn:    r.DeviceType != "sim",
 		})
 	}
 	return l

@@ -56,7 +56,7 @@ func standInNotice(w io.Writer, js []*jobs.Job) {
 	if len(types) > 1 {
 		noun = "device types"
 	}
-	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab\n", noun, strings.Join(types, ", "))
+	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab (they boot their own shell, not the job's kernel or disk images)\n", noun, strings.Join(types, ", "))
 }
 
 // lavaFlags adds --lava-mirror to fs; the function it returns gives the
