@@ -139,7 +139,7 @@ actions:
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/arch/arch"])
 
 	bad := writeFile(t, dir, "bad.yaml", strings.Replace(src, "[-smp, 1]", "[-smp, 1, -global, virtio-blk-device.scsi=off]", 1))
-	res = troupe(t, "run", "--lab", labFile, "--out", "OUT2", bad)
+	res = troupe(t, "run", "--lab", labFile, "--out", "OUT", bad)
 	assert.Equal(t, 2, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.Contains(t, res.stdout+res.stderr, `context.extra_options: "-global": not supported`)
 }
@@ -169,7 +169,7 @@ actions:
 	res := troupe(t, "run", "--lab", labFile, "--out", "OUT", job)
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	assert.Equal(t, "pass", testsByKey(readResults(t, res.out))["node-0/smoke/mirrored"])
-	res = troupe(t, "run", "--lab", bare, "--out", "OUT2", job)
+	res = troupe(t, "run", "--lab", bare, "--out", "OUT", job)
 	assert.Equal(t, 3, res.code, "without the lab's mirror: refused\n%s", res.stderr)
 
 	srv := startServe(t, "--lab", labFile, "--data", filepath.Join(dir, "data"))

@@ -123,7 +123,7 @@ func TestLAVAUBootNFS(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	res = troupe(t, "validate", job)
 	require.Equal(t, 0, res.code, res.stderr)
-	res = troupe(t, "run", "--lab", nfsLab(t, noNFS, addr, sock, false), "--out", "OUT2", job)
+	res = troupe(t, "run", "--lab", nfsLab(t, noNFS, addr, sock, false), "--out", "OUT", job)
 	assert.NotEqual(t, 0, res.code)
 	assert.Contains(t, res.stdout+res.stderr+readLogOrEmpty(t, res.out, "node-0"), `the job boots with the command set "nfs"; the board's lab entry has ramdisk`)
 }
