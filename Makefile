@@ -51,6 +51,8 @@ FUZZ += ./cmd/troupe:FuzzParseFlags
 FUZZ += ./server:FuzzReadActions:10000x
 FUZZ += ./hardware/console:FuzzTelnetDecode
 FUZZ += ./cmd/benchtable:FuzzParse
+FUZZ += ./lava:FuzzLAVATemplate
+FUZZ += ./qemu:FuzzContextQemu
 
 .PHONY: all build run test deps vet unit fuzz bench clean proto
 

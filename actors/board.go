@@ -159,7 +159,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 				err = b.BootSession(ctx, addr)
 			}
 		} else if b, ok := a.backend.(SpecBooter); ok {
-			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, Context: m.context, Login: login})
+			err = b.BootWith(ctx, a.con, boot.Spec{Commands: m.action.Commands, BootCommands: m.action.BootCommands, Context: m.context, Login: login})
 		} else if b, ok := a.backend.(Booter); ok {
 			err = b.Boot(ctx, a.con)
 		} else {

@@ -43,7 +43,7 @@ type Kind struct {
 var kinds = map[string]Kind{
 	lab.Sim: {
 		Open: func(b lab.Board, env Env) (actors.Backend, error) {
-			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger, Networks: env.SimNetworks, Unsandboxed: env.Unsandboxed})
+			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger, Networks: env.SimNetworks, Unsandboxed: env.Unsandboxed, StandIn: b.StandIn})
 		},
 		PowerOffLeftover: func(_ context.Context, _ lab.Board, dir string) error {
 			return sim.PowerOffLeftover(dir)

@@ -34,6 +34,10 @@ type Prompts struct {
 	// DefaultPasswordPrompt) after the user.
 	Password       string
 	PasswordPrompt *regexp.Regexp
+	// Commands are typed at the shell prompt after the login, one at a
+	// time, each waiting for the prompt again (LAVA's auto_login
+	// login_commands).
+	Commands []string
 }
 
 // DefaultPasswordPrompt is the password prompt of login(1).

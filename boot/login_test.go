@@ -101,3 +101,25 @@ func indexOf(s []string, v string) int {
 	}
 	return -1
 }
+
+// TestBootLoginCommands: the login commands are typed at the shell
+// prompt after the login, each once the prompt is back; the job's come
+// after the board's; a multi-line command is refused before it is sent.
+func TestBootLoginCommands(t *testing.T) {
+	p := newFakePower()
+	pr := boot.DefaultPrompts()
+	pr.Commands = []string{"stty cols 200"}
+	pr, err := boot.Login{Commands: []string{"export A=1", "cd /srv"}}.Apply(pr)
+	require.NoError(t, err)
+	require.NoError(t, boot.Boot(ctxT(t, waitTO), p, recConsole{p}, pr))
+	shell := "expect " + pr.Shell.String()
+	calls := p.Calls()
+	assert.Equal(t, []string{"send root\n", shell, "send stty cols 200\n", shell, "send export A=1\n", shell, "send cd /srv\n", shell},
+		calls[len(calls)-8:])
+
+	p = newFakePower()
+	pr.Commands = []string{"echo a\nrm -rf /"}
+	err = boot.Boot(ctxT(t, waitTO), p, recConsole{p}, pr)
+	require.ErrorContains(t, err, "login command 1")
+	assert.NotContains(t, p.Calls(), "send echo a\nrm -rf /\n")
+}

@@ -3,6 +3,7 @@ package boot
 import (
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // Spec is what a job's boot action asks of a board's boot beyond its lab
@@ -11,6 +12,9 @@ type Spec struct {
 	// Commands names a command set of the board's lab entry; "": its
 	// commands.
 	Commands string
+	// BootCommands are the job's own u-boot commands (templates, as the
+	// lab entry's), typed instead of the board's; nil: none.
+	BootCommands []string
 	// Context gives the placeholders of the board's command templates
 	// that its lab entry leaves open.
 	Context map[string]string
@@ -22,6 +26,9 @@ type Spec struct {
 // prompts, the user and the password ("": the board's).
 type Login struct {
 	Prompt, User, PasswordPrompt, Password string
+	// Commands are typed at the shell prompt after the login (LAVA's
+	// login_commands), after the board's own.
+	Commands []string
 }
 
 // Apply returns p with the settings of l that are given.
@@ -45,6 +52,9 @@ func (l Login) Apply(p Prompts) (Prompts, error) {
 	}
 	if l.Password != "" {
 		p.Password = l.Password
+	}
+	if len(l.Commands) > 0 {
+		p.Commands = append(slices.Clone(p.Commands), l.Commands...)
 	}
 	return p, nil
 }

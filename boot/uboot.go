@@ -196,7 +196,8 @@ func cyclePower(ctx context.Context, pw Power, con Console) error {
 	return nil
 }
 
-// logIn answers the login prompt (already consumed) and waits for the shell.
+// logIn answers the login prompt (already consumed), waits for the shell
+// and types p.Commands at it.
 func logIn(ctx context.Context, con Console, p Prompts) error {
 	if err := con.Send(p.User + "\n"); err != nil {
 		return fmt.Errorf("log in: %w", err)
@@ -217,6 +218,17 @@ func logIn(ctx context.Context, con Console, p Prompts) error {
 	}
 	if _, err := con.Expect(ctx, p.Shell); err != nil {
 		return fmt.Errorf("wait for shell prompt: %w", err)
+	}
+	for i, c := range p.Commands {
+		if strings.ContainsAny(c, "\r\n") {
+			return fmt.Errorf("login command %d: %q spans several lines", i+1, c)
+		}
+		if err := con.Send(c + "\n"); err != nil {
+			return fmt.Errorf("login command %d: %w", i+1, err)
+		}
+		if _, err := con.Expect(ctx, p.Shell); err != nil {
+			return fmt.Errorf("login command %d %q: wait for shell prompt: %w", i+1, c, err)
+		}
 	}
 	return nil
 }

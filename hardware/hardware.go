@@ -197,9 +197,6 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 		}
 		vars[k] = file
 	}
-	if _, nfs := im.Files["nfsrootfs"]; nfs && !b.mountsNFSRoot() {
-		return fmt.Errorf("deploy images to %s: the job boots an nfsrootfs, but no boot command of the board's lab entry mounts one ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: give the board a command set (nfs) whose kernel takes its root from {nfsrootfs}", b.name)
-	}
 	vars["image"] = vars["kernel"]
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -207,15 +204,12 @@ func (b *Board) DeployImages(_ context.Context, im jobs.Images) error {
 	return nil
 }
 
-// mountsNFSRoot reports whether a boot command of the board names the
-// staged nfsrootfs.
-func (b *Board) mountsNFSRoot() bool {
-	sets := append([][]string{b.hw.Boot.Commands}, slices.Collect(maps.Values(b.hw.Boot.CommandSets))...)
-	for _, cmds := range sets {
-		for _, c := range cmds {
-			if strings.Contains(c, "{nfsrootfs}") {
-				return true
-			}
+// mountsNFSRoot reports whether one of commands names the staged
+// nfsrootfs.
+func mountsNFSRoot(commands []string) bool {
+	for _, c := range commands {
+		if strings.Contains(c, "{nfsrootfs}") {
+			return true
 		}
 	}
 	return false
@@ -272,7 +266,8 @@ func (b *Board) Boot(ctx context.Context, con boot.Console) error {
 // LAVA boot's commands: nfs, ramdisk ...) — "" and, on a board without
 // command sets, any name send the board's commands; spec.Context gives
 // the placeholders the lab entry leaves open (it overrides none of the
-// board's); spec.Login replaces the board's login settings it sets.
+// board's); spec.BootCommands, the job's own, replace the board's
+// commands; spec.Login replaces the board's login settings it sets.
 func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error {
 	set := spec.Commands
 	bm := b.hw.Boot
@@ -284,15 +279,26 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) 
 		return fmt.Errorf("boot %s: %w", b.name, err)
 	}
 	if bm.Method != "u-boot" {
+		if len(spec.BootCommands) > 0 {
+			return fmt.Errorf("boot %s: the job gives u-boot commands, but the board's lab entry boots it by %q, not u-boot", b.name, bm.Method)
+		}
 		return boot.Boot(ctx, b, con, p)
 	}
 	commands := bm.Commands
-	if set != "" && len(bm.CommandSets) > 0 {
+	if len(spec.BootCommands) > 0 {
+		commands = spec.BootCommands
+	} else if set != "" && len(bm.CommandSets) > 0 {
 		cs, ok := bm.CommandSets[set]
 		if !ok {
 			return fmt.Errorf("boot %s: the job boots with the command set %q; the board's lab entry has %s", b.name, set, strings.Join(slices.Sorted(maps.Keys(bm.CommandSets)), ", "))
 		}
 		commands = cs
+	}
+	b.mu.Lock()
+	_, nfs := b.vars["nfsrootfs"]
+	b.mu.Unlock()
+	if nfs && !mountsNFSRoot(commands) {
+		return fmt.Errorf("boot %s: the job deploys an nfsrootfs, but the commands it boots with mount none ({nfsrootfs}); troupe serves it over TFTP and runs no NFS server: boot with a command set (nfs) of the board's lab entry, or commands of the job's own, whose kernel takes its root from {nfsrootfs}", b.name)
 	}
 	interrupt, err := regexp.Compile(bm.Interrupt)
 	if err != nil {

@@ -85,12 +85,15 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
 		}
-		if l := a.Login; l != (Login{}) {
+		if l := a.Login; l.Prompt != "" || l.User != "" || l.PasswordPrompt != "" || l.Password != "" || len(l.Commands) > 0 {
 			var parts []string
 			for _, f := range []struct{ k, v string }{{"prompt", l.Prompt}, {"user", l.User}, {"password_prompt", l.PasswordPrompt}, {"password", l.Password}} {
 				if f.v != "" {
 					parts = append(parts, f.k+" = "+quote(f.v))
 				}
+			}
+			if len(l.Commands) > 0 {
+				parts = append(parts, "commands = "+list(l.Commands))
 			}
 			fmt.Fprintf(&b, "login = {%s}\n", strings.Join(parts, ", "))
 		}
@@ -102,6 +105,9 @@ func (j *Job) Encode(w io.Writer) error {
 		}
 		if a.Commands != "" {
 			fmt.Fprintf(&b, "commands = %s\n", quote(a.Commands))
+		}
+		if len(a.BootCommands) > 0 {
+			fmt.Fprintf(&b, "commands = %s\n", list(a.BootCommands))
 		}
 		if a.Parse != "" {
 			fmt.Fprintf(&b, "parse = %s\n", quote(a.Parse))

@@ -111,6 +111,11 @@ type Action struct {
 	// board's lab entry to boot with (LAVA's boot commands: nfs, ramdisk,
 	// ...); "": the board's own commands.
 	Commands string
+	// BootCommands (boot only, optional) are the job's own u-boot
+	// commands (LAVA's boot commands given as a list), typed at the
+	// bootloader prompt instead of the board's; placeholders as in the
+	// lab's. Not with Commands.
+	BootCommands []string
 	// Before are MultiNode calls the node makes, in order, before the
 	// action starts (LAVA's action-level protocols: lava-multinode).
 	Before []Request
@@ -197,6 +202,36 @@ type Images struct {
 // password prompts, the user and the password; "" keeps the board's.
 type Login struct {
 	Prompt, User, PasswordPrompt, Password string
+	// Commands are typed at the shell prompt after the login (LAVA's
+	// login_commands).
+	Commands []string
+}
+
+// Bounds of a boot action's own commands (Action.BootCommands,
+// Login.Commands): how many, and how long each (one line).
+const (
+	MaxBootCommands   = 64
+	MaxBootCommandLen = 1024
+)
+
+// checkCommands records an error for commands beyond the bounds or
+// spanning several lines.
+func checkCommands(t tomlfile.Table, k string, cmds []string) bool {
+	if len(cmds) > MaxBootCommands {
+		t.Errorf(k, "at most %d commands (got %d)", MaxBootCommands, len(cmds))
+		return false
+	}
+	for i, c := range cmds {
+		switch {
+		case len(c) > MaxBootCommandLen:
+			t.Errorf(k, "command %d: at most %d bytes (got %d)", i+1, MaxBootCommandLen, len(c))
+			return false
+		case strings.ContainsAny(c, "\r\n"):
+			t.Errorf(k, "command %d: one line each", i+1)
+			return false
+		}
+	}
+	return true
 }
 
 // MaxRetries bounds an action's retries.
@@ -308,8 +343,11 @@ func Parse(file string, data []byte) (*Job, error) {
 
 // parseLogin reads a boot action's login table.
 func parseLogin(t tomlfile.Table) Login {
-	t.Only("prompt", "user", "password_prompt", "password")
+	t.Only("prompt", "user", "password_prompt", "password", "commands")
 	var l Login
+	if cmds, ok := t.Strings("commands"); ok && checkCommands(t, "commands", cmds) {
+		l.Commands = cmds
+	}
 	for _, f := range []struct {
 		k      string
 		dst    *string
@@ -545,9 +583,13 @@ func parseActions(tables []tomlfile.Table, j *Job) []Action {
 				}
 			}
 		}
-		if c, ok := t.String("commands"); ok && a.Type == Boot {
+		if _, list := t.M["commands"].([]any); list {
+			if cmds, ok := t.Strings("commands"); ok && a.Type == Boot && checkCommands(t, "commands", cmds) {
+				a.BootCommands = cmds
+			}
+		} else if c, ok := t.String("commands"); ok && a.Type == Boot {
 			if !commandSetName.MatchString(c) {
-				t.Errorf("commands", "names a command set of the board's lab entry: letters, digits, '_' and '-' (got %q)", c)
+				t.Errorf("commands", "names a command set of the board's lab entry: letters, digits, '_' and '-' (got %q); a list gives the commands themselves", c)
 			}
 			a.Commands = c
 		}

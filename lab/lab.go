@@ -6,6 +6,7 @@ package lab
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,6 +79,11 @@ type Board struct {
 	// exists, good otherwise), or one of Healths.
 	Health string
 	Line   int // in the lab file; 0 for built-in boards
+	// StandIn marks a sim board of the built-in lab standing in for a
+	// device type of its own (not "sim"): it takes the images it cannot
+	// boot (kernel images, disk images) and boots its own shell. Never
+	// set by a lab file.
+	StandIn bool
 }
 
 // Healths are the board states a lab file may set.
@@ -108,10 +114,49 @@ type Lab struct {
 	// sets is the job's. Zero: jobs.DefaultBootTimeout and
 	// jobs.DefaultDeployTimeout.
 	BootLimit, DeployLimit time.Duration
+	// LAVAMirrors map URL prefixes of LAVA jobs' test definition
+	// repositories and images to local directories ([lava_mirrors]: the
+	// lab's offline mirrors; --lava-mirror adds to them), in URL order.
+	LAVAMirrors []LAVAMirror
 	// Sandbox is how sim boards' shells are confined: SandboxNamespaces
 	// (also when "", the default) or SandboxNone (they run as troupe's
 	// user, seeing everything it can).
 	Sandbox string
+}
+
+// LAVAMirror is one [lava_mirrors] entry: URLs starting with URL are
+// read from Dir (absolute: a relative directory in the file is the lab
+// file's directory's).
+type LAVAMirror struct {
+	URL, Dir string
+}
+
+// mirrorSchemes are the URL schemes a LAVA mirror can stand in for.
+var mirrorSchemes = []string{"http", "https", "git", "file"}
+
+// parseLAVAMirrors reads the [lava_mirrors] table: "URL prefix" = "DIR".
+func parseLAVAMirrors(t tomlfile.Table, file string) []LAVAMirror {
+	var out []LAVAMirror
+	for _, k := range t.Keys() {
+		dir, ok := t.String(k)
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(k)
+		switch {
+		case err != nil || !slices.Contains(mirrorSchemes, u.Scheme) || u.Scheme != "file" && u.Host == "":
+			t.Errorf(k, "a mirror's key is a URL prefix (http, https, git or file, with a host but for file), got %q", k)
+			continue
+		case dir == "":
+			t.Errorf(k, "must name a directory")
+			continue
+		}
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(filepath.Dir(file), dir)
+		}
+		out = append(out, LAVAMirror{URL: k, Dir: filepath.Clean(dir)})
+	}
+	return out
 }
 
 // Sandbox kinds of a lab file's sandbox key.
@@ -155,7 +200,10 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit", "boot_limit", "deploy_limit")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit", "boot_limit", "deploy_limit", "lava_mirrors")
+	if t, ok := root.Table("lava_mirrors"); ok {
+		l.LAVAMirrors = parseLAVAMirrors(t, file)
+	}
 	for _, lim := range []struct {
 		key string
 		to  *time.Duration
@@ -389,6 +437,7 @@ func ForJob(j *jobs.Job) *Lab {
 			DeviceType: r.DeviceType,
 			Tags:       append([]string(nil), r.Tags...),
 			Backend:    Sim,
+			StandIn:    r.DeviceType != "sim",
 		})
 	}
 	return l

@@ -123,8 +123,8 @@ func TestForJob(t *testing.T) {
 	j := job(t, "server:1:sim:usb", "client:2:qemu")
 	l := lab.ForJob(j)
 	assert.Equal(t, &lab.Lab{File: "built-in", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter, Boards: []lab.Board{
-		{Name: "sim-0", DeviceType: "qemu", Backend: "sim"},
-		{Name: "sim-1", DeviceType: "qemu", Backend: "sim"},
+		{Name: "sim-0", DeviceType: "qemu", Backend: "sim", StandIn: true},
+		{Name: "sim-1", DeviceType: "qemu", Backend: "sim", StandIn: true},
 		{Name: "sim-2", DeviceType: "sim", Tags: []string{"usb"}, Backend: "sim"},
 	}}, l)
 	require.NoError(t, l.Check(j))

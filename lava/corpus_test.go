@@ -112,6 +112,10 @@ func corpusMirrors(t *testing.T, files []string) lava.Options {
 		p := filepath.Join(imgDir, strings.SplitN(im[0], "://", 2)[1])
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 		body := []byte("placeholder image\n")
+		if strings.Contains(im[0], ".tar") || strings.HasSuffix(im[0], ".tgz") {
+			// A rootfs or modules tarball: a tar (modules unpack over an nfsrootfs).
+			body = tarFile(t, false, "placeholder")
+		}
 		if im[1] != "" && im[1] != "none" {
 			body = compress(t, im[1], body)
 		}

@@ -362,11 +362,18 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	imgs := map[string]string{}
 	ok = true
 	docker, image, to := false, (*entry)(nil), (*entry)(nil)
+	var nfsEntry, modEntry *entry
 	take := func(k entry, as string) {
 		if p, good := im.artifact(k, dl); good {
 			imgs[as] = p
 		} else {
 			ok = false
+		}
+		switch as {
+		case "nfsrootfs":
+			nfsEntry = &k
+		case "modules":
+			modEntry = &k
 		}
 	}
 	for _, k := range m.entries {
@@ -466,6 +473,14 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 	if !ok {
 		return a, false
 	}
+	if nfsEntry != nil && modEntry != nil && installModules(nfsEntry.v) {
+		// LAVA's extract-modules: the modules unpacked over the nfsrootfs.
+		p, good := im.withModules(*modEntry, imgs["nfsrootfs"], imgs["modules"], dl)
+		if !good {
+			return a, false
+		}
+		imgs["nfsrootfs"] = p
+	}
 	files := map[string]string{}
 	for k, v := range imgs {
 		if !slices.Contains([]string{"kernel", "initrd", "dtb", "rootfs"}, k) {
@@ -485,6 +500,45 @@ func (im *importer) deployLAVA(e entry, dl *Downloads) (jobs.Action, bool) {
 		return a, false
 	}
 	return a, true
+}
+
+// installModules reads an image's install_modules (LAVA's default: true).
+func installModules(n *yaml.Node) bool {
+	n = deref(n)
+	for i := 0; n != nil && n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "install_modules" {
+			v := deref(n.Content[i+1])
+			return v == nil || v.Value != "false" && v.Value != "False" && v.Value != "no"
+		}
+	}
+	return true
+}
+
+// withModules gives the job path of the nfsrootfs (job path rootfs) with
+// the modules (job path modules) unpacked over it, in the download cache.
+func (im *importer) withModules(e entry, rootfs, modules string, dl *Downloads) (string, bool) {
+	if dl == nil {
+		im.errorf(e.line, e.path, "no download cache to unpack the modules into the nfsrootfs in")
+		return "", false
+	}
+	real := func(p string) string {
+		rel, err := filepath.Rel(filepath.Dir(im.file), p)
+		if err != nil {
+			return p
+		}
+		return filepath.Join(im.opts.Images, rel)
+	}
+	p, err := dl.WithModules(context.Background(), real(rootfs), real(modules))
+	if err != nil {
+		im.errorf(e.line, e.path, "%v", err)
+		return "", false
+	}
+	cached, err := filepath.Rel(im.opts.Images, p)
+	if err != nil || !filepath.IsLocal(cached) {
+		im.errorf(e.line, e.path, "the download cache %s is not under the images root %s", dl.Dir, im.opts.Images)
+		return "", false
+	}
+	return im.imagePath(cached), true
 }
 
 // stagedName is the form of the names of images staged by name
@@ -542,8 +596,14 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 				} else {
 					a.Commands = k.v.Value
 				}
-			} else if _, good := im.strings(k); good {
-				im.warnf(k.line, k.path, "the job's own boot commands are not sent: troupe boots a board with the commands of its lab entry")
+			} else if cmds, good := im.commandList(k); good {
+				// Typed at the u-boot prompt instead of the board's, LAVA's
+				// {PLACEHOLDERS} as troupe's {placeholders}.
+				for _, c := range cmds {
+					a.BootCommands = append(a.BootCommands, lavaTemplate(c))
+				}
+			} else {
+				ok = false
 			}
 		case k.key == "parameters":
 			params = &k
@@ -644,13 +704,64 @@ func (im *importer) autoLogin(e entry, a *jobs.Action) {
 				im.errorf(k.line, k.path, "must be a text value")
 			}
 		case "login_commands":
-			if _, good := im.strings(k); good {
-				im.warnf(k.line, k.path, "not typed: troupe's test shell sets itself up after the login; put the commands in a test")
+			// Typed at the shell prompt after the login, before troupe's
+			// test shell sets itself up.
+			if cmds, good := im.commandList(k); good {
+				a.Login.Commands = cmds
 			}
 		default:
 			im.unsupported(k, "not an auto_login key; LAVA's are login_prompt, username, password_prompt, password and login_commands")
 		}
 	}
+}
+
+// commandList reads a list of commands typed on a board's console:
+// jobs.MaxBootCommands at most, one line of jobs.MaxBootCommandLen bytes
+// each.
+func (im *importer) commandList(k entry) ([]string, bool) {
+	cmds, ok := im.strings(k)
+	if !ok {
+		return nil, false
+	}
+	if len(cmds) > jobs.MaxBootCommands {
+		im.errorf(k.line, k.path, "at most %d commands (got %d)", jobs.MaxBootCommands, len(cmds))
+		return nil, false
+	}
+	for i, c := range cmds {
+		switch {
+		case len(c) > jobs.MaxBootCommandLen:
+			im.errorf(k.line, fmt.Sprintf("%s[%d]", k.path, i), "at most %d bytes (got %d)", jobs.MaxBootCommandLen, len(c))
+			return nil, false
+		case strings.ContainsAny(c, "\r\n"):
+			im.errorf(k.line, fmt.Sprintf("%s[%d]", k.path, i), "one line each: the console gets one command a line")
+			return nil, false
+		}
+	}
+	return cmds, true
+}
+
+// lavaPlaceholder is a placeholder of LAVA's u-boot commands ({SERVER_IP},
+// {KERNEL_ADDR}, ...).
+var lavaPlaceholder = regexp.MustCompile(`\{[A-Z][A-Z0-9_]*\}`)
+
+// lavaTemplate turns a LAVA boot command into a troupe template (see
+// boot.Fill): LAVA's {NAME} placeholders become {name} (the names a lab
+// entry's vars and the deploy give: {server_ip}, {kernel}, {ramdisk},
+// {dtb}, {kernel_addr}, ...); every other brace is literal ("${loadaddr}").
+func lavaTemplate(c string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range lavaPlaceholder.FindAllStringIndex(c, -1) {
+		b.WriteString(escapeBraces(c[last:m[0]]))
+		b.WriteString(strings.ToLower(c[m[0]:m[1]]))
+		last = m[1]
+	}
+	b.WriteString(escapeBraces(c[last:]))
+	return b.String()
+}
+
+func escapeBraces(s string) string {
+	return strings.NewReplacer("{", "{{", "}", "}}").Replace(s)
 }
 
 // guestRole reads a role's ssh guest keys (connection: ssh, host_role,

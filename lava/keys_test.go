@@ -1,7 +1,12 @@
 package lava_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +89,8 @@ func TestStagedImages(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644))
 	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "rootfs.tar.gz"), tarFile(t, true, "etc/os-release", "lib/modules/old/x.ko"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.tgz"), tarFile(t, true, "lib/modules/6.1.0/kernel/m.ko"), 0o644))
 	src := `job_name: t
 device_type: bbb
 actions:
@@ -110,7 +117,10 @@ actions:
 	im := j.Actions[0].Images
 	require.NotNil(t, im)
 	assert.Equal(t, filepath.Join(dir, "zImage"), im.Kernel)
-	assert.Equal(t, map[string]string{"nfsrootfs": filepath.Join(dir, "rootfs.tar.gz"), "modules": filepath.Join(dir, "modules.tgz"),
+	nfs := im.Files["nfsrootfs"]
+	assert.Contains(t, nfs, lava.CacheDir, "the nfsrootfs with the modules unpacked over it, in the cache")
+	assert.Equal(t, []string{"etc/os-release", "lib/modules/old/x.ko", "lib/modules/6.1.0/kernel/m.ko"}, tarNames(t, nfs), "LAVA's extract-modules: the modules over the rootfs")
+	assert.Equal(t, map[string]string{"nfsrootfs": nfs, "modules": filepath.Join(dir, "modules.tgz"),
 		"dtbo": filepath.Join(dir, "a.dtbo"), "dtbo_2": filepath.Join(dir, "b.dtbo")}, im.Files)
 	fw := j.Actions[1].Images.Files["cpu_1"]
 	require.NotEmpty(t, fw)
@@ -119,6 +129,80 @@ actions:
 	require.NoError(t, err)
 	assert.Equal(t, "worker/fw.bin", string(b))
 	roundTrip(t, j)
+
+	// install_modules: false keeps the nfsrootfs as it is.
+	j, err = lava.ImportWith(file, []byte(strings.Replace(src, "{url: rootfs.tar.gz}", "{url: rootfs.tar.gz, install_modules: false}", 1)), opts)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "rootfs.tar.gz"), j.Actions[0].Images.Files["nfsrootfs"])
+
+	// Modules that are no tar: an error naming the key; validating
+	// (Defer) reads nothing.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.tgz"), []byte("not a tar"), 0o644))
+	bad := strings.Replace(src, "modules.tgz", "bad.tgz", 1)
+	_, err = lava.ImportWith(file, []byte(bad), opts)
+	assert.ErrorContains(t, err, "job.yaml:8: actions[0].deploy.modules: modules: bad.tgz: not a tar archive")
+	deferred := opts
+	deferred.Downloads = &lava.Downloads{Mirrors: opts.Downloads.Mirrors, Defer: true}
+	_, err = lava.ImportWith(file, []byte(bad), deferred)
+	require.NoError(t, err)
+}
+
+// tarFile is a tar (gzip-compressed if zipped) of the named files.
+func tarFile(t *testing.T, zipped bool, names ...string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	var w io.Writer = &b
+	var zw *gzip.Writer
+	if zipped {
+		zw = gzip.NewWriter(&b)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	for _, n := range names {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(n))}))
+		_, err := tw.Write([]byte(n))
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	if zw != nil {
+		require.NoError(t, zw.Close())
+	}
+	return b.Bytes()
+}
+
+// tarNames lists the entries of the plain tar at p.
+func tarNames(t *testing.T, p string) []string {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	var names []string
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return names
+		}
+		require.NoError(t, err)
+		names = append(names, h.Name)
+	}
+}
+
+// TestWithModulesBounded: the rootfs-with-modules copy is bounded by the
+// download size limit.
+func TestWithModulesBounded(t *testing.T) {
+	dir := t.TempDir()
+	rootfs, modules := filepath.Join(dir, "rootfs.tar"), filepath.Join(dir, "modules.tar.gz")
+	require.NoError(t, os.WriteFile(rootfs, tarFile(t, false, strings.Repeat("r", 90)), 0o644))
+	require.NoError(t, os.WriteFile(modules, tarFile(t, true, "lib/modules/m.ko"), 0o644))
+	d := &lava.Downloads{Dir: filepath.Join(dir, "cache"), MaxBytes: 2048}
+	_, err := d.WithModules(context.Background(), rootfs, modules)
+	assert.ErrorContains(t, err, "larger than the download size limit")
+	d.MaxBytes = 0
+	p, err := d.WithModules(context.Background(), rootfs, modules)
+	require.NoError(t, err)
+	assert.Equal(t, "rootfs.tar", filepath.Base(p))
+	assert.Equal(t, []string{strings.Repeat("r", 90), "lib/modules/m.ko"}, tarNames(t, p))
 }
 
 // TestDeferredImages: validating (Downloads.Defer) fetches nothing and

@@ -310,6 +310,9 @@ var unsupported = []struct {
 	{"secret value", job("secrets: {A: [hunter2]}"), "job.yaml:6: secrets.A: must be a text value"},
 	{"context value", job("context: {a: {b: c}}"), "job.yaml:6: context.a: must be a value or a list of values (got mapping)"},
 	{"timeouts.connection unit", job("timeouts: {connection: {weeks: 2}}"), "job.yaml:6: timeouts.connection.weeks: unknown unit"},
+	{"boot commands lines", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], commands: [\"setenv a 1\\nreset\"]}", 1), "job.yaml:8: actions[0].boot.commands[0]: one line each"},
+	{"boot commands many", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], commands: ["+strings.Repeat("x, ", jobs.MaxBootCommands)+"x]}", 1), "job.yaml:8: actions[0].boot.commands: at most 64 commands (got 65)"},
+	{"login commands long", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], auto_login: {login_commands: ["+strings.Repeat("x", jobs.MaxBootCommandLen+1)+"]}}", 1), "actions[0].boot.auto_login.login_commands[0]: at most 1024 bytes (got 1025)"},
 	{"duration unit", job("timeouts: {job: {weeks: 1}}"), "job.yaml:6: timeouts.job.weeks: unknown unit"},
 	{"duration zero", job("timeouts: {job: {minutes: 0}}"), "job.yaml:6: timeouts.job: must be > 0"},
 	{"duration negative", job("timeouts: {job: {minutes: -1}}"), "job.yaml:6: timeouts.job.minutes: must not be negative"},
@@ -627,7 +630,11 @@ actions:
     protocols:
       lava-multinode:
       - {action: uboot-commands, request: lava-send, messageID: booting, message: {board: bbb}}
-- boot: {role: [client], method: u-boot, prompts: ['# ', '$ ']}
+- boot:
+    role: [client]
+    method: u-boot
+    prompts: ['# ', '$ ']
+    commands: ['setenv serverip {SERVER_IP}', 'tftp {KERNEL_ADDR} {KERNEL}', 'bootz ${kernel_addr_r} - {DTB_ADDR}']
 - test:
     role: [client]
     protocols:
@@ -643,14 +650,17 @@ actions:
 	j, err := lava.ImportWith("dir/job.yaml", []byte(src), opts)
 	require.NoError(t, err)
 	assert.Equal(t, "accepted", j.Name, "LAVA keeps the last of duplicate keys")
-	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)",
-		"dir/job.yaml:30: actions[1].boot.auto_login.login_commands: warning: not typed: troupe's test shell sets itself up after the login; put the commands in a test"}, warnings)
+	assert.Equal(t, []string{"dir/job.yaml:2: job_name: warning: duplicate key: the value on line 2 replaces the one on line 1 (LAVA keeps the last)"}, warnings)
 	assert.Equal(t, 20*time.Minute, j.Timeout)
 	require.Len(t, j.Actions, 5)
 	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Initrd: "dir/ramdisk.cpio", DTB: "dir/boards/board.dtb"}, j.Actions[0].Images)
 	assert.Equal(t, []string{"server"}, j.Actions[1].Roles)
+	assert.Equal(t, jobs.Login{Prompt: "login:", User: "root", PasswordPrompt: "Password:", Password: "x", Commands: []string{"id"}}, j.Actions[1].Login, "auto_login, login_commands typed after it")
 	assert.Equal(t, 3*time.Minute, j.Actions[1].Timeout, "timeouts.actions.auto-login-action → boot actions")
 	assert.Equal(t, []jobs.Request{{Kind: "send", ID: "booting", Args: []string{"board=bbb"}}}, j.Actions[1].Before)
+	assert.Equal(t, []string{"setenv serverip {server_ip}", "tftp {kernel_addr} {kernel}", "bootz ${{kernel_addr_r}} - {dtb_addr}"}, j.Actions[2].BootCommands,
+		"a list of boot commands: the job's own, LAVA's placeholders as troupe's")
+	assert.Equal(t, "", j.Actions[2].Commands)
 	assert.Equal(t, 7*time.Minute, j.Actions[3].Timeout, "timeouts.actions.lava-test-shell → test actions")
 	assert.Equal(t, []jobs.Request{{Kind: "wait-all", ID: "ready", Args: []string{"server"}}}, j.Actions[3].Before)
 	assert.Nil(t, j.Actions[4].Before, "the request comes before the LAVA action, once")

@@ -48,6 +48,7 @@ type Board struct {
 
 	mu     sync.Mutex
 	images *jobs.Images // deployed; nil: the default images
+	job    jobQemu      // what the job's context asks of the boots
 	vm     *vm          // the running QEMU process; nil: off
 	port   *port        // on the group's network; nil: none
 	host   string       // guest hostname: the node
@@ -162,7 +163,7 @@ func (b *Board) On(ctx context.Context) error {
 	bin, args := b.argv(im)
 	path, err := exec.LookPath(bin)
 	if err != nil {
-		return fmt.Errorf("qemu %s: %w (install %s)", b.name, err, packageOf(b.cfg.Arch))
+		return fmt.Errorf("qemu %s: %w (install %s)", b.name, err, packageOf(b.arch()))
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = b.con.w, b.con.w
@@ -275,21 +276,22 @@ func (b *Board) bootImages(ctx context.Context) (jobs.Images, error) {
 	if b.images != nil {
 		return *b.images, nil
 	}
-	return DefaultImages(ctx, b.cfg.Arch, b.opts.CacheDir)
+	return DefaultImages(ctx, b.arch(), b.opts.CacheDir)
 }
 
 // argv is the QEMU command line of one boot: no default devices, the
 // serial port on stdio, and only what the guest needs.
 func (b *Board) argv(im jobs.Images) (string, []string) {
+	arch := b.arch()
 	bin, machine, cpu, tty := "qemu-system-x86_64", "pc", "max", "ttyS0"
-	if b.cfg.Arch == "aarch64" {
+	if arch == "aarch64" {
 		// cortex-a57, not max: max emulates pointer authentication with
 		// QARMA, which makes a TCG boot 5x slower (1.5 s against 7.5 s
 		// to the login prompt).
 		bin, machine, cpu, tty = "qemu-system-aarch64", "virt", "cortex-a57", "ttyAMA0"
 	}
 	cmdline := []string{"console=" + tty, "quiet", "loglevel=1", "panic=0", "mitigations=off", "troupe.name=" + b.host}
-	if b.cfg.Arch == "x86_64" {
+	if arch == "x86_64" {
 		cmdline = append(cmdline, "8250.nr_uarts=1", "no_timer_check", "tsc=reliable")
 	}
 	if b.addr != "" {
@@ -301,10 +303,23 @@ func (b *Board) argv(im jobs.Images) (string, []string) {
 	if b.cfg.Append != "" {
 		cmdline = append(cmdline, b.cfg.Append)
 	}
+	cpus, memory := b.cfg.CPUs, b.cfg.Memory
+	if b.job.cpu != "" {
+		cpu = b.job.cpu
+	}
+	if b.job.machine != "" {
+		machine = b.job.machine
+	}
+	if b.job.cpus > 0 {
+		cpus = b.job.cpus
+	}
+	if b.job.memoryMiB > 0 {
+		memory = fmt.Sprintf("%dM", b.job.memoryMiB)
+	}
 	args := []string{
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-M", machine, "-accel", "tcg,tb-size=64", "-cpu", cpu,
-		"-smp", fmt.Sprint(b.cfg.CPUs), "-m", b.cfg.Memory,
+		"-smp", fmt.Sprint(cpus), "-m", memory,
 		"-kernel", im.Kernel,
 	}
 	if im.Initrd != "" {

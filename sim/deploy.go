@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+
+	"github.com/troupe-lab/troupe/jobs"
 )
 
 // Deploy installs image into Root(): a directory is copied recursively, a
@@ -30,6 +32,10 @@ func (b *Board) Deploy(ctx context.Context, image string) error {
 		return nil
 	}
 	if err := b.deploy(ctx, image); err != nil {
+		if errors.Is(err, errNotArchive) && b.o.StandIn {
+			b.log.Warn("stand-in: the image is not booted; the board boots its own shell", "image", image)
+			return nil
+		}
 		return fmt.Errorf("deploy %s to %s: %w", image, b.o.Name, err)
 	}
 	if !b.o.Unsandboxed {
@@ -167,6 +173,23 @@ func modeBits(m fs.FileMode) fs.FileMode {
 	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 }
 
+// errNotArchive: an image that is neither a directory nor a tar.
+var errNotArchive = errors.New("not a directory, tar or tar.gz image")
+
+// DeployImages takes a kernel's images on a stand-in board (Options.
+// StandIn): the rootfs is deployed as Deploy does, the kernel, initrd,
+// dtb and the others are not booted. Other sim boards take one image.
+func (b *Board) DeployImages(ctx context.Context, im jobs.Images) error {
+	if !b.o.StandIn {
+		return errors.New("this board is deployed with image, not images = {kernel, ...}")
+	}
+	if err := b.Deploy(ctx, im.Rootfs); err != nil {
+		return err
+	}
+	b.log.Warn("stand-in: the kernel images are not booted; the board boots its own shell", "kernel", im.Kernel)
+	return nil
+}
+
 func untar(ctx context.Context, root *os.Root, f io.Reader) error {
 	br := bufio.NewReader(f)
 	magic, _ := br.Peek(2)
@@ -181,7 +204,7 @@ func untar(ctx context.Context, root *os.Root, f io.Reader) error {
 	}
 	tbr := bufio.NewReader(r)
 	if hdr, err := tbr.Peek(512); err != nil || !isTarHeader(hdr) {
-		return errors.New("not a directory, tar or tar.gz image")
+		return errNotArchive
 	}
 	tr := tar.NewReader(tbr)
 	for {

@@ -57,6 +57,11 @@ type Options struct {
 	// (the lab's sandbox = "none"): a test script can then reach
 	// everything this process can.
 	Unsandboxed bool
+	// StandIn: the board stands in for another device type (the built-in
+	// lab's boards): images it cannot boot (kernel images, disk images)
+	// are taken and left unused, said in its log; tar images are still
+	// unpacked into its root.
+	StandIn bool
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func standInNotice(w io.Writer, js []*jobs.Job) {
 	if len(types) > 1 {
 		noun = "device types"
 	}
-	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab\n", noun, strings.Join(types, ", "))
+	fmt.Fprintf(w, "troupe: no --lab: %s %s stood in for by simulated boards of the built-in sim lab (they boot their own shell, not the job's kernel or disk images)\n", noun, strings.Join(types, ", "))
 }
 
 // lavaFlags adds --lava-mirror to fs; the function it returns gives the
@@ -74,6 +75,65 @@ func lavaFlags(fs *flag.FlagSet, stderr io.Writer) func() lava.Options {
 		opts.Warn = func(s string) { fmt.Fprintln(stderr, s) }
 		return opts
 	}
+}
+
+// labMirrors are the LAVA mirrors of l (nil: none).
+func labMirrors(l *lab.Lab) []lava.Mirror {
+	if l == nil {
+		return nil
+	}
+	var ms []lava.Mirror
+	for _, m := range l.LAVAMirrors {
+		ms = append(ms, lava.Mirror{Prefix: m.URL, Dir: m.Dir})
+	}
+	return ms
+}
+
+// withLabMirrors adds the LAVA mirrors of l (nil: none) after the
+// --lava-mirror ones, which win a tie.
+func withLabMirrors(opts lava.Options, l *lab.Lab) lava.Options {
+	ms := labMirrors(l)
+	if len(ms) == 0 {
+		return opts
+	}
+	if opts.Repos != nil {
+		r := *opts.Repos
+		r.Mirrors = append(slices.Clone(r.Mirrors), ms...)
+		opts.Repos = &r
+	}
+	if opts.Downloads != nil {
+		d := *opts.Downloads
+		d.Mirrors = append(slices.Clone(d.Mirrors), ms...)
+		opts.Downloads = &d
+	}
+	return opts
+}
+
+// unfetched lists the images of j in the LAVA download cache that are
+// not there yet, sorted.
+func unfetched(j *jobs.Job) []string {
+	var out []string
+	add := func(p string) {
+		if p == "" || !slices.Contains(strings.Split(filepath.ToSlash(p), "/"), lava.CacheDir) {
+			return
+		}
+		if _, err := os.Stat(p); err != nil && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, a := range j.Actions {
+		add(a.Image)
+		if im := a.Images; im != nil {
+			for _, p := range []string{im.Kernel, im.Initrd, im.DTB, im.Rootfs} {
+				add(p)
+			}
+			for _, k := range slices.Sorted(maps.Keys(im.Files)) {
+				add(im.Files[k])
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // loadLAVA reads and imports the LAVA job definition at path.

@@ -262,7 +262,7 @@ actions:
 	res = troupe(t, "validate", bad)
 	assert.Equal(t, 0, res.code, res.stderr)
 	assert.Equal(t, before, hits.Load(), "validate downloads nothing")
-	res = troupe(t, "run", "--lab", labFile, "--out", filepath.Join(t.TempDir(), "out2"), bad)
+	res = troupe(t, "run", "--lab", labFile, "--out", "OUT", bad)
 	assert.Equal(t, 3, res.code)
 	assert.Contains(t, res.stderr, "actions[0].deploy.images.kernel.url:")
 	assert.Contains(t, res.stderr, "checksum mismatch: sha256sum is")

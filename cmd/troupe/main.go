@@ -123,10 +123,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		return usageError(fs, "no job file")
 	}
+	// The lab first: its LAVA mirrors serve the jobs' imports.
+	var l *lab.Lab
+	if *labFile != "" {
+		var err error
+		if l, err = lab.Load(*labFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitInvalid
+		}
+	}
 	var js []*jobs.Job
 	code := exitOK
 	for _, f := range fs.Args() {
-		job, err := loadJob(f, lavaOpts())
+		job, err := loadJob(f, withLabMirrors(lavaOpts(), l))
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitInvalid
@@ -137,14 +146,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
-	var l *lab.Lab
-	if *labFile != "" {
-		var err error
-		if l, err = lab.Load(*labFile); err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitInvalid
-		}
-	} else {
+	if l == nil {
 		standInNotice(stderr, js)
 	}
 	if *out == "" {
@@ -301,10 +303,19 @@ func cmdImportLAVA(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		return usageError(fs, "want one LAVA job file, got %d arguments", fs.NArg())
 	}
-	job, err := loadLAVA(fs.Arg(0), lavaOpts())
+	// Printing a job fetches no image: the job names the cache paths a
+	// run of the LAVA job fetches them to.
+	opts := lavaOpts()
+	d := *opts.Downloads
+	d.Defer = true
+	opts.Downloads = &d
+	job, err := loadLAVA(fs.Arg(0), opts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitInvalid
+	}
+	for _, p := range unfetched(job) {
+		fmt.Fprintf(stderr, "troupe: %s is not fetched yet: `troupe run %s` fetches it\n", p, fs.Arg(0))
 	}
 	if err := job.Encode(stdout); err != nil {
 		fmt.Fprintln(stderr, err)

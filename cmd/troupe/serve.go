@@ -62,6 +62,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			return exitInvalid
 		}
 		cfg.Lab = l
+		cfg.LAVAMirrors = append(cfg.LAVAMirrors, labMirrors(l)...) // --lava-mirror's first: they win a tie
 	} else if *workersAddr != "" {
 		// Only the workers' boards.
 		cfg.Lab = &lab.Lab{File: "workers", Retries: lab.DefaultRetries, BadAfter: lab.DefaultBadAfter}

@@ -1,0 +1,26 @@
+package sim
+
+import (
+	"context"
+
+	"github.com/troupe-lab/troupe/boot"
+)
+
+// BootWith boots the board as boot.Boot does. A stand-in board
+// (Options.StandIn) keeps its own login prompts, user and password: the
+// job's are those of the image it stands in for; their login commands
+// are typed all the same. Other boards take the job's login. Command sets
+// and u-boot commands are not the business of a board without a
+// bootloader prompt.
+func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) error {
+	p := boot.DefaultPrompts()
+	if b.o.StandIn {
+		p.Commands = spec.Login.Commands
+	} else {
+		var err error
+		if p, err = spec.Login.Apply(p); err != nil {
+			return err
+		}
+	}
+	return boot.Boot(ctx, b, con, p)
+}
