@@ -26,6 +26,9 @@ type Spec struct {
 // prompts, the user and the password ("": the board's).
 type Login struct {
 	Prompt, User, PasswordPrompt, Password string
+	// ShellPrompt is a shell prompt after the login, found on the
+	// output's last line, beside the board's own ("": the board's only).
+	ShellPrompt string
 	// Commands are typed at the shell prompt after the login (LAVA's
 	// login_commands), after the board's own.
 	Commands []string
@@ -52,6 +55,16 @@ func (l Login) Apply(p Prompts) (Prompts, error) {
 	}
 	if l.Password != "" {
 		p.Password = l.Password
+	}
+	if l.ShellPrompt != "" {
+		// Found on the output's last line, as LAVA's pexpect finds its
+		// prompts ("root@bbb:" is the prompt "root@bbb:~# "), beside the
+		// board's own (the lab's knowledge of its image).
+		re, err := regexp.Compile("(?:(?:" + l.ShellPrompt + `)[^\n]*$)|(?:` + p.Shell.String() + ")")
+		if err != nil {
+			return p, fmt.Errorf("shell prompt: %w", err)
+		}
+		p.Shell = re
 	}
 	if len(l.Commands) > 0 {
 		p.Commands = append(slices.Clone(p.Commands), l.Commands...)

@@ -25,4 +25,22 @@ func TestLoginApply(t *testing.T) {
 
 	_, err = boot.Login{Prompt: "("}.Apply(boot.DefaultPrompts())
 	assert.ErrorContains(t, err, "login prompt")
+
+	// The job's shell prompts (LAVA's boot prompts) are prompts beside the board's.
+	p, err = boot.Login{ShellPrompt: `(?:root@debian:~#)|(?:/ #)`}.Apply(boot.DefaultPrompts())
+	require.NoError(t, err)
+	assert.True(t, p.Shell.MatchString("root@debian:~# "))
+	assert.True(t, p.Shell.MatchString("/ # "))
+	assert.True(t, p.Shell.MatchString("root@debian:~# ls"), "on the last line")
+	assert.False(t, p.Shell.MatchString("/ # ls\nbin\n"), "on the last line only")
+	p, err = boot.Login{ShellPrompt: `=>`}.Apply(boot.DefaultPrompts())
+	require.NoError(t, err)
+	assert.True(t, p.Shell.MatchString("sim-0:~# "), "the board's own prompt is one still")
+	assert.True(t, p.Shell.MatchString("=> "))
+	assert.False(t, boot.DefaultPrompts().Shell.MatchString("=> "), "not one of the board's")
+	p, err = boot.Login{ShellPrompt: `root@bbb:`}.Apply(boot.DefaultPrompts())
+	require.NoError(t, err)
+	assert.True(t, p.Shell.MatchString("root@bbb:~# "), "found on the last line, as LAVA finds it")
+	_, err = boot.Login{ShellPrompt: "("}.Apply(boot.DefaultPrompts())
+	assert.ErrorContains(t, err, "shell prompt")
 }

@@ -85,9 +85,9 @@ func (j *Job) Encode(w io.Writer) error {
 		if a.Run != "" {
 			fmt.Fprintf(&b, "run = %s\n", text(a.Run))
 		}
-		if l := a.Login; l.Prompt != "" || l.User != "" || l.PasswordPrompt != "" || l.Password != "" || len(l.Commands) > 0 {
+		if l := a.Login; l.Prompt != "" || l.User != "" || l.PasswordPrompt != "" || l.Password != "" || l.ShellPrompt != "" || len(l.Commands) > 0 {
 			var parts []string
-			for _, f := range []struct{ k, v string }{{"prompt", l.Prompt}, {"user", l.User}, {"password_prompt", l.PasswordPrompt}, {"password", l.Password}} {
+			for _, f := range []struct{ k, v string }{{"prompt", l.Prompt}, {"user", l.User}, {"password_prompt", l.PasswordPrompt}, {"password", l.Password}, {"shell_prompt", l.ShellPrompt}} {
 				if f.v != "" {
 					parts = append(parts, f.k+" = "+quote(f.v))
 				}

@@ -202,6 +202,10 @@ type Images struct {
 // password prompts, the user and the password; "" keeps the board's.
 type Login struct {
 	Prompt, User, PasswordPrompt, Password string
+	// ShellPrompt is a shell prompt after the login beside the board's
+	// own, a regular expression found on the output's last line (LAVA's
+	// boot prompts). A simulated board has only its own.
+	ShellPrompt string
 	// Commands are typed at the shell prompt after the login (LAVA's
 	// login_commands).
 	Commands []string
@@ -343,7 +347,7 @@ func Parse(file string, data []byte) (*Job, error) {
 
 // parseLogin reads a boot action's login table.
 func parseLogin(t tomlfile.Table) Login {
-	t.Only("prompt", "user", "password_prompt", "password", "commands")
+	t.Only("prompt", "user", "password_prompt", "password", "shell_prompt", "commands")
 	var l Login
 	if cmds, ok := t.Strings("commands"); ok && checkCommands(t, "commands", cmds) {
 		l.Commands = cmds
@@ -352,7 +356,7 @@ func parseLogin(t tomlfile.Table) Login {
 		k      string
 		dst    *string
 		regexp bool
-	}{{"prompt", &l.Prompt, true}, {"user", &l.User, false}, {"password_prompt", &l.PasswordPrompt, true}, {"password", &l.Password, false}} {
+	}{{"prompt", &l.Prompt, true}, {"user", &l.User, false}, {"password_prompt", &l.PasswordPrompt, true}, {"password", &l.Password, false}, {"shell_prompt", &l.ShellPrompt, true}} {
 		if s, ok := t.String(f.k); ok {
 			if _, err := regexp.Compile(s); f.regexp && err != nil {
 				t.Errorf(f.k, "not a regular expression: %v", err)

@@ -15,7 +15,7 @@ import (
 // context (job and role); each survives encoding.
 func TestLAVAKeys(t *testing.T) {
 	src := edit(t, `image = "images/rootfs.tar"`, `images = {kernel = "zImage", files = {nfsrootfs = "rootfs.tgz", dtbo_2 = "b.dtbo"}}`)
-	src = strings.Replace(src, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\ncommands = \"nfs\"\nretries = 2\nlogin = {prompt = \"bbb login:\", user = \"me\", password = \"pw\", commands = [\"export A=1\"]}\n[[action]]\n"+`type = "test"`, 1)
+	src = strings.Replace(src, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\ncommands = \"nfs\"\nretries = 2\nlogin = {prompt = \"bbb login:\", user = \"me\", password = \"pw\", shell_prompt = \"root@bbb:\", commands = [\"export A=1\"]}\n[[action]]\n"+`type = "test"`, 1)
 	src = strings.Replace(src, "[roles.client]\n", "[roles.server.context]\nconsole_device = \"ttyS1\"\n[roles.client]\n", 1)
 	src += "[secrets]\nAPI_TOKEN = \"hunter2\"\n[context]\narch = \"arm64\"\n"
 	j, err := jobs.Parse("dir/job.toml", []byte(src))
@@ -23,7 +23,7 @@ func TestLAVAKeys(t *testing.T) {
 	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Files: map[string]string{"nfsrootfs": "dir/rootfs.tgz", "dtbo_2": "dir/b.dtbo"}}, j.Actions[0].Images)
 	assert.Equal(t, "nfs", j.Actions[1].Commands)
 	assert.Equal(t, 2, j.Actions[1].Retries)
-	assert.Equal(t, jobs.Login{Prompt: "bbb login:", User: "me", Password: "pw", Commands: []string{"export A=1"}}, j.Actions[1].Login)
+	assert.Equal(t, jobs.Login{Prompt: "bbb login:", User: "me", Password: "pw", ShellPrompt: "root@bbb:", Commands: []string{"export A=1"}}, j.Actions[1].Login)
 	assert.Equal(t, map[string]string{"API_TOKEN": "hunter2"}, j.Secrets)
 	assert.Equal(t, map[string]string{"arch": "arm64"}, j.Context)
 	r, _ := j.Role("server")
@@ -52,6 +52,7 @@ func TestLAVAKeys(t *testing.T) {
 		{"login commands long", edit(t, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\nlogin = {commands = [\""+strings.Repeat("x", jobs.MaxBootCommandLen+1)+"\"]}\n[[action]]\ntype = \"test\""), "login.commands: command 1: at most 1024 bytes"},
 		{"retries", edit(t, `run = "true"`, "run = \"true\"\nretries = 11"), "retries: must be between 0 and 10"},
 		{"login prompt", edit(t, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\nlogin = {prompt = \"(\"}\n[[action]]\ntype = \"test\""), "login.prompt: not a regular expression"},
+		{"shell prompt", edit(t, `timeout = "2m"`+"\n"+`[[action]]`+"\n"+`type = "test"`, `timeout = "2m"`+"\nlogin = {shell_prompt = \"[\"}\n[[action]]\ntype = \"test\""), "login.shell_prompt: not a regular expression"},
 		{"secret name", base + "[secrets]\n\"A-B\" = \"hunter2\"\n", "a secret's name is a shell variable name"},
 		{"secret type", base + "[secrets]\nA = 1234567\n", "secrets.A: must be a string"},
 		{"secret empty", base + "[secrets]\nA = \"\"\n", "secrets.A: must not be empty"},

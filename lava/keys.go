@@ -580,10 +580,25 @@ func (im *importer) bootLAVA(e entry) (jobs.Action, bool) {
 				}
 			}
 		case k.key == "prompts":
+			// The shell prompts of the booted image, regular expressions
+			// as LAVA's pexpect reads them: any one of them is the prompt.
+			// A board standing in for the device type keeps its own.
+			var ps []string
 			if isString(k.v) {
-				continue
+				ps = []string{k.v.Value}
+			} else if ps, ok = im.strings(k); !ok {
+				ok = false
+				break
 			}
-			im.strings(k)
+			for i, p := range ps {
+				if _, err := regexp.Compile(p); err != nil {
+					im.errorf(k.line, fmt.Sprintf("%s[%d]", k.path, i), "not a regular expression troupe reads (Go's RE2 syntax): %v", err)
+					ok = false
+				}
+			}
+			if ok && len(ps) > 0 {
+				a.Login.ShellPrompt = "(?:" + strings.Join(ps, ")|(?:") + ")"
+			}
 		case k.key == "commands":
 			// A named set (nfs, ramdisk, tftp): the board's lab entry's
 			// command set of that name ([board.boot.command_sets], the

@@ -33,7 +33,8 @@ func TestLoadIperfMultinode(t *testing.T) {
 		},
 		Actions: []jobs.Action{
 			{Index: 0, Type: jobs.Deploy, Roles: all, Image: "testdata/images/debian-iperf.img", Timeout: 8 * time.Minute, Line: 29},
-			{Index: 1, Type: jobs.Boot, Roles: all, Timeout: 2*time.Minute + 30*time.Second, Line: 38},
+			{Index: 1, Type: jobs.Boot, Roles: all, Timeout: 2*time.Minute + 30*time.Second, Line: 38,
+				Login: jobs.Login{ShellPrompt: "(?:root@debian:~#)"}}, // prompts: the image's shell prompt
 			{Index: 2, Type: jobs.Test, Roles: []string{"server"}, Name: "iperf-server", Timeout: 15 * time.Minute, Line: 48,
 				Run: "export TESTRUN_ID='iperf-server'\nexport DURATION='10'\nset -e\n" +
 					"iperf3 -s -D\n" +
@@ -312,6 +313,7 @@ var unsupported = []struct {
 	{"timeouts.connection unit", job("timeouts: {connection: {weeks: 2}}"), "job.yaml:6: timeouts.connection.weeks: unknown unit"},
 	{"boot commands lines", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], commands: [\"setenv a 1\\nreset\"]}", 1), "job.yaml:8: actions[0].boot.commands[0]: one line each"},
 	{"boot commands many", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], commands: ["+strings.Repeat("x, ", jobs.MaxBootCommands)+"x]}", 1), "job.yaml:8: actions[0].boot.commands: at most 64 commands (got 65)"},
+	{"prompts regexp", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], prompts: ['# ', 'a(b']}", 1), "job.yaml:8: actions[0].boot.prompts[1]: not a regular expression troupe reads"},
 	{"login commands long", strings.Replace(job(""), "- boot: {role: [a]}", "- boot: {role: [a], auto_login: {login_commands: ["+strings.Repeat("x", jobs.MaxBootCommandLen+1)+"]}}", 1), "actions[0].boot.auto_login.login_commands[0]: at most 1024 bytes (got 1025)"},
 	{"duration unit", job("timeouts: {job: {weeks: 1}}"), "job.yaml:6: timeouts.job.weeks: unknown unit"},
 	{"duration zero", job("timeouts: {job: {minutes: 0}}"), "job.yaml:6: timeouts.job: must be > 0"},
@@ -655,7 +657,8 @@ actions:
 	require.Len(t, j.Actions, 5)
 	assert.Equal(t, &jobs.Images{Kernel: "dir/zImage", Initrd: "dir/ramdisk.cpio", DTB: "dir/boards/board.dtb"}, j.Actions[0].Images)
 	assert.Equal(t, []string{"server"}, j.Actions[1].Roles)
-	assert.Equal(t, jobs.Login{Prompt: "login:", User: "root", PasswordPrompt: "Password:", Password: "x", Commands: []string{"id"}}, j.Actions[1].Login, "auto_login, login_commands typed after it")
+	assert.Equal(t, jobs.Login{Prompt: "login:", User: "root", PasswordPrompt: "Password:", Password: "x", ShellPrompt: "(?:root@bbb:)", Commands: []string{"id"}}, j.Actions[1].Login, "auto_login, login_commands typed after it; prompts (a string) the shell prompt")
+	assert.Equal(t, "(?:# )|(?:$ )", j.Actions[2].Login.ShellPrompt, "prompts (a list): any one of them")
 	assert.Equal(t, 3*time.Minute, j.Actions[1].Timeout, "timeouts.actions.auto-login-action → boot actions")
 	assert.Equal(t, []jobs.Request{{Kind: "send", ID: "booting", Args: []string{"board=bbb"}}}, j.Actions[1].Before)
 	assert.Equal(t, []string{"setenv serverip {server_ip}", "tftp {kernel_addr} {kernel}", "bootz ${{kernel_addr_r}} - {dtb_addr}"}, j.Actions[2].BootCommands,

@@ -17,8 +17,12 @@ func (b *Board) BootWith(ctx context.Context, con boot.Console, spec boot.Spec) 
 	if b.o.StandIn {
 		p.Commands = spec.Login.Commands
 	} else {
+		// The shell is the simulator's own, never the job's image: it
+		// keeps its prompt whatever the job's prompts (LAVA's) say.
+		login := spec.Login
+		login.ShellPrompt = ""
 		var err error
-		if p, err = spec.Login.Apply(p); err != nil {
+		if p, err = login.Apply(p); err != nil {
 			return err
 		}
 	}
