@@ -598,12 +598,19 @@ func TestStaleTimersHaveNoEffect(t *testing.T) {
 
 	// The job timer was stopped when the job ended; firing it is harmless
 	// and produces no second result.
-	job := h.clock.all()[0]
-	require.Equal(t, jobTO, job.d)
-	assert.True(t, job.stopped)
+	// (Found by its duration: the nodes may arm theirs before it.)
+	var jobTimer *fakeTimer
 	h.clock.mu.Lock()
-	jobTimer := h.clock.timers[0]
+	for _, tm := range h.clock.timers {
+		if tm.d == jobTO {
+			jobTimer = tm
+			break
+		}
+	}
+	stopped := jobTimer != nil && jobTimer.stopped
 	h.clock.mu.Unlock()
+	require.NotNil(t, jobTimer, "the job armed its timer")
+	assert.True(t, stopped)
 	h.clock.fire(jobTimer)
 	select {
 	case r2 := <-h.run.Done():
