@@ -4,12 +4,13 @@ BIN     := bin/troupe
 # Debian packages the tests need: the sim boards' shell tools, netcat for
 # the MultiNode examples that talk TCP between boards, the real peers of
 # the real-board tests (pdudaemon, ser2net), the browser of the web UI test
-# (chromium, driven by chromedp) and QEMU with a kernel and busybox for the
-# qemu boards (their initramfs is built by qemu/images/mkinitramfs.sh).
+# (chromium, driven by chromedp), QEMU with a kernel and busybox for the
+# qemu boards (their initramfs is built by qemu/images/mkinitramfs.sh) and
+# a C compiler (cgo: the sim sandbox's stage, sim/stage.c).
 APT_PKGS := coreutils util-linux tar netcat-openbsd pdudaemon ser2net chromium chromium-driver \
-	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio git xz-utils zstd bzip2
+	qemu-system-x86 qemu-system-arm busybox-static linux-image-cloud-amd64 cpio git xz-utils zstd bzip2 gcc libc6-dev
 TOOLS    := sh base64 setsid tar nc /usr/sbin/pdudaemon /usr/sbin/ser2net chromium \
-	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio nsenter unshare setpriv git xz zstd bzip2
+	qemu-system-x86_64 qemu-system-aarch64 /bin/busybox cpio unshare gcc git xz zstd bzip2
 # The aarch64 QEMU boards' kernel and busybox: Debian's arm64 packages,
 # downloaded with apt and extracted (not installed) here by
 # qemu/images/fetch-arm64.sh; exported so the tests look in the same place

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,12 +105,8 @@ func (n *netns) start() error {
 	if err != nil {
 		return sandboxError(err)
 	}
-	args, err := stageArgs("net", stageConfig{Parent: os.Getpid()})
-	if err != nil {
-		return err
-	}
 	uid, gid := sandboxIDs()
-	cmd := &exec.Cmd{Path: exePath, Args: args, Env: stageEnv}
+	cmd := &exec.Cmd{Path: exePath, Args: []string{sandboxArg0, "net", strconv.Itoa(os.Getpid())}, Env: []string{}}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -175,45 +172,6 @@ func (n *netns) end() {
 		_ = n.cmd.Process.Kill()
 		<-n.done
 	}
-}
-
-// netStage holds a network: it brings its loopback up, says "ok" and waits
-// for EOF on stdin.
-func netStage(arg string) error {
-	cfg, err := parseStage(arg)
-	if err != nil {
-		return err
-	}
-	if err := dieWithParent(cfg.Parent); err != nil {
-		return err
-	}
-	_ = os.NewFile(exeFD, "exe").Close()
-	if err := loopbackUp(); err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	if _, err := os.Stdout.WriteString("ok\n"); err != nil {
-		return err
-	}
-	_ = os.Stdout.Close()
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
-}
-
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // CheckSandbox builds one sandbox (a private network, a shell stage and an

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -322,4 +323,72 @@ func TestSandboxSymlinkedTmp(t *testing.T) {
 	st, err := os.Stat(outside)
 	require.NoError(t, err)
 	assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, "the harness chowned what the link pointed to")
+}
+
+// TestSandboxStagesAreNotGo: the processes that build a board's sandbox
+// (the first of the chain and the init) are the C stage of this program
+// (stage.c), not its Go runtime: each has one thread (a Go program has
+// several) and its command line does not carry the shell's environment
+// (which every user of the host could read there).
+func TestSandboxStagesAreNotGo(t *testing.T) {
+	b, c := newBoardOn(t, "stages", Options{})
+	sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+	init := ppid(t, sh)
+	top := ppid(t, init)
+	assert.Equal(t, os.Getpid(), ppid(t, top), "the chain is: harness, first stage, init, shell")
+	for _, pid := range []int{init, top} {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		require.NoError(t, err)
+		assert.Regexp(t, `(?m)^Threads:\s+1$`, string(st), "stage %d runs more than one thread: a Go runtime started", pid)
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(string(cmdline), sandboxArg0+"\x00board\x00"), "%q", cmdline)
+		assert.NotContains(t, string(cmdline), token(b), "the token is on the command line")
+		assert.NotContains(t, string(cmdline), "TMPDIR", "the environment is on the command line")
+	}
+	// The shell got its environment all the same.
+	assert.Equal(t, token(b)+"\n", run(t, b, c, "echo $"+tokenVar))
+}
+
+func ppid(t *testing.T, pid int) int {
+	t.Helper()
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^PPid:\s+(\d+)$`).FindSubmatch(st)
+	require.NotNil(t, m, "no PPid of %d", pid)
+	p, err := strconv.Atoi(string(m[1]))
+	require.NoError(t, err)
+	return p
+}
+
+// TestShellEnvBounded: the shell's environment crosses to the init in a
+// memory file of at most maxShellEnv bytes, and no entry hides a NUL.
+func TestShellEnvBounded(t *testing.T) {
+	f, err := shellEnvFile([]string{"A=1", "B=two"})
+	require.NoError(t, err)
+	b, err := io.ReadAll(f)
+	require.NoError(t, err)
+	assert.Equal(t, "A=1\x00B=two\x00", string(b))
+	require.NoError(t, f.Close())
+
+	_, err = shellEnvFile([]string{"A=" + strings.Repeat("x", maxShellEnv)})
+	assert.ErrorContains(t, err, "shell environment of")
+	_, err = shellEnvFile([]string{"A=1\x00B=2"})
+	assert.ErrorContains(t, err, "NUL")
+}
+
+// BenchmarkCheckSandbox builds a private network and a sandbox that stops
+// once its mounts are made (what a board's power-on builds before its
+// shell starts); cpu-ms/op is the CPU of the stages (reaped children).
+func BenchmarkCheckSandbox(b *testing.B) {
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &before)
+	for b.Loop() {
+		if err := checkSandbox(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "stages-cpu-ms/op")
 }
