@@ -367,6 +367,10 @@ type sameKey struct{ dir, data string }
 
 // linkFile makes name a hard link to first, replacing what is there.
 func linkFile(r *os.Root, first, name string) error {
+	err := r.Link(first, name)
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
 	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -380,10 +384,14 @@ func linkFile(r *os.Root, first, name string) error {
 // the write elsewhere, and a file hard-linked under other names by an
 // earlier put is not changed under them.
 func (b *Board) putFile(r *os.Root, name string, data []byte, mode fs.FileMode) error {
-	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NONBLOCK
+	f, err := r.OpenFile(name, flags, mode)
+	if errors.Is(err, fs.ErrExist) {
+		if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		f, err = r.OpenFile(name, flags, mode)
 	}
-	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, mode)
 	if err != nil {
 		return err
 	}
