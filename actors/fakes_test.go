@@ -234,6 +234,8 @@ type fakeBackend struct {
 	boardDone     chan struct{}
 	// beforeClose, if set, is called first thing in Close.
 	beforeClose func()
+	// bootOutput is printed at power-on, before the login prompt.
+	bootOutput string
 
 	mu        sync.Mutex
 	on        bool
@@ -432,7 +434,7 @@ func (f *fakeBackend) runBoard() {
 		return
 	}
 	in := bufio.NewReader(f.boardR)
-	if !write("\r\nfake login: ") {
+	if !write(f.bootOutput + "\r\nfake login: ") {
 		return
 	}
 	user, err := in.ReadString('\n')

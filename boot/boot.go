@@ -43,13 +43,27 @@ type Prompts struct {
 // DefaultPasswordPrompt is the password prompt of login(1).
 var DefaultPasswordPrompt = regexp.MustCompile(`[Pp]assword:\s*$`)
 
+// The default prompts, compiled once: every board's boot uses them.
+var (
+	defaultLogin = regexp.MustCompile(`login:\s*$`)
+	defaultShell = regexp.MustCompile(`[#$]\s*$`)
+	// defaultLoginOrPanic is loginOrPanic(defaultLogin).
+	defaultLoginOrPanic = loginOrPanic(defaultLogin)
+)
+
 // DefaultPrompts fit a Linux board with a getty and a root login.
 func DefaultPrompts() Prompts {
 	return Prompts{
-		Login: regexp.MustCompile(`login:\s*$`),
+		Login: defaultLogin,
 		User:  "root",
-		Shell: regexp.MustCompile(`[#$]\s*$`),
+		Shell: defaultShell,
 	}
+}
+
+// loginOrPanic matches the login prompt (submatch 1) or a kernel panic
+// (submatch 2).
+func loginOrPanic(login *regexp.Regexp) *regexp.Regexp {
+	return regexp.MustCompile(`(` + login.String() + `)|(Kernel panic - not syncing[^\n]*)`)
 }
 
 // ErrKernelPanic: the board's kernel panicked while booting.
@@ -62,7 +76,10 @@ func Boot(ctx context.Context, pw Power, con Console, p Prompts) error {
 	}
 	// A kernel panic on the way ends the wait at once: the board will not
 	// get to a login prompt.
-	login := regexp.MustCompile(`(` + p.Login.String() + `)|(Kernel panic - not syncing[^\n]*)`)
+	login := defaultLoginOrPanic
+	if p.Login.String() != defaultLogin.String() {
+		login = loginOrPanic(p.Login)
+	}
 	m, err := con.Expect(ctx, login)
 	if err != nil {
 		return fmt.Errorf("wait for login prompt: %w", err)

@@ -25,6 +25,17 @@ const Retain = 10000
 // GroupFile is the name of the merged log inside the logs directory.
 const GroupFile = "group.log"
 
+// maxPending bounds the bytes of group.log lines logged but not yet
+// written: past it, Line waits (at most pendingWait) for the writer.
+const maxPending = 4 << 20
+
+// pendingWait bounds one wait of Line for the group log's writer; past it
+// the line is queued all the same (nothing is lost).
+const pendingWait = 10 * time.Second
+
+// closeWait bounds how long Close waits for the group log's writer.
+const closeWait = 30 * time.Second
+
 // DefaultLimit is how many bytes of one node's console a Book keeps, in its
 // raw file and of its lines in the merged log, unless SetLimit says
 // otherwise. A test that prints without end costs the server a bounded
@@ -47,9 +58,19 @@ type Entry struct {
 
 // Book is the log of one job, written under <dir>/logs/. It is safe for
 // concurrent use.
+//
+// group.log is written outside the book's lock: Line queues its line
+// (in Seq order, under the lock) and a writer goroutine, started when
+// lines are queued and ending when none are left, writes the queue in
+// batches. Entries not yet in the file stay retained for Subscribe.
 type Book struct {
 	logs string
 	now  func() time.Time
+	// group is written by one writer at a time (see writeGroup) and
+	// closed by Close or by the last writer, never under mu.
+	group io.WriteCloser
+	// maxPending is the queue's bound (the constant; tests lower it).
+	maxPending int
 
 	mu       sync.Mutex       // guards the fields below
 	limit    int64            // bytes of console per node
@@ -57,10 +78,17 @@ type Book struct {
 	closed   bool
 	seq      uint64
 	last     time.Time
-	group    *os.File
 	writeErr error
-	entries  []Entry // the latest entries; only the last Retain are used
+	entries  []Entry // the latest entries; only the last Retain (and those not yet written) are used
 	subs     map[*subscriber]struct{}
+
+	pending  []byte        // group.log lines queued for the writer, in Seq order
+	spare    []byte        // the writer's last batch, reused for the next queue
+	written  uint64        // Seq of the last line the writer has written (or failed to)
+	writing  bool          // a writer goroutine runs
+	idle     chan struct{} // closed when the running writer ends
+	drained  chan struct{} // closed (and replaced) each time the writer takes the queue
+	closeErr error         // from closing group, by the last writer
 
 	masks *masker // secrets masked in lines and raw logs; nil: none
 
@@ -89,14 +117,16 @@ func New(dir string, now func() time.Time) (*Book, error) {
 		return nil, fmt.Errorf("logbook: open group log: %w", err)
 	}
 	return &Book{
-		logs:     logs,
-		now:      now,
-		limit:    DefaultLimit,
-		logged:   map[string]int64{},
-		group:    group,
-		subs:     map[*subscriber]struct{}{},
-		rawLimit: DefaultLimit,
-		raws:     map[string]*rawWriter{},
+		logs:       logs,
+		now:        now,
+		limit:      DefaultLimit,
+		logged:     map[string]int64{},
+		group:      group,
+		subs:       map[*subscriber]struct{}{},
+		drained:    make(chan struct{}),
+		maxPending: maxPending,
+		rawLimit:   DefaultLimit,
+		raws:       map[string]*rawWriter{},
 	}, nil
 }
 
@@ -186,7 +216,9 @@ func (b *Book) SetLimit(n int64) {
 // replaced by visible escapes (e.g. "\x1b"), so an entry is always exactly
 // one line. Seq starts at 1; Seq and Time are assigned under one lock, so
 // entries in Seq order are also in Time order (Time never goes backwards).
-// After Close, Line does nothing and returns the zero Entry.
+// The line reaches group.log in Seq order shortly after, written by the
+// book's own writer: at the latest when Close returns. After Close, Line
+// does nothing and returns the zero Entry.
 func (b *Book) Line(node, text string) Entry { return b.LineAt(node, text, time.Time{}) }
 
 // LineAt is Line with the time the line was read (a worker's board), zero:
@@ -199,12 +231,13 @@ func (b *Book) LineAt(node, text string, at time.Time) Entry {
 	node, text = Escape(node), Escape(text)
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return Entry{}
 	}
 	used := b.logged[node]
 	if used > b.limit {
+		b.mu.Unlock()
 		return Entry{} // cut: the Dropped line is logged
 	}
 	t := at.UTC()
@@ -214,25 +247,19 @@ func (b *Book) LineAt(node, text string, at time.Time) Entry {
 	if t.Before(b.last) {
 		t = b.last
 	}
-	line := t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
-	used += int64(len(line))
+	n := len(b.pending)
+	b.pending = appendLine(b.pending, t, node, text)
+	used += int64(len(b.pending) - n)
 	if used > b.limit {
 		text = Dropped(b.limit)
-		line = t.Format(time.RFC3339Nano) + " " + node + " " + text + "\n"
+		b.pending = appendLine(b.pending[:n], t, node, text)
 	}
 	b.logged[node] = used
 	b.last = t
 	b.seq++
 	e := Entry{Seq: b.seq, Time: t, Node: node, Text: text}
 
-	if _, err := b.group.WriteString(line); err != nil && b.writeErr == nil {
-		b.writeErr = fmt.Errorf("logbook: write group log: %w", err)
-	}
-
-	if len(b.entries) >= 2*Retain {
-		b.entries = append(b.entries[:0], b.entries[len(b.entries)-Retain+1:]...)
-	}
-	b.entries = append(b.entries, e)
+	b.retainLocked(e)
 
 	for s := range b.subs {
 		select {
@@ -241,7 +268,113 @@ func (b *Book) LineAt(node, text string, at time.Time) Entry {
 			b.dropLocked(s)
 		}
 	}
+
+	start := !b.writing
+	if start {
+		b.writing = true
+		b.idle = make(chan struct{})
+	}
+	var drained <-chan struct{}
+	if len(b.pending) > b.maxPending {
+		drained = b.drained
+	}
+	b.mu.Unlock()
+
+	if start {
+		go b.writeGroup()
+	}
+	if drained != nil {
+		// The writer is behind: wait for it to take the queue, so that a
+		// stuck disk bounds the memory lines queue in.
+		t := time.NewTimer(pendingWait)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+	}
 	return e
+}
+
+// appendLine appends the group.log line of an entry to p.
+func appendLine(p []byte, t time.Time, node, text string) []byte {
+	p = t.AppendFormat(p, time.RFC3339Nano)
+	p = append(p, ' ')
+	p = append(p, node...)
+	p = append(p, ' ')
+	p = append(p, text...)
+	return append(p, '\n')
+}
+
+// retainLocked keeps e for Subscribe: the latest Retain entries, and every
+// entry not yet in group.log (a subscriber reads older ones from the
+// file). Trimming copies, so it is done once at least half can go.
+func (b *Book) retainLocked(e Entry) {
+	if len(b.entries) >= 2*Retain {
+		cut := len(b.entries) - Retain + 1
+		if first := b.entries[0].Seq; b.written+1-first < uint64(cut) {
+			cut = int(b.written + 1 - first) // the first entry not written
+		}
+		if 2*cut >= len(b.entries) {
+			b.entries = append(b.entries[:0], b.entries[cut:]...)
+		}
+	}
+	b.entries = append(b.entries, e)
+}
+
+// retainedLocked is what Subscribe replays: the latest Retain entries, or
+// more while older ones are not yet in group.log.
+func (b *Book) retainedLocked() []Entry {
+	start := max(0, len(b.entries)-Retain)
+	if len(b.entries) > 0 && b.written < b.entries[start].Seq {
+		start = max(0, int(b.written+1-b.entries[0].Seq))
+	}
+	return b.entries[start:]
+}
+
+// maxSpare bounds the batch buffer the writer keeps for reuse.
+const maxSpare = 1 << 20
+
+// writeGroup writes the queued lines to group.log, batch after batch,
+// until the queue is empty; the last writer after Close closes the file.
+// One runs at a time (b.writing).
+func (b *Book) writeGroup() {
+	for {
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.writing = false
+			closeFile, idle := b.closed, b.idle
+			b.mu.Unlock()
+			if closeFile {
+				err := b.group.Close()
+				b.mu.Lock()
+				if err != nil {
+					b.closeErr = fmt.Errorf("logbook: close group log: %w", err)
+				}
+				b.mu.Unlock()
+			}
+			close(idle)
+			return
+		}
+		batch, upto := b.pending, b.seq
+		b.pending, b.spare = b.spare[:0], nil
+		drained := b.drained
+		b.drained = make(chan struct{})
+		b.mu.Unlock()
+		close(drained)
+
+		_, err := b.group.Write(batch)
+
+		b.mu.Lock()
+		b.written = upto
+		if err != nil && b.writeErr == nil {
+			b.writeErr = fmt.Errorf("logbook: write group log: %w", err)
+		}
+		if cap(batch) <= maxSpare {
+			b.spare = batch[:0]
+		}
+		b.mu.Unlock()
+	}
 }
 
 // Subscribe returns the retained entries (the latest Retain) with Seq >= from
@@ -255,7 +388,7 @@ func (b *Book) Subscribe(from uint64, buf int) (entries []Entry, ch <-chan Entry
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	retained := b.entries[max(0, len(b.entries)-Retain):]
+	retained := b.retainedLocked()
 	start := uint64(0)
 	if len(retained) > 0 && from > retained[0].Seq {
 		start = min(uint64(len(retained)), from-retained[0].Seq) // Seqs are contiguous.
@@ -284,9 +417,10 @@ func (b *Book) dropLocked(s *subscriber) {
 	}
 }
 
-// Close closes the log files and the subscriber channels. It is idempotent;
-// Line and writes to Raw writers after Close are ignored. It returns the
-// first error met writing or closing the files.
+// Close closes the log files and the subscriber channels, once every line
+// logged is in group.log (it waits for the writer, at most closeWait). It
+// is idempotent; Line and writes to Raw writers after Close are ignored.
+// It returns the first error met writing or closing the files.
 func (b *Book) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -294,13 +428,29 @@ func (b *Book) Close() error {
 		return nil
 	}
 	b.closed = true
-	errs := []error{b.writeErr}
-	if err := b.group.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("logbook: close group log: %w", err))
-	}
 	for s := range b.subs {
 		b.dropLocked(s)
 	}
+	var idle chan struct{}
+	if b.writing {
+		idle = b.idle // the writer closes the file when it is done
+	}
+	b.mu.Unlock()
+
+	var errs []error
+	if idle != nil {
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-idle:
+		case <-t.C:
+			errs = append(errs, fmt.Errorf("logbook: group log still being written after %v", closeWait))
+		}
+	} else if err := b.group.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("logbook: close group log: %w", err))
+	}
+	b.mu.Lock()
+	errs = append(errs, b.writeErr, b.closeErr)
 	b.mu.Unlock()
 
 	b.rawMu.Lock()

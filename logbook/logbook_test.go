@@ -81,6 +81,7 @@ func TestLine(t *testing.T) {
 	e2 := b.Line("client-1", "login:")
 	assert.Equal(t, Entry{Seq: 1, Time: time.Date(2024, 1, 2, 3, 4, 5, 600, time.UTC), Node: "server-0", Text: "booting\tkernel"}, e1)
 	assert.Equal(t, uint64(2), e2.Seq)
+	require.NoError(t, b.Close(), "group.log is complete once the book is closed")
 	assert.Equal(t, []string{
 		"2024-01-02T03:04:05.0000006Z server-0 booting\tkernel",
 		"2024-01-02T03:04:05.0000006Z client-1 login:",
@@ -102,6 +103,7 @@ func TestLineEscapesControlChars(t *testing.T) {
 	e := b.Line("evil\nnode", forged)
 	assert.Equal(t, `ok\x0a2024-05-06T07:08:09Z server-0 PASS\x0d\x1b[0m`, e.Text)
 	assert.Equal(t, `evil\x0anode`, e.Node)
+	require.NoError(t, b.Close())
 	lines := readLines(t, groupLog(dir))
 	require.Len(t, lines, 1, "a line can not be forged")
 	assert.Equal(t, "2024-05-06T07:08:09.000000001Z "+e.Node+" "+e.Text, lines[0])
