@@ -233,7 +233,7 @@ var validResult = map[string]bool{"pass": true, "fail": true, "skip": true, "unk
 // reply is typed back into the console, where the helper reads it. A
 // marker outside a run is ignored.
 func (s *Shell) multiNode(line string) {
-	s.request(line, false, false, func(r string) { _ = s.con.Send(r + "\n") }, func() {})
+	s.request(line, false, false, func(k coordinator.Kind, r coordinator.Reply) { _ = s.con.Send(FormatReply(k, r) + "\n") }, func() {})
 }
 
 // request parses one MultiNode request line and answers it through reply,
@@ -243,19 +243,19 @@ func (s *Shell) multiNode(line string) {
 // more. Outside a run a request
 // is ignored (console) or refused (side channel, strict): on the console
 // it may be an echo, on the side channel a caller waits for its answer.
-func (s *Shell) request(line string, strict, async bool, reply func(string), done func()) {
+func (s *Shell) request(line string, strict, async bool, reply func(coordinator.Kind, coordinator.Reply), done func()) {
 	req, ok, err := ParseMultiNode(line)
-	var now string // an answer known at once, sent after the lock is let go
+	var now *coordinator.Reply // an answer known at once, sent after the lock is let go
 	s.mu.Lock()
 	switch {
 	case !ok && strict:
-		now = FormatReply("", coordinator.Reply{Err: "not a MultiNode request"})
+		req.Kind, now = "", &coordinator.Reply{Err: "not a MultiNode request"}
 	case !ok || (s.run == nil && !strict):
 	case s.run == nil:
-		now = FormatReply(req.Kind, coordinator.Reply{Err: "no test is running"})
+		now = &coordinator.Reply{Err: "no test is running"}
 	case err != nil:
 		s.run.Invalid = append(s.run.Invalid, err.Error())
-		now = FormatReply(req.Kind, coordinator.Reply{Err: err.Error()})
+		now = &coordinator.Reply{Err: err.Error()}
 	default:
 		ctx := s.runCtx
 		s.calls.Add(1)
@@ -278,14 +278,14 @@ func (s *Shell) request(line string, strict, async bool, reply func(string), don
 				rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
 			}
 			if ctx.Err() == nil {
-				reply(FormatReply(req.Kind, rep))
+				reply(req.Kind, rep)
 			}
 		}()
 		return
 	}
 	s.mu.Unlock()
-	if now != "" {
-		reply(now)
+	if now != nil {
+		reply(req.Kind, *now)
 	}
 	done()
 }
@@ -294,7 +294,7 @@ func (s *Shell) request(line string, strict, async bool, reply func(string), don
 // ended first, in which case the call ends without a reply when ctx ends,
 // as a waiting goroutine's would. Nothing waits meanwhile: no goroutine,
 // one context callback.
-func (s *Shell) start(ctx context.Context, st Starter, req coordinator.Request, reply func(string), done func()) {
+func (s *Shell) start(ctx context.Context, st Starter, req coordinator.Request, reply func(coordinator.Kind, coordinator.Reply), done func()) {
 	var once atomic.Bool
 	end := func() {
 		done()
@@ -314,7 +314,7 @@ func (s *Shell) start(ctx context.Context, st Starter, req coordinator.Request, 
 			rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
 		}
 		if ctx.Err() == nil {
-			reply(FormatReply(req.Kind, rep))
+			reply(req.Kind, rep)
 		}
 		end()
 	})

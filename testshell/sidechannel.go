@@ -34,9 +34,10 @@ const (
 // Serve answers the MultiNode requests that the board's helpers send on
 // ch, a side channel of the board that bypasses its console (sim boards: a
 // Unix socket that every process of the board inherits as fd
-// $TROUPE_MN_FD). The lines are those of the console protocol: a request
-// marker in, its reply marker out; the replies come straight from the
-// coordinator. Whatever arrives on ch is a call of this shell's node: the
+// $TROUPE_MN_FD). A request is a line of the console protocol (a request
+// marker); its reply is the short line of SideReply (the helper reads a
+// reply one byte per read(2): every byte costs each member of a barrier a
+// system call); the replies come straight from the coordinator. Whatever arrives on ch is a call of this shell's node: the
 // lines name no node. Each request line is also given to log (the node's
 // log shows its MultiNode calls as it would on a console). Serve returns
 // when reading ch fails (the board's power-off closes it) or ctx ends;
@@ -73,18 +74,34 @@ func (s *Shell) Serve(ctx context.Context, ch io.ReadWriter, log func(line strin
 		release := func() { <-slots }
 		if tooLong {
 			log(fmt.Sprintf("troupe: a MultiNode request longer than %d bytes was refused", MaxRequest))
-			w.write(FormatReply("", coordinator.Reply{Err: fmt.Sprintf("request longer than %d bytes", MaxRequest)}), release)
+			w.write(SideReply(coordinator.Reply{Err: fmt.Sprintf("request longer than %d bytes", MaxRequest)}), release)
 			continue
 		}
 		text := strings.TrimRight(string(line), "\r\n")
 		log(text)
 		replied := false // reply and done run one after the other, on one goroutine
-		s.request(text, true, w.raw != nil, func(l string) { replied = true; w.write(l, release) }, func() {
+		s.request(text, true, w.raw != nil, func(_ coordinator.Kind, r coordinator.Reply) { replied = true; w.write(SideReply(r), release) }, func() {
 			if !replied {
 				release()
 			}
 		})
 	}
+}
+
+// SideReply is the line (without its newline) that answers a call on the
+// side channel: "+" and the reply marker's pairs (" sender:key=value"
+// each) for an OK reply, "-" and the reason for a nack. The helper turns
+// it back into the reply marker of the call it made (FormatReply).
+func SideReply(r coordinator.Reply) string {
+	if !r.OK {
+		return "-" + strings.NewReplacer("\n", " ", "\r", " ").Replace(r.Err)
+	}
+	var b strings.Builder
+	b.WriteByte('+')
+	for _, m := range r.Data {
+		fmt.Fprintf(&b, " %s:%s=%s", m.Sender, m.Key, m.Value)
+	}
+	return b.String()
 }
 
 // replier writes the replies of a side channel without blocking its

@@ -185,7 +185,7 @@ func TestReplierNeverBlocks(t *testing.T) {
 	for i := range n {
 		line, err := rd.ReadString('\n')
 		require.NoError(t, err, "reply %d", i)
-		require.Equal(t, fmt.Sprintf("<LAVA_WAIT_COMPLETE peer-0:k=m%d>\n", i), line)
+		require.Equal(t, fmt.Sprintf("+ peer-0:k=m%d\n", i), line)
 	}
 	require.NoError(t, <-wrote)
 	assert.False(t, mn.stuck.Load(), "an answer blocked the coordinator")
