@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,10 +12,21 @@ import (
 )
 
 // mnCall is a MultiNode call from a node's test shell. The reply goes to
-// the channel, which has room for one reply.
+// answer if set (called on the coordinator's goroutine: it must not
+// block), else to the channel, which has room for one reply.
 type mnCall struct {
-	req   coordinator.Request
-	reply chan coordinator.Reply
+	req    coordinator.Request
+	reply  chan coordinator.Reply
+	answer func(coordinator.Reply)
+}
+
+// give hands the call its reply.
+func (c *mnCall) give(r coordinator.Reply) {
+	if c.answer != nil {
+		c.answer(r)
+		return
+	}
+	c.reply <- r
 }
 
 // nodeEnded tells the coordinator that a node can never send or arrive again.
@@ -47,13 +59,13 @@ func (a *coordActor) Receive(ctx actor.Context) {
 		}
 		replies, err := a.group.Handle(now, m.req)
 		if err != nil {
-			m.reply <- coordinator.Reply{Node: m.req.Node, Kind: m.req.Kind, ID: m.req.ID, Err: err.Error()}
+			m.give(coordinator.Reply{Node: m.req.Node, Kind: m.req.Kind, ID: m.req.ID, Err: err.Error()})
 			delete(a.waiting, m.req.Node)
 			break
 		}
 		for _, r := range replies {
 			if r.Kind == coordinator.Send && r.Node == m.req.Node {
-				m.reply <- r
+				m.give(r)
 				continue
 			}
 			a.deliver(r)
@@ -78,14 +90,16 @@ func (a *coordActor) Receive(ctx actor.Context) {
 }
 
 // deliver pushes a reply to the node's pending call, if it is still the
-// call the reply answers.
+// call the reply answers. A barrier's release delivers to every member in
+// this one pass: a call started with mnClient.Start has its reply written
+// to the board's side channel right here, with no goroutine to wake.
 func (a *coordActor) deliver(r coordinator.Reply) {
 	c, ok := a.waiting[r.Node]
 	if !ok || c.req.Kind != r.Kind || c.req.ID != r.ID {
 		return
 	}
 	delete(a.waiting, r.Node)
-	c.reply <- r
+	c.give(r)
 }
 
 // arm sets the timer for the next deadline of a pending call.
@@ -113,6 +127,30 @@ type mnClient struct {
 // slack is how much longer than the call's own timeout a client waits for
 // the coordinator, which answers timeouts itself.
 const slack = 5 * time.Second
+
+// Start hands r to the coordinator and returns at once; answer gets the
+// reply (or an error if none came within the call's timeout and slack)
+// exactly once, from the coordinator's goroutine or a timer's: it must
+// not block (testshell.Starter).
+func (c mnClient) Start(r coordinator.Request, answer func(coordinator.Reply, error)) {
+	r.Node = c.node
+	if r.Kind != coordinator.Send {
+		r.Timeout = c.timeout
+	}
+	var once atomic.Bool
+	wait := c.timeout + slack
+	t := time.AfterFunc(wait, func() {
+		if once.CompareAndSwap(false, true) {
+			answer(coordinator.Reply{}, fmt.Errorf("no answer from the coordinator within %s", wait))
+		}
+	})
+	c.root.Send(c.coord, &mnCall{req: r, answer: func(rep coordinator.Reply) {
+		if once.CompareAndSwap(false, true) {
+			t.Stop()
+			answer(rep, nil)
+		}
+	}})
+}
 
 func (c mnClient) Call(ctx context.Context, r coordinator.Request) (coordinator.Reply, error) {
 	r.Node = c.node

@@ -10,6 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/coordinator"
+	"github.com/troupe-lab/troupe/testshell"
 )
 
 // TestHelperMNWire: troupe-mn, run without a terminal (stdin and stdout
@@ -68,27 +71,45 @@ func TestHelperMNCacheReplaced(t *testing.T) {
 
 // TestHelperMNSideChannel: with TROUPE_MN_FD=8 and a socket at fd 8,
 // troupe-mn sends its request there (one line, nothing on its output) and
-// reads the reply from it.
+// reads the reply from it: the short reply of the side channel
+// (testshell.SideReply), its pairs printed, or its nack's reason on stderr
+// and exit status 1.
 func TestHelperMNSideChannel(t *testing.T) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
-	defer ours.Close()
-	dir := t.TempDir()
-	cmd := exec.Command("sh", filepath.Join("helpers", "troupe-mn"), "WAIT", "m1")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LAVA_MULTI_NODE_CACHE=" + filepath.Join(dir, "cache"), "TROUPE_MN_FD=8"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.ExtraFiles = []*os.File{nil, nil, nil, nil, nil, theirs}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	require.NoError(t, theirs.Close())
-	req := make([]byte, 100)
-	n, err := ours.Read(req)
-	require.NoError(t, err)
-	assert.Equal(t, "<LAVA_MULTI_NODE> <LAVA_WAIT m1>\n", string(req[:n]))
-	_, err = ours.WriteString("<LAVA_WAIT_COMPLETE node-1:k=v>\n")
-	require.NoError(t, err)
-	require.NoError(t, cmd.Wait(), "%s", out.String())
-	assert.Equal(t, "k=v\n", out.String())
+	for _, c := range []struct {
+		reply, out string
+		ok         bool
+	}{
+		{testshell.SideReply(coordinator.Reply{OK: true, Data: []coordinator.Message{{Sender: "node-1", Key: "k", Value: "v"}, {Sender: "node-2", Key: "k2", Value: "v2"}}}), "k=v\nk2=v2\n", true},
+		{testshell.SideReply(coordinator.Reply{OK: true}), "", true},
+		{testshell.SideReply(coordinator.Reply{Err: "node node-2 died\nduring boot"}), "troupe-mn m1: node node-2 died during boot\n", false},
+	} {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+		dir := t.TempDir()
+		cmd := exec.Command("sh", filepath.Join("helpers", "troupe-mn"), "WAIT", "m1")
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "LAVA_MULTI_NODE_CACHE=" + filepath.Join(dir, "cache"), "TROUPE_MN_FD=8"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.ExtraFiles = []*os.File{nil, nil, nil, nil, nil, theirs}
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		require.NoError(t, theirs.Close())
+		req := make([]byte, 100)
+		n, err := ours.Read(req)
+		require.NoError(t, err)
+		assert.Equal(t, "<LAVA_MULTI_NODE> <LAVA_WAIT m1>\n", string(req[:n]))
+		_, err = ours.WriteString(c.reply + "\n")
+		require.NoError(t, err)
+		err = cmd.Wait()
+		if c.ok {
+			require.NoError(t, err, "%s", out.String())
+		} else {
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, 1, ee.ExitCode())
+		}
+		assert.Equal(t, c.out, out.String(), "reply %q", c.reply)
+		require.NoError(t, ours.Close())
+	}
 }

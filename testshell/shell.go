@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/troupe-lab/troupe/coordinator"
 )
@@ -39,6 +40,17 @@ type Console interface {
 // until the reply is due or ctx ends.
 type MultiNode interface {
 	Call(ctx context.Context, r coordinator.Request) (coordinator.Reply, error)
+}
+
+// Starter is a MultiNode that also takes a call without a goroutine
+// waiting for it: Start hands r over and returns at once, and answer gets
+// the reply (or why there is none) exactly once, later, from the
+// coordinator's own goroutine or a timer's — it must not block. Calls of
+// the side channel go this way (Serve: the reply is written without
+// blocking), so that a barrier's release writes every member's reply in
+// one pass, with no goroutine per call to start or wake.
+type Starter interface {
+	Start(r coordinator.Request, answer func(coordinator.Reply, error))
 }
 
 // Test is one test action to run on the board.
@@ -221,31 +233,37 @@ var validResult = map[string]bool{"pass": true, "fail": true, "skip": true, "unk
 // reply is typed back into the console, where the helper reads it. A
 // marker outside a run is ignored.
 func (s *Shell) multiNode(line string) {
-	s.request(line, false, func(r string) { _ = s.con.Send(r + "\n") }, func() {})
+	s.request(line, false, false, func(k coordinator.Kind, r coordinator.Reply) { _ = s.con.Send(FormatReply(k, r) + "\n") }, func() {})
 }
 
 // request parses one MultiNode request line and answers it through reply,
-// from a goroutine of its own unless the answer is known at once; done is
-// called once reply will not be called any more. Outside a run a request
+// from a goroutine of its own unless the answer is known at once (or, if
+// async and s.mn is a Starter, from the coordinator's goroutine: reply
+// must then not block); done is called once reply will not be called any
+// more. Outside a run a request
 // is ignored (console) or refused (side channel, strict): on the console
 // it may be an echo, on the side channel a caller waits for its answer.
-func (s *Shell) request(line string, strict bool, reply func(string), done func()) {
+func (s *Shell) request(line string, strict, async bool, reply func(coordinator.Kind, coordinator.Reply), done func()) {
 	req, ok, err := ParseMultiNode(line)
-	var now string // an answer known at once, sent after the lock is let go
+	var now *coordinator.Reply // an answer known at once, sent after the lock is let go
 	s.mu.Lock()
 	switch {
 	case !ok && strict:
-		now = FormatReply("", coordinator.Reply{Err: "not a MultiNode request"})
+		req.Kind, now = "", &coordinator.Reply{Err: "not a MultiNode request"}
 	case !ok || (s.run == nil && !strict):
 	case s.run == nil:
-		now = FormatReply(req.Kind, coordinator.Reply{Err: "no test is running"})
+		now = &coordinator.Reply{Err: "no test is running"}
 	case err != nil:
 		s.run.Invalid = append(s.run.Invalid, err.Error())
-		now = FormatReply(req.Kind, coordinator.Reply{Err: err.Error()})
+		now = &coordinator.Reply{Err: err.Error()}
 	default:
 		ctx := s.runCtx
 		s.calls.Add(1)
 		s.mu.Unlock()
+		if st, ok := s.mn.(Starter); ok && async {
+			s.start(ctx, st, req, reply, done)
+			return
+		}
 		go func() {
 			defer s.calls.Done()
 			defer done()
@@ -260,16 +278,46 @@ func (s *Shell) request(line string, strict bool, reply func(string), done func(
 				rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
 			}
 			if ctx.Err() == nil {
-				reply(FormatReply(req.Kind, rep))
+				reply(req.Kind, rep)
 			}
 		}()
 		return
 	}
 	s.mu.Unlock()
-	if now != "" {
-		reply(now)
+	if now != nil {
+		reply(req.Kind, *now)
 	}
 	done()
+}
+
+// start hands req to st; its answer is replied unless ctx (the run) has
+// ended first, in which case the call ends without a reply when ctx ends,
+// as a waiting goroutine's would. Nothing waits meanwhile: no goroutine,
+// one context callback.
+func (s *Shell) start(ctx context.Context, st Starter, req coordinator.Request, reply func(coordinator.Kind, coordinator.Reply), done func()) {
+	var once atomic.Bool
+	end := func() {
+		done()
+		s.calls.Done()
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if once.CompareAndSwap(false, true) {
+			end()
+		}
+	})
+	st.Start(req, func(rep coordinator.Reply, err error) {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		stop()
+		if err != nil {
+			rep = coordinator.Reply{Err: fmt.Sprintf("%s '%s': %v", req.Kind, req.ID, err)}
+		}
+		if ctx.Err() == nil {
+			reply(req.Kind, rep)
+		}
+		end()
+	})
 }
 
 // TmpSubdir is $TROUPE_DIR relative to the board shell's $TMPDIR (/tmp

@@ -245,8 +245,8 @@ troupe-sync after && echo "served after"
 `)
 	assert.Equal(t, 0, out.ExitCode)
 	con := r.console()
-	assert.Contains(t, con, "long: <LAVA_UNKNOWN_COMPLETE nack> request longer than 4096 bytes")
-	assert.Contains(t, con, "garbage: <LAVA_UNKNOWN_COMPLETE nack> not a MultiNode request")
+	assert.Contains(t, con, "long: -request longer than 4096 bytes")
+	assert.Contains(t, con, "garbage: -not a MultiNode request")
 	assert.Contains(t, con, "served after")
 	assert.Equal(t, []coordinator.Request{{Kind: coordinator.Sync, ID: "after"}}, mn.requests())
 
