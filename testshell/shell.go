@@ -390,6 +390,16 @@ func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
 // away: a fresh login prompt, or a kernel panic.
 const diedRE = `|(\S+ login: ?\z|Kernel panic - not syncing[^\n]*)`
 
+// endRE matches a command's end marker (its id, its exit status), and
+// endOrDiedRE that or a console whose shell went away. Compiled once: a
+// pattern per command cost a board's boot and tests a compile each. The
+// pattern includes the newline: every line before the marker (result
+// markers without a newline of their own too) has been fed.
+var (
+	endRE       = regexp.MustCompile(`<TROUPE_END (\S+) (\d+)>\n`)
+	endOrDiedRE = regexp.MustCompile(`<TROUPE_END (\S+) (\d+)>\n` + diedRE)
+)
+
 func (s *Shell) exec(ctx context.Context, cmd string, watchDeath bool) (int, error) {
 	s.mu.Lock()
 	s.seq++
@@ -399,31 +409,33 @@ func (s *Shell) exec(ctx context.Context, cmd string, watchDeath bool) (int, err
 	// command can never match it. It is on the command's last line: a
 	// test script reading /dev/tty must never find it waiting there.
 	line := fmt.Sprintf("%s; printf '<TROUPE_%%s %%s %%s>\\n' END %s \"$?\"\n", cmd, id)
-	// The pattern includes the newline: every line before the marker
-	// (result markers without a newline of their own too) has been fed.
-	pattern := `<TROUPE_END ` + id + ` (\d+)>\n`
+	end := endRE
 	if watchDeath {
-		pattern += diedRE
+		end = endOrDiedRE
 	}
-	end := regexp.MustCompile(pattern)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	if err := s.con.Send(line); err != nil {
 		return 0, fmt.Errorf("send command: %w", err)
 	}
-	m, err := s.con.Expect(ctx, end)
-	if err != nil {
-		return 0, fmt.Errorf("wait for end of command: %w", err)
+	for {
+		m, err := s.con.Expect(ctx, end)
+		if err != nil {
+			return 0, fmt.Errorf("wait for end of command: %w", err)
+		}
+		if len(m) > 3 && m[3] != "" {
+			return 0, fmt.Errorf("%w: console shows %q", ErrShellDied, strings.TrimSpace(m[3]))
+		}
+		if m[1] != id {
+			continue // an earlier command's marker: not this one's end
+		}
+		code, err := strconv.Atoi(m[2])
+		if err != nil {
+			return 0, fmt.Errorf("exit status %q: %w", m[2], err)
+		}
+		return code, nil
 	}
-	if len(m) > 2 && m[2] != "" {
-		return 0, fmt.Errorf("%w: console shows %q", ErrShellDied, strings.TrimSpace(m[2]))
-	}
-	code, err := strconv.Atoi(m[1])
-	if err != nil {
-		return 0, fmt.Errorf("exit status %q: %w", m[1], err)
-	}
-	return code, nil
 }
 
 // WriteFiles writes files (paths relative to $TROUPE_DIR) on the board

@@ -123,6 +123,16 @@ func TestExecExitStatus(t *testing.T) {
 	})
 }
 
+// TestExecSkipsOtherMarkers: an end marker of another command (an earlier
+// one's, or one a test prints) before a command's own does not end it.
+func TestExecSkipsOtherMarkers(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	code, err := r.sh.Exec(ctxT(t, waitTO), `printf '<TROUPE_%s %s %s>\n' END not-this-1 7; (exit 3)`)
+	require.NoError(t, err)
+	assert.Equal(t, 3, code, "the other marker's status was taken")
+}
+
 func TestWriteFiles(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
