@@ -127,6 +127,9 @@ type State struct {
 	// ones in Decision.HealthChecks). For other device types Unknown boards
 	// are usable.
 	Checked map[string]bool
+	// Explain tells which waiting jobs Decision.Explain explains; nil:
+	// every one. Explaining a job costs about as much as placing it.
+	Explain func(jobID string) bool
 }
 
 // Start is a job to start now on the given boards.
@@ -144,7 +147,7 @@ type Decision struct {
 	// idle boards lent to backfill jobs (that end before the head's
 	// predicted start).
 	Reserved map[string]string
-	Explain  map[string]Explanation // for every job still waiting, by job ID
+	Explain  map[string]Explanation // for every job still waiting (State.Explain), by job ID
 }
 
 // NodeNames lists the job's node names, "<role>-<i>", roles in the given
@@ -567,6 +570,9 @@ func plan(s State, o options) Decision {
 		d.Reserved[b] = p.head.ID
 	}
 	for _, w := range wait {
+		if s.Explain != nil && !s.Explain(w.j.ID) {
+			continue
+		}
 		if w.never == nil && (p.head == nil || w.j != p.head) {
 			w.never = p.never(w.j)
 		}
