@@ -524,7 +524,11 @@ type options struct{ noReserve, noShare, noIdle bool }
 func plan(s State, o options) Decision {
 	p := newPlanner(s)
 	p.noShare, p.noIdle = o.noShare, o.noIdle
-	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, len(s.Queue))}
+	explained := len(s.Queue)
+	if s.Explain != nil {
+		explained = 0 // few: grown as needed
+	}
+	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, explained)}
 	for i, b := range s.Boards {
 		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)
@@ -552,7 +556,7 @@ func plan(s State, o options) Decision {
 		pos   int
 		never []string
 	}
-	var wait []waiting
+	wait := make([]waiting, 0, len(queue))
 	for pos, j := range queue {
 		p.markAvoid(j)
 		if p.tryStart(j, &d) {

@@ -307,10 +307,12 @@ func (s *Server) done(lj *liveJob, res *report.Results) {
 	s.later(task{
 		// Files, then the store, then what the API shows: whoever sees the
 		// job ended finds its results, and so does the next server.
-		write: func(b *store.Batch) {
+		files: func() {
 			if err := report.Write(lj.dir, res); err != nil {
 				s.log.Error("write results", "job", lj.rec.ID, "err", err)
 			}
+		},
+		write: func(b *store.Batch) {
 			s.mu.Lock()
 			rec = *lj.rec
 			s.mu.Unlock()

@@ -295,13 +295,18 @@ func (s *Server) checkJobFolders() error {
 		store.ErrDamaged, filepath.Join(s.cfg.Data, "troupe.db"), filepath.Join(s.cfg.Data, "jobs"), len(entries))
 }
 
-// task is a store write of the lab's callbacks: write adds its writes to
-// the batch (after any files of its own), after runs once the batch is
-// committed (err: it is not).
+// task is a store write of the lab's callbacks: files writes its files
+// (nil: none; the files of the tasks of a batch are written at once, each
+// fsynced), then write adds its store writes to the batch, in order, and
+// after runs once the batch is committed (err: it is not).
 type task struct {
+	files func()
 	write func(*store.Batch)
 	after func(err error)
 }
+
+// maxFileWriters bounds the tasks writing their files at once.
+const maxFileWriters = 16
 
 // worker runs the store writes of the lab's callbacks off the lab actor,
 // in the order they came: the writes queued meanwhile are committed
@@ -338,8 +343,23 @@ func (s *Server) worker() {
 	}
 }
 
-// runTasks commits the writes of ts at once, then runs their afters.
+// runTasks writes the files of ts side by side (their fsyncs share the
+// disk's journal commits), commits their store writes at once, then runs
+// their afters.
 func (s *Server) runTasks(ts []task) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxFileWriters)
+	for _, t := range ts {
+		if t.files == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t.files()
+		})
+	}
+	wg.Wait()
 	b := &store.Batch{}
 	for _, t := range ts {
 		t.write(b)
