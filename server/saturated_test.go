@@ -16,14 +16,14 @@ import (
 	"github.com/troupe-lab/troupe/store"
 )
 
-// postJob submits job from any goroutine: no require inside.
-func postJob(url, job string) (string, error) {
+// postJob submits job with client from any goroutine: no require inside.
+func postJob(client *http.Client, url, job string) (string, error) {
 	req, err := http.NewRequest("POST", url+"/api/v1/jobs", strings.NewReader(job))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set(ClientHeader, "test")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -56,6 +56,11 @@ func TestSubmitAnsweredWhileLabSaturated(t *testing.T) {
 	x.awaitLog(t, busy, "busy-started", time.Minute)
 
 	const submitters, each = 20, 2
+	// One connection per submitter, kept: connections closed and opened
+	// anew at this pace could outrun the server's count of a client's
+	// connections (Limits.ConnsPerAddr) on a loaded host.
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: submitters}}
+	defer client.CloseIdleConnections()
 	var mu sync.Mutex
 	var ids []string
 	var errs []error
@@ -63,7 +68,7 @@ func TestSubmitAnsweredWhileLabSaturated(t *testing.T) {
 	for s := range submitters {
 		wg.Go(func() {
 			for i := range each {
-				id, err := postJob(x.url, testJob(fmt.Sprintf("q-%d-%d", s, i), "echo ran"))
+				id, err := postJob(client, x.url, testJob(fmt.Sprintf("q-%d-%d", s, i), "echo ran"))
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
