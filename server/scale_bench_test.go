@@ -77,7 +77,13 @@ func benchSubmit(b *testing.B, submitters, each, boards int) {
 			b.Fatal(err)
 		}
 		if want := (iter + 1) * submitters * each; len(ended) != want {
-			b.Fatalf("%d jobs complete, want %d", len(ended), want)
+			var failed []server.Summary
+			_ = getJSON(base+"/api/v1/jobs?status=incomplete,canceled", &failed)
+			why := map[string]int{} // error → jobs
+			for _, j := range failed {
+				why[j.Error]++
+			}
+			b.Fatalf("%d jobs complete, want %d; the others' errors (error: jobs): %v", len(ended), want, why)
 		}
 	}
 	b.StopTimer()
