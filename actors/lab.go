@@ -61,9 +61,9 @@ type Submission struct {
 	Job    *jobs.Job
 	Book   *logbook.Book
 	Events func(Event) // nil: none
-	// Waiting receives why the job waits, at every scheduling pass while
-	// it does (at least once a second). Called from the lab actor; must not
-	// block. Nil: none.
+	// Waiting receives why the job waits, at its first scheduling pass and
+	// at least once a second while it does (labstate.Waiting). Called from
+	// the lab actor; must not block. Nil: none.
 	Waiting func(scheduler.Explanation)
 	// Done receives the final results (after any retries), once. Called
 	// from the lab actor; must not block.

@@ -147,7 +147,9 @@ type CheckDone struct {
 	Passed    bool
 }
 
-// Waiting tells a queued job why it waits.
+// Waiting tells a queued job why it waits: at its first plan, then at
+// every Tick (once a second while it waits) and every plan of a rarer
+// event (health, reservations, workers); not at every job's end.
 type Waiting struct {
 	ID      string
 	Explain scheduler.Explanation
@@ -192,8 +194,9 @@ func (WantPlan) effect()           {}
 const tickEvery = time.Second
 
 type queued struct {
-	job      scheduler.Job
-	attempts []report.Attempt
+	job       scheduler.Job
+	attempts  []report.Attempt
+	explained bool // told why it waits at least once
 }
 
 type running struct {
@@ -222,7 +225,12 @@ type Machine struct {
 	ticking   bool
 	unplanned bool // a Submit left its planning for later
 	planAsked bool // WantPlan emitted, its Plan not yet in
-	out       []Effect
+	// explainAll: the plan explains every waiting job. Plans of the
+	// frequent events (a submission, a job's end) explain only the jobs
+	// never explained yet, so that they cost what placing the queue
+	// costs, not explaining all of it; a Tick explains them all.
+	explainAll bool
+	out        []Effect
 }
 
 // New makes the machine of a lab. A good board of a checked device type
@@ -257,6 +265,12 @@ func (m *Machine) addBoard(b scheduler.Board) {
 // Step applies one event and returns what to do, in order.
 func (m *Machine) Step(ev Event) []Effect {
 	m.out = nil
+	switch ev.(type) {
+	case Submit, Plan, AttemptDone: // the frequent events
+		m.explainAll = false
+	default:
+		m.explainAll = true
+	}
 	switch e := ev.(type) {
 	case Submit:
 		m.submit(e)
@@ -544,6 +558,15 @@ func (m *Machine) plan(now time.Time) {
 	for _, q := range m.queue {
 		st.Queue = append(st.Queue, q.job)
 	}
+	if !m.explainAll {
+		fresh := map[string]bool{}
+		for _, q := range m.queue {
+			if !q.explained {
+				fresh[q.job.ID] = true
+			}
+		}
+		st.Explain = func(id string) bool { return fresh[id] }
+	}
 	for id, r := range m.running {
 		st.Running = append(st.Running, scheduler.Running{JobID: id, Boards: r.boards, Started: r.since, Timeout: r.timeout})
 	}
@@ -573,6 +596,7 @@ func (m *Machine) plan(now time.Time) {
 	}
 	for _, q := range m.queue {
 		if e, ok := d.Explain[q.job.ID]; ok {
+			q.explained = true
 			m.emit(Waiting{ID: q.job.ID, Explain: e})
 		}
 	}

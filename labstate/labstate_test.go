@@ -1,6 +1,7 @@
 package labstate
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -235,4 +236,28 @@ func TestSubmitLaterPlansOncePerBurst(t *testing.T) {
 	// A job that can never run ends at once, planned or not.
 	fx = m.Step(Submit{Now: t0, Job: job("huge", 4), Later: true})
 	require.Len(t, of[Done](fx), 1)
+}
+
+// TestJobEndExplainsOnlyNewJobs: a job's end (the most frequent event of
+// a busy lab) plans the queue but explains only the jobs never explained;
+// a Tick explains every waiting job. With 1000 jobs queued, explaining
+// them all at every job's end made each end cost the whole queue.
+func TestJobEndExplainsOnlyNewJobs(t *testing.T) {
+	m := New(Config{Boards: sims("b0", "b1"), BadAfter: 3})
+	require.Len(t, of[StartJob](m.Step(Submit{Now: t0, Job: job("busy", 2)})), 1)
+	for i := range 1000 {
+		m.Step(Submit{Now: t0, Job: job(fmt.Sprintf("w%04d", i), 1), Later: true})
+	}
+	fx := m.Step(Plan{Now: t0})
+	require.Len(t, of[Waiting](fx), 1000, "every new job is explained once")
+	fx = m.Step(Submit{Now: t0, Job: job("new", 1)})
+	w := of[Waiting](fx)
+	require.Len(t, w, 1, "a submission explains only itself")
+	assert.Equal(t, "new", w[0].ID)
+
+	fx = m.Step(AttemptDone{Now: t0, ID: "busy", Results: results(report.StatusComplete, "",
+		report.Node{Name: "a-0", Board: "b0", Status: report.StatusComplete}, report.Node{Name: "a-1", Board: "b1", Status: report.StatusComplete})})
+	require.Len(t, of[StartJob](fx), 2, "the end still places the queue")
+	assert.Empty(t, of[Waiting](fx), "the end explains no job explained before")
+	assert.Len(t, of[Waiting](m.Step(Tick{Now: t0.Add(time.Second)})), 999, "a tick explains every waiting job")
 }

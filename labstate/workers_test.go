@@ -84,6 +84,7 @@ func TestWorkerLostWhileQueued(t *testing.T) {
 	fx = m.Step(AttemptDone{Now: t0, ID: "busy", Results: results(report.StatusIncomplete, report.Infrastructure,
 		report.Node{Name: "a-0", Board: "a0", Status: report.StatusIncomplete, Class: report.Infrastructure, Error: "worker w1 lost"})})
 	assert.Empty(t, of[StartJob](fx), "offline boards are not placed")
+	fx = m.Step(Tick{Now: t0}) // a job's end explains only new jobs; a tick, all
 	w := of[Waiting](fx)
 	require.NotEmpty(t, w)
 	assert.Contains(t, w[len(w)-1].Explain.Summary, "worker w1 (offline)", "why waiting names the worker")

@@ -127,6 +127,9 @@ type State struct {
 	// ones in Decision.HealthChecks). For other device types Unknown boards
 	// are usable.
 	Checked map[string]bool
+	// Explain tells which waiting jobs Decision.Explain explains; nil:
+	// every one. Explaining a job costs about as much as placing it.
+	Explain func(jobID string) bool
 }
 
 // Start is a job to start now on the given boards.
@@ -144,7 +147,7 @@ type Decision struct {
 	// idle boards lent to backfill jobs (that end before the head's
 	// predicted start).
 	Reserved map[string]string
-	Explain  map[string]Explanation // for every job still waiting, by job ID
+	Explain  map[string]Explanation // for every job still waiting (State.Explain), by job ID
 }
 
 // NodeNames lists the job's node names, "<role>-<i>", roles in the given
@@ -521,7 +524,11 @@ type options struct{ noReserve, noShare, noIdle bool }
 func plan(s State, o options) Decision {
 	p := newPlanner(s)
 	p.noShare, p.noIdle = o.noShare, o.noIdle
-	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, len(s.Queue))}
+	explained := len(s.Queue)
+	if s.Explain != nil {
+		explained = 0 // few: grown as needed
+	}
+	d := Decision{Reserved: map[string]string{}, Explain: make(map[string]Explanation, explained)}
 	for i, b := range s.Boards {
 		if (b.Health == Unknown || b.Health == "") && s.Checked[b.DeviceType] && p.busyBy[i] == "" && p.heldBy[i] == "" {
 			d.HealthChecks = append(d.HealthChecks, b.Name)
@@ -549,7 +556,7 @@ func plan(s State, o options) Decision {
 		pos   int
 		never []string
 	}
-	var wait []waiting
+	wait := make([]waiting, 0, len(queue))
 	for pos, j := range queue {
 		p.markAvoid(j)
 		if p.tryStart(j, &d) {
@@ -567,6 +574,9 @@ func plan(s State, o options) Decision {
 		d.Reserved[b] = p.head.ID
 	}
 	for _, w := range wait {
+		if s.Explain != nil && !s.Explain(w.j.ID) {
+			continue
+		}
 		if w.never == nil && (p.head == nil || w.j != p.head) {
 			w.never = p.never(w.j)
 		}

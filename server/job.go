@@ -288,10 +288,13 @@ func (s *Server) started(lj *liveJob, boards map[string]string) {
 	}
 	rec := *lj.rec
 	s.mu.Unlock()
-	s.later(func() {
-		if err := s.store.Put(&rec); err != nil {
-			s.log.Error("store job start", "job", rec.ID, "err", err)
-		}
+	s.later(task{
+		write: func(b *store.Batch) { b.Put(&rec) },
+		after: func(err error) {
+			if err != nil {
+				s.log.Error("store job start", "job", rec.ID, "err", err)
+			}
+		},
 	})
 	s.notify(lj)
 }
@@ -300,36 +303,43 @@ func (s *Server) started(lj *liveJob, boards map[string]string) {
 // directory, the record in the store, and the end of its streams.
 func (s *Server) done(lj *liveJob, res *report.Results) {
 	now := s.now().UTC()
-	s.later(func() {
+	var rec store.Job
+	s.later(task{
 		// Files, then the store, then what the API shows: whoever sees the
 		// job ended finds its results, and so does the next server.
-		if err := report.Write(lj.dir, res); err != nil {
-			s.log.Error("write results", "job", lj.rec.ID, "err", err)
-		}
-		s.mu.Lock()
-		rec := *lj.rec
-		s.mu.Unlock()
-		rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts = res.Job.Status, res.Job.Error, &now, res, res.Job.Attempts
-		if err := s.store.Put(&rec); err != nil {
-			s.log.Error("store job results", "job", rec.ID, "err", err)
-		}
-		s.mu.Lock()
-		// Only what changed: ID, name and source are read without the lock.
-		lj.rec.Status, lj.rec.Error, lj.rec.Ended, lj.rec.Results, lj.rec.Attempts = rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts
-		lj.explain = nil
-		book := lj.book
-		s.mu.Unlock()
-		if book != nil {
-			if err := book.Close(); err != nil {
-				s.log.Error("close logs", "job", rec.ID, "err", err)
+		files: func() {
+			if err := report.Write(lj.dir, res); err != nil {
+				s.log.Error("write results", "job", lj.rec.ID, "err", err)
 			}
-		}
-		s.mu.Lock()
-		lj.final = true
-		s.mu.Unlock()
-		s.log.Info("job ended", "job", rec.ID, "status", rec.Status, "error", rec.Error)
-		s.notify(lj)
-		s.prune()
+		},
+		write: func(b *store.Batch) {
+			s.mu.Lock()
+			rec = *lj.rec
+			s.mu.Unlock()
+			rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts = res.Job.Status, res.Job.Error, &now, res, res.Job.Attempts
+			b.Put(&rec)
+		},
+		after: func(err error) {
+			if err != nil {
+				s.log.Error("store job results", "job", rec.ID, "err", err)
+			}
+			s.mu.Lock()
+			// Only what changed: ID, name and source are read without the lock.
+			lj.rec.Status, lj.rec.Error, lj.rec.Ended, lj.rec.Results, lj.rec.Attempts = rec.Status, rec.Error, rec.Ended, rec.Results, rec.Attempts
+			lj.explain = nil
+			book := lj.book
+			s.mu.Unlock()
+			if book != nil {
+				if err := book.Close(); err != nil {
+					s.log.Error("close logs", "job", rec.ID, "err", err)
+				}
+			}
+			s.mu.Lock()
+			lj.final = true
+			s.mu.Unlock()
+			s.log.Info("job ended", "job", rec.ID, "status", rec.Status, "error", rec.Error)
+			s.notify(lj)
+		},
 	})
 }
 

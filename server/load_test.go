@@ -123,6 +123,13 @@ func getJSON(url string, out any) error {
 // waitIdle polls until no job is queued or running, for at most d.
 func waitIdle(tb testing.TB, base string, d time.Duration) {
 	tb.Helper()
+	waitIdleEvery(tb, base, d, 100*time.Millisecond)
+}
+
+// waitIdleEvery is waitIdle polling every given interval (a list of
+// thousands of queued jobs is not free to serve).
+func waitIdleEvery(tb testing.TB, base string, d, every time.Duration) {
+	tb.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		var left []server.Summary
@@ -133,7 +140,7 @@ func waitIdle(tb testing.TB, base string, d time.Duration) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("%d jobs still queued or running after %s", len(left), d)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 

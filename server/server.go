@@ -88,7 +88,7 @@ type Server struct {
 	workers sync.WaitGroup
 
 	mu     sync.Mutex
-	work   []func() // store writes of the lab's callbacks, in order
+	work   []task // store writes of the lab's callbacks, in order
 	jobs   map[string]*liveJob
 	order  []string          // job IDs, oldest first
 	health map[string]string // board → health
@@ -295,9 +295,23 @@ func (s *Server) checkJobFolders() error {
 		store.ErrDamaged, filepath.Join(s.cfg.Data, "troupe.db"), filepath.Join(s.cfg.Data, "jobs"), len(entries))
 }
 
-// worker runs the store writes of the lab's callbacks one after another,
-// off the lab actor, in the order they came. Once the server is closed it
-// runs what was queued before and returns.
+// task is a store write of the lab's callbacks: files writes its files
+// (nil: none; the files of the tasks of a batch are written at once, each
+// fsynced), then write adds its store writes to the batch, in order, and
+// after runs once the batch is committed (err: it is not).
+type task struct {
+	files func()
+	write func(*store.Batch)
+	after func(err error)
+}
+
+// maxFileWriters bounds the tasks writing their files at once.
+const maxFileWriters = 16
+
+// worker runs the store writes of the lab's callbacks off the lab actor,
+// in the order they came: the writes queued meanwhile are committed
+// together, in one transaction, then each task's after runs. Once the
+// server is closed it runs what was queued before and returns.
 func (s *Server) worker() {
 	defer s.workers.Done()
 	var aged <-chan time.Time // jobs age out of KeepFor even when none ends
@@ -308,14 +322,15 @@ func (s *Server) worker() {
 	}
 	for {
 		s.mu.Lock()
-		fs, closed := s.work, s.closed
+		ts, closed := s.work, s.closed
 		s.work = nil
 		s.mu.Unlock()
-		for _, f := range fs {
-			f()
+		if len(ts) > 0 {
+			s.runTasks(ts)
+			s.prune()
 		}
 		switch {
-		case len(fs) > 0:
+		case len(ts) > 0:
 		case closed:
 			return
 		default:
@@ -328,16 +343,48 @@ func (s *Server) worker() {
 	}
 }
 
-// later queues f for the worker; after Close it is dropped. It never
-// blocks: the queue has no fixed size (it holds at most a few callbacks per
-// job), and the worker is woken outside the lock, which f may take.
-func (s *Server) later(f func()) {
+// runTasks writes the files of ts side by side (their fsyncs share the
+// disk's journal commits), commits their store writes at once, then runs
+// their afters.
+func (s *Server) runTasks(ts []task) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxFileWriters)
+	for _, t := range ts {
+		if t.files == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t.files()
+		})
+	}
+	wg.Wait()
+	b := &store.Batch{}
+	for _, t := range ts {
+		t.write(b)
+	}
+	var err error
+	if b.Len() > 0 {
+		err = s.store.Commit(b)
+	}
+	for _, t := range ts {
+		if t.after != nil {
+			t.after(err)
+		}
+	}
+}
+
+// later queues t for the worker; after Close it is dropped. It never
+// blocks: the queue has no fixed size (it holds at most a few tasks per
+// job), and the worker is woken outside the lock, which t may take.
+func (s *Server) later(t task) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	s.work = append(s.work, f)
+	s.work = append(s.work, t)
 	s.mu.Unlock()
 	s.signal()
 }
@@ -363,10 +410,13 @@ func (s *Server) healthChanged(board, health string) {
 	s.mu.Lock()
 	s.health[board] = health
 	s.mu.Unlock()
-	s.later(func() {
-		if err := s.store.SetHealth(board, health); err != nil {
-			s.log.Error("store board health", "board", board, "err", err)
-		}
+	s.later(task{
+		write: func(b *store.Batch) { b.SetHealth(board, health) },
+		after: func(err error) {
+			if err != nil {
+				s.log.Error("store board health", "board", board, "err", err)
+			}
+		},
 	})
 }
 

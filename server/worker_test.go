@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/store"
 )
 
 // TestLaterNeverBlocksUnderTheLock queues more store writes than any
@@ -17,20 +19,20 @@ func TestLaterNeverBlocksUnderTheLock(t *testing.T) {
 	const n = 10000
 	queued := make(chan struct{})
 	ran := make(chan struct{}, n)
-	x.later(func() {
+	x.later(task{write: func(*store.Batch) {
 		select { // the worker is busy until every write is queued
 		case <-queued:
 		case <-time.After(30 * time.Second):
 		}
-	})
+	}})
 	go func() {
 		for range n {
-			x.later(func() {
+			x.later(task{write: func(*store.Batch) {}, after: func(error) {
 				x.mu.Lock()
 				_ = len(x.jobs)
 				x.mu.Unlock()
 				ran <- struct{}{}
-			})
+			}})
 		}
 		close(queued)
 	}()

@@ -16,6 +16,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,8 +65,34 @@ type Job struct {
 // Ended tells whether status is final.
 func Ended(status string) bool { return status != StatusQueued && status != StatusRunning }
 
-// Store is the server's database.
-type Store struct{ db *bolt.DB }
+// Store is the server's database. Its writes are committed together:
+// the writes that arrive while a commit is under way wait for it and are
+// then committed (and fsynced) at once, in one transaction, so that many
+// submitters at once cost one fsync per commit, not one each (group
+// commit). A write returns once its transaction is on disk.
+type Store struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	pending []*write // waiting for the next commit, in order
+	closed  bool
+	wake    chan struct{} // capacity 1: a write is pending, or the store closed
+	stopped chan struct{} // closed when the committer has returned
+	commits atomic.Int64  // transactions committed by the committer
+}
+
+// write is one change waiting to be committed; its error is sent on done
+// (capacity 1) once it is.
+type write struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// ErrClosed is the error of a write to a closed store.
+var ErrClosed = errors.New("store closed")
+
+// maxBatch bounds the writes committed in one transaction.
+const maxBatch = 1000
 
 // Open opens (or creates) the database at path. It fails at once when
 // another process holds it, and with ErrDamaged when the file is damaged
@@ -77,7 +105,9 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go s.committer()
+	return s, nil
 }
 
 func open(path string) (*bolt.DB, error) {
@@ -231,8 +261,94 @@ func check(db *bolt.DB) (err error) {
 	})
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the writes already waiting, then closes the database;
+// later writes fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+	<-s.stopped
+	return s.db.Close()
+}
+
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// update runs fn in a write transaction that other writes may share, and
+// returns once that transaction is committed. An error of fn undoes fn's
+// changes only: the other writes of the transaction are committed
+// without it. fn may run more than once (its transaction is then rolled
+// back first), so it must have no effect outside tx but on its own
+// results.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.pending = append(s.pending, w)
+	s.mu.Unlock()
+	s.signal()
+	// The committer answers every write it took, and takes every write
+	// pending before it returns (Close).
+	return <-w.done
+}
+
+// committer commits the pending writes, as many at once as are waiting.
+func (s *Store) committer() {
+	defer close(s.stopped)
+	for {
+		s.mu.Lock()
+		batch := s.pending[:min(len(s.pending), maxBatch)]
+		s.pending = s.pending[len(batch):]
+		closed, more := s.closed, len(s.pending) > 0
+		s.mu.Unlock()
+		if len(batch) > 0 {
+			s.commit(batch)
+		}
+		switch {
+		case more || len(batch) > 0:
+		case closed:
+			return
+		default:
+			<-s.wake
+		}
+	}
+}
+
+// commit commits batch in one transaction. A write whose fn fails is
+// answered with its error and the transaction is run again without it.
+func (s *Store) commit(batch []*write) {
+	for len(batch) > 0 {
+		failed := -1
+		var failure error
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, w := range batch {
+				if err := w.fn(tx); err != nil {
+					failed, failure = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].done <- failure
+			batch = append(batch[:failed:failed], batch[failed+1:]...)
+			continue
+		}
+		s.commits.Add(1)
+		for _, w := range batch {
+			w.done <- err
+		}
+		return
+	}
+}
 
 func key(id string) ([]byte, error) {
 	n, err := strconv.ParseUint(id, 10, 64)
@@ -246,7 +362,8 @@ func key(id string) ([]byte, error) {
 // stores it. A job with a Key that its submitter already used is not
 // stored: Add returns the ID of the first job stored with that key.
 func (s *Store) Add(j *Job, taken func(id string) bool) (first string, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
+		first = ""
 		keys := tx.Bucket(keysBucket)
 		var ik []byte
 		if j.Key != "" {
@@ -281,7 +398,7 @@ func (s *Store) Add(j *Job, taken func(id string) bool) (first string, err error
 // Delete removes the jobs ids and their idempotency keys. Their IDs are
 // never given again.
 func (s *Store) Delete(ids ...string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, keys := tx.Bucket(jobsBucket), tx.Bucket(keysBucket)
 		for _, id := range ids {
 			k, err := key(id)
@@ -318,7 +435,7 @@ func (s *Store) Sequence() (uint64, error) {
 
 // Put stores j (which has an ID) over its previous version.
 func (s *Store) Put(j *Job) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(jobsBucket), j) })
+	return s.update(func(tx *bolt.Tx) error { return put(tx.Bucket(jobsBucket), j) })
 }
 
 func put(b *bolt.Bucket, j *Job) error {
@@ -372,11 +489,50 @@ func (s *Store) Health() (map[string]string, error) {
 
 // SetHealth stores a board's health.
 func (s *Store) SetHealth(board, health string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(boardsBucket).Put([]byte(board), []byte(health))
 	})
 	if err != nil {
 		return fmt.Errorf("store health of %s: %w", board, err)
+	}
+	return nil
+}
+
+// Batch is writes to commit together, in one transaction (Store.Commit).
+type Batch struct {
+	jobs   []*Job
+	health [][2]string // board, health
+}
+
+// Put adds storing j over its previous version (a later Put of the same
+// job wins).
+func (b *Batch) Put(j *Job) { b.jobs = append(b.jobs, j) }
+
+// SetHealth adds storing a board's health.
+func (b *Batch) SetHealth(board, health string) {
+	b.health = append(b.health, [2]string{board, health})
+}
+
+// Len is the number of writes in b.
+func (b *Batch) Len() int { return len(b.jobs) + len(b.health) }
+
+// Commit stores every write of b, or none of them.
+func (s *Store) Commit(b *Batch) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		for _, j := range b.jobs {
+			if err := put(tx.Bucket(jobsBucket), j); err != nil {
+				return err
+			}
+		}
+		for _, h := range b.health {
+			if err := tx.Bucket(boardsBucket).Put([]byte(h[0]), []byte(h[1])); err != nil {
+				return fmt.Errorf("store health of %s: %w", h[0], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("commit %d writes: %w", b.Len(), err)
 	}
 	return nil
 }

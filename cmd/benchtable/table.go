@@ -107,7 +107,9 @@ var goals = []goal{
 	{"coordinator barrier release, 100 members p99", metric("actors/BenchmarkBarrier/members=100", "p99-ms", 1), "ms", 5},
 	{"coordinator barrier release, 1000 members p99", metric("actors/BenchmarkBarrier/members=1000", "p99-ms", 1), "ms", 50},
 	{"server, 100 submitters x 100 jobs, 200 boards: throughput", metric("server/BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200", "jobs/s", 1), "jobs/s", 0},
+	{"server, 100 submitters x 100 jobs, 200 boards: submit p50", metric("server/BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200", "submit-p50-ms", 1), "ms", 0},
 	{"server, 100 submitters x 100 jobs, 200 boards: submit p99", metric("server/BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200", "submit-p99-ms", 1), "ms", 0},
+	{"server, 100 submitters x 100 jobs, 200 boards: harness CPU per job", metric("server/BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200", "harness-cpu-ms/job", 1), "ms", 0},
 }
 
 // Table is the figures of the goals, in order.

@@ -16,6 +16,8 @@ BenchmarkSyncJob/N=100/syncs=0-2    	       3	   2.500 s/job	   1.2 harness-cpu-
 BenchmarkSyncJob/N=100/syncs=10-2   	       3	   2.650 s/job
 BenchmarkJob/hello-1+3-2   	1	0.2 s/job
 BenchmarkBroken-2   1   x ns/op
+pkg: github.com/troupe-lab/troupe/server
+BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200-2         	       1	520000000000 ns/op	        21.60 harness-cpu-ms/job	        19.25 jobs/s	       75.50 submit-p50-ms	       568.6 submit-p99-ms
 --- FAIL: BenchmarkOther
 `
 
@@ -42,7 +44,11 @@ func TestTable(t *testing.T) {
 	missing := rows["1000-node job, 3 barriers: wall"]
 	require.Equal(t, "-", missing.Value, "not run")
 	assert.Equal(t, "-", missing.Met)
-	assert.Equal(t, "(reported)", rows["server, 100 submitters x 100 jobs, 200 boards: throughput"].Goal)
+	server := "server, 100 submitters x 100 jobs, 200 boards: "
+	assert.Equal(t, Row{server + "throughput", "19.25 jobs/s", "(reported)", "-"}, rows[server+"throughput"])
+	assert.Equal(t, "75.50 ms", rows[server+"submit p50"].Value)
+	assert.Equal(t, "569 ms", rows[server+"submit p99"].Value)
+	assert.Equal(t, "21.60 ms", rows[server+"harness CPU per job"].Value)
 }
 
 // FuzzParse: any input parses without panic, and every result has a
