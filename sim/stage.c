@@ -295,6 +295,21 @@ static pid_t shell(char **env, int nice, int mn) {
 	return -1;
 }
 
+// exit_like reaps children until child exits, then exits with its status
+// (128 + the signal that killed it).
+static void exit_like(pid_t child) {
+	for (;;) {
+		int status;
+		pid_t pid = wait(&status);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid < 0)
+			_exit(126);
+		if (pid == child)
+			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+}
+
 // board_init is PID 1 of a board.
 static void board_init(const char *hostname, int nice, int probe, int mn) {
 	// Our pid on the host, from the host's /proc (still mounted).
@@ -319,16 +334,7 @@ static void board_init(const char *hostname, int nice, int probe, int mn) {
 	close(2);
 	if (mn)
 		close(MN_FD);
-	for (;;) {
-		int status;
-		pid_t pid = wait(&status);
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid < 0)
-			_exit(126);
-		if (pid == sh)
-			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	}
+	exit_like(sh);
 }
 
 static void board(int argc, char **argv) {
@@ -403,15 +409,7 @@ static void board(int argc, char **argv) {
 	close(ENV_FD);
 	if (mn)
 		close(MN_FD);
-	for (;;) {
-		int status;
-		pid_t pid = waitpid(init, &status, 0);
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid < 0)
-			_exit(126);
-		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	}
+	exit_like(init);
 }
 
 static void net(int argc, char **argv) {
