@@ -88,6 +88,7 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 		}()
 	}
 	go func() {
+		awaitExit(cmd.Process)
 		_ = cmd.Wait()
 		if bx != nil {
 			bx.reaped()

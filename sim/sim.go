@@ -684,6 +684,7 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 
 	waitc := make(chan error, 1)
 	go func() {
+		awaitExit(cmd.Process)
 		err := cmd.Wait()
 		if bx != nil {
 			bx.reaped()
