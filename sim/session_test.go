@@ -2,6 +2,7 @@ package sim
 
 import (
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -72,4 +73,24 @@ func testSessions(t *testing.T, b *Board, c *console.Console, tmp string) {
 	_, err = s2.Expect(ctx, regexp.MustCompile(`never printed`))
 	require.Error(t, err)
 	assert.NoError(t, ctx.Err(), "the session's console ends at power off, before the deadline: %v", err)
+}
+
+// TestRefusedSessionLeavesNoDescriptor: a session that no shell can take
+// (the board's shells hang) leaves none of the descriptors its sandbox
+// was given (pipe, environment) open in this process.
+func TestRefusedSessionLeavesNoDescriptor(t *testing.T) {
+	b, c := newBoardOn(t, "nofds", Options{})
+	run(t, b, c, "true")
+	b.ShellHang()
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return len(ents)
+	}
+	before := fds()
+	for range 10 {
+		_, err := b.OpenSession(ctxT(t, waitTO), "")
+		require.Error(t, err)
+	}
+	assert.Less(t, fds()-before, 5, "refused sessions left descriptors open")
 }

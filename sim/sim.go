@@ -758,10 +758,13 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
-		return nil, nil, nil, context.Canceled
-	}
-	if s.shellHung {
+	if s.stopped || s.shellHung {
+		if sb != nil {
+			sb.discard()
+		}
+		if s.stopped {
+			return nil, nil, nil, context.Canceled
+		}
 		return nil, nil, nil, errShellHung
 	}
 	var err error
