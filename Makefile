@@ -55,12 +55,18 @@ FUZZ += ./cmd/benchtable:FuzzParse
 FUZZ += ./lava:FuzzLAVATemplate
 FUZZ += ./qemu:FuzzContextQemu
 
-.PHONY: all build run test deps vet unit fuzz bench clean proto
+.PHONY: all build cc run test deps vet unit fuzz bench clean proto
 
 all: build
 
-build:
+# troupe is built with cgo (the sim sandbox's stage, sim/stage.c): a C
+# compiler is installed first if the machine has none.
+build: cc
 	$(GO) build -o $(BIN) ./cmd/troupe
+
+cc:
+	@command -v gcc >/dev/null && [ -e /usr/include/stdio.h ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; }
 
 run: build
 	./$(BIN) run --out results/hello-multinode examples/hello-multinode.toml
