@@ -97,6 +97,7 @@ var goals = []goal{
 	{"1000-node job, 3 barriers: wall", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "s/job", 1), "s", 15},
 	{"1000-node job, 3 barriers: harness CPU", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "harness-cpu-s/job", 1), "s", 8},
 	{"1000-node job, 3 barriers: shells' CPU", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "shells-cpu-s/job", 1), "s", 0},
+	{"1000-node job, 3 barriers: host CPU busy (all processes and the kernel)", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "host-busy-cpu-s/job", 1), "s", 0},
 	{"1000-node job, 3 barriers: tree PSS", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "tree-pss-MiB", 1), "MiB", 1024},
 	{"barrier end to end, 100-node job ((10 syncs - 0)/10)", perSync("runner/BenchmarkSyncJob/N=100/syncs=10", "runner/BenchmarkSyncJob/N=100/syncs=0", 10), "ms", 20},
 	{"1+3 node job end to end", metric("runner/BenchmarkJob/hello-1+3", "s/job", 1), "s", 0.1},
