@@ -145,13 +145,11 @@ lava-sync s1 && echo synced
 sh -c 'troupe-sync s2' && echo "program synced"
 `
 
-// TestSideChannelMultiNode: on a sim board the MultiNode helpers (as the
-// script's aliases and as programs) send their calls on the board's side
-// channel and read the replies there: nothing crosses the console, the
-// replies carry the pairs, and Serve logs each request.
-func TestSideChannelMultiNode(t *testing.T) {
-	mn := &fakeMN{}
-	r := newMNRig(t, mn, true)
+// runMNScript runs mnScript on r and checks what every side-channel run
+// shows: it passed, the helpers (aliases and programs) got their replies,
+// and no request crossed the console, which it returns.
+func runMNScript(t *testing.T, r *mnRig) string {
+	t.Helper()
 	out := r.run(t, mnScript)
 	assert.Equal(t, 0, out.ExitCode)
 	con := r.console()
@@ -160,6 +158,17 @@ func TestSideChannelMultiNode(t *testing.T) {
 	assert.Contains(t, con, "synced")
 	assert.Contains(t, con, "program synced")
 	assert.NotContains(t, con, "<LAVA_MULTI_NODE>", "no request on the console")
+	return con
+}
+
+// TestSideChannelMultiNode: on a sim board the MultiNode helpers (as the
+// script's aliases and as programs) send their calls on the board's side
+// channel and read the replies there: nothing crosses the console, the
+// replies carry the pairs, and Serve logs each request.
+func TestSideChannelMultiNode(t *testing.T) {
+	mn := &fakeMN{}
+	r := newMNRig(t, mn, true)
+	con := runMNScript(t, r)
 	assert.NotContains(t, con, "_COMPLETE", "no reply on the console")
 	assert.Equal(t, []coordinator.Request{
 		{Kind: coordinator.Send, ID: "ready", Data: []coordinator.KV{{Key: "ip", Value: "10.0.0.1"}}},
