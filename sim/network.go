@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,18 +34,23 @@ type Networks struct {
 func NewNetworks() *Networks { return &Networks{nets: map[string]*netns{}} }
 
 // netns is one network: a stage "net" process holding a user namespace
-// (root = the sandbox uid) and a network namespace whose loopback is up.
+// (root = the sandbox uid) and a network namespace whose loopback is up,
+// which makes the network's sandboxes (stage.c).
 type netns struct {
+	owner *Networks
 	key   string
-	refs  int
+	refs  int           // under owner.mu: joins, and the sandboxes alive in it
 	ready chan struct{} // closed once started (or failed)
 	err   error
 	cmd   *exec.Cmd
-	stop  io.Closer // its stdin: EOF ends it
+	ctl   *os.File      // the stage's control socket (ours): EOF ends it
+	slots chan struct{} // requests on ctl not answered yet (bounded: sends never block)
 	done  chan struct{}
 }
 
-func (n *netns) pid() int { return n.cmd.Process.Pid }
+// maxSpawning bounds the requests waiting in a network stage's control
+// socket: far below what its buffer holds, so that a send never blocks.
+const maxSpawning = 64
 
 // join returns the network of group ("" = a private one), making it if
 // needed. Every join is paired with a leave.
@@ -57,7 +63,7 @@ func (ns *Networks) join(group string) (*netns, error) {
 	n := ns.nets[group]
 	starter := n == nil
 	if starter {
-		n = &netns{key: group, ready: make(chan struct{})}
+		n = &netns{owner: ns, key: group, ready: make(chan struct{}), slots: make(chan struct{}, maxSpawning)}
 		ns.nets[group] = n
 	}
 	n.refs++
@@ -88,6 +94,13 @@ func (ns *Networks) leave(n *netns) {
 	}
 }
 
+// hold adds a reference to n (a sandbox made in it), dropped by leave.
+func (ns *Networks) hold(n *netns) {
+	ns.mu.Lock()
+	n.refs++
+	ns.mu.Unlock()
+}
+
 // exe is this program's executable, opened once for all stages.
 var exe struct {
 	once sync.Once
@@ -107,12 +120,22 @@ func (n *netns) start() error {
 	}
 	uid, gid := sandboxIDs()
 	cmd := &exec.Cmd{Path: exePath, Args: []string{sandboxArg0, "net", strconv.Itoa(os.Getpid())}, Env: []string{}}
-	stdin, err := cmd.StdinPipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("network control socket: %w", err)
 	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		_ = unix.Close(fds[0])
+		_ = unix.Close(fds[1])
+		return fmt.Errorf("network control socket: %w", err)
+	}
+	ctl := os.NewFile(uintptr(fds[0]), "network control")
+	theirs := os.NewFile(uintptr(fds[1]), "network control")
+	defer theirs.Close()
+	cmd.Stdin = theirs
 	out, err := cmd.StdoutPipe()
 	if err != nil {
+		_ = ctl.Close()
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
@@ -130,9 +153,10 @@ func (n *netns) start() error {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
 	}
 	if err := cmd.Start(); err != nil {
+		_ = ctl.Close()
 		return sandboxError(err)
 	}
-	n.cmd, n.stop, n.done = cmd, stdin, make(chan struct{})
+	n.cmd, n.ctl, n.done = cmd, ctl, make(chan struct{})
 	said := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(out)
@@ -163,7 +187,7 @@ func (n *netns) start() error {
 
 // end stops the network's process and waits for it.
 func (n *netns) end() {
-	_ = n.stop.Close()
+	_ = n.ctl.Close()
 	t := time.NewTimer(stageTimeout)
 	defer t.Stop()
 	select {
@@ -172,6 +196,129 @@ func (n *netns) end() {
 		_ = n.cmd.Process.Kill()
 		<-n.done
 	}
+}
+
+// spawn asks the network's stage for a sandboxed shell (stage.c: a
+// board's init cloned into its namespaces) and returns its box, which
+// holds the network until the sandbox is gone.
+func (n *netns) spawn(sp shellSpec) (*box, error) {
+	if len(sp.hostname) == 0 || len(sp.hostname) > maxHostname || strings.ContainsAny(sp.hostname, " \t\n\x00") {
+		return nil, fmt.Errorf("sandbox: hostname %q: want 1 to %d characters, no blanks", sp.hostname, maxHostname)
+	}
+	envFile, err := shellEnvFile(sp.env)
+	if err != nil {
+		return nil, err
+	}
+	defer envFile.Close()
+	root, err := unix.Open(sp.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: board root: %w", err)
+	}
+	defer unix.Close(root)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: reply socket: %w", err)
+	}
+	reply := os.NewFile(uintptr(fds[0]), "sandbox reply")
+	defer reply.Close()
+	theirs := fds[1]
+	defer func() {
+		if theirs >= 0 {
+			_ = unix.Close(theirs)
+		}
+	}()
+
+	t := time.NewTimer(stageTimeout)
+	defer t.Stop()
+	select {
+	case n.slots <- struct{}{}:
+	case <-t.C:
+		return nil, errors.New("sandbox: the network's stage is busy")
+	}
+	defer func() { <-n.slots }()
+	// Fd puts the descriptors in blocking mode, as the shell wants them
+	// (the mode is shared with its copies).
+	rights := []int{theirs, int(sp.tty.Fd()), root, int(envFile.Fd())}
+	mn := 0
+	if sp.mn != nil {
+		rights, mn = append(rights, int(sp.mn.Fd())), 1
+	}
+	probe := 0
+	if sp.probe {
+		probe = 1
+	}
+	req := fmt.Sprintf("%s %d %d %d", sp.hostname, ShellNice, probe, mn)
+	rc, err := n.ctl.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.Sendmsg(int(fd), []byte(req), unix.UnixRights(rights...), nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	}); err != nil {
+		serr = err
+	}
+	runtime.KeepAlive(sp.tty)
+	runtime.KeepAlive(sp.mn)
+	runtime.KeepAlive(envFile)
+	if serr != nil {
+		return nil, fmt.Errorf("sandbox: ask the network's stage: %w", serr)
+	}
+	_ = unix.Close(theirs)
+	theirs = -1
+
+	buf := make([]byte, 512)
+	oob := make([]byte, unix.CmsgSpace(4))
+	var nr, noob int
+	if err := reply.SetReadDeadline(time.Now().Add(stageTimeout)); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	rr, err := reply.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	var rerr error
+	if err := rr.Read(func(fd uintptr) bool {
+		nr, noob, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, fmt.Errorf("sandbox: no answer from the network's stage: %w", err)
+	}
+	if rerr != nil {
+		return nil, fmt.Errorf("sandbox: no answer from the network's stage: %w", rerr)
+	}
+	pidfd := -1
+	if msgs, err := unix.ParseSocketControlMessage(oob[:noob]); err == nil {
+		for _, m := range msgs {
+			if got, err := unix.ParseUnixRights(&m); err == nil {
+				for _, fd := range got {
+					if pidfd < 0 {
+						pidfd = fd
+					} else {
+						_ = unix.Close(fd)
+					}
+				}
+			}
+		}
+	}
+	text := string(buf[:nr])
+	pid, perr := strconv.Atoi(strings.TrimPrefix(text, "ok "))
+	if !strings.HasPrefix(text, "ok ") || perr != nil || pidfd < 0 {
+		if pidfd >= 0 {
+			_ = unix.Close(pidfd)
+		}
+		if nr == 0 {
+			text = "the network's stage has ended"
+		}
+		return nil, fmt.Errorf("sandbox: %s", strings.TrimPrefix(text, "error "))
+	}
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		_ = unix.Close(pidfd)
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	n.owner.hold(n)
+	return newBox(pid, os.NewFile(uintptr(pidfd), "sandbox init"), func() { n.owner.leave(n) }), nil
 }
 
 // CheckSandbox builds one sandbox (a private network, a shell stage and an
@@ -207,10 +354,6 @@ func checkSandbox() error {
 		return err
 	}
 	defer ns.leave(n)
-	exe, err := ownExe()
-	if err != nil {
-		return sandboxError(err)
-	}
 	dir, err := os.MkdirTemp("", "troupe-sandbox-check-")
 	if err != nil {
 		return fmt.Errorf("sandbox check: %w", err)
@@ -224,33 +367,29 @@ func checkSandbox() error {
 			return fmt.Errorf("sandbox check: %w", err)
 		}
 	}
-	null, err := os.Open(os.DevNull)
+	// The probe's console is a pipe: "ok" once its mounts are made, or
+	// why not.
+	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("sandbox check: %w", err)
 	}
-	defer null.Close()
-	sb, err := newSandbox(n, exe, null, nil, dir, "check", nil, true)
+	defer r.Close()
+	bx, err := n.spawn(shellSpec{tty: w, root: dir, hostname: "check", probe: true})
+	_ = w.Close()
 	if err != nil {
 		return sandboxError(err)
 	}
-	cmd := sb.cmd
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = stageTimeout
-	if err := sb.start(); err != nil {
-		return sandboxError(err)
-	}
-	t := time.AfterFunc(stageTimeout, func() { _ = cmd.Process.Kill() })
-	defer t.Stop()
-	if fd, err := sb.initPID(); err == nil {
-		_ = unix.Close(fd)
-	}
-	if err := cmd.Wait(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 4096 {
-			msg = msg[:4096]
+	defer func() {
+		bx.kill()
+		<-bx.exited // SIGKILLed: it goes at once
+	}()
+	_ = r.SetReadDeadline(time.Now().Add(stageTimeout))
+	out, err := io.ReadAll(io.LimitReader(r, 4096))
+	if msg := strings.TrimSpace(string(out)); msg != "ok" {
+		if msg == "" && err != nil {
+			msg = err.Error()
 		}
-		return sandboxError(fmt.Errorf("%w: %s", err, msg))
+		return sandboxError(errors.New(msg))
 	}
 	return nil
 }

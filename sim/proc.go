@@ -271,9 +271,9 @@ func gone(p procInfo, shells map[int]bool) bool {
 }
 
 // stopSandbox SIGSTOPs every process of a sandbox below its PID 1 (the
-// shell and all it started); chain is its outermost process, whose child
-// is the PID 1. It repeats until a pass finds no new process.
-func stopSandbox(chain int) {
+// shell and all it started); init is that PID 1's pid on the host. It
+// repeats until a pass finds no new process.
+func stopSandbox(init int) {
 	done := map[int]bool{}
 	for pass := 0; pass < 20; pass++ {
 		ps := listProcs()
@@ -284,7 +284,7 @@ func stopSandbox(chain int) {
 		found := false
 		var walk func(pid, depth int)
 		walk = func(pid, depth int) {
-			if depth >= 2 && !done[pid] {
+			if depth >= 1 && !done[pid] {
 				done[pid] = true
 				found = true
 				_ = syscall.Kill(pid, syscall.SIGSTOP)
@@ -293,7 +293,7 @@ func stopSandbox(chain int) {
 				walk(c, depth+1)
 			}
 		}
-		walk(chain, 0)
+		walk(init, 0)
 		if !found && pass > 0 {
 			return
 		}

@@ -1,16 +1,11 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,37 +13,29 @@ import (
 
 // A sandboxed shell runs as a chain of processes:
 //
-//	troupe ─▶ this program re-executed as "troupe-sandbox board" (stage.c:
-//	          C, before the Go runtime starts): joins the network's user +
-//	          network namespaces as their root, arms its death signal
-//	          (SIGKILL when troupe dies), makes new user, mount, PID, UTS
-//	          and IPC namespaces
-//	             └─ fork: the init, PID 1 of the board: hostname, mounts,
-//	                /bin/sh on the console, reaper of every orphan
+//	troupe ─▶ the network's stage: this program re-executed as
+//	          "troupe-sandbox net" (stage.c: C, before the Go runtime
+//	          starts) in a user namespace (root = the sandbox uid) and a
+//	          network namespace, dies with troupe (death signal)
+//	             └─ clone, per shell asked for on its control socket: the
+//	                init, PID 1 of new user, mount, PID, UTS and IPC
+//	                namespaces of the board: hostname, mounts, /bin/sh on
+//	                the console, reaper of every orphan; dies with the
+//	                network's stage
 //
-// The network's namespaces are held by a "troupe-sandbox net" process
-// (network.go, stage.c). Killing the init ends its PID namespace: no
-// process of the board survives; the first process exits once the init is
-// reaped. The chain never runs as a privileged uid on the host: the
-// network's user namespace maps its root to the sandbox uid (sandboxIDs).
-// The stages are C run by a constructor because starting this program's
-// Go runtime and package inits costs some 40 ms of CPU per start: more
-// than the rest of a board's boot.
+// troupe gets the init's pidfd: it watches the sandbox's end on it and
+// kills it with it (SIGKILL to the init ends its PID namespace: no process
+// of the board survives). No process is executed per shell but the shell:
+// in a VM every process start costs milliseconds of CPU (its page tables,
+// TLB flushes that are hypervisor calls), the cost of a board's boot. The
+// chain never runs as a privileged uid on the host (sandboxIDs).
 
-// sandboxArg0 is argv[0] of a re-executed sandbox stage (stage.c).
+// sandboxArg0 is argv[0] of the re-executed stage (stage.c).
 const sandboxArg0 = "troupe-sandbox"
 
-// exeFD is the descriptor of this program's executable in every stage
-// (exec'd as exePath). reportFD is where the init tells its pid on the
-// host, envFD where it reads the shell's environment (not on the command
-// line, which every user of the host can read), mnFD the board's end of
-// its MultiNode side channel (see MultiNodeFD for the shell's).
-const (
-	exeFD    = 3
-	reportFD = 4
-	envFD    = 5
-	mnFD     = 6
-)
+// exeFD is the descriptor of this program's executable in the stage
+// (exec'd as exePath).
+const exeFD = 3
 
 const exePath = "/proc/self/fd/3"
 
@@ -58,6 +45,9 @@ const sandboxHome = "/root"
 
 // maxShellEnv bounds the shell's environment (stage.c refuses more).
 const maxShellEnv = 1 << 20
+
+// maxHostname is the longest hostname a sandbox takes (the kernel's).
+const maxHostname = 64
 
 // sandboxIDs is the host uid and gid sandboxes run as: this process's own
 // when it is not root, nobody's when it is (never root).
@@ -81,53 +71,14 @@ func openExe() (*os.File, error) {
 	return f, nil
 }
 
-// sandbox is one sandboxed shell being started or running.
-type sandbox struct {
-	cmd    *exec.Cmd // nsenter, then unshare: exits once the init is reaped
-	report *os.File  // read end: the init's pid on the host
-}
-
-// newSandbox makes the command that runs one sandboxed shell of a board
-// on the console tty, in network n, with cwd = the board's root (the init
-// binds its cwd as HOME). Start it with start.
-// mn, if not nil, is the board's end of its MultiNode side channel: the
-// shell gets it as MultiNodeFD. probe: the init stops once the sandbox is
-// built (no shell).
-func newSandbox(n *netns, exe, tty, mn *os.File, root, hostname string, env []string, probe bool) (*sandbox, error) {
-	envFile, err := shellEnvFile(env)
-	if err != nil {
-		return nil, err
-	}
-	flag := func(b bool) string {
-		if b {
-			return "1"
-		}
-		return "0"
-	}
-	// Our uid is the namespace's root already unless we are root (then
-	// the init becomes the namespace's root: the sandbox uid).
-	preserve := os.Geteuid() != 0
-	cmd := &exec.Cmd{
-		Path: exePath,
-		Args: []string{sandboxArg0, "board", strconv.Itoa(os.Getpid()), strconv.Itoa(n.pid()), flag(preserve),
-			hostname, strconv.Itoa(ShellNice), flag(probe), flag(mn != nil)},
-		Env: []string{},
-		Dir: root,
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	r, w, err := os.Pipe()
-	if err != nil {
-		_ = envFile.Close()
-		return nil, err
-	}
-	cmd.ExtraFiles = []*os.File{exe, w, envFile}
-	if mn != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, mn)
-	}
-	// A session of its own, without a controlling tty: the shell takes
-	// the console as its own.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	return &sandbox{cmd: cmd, report: r}, nil
+// shellSpec is one sandboxed shell to start.
+type shellSpec struct {
+	tty      *os.File // its console (stdin, stdout, stderr)
+	mn       *os.File // the board's end of its MultiNode side channel, or nil
+	root     string   // the board's root directory: HOME
+	hostname string
+	env      []string
+	probe    bool // the init stops once the sandbox is built, saying "ok" on tty
 }
 
 // shellEnvFile is a sealed-size memory file holding env, NUL-separated,
@@ -158,44 +109,6 @@ func shellEnvFile(env []string) (*os.File, error) {
 		return nil, fmt.Errorf("sandbox: environment: %w", err)
 	}
 	return f, nil
-}
-
-// start starts the chain; the init's pid comes later (initPID).
-func (sb *sandbox) start() error {
-	err := sb.cmd.Start()
-	sb.closeOurs()
-	if err != nil {
-		_ = sb.report.Close()
-	}
-	return err
-}
-
-// closeOurs closes this process's copies of the files the chain gets
-// (the report pipe's write end, the environment).
-func (sb *sandbox) closeOurs() {
-	_ = sb.cmd.ExtraFiles[1].Close()
-	_ = sb.cmd.ExtraFiles[2].Close()
-}
-
-// discard releases a sandbox that will not be started.
-func (sb *sandbox) discard() {
-	sb.closeOurs()
-	_ = sb.report.Close()
-}
-
-// initPID reads the init's pid on the host and opens a pidfd on it: the
-// init cannot be reaped before it is killed (it is the sandbox's life), so
-// the pidfd names it for sure. Blocks until the init has said it, or its
-// chain has ended.
-func (sb *sandbox) initPID() (int, error) {
-	defer sb.report.Close()
-	var buf [32]byte
-	n, _ := sb.report.Read(buf[:])
-	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
-	if err != nil {
-		return -1, errors.New("the sandbox init did not start")
-	}
-	return unix.PidfdOpen(pid, 0)
 }
 
 // sandboxError explains why namespaces were refused, naming the kernel
@@ -236,48 +149,41 @@ func refusalCause(dir string) string {
 // stageTimeout bounds how long a network or probe stage may take to start.
 const stageTimeout = 10 * time.Second
 
-// box is a sandboxed shell of a power-on.
+// box is a sandboxed shell: its init, watched on its pidfd.
 type box struct {
-	top    *os.Process   // the chain's first process (a child of ours)
-	exited chan struct{} // closed once top has been reaped: the sandbox is gone
-
-	mu    sync.Mutex
-	pidfd int // the init, once known; -1 before
+	pid     int           // the init's pid on the host
+	pidfd   *os.File      // the init (pollable: readable once it has exited)
+	exited  chan struct{} // closed once the init has exited: the sandbox is gone
+	release func()        // drops what the sandbox held (its network)
 }
 
-// kill ends the sandbox: SIGKILL to its init ends its PID namespace, and
-// the chain exits once every process in it is gone. Before the init is
-// known, the chain is killed and the init dies with it (death signal).
-func (b *box) kill() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.pidfd >= 0 {
-		if err := unix.PidfdSendSignal(b.pidfd, unix.SIGKILL, nil, 0); err == nil {
-			return
-		}
+// newBox watches the init on pidfd until it exits; release runs then.
+func newBox(pid int, pidfd *os.File, release func()) *box {
+	bx := &box{pid: pid, pidfd: pidfd, exited: make(chan struct{}), release: release}
+	go bx.watch()
+	return bx
+}
+
+// watch waits for the init's exit on the runtime's poller (no OS thread
+// held meanwhile).
+func (b *box) watch() {
+	if rc, err := b.pidfd.SyscallConn(); err == nil {
+		_ = rc.Read(func(fd uintptr) bool {
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(p, 0)
+			return err != nil && err != unix.EINTR || n > 0
+		})
 	}
-	_ = b.top.Kill()
-}
-
-// setInit records the init's pidfd (or closes it when the sandbox is gone).
-func (b *box) setInit(fd int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	select {
-	case <-b.exited:
-		_ = unix.Close(fd)
-	default:
-		b.pidfd = fd
-	}
-}
-
-// reaped closes the pidfd once the chain has been reaped.
-func (b *box) reaped() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	close(b.exited)
-	if b.pidfd >= 0 {
-		_ = unix.Close(b.pidfd)
-		b.pidfd = -1
+	_ = b.pidfd.Close()
+	b.release()
+}
+
+// kill ends the sandbox: SIGKILL to its init ends its PID namespace.
+func (b *box) kill() {
+	rc, err := b.pidfd.SyscallConn()
+	if err != nil {
+		return
 	}
+	_ = rc.Control(func(fd uintptr) { _ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0) })
 }

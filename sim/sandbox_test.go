@@ -326,23 +326,24 @@ func TestSandboxSymlinkedTmp(t *testing.T) {
 }
 
 // TestSandboxStagesAreNotGo: the processes that build a board's sandbox
-// (the first of the chain and the init) are the C stage of this program
-// (stage.c), not its Go runtime: each has one thread (a Go program has
-// several) and its command line does not carry the shell's environment
-// (which every user of the host could read there).
+// (the network's stage and the init it clones) are the C stage of this
+// program (stage.c), not its Go runtime: each has one thread (a Go
+// program has several) and its command line does not carry the shell's
+// environment (which every user of the host could read there). Nothing is
+// executed between the harness and the shell but the network's stage.
 func TestSandboxStagesAreNotGo(t *testing.T) {
 	b, c := newBoardOn(t, "stages", Options{})
 	sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
 	init := ppid(t, sh)
 	top := ppid(t, init)
-	assert.Equal(t, os.Getpid(), ppid(t, top), "the chain is: harness, first stage, init, shell")
+	assert.Equal(t, os.Getpid(), ppid(t, top), "the chain is: harness, the network's stage, init, shell")
 	for _, pid := range []int{init, top} {
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		require.NoError(t, err)
 		assert.Regexp(t, `(?m)^Threads:\s+1$`, string(st), "stage %d runs more than one thread: a Go runtime started", pid)
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		require.NoError(t, err)
-		assert.True(t, strings.HasPrefix(string(cmdline), sandboxArg0+"\x00board\x00"), "%q", cmdline)
+		assert.True(t, strings.HasPrefix(string(cmdline), sandboxArg0+"\x00net\x00"), "%q", cmdline)
 		assert.NotContains(t, string(cmdline), token(b), "the token is on the command line")
 		assert.NotContains(t, string(cmdline), "TMPDIR", "the environment is on the command line")
 	}

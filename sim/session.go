@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,7 +54,7 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 		return nil, fmt.Errorf("session on %s: %w", b.o.Name, err)
 	}
 	sub := "session-" + strconv.Itoa(n)
-	cmd, bx, sb, err := b.startShell(s, pts, nil, func(sandboxed bool) []string {
+	sh, err := b.startShell(s, pts, nil, func(sandboxed bool) []string {
 		tmp := filepath.Join("/tmp", sub)
 		env := b.shellEnv(s.token, false)
 		if sandboxed {
@@ -78,21 +77,10 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 		_ = ptm.Close()
 		return nil, fmt.Errorf("session on %s: %w", b.o.Name, err)
 	}
-	b.log.Debug("session started", "pid", cmd.Process.Pid, "session", sub, "sandboxed", sb != nil)
-	c := &sessionConn{File: ptm, cmd: cmd, bx: bx, reaped: make(chan struct{})}
-	if sb != nil {
-		go func() {
-			if fd, err := sb.initPID(); err == nil {
-				bx.setInit(fd)
-			}
-		}()
-	}
+	b.log.Debug("session started", "pid", sh.pid, "session", sub, "sandboxed", sh.bx != nil)
+	c := &sessionConn{File: ptm, sh: sh, reaped: make(chan struct{})}
 	go func() {
-		awaitExit(cmd.Process)
-		_ = cmd.Wait()
-		if bx != nil {
-			bx.reaped()
-		}
+		<-sh.wait()
 		close(c.reaped)
 	}()
 	return c, nil
@@ -101,8 +89,7 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 // sessionConn is the terminal of a session; Close ends its shell.
 type sessionConn struct {
 	*os.File // the terminal's master side
-	cmd      *exec.Cmd
-	bx       *box
+	sh       *shellProc
 	reaped   chan struct{} // closed once the shell (or its sandbox) is reaped
 	once     sync.Once
 	err      error
@@ -110,11 +97,11 @@ type sessionConn struct {
 
 func (c *sessionConn) Close() error {
 	c.once.Do(func() {
-		if c.bx != nil {
-			c.bx.kill() // the sandbox ends with its PID namespace
+		if c.sh.bx != nil {
+			c.sh.bx.kill() // the sandbox ends with its PID namespace
 		} else {
 			// Its own session and process group (Setsid): all of it.
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-c.sh.pid, syscall.SIGKILL)
 		}
 		t := time.NewTimer(shellReapLimit)
 		defer t.Stop()

@@ -659,7 +659,7 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("open console tty: %w", err)
 	}
-	cmd, bx, sb, err := b.startShell(s, tty, s.mn.boardEnd(), func(sandboxed bool) []string {
+	sh, err := b.startShell(s, tty, s.mn.boardEnd(), func(sandboxed bool) []string {
 		if sandboxed {
 			return b.sandboxEnv(s.token, s.mn != nil)
 		}
@@ -673,24 +673,8 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	b.log.Debug("shell started", "pid", cmd.Process.Pid, "sandboxed", sb != nil)
-	if sb != nil {
-		go func() {
-			if fd, err := sb.initPID(); err == nil {
-				bx.setInit(fd)
-			}
-		}()
-	}
-
-	waitc := make(chan error, 1)
-	go func() {
-		awaitExit(cmd.Process)
-		err := cmd.Wait()
-		if bx != nil {
-			bx.reaped()
-		}
-		waitc <- err
-	}()
+	b.log.Debug("shell started", "pid", sh.pid, "sandboxed", sh.bx != nil)
+	waitc := sh.wait()
 	select {
 	case err := <-waitc:
 		b.log.Debug("shell exited", "err", err)
@@ -698,18 +682,14 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	case <-ctx.Done():
 	}
 	// Powered off: Off kills everything; make sure the shell is reaped.
-	if bx != nil {
-		bx.kill() // the sandbox ends with its PID namespace
-	} else {
-		_ = cmd.Process.Kill()
-	}
+	sh.kill()
 	t := time.NewTimer(shellReapLimit)
 	defer t.Stop()
 	select {
 	case <-waitc:
 	case <-t.C:
-		_ = cmd.Process.Kill()
-		b.log.Warn("shell not reaped", "pid", cmd.Process.Pid)
+		sh.kill()
+		b.log.Warn("shell not reaped", "pid", sh.pid)
 	}
 	return ctx.Err()
 }
@@ -722,31 +702,57 @@ const ShellNice = 10
 // errShellHung: the board's shells hang (a fault): none starts.
 var errShellHung = errors.New("shell hung")
 
+// shellProc is a started shell: in its sandbox (bx), or a child of ours
+// (cmd) on an unsandboxed board.
+type shellProc struct {
+	pid int // the sandbox's init, or the shell
+	cmd *exec.Cmd
+	bx  *box
+}
+
+// wait returns a channel that gets the shell's end (the sandbox's, with a
+// nil error), awaited without holding an OS thread.
+func (p *shellProc) wait() <-chan error {
+	c := make(chan error, 1)
+	if p.bx != nil {
+		go func() {
+			<-p.bx.exited
+			c <- nil
+		}()
+		return c
+	}
+	go func() {
+		awaitExit(p.cmd.Process)
+		c <- p.cmd.Wait()
+	}()
+	return c
+}
+
+// kill ends the shell: a sandbox with its PID namespace.
+func (p *shellProc) kill() {
+	if p.bx != nil {
+		p.bx.kill()
+		return
+	}
+	_ = p.cmd.Process.Kill()
+}
+
 // startShell starts one interactive shell of power-on s on tty (the
 // console's, or a session's), in the board's sandbox unless it has none,
 // with the environment env gives for it and mn (if not nil) as its
 // MultiNode side channel. Power off kills it. The caller closes tty.
-func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool) []string) (*exec.Cmd, *box, *sandbox, error) {
-	var n *netns
-	if !b.o.Unsandboxed {
-		var err error
-		if n, err = b.network(); err != nil {
-			return nil, nil, nil, err
+func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool) []string) (*shellProc, error) {
+	refused := func() error {
+		if s.stopped {
+			return context.Canceled
 		}
+		if s.shellHung {
+			return errShellHung
+		}
+		return nil
 	}
-	var cmd *exec.Cmd
-	var sb *sandbox
-	if n != nil {
-		exe, err := ownExe()
-		if err == nil {
-			sb, err = newSandbox(n, exe, tty, mn, b.root, b.o.Name, env(true), false)
-		}
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("start shell: %w", err)
-		}
-		cmd = sb.cmd
-	} else {
-		cmd = exec.Command("/bin/sh", "-i")
+	if b.o.Unsandboxed {
+		cmd := exec.Command("/bin/sh", "-i")
 		cmd.Dir = b.root
 		cmd.Env = env(false)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
@@ -754,42 +760,53 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 			cmd.ExtraFiles = mnFiles(mn)
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped || s.shellHung {
-		if sb != nil {
-			sb.discard()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := refused(); err != nil {
+			return nil, err
 		}
-		if s.stopped {
-			return nil, nil, nil, context.Canceled
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start shell: %w", err)
 		}
-		return nil, nil, nil, errShellHung
-	}
-	var err error
-	if sb != nil {
-		err = sb.start()
-	} else {
-		err = cmd.Start()
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("start shell: %w", err)
-	}
-	if sb == nil {
 		// Before anything is typed: what the shell starts inherits it.
-		// (A sandbox's init does this for its shell.)
 		// (Refused only when this process runs nicer still: then so
 		// does the shell.)
 		_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, ShellNice)
+		s.shells[cmd.Process.Pid] = true
+		return &shellProc{pid: cmd.Process.Pid, cmd: cmd}, nil
 	}
-	s.shells[cmd.Process.Pid] = true
-	var bx *box
-	if sb != nil {
-		bx = &box{top: cmd.Process, exited: make(chan struct{}), pidfd: -1}
-		s.sandboxes[bx] = true
+	s.mu.Lock()
+	err := refused()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return cmd, bx, sb, nil
+	n, err := b.network()
+	if err != nil {
+		return nil, err
+	}
+	// Asked for outside s.mu (a round trip to the network's stage): a
+	// power off meanwhile is seen below, and the sandbox killed then.
+	bx, err := n.spawn(shellSpec{tty: tty, mn: mn, root: b.root, hostname: b.o.Name, env: env(true)})
+	if err != nil {
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	s.mu.Lock()
+	if err := refused(); err != nil {
+		s.mu.Unlock()
+		bx.kill()
+		t := time.NewTimer(shellReapLimit)
+		defer t.Stop()
+		select {
+		case <-bx.exited:
+		case <-t.C:
+		}
+		return nil, err
+	}
+	s.shells[bx.pid] = true
+	s.sandboxes[bx] = true
+	s.mu.Unlock()
+	return &shellProc{pid: bx.pid, bx: bx}, nil
 }
 
 // makeTmp makes sure the board's tmp is a directory of its own, whatever
@@ -930,8 +947,8 @@ func (b *Board) killShells(s *session, deadline time.Time) error {
 		select {
 		case <-bx.exited:
 		default:
-			_ = bx.top.Kill()
-			stuck = append(stuck, bx.top.Pid)
+			bx.kill()
+			stuck = append(stuck, bx.pid)
 		}
 	}
 	if len(stuck) > 0 {
