@@ -336,7 +336,7 @@ static void board_init(struct request *r) {
 		_exit(125);
 	close(r->console);
 	close(r->reply);
-	signal(SIGCHLD, SIG_DFL); // the init reaps its own
+	signal(SIGCHLD, SIG_DFL); // the init reaps its own (wait)
 	check(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "death signal");
 	struct pollfd p = {.fd = zygote_pidfd, .events = POLLIN};
 	if (poll(&p, 1, 0) != 0) {
@@ -466,10 +466,22 @@ static void spawn(char *text, int *fds, int nfds) {
 	close(pidfd);
 }
 
+// reap reaps the inits that have exited (troupe watches them on their
+// pidfds). Reaped here rather than by the kernel, their CPU counts in
+// this stage's children's, and so in troupe's once it reaps the stage.
+static void reap(int sig) {
+	(void)sig;
+	int e = errno;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	errno = e;
+}
+
 // zygote serves the control socket (fd 0) until EOF.
 static void zygote(void) {
-	// Inits are reaped by the kernel: troupe watches them on pidfds.
-	signal(SIGCHLD, SIG_IGN);
+	struct sigaction sa = {.sa_handler = reap, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+	sigemptyset(&sa.sa_mask);
+	check(sigaction(SIGCHLD, &sa, NULL), "SIGCHLD");
 	zygote_pidfd = syscall(SYS_pidfd_open, getpid(), 0);
 	check(zygote_pidfd, "own pidfd");
 	for (;;) {
