@@ -31,7 +31,6 @@ import (
 
 const (
 	tokenVar       = "TROUPE_SIM_TOKEN"
-	defaultDelay   = 30 * time.Millisecond
 	offTimeout     = 10 * time.Second
 	shellReapLimit = 5 * time.Second
 )
@@ -44,7 +43,10 @@ type Options struct {
 	Name      string        // board name, e.g. "sim-0" (default "sim")
 	Dir       string        // sandbox directory (created if missing); the root is Dir/root
 	Logger    *slog.Logger  // nil = discard
-	BootDelay time.Duration // time spent printing the boot log; default 30ms
+	// BootDelay is the time spent printing the boot log, spread over its
+	// lines; zero (the default): the log is written at once, without
+	// pauses (a paced log only made every job of a lab slower).
+	BootDelay time.Duration
 	Faults    Faults        // initial fault settings (see SetFaults); zero = healthy
 	// Bootloader selects the bootloader emulation: BootloaderNone ("", the
 	// default: u-boot's banner, then straight to the kernel) or
@@ -128,8 +130,8 @@ func New(o Options) (*Board, error) {
 	if o.Dir == "" {
 		return nil, fmt.Errorf("new sim board %s: empty Dir", o.Name)
 	}
-	if o.BootDelay <= 0 {
-		o.BootDelay = defaultDelay
+	if o.BootDelay < 0 {
+		o.BootDelay = 0
 	}
 	switch o.Bootloader {
 	case BootloaderNone, BootloaderUBoot:
@@ -584,6 +586,29 @@ func (b *Board) boot(ctx context.Context) error {
 	default:
 		hang = false
 	}
+	if step == 0 {
+		if _, err := b.pts.WriteString(strings.Join(lines, "\r\n") + "\r\n"); err != nil {
+			return fmt.Errorf("write boot log: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	} else if err := b.paceLines(ctx, lines, step); err != nil {
+		return err
+	}
+	if hang {
+		b.log.Info("fault: boot hangs")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if f.SlowBoot > 0 {
+		return sleepCtx(ctx, f.SlowBoot)
+	}
+	return nil
+}
+
+// paceLines writes lines to the console, one every step.
+func (b *Board) paceLines(ctx context.Context, lines []string, step time.Duration) error {
 	t := time.NewTimer(step)
 	defer t.Stop()
 	for _, l := range lines {
@@ -596,14 +621,6 @@ func (b *Board) boot(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-	}
-	if hang {
-		b.log.Info("fault: boot hangs")
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	if f.SlowBoot > 0 {
-		return sleepCtx(ctx, f.SlowBoot)
 	}
 	return nil
 }
