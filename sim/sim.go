@@ -40,14 +40,14 @@ var ErrClosed = errors.New("board closed")
 
 // Options configures a simulated board.
 type Options struct {
-	Name      string        // board name, e.g. "sim-0" (default "sim")
-	Dir       string        // sandbox directory (created if missing); the root is Dir/root
-	Logger    *slog.Logger  // nil = discard
+	Name   string       // board name, e.g. "sim-0" (default "sim")
+	Dir    string       // sandbox directory (created if missing); the root is Dir/root
+	Logger *slog.Logger // nil = discard
 	// BootDelay is the time spent printing the boot log, spread over its
 	// lines; zero (the default): the log is written at once, without
 	// pauses (a paced log only made every job of a lab slower).
 	BootDelay time.Duration
-	Faults    Faults        // initial fault settings (see SetFaults); zero = healthy
+	Faults    Faults // initial fault settings (see SetFaults); zero = healthy
 	// Bootloader selects the bootloader emulation: BootloaderNone ("", the
 	// default: u-boot's banner, then straight to the kernel) or
 	// BootloaderUBoot ("u-boot": an interactive u-boot console, see uboot.go).
