@@ -321,12 +321,11 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 	return newBox(pid, os.NewFile(uintptr(pidfd), "sandbox init"), func() { n.owner.leave(n) }), nil
 }
 
-// CheckSandbox builds one sandbox (a private network, a shell stage and an
-// init that stops once its mounts are made) and reports why it could not,
-// naming the kernel setting that refused namespaces when one did. Once a
-// check has passed, the process does not build one again (it costs two
-// starts of this program and a chain of namespace tools: a quarter of a
-// second or more under load, paid by every job run in the process): a
+// CheckSandbox builds one sandbox (a private network and an init that
+// stops once its mounts are made) and reports why it could not, naming the
+// kernel setting that refused namespaces when one did. Once a check has
+// passed, the process does not build one again (a start of this program
+// and two sets of namespaces, paid by every job run in the process): a
 // later change of the kernel's settings shows as the boards' sandbox
 // errors, never as a board without a sandbox. A failed check is redone.
 func CheckSandbox() error {
