@@ -393,3 +393,101 @@ func BenchmarkCheckSandbox(b *testing.B) {
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "stages-cpu-ms/op")
 }
+
+// TestSandboxHoldsItsNetwork: a running sandbox keeps its network (whose
+// stage it dies with) even once its board has joined another group: the
+// old network ends only with its last sandbox.
+func TestSandboxHoldsItsNetwork(t *testing.T) {
+	nets := NewNetworks()
+	b, err := New(Options{Name: "mover", Dir: filepath.Join(t.TempDir(), "mover"), Networks: nets})
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		_ = c.Close()
+	})
+	_, err = b.JoinGroup(lab.Group{ID: "first", Node: "mover"})
+	require.NoError(t, err)
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	_, err = b.JoinGroup(lab.Group{ID: "second", Node: "mover"})
+	require.NoError(t, err)
+	assert.Equal(t, "alive\n", run(t, b, c, "echo alive"), "the shell outlived its board's leaving the network")
+	nets.mu.Lock()
+	_, first := nets.nets["first"]
+	nets.mu.Unlock()
+	assert.True(t, first, "the first network ended under a running sandbox")
+
+	require.NoError(t, b.Off(ctxT(t, waitTO)))
+	require.Eventually(t, func() bool {
+		nets.mu.Lock()
+		defer nets.mu.Unlock()
+		_, first := nets.nets["first"]
+		return !first
+	}, waitTO, 10*time.Millisecond, "the first network outlived its last sandbox")
+}
+
+// TestShellGetsOnlyItsDescriptors: what a board's shell inherits is its
+// console (0, 1, 2) and its side channel (8), nothing of the network's
+// stage (its control socket, the reply sockets, other boards' files); the
+// init keeps none once the shell runs. A descriptor this process holds
+// without close-on-exec (as it may inherit from its own parent) must not
+// pass either.
+func TestShellGetsOnlyItsDescriptors(t *testing.T) {
+	var leak [2]int
+	require.NoError(t, syscall.Pipe(leak[:])) // no close-on-exec
+	defer syscall.Close(leak[0])
+	defer syscall.Close(leak[1])
+	b, err := New(Options{Name: "fds", Dir: filepath.Join(t.TempDir(), "fds")})
+	require.NoError(t, err)
+	c := console.New(b.Console(), console.Options{})
+	t.Cleanup(func() {
+		assert.NoError(t, b.Close())
+		_ = c.Close()
+	})
+	ch, err := b.OpenMultiNodeChannel()
+	require.NoError(t, err)
+	defer ch.Close()
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+	fds := func(pid int) map[string]string {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		require.NoError(t, err)
+		m := map[string]string{}
+		for _, e := range ents {
+			m[e.Name()], _ = os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		}
+		return m
+	}
+	assert.Empty(t, fds(ppid(t, sh)), "the init's descriptors")
+	got := fds(sh)
+	tty := got["0"]
+	assert.True(t, strings.HasPrefix(tty, "/dev/pts/"), "%v", got)
+	assert.True(t, strings.HasPrefix(got["8"], "socket:"), "%v", got)
+	for fd, what := range got {
+		switch {
+		case fd == "8":
+		case what == tty, what == "/dev/tty", what == "/dev/null": // the shell's own (dash keeps its tty at 10+)
+		default:
+			t.Errorf("the shell has fd %s = %s", fd, what)
+		}
+	}
+}
+
+// TestSpawnRefusesBadHostnames: a hostname the kernel would refuse (or one
+// that would split the stage's request) is refused before it is asked.
+func TestSpawnRefusesBadHostnames(t *testing.T) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	require.NoError(t, err)
+	defer ns.leave(n)
+	dir := t.TempDir()
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	for _, h := range []string{"", strings.Repeat("h", maxHostname+1), "two words", "new\nline"} {
+		_, err := n.spawn(shellSpec{tty: null, root: dir, hostname: h})
+		assert.ErrorContains(t, err, "hostname", "%q", h)
+	}
+}

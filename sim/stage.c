@@ -530,7 +530,9 @@ static void net(int argc, char **argv) {
 		die("want 1 argument, have %d", argc - 2);
 	}
 	die_with_parent(number(argv[2]));
-	close(EXE_FD);
+	// Nothing but its standard descriptors passes to the boards: not this
+	// program (EXE_FD), nor what troupe's own parent let it inherit.
+	check(syscall(SYS_close_range, EXE_FD, ~0U, 0), "close descriptors");
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	check(fd, "loopback");
 	struct ifreq ifr = {0};
