@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // A board's root (Dir/root: its HOME, with its /tmp in it) belongs to one
@@ -19,8 +20,17 @@ const rootName = "root"
 // clearRoot removes dir's root and everything in it. It works through dir
 // (which troupe owns, the board never reaches): nothing the board's
 // processes made, a symlink included, leads it out of dir. Directories the
-// board made unreadable or unwritable are opened up first.
+// board made unreadable or unwritable are opened up first. Then the
+// shared copies of files no board holds any more go (sharedFiles).
 func clearRoot(dir string) error {
+	err := removeRoot(dir)
+	if s := sharedIn(filepath.Dir(dir)); s != nil {
+		s.sweep()
+	}
+	return err
+}
+
+func removeRoot(dir string) error {
 	d, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("empty the board's root: %w", err)
