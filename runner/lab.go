@@ -95,6 +95,7 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, fmt.Errorf("board sandboxes: %w", err)
 	}
+	spreadBoards(work, opts.Logger)
 	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
 	if err != nil {
 		if temp {
