@@ -46,17 +46,9 @@ func (b *Board) putFiles(files map[string][]byte, mode fs.FileMode) error {
 			return fmt.Errorf("%q is not a relative path", name)
 		}
 	}
-	if err := b.makeTmp(); err != nil {
+	tmpFD, err := b.openTmp()
+	if err != nil {
 		return err
-	}
-	rootFD, err := unix.Open(b.root, dirFlags, 0)
-	if err != nil {
-		return fmt.Errorf("open the board's root: %w", err)
-	}
-	tmpFD, err := unix.Openat(rootFD, "tmp", dirFlags, 0)
-	_ = unix.Close(rootFD)
-	if err != nil {
-		return fmt.Errorf("open the board's tmp: %w", err)
 	}
 	p := &putter{b: b, dirs: map[string]int{".": tmpFD}, written: map[sameKey]string{}, perm: unixPerm(mode), storeFD: -1}
 	if !b.o.Unsandboxed && os.Geteuid() == 0 {
@@ -72,6 +64,27 @@ func (b *Board) putFiles(files map[string][]byte, mode fs.FileMode) error {
 		}
 	}
 	return nil
+}
+
+// openTmp opens the board's tmp, made first (makeTmp) unless it is a
+// directory already.
+func (b *Board) openTmp() (int, error) {
+	rootFD, err := unix.Open(b.root, dirFlags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open the board's root: %w", err)
+	}
+	defer unix.Close(rootFD)
+	fd, err := unix.Openat(rootFD, "tmp", dirFlags, 0)
+	if err != nil {
+		if err := b.makeTmp(); err != nil {
+			return -1, err
+		}
+		fd, err = unix.Openat(rootFD, "tmp", dirFlags, 0)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open the board's tmp: %w", err)
+	}
+	return fd, nil
 }
 
 // dirFlags opens a directory to work in, never through a symlink.
