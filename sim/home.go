@@ -80,9 +80,9 @@ func openUp(d *os.Root, name string) error {
 }
 
 // resetRoot makes dir's root an empty directory of the board's (see
-// clearRoot).
+// clearRoot; the shared copies are swept when boards close).
 func resetRoot(dir string, unsandboxed bool) error {
-	if err := clearRoot(dir); err != nil {
+	if err := removeRoot(dir); err != nil {
 		return err
 	}
 	d, err := os.OpenRoot(dir)

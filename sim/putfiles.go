@@ -50,7 +50,7 @@ func (b *Board) putFiles(files map[string][]byte, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	p := &putter{b: b, dirs: map[string]int{".": tmpFD}, written: map[sameKey]string{}, perm: unixPerm(mode), storeFD: -1}
+	p := &putter{b: b, dirs: map[string]int{".": tmpFD}, written: map[string]map[string]string{}, perm: unixPerm(mode), storeFD: -1}
 	if !b.o.Unsandboxed && os.Geteuid() == 0 {
 		// The board runs as another uid than this process: it cannot
 		// change a file this process owns (see sharedFiles).
@@ -95,15 +95,12 @@ const dirFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEX
 // is not.
 const maxLinked = 4096
 
-// sameKey is a directory and the contents of a file put in it.
-type sameKey struct{ dir, data string }
-
 // putter is one PutFiles call: the directories opened so far (by path
 // relative to tmp) and the files written.
 type putter struct {
 	b       *Board
 	dirs    map[string]int
-	written map[sameKey]string // → the name it was put under
+	written map[string]map[string]string // directory → contents → the name they were put under
 	perm    uint32
 	own     bool         // hand what is made to the sandbox uid
 	shared  *sharedFiles // nil: every file is the board's own
@@ -129,10 +126,8 @@ func (p *putter) put(name string, data []byte) error {
 	// directory is a hard link to it: the test shell's helper programs
 	// are mostly one script under many names.
 	small := len(data) <= maxLinked
-	var same sameKey
 	if small {
-		same = sameKey{dir, string(data)}
-		if first, ok := p.written[same]; ok {
+		if first, ok := p.written[dir][string(data)]; ok {
 			err := replace(dirFD, base, func() error { return linkFiles(dirFD, first, dirFD, base) })
 			if !errors.Is(err, unix.EMLINK) {
 				return err
@@ -153,7 +148,10 @@ func (p *putter) put(name string, data []byte) error {
 		}
 	}
 	if small {
-		p.written[same] = base
+		if p.written[dir] == nil {
+			p.written[dir] = map[string]string{}
+		}
+		p.written[dir][string(data)] = base
 	}
 	return nil
 }
