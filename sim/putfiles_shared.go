@@ -33,7 +33,8 @@ import (
 // <work>/shared+files (0700; a board never reaches it); a copy no board
 // holds any more (link count 1) is removed when a board's root is
 // cleared (clearRoot), and the directory is emptied at its first use in
-// a process (what a harness that died left there).
+// a process (what a harness that died left there). A work directory
+// without copies is forgotten (its first put is again the board's own).
 type sharedFiles struct {
 	dir string
 
@@ -219,21 +220,36 @@ func (s *sharedFiles) sweep() {
 		}
 	}
 	s.mu.Unlock()
-	if len(all) == 0 {
-		return
-	}
-	fd, err := unix.Open(s.dir, dirFlags, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	for _, h := range all {
-		var st unix.Stat_t
-		err := unix.Fstatat(fd, h.e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		if err == nil && st.Nlink > 1 {
-			continue
+	if len(all) > 0 {
+		fd, err := unix.Open(s.dir, dirFlags, 0)
+		if err != nil {
+			return
 		}
-		s.drop(h.key, h.e, fd)
+		for _, h := range all {
+			var st unix.Stat_t
+			err := unix.Fstatat(fd, h.e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+			if err == nil && st.Nlink > 1 {
+				continue
+			}
+			s.drop(h.key, h.e, fd)
+		}
+		_ = unix.Close(fd)
+	}
+	s.forgetIfEmpty()
+}
+
+// forgetIfEmpty takes s out of sharedDirs once it has no copies, so that
+// a process that runs one work directory after another (runner.Run)
+// keeps nothing of the ones gone; the next put there starts anew.
+func (s *sharedFiles) forgetIfEmpty() {
+	work := filepath.Dir(s.dir)
+	sharedDirs.mu.Lock()
+	defer sharedDirs.mu.Unlock()
+	s.mu.Lock()
+	empty := len(s.entries) == 0
+	s.mu.Unlock()
+	if empty && sharedDirs.m[work] == s {
+		delete(sharedDirs.m, work)
 	}
 }
 

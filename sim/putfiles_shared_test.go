@@ -101,13 +101,15 @@ func TestPutFilesShared(t *testing.T) {
 	assert.Len(t, sharedCopies(t, work), 1, "c holds it")
 	require.NoError(t, c.Close())
 	assert.Empty(t, sharedCopies(t, work), "no board holds it")
+	assert.Nil(t, sharedIn(work), "a work directory without copies is forgotten")
 
-	// The next job on the boards shares it again (one more first put).
-	b = boardIn(t, work, "b2")
-	c = boardIn(t, work, "c2")
+	// The next job on the boards shares it again, from its second put.
+	b, c, d := boardIn(t, work, "b2"), boardIn(t, work, "c2"), boardIn(t, work, "d2")
 	put(b)
 	put(c)
-	assert.True(t, os.SameFile(statIn(t, b, "troupe/bin/h"), statIn(t, c, "troupe/bin/h")))
+	put(d)
+	assert.False(t, os.SameFile(statIn(t, b, "troupe/bin/h"), statIn(t, c, "troupe/bin/h")))
+	assert.True(t, os.SameFile(statIn(t, c, "troupe/bin/h"), statIn(t, d, "troupe/bin/h")))
 }
 
 // TestSharedFileCannotBeTampered: a board's root (in its sandbox) cannot
