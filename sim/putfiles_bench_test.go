@@ -3,7 +3,6 @@ package sim
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -57,11 +56,6 @@ func BenchmarkBoardFiles(b *testing.B) {
 		group[i] = 'a' + byte(i%26)
 	}
 	work := b.TempDir()
-	if os.Getenv("EXP_TOPDIR") == "1" {
-		if out, err := exec.Command("chattr", "+T", work).CombinedOutput(); err != nil {
-			b.Fatal(string(out))
-		}
-	}
 	i := 0
 	for b.Loop() {
 		i++
