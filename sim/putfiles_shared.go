@@ -23,8 +23,8 @@ import (
 // others what it gives its owner, but no write. Such a file is
 // this process's with no write permission for anyone else: the board
 // can neither write, truncate, chmod, chown, set the times or extended
-// attributes of, nor hard-link it (protected_hardlinks); it can remove
-// its own name of it. So nothing one board (or job) does to it reaches
+// attributes of it, nor (with fs.protected_hardlinks, the default)
+// hard-link it; it can remove its own name of it. So nothing one board (or job) does to it reaches
 // another. What a board can see of the others is the link count.
 //
 // A content is shared from its second put on: the first is the board's
