@@ -50,7 +50,7 @@ func (b *Board) putFiles(files map[string][]byte, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	p := &putter{b: b, dirs: map[string]int{".": tmpFD}, written: map[string]map[string]string{}, perm: unixPerm(mode), storeFD: -1}
+	p := &putter{dirs: map[string]int{".": tmpFD}, written: map[string]map[string]string{}, perm: unixPerm(mode), storeFD: -1}
 	if !b.o.Unsandboxed && os.Geteuid() == 0 {
 		// The board runs as another uid than this process: it cannot
 		// change a file this process owns (see sharedFiles).
@@ -98,7 +98,6 @@ const maxLinked = 4096
 // putter is one PutFiles call: the directories opened so far (by path
 // relative to tmp) and the files written.
 type putter struct {
-	b       *Board
 	dirs    map[string]int
 	written map[string]map[string]string // directory → contents → the name they were put under
 	perm    uint32
