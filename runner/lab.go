@@ -95,7 +95,9 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, fmt.Errorf("board sandboxes: %w", err)
 	}
-	spreadBoards(work, opts.Logger)
+	if err := sim.SpreadBoards(work); err != nil {
+		opts.Logger.Debug("boards' directories not spread", "err", err)
+	}
 	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
 	if err != nil {
 		if temp {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // A board's root (Dir/root: its HOME, with its /tmp in it) belongs to one
@@ -98,3 +100,32 @@ func resetRoot(dir string, unsandboxed bool) error {
 	}
 	return ownBySandbox(d, rootName)
 }
+
+// SpreadBoards marks work, the directory of the boards' Dirs, as the top
+// of directory hierarchies (ext4's FS_TOPDIR_FL, chattr +T): the file
+// system then places each board's Dir, and so the files made and removed
+// in it for every job, in a block group of its own choosing instead of
+// beside work's parent (/tmp, shared with everything else on the host).
+// On ext4 without a journal, making an inode skips every inode freed in
+// its group in the last half minute, one by one: where the whole host
+// churns files, that scan was a fifth of the harness's CPU in a 100-node
+// job. Other file systems have no such flag (an error the caller may
+// ignore: boards work the same without it).
+func SpreadBoards(work string) error {
+	fd, err := unix.Open(work, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("spread boards in %s: %w", work, err)
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err == nil && flags&topDirFlag == 0 {
+		err = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|topDirFlag))
+	}
+	if err != nil {
+		return fmt.Errorf("spread boards in %s: %w", work, err)
+	}
+	return nil
+}
+
+// topDirFlag is FS_TOPDIR_FL (linux/fs.h), which x/sys/unix does not name.
+const topDirFlag = 0x00020000

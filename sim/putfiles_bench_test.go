@@ -20,7 +20,9 @@ func BenchmarkPutHelpers(b *testing.B) {
 	for n, d := range files {
 		under[filepath.Join(testshell.TmpSubdir, n)] = d
 	}
-	brd, err := New(Options{Name: "put", Dir: filepath.Join(b.TempDir(), "put")})
+	work := b.TempDir()
+	spread(b, work)
+	brd, err := New(Options{Name: "put", Dir: filepath.Join(work, "put")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,6 +58,7 @@ func BenchmarkBoardFiles(b *testing.B) {
 		group[i] = 'a' + byte(i%26)
 	}
 	work := b.TempDir()
+	spread(b, work)
 	i := 0
 	for b.Loop() {
 		i++
@@ -77,5 +80,12 @@ func BenchmarkBoardFiles(b *testing.B) {
 		if err := brd.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// spread places the boards of a benchmark as runner.StartService does.
+func spread(b *testing.B, work string) {
+	if err := SpreadBoards(work); err != nil {
+		b.Logf("boards not spread: %v", err)
 	}
 }
