@@ -345,14 +345,24 @@ func (a *boardActor) putHelpers() {
 	if !ok {
 		return
 	}
-	files, err := testshell.Helpers()
+	files, err := helpersUnderTmp()
 	if err == nil {
-		err = fp.PutFiles(underTmp(files), 0o755)
+		err = fp.PutFiles(files, 0o755)
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
 	}
 }
+
+// helpersUnderTmp is testshell.Helpers by path relative to $TMPDIR, made
+// once for every board (FilePutter.PutFiles only reads what it is given).
+var helpersUnderTmp = sync.OnceValues(func() (map[string][]byte, error) {
+	files, err := testshell.Helpers()
+	if err != nil {
+		return nil, err
+	}
+	return underTmp(files), nil
+})
 
 // serveSideChannel opens a MultiNode side channel for the power-on of the
 // boot to come, if the board can have one, and serves its calls; the one

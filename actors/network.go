@@ -27,7 +27,8 @@ type ImagesDeployer interface {
 // FilePutter is a backend that can put files on its board without the
 // console (sim boards: straight into the sandbox's /tmp), paths relative to
 // the board shell's $TMPDIR. The board actor puts the test shell's helpers
-// there before the shell's Init, which then types nothing.
+// there before the shell's Init, which then types nothing. PutFiles only
+// reads files: the same map is given to every board.
 type FilePutter interface {
 	PutFiles(files map[string][]byte, mode fs.FileMode) error
 }

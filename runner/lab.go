@@ -95,6 +95,9 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, fmt.Errorf("board sandboxes: %w", err)
 	}
+	if err := sim.SpreadBoards(work); err != nil {
+		opts.Logger.Debug("boards' directories not spread", "err", err)
+	}
 	hwOpts, stopTFTP, err := startTFTP(l, filepath.Join(work, "tftp"), opts.Logger)
 	if err != nil {
 		if temp {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/troupe-lab/troupe/console"
 )
@@ -155,4 +157,34 @@ func TestOpenUpUnlocksEveryDirectory(t *testing.T) {
 	assert.Equal(t, fs.FileMode(0o500), fi.Mode().Perm(), "followed a symlink")
 	require.NoError(t, clearRoot(dir))
 	assert.NoDirExists(t, root)
+}
+
+// TestSpreadBoards: the boards' work directory is marked as the top of
+// directory hierarchies where the file system has the flag (ext4), and
+// keeps its other flags; where it has none, the error says so.
+func TestSpreadBoards(t *testing.T) {
+	dir := t.TempDir()
+	flags := func() (uint32, error) {
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		defer unix.Close(fd)
+		return unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	}
+	before, err := flags()
+	serr := SpreadBoards(dir)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
+		assert.ErrorIs(t, serr, err, "a file system without flags")
+		return
+	}
+	require.NoError(t, err)
+	require.NoError(t, serr)
+	after, err := flags()
+	require.NoError(t, err)
+	assert.NotZero(t, after&topDirFlag, "marked as the top of hierarchies")
+	assert.Equal(t, before, after&^topDirFlag, "other flags kept")
+	require.NoError(t, SpreadBoards(dir))
+	again, err := flags()
+	require.NoError(t, err)
+	assert.Equal(t, after, again)
+	assert.Error(t, SpreadBoards(filepath.Join(dir, "missing")))
 }

@@ -85,3 +85,26 @@ func TestPutFilesLinksSame(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "new", string(got))
 }
+
+// TestPutFilesRemakesTmp: a tmp the board's processes removed, or
+// replaced with a symlink, is made a directory of the board's again
+// before files are put in it: nothing lands where the link points.
+func TestPutFilesRemakesTmp(t *testing.T) {
+	b, _ := newBoard(t, "put-tmp")
+	tmp := filepath.Join(b.Root(), "tmp")
+	require.NoError(t, os.RemoveAll(tmp))
+	require.NoError(t, b.PutFiles(map[string][]byte{"a": []byte("1")}, 0o644))
+	assert.FileExists(t, filepath.Join(tmp, "a"))
+
+	outside := t.TempDir()
+	require.NoError(t, os.RemoveAll(tmp))
+	require.NoError(t, os.Symlink(outside, tmp))
+	require.NoError(t, b.PutFiles(map[string][]byte{"b": []byte("2")}, 0o644))
+	fi, err := os.Lstat(tmp)
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir(), "tmp is a directory again")
+	assert.FileExists(t, filepath.Join(tmp, "b"))
+	ents, err := os.ReadDir(outside)
+	require.NoError(t, err)
+	assert.Empty(t, ents, "nothing written where the link pointed")
+}
