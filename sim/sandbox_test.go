@@ -491,3 +491,25 @@ func TestSpawnRefusesBadHostnames(t *testing.T) {
 		assert.ErrorContains(t, err, "hostname", "%q", h)
 	}
 }
+
+// TestOffWhileShellStarts powers boards off while their shells are being
+// asked for (the login just typed): the request's side channel and
+// console stay valid however the two meet (-race watches them), and
+// nothing of the power-on survives the power off.
+func TestOffWhileShellStarts(t *testing.T) {
+	b, c := newBoard(t, "racer")
+	for i := 0; i < 20; i++ {
+		ch, err := b.OpenMultiNodeChannel()
+		require.NoError(t, err)
+		require.NoError(t, b.On(ctxT(t, waitTO)))
+		expect(t, c, `racer login: $`)
+		tok := token(b)
+		require.NoError(t, c.Send("root\n"))
+		if i%2 == 1 {
+			time.Sleep(time.Duration(i) * 100 * time.Microsecond) // vary where the power off lands
+		}
+		require.NoError(t, b.Off(ctxT(t, waitTO)))
+		_ = ch.Close()
+		assert.Empty(t, tokenProcs(tok), "processes of power-on %d left", i)
+	}
+}

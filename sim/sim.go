@@ -792,11 +792,19 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 		s.shells[cmd.Process.Pid] = true
 		return &shellProc{pid: cmd.Process.Pid, cmd: cmd}, nil
 	}
+	// The side channel is closed by a power off (after s.stopped is set):
+	// a copy taken while on stays valid for the request below.
 	s.mu.Lock()
 	err := refused()
+	if err == nil && mn != nil {
+		mn, err = dupFile(mn)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if mn != nil {
+		defer mn.Close()
 	}
 	n, err := b.network()
 	if err != nil {
@@ -824,6 +832,23 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 	s.sandboxes[bx] = true
 	s.mu.Unlock()
 	return &shellProc{pid: bx.pid, bx: bx}, nil
+}
+
+// dupFile returns a copy of f's descriptor (close-on-exec).
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		derr = err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("start shell: side channel: %w", derr)
+	}
+	return os.NewFile(uintptr(nfd), f.Name()), nil
 }
 
 // makeTmp makes sure the board's tmp is a directory of its own, whatever

@@ -462,6 +462,9 @@ func (s *Shell) WriteFiles(ctx context.Context, files map[string][]byte, mode ui
 	if len(mkdir) > 0 {
 		fmt.Fprintf(&b, "mkdir -p %s\n", strings.Join(mkdir, " "))
 	}
+	// Replaced, never written in place: a file there may be a read-only
+	// link to a copy shared between boards (sim.PutFiles).
+	fmt.Fprintf(&b, "rm -f %s\n", strings.Join(chmod, " "))
 	for i, n := range names {
 		fmt.Fprintf(&b, "base64 -d > %s <<'TROUPE_EOF'\n", chmod[i])
 		enc := base64.StdEncoding.EncodeToString(files[n])
