@@ -354,19 +354,34 @@ var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 	return files, nil
 })
 
+// InitOption tells Init something about the shell's terminal.
+type InitOption int
+
+// EchoOff: the shell's terminal has echo off already (a sim board's
+// console: troupe owns the terminal and turns echo off after the login,
+// as a getty or an agent could). Init then starts no stty; without it,
+// Init turns echo off with "stty -echo", the way every real board's
+// shell needs it.
+const EchoOff InitOption = 1
+
 // Init prepares a freshly logged-in shell: no echo, no prompts, and the
 // troupe helpers installed in $TROUPE_DIR/bin — typed through the console
 // unless their stamp shows them there already (put there by the backend,
 // or by an earlier boot of the same board). With the stamp there, Init
-// starts one program (stty): every program start is a few milliseconds of
-// a job's boot.
-func (s *Shell) Init(ctx context.Context) error {
+// starts one program (stty), and none on a terminal with echo off
+// already (EchoOff): every program start is a few milliseconds of a
+// job's boot.
+func (s *Shell) Init(ctx context.Context, opts ...InitOption) error {
 	files, err := Helpers()
 	if err != nil {
 		return err
 	}
+	stty := "stty -echo 2>/dev/null; "
+	if slices.Contains(opts, EchoOff) {
+		stty = ""
+	}
 	sum := strings.TrimSpace(string(files[sumFile]))
-	code, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
+	code, err := s.Exec(ctx, stty+`PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
 		`h=; read -r h 2>/dev/null <"$TROUPE_DIR/`+sumFile+`"; [ "$h" = `+sum+` ]`)
 	if err != nil {
 		return fmt.Errorf("init shell: %w", err)

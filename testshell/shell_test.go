@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,20 +50,53 @@ type rig struct {
 	board *sim.Board
 	con   *console.Console
 	sh    *testshell.Shell
+	raw   *rawLog // every byte the console read
+}
+
+// rawLog keeps what a console reads (console.Options.Raw).
+type rawLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *rawLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rawLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // troupeDir is $TROUPE_DIR on the host: the sim shell's TMPDIR is Root()/tmp.
 func (r *rig) troupeDir() string { return filepath.Join(r.board.Root(), "tmp", "troupe") }
 
+// newRig's Init is told that the sim board's terminal has echo off, as
+// the board actor tells it (actors.EchoOffShell).
 func newRig(t *testing.T) *rig {
+	t.Helper()
+	return newRigWith(t, nil, testshell.EchoOff)
+}
+
+// newRigWith is newRig with Init given opts, and the shell's console
+// wrapped by wrap (if not nil).
+func newRigWith(t *testing.T, wrap func(testshell.Console) testshell.Console, opts ...testshell.InitOption) *rig {
 	t.Helper()
 	b, err := sim.New(sim.Options{Name: "sim-t", Dir: t.TempDir()})
 	require.NoError(t, err)
 	// The shell needs the console and the console's OnLine needs the
 	// shell: capture it through a variable, as actors/board.go does.
 	var sh *testshell.Shell
-	con := console.New(b.Console(), console.Options{OnLine: func(l string) { sh.Feed(l) }})
-	sh = testshell.New(con, nil)
+	raw := &rawLog{}
+	con := console.New(b.Console(), console.Options{Raw: raw, OnLine: func(l string) { sh.Feed(l) }})
+	var shCon testshell.Console = con
+	if wrap != nil {
+		shCon = wrap(con)
+	}
+	sh = testshell.New(shCon, nil)
 	t.Cleanup(func() {
 		// As actors/board.go releases a board: off, console, board.
 		ctx, cancel := context.WithTimeout(context.Background(), waitTO)
@@ -71,8 +106,59 @@ func newRig(t *testing.T) *rig {
 		assert.NoError(t, b.Close())
 	})
 	require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
-	require.NoError(t, sh.Init(ctxT(t, waitTO)))
-	return &rig{board: b, con: con, sh: sh}
+	require.NoError(t, sh.Init(ctxT(t, waitTO), opts...))
+	return &rig{board: b, con: con, sh: sh, raw: raw}
+}
+
+// sentConsole records what is sent to a console.
+type sentConsole struct {
+	testshell.Console
+	mu   sync.Mutex
+	sent []string
+}
+
+func (c *sentConsole) Send(s string) error {
+	c.mu.Lock()
+	c.sent = append(c.sent, s)
+	c.mu.Unlock()
+	return c.Console.Send(s)
+}
+
+// TestInitEchoOff: Init types "stty -echo" unless told that the shell's
+// terminal has echo off already (EchoOff: a sim board's console), and then
+// types the same set-up line without it. Either way the shell works, and
+// on a sim board nothing typed is ever echoed back: its console shows no
+// command line, Init's included.
+func TestInitEchoOff(t *testing.T) {
+	for _, echoOff := range []bool{true, false} {
+		t.Run(fmt.Sprintf("echo off %v", echoOff), func(t *testing.T) {
+			t.Parallel()
+			rec := &sentConsole{}
+			var opts []testshell.InitOption
+			if echoOff {
+				opts = append(opts, testshell.EchoOff)
+			}
+			r := newRigWith(t, func(c testshell.Console) testshell.Console {
+				rec.Console = c
+				return rec
+			}, opts...)
+			out := r.run(t, "troupe-test-case ok --result pass")
+			assert.Equal(t, []testshell.Case{{Name: "ok", Result: "pass"}}, out.Cases)
+
+			rec.mu.Lock()
+			sent := slices.Clone(rec.sent)
+			rec.mu.Unlock()
+			require.NotEmpty(t, sent)
+			assert.Contains(t, sent[0], "PS1=''", "the first line typed is Init's")
+			assert.Equal(t, !echoOff, strings.Contains(sent[0], "stty -echo"), "Init typed %q", sent[0])
+			if echoOff {
+				assert.False(t, strings.Contains(strings.Join(sent, ""), "stty"), "no stty typed at all")
+			}
+			log := r.raw.String()
+			assert.False(t, strings.Contains(log, "PS1=''"), "Init's line echoed:\n%s", log)
+			assert.False(t, strings.Contains(log, "printf '<TROUPE_%s"), "a typed line echoed:\n%s", log)
+		})
+	}
 }
 
 func (r *rig) run(t *testing.T, script string, env ...[2]string) testshell.Outcome {
