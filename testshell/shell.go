@@ -528,13 +528,17 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	s.seq++
 	runID := fmt.Sprintf("%s-%d", s.token, s.seq)
 	s.mu.Unlock()
-	// The script runs in a subshell with its stdin closed, so it can never
-	// eat what is typed next; MultiNode helpers talk to their side channel
-	// or /dev/tty themselves. Its shell first sources troupe-calls (the
-	// MultiNode helpers as aliases: no program start per call); $0 is the
-	// script's path and $# is 0, as for "sh run.sh".
-	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; export PATH TROUPE_RUN; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; . "$TROUPE_DIR/bin/troupe-calls"; . "$0"' "$d/run.sh" </dev/null)`,
-		quote(dir), runID)
+	// The script runs in a shell of its own (sh -c, as "sh run.sh" would:
+	// $0 is the script's path, $# is 0, not interactive, only the
+	// environment of the login shell) with its stdin closed, so it can
+	// never eat what is typed next; MultiNode helpers talk to their side
+	// channel or /dev/tty themselves. That shell first sources the test's
+	// env file, then troupe-calls (the MultiNode helpers as aliases: no
+	// program start per call). It is a simple command of the login shell:
+	// dash starts it with vfork and exec, without the fork of a subshell
+	// (a copy of the shell's page tables per test).
+	cmd := fmt.Sprintf(`sh -c '. "${0%%/*}/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; TROUPE_TEST_PID=$$; export PATH TROUPE_RUN TROUPE_TEST_PID; . "$TROUPE_DIR/bin/troupe-calls"; . "$0"' "$TROUPE_DIR"/%srun.sh </dev/null`,
+		runID, quote(dir))
 
 	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()

@@ -279,6 +279,46 @@ func TestWriteFiles(t *testing.T) {
 	})
 }
 
+// TestRunScriptShell: a test script runs as "sh run.sh" would run it: $0
+// is its path and $# is 0; its shell is not interactive (no i or m in $-,
+// set -e ends it at the first failing command, exit N is its status); it
+// sees the login shell's environment, not its other variables; and
+// TROUPE_TEST_PID (which troupe-raise kills) is the script's shell.
+func TestRunScriptShell(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	code, err := r.sh.Exec(ctxT(t, waitTO), "troupe_login_only=set")
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+	out := r.run(t, `
+printf '%s' "$0" > "$TROUPE_DIR/sh-0"
+printf '%s' "$#" > "$TROUPE_DIR/sh-argc"
+printf '%s' "$-" > "$TROUPE_DIR/sh-flags"
+printf '%s' "${troupe_login_only-unset}" > "$TROUPE_DIR/sh-login-var"
+set -e
+false
+touch "$TROUPE_DIR/sh-after-false"
+`)
+	assert.Equal(t, 1, out.ExitCode, "set -e ended the script at false")
+	assert.NoFileExists(t, filepath.Join(r.troupeDir(), "sh-after-false"))
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(r.troupeDir(), "sh-"+name))
+		require.NoError(t, err, name)
+		return string(b)
+	}
+	assert.Equal(t, "/tmp/troupe/tests/t/run.sh", read("0"), "$0")
+	assert.Equal(t, "0", read("argc"), "$#")
+	assert.NotContains(t, read("flags"), "i", "the script's shell is not interactive")
+	assert.NotContains(t, read("flags"), "m", "the script's shell has no job control")
+	assert.Equal(t, "unset", read("login-var"), "a variable of the login shell that is not exported")
+
+	out = r.run(t, `kill -TERM "$TROUPE_TEST_PID"; touch "$TROUPE_DIR/sh-after-kill"; exit 0`)
+	assert.Equal(t, 128+15, out.ExitCode, "killed by SIGTERM")
+	assert.NoFileExists(t, filepath.Join(r.troupeDir(), "sh-after-kill"))
+
+	assert.Equal(t, 7, r.run(t, "exit 7").ExitCode)
+}
+
 func TestRunEnv(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
