@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,6 +123,46 @@ func (c *sentConsole) Send(s string) error {
 	c.sent = append(c.sent, s)
 	c.mu.Unlock()
 	return c.Console.Send(s)
+}
+
+// TestProcessStarts: on a sim board that gets its helpers and test files
+// put on it (as the board actor does), the shell's Init starts no process
+// and a test run one, its script's shell. The board's shell is alone in a
+// fresh PID namespace, where pids are handed out in order: the script's
+// pid is the login shell's plus the processes started in between.
+func TestProcessStarts(t *testing.T) {
+	t.Parallel()
+	b, err := sim.New(sim.Options{Name: "sim-p", Dir: t.TempDir()})
+	require.NoError(t, err)
+	var sh *testshell.Shell
+	con := console.New(b.Console(), console.Options{OnLine: func(l string) { sh.Feed(l) }})
+	sh = testshell.New(con, nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTO)
+		defer cancel()
+		assert.NoError(t, b.Off(ctx))
+		assert.NoError(t, con.Close())
+		assert.NoError(t, b.Close())
+	})
+	put := func(files map[string][]byte, mode fs.FileMode) error {
+		under := map[string][]byte{}
+		for n, data := range files {
+			under[filepath.Join(testshell.TmpSubdir, n)] = data
+		}
+		return b.PutFiles(under, mode)
+	}
+	sh.PutFilesWith(put)
+	require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
+	helpers, err := testshell.Helpers()
+	require.NoError(t, err)
+	require.NoError(t, put(helpers, 0o755))
+	require.NoError(t, sh.Init(ctxT(t, waitTO), testshell.EchoOff))
+	out, err := sh.Run(ctxT(t, waitTO), testshell.Test{Name: "t",
+		Script: `troupe-test-case started --result pass --measurement $(($$ - $PPID)) --units processes`})
+	require.NoError(t, err)
+	require.Len(t, out.Cases, 1)
+	require.NotNil(t, out.Cases[0].Measurement)
+	assert.Equal(t, 1.0, *out.Cases[0].Measurement, "processes started since the login: Init's and the test's")
 }
 
 // TestInitEchoOff: Init types "stty -echo" unless told that the shell's
