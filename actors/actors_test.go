@@ -1,6 +1,9 @@
 package actors_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -142,8 +145,67 @@ exit 3
 		// boot power-cycles (off), release powers off and closes, once.
 		assert.Equal(t, []string{"off", "off", "close"}, ops, node)
 		assert.Equal(t, []bool{false}, onAtClose, "%s: powered off before it is closed", node)
+
+		// A sim board's shell has echo off from the login on: the login
+		// name is echoed, nothing the harness types after it is (Init's
+		// line included, which has no stty to turn echo off).
+		raw, err := os.ReadFile(filepath.Join(h.logs, "logs", node+".log"))
+		require.NoError(t, err, node)
+		assert.True(t, strings.Contains(string(raw), "login: root"), "%s: the login name not echoed", node)
+		assert.False(t, strings.Contains(string(raw), "PS1=''"), "%s: Init's line echoed", node)
+		assert.False(t, strings.Contains(string(raw), "printf '<TROUPE_%s"), "%s: a command line echoed", node)
 	}
 }
+
+// TestInitStty: the test shell's Init types "stty -echo" into the shell
+// of a board whose backend does not say its terminal has echo off (a real
+// board's, QEMU's), and no stty into one that does (actors.EchoOffShell:
+// sim boards).
+func TestInitStty(t *testing.T) {
+	for _, echoOff := range []bool{false, true} {
+		t.Run(fmt.Sprintf("echo off %v", echoOff), func(t *testing.T) {
+			h := newHarness(t, "job.toml", `
+name = "one"
+timeout = "1m"
+[roles.dut]
+device_type = "fake"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "x"
+run = "echo hi"
+`)
+			if echoOff {
+				open := h.cfg.Open
+				h.cfg.Open = func(node string, b lab.Board) (actors.Backend, error) {
+					be, err := open(node, b)
+					return echoOffBackend{be}, err
+				}
+			}
+			h.start()
+			r := h.wait(waitLimit)
+			require.Len(t, r.Nodes, 1)
+			assert.Equal(t, report.StatusComplete, r.Nodes[0].Status, r.Nodes[0].Error)
+
+			f := h.fake("dut-0")
+			f.mu.Lock()
+			cmds := slices.Clone(f.cmds)
+			f.mu.Unlock()
+			require.NotEmpty(t, cmds)
+			assert.Contains(t, cmds[0], "PS1=''", "the first command is Init's")
+			assert.Equal(t, !echoOff, strings.Contains(cmds[0], "stty -echo"), "Init's command: %q", cmds[0])
+			for _, c := range cmds[1:] {
+				assert.NotContains(t, c, "stty", "only Init turns echo off")
+			}
+		})
+	}
+}
+
+// echoOffBackend is a backend that says its shell's terminal has echo off.
+type echoOffBackend struct{ actors.Backend }
+
+func (echoOffBackend) EchoOff() bool { return true }
 
 // TestFakeBoardTestResults checks how a test action's outcome becomes
 // result cases and the node status, one scripted test run per case.

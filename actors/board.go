@@ -170,7 +170,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		}
 		if err == nil {
 			a.putHelpers()
-			err = a.shell.Init(ctx)
+			err = a.shell.Init(ctx, a.initOptions()...)
 		}
 		if err != nil {
 			res.err = fmt.Errorf("board %s: %w", a.board.Name, err)
@@ -363,6 +363,23 @@ var helpersUnderTmp = sync.OnceValues(func() (map[string][]byte, error) {
 	}
 	return underTmp(files), nil
 })
+
+// EchoOffShell is a backend whose board's shell comes up on a console
+// with echo off (sim boards: troupe owns the terminal and turns echo off
+// after the login, as a getty or an agent could): the test shell's Init
+// then starts no stty. Other boards' shells get "stty -echo".
+type EchoOffShell interface {
+	EchoOff() bool
+}
+
+// initOptions tells the test shell's Init what the backend says of its
+// shell's terminal.
+func (a *boardActor) initOptions() []testshell.InitOption {
+	if e, ok := a.backend.(EchoOffShell); ok && e.EchoOff() {
+		return []testshell.InitOption{testshell.EchoOff}
+	}
+	return nil
+}
 
 // serveSideChannel opens a MultiNode side channel for the power-on of the
 // boot to come, if the board can have one, and serves its calls; the one

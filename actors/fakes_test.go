@@ -242,6 +242,7 @@ type fakeBackend struct {
 	ops       []string
 	logins    []string
 	runs      []string          // test commands seen
+	cmds      []string          // every command seen, in order
 	files     map[string]string // files written through the console, by path
 	onAtClose []bool            // power state at each Close
 }
@@ -461,6 +462,7 @@ func (f *fakeBackend) runBoard() {
 		text := cmd.String()
 		cmd.Reset()
 		f.mu.Lock()
+		f.cmds = append(f.cmds, text)
 		for _, w := range fileRE.FindAllStringSubmatch(text, -1) {
 			b, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(w[2], "\n", ""))
 			if err == nil {
@@ -561,6 +563,7 @@ type harness struct {
 	boards map[string]lab.Board // node → board
 	system *actor.ActorSystem
 	book   *logbook.Book
+	logs   string // the book's directory: logs/<node>.log are the raw consoles
 	clock  *fakeClock
 	events *eventLog
 	cfg    actors.Config
@@ -592,7 +595,8 @@ func newHarness(t *testing.T, file, jobTOML string) *harness {
 	for i, n := range j.Nodes() {
 		boards[n.Name] = lab.ForJob(j).Boards[i]
 	}
-	book, err := logbook.New(t.TempDir(), nil)
+	logs := t.TempDir()
+	book, err := logbook.New(logs, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = book.Close() })
 	discard := slog.New(slog.DiscardHandler)
@@ -603,7 +607,7 @@ func newHarness(t *testing.T, file, jobTOML string) *harness {
 
 	sig := newSignal()
 	h := &harness{
-		t: t, sig: sig, job: j, boards: boards, system: system, book: book,
+		t: t, sig: sig, job: j, boards: boards, system: system, book: book, logs: logs,
 		clock:       newFakeClock(sig),
 		events:      &eventLog{sig: sig},
 		fakes:       map[string]*fakeBackend{},
@@ -784,6 +788,13 @@ func (c *countingBackend) OpenMultiNodeChannel() (io.ReadWriteCloser, error) {
 		return nil, errors.New("no side channel")
 	}
 	return sc.OpenMultiNodeChannel()
+}
+
+// EchoOff says what the wrapped sim board says of its shell's terminal,
+// as the board itself does in a lab.
+func (c *countingBackend) EchoOff() bool {
+	e, ok := c.Backend.(actors.EchoOffShell)
+	return ok && e.EchoOff()
 }
 
 func (c *countingBackend) snapshot() ([]string, []bool) {

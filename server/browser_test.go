@@ -432,8 +432,11 @@ func validationError(t *testing.T, base, job string) string {
 
 // logViewJob has what the log view tidies: blank lines, a MultiNode
 // call, result markers (one failing), three test actions (the last one
-// fails), and a line too long for a phone.
+// fails), and a line too long for a phone. A sim board echoes nothing the
+// harness types, so the set-up line a real board's console echoes (before
+// Init's stty -echo) is printed by the script, as it would appear there.
 var logViewJob = talkJob("log-view", `for i in 1 2 3 4 5 6 7 8; do echo "tick $i of $TROUPE_NODE"; done
+printf '%s\n' "stty -echo 2>/dev/null; PS1=''; printf '<TROUPE_%s %s %s>\n' END 0a1b2c3d-1 \"\$?\""
 echo
 echo "unbroken-$(printf 'x%.0s' $(seq 1 300))"
 troupe-sync talked
@@ -516,7 +519,7 @@ func TestBrowserLogView(t *testing.T) {
 		const shown = [...document.querySelectorAll('#console .line')].filter((l) => !l.hidden && l.offsetParent !== null)
 			.map((l) => l.querySelector('.text').textContent);
 		return {
-			Setup: shown.some((s) => s.includes('stty -echo') || s.includes("printf '<TROUPE_%s")),
+			Setup: shown.filter((s) => s.includes('stty -echo') || s.includes("printf '<TROUPE_%s")).length,
 			End: shown.some((s) => s.includes('<TROUPE_END ')),
 			Signal: shown.some((s) => s.includes('<LAVA_SIGNAL_')),
 			MultiNode: shown.some((s) => s.includes('<LAVA_MULTI_NODE>')),
@@ -526,11 +529,11 @@ func TestBrowserLogView(t *testing.T) {
 		};
 	})()`
 	type plumbView struct {
-		Setup, End, Signal, MultiNode, Blank bool
-		Said, Lines                          int
+		End, Signal, MultiNode, Blank bool
+		Setup, Said, Lines            int
 	}
 	tidy := run[plumbView](t, ctx, 5*time.Second, "the tidy log", chromedp.Evaluate[plumbView](plumbing))
-	if tidy.Setup || tidy.End || tidy.Signal || tidy.MultiNode || tidy.Blank {
+	if tidy.Setup != 0 || tidy.End || tidy.Signal || tidy.MultiNode || tidy.Blank {
 		t.Errorf("plumbing shown by default: %+v", tidy)
 	}
 	if tidy.Said != 2 {
@@ -538,8 +541,10 @@ func TestBrowserLogView(t *testing.T) {
 	}
 	within(t, ctx, 5*time.Second, "turn raw on", chromedp.Click(chromedp.CSS("#raw")))
 	rawView := run[plumbView](t, ctx, 5*time.Second, "the raw log", chromedp.Evaluate[plumbView](plumbing))
-	if !rawView.Setup || !rawView.End || !rawView.Signal || !rawView.MultiNode || !rawView.Blank || rawView.Lines != len(log) {
-		t.Errorf("raw shows %+v; want every kind of plumbing and all %d lines", rawView, len(log))
+	// Set-up lines: the one each node's script printed; no line the
+	// harness typed is echoed by a sim board.
+	if rawView.Setup != 2 || !rawView.End || !rawView.Signal || !rawView.MultiNode || !rawView.Blank || rawView.Lines != len(log) {
+		t.Errorf("raw shows %+v; want every kind of plumbing, 2 set-up lines and all %d lines", rawView, len(log))
 	}
 	within(t, ctx, 5*time.Second, "turn raw off", chromedp.Click(chromedp.CSS("#raw")))
 	if again := run[plumbView](t, ctx, 5*time.Second, "the tidy log again", chromedp.Evaluate[plumbView](plumbing)); again != tidy {
@@ -671,8 +676,18 @@ func TestBrowserLogView(t *testing.T) {
 	if o.Tab != "client-0" || !o.Shown || !o.Seen || o.Text != "tick 5 of client-0" {
 		t.Errorf("permalink #L%d shows %+v; want client-0's tab with the line in view", tick5, o)
 	}
-	// A permalink to plumbing turns raw on.
-	end := seqOf("server-0", "<TROUPE_END ")
+	// A permalink to plumbing turns raw on: an end marker on a line of its
+	// own (the first one follows the login's prompt, which is shown).
+	end := 0
+	for i, line := range log {
+		if parts := strings.SplitN(line, " ", 3); len(parts) == 3 && parts[1] == "server-0" && strings.HasPrefix(parts[2], "<TROUPE_END ") {
+			end = i + 1
+			break
+		}
+	}
+	if end == 0 {
+		t.Fatalf("no line of server-0 is an end marker alone:\n%s", logText)
+	}
 	within(t, ctx, 5*time.Second, "follow a permalink on the page", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`location.hash = '#/jobs/%s#L%d'`, id, end)))
 	o = poll[opened](t, ctx, 5*time.Second, "the plumbing line", `(() => { const v = `+lineView(end)+`; return v && v.Target && v; })()`)
 	if o.Tab != "server-0" || !o.Shown || !o.Seen || !strings.Contains(o.Text, "<TROUPE_END ") {

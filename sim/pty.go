@@ -55,10 +55,11 @@ func control(f *os.File, fn func(fd int) error) error {
 type termMode int
 
 const (
-	modeOff   termMode = iota // no echo: input written while off stays silent
-	modeBoot                  // no output processing: boot text carries its own \r\n
-	modeShell                 // "stty sane": canonical, echo, ONLCR
-	modeUBoot                 // raw: byte by byte, no echo, no processing (the bootloader echoes)
+	modeOff        termMode = iota // no echo: input written while off stays silent
+	modeBoot                       // no output processing: boot text carries its own \r\n
+	modeShell                      // "stty sane": canonical, echo, ONLCR
+	modeShellQuiet                 // modeShell with "stty -echo": the console's shell after the login (see Board.EchoOff)
+	modeUBoot                      // raw: byte by byte, no echo, no processing (the bootloader echoes)
 )
 
 func setMode(tty *os.File, m termMode) error {
@@ -74,6 +75,8 @@ func setMode(tty *os.File, m termMode) error {
 		switch m {
 		case modeOff:
 			t.Lflag &^= unix.ECHO | unix.ECHOE | unix.ECHOK | unix.ECHOCTL | unix.ECHOKE
+		case modeShellQuiet:
+			t.Lflag &^= unix.ECHO
 		case modeBoot:
 			t.Oflag = 0
 			t.Lflag &^= unix.ECHO | unix.ECHOE | unix.ECHOK | unix.ECHOCTL | unix.ECHOKE

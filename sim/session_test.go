@@ -52,6 +52,12 @@ func testSessions(t *testing.T, b *Board, c *console.Console, tmp string) {
 	}
 	rw1, s1 := open()
 	_, s2 := open()
+	// A session's terminal echoes what is typed, as an ssh login's does:
+	// only the console's shell has echo off.
+	require.NoError(t, s1.Send("echo typed-$((6*7))\n"))
+	m := expect(t, s1, `(?s)^(.*?)typed-42\n`)
+	assert.Contains(t, m[1], "echo typed-$((6*7))", "the session echoes")
+	expect(t, s1, prompt("sess"))
 	assert.Equal(t, "from-the-console\n", run(t, b, s1, `cat "$HOME/f"`))
 	// Shells and what they start yield the CPU to the harness (ShellNice).
 	assert.Equal(t, "10\n", run(t, b, c, "nice"))

@@ -64,6 +64,10 @@ type Options struct {
 	// are taken and left unused, said in its log; tar images are still
 	// unpacked into its root.
 	StandIn bool
+	// KeepEcho: the console's shell echoes what is typed, as a real
+	// board's does (troupe simboard, which stands in for one). Without
+	// it, echo is off from the login on (see EchoOff).
+	KeepEcho bool
 }
 
 // Board is a simulated board. Its methods are safe for concurrent use.
@@ -642,10 +646,23 @@ func (b *Board) login(ctx context.Context) error {
 		}
 		if n > 0 && buf[n-1] == '\n' {
 			b.log.Debug("login", "user", string(buf[:n-1]))
+			if !b.o.KeepEcho {
+				if err := setMode(b.pts, modeShellQuiet); err != nil {
+					return err
+				}
+			}
 			return ctx.Err()
 		}
 	}
 }
+
+// EchoOff reports that the console's shell comes up with echo off (unless
+// Options.KeepEcho): troupe owns the terminal and turns echo off after the
+// login, as a getty or an agent could, so what the harness types is never
+// echoed back and its test shell needs no "stty -echo" (a program start
+// per boot). The login name is echoed; sessions (OpenSession) echo, as an
+// ssh login's terminal does.
+func (b *Board) EchoOff() bool { return !b.o.KeepEcho }
 
 func (b *Board) shellEnv(token string, mn bool) []string {
 	env := []string{

@@ -69,13 +69,15 @@ func login(t *testing.T, b *Board, c *console.Console) string {
 
 var seq atomic.Int64
 
-// run executes cmd in the board's shell and returns its output. The marker
-// is computed by the shell so the echoed command line never matches it.
+// run executes cmd in the board's shell and returns its output. The
+// markers around it are computed by the shell, so that the command line
+// echoed (by a session's terminal; the console's shell has echo off) never
+// matches them.
 func run(t *testing.T, b *Board, c *console.Console, cmd string) string {
 	t.Helper()
 	n := seq.Add(1)
-	require.NoError(t, c.Send(fmt.Sprintf("%s; echo @@$((%d+1))@@\n", cmd, n)))
-	m := expect(t, c, fmt.Sprintf(`(?s)\+1\)\)@@\n(.*?)@@%d@@\n`, n+1))
+	require.NoError(t, c.Send(fmt.Sprintf("echo @[$((%d))]@; %s; echo @@$((%d+1))@@\n", n, cmd, n)))
+	m := expect(t, c, fmt.Sprintf(`(?s)@\[%d\]@\n(.*?)@@%d@@\n`, n, n+1))
 	expect(t, c, prompt(b.o.Name))
 	return m[1]
 }
@@ -110,6 +112,65 @@ func TestBootLoginAndShell(t *testing.T) {
 	on, err = b.State(ctxT(t, waitTO))
 	require.NoError(t, err)
 	assert.False(t, on)
+}
+
+// TestConsoleShellEcho: the console's shell has echo off from the login
+// on (the login name is still echoed), sandboxed or not: neither a command
+// typed into it nor a line a program reads from its terminal (as a
+// MultiNode reply is) is echoed back. With KeepEcho (troupe simboard) it
+// echoes, as a real board's does.
+func TestConsoleShellEcho(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		echo bool
+	}{
+		{"sandboxed", Options{}, false},
+		{"unsandboxed", Options{Unsandboxed: true}, false},
+		{"keep echo", Options{KeepEcho: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Name, tc.o.Dir = "echo", filepath.Join(t.TempDir(), "echo")
+			b, err := New(tc.o)
+			require.NoError(t, err)
+			c := console.New(b.Console(), console.Options{})
+			t.Cleanup(func() {
+				assert.NoError(t, b.Close())
+				_ = c.Close()
+			})
+			assert.Equal(t, !tc.echo, b.EchoOff())
+			require.NoError(t, b.On(ctxT(t, waitTO)))
+			expect(t, c, `\necho login: $`)
+			require.NoError(t, c.Send("root\n"))
+			expect(t, c, `^root\n`) // the login name is echoed
+			expect(t, c, prompt("echo"))
+
+			require.NoError(t, c.Send("echo typed-$((6*7))\n"))
+			m := expect(t, c, `(?s)^(.*?)typed-42\n`)
+			assert.Equal(t, tc.echo, strings.Contains(m[1], "echo typed-$((6*7))"), "before the command's output: %q", m[1])
+			expect(t, c, prompt("echo"))
+
+			// Typed once the shell runs the command (a line-editing shell
+			// reads ahead with echo off while it edits).
+			require.NoError(t, c.Send("echo ready-$((6*7)); read -r x; echo got-$x\n"))
+			expect(t, c, `ready-42\n`)
+			require.NoError(t, c.Send("reply-line\n"))
+			m = expect(t, c, `(?s)^(.*?)got-reply-line\n`)
+			assert.Equal(t, tc.echo, strings.Contains(m[1], "reply-line"), "before the command's output: %q", m[1])
+			expect(t, c, prompt("echo"))
+
+			// A shell started again after the last one exited (a fresh
+			// login) has echo off too.
+			require.NoError(t, c.Send("exit\n"))
+			expect(t, c, `echo login: $`)
+			require.NoError(t, c.Send("root\n"))
+			expect(t, c, `^root\n`)
+			expect(t, c, prompt("echo"))
+			require.NoError(t, c.Send("echo again-$((6*7))\n"))
+			m = expect(t, c, `(?s)^(.*?)again-42\n`)
+			assert.Equal(t, tc.echo, strings.Contains(m[1], "echo again-$((6*7))"), "before the command's output: %q", m[1])
+		})
+	}
 }
 
 func TestCleanEnvironmentAndSandbox(t *testing.T) {

@@ -354,19 +354,34 @@ var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 	return files, nil
 })
 
+// InitOption tells Init something about the shell's terminal.
+type InitOption int
+
+// EchoOff: the shell's terminal has echo off already (a sim board's
+// console: troupe owns the terminal and turns echo off after the login,
+// as a getty or an agent could). Init then starts no stty; without it,
+// Init turns echo off with "stty -echo", the way every real board's
+// shell needs it.
+const EchoOff InitOption = 1
+
 // Init prepares a freshly logged-in shell: no echo, no prompts, and the
 // troupe helpers installed in $TROUPE_DIR/bin — typed through the console
 // unless their stamp shows them there already (put there by the backend,
 // or by an earlier boot of the same board). With the stamp there, Init
-// starts one program (stty): every program start is a few milliseconds of
-// a job's boot.
-func (s *Shell) Init(ctx context.Context) error {
+// starts one program (stty), and none on a terminal with echo off
+// already (EchoOff): every program start is a few milliseconds of a
+// job's boot.
+func (s *Shell) Init(ctx context.Context, opts ...InitOption) error {
 	files, err := Helpers()
 	if err != nil {
 		return err
 	}
+	stty := "stty -echo 2>/dev/null; "
+	if slices.Contains(opts, EchoOff) {
+		stty = ""
+	}
 	sum := strings.TrimSpace(string(files[sumFile]))
-	code, err := s.Exec(ctx, `stty -echo 2>/dev/null; PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
+	code, err := s.Exec(ctx, stty+`PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
 		`h=; read -r h 2>/dev/null <"$TROUPE_DIR/`+sumFile+`"; [ "$h" = `+sum+` ]`)
 	if err != nil {
 		return fmt.Errorf("init shell: %w", err)
@@ -516,13 +531,17 @@ func (s *Shell) Run(ctx context.Context, t Test) (Outcome, error) {
 	s.seq++
 	runID := fmt.Sprintf("%s-%d", s.token, s.seq)
 	s.mu.Unlock()
-	// The script runs in a subshell with its stdin closed, so it can never
-	// eat what is typed next; MultiNode helpers talk to their side channel
-	// or /dev/tty themselves. Its shell first sources troupe-calls (the
-	// MultiNode helpers as aliases: no program start per call); $0 is the
-	// script's path and $# is 0, as for "sh run.sh".
-	cmd := fmt.Sprintf(`(d="$TROUPE_DIR"/%s; . "$d/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; export PATH TROUPE_RUN; exec sh -c 'TROUPE_TEST_PID=$$; export TROUPE_TEST_PID; . "$TROUPE_DIR/bin/troupe-calls"; . "$0"' "$d/run.sh" </dev/null)`,
-		quote(dir), runID)
+	// The script runs in a shell of its own (sh -c, as "sh run.sh" would:
+	// $0 is the script's path, $# is 0, not interactive, only the
+	// environment of the login shell) with its stdin closed, so it can
+	// never eat what is typed next; MultiNode helpers talk to their side
+	// channel or /dev/tty themselves. That shell first sources the test's
+	// env file, then troupe-calls (the MultiNode helpers as aliases: no
+	// program start per call). It is a simple command of the login shell:
+	// dash starts it with vfork and exec, without the fork of a subshell
+	// (a copy of the shell's page tables per test).
+	cmd := fmt.Sprintf(`sh -c '. "${0%%/*}/env"; PATH="$TROUPE_DIR/bin:$PATH"; TROUPE_RUN=%s; TROUPE_TEST_PID=$$; export PATH TROUPE_RUN TROUPE_TEST_PID; . "$TROUPE_DIR/bin/troupe-calls"; . "$0"' "$TROUPE_DIR"/%srun.sh </dev/null`,
+		runID, quote(dir))
 
 	runCtx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()

@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,20 +51,53 @@ type rig struct {
 	board *sim.Board
 	con   *console.Console
 	sh    *testshell.Shell
+	raw   *rawLog // every byte the console read
+}
+
+// rawLog keeps what a console reads (console.Options.Raw).
+type rawLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *rawLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rawLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // troupeDir is $TROUPE_DIR on the host: the sim shell's TMPDIR is Root()/tmp.
 func (r *rig) troupeDir() string { return filepath.Join(r.board.Root(), "tmp", "troupe") }
 
+// newRig's Init is told that the sim board's terminal has echo off, as
+// the board actor tells it (actors.EchoOffShell).
 func newRig(t *testing.T) *rig {
+	t.Helper()
+	return newRigWith(t, nil, testshell.EchoOff)
+}
+
+// newRigWith is newRig with Init given opts, and the shell's console
+// wrapped by wrap (if not nil).
+func newRigWith(t *testing.T, wrap func(testshell.Console) testshell.Console, opts ...testshell.InitOption) *rig {
 	t.Helper()
 	b, err := sim.New(sim.Options{Name: "sim-t", Dir: t.TempDir()})
 	require.NoError(t, err)
 	// The shell needs the console and the console's OnLine needs the
 	// shell: capture it through a variable, as actors/board.go does.
 	var sh *testshell.Shell
-	con := console.New(b.Console(), console.Options{OnLine: func(l string) { sh.Feed(l) }})
-	sh = testshell.New(con, nil)
+	raw := &rawLog{}
+	con := console.New(b.Console(), console.Options{Raw: raw, OnLine: func(l string) { sh.Feed(l) }})
+	var shCon testshell.Console = con
+	if wrap != nil {
+		shCon = wrap(con)
+	}
+	sh = testshell.New(shCon, nil)
 	t.Cleanup(func() {
 		// As actors/board.go releases a board: off, console, board.
 		ctx, cancel := context.WithTimeout(context.Background(), waitTO)
@@ -71,8 +107,99 @@ func newRig(t *testing.T) *rig {
 		assert.NoError(t, b.Close())
 	})
 	require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
-	require.NoError(t, sh.Init(ctxT(t, waitTO)))
-	return &rig{board: b, con: con, sh: sh}
+	require.NoError(t, sh.Init(ctxT(t, waitTO), opts...))
+	return &rig{board: b, con: con, sh: sh, raw: raw}
+}
+
+// sentConsole records what is sent to a console.
+type sentConsole struct {
+	testshell.Console
+	mu   sync.Mutex
+	sent []string
+}
+
+func (c *sentConsole) Send(s string) error {
+	c.mu.Lock()
+	c.sent = append(c.sent, s)
+	c.mu.Unlock()
+	return c.Console.Send(s)
+}
+
+// TestProcessStarts: on a sim board that gets its helpers and test files
+// put on it (as the board actor does), the shell's Init starts no process
+// and a test run one, its script's shell. The board's shell is alone in a
+// fresh PID namespace, where pids are handed out in order: the script's
+// pid is the login shell's plus the processes started in between.
+func TestProcessStarts(t *testing.T) {
+	t.Parallel()
+	b, err := sim.New(sim.Options{Name: "sim-p", Dir: t.TempDir()})
+	require.NoError(t, err)
+	var sh *testshell.Shell
+	con := console.New(b.Console(), console.Options{OnLine: func(l string) { sh.Feed(l) }})
+	sh = testshell.New(con, nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTO)
+		defer cancel()
+		assert.NoError(t, b.Off(ctx))
+		assert.NoError(t, con.Close())
+		assert.NoError(t, b.Close())
+	})
+	put := func(files map[string][]byte, mode fs.FileMode) error {
+		under := map[string][]byte{}
+		for n, data := range files {
+			under[filepath.Join(testshell.TmpSubdir, n)] = data
+		}
+		return b.PutFiles(under, mode)
+	}
+	sh.PutFilesWith(put)
+	require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
+	helpers, err := testshell.Helpers()
+	require.NoError(t, err)
+	require.NoError(t, put(helpers, 0o755))
+	require.NoError(t, sh.Init(ctxT(t, waitTO), testshell.EchoOff))
+	out, err := sh.Run(ctxT(t, waitTO), testshell.Test{Name: "t",
+		Script: `troupe-test-case started --result pass --measurement $(($$ - $PPID)) --units processes`})
+	require.NoError(t, err)
+	require.Len(t, out.Cases, 1)
+	require.NotNil(t, out.Cases[0].Measurement)
+	assert.Equal(t, 1.0, *out.Cases[0].Measurement, "processes started since the login: Init's and the test's")
+}
+
+// TestInitEchoOff: Init types "stty -echo" unless told that the shell's
+// terminal has echo off already (EchoOff: a sim board's console), and then
+// types the same set-up line without it. Either way the shell works, and
+// on a sim board nothing typed is ever echoed back: its console shows no
+// command line, Init's included.
+func TestInitEchoOff(t *testing.T) {
+	for _, echoOff := range []bool{true, false} {
+		t.Run(fmt.Sprintf("echo off %v", echoOff), func(t *testing.T) {
+			t.Parallel()
+			rec := &sentConsole{}
+			var opts []testshell.InitOption
+			if echoOff {
+				opts = append(opts, testshell.EchoOff)
+			}
+			r := newRigWith(t, func(c testshell.Console) testshell.Console {
+				rec.Console = c
+				return rec
+			}, opts...)
+			out := r.run(t, "troupe-test-case ok --result pass")
+			assert.Equal(t, []testshell.Case{{Name: "ok", Result: "pass"}}, out.Cases)
+
+			rec.mu.Lock()
+			sent := slices.Clone(rec.sent)
+			rec.mu.Unlock()
+			require.NotEmpty(t, sent)
+			assert.Contains(t, sent[0], "PS1=''", "the first line typed is Init's")
+			assert.Equal(t, !echoOff, strings.Contains(sent[0], "stty -echo"), "Init typed %q", sent[0])
+			if echoOff {
+				assert.False(t, strings.Contains(strings.Join(sent, ""), "stty"), "no stty typed at all")
+			}
+			log := r.raw.String()
+			assert.False(t, strings.Contains(log, "PS1=''"), "Init's line echoed:\n%s", log)
+			assert.False(t, strings.Contains(log, "printf '<TROUPE_%s"), "a typed line echoed:\n%s", log)
+		})
+	}
 }
 
 func (r *rig) run(t *testing.T, script string, env ...[2]string) testshell.Outcome {
@@ -191,6 +318,46 @@ func TestWriteFiles(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 0, code)
 	})
+}
+
+// TestRunScriptShell: a test script runs as "sh run.sh" would run it: $0
+// is its path and $# is 0; its shell is not interactive (no i or m in $-,
+// set -e ends it at the first failing command, exit N is its status); it
+// sees the login shell's environment, not its other variables; and
+// TROUPE_TEST_PID (which troupe-raise kills) is the script's shell.
+func TestRunScriptShell(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	code, err := r.sh.Exec(ctxT(t, waitTO), "troupe_login_only=set")
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+	out := r.run(t, `
+printf '%s' "$0" > "$TROUPE_DIR/sh-0"
+printf '%s' "$#" > "$TROUPE_DIR/sh-argc"
+printf '%s' "$-" > "$TROUPE_DIR/sh-flags"
+printf '%s' "${troupe_login_only-unset}" > "$TROUPE_DIR/sh-login-var"
+set -e
+false
+touch "$TROUPE_DIR/sh-after-false"
+`)
+	assert.Equal(t, 1, out.ExitCode, "set -e ended the script at false")
+	assert.NoFileExists(t, filepath.Join(r.troupeDir(), "sh-after-false"))
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(r.troupeDir(), "sh-"+name))
+		require.NoError(t, err, name)
+		return string(b)
+	}
+	assert.Equal(t, "/tmp/troupe/tests/t/run.sh", read("0"), "$0")
+	assert.Equal(t, "0", read("argc"), "$#")
+	assert.NotContains(t, read("flags"), "i", "the script's shell is not interactive")
+	assert.NotContains(t, read("flags"), "m", "the script's shell has no job control")
+	assert.Equal(t, "unset", read("login-var"), "a variable of the login shell that is not exported")
+
+	out = r.run(t, `kill -TERM "$TROUPE_TEST_PID"; touch "$TROUPE_DIR/sh-after-kill"; exit 0`)
+	assert.Equal(t, 128+15, out.ExitCode, "killed by SIGTERM")
+	assert.NoFileExists(t, filepath.Join(r.troupeDir(), "sh-after-kill"))
+
+	assert.Equal(t, 7, r.run(t, "exit 7").ExitCode)
 }
 
 func TestRunEnv(t *testing.T) {

@@ -59,7 +59,7 @@ func cmdSimboard(args []string, stdout, stderr io.Writer) int {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	b, err := sim.New(sim.Options{Name: *name, Dir: *dir, Bootloader: *bootloader})
+	b, err := sim.New(sim.Options{Name: *name, Dir: *dir, Bootloader: *bootloader, KeepEcho: true})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitIncomplete
