@@ -33,14 +33,24 @@ func TestPowerOffLeftoverKillsTheLastPowerOn(t *testing.T) {
 	require.NoFileExists(t, filepath.Join(dir, tokenFile))
 }
 
+// TestPowerOnKeepsTheTokenUntilOff: an unsandboxed board's power-on
+// leaves its token for PowerOffLeftover while on; a sandboxed one's
+// processes die with the harness (TestSandboxDiesWithItsHarness), so it
+// writes none.
 func TestPowerOnKeepsTheTokenUntilOff(t *testing.T) {
-	dir := t.TempDir()
-	b, err := New(Options{Name: "sim-t", Dir: dir})
-	require.NoError(t, err)
-	defer b.Close()
-	ctx := t.Context()
-	require.NoError(t, b.On(ctx))
-	require.FileExists(t, filepath.Join(dir, tokenFile))
-	require.NoError(t, b.Off(ctx))
-	require.NoFileExists(t, filepath.Join(dir, tokenFile))
+	for _, unsandboxed := range []bool{true, false} {
+		dir := t.TempDir()
+		b, err := New(Options{Name: "sim-t", Dir: dir, Unsandboxed: unsandboxed})
+		require.NoError(t, err)
+		ctx := t.Context()
+		require.NoError(t, b.On(ctx))
+		if unsandboxed {
+			require.FileExists(t, filepath.Join(dir, tokenFile))
+		} else {
+			require.NoFileExists(t, filepath.Join(dir, tokenFile))
+		}
+		require.NoError(t, b.Off(ctx))
+		require.NoFileExists(t, filepath.Join(dir, tokenFile))
+		require.NoError(t, b.Close())
+	}
 }
