@@ -45,6 +45,8 @@ type netns struct {
 	cmd   *exec.Cmd
 	ctl   *os.File      // the stage's control socket (ours): EOF ends it
 	slots chan struct{} // requests on ctl not answered yet (bounded: sends never block)
+	mu    sync.Mutex
+	last  string // what the stage said after "ok", once it has ended
 	done  chan struct{}
 }
 
@@ -166,8 +168,17 @@ func (n *netns) start() error {
 			line += string(rest)
 		}
 		said <- line
+		// What the stage says later (why it ended, if it did) is kept
+		// for the requests it no longer answers, bounded.
+		rest, _ := io.ReadAll(io.LimitReader(r, 4096))
 		_, _ = io.Copy(io.Discard, r)
-		_ = cmd.Wait()
+		werr := cmd.Wait()
+		n.mu.Lock()
+		n.last = strings.TrimSpace(string(rest))
+		if werr != nil && n.last == "" {
+			n.last = werr.Error()
+		}
+		n.mu.Unlock()
 		close(n.done)
 	}()
 	t := time.NewTimer(stageTimeout)
@@ -262,6 +273,11 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 	runtime.KeepAlive(sp.mn)
 	runtime.KeepAlive(envFile)
 	if serr != nil {
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("sandbox: %s", n.ended())
+		default:
+		}
 		return nil, fmt.Errorf("sandbox: ask the network's stage: %w", serr)
 	}
 	_ = unix.Close(theirs)
@@ -308,7 +324,7 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 			_ = unix.Close(pidfd)
 		}
 		if nr == 0 {
-			text = "the network's stage has ended"
+			text = n.ended()
 		}
 		return nil, fmt.Errorf("sandbox: %s", strings.TrimPrefix(text, "error "))
 	}
@@ -319,6 +335,21 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 	}
 	n.owner.hold(n)
 	return newBox(pid, os.NewFile(uintptr(pidfd), "sandbox init"), func() { n.owner.leave(n) }), nil
+}
+
+// ended says that the network's stage has ended, and what it said then.
+func (n *netns) ended() string {
+	msg := "the network's stage has ended"
+	select {
+	case <-n.done:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.last != "" {
+			msg += ": " + n.last
+		}
+	default:
+	}
+	return msg
 }
 
 // CheckSandbox builds one sandbox (a private network and an init that

@@ -513,3 +513,23 @@ func TestOffWhileShellStarts(t *testing.T) {
 		assert.Empty(t, tokenProcs(tok), "processes of power-on %d left", i)
 	}
 }
+
+// TestSpawnAfterTheStageEnded: a network whose stage has gone (killed)
+// refuses new sandboxes, saying so and why.
+func TestSpawnAfterTheStageEnded(t *testing.T) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	require.NoError(t, err)
+	defer ns.leave(n)
+	require.NoError(t, n.cmd.Process.Kill())
+	select {
+	case <-n.done:
+	case <-time.After(waitTO):
+		t.Fatal("the stage did not end")
+	}
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	_, err = n.spawn(shellSpec{tty: null, root: t.TempDir(), hostname: "late"})
+	assert.ErrorContains(t, err, "the network's stage has ended: signal: killed")
+}
