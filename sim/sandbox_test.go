@@ -438,13 +438,7 @@ func TestShellGetsOnlyItsDescriptors(t *testing.T) {
 	require.NoError(t, syscall.Pipe(leak[:])) // no close-on-exec
 	defer syscall.Close(leak[0])
 	defer syscall.Close(leak[1])
-	b, err := New(Options{Name: "fds", Dir: filepath.Join(t.TempDir(), "fds")})
-	require.NoError(t, err)
-	c := console.New(b.Console(), console.Options{})
-	t.Cleanup(func() {
-		assert.NoError(t, b.Close())
-		_ = c.Close()
-	})
+	b, c := newBoard(t, "fds")
 	ch, err := b.OpenMultiNodeChannel()
 	require.NoError(t, err)
 	defer ch.Close()
