@@ -170,8 +170,12 @@ func (b *box) watch() {
 	if rc, err := b.pidfd.SyscallConn(); err == nil {
 		_ = rc.Read(func(fd uintptr) bool {
 			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(p, 0)
-			return err != nil && err != unix.EINTR || n > 0
+			for {
+				n, err := unix.Poll(p, 0)
+				if err != unix.EINTR {
+					return err != nil || n > 0
+				}
+			}
 		})
 	}
 	close(b.exited)
