@@ -527,3 +527,37 @@ func TestSpawnAfterTheStageEnded(t *testing.T) {
 	_, err = n.spawn(shellSpec{tty: null, root: t.TempDir(), hostname: "late"})
 	assert.ErrorContains(t, err, "the network's stage has ended: signal: killed")
 }
+
+// BenchmarkSpawnSandbox asks one network's stage for sandboxes that stop
+// once their mounts are made (a board's namespaces and file system, without
+// its shell), one after the other: the stage's clone, the init's mounts
+// and the sandbox's end.
+func BenchmarkSpawnSandbox(b *testing.B) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.leave(n)
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		r, w, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bx, err := n.spawn(shellSpec{tty: w, root: dir, hostname: "probe", probe: true})
+		_ = w.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(r)
+		_ = r.Close()
+		<-bx.exited
+		if string(out) != "ok\n" {
+			b.Fatalf("probe said %q", out)
+		}
+	}
+}
