@@ -561,3 +561,21 @@ func BenchmarkSpawnSandbox(b *testing.B) {
 		}
 	}
 }
+
+// TestShellsGoneWithTheirStage: when a network's stage dies under a
+// running board (killed), its sandboxes die with it, the console shows a
+// fresh login prompt (what the test shell takes as its shell's death),
+// and the next login shows why no shell starts.
+func TestShellsGoneWithTheirStage(t *testing.T) {
+	b, c := newBoard(t, "orphan")
+	require.NoError(t, b.On(ctxT(t, waitTO)))
+	login(t, b, c)
+	b.nmu.Lock()
+	n := b.net
+	b.nmu.Unlock()
+	require.NotNil(t, n)
+	require.NoError(t, n.cmd.Process.Kill())
+	expect(t, c, `orphan login: $`)
+	require.NoError(t, c.Send("root\n"))
+	expect(t, c, `troupe sim: no shell: .*the network's stage has ended: signal: killed`)
+}

@@ -405,6 +405,12 @@ func (b *Board) run(sctx context.Context, s *session) {
 	}
 	if err != nil {
 		b.logStop(stage, sctx, err)
+		if sctx.Err() == nil && stage == "shell" {
+			// What a board says when it cannot start a shell: on its
+			// console, where the job's log keeps it.
+			_ = setMode(b.pts, modeBoot)
+			_, _ = b.pts.WriteString("troupe sim: no shell: " + err.Error() + "\r\n")
+		}
 	}
 }
 
