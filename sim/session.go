@@ -78,19 +78,13 @@ func (b *Board) OpenSession(ctx context.Context, addr string) (io.ReadWriteClose
 		return nil, fmt.Errorf("session on %s: %w", b.o.Name, err)
 	}
 	b.log.Debug("session started", "pid", sh.pid, "session", sub, "sandboxed", sh.bx != nil)
-	c := &sessionConn{File: ptm, sh: sh, reaped: make(chan struct{})}
-	go func() {
-		<-sh.wait()
-		close(c.reaped)
-	}()
-	return c, nil
+	return &sessionConn{File: ptm, sh: sh}, nil
 }
 
 // sessionConn is the terminal of a session; Close ends its shell.
 type sessionConn struct {
 	*os.File // the terminal's master side
 	sh       *shellProc
-	reaped   chan struct{} // closed once the shell (or its sandbox) is reaped
 	once     sync.Once
 	err      error
 }
@@ -106,7 +100,7 @@ func (c *sessionConn) Close() error {
 		t := time.NewTimer(shellReapLimit)
 		defer t.Stop()
 		select {
-		case <-c.reaped:
+		case <-c.sh.done:
 		case <-t.C:
 			c.err = errors.New("session shell not reaped")
 		}

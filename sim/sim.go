@@ -723,10 +723,9 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 		return err
 	}
 	b.log.Debug("shell started", "pid", sh.pid, "sandboxed", sh.bx != nil)
-	waitc := sh.wait()
 	select {
-	case err := <-waitc:
-		b.log.Debug("shell exited", "err", err)
+	case <-sh.done:
+		b.log.Debug("shell exited", "err", sh.err)
 		return nil
 	case <-ctx.Done():
 	}
@@ -735,7 +734,7 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 	t := time.NewTimer(shellReapLimit)
 	defer t.Stop()
 	select {
-	case <-waitc:
+	case <-sh.done:
 	case <-t.C:
 		sh.kill()
 		b.log.Warn("shell not reaped", "pid", sh.pid)
@@ -754,27 +753,26 @@ var errShellHung = errors.New("shell hung")
 // shellProc is a started shell: in its sandbox (bx), or a child of ours
 // (cmd) on an unsandboxed board.
 type shellProc struct {
-	pid int // the sandbox's init, or the shell
-	cmd *exec.Cmd
-	bx  *box
+	pid  int // the sandbox's init, or the shell
+	cmd  *exec.Cmd
+	bx   *box
+	done chan struct{} // closed once the shell (or its sandbox) has ended
+	err  error         // the unsandboxed shell's exit, once done
 }
 
-// wait returns a channel that gets the shell's end (the sandbox's, with a
-// nil error), awaited without holding an OS thread.
-func (p *shellProc) wait() <-chan error {
-	c := make(chan error, 1)
-	if p.bx != nil {
-		go func() {
-			<-p.bx.exited
-			c <- nil
-		}()
-		return c
+func newShellProc(pid int, cmd *exec.Cmd, bx *box) *shellProc {
+	p := &shellProc{pid: pid, cmd: cmd, bx: bx}
+	if bx != nil {
+		p.done = bx.exited // the box watches its init already
+		return p
 	}
+	p.done = make(chan struct{})
 	go func() {
-		awaitExit(p.cmd.Process)
-		c <- p.cmd.Wait()
+		awaitExit(cmd.Process)
+		p.err = cmd.Wait()
+		close(p.done)
 	}()
-	return c
+	return p
 }
 
 // kill ends the shell: a sandbox with its PID namespace.
@@ -822,7 +820,7 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 		// does the shell.)
 		_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, ShellNice)
 		s.shells[cmd.Process.Pid] = true
-		return &shellProc{pid: cmd.Process.Pid, cmd: cmd}, nil
+		return newShellProc(cmd.Process.Pid, cmd, nil), nil
 	}
 	// The side channel is closed by a power off (after s.stopped is set):
 	// a copy taken while on stays valid for the request below.
@@ -863,7 +861,7 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 	s.shells[bx.pid] = true
 	s.sandboxes[bx] = true
 	s.mu.Unlock()
-	return &shellProc{pid: bx.pid, bx: bx}, nil
+	return newShellProc(bx.pid, nil, bx), nil
 }
 
 // dupFile returns a copy of f's descriptor (close-on-exec).
