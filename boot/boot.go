@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/troupe-lab/troupe/console"
 )
 
 // Power is a board's power switch.
@@ -63,7 +65,7 @@ func DefaultPrompts() Prompts {
 // loginOrPanic matches the login prompt (submatch 1) or a kernel panic
 // (submatch 2).
 func loginOrPanic(login *regexp.Regexp) *regexp.Regexp {
-	return regexp.MustCompile(`(` + login.String() + `)|(Kernel panic - not syncing[^\n]*)`)
+	return regexp.MustCompile(`(` + login.String() + `)|(` + console.KernelPanic + `)`)
 }
 
 // ErrKernelPanic: the board's kernel panicked while booting.

@@ -238,7 +238,7 @@ func TestBootOrder(t *testing.T) {
 	require.NoError(t, boot.Boot(ctxT(t, waitTO), p, recConsole{p}, pr))
 	assert.Equal(t, []string{
 		"off", "discard", "on", "state",
-		"expect (" + pr.Login.String() + `)|(Kernel panic - not syncing[^\n]*)`, "send root\n", "expect " + pr.Shell.String(),
+		"expect (" + pr.Login.String() + `)|(Kernel panic - not syncing[^\n]*\n)`, "send root\n", "expect " + pr.Shell.String(),
 	}, p.Calls())
 }
 

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/troupe-lab/troupe/console"
 )
 
 // UBoot describes how to boot a board by typing commands at its u-boot
@@ -109,7 +111,7 @@ func BootUBoot(ctx context.Context, pw Power, con Console, u UBoot) error {
 	// After the boot command: the login prompt, a kernel panic, or u-boot's
 	// prompt again (the command failed).
 	afterBoot, err := regexp.Compile(`^(?P<` + grpOut + `>[\s\S]*?)(?:(?P<` + grpLogin + `>` + p.Login.String() +
-		`)|(?P<` + grpPanic + `>Kernel panic - not syncing[^\n]*)|(?P<` + grpPrompt + `>` + prompt.String() + `))`)
+		`)|(?P<` + grpPanic + `>` + console.KernelPanic + `)|(?P<` + grpPrompt + `>` + prompt.String() + `))`)
 	if err != nil {
 		return fmt.Errorf("u-boot prompt %q, login prompt %q: %w", prompt, p.Login, err)
 	}

@@ -14,6 +14,11 @@ import (
 	"time"
 )
 
+// KernelPanic matches a kernel panic's line on a console, up to and with
+// its end: a match on the line's first bytes alone would quote a reason cut
+// short ("Kernel panic - not syncing:") when the rest had not yet arrived.
+const KernelPanic = `Kernel panic - not syncing[^\n]*\n`
+
 // ErrClosed is wrapped by Expect errors once the stream has ended and by
 // Send after Close.
 var ErrClosed = errors.New("console closed")

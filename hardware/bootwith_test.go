@@ -50,7 +50,7 @@ func TestBootWithSpec(t *testing.T) {
 	assert.ErrorContains(t, err, "the job gives u-boot commands")
 	con = &recConsole{}
 	require.NoError(t, b.BootWith(context.Background(), con, boot.Spec{Login: boot.Login{Prompt: "bbb login:", User: "lava"}}))
-	assert.Equal(t, `expect ((?:bbb login:)\s*$)|(Kernel panic - not syncing[^\n]*)`, con.calls[0])
+	assert.Equal(t, `expect ((?:bbb login:)\s*$)|(Kernel panic - not syncing[^\n]*\n)`, con.calls[0])
 	assert.Equal(t, "send lava\n", con.calls[1])
 }
 

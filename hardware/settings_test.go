@@ -117,7 +117,7 @@ func TestBootSettings(t *testing.T) {
 	con = &recConsole{}
 	require.NoError(t, b.Boot(context.Background(), con))
 	assert.Equal(t, []string{
-		`expect (rpi login:\s*$)|(Kernel panic - not syncing[^\n]*)`,
+		`expect (rpi login:\s*$)|(Kernel panic - not syncing[^\n]*\n)`,
 		"send lab\n", "expect Passphrase:", "send s3cret\n", `expect lab@rpi:~\$ $`,
 	}, con.calls)
 

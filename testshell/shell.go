@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/troupe-lab/troupe/console"
 	"github.com/troupe-lab/troupe/coordinator"
 )
 
@@ -403,7 +404,7 @@ func (s *Shell) Exec(ctx context.Context, cmd string) (int, error) {
 
 // diedRE matches what a console shows when the shell under a command went
 // away: a fresh login prompt, or a kernel panic.
-const diedRE = `|(\S+ login: ?\z|Kernel panic - not syncing[^\n]*)`
+const diedRE = `|(\S+ login: ?\z|` + console.KernelPanic + `)`
 
 // endRE matches a command's end marker (its id, its exit status), and
 // endOrDiedRE that or a console whose shell went away. Compiled once: a

@@ -863,3 +863,15 @@ lava-test-case boot --result pass
 	assert.Contains(t, out.Invalid[0], "1048577 bytes; at most 1048576 are kept")
 	assert.Equal(t, []testshell.Case{{Name: "missing-refused", Result: "pass"}, {Name: "boot", Result: "pass"}}, out.Cases)
 }
+
+// TestRunQuotesAWholePanicLine: a kernel panic's line that reaches the
+// console in two parts is quoted whole in the shell's death, not cut
+// after its first part (the reason is in the rest).
+func TestRunQuotesAWholePanicLine(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	_, err := r.sh.Run(ctxT(t, waitTO), testshell.Test{Name: "t",
+		Script: "printf 'Kernel panic - not syncing:'; sleep 0.3; printf ' sysrq triggered\\n'; sleep 30"})
+	require.ErrorIs(t, err, testshell.ErrShellDied)
+	assert.Contains(t, err.Error(), `console shows "Kernel panic - not syncing: sysrq triggered"`)
+}

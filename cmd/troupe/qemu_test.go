@@ -163,7 +163,7 @@ troupe-test-case synced --shell troupe-sync done
 	r := readResults(t, res.out)
 	assert.Equal(t, report.StatusIncomplete, r.Job.Status)
 	assert.Contains(t, r.Job.Error, "server-0")
-	assert.Contains(t, r.Job.Error, "Kernel panic - not syncing: sysrq triggered") // the rest of the line may come later
+	assert.Contains(t, r.Job.Error, "Kernel panic - not syncing: sysrq triggered") // the whole line (console.KernelPanic)
 	server := nodeByName(t, r, "server-0")
 	assert.Equal(t, report.StatusIncomplete, server.Status)
 	assert.Equal(t, "fail", testsByKey(r)["client-0/wait/synced"], "the barrier failed")
