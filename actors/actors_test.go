@@ -470,6 +470,7 @@ func TestReleaseOnEveryPath(t *testing.T) {
 			act: func(t *testing.T, h *harness) {
 				for _, n := range fakeNodes {
 					h.waitEvent(n, "boot")
+					h.waitOp(n, "on") // the boot's power cycle is done: 2 offs
 				}
 				h.clock.fire(h.pending(jobTO))
 			},

@@ -738,6 +738,14 @@ func (h *harness) waitEvent(node, phase string) {
 	})
 }
 
+// waitOp waits until node's backend has recorded op (its "boot" event
+// comes before the boot's power cycle).
+func (h *harness) waitOp(node, op string) {
+	h.t.Helper()
+	f := h.fake(node)
+	waitFor(h.t, h.sig, fmt.Sprintf("op %s %q", node, op), func() bool { return f.count(op) > 0 })
+}
+
 // byNode indexes the node results.
 func byNode(r *report.Results) map[string]report.Node {
 	m := map[string]report.Node{}
