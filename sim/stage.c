@@ -52,6 +52,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -275,29 +276,49 @@ static char **read_env(int fd) {
 	return env;
 }
 
+// child_fail ends the shell's child before its exec: the failed step on
+// the console (fd 2), by system calls only (see shell).
+static void child_fail(const char *what) {
+	static const char prefix[] = "troupe sandbox init: ";
+	const char *reason = strerrordesc_np(errno);
+	struct iovec v[] = {
+		{(void *)prefix, sizeof prefix - 1}, {(void *)what, strlen(what)}, {": ", 2},
+		{(void *)reason, strlen(reason)}, {"\n", 1},
+	};
+	(void)!writev(2, v, 5);
+	_exit(125);
+}
+
 // shell starts /bin/sh -i on the console: a session of its own with the
 // console as its controlling tty, niced, the side channel (mn, if not -1)
-// at SHELL_MN_FD.
+// at SHELL_MN_FD. vfork: the child borrows the init's memory until its
+// exec instead of copying it (a copy's page tables, made and torn down
+// again at the exec, cost more than the rest of the start in a VM). So it
+// makes system calls only, and fails through child_fail.
 static pid_t shell(char **env, int nice, int mn) {
-	pid_t pid = fork();
-	check(pid, "fork shell");
+	char *argv[] = {"/bin/sh", "-i", NULL};
+	pid_t pid = vfork();
+	check(pid, "start shell");
 	if (pid > 0)
 		return pid;
-	check(setsid(), "setsid");
-	check(ioctl(0, TIOCSCTTY, 0), "controlling tty");
+	if (setsid() < 0)
+		child_fail("setsid");
+	if (ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail("controlling tty");
 	// What the shell starts inherits it. (Refused only when this process
 	// runs nicer still: then so does the shell.)
 	setpriority(PRIO_PROCESS, 0, nice);
 	if (mn == SHELL_MN_FD) {
 		// Received there (close-on-exec): dup2 would leave it so.
-		check(fcntl(mn, F_SETFD, 0), "side channel");
+		if (fcntl(mn, F_SETFD, 0) < 0)
+			child_fail("side channel");
 	} else if (mn >= 0) {
-		check(dup2(mn, SHELL_MN_FD), "side channel");
+		if (dup2(mn, SHELL_MN_FD) < 0)
+			child_fail("side channel");
 		close(mn);
 	}
-	char *argv[] = {"/bin/sh", "-i", NULL};
 	execve(argv[0], argv, env);
-	die("exec /bin/sh");
+	child_fail("exec /bin/sh");
 	return -1;
 }
 
