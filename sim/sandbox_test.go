@@ -486,6 +486,33 @@ func TestSpawnRefusesBadHostnames(t *testing.T) {
 	}
 }
 
+// TestShellStartFailureSaysWhy: when the board's shell cannot be started
+// (here its console is not a terminal, so it cannot be the shell's
+// controlling tty), the init's child says which step failed on the console
+// before its exec, and the sandbox ends.
+func TestShellStartFailureSaysWhy(t *testing.T) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	require.NoError(t, err)
+	defer ns.leave(n)
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o755))
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	bx, err := n.spawn(shellSpec{tty: w, root: dir, hostname: "notty"})
+	_ = w.Close()
+	require.NoError(t, err)
+	out, err := io.ReadAll(r)
+	require.NoError(t, err)
+	select {
+	case <-bx.exited:
+	case <-time.After(waitTO):
+		t.Fatal("the sandbox did not end")
+	}
+	assert.Equal(t, "troupe sandbox init: controlling tty: Inappropriate ioctl for device\n", string(out))
+}
+
 // TestOffWhileShellStarts powers boards off while their shells are being
 // asked for (the login just typed): the request's side channel and
 // console stay valid however the two meet (-race watches them), and
