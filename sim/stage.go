@@ -5,4 +5,5 @@ package sim
 // makes the build fail ("C source files not allowed when not using cgo").
 
 // #cgo CFLAGS: -Wall -Wextra -Werror
+// #cgo LDFLAGS: -Wl,-z,now
 import "C"
