@@ -63,12 +63,21 @@ func (a *coordActor) Receive(ctx actor.Context) {
 			delete(a.waiting, m.req.Node)
 			break
 		}
+		released := 0
 		for _, r := range replies {
+			if r.Kind == coordinator.Sync && r.OK {
+				released++
+			}
 			if r.Kind == coordinator.Send && r.Node == m.req.Node {
 				m.give(r)
 				continue
 			}
 			a.deliver(r)
+		}
+		if released > 0 {
+			// When each barrier ends, for whoever looks at the job's pace
+			// (the runner benchmarks time a barrier from one to the next).
+			a.cfg.Logger.Debug("barrier released", "job", a.cfg.Job.Name, "id", m.req.ID, "members", released)
 		}
 	case *nodeEnded:
 		for _, r := range a.group.Ended(now, m.node, m.reason) {

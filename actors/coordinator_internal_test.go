@@ -1,7 +1,10 @@
 package actors
 
 import (
+	"bytes"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,4 +97,60 @@ func TestStartWithoutCoordinator(t *testing.T) {
 	case <-time.After(slack + 10*time.Second):
 		t.Fatal("no answer at all")
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReleaseIsLogged: a barrier's release is one debug record with its
+// id and members (what the runner benchmarks time barriers by); the
+// calls before it log nothing.
+func TestReleaseIsLogged(t *testing.T) {
+	members := []coordinator.Member{{Name: "a-0", Role: "r"}, {Name: "b-0", Role: "r"}, {Name: "c-0", Role: "r"}}
+	group, err := coordinator.New(members)
+	require.NoError(t, err)
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	defer system.Shutdown()
+	pid := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return newCoordActor(Config{Job: &jobs.Job{Name: "paced"}, Clock: RealClock{}, Logger: logger}, group)
+	}))
+	defer system.Root.Stop(pid)
+	got := make(chan answered, len(members))
+	for i, m := range members {
+		c := mnClient{root: system.Root, coord: pid, node: m.Name, timeout: time.Minute}
+		c.Start(coordinator.Request{Kind: coordinator.Sync, ID: "s1"}, func(rep coordinator.Reply, err error) {
+			got <- answered{rep: rep, err: err}
+		})
+		if i < len(members)-1 {
+			assert.Empty(t, logs.String(), "released before the last member came")
+		}
+	}
+	for range members {
+		select {
+		case a := <-got:
+			require.NoError(t, a.err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the barrier was not released")
+		}
+	}
+	out := logs.String()
+	assert.Equal(t, 1, strings.Count(out, "barrier released"), out)
+	assert.Contains(t, out, "job=paced id=s1 members=3")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -145,16 +146,18 @@ func benchRun(b *testing.B, j *jobs.Job, wantCase string, wantPass int) {
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children0)
 	stop := sampleTreeRSS()
 	busy0 := hostBusy(b)
-	var total, boot, test, teardown time.Duration
+	var total, boot, test, teardown, interval time.Duration
+	intervals := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		out := b.TempDir()
 		ctx, cancel := context.WithTimeout(context.Background(), j.Timeout+2*time.Minute)
 		ph := &phases{}
+		rel := &releases{}
 		b.StartTimer()
 		start := time.Now()
-		r, err := runner.Run(ctx, j, nil, runner.Options{Out: out, Events: ph.event})
+		r, err := runner.Run(ctx, j, nil, runner.Options{Out: out, Events: ph.event, Logger: slog.New(rel)})
 		end := time.Now()
 		b.StopTimer()
 		cancel()
@@ -166,6 +169,10 @@ func benchRun(b *testing.B, j *jobs.Job, wantCase string, wantPass int) {
 			teardown += end.Sub(ph.lastDone)
 		}
 		ph.mu.Unlock()
+		if d, ok := rel.interval(); ok {
+			interval += d
+			intervals++
+		}
 		if err != nil {
 			b.Fatalf("run %d of %s: %v", i, j.Name, err)
 		}
@@ -181,6 +188,13 @@ func benchRun(b *testing.B, j *jobs.Job, wantCase string, wantPass int) {
 		b.ReportMetric(boot.Seconds()/float64(b.N), "boot-s/job")
 		b.ReportMetric(test.Seconds()/float64(b.N), "test-s/job")
 		b.ReportMetric(teardown.Seconds()/float64(b.N), "teardown-s/job")
+	}
+	if intervals > 0 {
+		// A barrier end to end inside one job, from one release to the
+		// next (the members' return to their script and next call
+		// included): without the two jobs' boots, which vary more than
+		// ten barriers cost, that the (syncs − no syncs) figure subtracts.
+		b.ReportMetric(float64(interval.Microseconds())/1000/float64(intervals), "barrier-interval-ms")
 	}
 	var self, children syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err == nil {
@@ -263,6 +277,39 @@ func (p *phases) event(e actors.Event) {
 			p.lastDone = e.Time
 		}
 	}
+}
+
+// releases records when the job's barriers were released (the
+// coordinator's debug record "barrier released"); every other record is
+// dropped.
+type releases struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (r *releases) Enabled(context.Context, slog.Level) bool { return true }
+
+func (r *releases) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message == "barrier released" {
+		r.mu.Lock()
+		r.times = append(r.times, rec.Time)
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func (r *releases) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *releases) WithGroup(string) slog.Handler      { return r }
+
+// interval is the mean time from one release to the next, if there were
+// two or more.
+func (r *releases) interval() (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.times) < 2 {
+		return 0, false
+	}
+	return r.times[len(r.times)-1].Sub(r.times[0]) / time.Duration(len(r.times)-1), true
 }
 
 func checkResults(b *testing.B, j *jobs.Job, r *report.Results, wantCase string, wantPass int, out string) {

@@ -100,6 +100,7 @@ var goals = []goal{
 	{"1000-node job, 3 barriers: host CPU busy (all processes and the kernel)", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "host-busy-cpu-s/job", 1), "s", 0},
 	{"1000-node job, 3 barriers: tree PSS", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "tree-pss-MiB", 1), "MiB", 1024},
 	{"barrier end to end, 100-node job ((10 syncs - 0)/10)", perSync("runner/BenchmarkSyncJob/N=100/syncs=10", "runner/BenchmarkSyncJob/N=100/syncs=0", 10), "ms", 20},
+	{"barrier in a 100-node job, one release to the next (reported: no boots subtracted)", metric("runner/BenchmarkSyncJob/N=100/syncs=10", "barrier-interval-ms", 1), "ms", 0},
 	{"1+3 node job end to end", metric("runner/BenchmarkJob/hello-1+3", "s/job", 1), "s", 0.1},
 	{"1+3 node job: harness CPU", metric("runner/BenchmarkJob/hello-1+3", "harness-cpu-s/job", 1), "s", 0},
 	{"scheduler Plan, 10 000 jobs on 5 000 boards", metric("scheduler/BenchmarkPlan/jobs=10000/boards=5000", "ns/op", 1e-6), "ms", 100},

@@ -13,7 +13,7 @@ BenchmarkPlan/jobs=10000/boards=5000-2   	       5	  80000000 ns/op	  110.6 cpu-
 PASS
 pkg: github.com/troupe-lab/troupe/runner
 BenchmarkSyncJob/N=100/syncs=0-2    	       3	   2.500 s/job	   1.2 harness-cpu-s/job
-BenchmarkSyncJob/N=100/syncs=10-2   	       3	   2.650 s/job
+BenchmarkSyncJob/N=100/syncs=10-2   	       3	   2.650 s/job	  31.5 barrier-interval-ms
 BenchmarkJob/hello-1+3-2   	1	0.2 s/job
 BenchmarkBroken-2   1   x ns/op
 pkg: github.com/troupe-lab/troupe/server
@@ -39,6 +39,8 @@ func TestTable(t *testing.T) {
 	barrier := rows["barrier end to end, 100-node job ((10 syncs - 0)/10)"]
 	assert.Equal(t, "15.00 ms", barrier.Value, "(2.65 s - 2.5 s) / 10")
 	assert.Equal(t, "yes", barrier.Met)
+	interval := rows["barrier in a 100-node job, one release to the next (reported: no boots subtracted)"]
+	assert.Equal(t, Row{interval.Figure, "31.50 ms", "(reported)", "-"}, interval)
 	hello := rows["1+3 node job end to end"]
 	assert.Equal(t, "no", hello.Met, "0.2 s is not below 0.1 s")
 	missing := rows["1000-node job, 3 barriers: wall"]
