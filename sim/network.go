@@ -333,6 +333,7 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 		_ = unix.Close(pidfd)
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	weighSession(pid)
 	n.owner.hold(n)
 	return newBox(pid, os.NewFile(uintptr(pidfd), "sandbox init"), func() { n.owner.leave(n) }), nil
 }

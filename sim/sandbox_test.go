@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/lab"
 )
 
@@ -486,10 +487,38 @@ func TestSpawnRefusesBadHostnames(t *testing.T) {
 	}
 }
 
+// TestBoardSessionYieldsToTroupe: a board's shell is in its init's
+// session (PID 1 in the sandbox leads it, the console its controlling
+// tty), whose scheduling group (the kernel's autogroup) troupe weighs at
+// SessionNice: a thousand boards' sessions must not outweigh troupe's a
+// thousand to one. Without the weight the autogroup's nice is 0.
+func TestBoardSessionYieldsToTroupe(t *testing.T) {
+	if _, err := os.Stat("/proc/self/autogroup"); err != nil {
+		testenv.Missing(t, "kernel autogroups (CONFIG_SCHED_AUTOGROUP): "+err.Error())
+		return
+	}
+	b, c := newBoardOn(t, "weigh", Options{})
+	assert.Equal(t, "1\n", run(t, b, c, "awk '{print $6}' /proc/$$/stat"), "the init's session")
+	assert.Equal(t, "ok\n", run(t, b, c, "{ true >/dev/tty; } 2>/dev/null && echo ok"), "a controlling tty")
+	sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
+	group, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", sh))
+	require.NoError(t, err)
+	own, err := os.ReadFile("/proc/self/autogroup")
+	require.NoError(t, err)
+	assert.NotEqual(t, strings.Fields(string(own))[0], strings.Fields(string(group))[0], "a group of its own")
+	if os.Geteuid() != 0 {
+		// Without CAP_SYS_ADMIN the kernel takes one such change per
+		// 100 ms on the whole host: not something to assert.
+		t.Logf("not root: the board's session is %s", strings.TrimSpace(string(group)))
+		return
+	}
+	assert.Equal(t, fmt.Sprintf("nice %d", SessionNice), strings.Join(strings.Fields(string(group))[1:], " "))
+}
+
 // TestShellStartFailureSaysWhy: when the board's shell cannot be started
-// (here its console is not a terminal, so it cannot be the shell's
-// controlling tty), the init's child says which step failed on the console
-// before its exec, and the sandbox ends.
+// (here its console is not a terminal, so it cannot be the session's
+// controlling tty), the init says which step failed on the console, and
+// the sandbox ends.
 func TestShellStartFailureSaysWhy(t *testing.T) {
 	ns := NewNetworks()
 	n, err := ns.join("")

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -747,6 +748,29 @@ func (b *Board) shell(ctx context.Context, s *session) error {
 // heartbeats and console readers) rather than starving it.
 const ShellNice = 10
 
+// SessionNice is the nice value of a board's session as a scheduling
+// group. Where the kernel makes every session a group of its own
+// (autogroups, CONFIG_SCHED_AUTOGROUP, on by default in most
+// distributions), a process's nice counts only inside its session, and
+// every board's session weighed as much as troupe's whole process: with
+// a hundred boards running, troupe got a hundredth of the CPU (a
+// barrier's release to its last members took seconds in a 1000-node job).
+// At 19 a board's session weighs 15 against troupe's 1024.
+const SessionNice = 19
+
+// weighSession sets the nice value of the scheduling group (autogroup) of
+// the session led by pid to SessionNice. Best effort: without autogroups
+// there is nothing to set, and without CAP_SYS_ADMIN the kernel takes one
+// such change per 100 ms on the whole host (the others fail, EAGAIN).
+func weighSession(pid int) {
+	f, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/autogroup", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	_, _ = f.WriteString(strconv.Itoa(SessionNice))
+	_ = f.Close()
+}
+
 // errShellHung: the board's shells hang (a fault): none starts.
 var errShellHung = errors.New("shell hung")
 
@@ -819,6 +843,7 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 		// (Refused only when this process runs nicer still: then so
 		// does the shell.)
 		_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, ShellNice)
+		weighSession(cmd.Process.Pid)
 		s.shells[cmd.Process.Pid] = true
 		return newShellProc(cmd.Process.Pid, cmd, nil), nil
 	}

@@ -27,9 +27,11 @@
 // root, the board's root directory (bound as HOME); env, the shell's
 // environment (NUL-separated, read to EOF: not on a command line, which
 // every user of the host can read); the side channel, the shell's fd
-// SHELL_MN_FD. The init makes the hostname and file system (build_root),
-// starts /bin/sh -i on the console as a child of its own and reaps every
-// orphan; PROBE 1: it says "ok" on the console once the file system is
+// SHELL_MN_FD. The init leads the board's session (the console its
+// controlling tty; the stage answers once the session exists, for troupe
+// to weigh its scheduling group), makes the hostname and file system
+// (build_root), starts /bin/sh -i on the console as a child of its own
+// (the foreground process group) and reaps every orphan; PROBE 1: it says "ok" on the console once the file system is
 // built and exits instead. Errors of an init: a line on the console, exit
 // status 125.
 
@@ -301,10 +303,18 @@ static pid_t shell(char **env, int nice, int mn) {
 	check(pid, "start shell");
 	if (pid > 0)
 		return pid;
-	if (setsid() < 0)
-		child_fail("setsid");
-	if (ioctl(0, TIOCSCTTY, 0) < 0)
-		child_fail("controlling tty");
+	// The init's session, the console its controlling tty: the shell's
+	// process group is the one in the foreground (SIGTTOU held: a
+	// background group may not take the terminal otherwise).
+	if (setpgid(0, 0) < 0)
+		child_fail("process group");
+	sigset_t ttou, old;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	if (tcsetpgrp(0, getpid()) < 0)
+		child_fail("foreground");
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	// What the shell starts inherits it. (Refused only when this process
 	// runs nicer still: then so does the shell.)
 	setpriority(PRIO_PROCESS, 0, nice);
@@ -344,6 +354,7 @@ static int zygote_pidfd = -1;
 // A board request (see the top of this file).
 struct request {
 	int reply, console, root, env, mn; // mn: -1 without a side channel
+	int session;                       // the init writes a byte here once its session exists
 	char hostname[65];
 	int nice, probe;
 };
@@ -365,7 +376,15 @@ static void board_init(struct request *r) {
 		die("the network's stage is gone");
 	}
 	close(zygote_pidfd);
+	// The board's session (with the kernel's autogroups, its scheduling
+	// group, which troupe weighs against its own once told it exists) and
+	// its controlling tty.
 	check(setsid(), "setsid");
+	if (!r->probe)
+		check(ioctl(0, TIOCSCTTY, 0), "controlling tty");
+	if (write(r->session, "s", 1) != 1)
+		die("tell the stage");
+	close(r->session);
 	// root in the new user namespace: the network's root, the sandbox
 	// uid on the host.
 	write_file("/proc/self/setgroups", "deny");
@@ -467,6 +486,14 @@ static void spawn(char *text, int *fds, int nfds) {
 		answer(r.reply, msg, -1);
 		return;
 	}
+	int session[2];
+	if (pipe2(session, O_CLOEXEC) < 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "error session pipe: %s", strerror(errno));
+		answer(r.reply, msg, -1);
+		return;
+	}
+	r.session = session[1];
 	int pidfd = -1;
 	long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
 	                                  CLONE_PIDFD | SIGCHLD,
@@ -474,11 +501,22 @@ static void spawn(char *text, int *fds, int nfds) {
 	if (pid < 0) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "error new namespaces: %s", strerror(errno));
+		close(session[0]);
+		close(session[1]);
 		answer(r.reply, msg, -1);
 		return;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		close(session[0]);
 		board_init(&r); // never returns
+	}
+	// The answer waits for the init's session (or its end: EOF): troupe
+	// sets the session's scheduling weight by the init's pid.
+	close(session[1]);
+	char b;
+	while (read(session[0], &b, 1) < 0 && errno == EINTR)
+		;
+	close(session[0]);
 	char ok[32];
 	snprintf(ok, sizeof ok, "ok %ld", pid);
 	// Nobody is there to watch it: it must not run.
