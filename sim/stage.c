@@ -31,9 +31,9 @@
 // controlling tty; the stage answers once the session exists, for troupe
 // to weigh its scheduling group), makes the hostname and file system
 // (build_root), starts /bin/sh -i on the console as a child of its own
-// (the foreground process group) and reaps every orphan; PROBE 1: it says "ok" on the console once the file system is
-// built and exits instead. Errors of an init: a line on the console, exit
-// status 125.
+// (the foreground process group) and reaps every orphan; PROBE 1: it says
+// "ok" on the console once the file system is built and exits instead.
+// Errors of an init: a line on the console, exit status 125.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -291,9 +291,9 @@ static void child_fail(const char *what) {
 	_exit(125);
 }
 
-// shell starts /bin/sh -i on the console: a session of its own with the
-// console as its controlling tty, niced, the side channel (mn, if not -1)
-// at SHELL_MN_FD. vfork: the child borrows the init's memory until its
+// shell starts /bin/sh -i on the console: in the init's session, its
+// process group in the foreground, niced, the side channel (mn, if not
+// -1) at SHELL_MN_FD. vfork: the child borrows the init's memory until its
 // exec instead of copying it (a copy's page tables, made and torn down
 // again at the exec, cost more than the rest of the start in a VM). So it
 // makes system calls only, and fails through child_fail.
