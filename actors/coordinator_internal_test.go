@@ -150,6 +150,16 @@ func TestReleaseIsLogged(t *testing.T) {
 			t.Fatal("the barrier was not released")
 		}
 	}
+	// The record follows the replies: a later call's answer proves the
+	// coordinator has moved on.
+	flush := make(chan struct{})
+	mnClient{root: system.Root, coord: pid, node: members[0].Name, timeout: time.Minute}.
+		Start(coordinator.Request{Kind: coordinator.Send, ID: "flush"}, func(coordinator.Reply, error) { close(flush) })
+	select {
+	case <-flush:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to the send")
+	}
 	out := logs.String()
 	assert.Equal(t, 1, strings.Count(out, "barrier released"), out)
 	assert.Contains(t, out, "job=paced id=s1 members=3")
