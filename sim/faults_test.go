@@ -258,14 +258,16 @@ func TestFaultDisconnect(t *testing.T) {
 	require.NoError(t, b.On(ctxT(t, waitTO)))
 	login(t, b, c)
 
-	// Output produced during the disconnect is lost.
+	// Output produced during the disconnect is lost. (The window is wide:
+	// a board's shell yields the CPU to everything in troupe's session,
+	// other test binaries included, and may run late.)
 	require.NoError(t, c.Send("sleep 0.1; echo late-$((2+3))\n"))
-	b.Disconnect(500 * time.Millisecond)
+	b.Disconnect(3 * time.Second)
 	// Writes are dropped.
 	require.NoError(t, c.Send("echo typed-$((3+4))\n"))
 	expectNot(t, c, `late-5|typed-7`)
-	assert.Positive(t, b.con.lostBytes(), "the board's output was lost")
-	require.Eventually(t, func() bool { return !b.con.disconnected() }, waitTO, 10*time.Millisecond, "the 500 ms are over")
+	require.Eventually(t, func() bool { return b.con.lostBytes() > 0 }, 3*time.Second, 10*time.Millisecond, "the board's output was lost")
+	require.Eventually(t, func() bool { return !b.con.disconnected() }, waitTO, 10*time.Millisecond, "the 3 s are over")
 
 	assert.Equal(t, "back\n", run(t, b, c, "echo back"))
 	assert.NotContains(t, raw.String(), "late-5")
