@@ -120,7 +120,6 @@ func (n *netns) start() error {
 	if err != nil {
 		return sandboxError(err)
 	}
-	uid, gid := sandboxIDs()
 	cmd := &exec.Cmd{Path: exePath, Args: []string{sandboxArg0, "net", strconv.Itoa(os.Getpid())}, Env: []string{}}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -142,32 +141,32 @@ func (n *netns) start() error {
 	}
 	cmd.Stderr = cmd.Stdout
 	cmd.ExtraFiles = []*os.File{f}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
-		Pdeathsig:   syscall.SIGKILL,
-	}
-	if os.Geteuid() == 0 {
-		// Drop root's supplementary groups: they would still count on
-		// the host's files.
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
-	}
+	// No namespaces at the start: Go would fork this whole process for
+	// them (clone without CLONE_VM, for the id maps it writes from
+	// here), its page tables copied and every page write-protected: a
+	// harness with a big heap paid ~10 ms per network, and then a page
+	// fault for each page it wrote (tens of ms more). The stage unshares
+	// them itself, and this process writes its id maps (mapIDs).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = ctl.Close()
 		return sandboxError(err)
 	}
 	n.cmd, n.ctl, n.done = cmd, ctl, make(chan struct{})
-	said := make(chan string, 1)
+	said := make(chan string, 2)
 	go func() {
 		r := bufio.NewReader(out)
-		line, _ := r.ReadString('\n')
-		if line != "ok\n" {
-			rest, _ := io.ReadAll(io.LimitReader(r, 4096))
-			line += string(rest)
+		for _, want := range []string{stageUnshared, stageOK} {
+			line, _ := r.ReadString('\n')
+			if line != want {
+				rest, _ := io.ReadAll(io.LimitReader(r, 4096))
+				line += string(rest)
+			}
+			said <- line
+			if line != want {
+				break
+			}
 		}
-		said <- line
 		// What the stage says later (why it ended, if it did) is kept
 		// for the requests it no longer answers, bounded.
 		rest, _ := io.ReadAll(io.LimitReader(r, 4096))
@@ -183,17 +182,68 @@ func (n *netns) start() error {
 	}()
 	t := time.NewTimer(stageTimeout)
 	defer t.Stop()
-	select {
-	case line := <-said:
-		if line == "ok\n" {
-			return nil
+	hear := func(want string) error {
+		select {
+		case line := <-said:
+			if line == want {
+				return nil
+			}
+			return errors.New(strings.TrimSpace(line))
+		case <-t.C:
+			return errors.New("network namespace did not start in time")
 		}
-		n.end()
-		return sandboxError(errors.New(strings.TrimSpace(line)))
-	case <-t.C:
-		n.end()
-		return sandboxError(errors.New("network namespace did not start in time"))
 	}
+	err = hear(stageUnshared)
+	if err == nil {
+		err = mapIDs(cmd.Process.Pid)
+	}
+	if err == nil {
+		if _, werr := ctl.Write([]byte(stageMapped)); werr != nil {
+			err = fmt.Errorf("network control socket: %w", werr)
+		}
+	}
+	if err == nil {
+		err = hear(stageOK)
+	}
+	if err != nil {
+		n.end()
+		return sandboxError(err)
+	}
+	return nil
+}
+
+// What a network's stage and troupe say while it starts (stage.c, net):
+// the stage has unshared its user and network namespaces; troupe has
+// written its id maps; the stage is ready for requests.
+const (
+	stageUnshared = "unshared\n"
+	stageMapped   = "mapped"
+	stageOK       = "ok\n"
+)
+
+// mapIDs writes the id maps of pid, a stage in a user namespace of its
+// own: its root is the sandbox's ids on the host (sandboxIDs). Not root,
+// this process may map only its own ids, and only with setgroups denied;
+// root keeps setgroups, for the stage to drop root's supplementary groups
+// (they would still count on the host's files).
+func mapIDs(pid int) error {
+	uid, gid := sandboxIDs()
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	write := func(name, text string) error {
+		if err := os.WriteFile(dir+name, []byte(text), 0); err != nil {
+			return fmt.Errorf("sandbox id maps: %w", err)
+		}
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		if err := write("setgroups", "deny"); err != nil {
+			return err
+		}
+	}
+	if err := write("uid_map", fmt.Sprintf("0 %d 1\n", uid)); err != nil {
+		return err
+	}
+	return write("gid_map", fmt.Sprintf("0 %d 1\n", gid))
 }
 
 // end stops the network's process and waits for it.

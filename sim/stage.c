@@ -10,8 +10,8 @@
 // containers' namespaces). Any other start of the program returns at once.
 //
 //	net PARENT
-//	    run by troupe in new user and network namespaces (clone flags and
-//	    id maps set by Go): brings the loopback up, says "ok" on stdout,
+//	    run by troupe: unshares new user and network namespaces (troupe
+//	    writes their id maps, enter_namespaces), brings the loopback up, says "ok" on stdout,
 //	    then makes the network's boards (a zygote): each request read on
 //	    its control socket (fd 0, SOCK_SEQPACKET) is cloned into a board's
 //	    init, PID 1 of new user, mount, PID, UTS and IPC namespaces nested
@@ -38,6 +38,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -582,6 +583,35 @@ static void zygote(void) {
 	}
 }
 
+// enter_namespaces moves the stage into new user and network namespaces
+// (troupe starts it in its own: Go would fork all of troupe for them),
+// says "unshared" and waits for troupe to write its id maps (troupe is in
+// the parent namespace, as the kernel wants) and say "mapped" on the
+// control socket. Root on the host is mapped to nobody (sim.sandboxIDs):
+// the stage then takes the namespace's root ids and drops root's
+// supplementary groups.
+static void enter_namespaces(void) {
+	check(unshare(CLONE_NEWUSER | CLONE_NEWNET), "new user and network namespaces");
+	if (write(1, "unshared\n", 9) != 9)
+		die("say unshared");
+	char m[16];
+	ssize_t k = recv(0, m, sizeof m, 0);
+	if (k != 6 || memcmp(m, "mapped", 6) != 0) {
+		if (k >= 0)
+			errno = 0;
+		die("id maps: no word from troupe");
+	}
+	if (getuid() != 0 || getgid() != 0) {
+		check(setgroups(0, NULL), "drop supplementary groups");
+		check(setresgid(0, 0, 0), "setresgid");
+		check(setresuid(0, 0, 0), "setresuid");
+		// A change of ids makes a process undumpable: its /proc files
+		// root's, its boards' inits could not write their own id maps.
+		// Dumpable as when Go set the ids before the exec.
+		check(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable");
+	}
+}
+
 static void net(int argc, char **argv) {
 	stage = "net";
 	if (argc != 3) {
@@ -589,6 +619,7 @@ static void net(int argc, char **argv) {
 		die("want 1 argument, have %d", argc - 2);
 	}
 	die_with_parent(number(argv[2]));
+	enter_namespaces();
 	// Nothing but its standard descriptors passes to the boards: not this
 	// program (EXE_FD), nor what troupe's own parent let it inherit.
 	check(syscall(SYS_close_range, EXE_FD, ~0U, 0), "close descriptors");
