@@ -45,9 +45,13 @@ type netns struct {
 	cmd   *exec.Cmd
 	ctl   *os.File      // the stage's control socket (ours): EOF ends it
 	slots chan struct{} // requests on ctl not answered yet (bounded: sends never block)
-	mu    sync.Mutex
-	last  string // what the stage said after "ok", once it has ended
-	done  chan struct{}
+	// freed is when a request last left slots (unix nanoseconds);
+	// patience, how long a request waits for a slot while none does.
+	freed    atomic.Int64
+	patience time.Duration
+	mu       sync.Mutex
+	last     string // what the stage said after "ok", once it has ended
+	done     chan struct{}
 }
 
 // maxSpawning bounds the requests waiting in a network stage's control
@@ -65,7 +69,8 @@ func (ns *Networks) join(group string) (*netns, error) {
 	n := ns.nets[group]
 	starter := n == nil
 	if starter {
-		n = &netns{owner: ns, key: group, ready: make(chan struct{}), slots: make(chan struct{}, maxSpawning)}
+		n = &netns{owner: ns, key: group, ready: make(chan struct{}), slots: make(chan struct{}, maxSpawning), patience: stageTimeout}
+		n.freed.Store(time.Now().UnixNano())
 		ns.nets[group] = n
 	}
 	n.refs++
@@ -246,6 +251,36 @@ func mapIDs(pid int) error {
 	return write("gid_map", fmt.Sprintf("0 %d 1\n", gid))
 }
 
+// awaitSlot takes a place among the requests on the control socket. It
+// waits as long as the stage answers: a thousand boards powered on at
+// once queue for it, the last ones for seconds (at ~10 ms a sandbox on a
+// busy host, more than stageTimeout: boards failed to boot with a stage
+// that was working). Only a stage that answered nothing for patience is
+// busy.
+func (n *netns) awaitSlot() error {
+	t := time.NewTimer(n.patience)
+	defer t.Stop()
+	for {
+		select {
+		case n.slots <- struct{}{}:
+			return nil
+		case <-t.C:
+			idle := time.Since(time.Unix(0, n.freed.Load()))
+			if idle >= n.patience {
+				return fmt.Errorf("sandbox: the network's stage is busy: no request answered for %s", idle.Round(time.Millisecond))
+			}
+			t.Reset(n.patience - idle)
+		}
+	}
+}
+
+// freeSlot gives back a place awaitSlot took, once the request has its
+// answer (or none will come).
+func (n *netns) freeSlot() {
+	n.freed.Store(time.Now().UnixNano())
+	<-n.slots
+}
+
 // end stops the network's process and waits for it.
 func (n *netns) end() {
 	_ = n.ctl.Close()
@@ -289,14 +324,10 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 		}
 	}()
 
-	t := time.NewTimer(stageTimeout)
-	defer t.Stop()
-	select {
-	case n.slots <- struct{}{}:
-	case <-t.C:
-		return nil, errors.New("sandbox: the network's stage is busy")
+	if err := n.awaitSlot(); err != nil {
+		return nil, err
 	}
-	defer func() { <-n.slots }()
+	defer n.freeSlot()
 	// Fd puts the descriptors in blocking mode, as the shell wants them
 	// (the mode is shared with its copies).
 	rights := []int{theirs, int(sp.tty.Fd()), root, int(envFile.Fd())}

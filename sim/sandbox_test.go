@@ -625,6 +625,83 @@ func TestSpawnAfterTheStageEnded(t *testing.T) {
 	assert.ErrorContains(t, err, "the network's stage has ended: signal: killed")
 }
 
+// TestSpawnQueuesWhileTheStageAnswers: more boards than the stage takes
+// requests at once wait for it as long as it answers some: a thousand
+// boards powered on at once queued longer than the stage's patience, and
+// the last ones failed to boot ("the network's stage is busy"). Here one
+// request at a time, and a patience far below what the whole queue takes
+// but far above one sandbox.
+func TestSpawnQueuesWhileTheStageAnswers(t *testing.T) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	require.NoError(t, err)
+	defer ns.leave(n)
+	n.slots = make(chan struct{}, 1)
+	n.patience = 100 * time.Millisecond
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o755))
+	const boards = 150
+	start := time.Now()
+	errs := make(chan error, boards)
+	for range boards {
+		go func() {
+			r, w, err := os.Pipe()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Close()
+			bx, err := n.spawn(shellSpec{tty: w, root: dir, hostname: "queued", probe: true})
+			_ = w.Close()
+			if err != nil {
+				errs <- err
+				return
+			}
+			out, _ := io.ReadAll(r)
+			select {
+			case <-bx.exited:
+			case <-time.After(waitTO):
+				errs <- errors.New("a probe sandbox did not end")
+				return
+			}
+			if string(out) != "ok\n" {
+				errs <- fmt.Errorf("probe said %q", out)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range boards {
+		assert.NoError(t, <-errs)
+	}
+	took := time.Since(start)
+	t.Logf("%d sandboxes one at a time in %s", boards, took)
+	if took < 2*n.patience {
+		t.Logf("the queue took less than twice the patience: this run did not test the wait")
+	}
+}
+
+// TestSpawnBusyWhenTheStageStalls: a stage that answers nothing for its
+// patience is busy, and the error says for how long.
+func TestSpawnBusyWhenTheStageStalls(t *testing.T) {
+	ns := NewNetworks()
+	n, err := ns.join("")
+	require.NoError(t, err)
+	defer ns.leave(n)
+	n.patience = 100 * time.Millisecond
+	for range maxSpawning {
+		n.slots <- struct{}{} // requests that never get their answer
+	}
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	_, err = n.spawn(shellSpec{tty: null, root: t.TempDir(), hostname: "stalled"})
+	assert.ErrorContains(t, err, "the network's stage is busy: no request answered for")
+	for range maxSpawning {
+		<-n.slots
+	}
+}
+
 // BenchmarkSpawnSandbox asks one network's stage for sandboxes that stop
 // once their mounts are made (a board's namespaces and file system, without
 // its shell), one after the other: the stage's clone, the init's mounts
