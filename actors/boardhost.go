@@ -95,6 +95,7 @@ func (w *workerBoards) Receive(ctx actor.Context) {
 		w.power(ctx, m)
 	case *powered:
 		delete(w.powering, m.board)
+		ctx.Send(m.to, m.reply)
 	case *workerpb.OpenConsole:
 		w.openConsole(ctx, m)
 	case *workerpb.CloseBoard:

@@ -323,8 +323,15 @@ type WorkerPowerSwitch interface {
 	State(ctx context.Context) (bool, error)
 }
 
-// powered is a boards actor's note that a power command ended.
-type powered struct{ board string }
+// powered is a boards actor's note that a power command ended, with the
+// answer it gives the command's sender once the board is free again (an
+// answer sent first let the sender's next command find the board still
+// powering).
+type powered struct {
+	board string
+	to    *actor.PID
+	reply *workerpb.PowerDone
+}
 
 // power runs a PowerBoard off the actor and answers its sender.
 func (w *workerBoards) power(ctx actor.Context, m *workerpb.PowerBoard) {
@@ -363,7 +370,7 @@ func (w *workerBoards) power(ctx actor.Context, m *workerpb.PowerBoard) {
 	w.powering[m.Board] = true
 	timeout := min(max(time.Duration(m.TimeoutMs)*time.Millisecond, time.Second), maxPowerTimeout)
 	go func() {
-		defer root.Send(self, &powered{board: m.Board})
+		defer root.Send(self, &powered{board: m.Board, to: to, reply: reply})
 		pctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var err error
@@ -379,7 +386,6 @@ func (w *workerBoards) power(ctx actor.Context, m *workerpb.PowerBoard) {
 		case "status":
 		default:
 			reply.Error, reply.Refused = fmt.Sprintf("action %q: want on, off, cycle or status", m.Action), true
-			root.Send(to, reply)
 			return
 		}
 		if err == nil {
@@ -388,7 +394,6 @@ func (w *workerBoards) power(ctx actor.Context, m *workerpb.PowerBoard) {
 		if err != nil {
 			reply.Error = err.Error()
 		}
-		root.Send(to, reply)
 	}()
 }
 
