@@ -24,6 +24,11 @@ FUZZTIME ?= 30000x
 # duration again): FuzzSubmission stalled a minute per input found. A count
 # keeps crashers small enough to read without stalling the run.
 FUZZMINIMIZE ?= 1000x
+# A fuzz run has no per-input timeout: an input that makes a target wait
+# (FuzzServe's rate limit held each of thousands of lines 2 ms) stalled a
+# CI run for over an hour. Each target gets FUZZLIMIT at most (they take
+# 3-10 s), then fails naming itself.
+FUZZLIMIT ?= 600
 # package:FuzzTarget pairs run for $(FUZZTIME) each by `make test`;
 # package:FuzzTarget:COUNTx runs that target COUNT times instead (one whose
 # every execution costs much more than the others': still thousands of
@@ -100,7 +105,8 @@ fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t#*:}; n=$(FUZZTIME); \
 	  case $$fn in *:*) n=$${fn#*:}; fn=$${fn%%:*};; esac; \
 	  echo "fuzz $$pkg $$fn ($$n)"; \
-	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$$n -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg; done
+	  timeout -k 10 $(FUZZLIMIT) $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$$n -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg || \
+	  { echo "fuzz $$pkg $$fn: failed, or still running after $(FUZZLIMIT) s (FUZZLIMIT)" >&2; exit 1; }; done
 
 test: deps vet unit fuzz
 
