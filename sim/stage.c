@@ -11,8 +11,8 @@
 //
 //	net PARENT
 //	    run by troupe: unshares new user and network namespaces (troupe
-//	    writes their id maps, enter_namespaces), brings the loopback up, says "ok" on stdout,
-//	    then makes the network's boards (a zygote): each request read on
+//	    writes their id maps, enter_namespaces), brings the loopback up,
+//	    says "ok" on stdout, then makes the network's boards (a zygote): each request read on
 //	    its control socket (fd 0, SOCK_SEQPACKET) is cloned into a board's
 //	    init, PID 1 of new user, mount, PID, UTS and IPC namespaces nested
 //	    in the network's (no exec, no fork of a middle stage: every process
