@@ -261,6 +261,16 @@ func TestSandboxDiesWithItsHarness(t *testing.T) {
 		sh := hostPID(t, token(b), pidOf(t, run(t, b, c, "echo $$")))
 		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", sh))
 		require.NoError(t, err)
+		// A process that outlives the harness holds the network's
+		// control socket open: no EOF ends the stage, only its death
+		// signal (a change of the stage's ids clears it).
+		b.nmu.Lock()
+		ctl := b.net.ctl
+		b.nmu.Unlock()
+		holder := exec.Command("sleep", "1720")
+		holder.ExtraFiles = []*os.File{ctl}
+		require.NoError(t, holder.Start())
+		fmt.Printf("HOLDER=%d\n", holder.Process.Pid)
 		fmt.Printf("PIDNS=%s\n", ns)
 		// The shell becomes a process deaf to the console's hangup: only
 		// the death signal can end the board now.
@@ -290,6 +300,11 @@ func TestSandboxDiesWithItsHarness(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, ns, "the harness did not start its board: %s", got)
+	if m := regexp.MustCompile(`HOLDER=(\d+)`).FindSubmatch(got); m != nil {
+		if pid, err := strconv.Atoi(string(m[1])); err == nil {
+			defer func() { _ = unix.Kill(pid, unix.SIGKILL) }()
+		}
+	}
 	require.Eventually(t, func() bool {
 		for _, pid := range inPIDNamespace(ns) {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x001719\x00" {

@@ -618,8 +618,11 @@ static void net(int argc, char **argv) {
 		errno = 0;
 		die("want 1 argument, have %d", argc - 2);
 	}
-	die_with_parent(number(argv[2]));
+	pid_t parent = number(argv[2]);
+	die_with_parent(parent);
 	enter_namespaces();
+	// A change of ids cleared the death signal: armed again.
+	die_with_parent(parent);
 	// Nothing but its standard descriptors passes to the boards: not this
 	// program (EXE_FD), nor what troupe's own parent let it inherit.
 	check(syscall(SYS_close_range, EXE_FD, ~0U, 0), "close descriptors");
