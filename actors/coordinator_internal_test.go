@@ -1,10 +1,8 @@
 package actors
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupe-lab/troupe/coordinator"
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/jobs"
 )
 
@@ -92,24 +91,6 @@ func TestStartWithoutCoordinator(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestReleaseIsLogged: a barrier's release is one debug record with its
 // id and members (what the runner benchmarks time barriers by); the
 // calls before it log nothing.
@@ -117,7 +98,7 @@ func TestReleaseIsLogged(t *testing.T) {
 	members := []coordinator.Member{{Name: "a-0", Role: "r"}, {Name: "b-0", Role: "r"}, {Name: "c-0", Role: "r"}}
 	group, err := coordinator.New(members)
 	require.NoError(t, err)
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	defer system.Shutdown()

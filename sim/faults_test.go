@@ -1,14 +1,12 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 )
 
 const quiet = 300 * time.Millisecond
@@ -28,29 +27,11 @@ func expectNot(t *testing.T, c *console.Console, re string) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "%q appeared", re)
 }
 
-// syncBuf is a concurrency-safe bytes.Buffer (console.Options.Raw).
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newFaultyBoard(t *testing.T, name string, f Faults) (*Board, *console.Console, *syncBuf) {
+func newFaultyBoard(t *testing.T, name string, f Faults) (*Board, *console.Console, *lockedbuf.Buffer) {
 	t.Helper()
 	b, err := New(Options{Name: name, Dir: filepath.Join(t.TempDir(), name), Faults: f})
 	require.NoError(t, err)
-	raw := &syncBuf{}
+	raw := &lockedbuf.Buffer{}
 	c := console.New(b.Console(), console.Options{Raw: raw})
 	t.Cleanup(func() {
 		b.SetFaults(Faults{}) // PowerFail would not matter to Close, but be tidy

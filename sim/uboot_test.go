@@ -15,6 +15,7 @@ import (
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/console"
 	"github.com/troupe-lab/troupe/hardware/tftp"
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 )
 
 const bootTO = 30 * time.Second
@@ -32,11 +33,11 @@ func tftpRoot(t *testing.T, size int) string {
 	return s.Addr()
 }
 
-func newUBootBoard(t *testing.T, name string) (*Board, *console.Console, *syncBuf) {
+func newUBootBoard(t *testing.T, name string) (*Board, *console.Console, *lockedbuf.Buffer) {
 	t.Helper()
 	b, err := New(Options{Name: name, Dir: filepath.Join(t.TempDir(), name), Bootloader: BootloaderUBoot})
 	require.NoError(t, err)
-	raw := &syncBuf{}
+	raw := &lockedbuf.Buffer{}
 	c := console.New(b.Console(), console.Options{Raw: raw})
 	t.Cleanup(func() {
 		assert.NoError(t, b.Close())

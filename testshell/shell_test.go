@@ -22,6 +22,7 @@ import (
 
 	"github.com/troupe-lab/troupe/boot"
 	"github.com/troupe-lab/troupe/console"
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/sim"
 	"github.com/troupe-lab/troupe/testshell"
 )
@@ -51,25 +52,7 @@ type rig struct {
 	board *sim.Board
 	con   *console.Console
 	sh    *testshell.Shell
-	raw   *rawLog // every byte the console read
-}
-
-// rawLog keeps what a console reads (console.Options.Raw).
-type rawLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *rawLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *rawLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	raw   *lockedbuf.Buffer // every byte the console read
 }
 
 // troupeDir is $TROUPE_DIR on the host: the sim shell's TMPDIR is Root()/tmp.
@@ -91,7 +74,7 @@ func newRigWith(t *testing.T, wrap func(testshell.Console) testshell.Console, op
 	// The shell needs the console and the console's OnLine needs the
 	// shell: capture it through a variable, as actors/board.go does.
 	var sh *testshell.Shell
-	raw := &rawLog{}
+	raw := &lockedbuf.Buffer{}
 	con := console.New(b.Console(), console.Options{Raw: raw, OnLine: func(l string) { sh.Feed(l) }})
 	var shCon testshell.Console = con
 	if wrap != nil {

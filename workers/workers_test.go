@@ -1,9 +1,7 @@
 package workers
 
 import (
-	"bytes"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/labca"
 	"github.com/troupe-lab/troupe/workers/workerpb"
 )
@@ -19,23 +18,6 @@ import (
 // worker killed) is tested through the troupe binary, one remote per
 // process (cmd/troupe/workers_test.go): protoactor's remote.Start sets
 // grpc's global logger, so two remotes in one process race.
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func boards(names ...string) []*workerpb.Board {
 	var bs []*workerpb.Board
@@ -55,7 +37,7 @@ func ask(t *testing.T, system *actor.ActorSystem, msg interface{}) interface{} {
 func TestHubRegistration(t *testing.T) {
 	system := actor.NewActorSystem()
 	defer system.Shutdown()
-	var logs syncBuf
+	var logs lockedbuf.Buffer
 	joined := make(chan string, 10)
 	hub, err := StartHub(system, HubConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Taken: []string{"local-0"},
 		Joined: func(w string, _ *actor.PID, _ []*workerpb.Board) { joined <- w }})

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/report"
 )
 
@@ -107,7 +108,7 @@ if [ "$TROUPE_ROLE" = peer ]; then troupe-test-case finished --shell troupe-sync
 '''`)
 	out := filepath.Join(t.TempDir(), "out")
 	cmd := exec.Command(troupeBin, "run", "--lab", labFile, "--out", out, job)
-	var so, se lockedBuffer
+	var so, se lockedbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)

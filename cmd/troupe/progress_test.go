@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/report"
 )
 
@@ -130,30 +131,12 @@ func TestProgressBoundsPrintedLines(t *testing.T) {
 	assert.NotContains(t, string(p.frame()), "not shown", "said once")
 }
 
-// syncBuffer is a bytes.Buffer for one writer goroutine and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestProgressShow: a change is drawn without waiting for the next tick;
 // stop draws the last frame and leaves no goroutine behind.
 func TestProgressShow(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	p, clk := newTestProgress(80, 24)
-	var out syncBuffer
+	var out lockedbuf.Buffer
 	p.show(&out)
 	p.Phase("a-0", "sim-0", "boot", clk.now())
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "a-0") }, 5*time.Second, 5*time.Millisecond)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 )
 
 // TestConsoleThroughServer: through the server with an admin token, the
@@ -70,7 +72,7 @@ func TestConsoleThroughServer(t *testing.T) {
 	in, err := watch.StdinPipe()
 	require.NoError(t, err)
 	defer in.Close()
-	var so, se lockedBuffer
+	var so, se lockedbuf.Buffer
 	watch.Stdout, watch.Stderr = &so, &se
 	require.NoError(t, watch.Start())
 	wdone := make(chan error, 1)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 	"github.com/troupe-lab/troupe/server"
 )
 
@@ -45,24 +44,6 @@ name = "sim-b"
 device_type = "sim"
 `
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // serveProc is a running `troupe serve`.
 type serveProc struct {
 	*troupeProc
@@ -72,7 +53,7 @@ type serveProc struct {
 // troupeProc is a troupe process a test started (startProc).
 type troupeProc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *lockedbuf.Buffer
 	exited chan struct{}
 }
 
@@ -81,7 +62,7 @@ type troupeProc struct {
 // if the test failed.
 func startProc(t *testing.T, args ...string) *troupeProc {
 	t.Helper()
-	p := &troupeProc{out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &troupeProc{out: &lockedbuf.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(troupeBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())

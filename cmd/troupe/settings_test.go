@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/internal/lockedbuf"
 )
 
 // pdudaemonTimes returns the times of pdudaemon's log lines that contain
@@ -120,7 +122,7 @@ run = "sleep 3; echo hello-$TROUPE_BOARD"
 `)
 	out := filepath.Join(t.TempDir(), "out")
 	cmd := exec.Command(troupeBin, "run", "--lab", labFile, "--out", out, "-v", job)
-	var so, se lockedBuffer
+	var so, se lockedbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)
