@@ -138,6 +138,18 @@ static void write_file(const char *path, const char *s) {
 	close(fd);
 }
 
+// join writes a then b into buf (size n, the result cut to fit): no
+// snprintf in an init, whose large frames and locale reads are page
+// faults of a fresh process (each a trap to the hypervisor in a VM).
+static const char *join(char *buf, size_t n, const char *a, const char *b) {
+	size_t la = strnlen(a, n - 1);
+	memcpy(buf, a, la);
+	size_t lb = strnlen(b, n - 1 - la);
+	memcpy(buf + la, b, lb);
+	buf[la + lb] = '\0';
+	return buf;
+}
+
 static int clone_tree(const char *path, unsigned flags) {
 	return syscall(SYS_open_tree, AT_FDCWD, path, flags | OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
 }
@@ -169,8 +181,8 @@ static void build_dev(void) {
 	check(mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k"), "/dev");
 	char src[64], dst[64];
 	for (const char **d = devices; *d; d++) {
-		snprintf(dst, sizeof dst, "/dev/%s", *d);
-		snprintf(src, sizeof src, "/oldroot/dev/%s", *d);
+		join(dst, sizeof dst, "/dev/", *d);
+		join(src, sizeof src, "/oldroot/dev/", *d);
 		int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 		check(fd, "create %s", dst);
 		close(fd);
@@ -184,7 +196,7 @@ static void build_dev(void) {
 	    {"ptmx", "pts/ptmx"}, {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
 	    {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}};
 	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-		snprintf(dst, sizeof dst, "/dev/%s", links[i][0]);
+		join(dst, sizeof dst, "/dev/", links[i][0]);
 		check(symlink(links[i][1], dst), "symlink %s", dst);
 	}
 }
@@ -212,8 +224,8 @@ static void build_root(void) {
 	check(chdir("/"), "chdir /");
 	char src[64], dst[64], target[4096];
 	for (const char **d = system_dirs; *d; d++) {
-		snprintf(src, sizeof src, "/oldroot/%s", *d);
-		snprintf(dst, sizeof dst, "/%s", *d);
+		join(src, sizeof src, "/oldroot/", *d);
+		join(dst, sizeof dst, "/", *d);
 		if (lstat(src, &st) < 0)
 			continue;
 		if (S_ISLNK(st.st_mode)) {
@@ -245,12 +257,16 @@ static void build_root(void) {
 	check(chdir(SANDBOX_HOME), "chdir %s", SANDBOX_HOME);
 }
 
+// env_buf holds an init's environment (see read_env), in the stage's
+// zero-filled data: an init's first malloc would set up the C library's
+// heap in it, page faults of a fresh process (see join).
+static char env_buf[ENV_MAX + 1];
+static char *env_ptrs[ENV_MAX / 2 + 2];
+
 // read_env reads the shell's environment from fd: NUL-separated entries,
 // at most ENV_MAX bytes.
 static char **read_env(int fd) {
-	char *buf = malloc(ENV_MAX + 1);
-	if (buf == NULL)
-		die("environment");
+	char *buf = env_buf;
 	size_t n = 0;
 	for (;;) {
 		ssize_t r = read(fd, buf + n, ENV_MAX - n);
@@ -267,16 +283,16 @@ static char **read_env(int fd) {
 	}
 	close(fd);
 	buf[n] = '\0';
-	size_t count = 0;
-	for (size_t i = 0; i < n; i++)
-		count += buf[i] == '\0';
-	char **env = calloc(count + 2, sizeof *env);
-	if (env == NULL)
-		die("environment");
+	// An entry kept is at least one byte and its NUL: at most ENV_MAX / 2
+	// (empty ones are no entries).
 	size_t k = 0;
-	for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
-		env[k++] = buf + i;
-	return env;
+	for (size_t i = 0, l; i < n; i += l + 1) {
+		l = strlen(buf + i);
+		if (l > 0)
+			env_ptrs[k++] = buf + i;
+	}
+	env_ptrs[k] = NULL;
+	return env_ptrs;
 }
 
 // child_fail ends the shell's child before its exec: the failed step on
