@@ -815,6 +815,35 @@ lava-test-reference x --result pass --reference 'javascript:alert(1)' || lava-te
 	assert.Equal(t, []testshell.Case{{Name: "b", Result: "pass"}}, out.Cases)
 }
 
+// TestShellCaseUnderSetE: an imported LAVA script runs under set -e (as
+// LAVA's generated script does), and lava-test-case --shell records a
+// failing command's result and goes on, every way a command is run (a
+// program, a built-in, a word to evaluate, a state-changing built-in in
+// its subshell); the next failing step still ends the script.
+func TestShellCaseUnderSetE(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	out := r.run(t, `set -e
+lava-test-case prog --shell grep -q nope /etc/hostname
+lava-test-case builtin --shell test 1 = 2
+lava-test-case word --shell false
+lava-test-case evaluated --shell "false; true"
+lava-test-case sub --shell cd /nonexistent
+lava-test-case ok --shell true
+false
+lava-test-case never --result pass
+`)
+	assert.Equal(t, []testshell.Case{
+		{Name: "prog", Result: "fail"},
+		{Name: "builtin", Result: "fail"},
+		{Name: "word", Result: "fail"},
+		{Name: "evaluated", Result: "pass"},
+		{Name: "sub", Result: "fail"},
+		{Name: "ok", Result: "pass"},
+	}, out.Cases)
+	assert.Equal(t, 1, out.ExitCode, "the plain false ended the script")
+}
+
 // TestRunAttachments: lava-test-case-attach sends a file's bytes through
 // the console, kept with the results; a file over MaxAttachment is
 // announced, refused (reported invalid) and not sent.
