@@ -373,12 +373,20 @@ type EchoOffShell interface {
 }
 
 // initOptions tells the test shell's Init what the backend says of its
-// shell's terminal.
+// shell's terminal, and of the side channel's port (a QEMU guest's) when
+// one is served.
 func (a *boardActor) initOptions() []testshell.InitOption {
+	var opts []testshell.InitOption
 	if e, ok := a.backend.(EchoOffShell); ok && e.EchoOff() {
-		return []testshell.InitOption{testshell.EchoOff}
+		opts = append(opts, testshell.EchoOff)
 	}
-	return nil
+	a.sideMu.Lock()
+	served := a.side != nil
+	a.sideMu.Unlock()
+	if p, ok := a.backend.(MultiNodePorted); ok && served {
+		opts = append(opts, testshell.MultiNodePort(p.MultiNodePort()))
+	}
+	return opts
 }
 
 // serveSideChannel opens a MultiNode side channel for the power-on of the

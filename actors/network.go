@@ -43,6 +43,13 @@ type SideChanneled interface {
 	OpenMultiNodeChannel() (io.ReadWriteCloser, error)
 }
 
+// MultiNodePorted is a SideChanneled backend whose guest has the side
+// channel as a virtio-serial port of that name (QEMU boards): the test
+// shell's Init opens it for the helpers (testshell.MultiNodePort).
+type MultiNodePorted interface {
+	MultiNodePort() string
+}
+
 // errNoImages: a deploy action with images on a board that takes one image.
 var errNoImages = errors.New("this board is deployed with image, not images = {kernel, ...}")
 

@@ -47,6 +47,30 @@ troupe-test-case address --shell test -n "$TROUPE_IP"
 '''
 `
 
+// syncJob is a job of two QEMU boards that meet at n barriers.
+func syncJob(n int) string {
+	var script strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&script, "troupe-sync s%d || exit 1\n", i)
+	}
+	script.WriteString("troupe-test-case synced --result pass\n")
+	return fmt.Sprintf(`name = "qemu-syncs"
+timeout = "2m"
+[roles.node]
+device_type = "qemu-x86_64"
+count = 2
+[[action]]
+type = "boot"
+timeout = "60s"
+[[action]]
+type = "test"
+name = "sync"
+timeout = "60s"
+run = '''
+%s'''
+`, script.String())
+}
+
 func BenchmarkQemuJob(b *testing.B) {
 	needQemu(b)
 	if _, err := qemu.DefaultImages(context.Background(), "x86_64", ""); err != nil {
@@ -68,6 +92,15 @@ func BenchmarkQemuJob(b *testing.B) {
 	b.Run("pair", func(b *testing.B) { benchJob(b, pair, l) })
 	// aarch64: Debian's arm64 kernel on -M virt (board arm-0), alone and
 	// with an x86_64 client (examples/qemu-arm-pair.toml).
+	// A barrier between two QEMU boards, end to end: (syncs=1000 − syncs=0)
+	// / 1000 of the job's wall time.
+	for _, n := range []int{0, 1000} {
+		j, err := jobs.Parse("syncs.toml", []byte(syncJob(n)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("pair-syncs=%d", n), func(b *testing.B) { benchJob(b, j, l) })
+	}
 	b.Run("single-aarch64", func(b *testing.B) {
 		needArm64(b)
 		if _, err := qemu.DefaultImages(context.Background(), "aarch64", ""); err != nil {

@@ -21,13 +21,13 @@ func TestContextQemu(t *testing.T) {
 		"extra_options": "-smp 2", "netdevice": "tap", "no_kvm": "True", "console_device": "ttyS2"}, b.cfg.CPUs, b.cfg.Memory)
 	require.NoError(t, err)
 	b.job = j
-	bin, args := b.argv(jobs.Images{Kernel: "/k"})
+	bin, args := b.argv(jobs.Images{Kernel: "/k"}, false)
 	assert.Equal(t, "qemu-system-aarch64", bin, "context.arch arm64 → qemu-system-aarch64")
 	assert.Subset(t, args, []string{"-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "512M"})
 	assert.Contains(t, args[slices.Index(args, "-append")+1], "console=ttyAMA0")
 
 	b.job = jobQemu{}
-	bin, args = b.argv(jobs.Images{Kernel: "/k"})
+	bin, args = b.argv(jobs.Images{Kernel: "/k"}, false)
 	assert.Equal(t, "qemu-system-x86_64", bin, "without context: the lab entry's")
 	assert.Subset(t, args, []string{"-M", "pc", "-cpu", "max", "-smp", "2", "-m", "1G"})
 

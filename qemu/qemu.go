@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/troupe-lab/troupe/internal/sockpair"
 	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 )
@@ -54,7 +55,29 @@ type Board struct {
 	host   string       // guest hostname: the node
 	addr   string       // guest address with prefix ("10.3.0.1/16"); "": none
 	mac    string
+	nextMN *mnChannel // the MultiNode side channel of the next power-on, if asked for
 	closed bool
+}
+
+// MultiNodePort is the name of the virtio-serial port that carries a
+// board's MultiNode side channel in the guest (/sys/class/virtio-ports/
+// vportNpM/name): the test shell's Init opens its /dev/vportNpM as the
+// helpers' descriptor. A guest without virtio_console has no such port,
+// and its helpers use the console.
+const MultiNodePort = "troupe.mn"
+
+// mnChannel is the side channel of one power-on: troupe's end, and QEMU's
+// (a connected socket: -chardev socket,fd=N).
+type mnChannel struct {
+	harness io.Closer
+	qemu    *os.File
+}
+
+func (c *mnChannel) close() {
+	_ = c.harness.Close()
+	if c.qemu != nil {
+		_ = c.qemu.Close()
+	}
 }
 
 // vm is one QEMU process.
@@ -62,6 +85,7 @@ type vm struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process is reaped
 	err  error         // its exit, once done
+	mn   *mnChannel    // its MultiNode side channel; nil: none
 }
 
 // Open makes the board b (backend "qemu"); it is off.
@@ -77,6 +101,36 @@ func Open(b lab.Board, opts Options) (*Board, error) {
 
 // Console is the guest's serial port.
 func (b *Board) Console() io.ReadWriteCloser { return b.con }
+
+// OpenMultiNodeChannel makes a MultiNode side channel for the board's next
+// power-on and returns troupe's end of it: that QEMU process gets the
+// other end as a virtio-serial port named MultiNodePort; its power-off, or
+// Close, closes it. A channel asked for earlier and not yet used is
+// closed.
+func (b *Board) OpenMultiNodeChannel() (io.ReadWriteCloser, error) {
+	conn, end, err := sockpair.New("multinode")
+	if err != nil {
+		return nil, fmt.Errorf("qemu %s: multinode channel: %w", b.name, err)
+	}
+	c := &mnChannel{harness: conn, qemu: end}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		c.close()
+		return nil, fmt.Errorf("qemu %s: multinode channel: closed", b.name)
+	}
+	old := b.nextMN
+	b.nextMN = c
+	b.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return conn, nil
+}
+
+// MultiNodePort names the guest's port of the side channel (see
+// OpenMultiNodeChannel).
+func (b *Board) MultiNodePort() string { return MultiNodePort }
 
 // Deploy accepts no image: a QEMU board boots images = {kernel, ...} (or
 // the default images when it deploys nothing).
@@ -160,9 +214,14 @@ func (b *Board) On(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("qemu %s: %w", b.name, err)
 	}
-	bin, args := b.argv(im)
+	mn := b.nextMN
+	b.nextMN = nil
+	bin, args := b.argv(im, mn != nil)
 	path, err := exec.LookPath(bin)
 	if err != nil {
+		if mn != nil {
+			mn.close()
+		}
 		return fmt.Errorf("qemu %s: %w (install %s)", b.name, err, packageOf(b.arch()))
 	}
 	cmd := exec.Command(path, args...)
@@ -171,18 +230,32 @@ func (b *Board) On(ctx context.Context) error {
 	// process group (a ^C is troupe's to handle).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = time.Second
+	// fd 3: the group network's socket; then the side channel's (see argv).
 	if b.port != nil {
-		cmd.ExtraFiles = []*os.File{b.port.guest} // fd 3
+		cmd.ExtraFiles = append(cmd.ExtraFiles, b.port.guest)
+	}
+	if mn != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mn.qemu)
 	}
 	stdin, err := cmd.StdinPipe()
+	if err == nil {
+		if err = cmd.Start(); err != nil {
+			_ = stdin.Close()
+			err = fmt.Errorf("start: %w", err)
+		}
+	}
+	if mn != nil {
+		// QEMU has its own copy now (or never will).
+		_ = mn.qemu.Close()
+		mn.qemu = nil
+	}
 	if err != nil {
+		if mn != nil {
+			mn.close()
+		}
 		return fmt.Errorf("qemu %s: %w", b.name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		_ = stdin.Close()
-		return fmt.Errorf("qemu %s: start: %w", b.name, err)
-	}
-	v := &vm{cmd: cmd, done: make(chan struct{})}
+	v := &vm{cmd: cmd, done: make(chan struct{}), mn: mn}
 	go func() {
 		v.err = cmd.Wait()
 		close(v.done)
@@ -218,6 +291,9 @@ func (b *Board) off(ctx context.Context) error {
 		return fmt.Errorf("qemu %s: power off: process %d not reaped: %w", b.name, v.cmd.Process.Pid, ctx.Err())
 	}
 	b.vm = nil
+	if v.mn != nil {
+		v.mn.close()
+	}
 	if err := clearPower(b.opts.Dir); err != nil {
 		b.logger.Warn("qemu power file", "err", err)
 	}
@@ -252,6 +328,10 @@ func (b *Board) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errs := []error{b.off(ctx), b.con.Close()}
+	if b.nextMN != nil {
+		b.nextMN.close()
+		b.nextMN = nil
+	}
 	if b.port != nil {
 		errs = append(errs, b.port.Close())
 		b.port = nil
@@ -280,8 +360,10 @@ func (b *Board) bootImages(ctx context.Context) (jobs.Images, error) {
 }
 
 // argv is the QEMU command line of one boot: no default devices, the
-// serial port on stdio, and only what the guest needs.
-func (b *Board) argv(im jobs.Images) (string, []string) {
+// serial port on stdio, and only what the guest needs: the group network
+// on fd 3 if the board is on one, and with mn a virtio-serial port named
+// MultiNodePort on the next descriptor (the side channel).
+func (b *Board) argv(im jobs.Images, mn bool) (string, []string) {
 	arch := b.arch()
 	bin, machine, cpu, tty := "qemu-system-x86_64", "pc", "max", "ttyS0"
 	if arch == "aarch64" {
@@ -333,6 +415,15 @@ func (b *Board) argv(im jobs.Images) (string, []string) {
 	if b.port != nil {
 		args = append(args, "-netdev", "dgram,id=net0,local.type=fd,local.str=3",
 			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+b.mac)
+	}
+	if mn {
+		fd := 3
+		if b.port != nil {
+			fd = 4
+		}
+		args = append(args, "-device", "virtio-serial-pci,id=mnbus,romfile=",
+			"-chardev", fmt.Sprintf("socket,id=mn,fd=%d", fd),
+			"-device", "virtserialport,bus=mnbus.0,chardev=mn,name="+MultiNodePort)
 	}
 	if im.Rootfs != "" {
 		// In an option value, QEMU reads ",," as a comma: no path adds options.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"strconv"
 
-	"golang.org/x/sys/unix"
+	"github.com/troupe-lab/troupe/internal/sockpair"
 )
 
 // MultiNodeFD is the descriptor of the MultiNode side channel in every
@@ -32,18 +32,11 @@ type mnChannel struct {
 }
 
 func newMNChannel() (*mnChannel, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, board, err := sockpair.New("multinode")
 	if err != nil {
 		return nil, fmt.Errorf("multinode channel: %w", err)
 	}
-	h := os.NewFile(uintptr(fds[0]), "multinode-harness")
-	defer h.Close() // FileConn dups it
-	conn, err := net.FileConn(h)
-	if err != nil {
-		_ = unix.Close(fds[1])
-		return nil, fmt.Errorf("multinode channel: %w", err)
-	}
-	return &mnChannel{harness: conn, board: os.NewFile(uintptr(fds[1]), "multinode-board")}, nil
+	return &mnChannel{harness: conn, board: board}, nil
 }
 
 func (c *mnChannel) close() {

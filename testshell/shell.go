@@ -355,18 +355,47 @@ var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 	return files, nil
 })
 
-// InitOption tells Init something about the shell's terminal.
-type InitOption int
+// InitOption tells Init something about the board's shell.
+type InitOption func(*initConfig)
+
+type initConfig struct {
+	echoOff bool
+	mnPort  string
+}
 
 // EchoOff: the shell's terminal has echo off already (a sim board's
 // console: troupe owns the terminal and turns echo off after the login,
 // as a getty or an agent could). Init then starts no stty; without it,
 // Init turns echo off with "stty -echo", the way every real board's
 // shell needs it.
-const EchoOff InitOption = 1
+func EchoOff(c *initConfig) { c.echoOff = true }
 
-// Init prepares a freshly logged-in shell: no echo, no prompts, and the
-// troupe helpers installed in $TROUPE_DIR/bin — typed through the console
+// MultiNodePort: the board may have a MultiNode side channel as a
+// virtio-serial port of that name (a QEMU board's: /dev/vportNpM, its name
+// in /sys/class/virtio-ports/vportNpM/name). If the guest has it, Init
+// opens it as the helpers' descriptor, $TROUPE_MN_FD (8), for the shell
+// and all it starts, and names it in $TROUPE_MN_DEV (the helpers check
+// that descriptor 8 is still that device); if not, the helpers use the
+// console. Built-ins only: no process is started. A name that is not
+// letters, digits, '.', '_' or '-' is ignored.
+func MultiNodePort(name string) InitOption {
+	return func(c *initConfig) {
+		if portNameRE.MatchString(name) {
+			c.mnPort = name
+		}
+	}
+}
+
+var portNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// openPort is the shell code that opens the side channel's port named %s.
+const openPort = `for p in /sys/class/virtio-ports/*; do n=; read -r n 2>/dev/null <"$p/name"; ` +
+	`[ "$n" = %s ] && [ -c "/dev/${p##*/}" ] || continue; TROUPE_MN_DEV=/dev/${p##*/}; ` +
+	`exec 8<>"$TROUPE_MN_DEV" && TROUPE_MN_FD=8 && export TROUPE_MN_FD TROUPE_MN_DEV; break; done; unset p n; `
+
+// Init prepares a freshly logged-in shell: no echo, no prompts, the
+// MultiNode side channel's port opened (MultiNodePort), and the troupe
+// helpers installed in $TROUPE_DIR/bin — typed through the console
 // unless their stamp shows them there already (put there by the backend,
 // or by an earlier boot of the same board). With the stamp there, Init
 // starts one program (stty), and none on a terminal with echo off
@@ -377,12 +406,19 @@ func (s *Shell) Init(ctx context.Context, opts ...InitOption) error {
 	if err != nil {
 		return err
 	}
-	stty := "stty -echo 2>/dev/null; "
-	if slices.Contains(opts, EchoOff) {
-		stty = ""
+	var c initConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	cmd := ""
+	if !c.echoOff {
+		cmd = "stty -echo 2>/dev/null; "
+	}
+	if c.mnPort != "" {
+		cmd += fmt.Sprintf(openPort, c.mnPort)
 	}
 	sum := strings.TrimSpace(string(files[sumFile]))
-	code, err := s.Exec(ctx, stty+`PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
+	code, err := s.Exec(ctx, cmd+`PS1=''; PS2=''; TROUPE_DIR="${TMPDIR:-/tmp}/`+TmpSubdir+`"; export TROUPE_DIR; `+
 		`h=; read -r h 2>/dev/null <"$TROUPE_DIR/`+sumFile+`"; [ "$h" = `+sum+` ]`)
 	if err != nil {
 		return fmt.Errorf("init shell: %w", err)

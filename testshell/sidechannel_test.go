@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strconv"
@@ -77,6 +78,21 @@ func newMNRig(t *testing.T, mn testshell.MultiNode, serve bool) *mnRig {
 	t.Helper()
 	b, err := sim.New(sim.Options{Name: "sim-mn", Dir: t.TempDir()})
 	require.NoError(t, err)
+	return newMNRigOn(t, b, waitTO, mn, serve)
+}
+
+// rigBoard is what an mnRig needs of its board.
+type rigBoard interface {
+	boot.Power
+	Console() io.ReadWriteCloser
+	OpenMultiNodeChannel() (io.ReadWriteCloser, error)
+	Close() error
+}
+
+// newMNRigOn makes an mnRig of b, booted within bootTO and its shell
+// initialised with opts.
+func newMNRigOn(t *testing.T, b rigBoard, bootTO time.Duration, mn testshell.MultiNode, serve bool, opts ...testshell.InitOption) *mnRig {
+	t.Helper()
 	r := &mnRig{}
 	var sh *testshell.Shell
 	con := console.New(b.Console(), console.Options{OnLine: func(l string) {
@@ -113,8 +129,8 @@ func newMNRig(t *testing.T, mn testshell.MultiNode, serve bool) *mnRig {
 			}))
 		}()
 	}
-	require.NoError(t, boot.Boot(ctxT(t, waitTO), b, con, boot.DefaultPrompts()))
-	require.NoError(t, sh.Init(ctxT(t, waitTO)))
+	require.NoError(t, boot.Boot(ctxT(t, bootTO), b, con, boot.DefaultPrompts()))
+	require.NoError(t, sh.Init(ctxT(t, waitTO), opts...))
 	return r
 }
 

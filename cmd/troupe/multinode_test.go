@@ -21,6 +21,14 @@ func readLog(t *testing.T, out, node string) string {
 	return strings.ReplaceAll(string(b), "\r", "")
 }
 
+// readGroupLog returns the job's merged log (logs/group.log).
+func readGroupLog(t *testing.T, out string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "logs", "group.log"))
+	require.NoError(t, err)
+	return string(b)
+}
+
 // groupLogTime returns the time of the first group.log line of node that
 // contains text.
 func groupLogTime(t *testing.T, out, node, text string) time.Time {

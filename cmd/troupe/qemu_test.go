@@ -85,9 +85,12 @@ func TestQemuPair(t *testing.T) {
 	assert.Equal(t, "pass", got["client-0/fetch/content"], "%v", got)
 	assert.Equal(t, "pass", got["server-0/troupe/serve"], "%v", got)
 	// The server announced its address on the group network, and the
-	// client fetched from exactly that address.
-	m := regexp.MustCompile(`<LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(readLog(t, res.out, "server-0"))
+	// client fetched from exactly that address. The call went on the
+	// board's side channel (a virtio-serial port), not its console: the
+	// merged log has it, the console's log does not.
+	m := regexp.MustCompile(`server-0 <LAVA_MULTI_NODE> <LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(readGroupLog(t, res.out))
 	require.NotNil(t, m, "server-0 sent its address")
+	assert.NotContains(t, readLog(t, res.out, "server-0"), "<LAVA_MULTI_NODE>", "no MultiNode call on the console")
 	assert.Contains(t, readLog(t, res.out, "server-0"), "server-0 runs Linux "+hostKernel(t)+" at "+m[1], "the installed kernel booted")
 	for _, n := range []string{"server-0", "client-0"} {
 		assert.Contains(t, readLog(t, res.out, n), n+" login:", "the guest's own login prompt")
@@ -114,8 +117,9 @@ func TestQemuArmPair(t *testing.T) {
 	assert.Equal(t, "pass", got["server-0/troupe/serve"], "%v", got)
 	assert.Equal(t, "arm-0", nodeByName(t, r, "server-0").Board)
 	server := readLog(t, res.out, "server-0")
-	m := regexp.MustCompile(`<LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(server)
+	m := regexp.MustCompile(`server-0 <LAVA_MULTI_NODE> <LAVA_SEND ready ip=(10\.\d+\.0\.\d+) port=8080>`).FindStringSubmatch(readGroupLog(t, res.out))
 	require.NotNil(t, m, "server-0 sent its address")
+	assert.NotContains(t, server, "<LAVA_MULTI_NODE>", "the aarch64 guest's calls went on its side channel")
 	assert.Regexp(t, `server-0 runs Linux \S+-arm64 aarch64 at `+regexp.QuoteMeta(m[1]), server, "Debian's arm64 kernel booted")
 	assert.Contains(t, readLog(t, res.out, "client-0"), "client-0 runs Linux "+hostKernel(t)+" x86_64 at ")
 	assert.Contains(t, server, "server-0 login:", "the guest's own login prompt")

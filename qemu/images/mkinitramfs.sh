@@ -73,7 +73,7 @@ add() {
 	for dep in ${line#*:}; do add "$dep"; done
 	echo "$1" >>"$order"
 }
-for m in virtio virtio_ring virtio_pci virtio_net virtio_blk; do
+for m in virtio virtio_ring virtio_pci virtio_net virtio_blk virtio_console; do
 	path=$(grep -o "^[^:]*/$m\.ko[^:]*:" "$moddir/modules.dep" | head -n 1 | tr -d :) || true
 	[ -n "$path" ] && add "$path"
 done

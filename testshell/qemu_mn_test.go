@@ -1,0 +1,75 @@
+package testshell_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupe-lab/troupe/internal/testenv"
+	"github.com/troupe-lab/troupe/lab"
+	"github.com/troupe-lab/troupe/qemu"
+	"github.com/troupe-lab/troupe/testshell"
+)
+
+// qemuBootTO bounds a QEMU board's boot under TCG.
+const qemuBootTO = 60 * time.Second
+
+// newQemuMNRig is an mnRig of a QEMU board (the default images) whose
+// shell's Init is told of the side channel's port, as the board actor
+// tells it.
+func newQemuMNRig(t *testing.T, mn testshell.MultiNode, serve bool) *mnRig {
+	t.Helper()
+	if err := qemu.Missing(); err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := qemu.DefaultImages(ctx, "x86_64", "")
+	require.NoError(t, err)
+	b, err := qemu.Open(lab.Board{Name: "vm-mn", DeviceType: "qemu-x86_64", Backend: lab.QemuBackend,
+		Qemu: &lab.Qemu{Arch: "x86_64", Memory: lab.DefaultQemuMemory, CPUs: 1}}, qemu.Options{})
+	require.NoError(t, err)
+	return newMNRigOn(t, b, qemuBootTO, mn, serve, testshell.MultiNodePort(qemu.MultiNodePort))
+}
+
+// TestQemuSideChannelMultiNode: on a QEMU board the MultiNode helpers send
+// their calls on the virtio-serial port that carries the board's side
+// channel and read the replies there: nothing crosses the serial console.
+func TestQemuSideChannelMultiNode(t *testing.T) {
+	mn := &fakeMN{}
+	r := newQemuMNRig(t, mn, true)
+	con := runMNScript(t, r)
+	assert.NotContains(t, con, "_COMPLETE", "no reply on the console")
+	assert.Len(t, mn.requests(), 5)
+	assert.Equal(t, []string{
+		"<LAVA_MULTI_NODE> <LAVA_SEND ready ip=10.0.0.1>", "<LAVA_MULTI_NODE> <LAVA_WAIT ready>",
+		"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL all role>", "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "<LAVA_MULTI_NODE> <LAVA_SYNC s2>",
+	}, r.log())
+}
+
+// TestQemuConsoleMultiNodeFallback: a QEMU board whose guest has no side
+// channel port (none was asked for) makes its calls on the console; so
+// does a script that put another file on the channel's descriptor.
+func TestQemuConsoleMultiNodeFallback(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		serve  bool
+		prefix string
+	}{{"no port", false, ""}, {"descriptor reused", true, "exec 8>/dev/null\n"}} {
+		t.Run(c.name, func(t *testing.T) {
+			mn := &fakeMN{}
+			r := newQemuMNRig(t, mn, c.serve)
+			out := r.run(t, c.prefix+mnScript)
+			assert.Equal(t, 0, out.ExitCode)
+			con := r.console()
+			assert.Contains(t, con, "printed: k=ready")
+			assert.Contains(t, con, "program synced")
+			assert.Contains(t, con, "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "the request crossed the console")
+			assert.Len(t, mn.requests(), 5)
+			assert.Empty(t, r.log(), "nothing on the side channel")
+		})
+	}
+}
