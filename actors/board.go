@@ -151,6 +151,7 @@ func (a *boardActor) perform(ctx context.Context, m *doAction) (res *actionResul
 		}
 	case jobs.Boot:
 		a.serveSideChannel()
+		a.bootWithHelpers()
 		var err error
 		login := boot.Login(m.action.Login)
 		if b, ok := a.backend.(sessionBooter); ok {
@@ -352,6 +353,21 @@ func (a *boardActor) putHelpers() {
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not put on the board; typing them", "board", a.board.Name, "err", err)
 	}
+}
+
+// bootWithHelpers gives the test shell's helpers to a board that can boot
+// with them in place (TmpFileBooter); if that fails, Init types them.
+func (a *boardActor) bootWithHelpers() {
+	tb, ok := a.backend.(TmpFileBooter)
+	if !ok {
+		return
+	}
+	files, err := helpersUnderTmp()
+	if err != nil {
+		a.cfg.Logger.Warn("helpers not built into the board's boot; typing them", "board", a.board.Name, "err", err)
+		return
+	}
+	tb.BootWithTmpFiles(files)
 }
 
 // helpersUnderTmp is testshell.Helpers by path relative to $TMPDIR, made

@@ -43,6 +43,15 @@ type SideChanneled interface {
 	OpenMultiNodeChannel() (io.ReadWriteCloser, error)
 }
 
+// TmpFileBooter is a backend whose boots can start with files already in
+// the board shell's $TMPDIR (QEMU boards: built into their default
+// initramfs): before each boot the board actor gives it the test shell's
+// helpers, which Init then finds instead of typing them. The files are
+// only read: the same map is given to every board.
+type TmpFileBooter interface {
+	BootWithTmpFiles(files map[string][]byte)
+}
+
 // MultiNodePorted is a SideChanneled backend whose guest has the side
 // channel as a virtio-serial port of that name (QEMU boards): the test
 // shell's Init opens it for the helpers (testshell.MultiNodePort).

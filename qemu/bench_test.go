@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/troupe-lab/troupe/qemu"
 	"github.com/troupe-lab/troupe/report"
 	"github.com/troupe-lab/troupe/runner"
+	"github.com/troupe-lab/troupe/testshell"
 )
 
 // Whole QEMU jobs through runner.Run on examples/labs/qemu.toml: wall time
@@ -71,9 +73,23 @@ run = '''
 `, script.String())
 }
 
+// helpersUnderTmp are the files the board actor has built into the
+// default images (the test shell's helpers): built before the clock starts.
+func helpersUnderTmp(b *testing.B) map[string][]byte {
+	files, err := testshell.Helpers()
+	if err != nil {
+		b.Fatal(err)
+	}
+	under := map[string][]byte{}
+	for n, data := range files {
+		under[path.Join(testshell.TmpSubdir, n)] = data
+	}
+	return under
+}
+
 func BenchmarkQemuJob(b *testing.B) {
 	needQemu(b)
-	if _, err := qemu.DefaultImages(context.Background(), "x86_64", ""); err != nil {
+	if _, err := qemu.DefaultImages(context.Background(), "x86_64", "", helpersUnderTmp(b)); err != nil {
 		b.Fatal(err)
 	}
 	l, err := lab.Load(filepath.Join("..", "examples", "labs", "qemu.toml"))
@@ -103,7 +119,7 @@ func BenchmarkQemuJob(b *testing.B) {
 	}
 	b.Run("single-aarch64", func(b *testing.B) {
 		needArm64(b)
-		if _, err := qemu.DefaultImages(context.Background(), "aarch64", ""); err != nil {
+		if _, err := qemu.DefaultImages(context.Background(), "aarch64", "", helpersUnderTmp(b)); err != nil {
 			b.Fatal(err)
 		}
 		arm, err := jobs.Parse("single-aarch64.toml", []byte(strings.Replace(singleJob, "qemu-x86_64", "qemu-aarch64", 1)))

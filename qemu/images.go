@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,12 +42,14 @@ func Arm64Dir() string {
 
 // DefaultImages returns the default images of QEMU boards of arch: a
 // Debian kernel and a busybox initramfs built for it by
-// images/mkinitramfs.sh. For x86_64 the kernel is the newest installed one
-// (/boot/vmlinuz-*); for aarch64 it is the newest one that
+// images/mkinitramfs.sh, with tmpFiles (paths relative to the guest's /tmp,
+// where its init copies them at boot: the test shell's helpers, so that
+// nothing is typed for them) in it. For x86_64 the kernel is the newest
+// installed one (/boot/vmlinuz-*); for aarch64 it is the newest one that
 // images/fetch-arm64.sh extracted into Arm64Dir()/root, with the arm64
-// busybox from there. They are built once per kernel, packages and script
-// version into cacheDir ("": the user's cache directory).
-func DefaultImages(ctx context.Context, arch, cacheDir string) (jobs.Images, error) {
+// busybox from there. They are built once per kernel, packages, script
+// version and files into cacheDir ("": the user's cache directory).
+func DefaultImages(ctx context.Context, arch, cacheDir string, tmpFiles map[string][]byte) (jobs.Images, error) {
 	sysroot, key := "/", mkinitramfs
 	switch arch {
 	case "x86_64":
@@ -59,6 +63,14 @@ func DefaultImages(ctx context.Context, arch, cacheDir string) (jobs.Images, err
 		key = append(append([]byte{}, mkinitramfs...), pkgs...)
 	default:
 		return jobs.Images{}, fmt.Errorf("default images: no default images for %s", arch)
+	}
+	names := slices.Sorted(maps.Keys(tmpFiles))
+	for _, n := range names {
+		if !filepath.IsLocal(n) {
+			return jobs.Images{}, fmt.Errorf("default %s images: file %q is not a relative path", arch, n)
+		}
+		key = fmt.Appendf(key, "\n%s %d\n", n, len(tmpFiles[n]))
+		key = append(key, tmpFiles[n]...)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(sysroot, "boot", "vmlinuz-*"))
 	if len(kernels) == 0 {
@@ -97,10 +109,24 @@ func DefaultImages(ctx context.Context, arch, cacheDir string) (jobs.Images, err
 		return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 	}
 	out := filepath.Join(tmp, "out")
-	args := []string{script, out, kver}
+	args := []string{script}
 	if sysroot != "/" {
-		args = []string{script, "-r", sysroot, out, kver}
+		args = append(args, "-r", sysroot)
 	}
+	if len(names) > 0 {
+		files := filepath.Join(tmp, "files")
+		for _, n := range names {
+			p := filepath.Join(files, n)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
+			}
+			if err := os.WriteFile(p, tmpFiles[n], 0o755); err != nil {
+				return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
+			}
+		}
+		args = append(args, "-t", files)
+	}
+	args = append(args, out, kver)
 	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return jobs.Images{}, fmt.Errorf("default %s images: mkinitramfs.sh: %w: %s", arch, err, strings.TrimSpace(string(b)))

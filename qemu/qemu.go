@@ -56,7 +56,9 @@ type Board struct {
 	addr   string       // guest address with prefix ("10.3.0.1/16"); "": none
 	mac    string
 	nextMN *mnChannel // the MultiNode side channel of the next power-on, if asked for
-	closed bool
+	// tmpFiles go in the default images' /tmp (BootWithTmpFiles).
+	tmpFiles map[string][]byte
+	closed   bool
 }
 
 // MultiNodePort is the name of the virtio-serial port that carries a
@@ -126,6 +128,16 @@ func (b *Board) OpenMultiNodeChannel() (io.ReadWriteCloser, error) {
 		old.close()
 	}
 	return conn, nil
+}
+
+// BootWithTmpFiles makes the board's boots of the default images start
+// with files (paths relative to the guest's /tmp: the test shell's
+// helpers) in /tmp, built into the initramfs (DefaultImages); images a job
+// deploys are booted as they are. files is only read.
+func (b *Board) BootWithTmpFiles(files map[string][]byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tmpFiles = files
 }
 
 // MultiNodePort names the guest's port of the side channel (see
@@ -356,7 +368,7 @@ func (b *Board) bootImages(ctx context.Context) (jobs.Images, error) {
 	if b.images != nil {
 		return *b.images, nil
 	}
-	return DefaultImages(ctx, b.arch(), b.opts.CacheDir)
+	return DefaultImages(ctx, b.arch(), b.opts.CacheDir, b.tmpFiles)
 }
 
 // argv is the QEMU command line of one boot: no default devices, the

@@ -2,6 +2,8 @@ package testshell_test
 
 import (
 	"context"
+	"path"
+	"regexp"
 	"testing"
 	"time"
 
@@ -21,18 +23,54 @@ const qemuBootTO = 60 * time.Second
 // shell's Init is told of the side channel's port, as the board actor
 // tells it.
 func newQemuMNRig(t *testing.T, mn testshell.MultiNode, serve bool) *mnRig {
+	return newQemuRig(t, mn, serve, nil)
+}
+
+// newQemuRig is newQemuMNRig whose boots start with tmpFiles in the
+// guest's /tmp (qemu.Board.BootWithTmpFiles).
+func newQemuRig(t *testing.T, mn testshell.MultiNode, serve bool, tmpFiles map[string][]byte) *mnRig {
 	t.Helper()
 	if err := qemu.Missing(); err != nil {
 		testenv.Missing(t, err.Error())
 	}
+	// Built before the boot's clock starts: the first build takes seconds.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_, err := qemu.DefaultImages(ctx, "x86_64", "")
+	_, err := qemu.DefaultImages(ctx, "x86_64", "", tmpFiles)
 	require.NoError(t, err)
 	b, err := qemu.Open(lab.Board{Name: "vm-mn", DeviceType: "qemu-x86_64", Backend: lab.QemuBackend,
 		Qemu: &lab.Qemu{Arch: "x86_64", Memory: lab.DefaultQemuMemory, CPUs: 1}}, qemu.Options{})
 	require.NoError(t, err)
+	if tmpFiles != nil {
+		b.BootWithTmpFiles(tmpFiles)
+	}
 	return newMNRigOn(t, b, qemuBootTO, mn, serve, testshell.MultiNodePort(qemu.MultiNodePort))
+}
+
+// TestQemuHelpersBuiltIn: a QEMU board whose default initramfs carries the
+// helpers (as the board actor has it built) boots with them in /tmp: Init
+// finds their stamp and types nothing more, and they work; without them
+// Init types them (a second command).
+func TestQemuHelpersBuiltIn(t *testing.T) {
+	files, err := testshell.Helpers()
+	require.NoError(t, err)
+	underTmp := map[string][]byte{}
+	for n, data := range files {
+		underTmp[path.Join(testshell.TmpSubdir, n)] = data
+	}
+	commands := regexp.MustCompile(`<TROUPE_END \S+ \d+>`)
+	for _, c := range []struct {
+		name  string
+		files map[string][]byte
+		want  int
+	}{{"built in", underTmp, 1}, {"typed", nil, 2}} {
+		t.Run(c.name, func(t *testing.T) {
+			mn := &fakeMN{}
+			r := newQemuRig(t, mn, true, c.files)
+			assert.Len(t, commands.FindAllString(r.console(), -1), c.want, "Init's commands")
+			runMNScript(t, r)
+		})
+	}
 }
 
 // TestQemuSideChannelMultiNode: on a QEMU board the MultiNode helpers send

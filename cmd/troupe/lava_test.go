@@ -190,7 +190,7 @@ func TestLAVAQemuHTTPImages(t *testing.T) {
 	needQemu(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	im, err := qemu.DefaultImages(ctx, "x86_64", "")
+	im, err := qemu.DefaultImages(ctx, "x86_64", "", nil)
 	require.NoError(t, err)
 	kernel, err := os.ReadFile(im.Kernel)
 	require.NoError(t, err)

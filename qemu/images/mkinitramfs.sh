@@ -1,5 +1,5 @@
 #!/bin/sh
-# mkinitramfs.sh [-r ROOT] OUTDIR [KERNEL_VERSION]
+# mkinitramfs.sh [-r ROOT] [-t FILES] OUTDIR [KERNEL_VERSION]
 #
 # Builds the default images of troupe's qemu boards from what Debian
 # installed (busybox-static, linux-image-cloud-amd64, cpio): OUTDIR/vmlinuz
@@ -12,20 +12,28 @@
 # aarch64 images are built, from the arm64 packages fetch-arm64.sh extracts.
 # A busybox the host cannot run installs its applet links at boot.
 #
-# The init mounts proc, sys, dev, devpts and /tmp, loads the virtio network
-# modules, configures eth0 from troupe.ip=ADDR/PREFIX on the kernel command
+# -t FILES puts the tree FILES in the guest's /tmp at every boot (troupe's
+# test-shell helpers, so that they need not be typed on the console).
+#
+# The init mounts proc, sys, dev, devpts and /tmp (and copies the -t files
+# there), loads the virtio network and console-port modules, configures eth0 from troupe.ip=ADDR/PREFIX on the kernel command
 # line (troupe.name=NAME sets the hostname), then prints "NAME login: " on
 # the console and, for any user name, starts a shell that owns the serial
 # port as its controlling tty (setsid cttyhack), so /dev/tty works. When the
 # shell exits the login prompt comes back, like a getty's.
 set -eu
 
-usage='usage: mkinitramfs.sh [-r ROOT] OUTDIR [KERNEL_VERSION]'
+usage='usage: mkinitramfs.sh [-r ROOT] [-t FILES] OUTDIR [KERNEL_VERSION]'
 sysroot=
-if [ "${1:-}" = -r ]; then
-	sysroot=${2:?$usage}
-	shift 2
-fi
+tmpfiles=
+while getopts r:t: opt; do
+	case $opt in
+	r) sysroot=$OPTARG ;;
+	t) tmpfiles=$OPTARG ;;
+	*) echo "$usage" >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
 out=${1:?$usage}
 kver=${2:-}
 if [ -n "$sysroot" ]; then
@@ -53,6 +61,10 @@ root=$work/root
 mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
 	"$root/root" "$root/var/www" "$root/lib/modules"
 cp "$busybox" "$root/bin/busybox"
+if [ -n "$tmpfiles" ]; then
+	mkdir -p "$root/lib/troupe/tmp"
+	cp -R "$tmpfiles"/. "$root/lib/troupe/tmp/"
+fi
 if apps=$("$busybox" --list 2>/dev/null); then
 	for app in $apps; do
 		[ "$app" = busybox ] || ln -s busybox "$root/bin/$app"
@@ -108,6 +120,7 @@ mount -t sysfs sys /sys
 mkdir -p /dev/pts
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
+[ -d /lib/troupe/tmp ] && cp -a /lib/troupe/tmp/. /tmp/
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/modules
 ip link set lo up
 name=board
