@@ -16,6 +16,9 @@ BenchmarkSyncJob/N=100/syncs=0-2    	       3	   2.500 s/job	   1.2 harness-cpu-
 BenchmarkSyncJob/N=100/syncs=10-2   	       3	   2.650 s/job	  31.5 barrier-interval-ms
 BenchmarkJob/hello-1+3-2   	1	0.2 s/job
 BenchmarkBroken-2   1   x ns/op
+pkg: github.com/troupe-lab/troupe/qemu
+BenchmarkQemuJob/pair-syncs=0-2         	       3	       232.4 rss-MiB/VM	         4.500 s/job	         0 ns/op
+BenchmarkQemuJob/pair-syncs=1000-2      	       3	       232.4 rss-MiB/VM	         7.000 s/job	         0 ns/op
 pkg: github.com/troupe-lab/troupe/server
 BenchmarkSubmitLoad/submitters=100/jobs=100/boards=200-2         	       1	520000000000 ns/op	        21.60 harness-cpu-ms/job	        19.25 jobs/s	       75.50 submit-p50-ms	       568.6 submit-p99-ms
 --- FAIL: BenchmarkOther
@@ -46,6 +49,8 @@ func TestTable(t *testing.T) {
 	missing := rows["1000-node job, 3 barriers: wall"]
 	require.Equal(t, "-", missing.Value, "not run")
 	assert.Equal(t, "-", missing.Met)
+	qemu := rows["barrier end to end, two QEMU boards ((1000 syncs - 0)/1000)"]
+	assert.Equal(t, Row{qemu.Figure, "2.50 ms", "(reported)", "-"}, qemu, "(7 s - 4.5 s) / 1000")
 	server := "server, 100 submitters x 100 jobs, 200 boards: "
 	assert.Equal(t, Row{server + "throughput", "19.25 jobs/s", "(reported)", "-"}, rows[server+"throughput"])
 	assert.Equal(t, "75.50 ms", rows[server+"submit p50"].Value)
