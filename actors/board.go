@@ -346,7 +346,7 @@ func (a *boardActor) putHelpers() {
 	if !ok {
 		return
 	}
-	files, err := helpersUnderTmp()
+	files, err := testshell.HelpersUnderTmp()
 	if err == nil {
 		err = fp.PutFiles(files, 0o755)
 	}
@@ -362,23 +362,13 @@ func (a *boardActor) bootWithHelpers() {
 	if !ok {
 		return
 	}
-	files, err := helpersUnderTmp()
+	files, err := testshell.HelpersUnderTmp()
 	if err != nil {
 		a.cfg.Logger.Warn("helpers not built into the board's boot; typing them", "board", a.board.Name, "err", err)
 		return
 	}
 	tb.BootWithTmpFiles(files)
 }
-
-// helpersUnderTmp is testshell.Helpers by path relative to $TMPDIR, made
-// once for every board (FilePutter.PutFiles only reads what it is given).
-var helpersUnderTmp = sync.OnceValues(func() (map[string][]byte, error) {
-	files, err := testshell.Helpers()
-	if err != nil {
-		return nil, err
-	}
-	return underTmp(files), nil
-})
 
 // EchoOffShell is a backend whose board's shell comes up on a console
 // with echo off (sim boards: troupe owns the terminal and turns echo off

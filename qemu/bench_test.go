@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,15 +75,11 @@ run = '''
 // helpersUnderTmp are the files the board actor has built into the
 // default images (the test shell's helpers): built before the clock starts.
 func helpersUnderTmp(b *testing.B) map[string][]byte {
-	files, err := testshell.Helpers()
+	files, err := testshell.HelpersUnderTmp()
 	if err != nil {
 		b.Fatal(err)
 	}
-	under := map[string][]byte{}
-	for n, data := range files {
-		under[path.Join(testshell.TmpSubdir, n)] = data
-	}
-	return under
+	return files
 }
 
 func BenchmarkQemuJob(b *testing.B) {

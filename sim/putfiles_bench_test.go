@@ -12,13 +12,9 @@ import (
 // BenchmarkPutHelpers puts the test shell's helpers on a board, as every
 // deploy does, into an emptied tmp each time.
 func BenchmarkPutHelpers(b *testing.B) {
-	files, err := testshell.Helpers()
+	under, err := testshell.HelpersUnderTmp()
 	if err != nil {
 		b.Fatal(err)
-	}
-	under := map[string][]byte{}
-	for n, d := range files {
-		under[filepath.Join(testshell.TmpSubdir, n)] = d
 	}
 	work := b.TempDir()
 	spread(b, work)

@@ -2,7 +2,6 @@ package testshell_test
 
 import (
 	"context"
-	"path"
 	"regexp"
 	"testing"
 	"time"
@@ -52,12 +51,8 @@ func newQemuRig(t *testing.T, mn testshell.MultiNode, serve bool, tmpFiles map[s
 // finds their stamp and types nothing more, and they work; without them
 // Init types them (a second command).
 func TestQemuHelpersBuiltIn(t *testing.T) {
-	files, err := testshell.Helpers()
+	underTmp, err := testshell.HelpersUnderTmp()
 	require.NoError(t, err)
-	underTmp := map[string][]byte{}
-	for n, data := range files {
-		underTmp[path.Join(testshell.TmpSubdir, n)] = data
-	}
 	commands := regexp.MustCompile(`<TROUPE_END \S+ \d+>`)
 	for _, c := range []struct {
 		name  string
@@ -82,10 +77,7 @@ func TestQemuSideChannelMultiNode(t *testing.T) {
 	con := runMNScript(t, r)
 	assert.NotContains(t, con, "_COMPLETE", "no reply on the console")
 	assert.Len(t, mn.requests(), 5)
-	assert.Equal(t, []string{
-		"<LAVA_MULTI_NODE> <LAVA_SEND ready ip=10.0.0.1>", "<LAVA_MULTI_NODE> <LAVA_WAIT ready>",
-		"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL all role>", "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "<LAVA_MULTI_NODE> <LAVA_SYNC s2>",
-	}, r.log())
+	assert.Equal(t, mnLogged, r.log())
 }
 
 // TestQemuConsoleMultiNodeFallback: a QEMU board whose guest has no side
@@ -99,15 +91,7 @@ func TestQemuConsoleMultiNodeFallback(t *testing.T) {
 	}{{"no port", false, ""}, {"descriptor reused", true, "exec 8>/dev/null\n"}} {
 		t.Run(c.name, func(t *testing.T) {
 			mn := &fakeMN{}
-			r := newQemuMNRig(t, mn, c.serve)
-			out := r.run(t, c.prefix+mnScript)
-			assert.Equal(t, 0, out.ExitCode)
-			con := r.console()
-			assert.Contains(t, con, "printed: k=ready")
-			assert.Contains(t, con, "program synced")
-			assert.Contains(t, con, "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "the request crossed the console")
-			assert.Len(t, mn.requests(), 5)
-			assert.Empty(t, r.log(), "nothing on the side channel")
+			runConsoleMN(t, newQemuMNRig(t, mn, c.serve), mn, c.prefix)
 		})
 	}
 }

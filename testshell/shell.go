@@ -355,6 +355,21 @@ var Helpers = sync.OnceValues(func() (map[string][]byte, error) {
 	return files, nil
 })
 
+// HelpersUnderTmp is Helpers by path relative to the board shell's
+// $TMPDIR (under TmpSubdir), made once: what a backend that can put files
+// on its board, or boot with them, is given. It is only read.
+var HelpersUnderTmp = sync.OnceValues(func() (map[string][]byte, error) {
+	files, err := Helpers()
+	if err != nil {
+		return nil, err
+	}
+	under := make(map[string][]byte, len(files))
+	for n, data := range files {
+		under[path.Join(TmpSubdir, n)] = data
+	}
+	return under, nil
+})
+
 // InitOption tells Init something about the board's shell.
 type InitOption func(*initConfig)
 

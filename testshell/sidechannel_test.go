@@ -193,10 +193,28 @@ func TestSideChannelMultiNode(t *testing.T) {
 		{Kind: coordinator.Sync, ID: "s1"},
 		{Kind: coordinator.Sync, ID: "s2"},
 	}, mn.requests(), "no node in a request: the channel is the node's")
-	assert.Equal(t, []string{
-		"<LAVA_MULTI_NODE> <LAVA_SEND ready ip=10.0.0.1>", "<LAVA_MULTI_NODE> <LAVA_WAIT ready>",
-		"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL all role>", "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "<LAVA_MULTI_NODE> <LAVA_SYNC s2>",
-	}, r.log())
+	assert.Equal(t, mnLogged, r.log())
+}
+
+// mnLogged is what Serve logs of mnScript's calls.
+var mnLogged = []string{
+	"<LAVA_MULTI_NODE> <LAVA_SEND ready ip=10.0.0.1>", "<LAVA_MULTI_NODE> <LAVA_WAIT ready>",
+	"<LAVA_MULTI_NODE> <LAVA_WAIT_ALL all role>", "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "<LAVA_MULTI_NODE> <LAVA_SYNC s2>",
+}
+
+// runConsoleMN runs prefix and mnScript on r and checks that the calls
+// crossed the console and got their replies there.
+func runConsoleMN(t *testing.T, r *mnRig, mn *fakeMN, prefix string) {
+	t.Helper()
+	out := r.run(t, prefix+mnScript)
+	assert.Equal(t, 0, out.ExitCode)
+	con := r.console()
+	assert.Contains(t, con, "printed: k=ready")
+	assert.Contains(t, con, "wait-all=k=all")
+	assert.Contains(t, con, "program synced")
+	assert.Contains(t, con, "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "the request crossed the console")
+	assert.Len(t, mn.requests(), 5)
+	assert.Empty(t, r.log(), "nothing on the side channel")
 }
 
 // TestConsoleMultiNodeFallback: a board without a side channel (a real
@@ -211,16 +229,7 @@ func TestConsoleMultiNodeFallback(t *testing.T) {
 	}{{"no channel", false, ""}, {"descriptor closed", true, "exec 8>&-\n"}} {
 		t.Run(c.name, func(t *testing.T) {
 			mn := &fakeMN{}
-			r := newMNRig(t, mn, c.serve)
-			out := r.run(t, c.prefix+mnScript)
-			assert.Equal(t, 0, out.ExitCode)
-			con := r.console()
-			assert.Contains(t, con, "printed: k=ready")
-			assert.Contains(t, con, "wait-all=k=all")
-			assert.Contains(t, con, "program synced")
-			assert.Contains(t, con, "<LAVA_MULTI_NODE> <LAVA_SYNC s1>", "the request crossed the console")
-			assert.Len(t, mn.requests(), 5)
-			assert.Empty(t, r.log(), "nothing on the side channel")
+			runConsoleMN(t, newMNRig(t, mn, c.serve), mn, c.prefix)
 		})
 	}
 }
