@@ -16,8 +16,10 @@
 # test-shell helpers, so that they need not be typed on the console).
 #
 # The init mounts proc, sys, dev, devpts and /tmp (and copies the -t files
-# there), loads the virtio network and console-port modules, configures eth0 from troupe.ip=ADDR/PREFIX on the kernel command
-# line (troupe.name=NAME sets the hostname), then prints "NAME login: " on
+# there), loads the virtio network and console-port modules (the latter:
+# the MultiNode side channel's port), configures eth0 from
+# troupe.ip=ADDR/PREFIX on the kernel command line (troupe.name=NAME sets
+# the hostname), then prints "NAME login: " on
 # the console and, for any user name, starts a shell that owns the serial
 # port as its controlling tty (setsid cttyhack), so /dev/tty works. When the
 # shell exits the login prompt comes back, like a getty's.
