@@ -19,6 +19,7 @@ import (
 	"github.com/troupe-lab/troupe/internal/testenv"
 	"github.com/troupe-lab/troupe/qemu"
 	"github.com/troupe-lab/troupe/report"
+	"github.com/troupe-lab/troupe/workers"
 )
 
 // needQemu skips a QEMU test where QEMU or a kernel is missing, or fails
@@ -314,4 +315,82 @@ func qemuOf(t *testing.T, node string) int {
 func qemuAlive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	return err == nil && !regexp.MustCompile(`(?m)^State:\s+Z`).Match(b)
+}
+
+// workersQemuJob: two QEMU nodes that talk through the coordinator only
+// (a worker's QEMU boards have no group network: see README, Workers).
+const workersQemuJob = `name = "worker-qemu"
+timeout = "3m"
+
+[roles.server]
+device_type = "qemu-x86_64"
+
+[roles.client]
+device_type = "qemu-x86_64"
+
+[[action]]
+type = "boot"
+timeout = "90s"
+
+[[action]]
+type = "test"
+name = "talk"
+timeout = "60s"
+run = '''
+if [ "$TROUPE_ROLE" = server ]; then
+	troupe-send ready port=8080
+else
+	troupe-test-case ready --shell test "$(troupe-wait ready)" = port=8080
+fi
+troupe-test-case synced --shell troupe-sync done
+'''
+`
+
+// TestWorkersQemuPair: two QEMU boards of a worker (its board actors run
+// there, over its own QEMU backends): the job passes, the guests'
+// MultiNode calls went on their side channels (in the merged log, not on
+// the consoles) and their helpers were not typed (Init's first command
+// found them).
+func TestWorkersQemuPair(t *testing.T) {
+	t.Parallel()
+	needQemu(t)
+	ca := labCA(t, "w1")
+	lab := filepath.Join(t.TempDir(), "lab.toml")
+	require.NoError(t, os.WriteFile(lab, []byte(`[[board]]
+name = "wvm-0"
+device_type = "qemu-x86_64"
+backend = "qemu"
+[board.qemu]
+arch = "x86_64"
+
+[[board]]
+name = "wvm-1"
+device_type = "qemu-x86_64"
+backend = "qemu"
+[board.qemu]
+arch = "x86_64"
+`), 0o644))
+	addr, data := freeAddr(t), t.TempDir()
+	srv := startServe(t, "--data", data, "--workers", addr, "--tls", ca)
+	startWorkerProc(t, "--server", addr, "--lab", lab, "--name", "w1", "--tls", ca, "--data", t.TempDir())
+	waitWorkers(t, srv.url, "the worker joined", func(ws map[string]workers.WorkerStatus) bool {
+		return ws["w1"].Connected
+	}, 60*time.Second)
+	id := submitJob(t, srv.url, workersQemuJob)
+	j := waitEnded(t, srv.url, id, 3*time.Minute)
+	require.Equal(t, report.StatusComplete, j.Status, "%+v\n%s", j, srv.out.String())
+	require.Len(t, j.Tests, 5, "synced and talk on each node, ready on the client")
+	for _, tc := range j.Tests {
+		assert.Equal(t, report.Pass, tc.Result, "%s %s/%s", tc.Node, tc.Suite, tc.Name)
+	}
+	logs := filepath.Join(data, "jobs", id, "logs")
+	group, err := os.ReadFile(filepath.Join(logs, "group.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(group), "server-0 <LAVA_MULTI_NODE> <LAVA_SEND ready port=8080>")
+	for _, n := range []string{"server-0", "client-0"} {
+		raw, err := os.ReadFile(filepath.Join(logs, n+".log"))
+		require.NoError(t, err)
+		assert.NotContains(t, string(raw), "<LAVA_MULTI_NODE>", "%s: no MultiNode call on the console", n)
+		assert.Regexp(t, `<TROUPE_END \S+-1 0>`, string(raw), "%s: the helpers were in the guest's /tmp at boot", n)
+	}
 }
