@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/troupe-lab/troupe/coordinator"
+	"github.com/troupe-lab/troupe/jobs"
 	"github.com/troupe-lab/troupe/lab"
 	"github.com/troupe-lab/troupe/logbook"
 	"github.com/troupe-lab/troupe/testshell"
@@ -166,13 +167,29 @@ func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
 	if proxy == nil {
 		return
 	}
-	open := m
+	open, group := m, w.group(m)
 	h := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &boardHost{cfg: w.cfg, open: open, board: b, proxy: proxy, fetching: map[int32]context.CancelFunc{}}
+		return &boardHost{cfg: w.cfg, open: open, group: group, board: b, proxy: proxy, fetching: map[int32]context.CancelFunc{}}
 	}))
 	w.sessions[m.Session] = h
 	w.boardOf[h.Id], w.sessionOf[h.Id] = m.Board, m.Session
 	w.busy[m.Board] = m.Session
+}
+
+// group is the board's group as OpenBoard tells it, with the boards of
+// its nodes on this worker.
+func (w *workerBoards) group(m *workerpb.OpenBoard) lab.Group {
+	g := lab.Group{ID: m.Group, Node: m.Node, Boards: map[string]lab.Board{}, Addresses: map[string]string{}}
+	for _, n := range m.GroupNodes {
+		g.Nodes = append(g.Nodes, jobs.Node{Name: n.Name, Role: n.Role})
+		if n.Address != "" {
+			g.Addresses[n.Name] = n.Address
+		}
+		if b, ok := w.byName[n.Board]; ok {
+			g.Boards[n.Name] = b
+		}
+	}
+	return g
 }
 
 // flushEvery is how often a board host sends its console batch.
@@ -187,6 +204,7 @@ type hostChildGone struct{}
 type boardHost struct {
 	cfg     WorkerBoardsConfig
 	open    *workerpb.OpenBoard
+	group   lab.Group // the board's group, for a board with group networks
 	board   lab.Board
 	proxy   *actor.PID
 	child   *actor.PID
@@ -281,6 +299,14 @@ func (h *boardHost) start(ctx actor.Context) {
 		reply.Error = err.Error()
 		ctx.Request(h.proxy, reply)
 		return
+	}
+	if n, ok := backend.(Networked); ok && h.group.ID != "" {
+		if reply.Addrs, err = n.JoinGroup(h.group); err != nil {
+			_ = backend.Close()
+			reply.Error = fmt.Sprintf("board %s joins the group network: %v", h.board.Name, err)
+			ctx.Request(h.proxy, reply)
+			return
+		}
 	}
 	limit := 2 * h.open.LogLimit
 	if limit <= 0 {

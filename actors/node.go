@@ -117,6 +117,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			return newBoardActor(a.cfg, a.node.Name, b, backend, mn, group)
 		}))
 		a.next(ctx, 0)
+	case *remoteOpened:
+		a.opened(ctx, m)
 	case *actionResult:
 		a.result(ctx, m)
 	case *actionTimeout:
@@ -344,19 +346,33 @@ func (a *nodeActor) finish(ctx actor.Context, status, class, err string) {
 	ctx.Stop(ctx.Self())
 }
 
-// joinGroup puts a networked board on its group's network; the addresses
+// joinGroup puts a networked board on its group's network, shared with
+// the group's boards on this host (not those on workers); the addresses
 // it reports replace the configured ones of those nodes.
 func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
 	n, ok := backend.(Networked)
 	if !ok {
 		return nil
 	}
-	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.shared.nodes, Boards: a.cfg.Boards})
+	here := make(map[string]lab.Board, len(a.cfg.Boards))
+	for node, b := range a.cfg.Boards {
+		if _, remote := a.cfg.Remote[node]; !remote {
+			here[node] = b
+		}
+	}
+	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.shared.nodes, Boards: here, Addresses: a.cfg.Addresses})
 	if err != nil {
 		return err
 	}
+	a.useAddrs(addrs)
+	return nil
+}
+
+// useAddrs makes the addresses of the node's board's network replace the
+// configured ones of those nodes.
+func (a *nodeActor) useAddrs(addrs map[string]string) {
 	if len(addrs) == 0 {
-		return nil
+		return
 	}
 	a.ownAddrs = true
 	merged := make(map[string]string, len(a.cfg.Addresses))
@@ -367,7 +383,6 @@ func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
 		merged[k] = v
 	}
 	a.addrs = merged
-	return nil
 }
 
 func (a *nodeActor) stopTimer() {

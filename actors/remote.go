@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -61,16 +62,46 @@ type loseNodes struct {
 type proxyOpenTimeout struct{}
 
 // startRemote is the node actor's start for a board on a worker: its board
-// actor is a proxy that drives the worker's.
+// actor is a proxy that drives the worker's. The first action waits for
+// the worker to open the board (remoteOpened): the board may join its
+// group's network there, whose addresses the tests' environment takes.
 func (a *nodeActor) startRemote(ctx actor.Context, rb RemoteBoard) {
 	b := a.cfg.Boards[a.node.Name]
 	role, _ := a.cfg.Job.Role(a.node.Role)
 	mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
 	group := ctx.Parent()
+	members := make([]*workerpb.GroupNode, 0, len(a.shared.nodes))
+	for _, n := range a.shared.nodes {
+		gn := &workerpb.GroupNode{Name: n.Name, Role: n.Role, Address: a.cfg.Addresses[n.Name]}
+		if other, ok := a.cfg.Remote[n.Name]; ok && other.Worker == rb.Worker {
+			gn.Board = a.cfg.Boards[n.Name].Name
+		}
+		members = append(members, gn)
+	}
 	a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, next: 1,
+		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, members: members, next: 1,
 			held: map[uint64]*workerpb.ConsoleLines{}, served: map[string]*images.Reader{}, naming: map[int]context.CancelFunc{}}
 	}))
+	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: fmt.Sprintf("open board %s on worker %s", b.Name, rb.Worker)})
+}
+
+// remoteOpened is the board proxy's word that the worker opened the board
+// (err nil; addrs: its group network's addresses) or could not.
+type remoteOpened struct {
+	addrs map[string]string
+	err   error
+}
+
+// opened starts a remote node's actions once its board is open.
+func (a *nodeActor) opened(ctx actor.Context, m *remoteOpened) {
+	if a.done {
+		return
+	}
+	if m.err != nil {
+		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, m.err.Error())
+		return
+	}
+	a.useAddrs(m.addrs)
 	a.next(ctx, 0)
 }
 
@@ -86,6 +117,7 @@ type boardProxy struct {
 	rb      RemoteBoard
 	mn      mnClient
 	group   *actor.PID
+	members []*workerpb.GroupNode // the group's nodes, for OpenBoard
 	session string
 	host    *actor.PID // the worker's board host, once it opened the board
 	pending []*workerpb.DoAction
@@ -109,7 +141,8 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 		p.session = ctx.Self().Id
 		p.mnCtx, p.stopMN = context.WithCancel(context.Background())
 		ctx.Request(p.rb.Boards, &workerpb.OpenBoard{Session: p.session, Job: p.cfg.Job.Name, Node: p.node,
-			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit()})
+			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit(),
+			Group: p.group.String(), GroupNodes: p.members})
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		p.stop = p.cfg.Clock.AfterFunc(openTimeout, func() { root.Send(self, &proxyOpenTimeout{}) })
 	case *doAction:
@@ -163,6 +196,7 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 			ctx.Send(p.host, d)
 		}
 		p.pending = nil
+		ctx.Send(ctx.Parent(), &remoteOpened{addrs: p.addrs(m.Addrs)})
 	case *workerpb.ActionDone:
 		if p.ours(m.Worker, m.Session) {
 			ctx.Send(ctx.Parent(), fromPB(m))
@@ -213,13 +247,37 @@ func (p *boardProxy) disarm() {
 	}
 }
 
-// fail answers every action asked for, and every later one, with err.
+// fail tells the node the board could not be opened, and answers every
+// action asked for, and every later one, with err.
 func (p *boardProxy) fail(ctx actor.Context, err error) {
 	p.failed = err
+	ctx.Send(ctx.Parent(), &remoteOpened{err: err})
 	for _, d := range p.pending {
 		ctx.Send(ctx.Parent(), &actionResult{index: int(d.Index), err: err})
 	}
 	p.pending = nil
+}
+
+// addrs keeps, of the addresses a worker reports for its board's group
+// network, those of the group's nodes on that worker (no other node's
+// address is the worker's to give).
+func (p *boardProxy) addrs(got map[string]string) map[string]string {
+	var out map[string]string
+	for _, n := range p.members {
+		if a, ok := got[n.Name]; ok && n.Board != "" && validAddr(a) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[n.Name] = a
+		}
+	}
+	return out
+}
+
+// validAddr tells whether a is an IP address, as a worker must report.
+func validAddr(a string) bool {
+	_, err := netip.ParseAddr(a)
+	return err == nil
 }
 
 func (p *boardProxy) logLimit() int64 {

@@ -2,10 +2,14 @@ package actors_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,26 +45,48 @@ type workerLab struct {
 type worker struct {
 	name   string
 	boards []string
+	// sandboxed: its sim boards are sandboxed, on the group networks of
+	// that worker (the others are not: the actors under test, not the
+	// sandbox).
+	sandboxed bool
+	broken    bool // its boards do not open
 }
 
 // newWorkerLab is a lab of workers' boards only; the workers join in order.
 func newWorkerLab(t *testing.T, workers ...worker) *workerLab {
-	return newWorkerLabWith(t, nil, workers...)
+	return newWorkerLabWith(t, server{}, workers...)
 }
 
-// newWorkerLabWith is newWorkerLab with the server's image source.
-func newWorkerLabWith(t *testing.T, src *images.Source, workers ...worker) *workerLab {
+// server is what a workerLab's server has besides its workers: its image
+// source, and boards of its own (none: opening one is an error).
+type server struct {
+	images    *images.Source
+	boards    []lab.Board
+	open      func(node string, b lab.Board) (actors.Backend, error)
+	addresses map[string]string // board → address
+	noRetry   bool              // a job ended by an infrastructure error is not rerun
+}
+
+// newWorkerLabWith is newWorkerLab with a server of srv's.
+func newWorkerLabWith(t *testing.T, srv server, workers ...worker) *workerLab {
 	t.Helper()
 	w := &workerLab{t: t, dir: t.TempDir(), boards: map[string]*actor.PID{}}
 	w.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
-	w.lab = actors.StartLab(w.system, actors.LabConfig{Lab: &lab.Lab{File: "workers"}, Workers: true, Retries: 1, BadAfter: 1,
-		Images: src,
-		Open: func(string, lab.Board) (actors.Backend, error) {
+	open := srv.open
+	if open == nil {
+		open = func(string, lab.Board) (actors.Backend, error) {
 			t.Error("a worker's board opened on the server")
 			return nil, os.ErrNotExist
-		}})
+		}
+	}
+	retries := 1
+	if srv.noRetry {
+		retries = 0
+	}
+	w.lab = actors.StartLab(w.system, actors.LabConfig{Lab: &lab.Lab{File: "workers", Boards: srv.boards}, Workers: true, Retries: retries, BadAfter: 1,
+		Images: srv.images, Open: open, Addresses: srv.addresses})
 	for _, wk := range workers {
 		name := wk.name
 		var bs []lab.Board
@@ -70,10 +96,14 @@ func newWorkerLabWith(t *testing.T, src *images.Source, workers ...worker) *work
 		data := w.workerData(name)
 		cache, err := images.NewCache(filepath.Join(data, "images"), 0, 0)
 		require.NoError(t, err)
+		nets, unsandboxed, broken := sim.NewNetworks(), !wk.sandboxed, wk.broken
 		pid, err := w.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 			return actors.NewWorkerBoards(actors.WorkerBoardsConfig{Worker: name, Boards: bs, Images: cache,
 				Open: func(_ string, b lab.Board) (actors.Backend, error) {
-					sb, err := sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(data, "boards", b.Name), Unsandboxed: true})
+					if broken {
+						return nil, errors.New("no power here")
+					}
+					sb, err := sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(data, "boards", b.Name), Networks: nets, Unsandboxed: unsandboxed})
 					return workerSim{Board: sb, data: data}, err
 				}})
 		}), "boards-"+name)
@@ -158,7 +188,7 @@ troupe-test-case synced --shell troupe-sync done
 // through board proxies: boot, test shell, MultiNode calls and console
 // lines, in order, all reach the server's side.
 func TestRemoteBoardsRunAJob(t *testing.T) {
-	w := newWorkerLab(t, worker{"w1", []string{"w1-a"}}, worker{"w2", []string{"w2-a"}})
+	w := newWorkerLab(t, worker{name: "w1", boards: []string{"w1-a"}}, worker{name: "w2", boards: []string{"w2-a"}})
 	r, log := w.run(remotePair, nil)
 	require.Equal(t, report.StatusComplete, r.Job.Status, "%+v\n%s", r, log)
 	for _, tc := range r.Tests {
@@ -167,6 +197,143 @@ func TestRemoteBoardsRunAJob(t *testing.T) {
 	assert.Len(t, r.Tests, 5)
 	assert.Regexp(t, `(?m) left-0 hello from left-0$`, log)
 	assert.Regexp(t, `(?m) right-0 hello from right-0$`, log)
+}
+
+const remoteNetwork = `name = "net"
+timeout = "2m"
+[roles.server]
+device_type = "sim"
+tags = ["w1"]
+[roles.client]
+device_type = "sim"
+tags = ["w1"]
+[roles.far]
+device_type = "sim"
+tags = ["w2"]
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "net"
+timeout = "1m"
+run = '''
+echo "ADDR $TROUPE_NODE $TROUPE_IP"
+sed "s/^/GROUP $TROUPE_NODE /" "$TROUPE_DIR/group"
+case $TROUPE_ROLE in
+server)
+	(echo pong | nc -l -N "$TROUPE_IP" 7000 >/dev/null 2>&1 &)
+	troupe-send ready ip="$TROUPE_IP"
+	;;
+client)
+	eval "$(troupe-wait ready)"
+	troupe-test-case reach --shell sh -c "for i in 1 2 3 4 5 6 7 8 9 10; do nc -w 2 -N $ip 7000 </dev/null | grep -q pong && exit 0; sleep 0.2; done; exit 1"
+	;;
+esac
+troupe-test-case synced --shell troupe-sync done
+'''
+`
+
+// TestRemoteBoardsShareTheirWorkersNetwork: a group's sandboxed sim
+// boards on one worker join one network there, with addresses the worker
+// gives (the server has none for a worker's boards): the client reaches
+// the server's listener at the address it sent. A node on another worker
+// has its own network and address; the others' addresses are not its
+// worker's to give (empty in its group file).
+func TestRemoteBoardsShareTheirWorkersNetwork(t *testing.T) {
+	w := newWorkerLab(t, worker{name: "w1", boards: []string{"w1-a", "w1-b"}, sandboxed: true}, worker{name: "w2", boards: []string{"w2-a"}, sandboxed: true})
+	r, log := w.run(remoteNetwork, nil)
+	require.Equal(t, report.StatusComplete, r.Job.Status, "%+v\n%s", r, log)
+	got := map[string]string{}
+	for _, tc := range r.Tests {
+		got[tc.Node+"/"+tc.Name] = tc.Result
+	}
+	assert.Equal(t, report.Pass, got["client-0/reach"], "%v\n%s", got, log)
+	ip := func(node string) string {
+		m := regexp.MustCompile(`(?m) ` + node + ` ADDR ` + node + ` (\S*)$`).FindStringSubmatch(log)
+		require.NotNil(t, m, "%s's address in\n%s", node, log)
+		return m[1]
+	}
+	server, client, far := ip("server-0"), ip("client-0"), ip("far-0")
+	for _, a := range []string{server, client, far} {
+		assert.Regexp(t, `^127\.1\.0\.\d+$`, a)
+	}
+	assert.NotEqual(t, server, client)
+	assert.Regexp(t, `(?m) client-0 GROUP client-0 server-0\s+server\s+`+regexp.QuoteMeta(server)+`$`, log, "the client's group file")
+	assert.Regexp(t, `(?m) far-0 GROUP far-0 server-0\s+server\s*$`, log, "a node on another worker has no address of the server")
+	assert.Regexp(t, `(?m) far-0 GROUP far-0 far-0\s+far\s+`+regexp.QuoteMeta(far)+`$`, log)
+}
+
+// TestRemoteBoardNotOpened: a worker that cannot open its board ends the
+// node incomplete before its first action, saying so.
+func TestRemoteBoardNotOpened(t *testing.T) {
+	w := newWorkerLabWith(t, server{noRetry: true}, worker{name: "w1", boards: []string{"w1-a"}, broken: true})
+	r, log := w.run(`name = "unopened"
+timeout = "1m"
+[roles.a]
+device_type = "sim"
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "t"
+run = "true"
+`, nil)
+	require.Equal(t, report.StatusIncomplete, r.Job.Status, "%+v\n%s", r, log)
+	require.Len(t, r.Nodes, 1)
+	assert.Equal(t, "open board w1-a on worker w1: no power here", r.Nodes[0].Error)
+	assert.Equal(t, report.Infrastructure, r.Nodes[0].Class)
+	assert.Empty(t, r.Tests)
+}
+
+// joinRecorder is a server's board that records the groups it joins.
+type joinRecorder struct {
+	*sim.Board
+	joined chan lab.Group
+}
+
+func (b joinRecorder) JoinGroup(g lab.Group) (map[string]string, error) {
+	b.joined <- g
+	return b.Board.JoinGroup(g)
+}
+
+// TestServerBoardJoinsWithItsHostsBoardsOnly: a server's board of a group
+// that also has a worker's board joins a network with the server's boards
+// only (a QEMU board would otherwise give the worker's node an address on
+// the server's network), knowing the lab's addresses.
+func TestServerBoardJoinsWithItsHostsBoardsOnly(t *testing.T) {
+	joined := make(chan lab.Group, 1)
+	dir := t.TempDir()
+	w := newWorkerLabWith(t, server{
+		boards:    []lab.Board{{Name: "s-a", DeviceType: "sim", Tags: []string{"here"}, Backend: lab.Sim}},
+		addresses: map[string]string{"s-a": "127.9.0.1"},
+		open: func(_ string, b lab.Board) (actors.Backend, error) {
+			sb, err := sim.New(sim.Options{Name: b.Name, Dir: filepath.Join(dir, b.Name), Unsandboxed: true})
+			return joinRecorder{Board: sb, joined: joined}, err
+		}}, worker{name: "w1", boards: []string{"w1-a"}})
+	r, log := w.run(`name = "mixed"
+timeout = "1m"
+[roles.here]
+device_type = "sim"
+tags = ["here"]
+[roles.there]
+device_type = "sim"
+tags = ["w1"]
+[[action]]
+type = "boot"
+[[action]]
+type = "test"
+name = "t"
+run = "troupe-sync met"
+`, nil)
+	require.Equal(t, report.StatusComplete, r.Job.Status, "%+v\n%s", r, log)
+	select {
+	case g := <-joined:
+		assert.Equal(t, []string{"here-0"}, slices.Sorted(maps.Keys(g.Boards)), "the boards of the server only")
+		assert.Len(t, g.Nodes, 2, "every node of the group")
+		assert.Equal(t, "127.9.0.1", g.Addresses["here-0"])
+	default:
+		t.Fatal("the server's board joined no group")
+	}
 }
 
 const remoteLost = `name = "lost"
@@ -192,7 +359,7 @@ troupe-test-case met --shell troupe-sync met
 // "worker w1 lost", its peer waiting at a barrier is released at once
 // naming it, and the job is retried on the other worker's boards.
 func TestRemoteWorkerLost(t *testing.T) {
-	w := newWorkerLab(t, worker{"w1", []string{"w1-a"}}, worker{"w2", []string{"w2-a", "w2-b", "w2-c"}})
+	w := newWorkerLab(t, worker{name: "w1", boards: []string{"w1-a"}}, worker{name: "w2", boards: []string{"w2-a", "w2-b", "w2-c"}})
 	var lostAt time.Time
 	r, log := w.run(remoteLost, func(book *logbook.Book) {
 		_, ch, cancel := book.Subscribe(1, 1024)

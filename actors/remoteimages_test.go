@@ -47,7 +47,7 @@ func serverImage(t *testing.T, w *workerLab, size int) {
 // (never the server's path), fetched once for the job's three nodes on
 // that worker and kept under the worker's data directory by checksum.
 func TestRemoteDeployImageFromServer(t *testing.T) {
-	w := newWorkerLab(t, worker{"w1", []string{"w1-a", "w1-b", "w1-c"}})
+	w := newWorkerLab(t, worker{name: "w1", boards: []string{"w1-a", "w1-b", "w1-c"}})
 	serverImage(t, w, 3*images.ChunkSize)
 	r, log := w.run(remoteDeploy, nil)
 	require.Equal(t, report.StatusComplete, r.Job.Status, "%+v\n%s", r, log)
@@ -73,7 +73,7 @@ func TestRemoteDeployImageFromServer(t *testing.T) {
 // TestRemoteDeployImageTooBig: an image over the server's bound is
 // refused before anything crosses, naming the bound.
 func TestRemoteDeployImageTooBig(t *testing.T) {
-	w := newWorkerLabWith(t, &images.Source{MaxBytes: 64 << 10}, worker{"w1", []string{"w1-a", "w1-b", "w1-c"}})
+	w := newWorkerLabWith(t, server{images: &images.Source{MaxBytes: 64 << 10}}, worker{name: "w1", boards: []string{"w1-a", "w1-b", "w1-c"}})
 	serverImage(t, w, 100<<10)
 	r, log := w.run(remoteDeploy, nil)
 	require.NotEqual(t, report.StatusComplete, r.Job.Status, "%+v\n%s", r, log)

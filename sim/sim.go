@@ -957,8 +957,10 @@ func (b *Board) sandboxEnv(token string, mn bool) []string {
 }
 
 // JoinGroup puts the board on its group's private network (shared by the
-// group's sandboxes, reaching nothing else). The nodes keep the addresses
-// the lab gave them: all of 127.0.0.0/8 is the network's own loopback.
+// group's sandboxes on this host, reaching nothing else). The nodes keep
+// the addresses the lab gave them: all of 127.0.0.0/8 is the network's own
+// loopback. The group's sim nodes on this host that the lab gave none (a
+// worker's boards) get one there, 127.1.x.y by their place in the group.
 func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
 	if b.o.Unsandboxed {
 		return nil, nil
@@ -974,7 +976,18 @@ func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
 	if old != nil {
 		b.o.Networks.leave(old)
 	}
-	return nil, nil
+	var addrs map[string]string
+	for i, node := range g.Nodes {
+		bd, here := g.Boards[node.Name]
+		if !here || bd.Backend != lab.Sim || g.Addresses[node.Name] != "" {
+			continue
+		}
+		if addrs == nil {
+			addrs = map[string]string{}
+		}
+		addrs[node.Name] = fmt.Sprintf("127.1.%d.%d", i/250, i%250+1)
+	}
+	return addrs, nil
 }
 
 // network returns the board's network, making a private one if it has

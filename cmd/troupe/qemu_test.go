@@ -317,8 +317,9 @@ func qemuAlive(pid int) bool {
 	return err == nil && !regexp.MustCompile(`(?m)^State:\s+Z`).Match(b)
 }
 
-// workersQemuJob: two QEMU nodes that talk through the coordinator only
-// (a worker's QEMU boards have no group network: see README, Workers).
+// workersQemuJob: two QEMU nodes of a worker on their group's network
+// there: the client fetches a file from the server's httpd at the address
+// it sent.
 const workersQemuJob = `name = "worker-qemu"
 timeout = "3m"
 
@@ -338,16 +339,23 @@ name = "talk"
 timeout = "60s"
 run = '''
 if [ "$TROUPE_ROLE" = server ]; then
-	troupe-send ready port=8080
+	mkdir -p /tmp/www
+	echo "hello from $TROUPE_NODE" > /tmp/www/greeting.txt
+	httpd -p 8080 -h /tmp/www
+	troupe-send ready ip="$TROUPE_IP" port=8080
 else
-	troupe-test-case ready --shell test "$(troupe-wait ready)" = port=8080
+	eval "$(troupe-wait ready)"
+	troupe-test-case ready --shell test "$port" = 8080
+	troupe-test-case fetch --shell wget -q -O /tmp/got "http://$ip:$port/greeting.txt"
+	troupe-test-case content --shell grep -q "hello from server-0" /tmp/got
 fi
 troupe-test-case synced --shell troupe-sync done
 '''
 `
 
 // TestWorkersQemuPair: two QEMU boards of a worker (its board actors run
-// there, over its own QEMU backends): the job passes, the guests'
+// there, over its own QEMU backends): the job passes, the client reaching
+// the server over their group network on the worker; the guests'
 // MultiNode calls went on their side channels (in the merged log, not on
 // the consoles) and their helpers were not typed (Init's first command
 // found them).
@@ -379,14 +387,14 @@ arch = "x86_64"
 	id := submitJob(t, srv.url, workersQemuJob)
 	j := waitEnded(t, srv.url, id, 3*time.Minute)
 	require.Equal(t, report.StatusComplete, j.Status, "%+v\n%s", j, srv.out.String())
-	require.Len(t, j.Tests, 5, "synced and talk on each node, ready on the client")
+	require.Len(t, j.Tests, 7, "synced and talk on each node, ready, fetch and content on the client")
 	for _, tc := range j.Tests {
 		assert.Equal(t, report.Pass, tc.Result, "%s %s/%s", tc.Node, tc.Suite, tc.Name)
 	}
 	logs := filepath.Join(data, "jobs", id, "logs")
 	group, err := os.ReadFile(filepath.Join(logs, "group.log"))
 	require.NoError(t, err)
-	assert.Contains(t, string(group), "server-0 <LAVA_MULTI_NODE> <LAVA_SEND ready port=8080>")
+	assert.Regexp(t, `server-0 <LAVA_MULTI_NODE> <LAVA_SEND ready ip=10\.\d+\.0\.\d+ port=8080>`, string(group), "the server's address on its group network")
 	for _, n := range []string{"server-0", "client-0"} {
 		raw, err := os.ReadFile(filepath.Join(logs, n+".log"))
 		require.NoError(t, err)

@@ -352,6 +352,12 @@ type OpenBoard struct {
 	// log_limit: console bytes of the node the server keeps; the worker
 	// sends no more than twice that.
 	LogLimit int64 `protobuf:"varint,6,opt,name=log_limit,json=logLimit,proto3" json:"log_limit,omitempty"`
+	// group identifies the node's group among the server's running groups;
+	// group_nodes are every node of it, in the job's order. A board that
+	// has group networks (sim, QEMU) joins the group's network on its
+	// worker, shared with the group's boards on that worker only.
+	Group      string       `protobuf:"bytes,7,opt,name=group,proto3" json:"group,omitempty"`
+	GroupNodes []*GroupNode `protobuf:"bytes,8,rep,name=group_nodes,json=groupNodes,proto3" json:"group_nodes,omitempty"`
 }
 
 func (x *OpenBoard) Reset() {
@@ -428,6 +434,94 @@ func (x *OpenBoard) GetLogLimit() int64 {
 	return 0
 }
 
+func (x *OpenBoard) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *OpenBoard) GetGroupNodes() []*GroupNode {
+	if x != nil {
+		return x.GroupNodes
+	}
+	return nil
+}
+
+// GroupNode: one node of a group, for OpenBoard.
+type GroupNode struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// board: the node's board when it is on the same worker, "" otherwise.
+	Board string `protobuf:"bytes,3,opt,name=board,proto3" json:"board,omitempty"`
+	// address: the node's address as the server knows it ("" none).
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+}
+
+func (x *GroupNode) Reset() {
+	*x = GroupNode{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_workers_workerpb_worker_proto_msgTypes[6]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *GroupNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupNode) ProtoMessage() {}
+
+func (x *GroupNode) ProtoReflect() protoreflect.Message {
+	mi := &file_workers_workerpb_worker_proto_msgTypes[6]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupNode.ProtoReflect.Descriptor instead.
+func (*GroupNode) Descriptor() ([]byte, []int) {
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GroupNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupNode) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *GroupNode) GetBoard() string {
+	if x != nil {
+		return x.Board
+	}
+	return ""
+}
+
+func (x *GroupNode) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 // BoardOpened: board host → proxy; error "" opened.
 type BoardOpened struct {
 	state         protoimpl.MessageState
@@ -437,12 +531,15 @@ type BoardOpened struct {
 	Worker  string `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
 	Session string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	Error   string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// addrs: the addresses of the group's nodes on the network the board
+	// joined (node → address); they replace the server's for those nodes.
+	Addrs map[string]string `protobuf:"bytes,4,rep,name=addrs,proto3" json:"addrs,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 }
 
 func (x *BoardOpened) Reset() {
 	*x = BoardOpened{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[6]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[7]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -455,7 +552,7 @@ func (x *BoardOpened) String() string {
 func (*BoardOpened) ProtoMessage() {}
 
 func (x *BoardOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[6]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[7]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +565,7 @@ func (x *BoardOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BoardOpened.ProtoReflect.Descriptor instead.
 func (*BoardOpened) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{6}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BoardOpened) GetWorker() string {
@@ -492,6 +589,13 @@ func (x *BoardOpened) GetError() string {
 	return ""
 }
 
+func (x *BoardOpened) GetAddrs() map[string]string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
 type KV struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -504,7 +608,7 @@ type KV struct {
 func (x *KV) Reset() {
 	*x = KV{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[7]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[8]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -517,7 +621,7 @@ func (x *KV) String() string {
 func (*KV) ProtoMessage() {}
 
 func (x *KV) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[7]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[8]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +634,7 @@ func (x *KV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KV.ProtoReflect.Descriptor instead.
 func (*KV) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{7}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KV) GetKey() string {
@@ -561,7 +665,7 @@ type Request struct {
 func (x *Request) Reset() {
 	*x = Request{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[8]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[9]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -574,7 +678,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[8]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[9]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +691,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{8}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Request) GetKind() string {
@@ -635,7 +739,7 @@ type DoAction struct {
 func (x *DoAction) Reset() {
 	*x = DoAction{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[9]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[10]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -648,7 +752,7 @@ func (x *DoAction) String() string {
 func (*DoAction) ProtoMessage() {}
 
 func (x *DoAction) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[9]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[10]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +765,7 @@ func (x *DoAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoAction.ProtoReflect.Descriptor instead.
 func (*DoAction) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{9}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DoAction) GetSession() string {
@@ -754,7 +858,7 @@ type AbortAction struct {
 func (x *AbortAction) Reset() {
 	*x = AbortAction{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[10]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[11]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -767,7 +871,7 @@ func (x *AbortAction) String() string {
 func (*AbortAction) ProtoMessage() {}
 
 func (x *AbortAction) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[10]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[11]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +884,7 @@ func (x *AbortAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortAction.ProtoReflect.Descriptor instead.
 func (*AbortAction) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{10}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AbortAction) GetSession() string {
@@ -812,7 +916,7 @@ type Case struct {
 func (x *Case) Reset() {
 	*x = Case{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[11]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -825,7 +929,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[11]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +942,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{11}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Case) GetName() string {
@@ -896,7 +1000,7 @@ type ActionDone struct {
 func (x *ActionDone) Reset() {
 	*x = ActionDone{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[12]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -909,7 +1013,7 @@ func (x *ActionDone) String() string {
 func (*ActionDone) ProtoMessage() {}
 
 func (x *ActionDone) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[12]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1026,7 @@ func (x *ActionDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionDone.ProtoReflect.Descriptor instead.
 func (*ActionDone) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{12}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ActionDone) GetWorker() string {
@@ -1000,7 +1104,7 @@ type Line struct {
 func (x *Line) Reset() {
 	*x = Line{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[13]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1013,7 +1117,7 @@ func (x *Line) String() string {
 func (*Line) ProtoMessage() {}
 
 func (x *Line) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[13]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1130,7 @@ func (x *Line) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Line.ProtoReflect.Descriptor instead.
 func (*Line) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{13}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Line) GetTimeUnixNano() int64 {
@@ -1060,7 +1164,7 @@ type ConsoleLines struct {
 func (x *ConsoleLines) Reset() {
 	*x = ConsoleLines{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[14]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1073,7 +1177,7 @@ func (x *ConsoleLines) String() string {
 func (*ConsoleLines) ProtoMessage() {}
 
 func (x *ConsoleLines) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[14]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1190,7 @@ func (x *ConsoleLines) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleLines.ProtoReflect.Descriptor instead.
 func (*ConsoleLines) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{14}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConsoleLines) GetWorker() string {
@@ -1142,7 +1246,7 @@ type MnCall struct {
 func (x *MnCall) Reset() {
 	*x = MnCall{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[15]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1155,7 +1259,7 @@ func (x *MnCall) String() string {
 func (*MnCall) ProtoMessage() {}
 
 func (x *MnCall) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[15]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1272,7 @@ func (x *MnCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MnCall.ProtoReflect.Descriptor instead.
 func (*MnCall) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{15}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MnCall) GetWorker() string {
@@ -1233,7 +1337,7 @@ type MnMessage struct {
 func (x *MnMessage) Reset() {
 	*x = MnMessage{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[16]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1246,7 +1350,7 @@ func (x *MnMessage) String() string {
 func (*MnMessage) ProtoMessage() {}
 
 func (x *MnMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[16]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1363,7 @@ func (x *MnMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MnMessage.ProtoReflect.Descriptor instead.
 func (*MnMessage) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{16}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MnMessage) GetSender() string {
@@ -1300,7 +1404,7 @@ type MnReply struct {
 func (x *MnReply) Reset() {
 	*x = MnReply{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[17]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1313,7 +1417,7 @@ func (x *MnReply) String() string {
 func (*MnReply) ProtoMessage() {}
 
 func (x *MnReply) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[17]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1430,7 @@ func (x *MnReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MnReply.ProtoReflect.Descriptor instead.
 func (*MnReply) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{17}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MnReply) GetSession() string {
@@ -1384,7 +1488,7 @@ type CloseBoard struct {
 func (x *CloseBoard) Reset() {
 	*x = CloseBoard{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[18]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1397,7 +1501,7 @@ func (x *CloseBoard) String() string {
 func (*CloseBoard) ProtoMessage() {}
 
 func (x *CloseBoard) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[18]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1514,7 @@ func (x *CloseBoard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseBoard.ProtoReflect.Descriptor instead.
 func (*CloseBoard) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{18}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CloseBoard) GetSession() string {
@@ -1435,7 +1539,7 @@ type BoardClosed struct {
 func (x *BoardClosed) Reset() {
 	*x = BoardClosed{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[19]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1448,7 +1552,7 @@ func (x *BoardClosed) String() string {
 func (*BoardClosed) ProtoMessage() {}
 
 func (x *BoardClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[19]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1565,7 @@ func (x *BoardClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BoardClosed.ProtoReflect.Descriptor instead.
 func (*BoardClosed) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{19}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BoardClosed) GetWorker() string {
@@ -1502,7 +1606,7 @@ type ImageRef struct {
 func (x *ImageRef) Reset() {
 	*x = ImageRef{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[20]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1515,7 +1619,7 @@ func (x *ImageRef) String() string {
 func (*ImageRef) ProtoMessage() {}
 
 func (x *ImageRef) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[20]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1632,7 @@ func (x *ImageRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageRef.ProtoReflect.Descriptor instead.
 func (*ImageRef) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{20}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ImageRef) GetField() string {
@@ -1582,7 +1686,7 @@ type FetchImage struct {
 func (x *FetchImage) Reset() {
 	*x = FetchImage{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[21]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[22]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1595,7 +1699,7 @@ func (x *FetchImage) String() string {
 func (*FetchImage) ProtoMessage() {}
 
 func (x *FetchImage) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[21]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[22]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1712,7 @@ func (x *FetchImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchImage.ProtoReflect.Descriptor instead.
 func (*FetchImage) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{21}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchImage) GetWorker() string {
@@ -1656,7 +1760,7 @@ type ImageChunk struct {
 func (x *ImageChunk) Reset() {
 	*x = ImageChunk{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[22]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[23]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1669,7 +1773,7 @@ func (x *ImageChunk) String() string {
 func (*ImageChunk) ProtoMessage() {}
 
 func (x *ImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[22]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[23]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1786,7 @@ func (x *ImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
 func (*ImageChunk) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{22}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ImageChunk) GetSession() string {
@@ -1735,7 +1839,7 @@ type PowerBoard struct {
 func (x *PowerBoard) Reset() {
 	*x = PowerBoard{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[23]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[24]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1748,7 +1852,7 @@ func (x *PowerBoard) String() string {
 func (*PowerBoard) ProtoMessage() {}
 
 func (x *PowerBoard) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[23]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[24]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1865,7 @@ func (x *PowerBoard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerBoard.ProtoReflect.Descriptor instead.
 func (*PowerBoard) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{23}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PowerBoard) GetBoard() string {
@@ -1803,7 +1907,7 @@ type PowerDone struct {
 func (x *PowerDone) Reset() {
 	*x = PowerDone{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[24]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[25]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1816,7 +1920,7 @@ func (x *PowerDone) String() string {
 func (*PowerDone) ProtoMessage() {}
 
 func (x *PowerDone) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[24]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[25]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1933,7 @@ func (x *PowerDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerDone.ProtoReflect.Descriptor instead.
 func (*PowerDone) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{24}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PowerDone) GetWorker() string {
@@ -1882,7 +1986,7 @@ type OpenConsole struct {
 func (x *OpenConsole) Reset() {
 	*x = OpenConsole{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[25]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[26]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1895,7 +1999,7 @@ func (x *OpenConsole) String() string {
 func (*OpenConsole) ProtoMessage() {}
 
 func (x *OpenConsole) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[25]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[26]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2012,7 @@ func (x *OpenConsole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenConsole.ProtoReflect.Descriptor instead.
 func (*OpenConsole) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{25}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenConsole) GetSession() string {
@@ -1940,7 +2044,7 @@ type ConsoleOpened struct {
 func (x *ConsoleOpened) Reset() {
 	*x = ConsoleOpened{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[26]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[27]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1953,7 +2057,7 @@ func (x *ConsoleOpened) String() string {
 func (*ConsoleOpened) ProtoMessage() {}
 
 func (x *ConsoleOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[26]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[27]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2070,7 @@ func (x *ConsoleOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleOpened.ProtoReflect.Descriptor instead.
 func (*ConsoleOpened) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{26}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConsoleOpened) GetWorker() string {
@@ -2010,7 +2114,7 @@ type ConsoleInput struct {
 func (x *ConsoleInput) Reset() {
 	*x = ConsoleInput{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[27]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[28]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -2023,7 +2127,7 @@ func (x *ConsoleInput) String() string {
 func (*ConsoleInput) ProtoMessage() {}
 
 func (x *ConsoleInput) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[27]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[28]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2140,7 @@ func (x *ConsoleInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleInput.ProtoReflect.Descriptor instead.
 func (*ConsoleInput) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{27}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConsoleInput) GetSession() string {
@@ -2071,7 +2175,7 @@ type ConsoleOutput struct {
 func (x *ConsoleOutput) Reset() {
 	*x = ConsoleOutput{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[28]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[29]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -2084,7 +2188,7 @@ func (x *ConsoleOutput) String() string {
 func (*ConsoleOutput) ProtoMessage() {}
 
 func (x *ConsoleOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[28]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[29]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2201,7 @@ func (x *ConsoleOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleOutput.ProtoReflect.Descriptor instead.
 func (*ConsoleOutput) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{28}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConsoleOutput) GetWorker() string {
@@ -2154,7 +2258,7 @@ type CloseConsole struct {
 func (x *CloseConsole) Reset() {
 	*x = CloseConsole{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_workers_workerpb_worker_proto_msgTypes[29]
+		mi := &file_workers_workerpb_worker_proto_msgTypes[30]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -2167,7 +2271,7 @@ func (x *CloseConsole) String() string {
 func (*CloseConsole) ProtoMessage() {}
 
 func (x *CloseConsole) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_workerpb_worker_proto_msgTypes[29]
+	mi := &file_workers_workerpb_worker_proto_msgTypes[30]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2284,7 @@ func (x *CloseConsole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConsole.ProtoReflect.Descriptor instead.
 func (*CloseConsole) Descriptor() ([]byte, []int) {
-	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{29}
+	return file_workers_workerpb_worker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseConsole) GetSession() string {
@@ -2223,7 +2327,7 @@ var file_workers_workerpb_worker_proto_rawDesc = []byte{
 	0x52, 0x0b, 0x69, 0x6e, 0x63, 0x61, 0x72, 0x6e, 0x61, 0x74, 0x69, 0x6f, 0x6e, 0x22, 0x24, 0x0a,
 	0x0c, 0x48, 0x65, 0x61, 0x72, 0x74, 0x62, 0x65, 0x61, 0x74, 0x41, 0x63, 0x6b, 0x12, 0x14, 0x0a,
 	0x05, 0x6b, 0x6e, 0x6f, 0x77, 0x6e, 0x18, 0x01, 0x20, 0x01, 0x28, 0x08, 0x52, 0x05, 0x6b, 0x6e,
-	0x6f, 0x77, 0x6e, 0x22, 0xa2, 0x01, 0x0a, 0x09, 0x4f, 0x70, 0x65, 0x6e, 0x42, 0x6f, 0x61, 0x72,
+	0x6f, 0x77, 0x6e, 0x22, 0xf4, 0x01, 0x0a, 0x09, 0x4f, 0x70, 0x65, 0x6e, 0x42, 0x6f, 0x61, 0x72,
 	0x64, 0x12, 0x18, 0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x01, 0x20, 0x01,
 	0x28, 0x09, 0x52, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x10, 0x0a, 0x03, 0x6a,
 	0x6f, 0x62, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x03, 0x6a, 0x6f, 0x62, 0x12, 0x12, 0x0a,
@@ -2233,12 +2337,31 @@ var file_workers_workerpb_worker_proto_rawDesc = []byte{
 	0x6d, 0x65, 0x6f, 0x75, 0x74, 0x5f, 0x6d, 0x73, 0x18, 0x05, 0x20, 0x01, 0x28, 0x03, 0x52, 0x0b,
 	0x6d, 0x6e, 0x54, 0x69, 0x6d, 0x65, 0x6f, 0x75, 0x74, 0x4d, 0x73, 0x12, 0x1b, 0x0a, 0x09, 0x6c,
 	0x6f, 0x67, 0x5f, 0x6c, 0x69, 0x6d, 0x69, 0x74, 0x18, 0x06, 0x20, 0x01, 0x28, 0x03, 0x52, 0x08,
-	0x6c, 0x6f, 0x67, 0x4c, 0x69, 0x6d, 0x69, 0x74, 0x22, 0x55, 0x0a, 0x0b, 0x42, 0x6f, 0x61, 0x72,
-	0x64, 0x4f, 0x70, 0x65, 0x6e, 0x65, 0x64, 0x12, 0x16, 0x0a, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65,
-	0x72, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x12,
-	0x18, 0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09,
-	0x52, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72,
-	0x6f, 0x72, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x22,
+	0x6c, 0x6f, 0x67, 0x4c, 0x69, 0x6d, 0x69, 0x74, 0x12, 0x14, 0x0a, 0x05, 0x67, 0x72, 0x6f, 0x75,
+	0x70, 0x18, 0x07, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x67, 0x72, 0x6f, 0x75, 0x70, 0x12, 0x3a,
+	0x0a, 0x0b, 0x67, 0x72, 0x6f, 0x75, 0x70, 0x5f, 0x6e, 0x6f, 0x64, 0x65, 0x73, 0x18, 0x08, 0x20,
+	0x03, 0x28, 0x0b, 0x32, 0x19, 0x2e, 0x74, 0x72, 0x6f, 0x75, 0x70, 0x65, 0x2e, 0x77, 0x6f, 0x72,
+	0x6b, 0x65, 0x72, 0x73, 0x2e, 0x47, 0x72, 0x6f, 0x75, 0x70, 0x4e, 0x6f, 0x64, 0x65, 0x52, 0x0a,
+	0x67, 0x72, 0x6f, 0x75, 0x70, 0x4e, 0x6f, 0x64, 0x65, 0x73, 0x22, 0x63, 0x0a, 0x09, 0x47, 0x72,
+	0x6f, 0x75, 0x70, 0x4e, 0x6f, 0x64, 0x65, 0x12, 0x12, 0x0a, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18,
+	0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x12, 0x12, 0x0a, 0x04, 0x72,
+	0x6f, 0x6c, 0x65, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x72, 0x6f, 0x6c, 0x65, 0x12,
+	0x14, 0x0a, 0x05, 0x62, 0x6f, 0x61, 0x72, 0x64, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05,
+	0x62, 0x6f, 0x61, 0x72, 0x64, 0x12, 0x18, 0x0a, 0x07, 0x61, 0x64, 0x64, 0x72, 0x65, 0x73, 0x73,
+	0x18, 0x04, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x61, 0x64, 0x64, 0x72, 0x65, 0x73, 0x73, 0x22,
+	0xcd, 0x01, 0x0a, 0x0b, 0x42, 0x6f, 0x61, 0x72, 0x64, 0x4f, 0x70, 0x65, 0x6e, 0x65, 0x64, 0x12,
+	0x16, 0x0a, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52,
+	0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x12, 0x18, 0x0a, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69,
+	0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f,
+	0x6e, 0x12, 0x14, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09,
+	0x52, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x12, 0x3c, 0x0a, 0x05, 0x61, 0x64, 0x64, 0x72, 0x73,
+	0x18, 0x04, 0x20, 0x03, 0x28, 0x0b, 0x32, 0x26, 0x2e, 0x74, 0x72, 0x6f, 0x75, 0x70, 0x65, 0x2e,
+	0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x73, 0x2e, 0x42, 0x6f, 0x61, 0x72, 0x64, 0x4f, 0x70, 0x65,
+	0x6e, 0x65, 0x64, 0x2e, 0x41, 0x64, 0x64, 0x72, 0x73, 0x45, 0x6e, 0x74, 0x72, 0x79, 0x52, 0x05,
+	0x61, 0x64, 0x64, 0x72, 0x73, 0x1a, 0x38, 0x0a, 0x0a, 0x41, 0x64, 0x64, 0x72, 0x73, 0x45, 0x6e,
+	0x74, 0x72, 0x79, 0x12, 0x10, 0x0a, 0x03, 0x6b, 0x65, 0x79, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09,
+	0x52, 0x03, 0x6b, 0x65, 0x79, 0x12, 0x14, 0x0a, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x18, 0x02,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x3a, 0x02, 0x38, 0x01, 0x22,
 	0x2c, 0x0a, 0x02, 0x4b, 0x56, 0x12, 0x10, 0x0a, 0x03, 0x6b, 0x65, 0x79, 0x18, 0x01, 0x20, 0x01,
 	0x28, 0x09, 0x52, 0x03, 0x6b, 0x65, 0x79, 0x12, 0x14, 0x0a, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65,
 	0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x22, 0x41, 0x0a,
@@ -2437,7 +2560,7 @@ func file_workers_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_workers_workerpb_worker_proto_rawDescData
 }
 
-var file_workers_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_workers_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_workers_workerpb_worker_proto_goTypes = []interface{}{
 	(*Board)(nil),         // 0: troupe.workers.Board
 	(*Register)(nil),      // 1: troupe.workers.Register
@@ -2445,49 +2568,53 @@ var file_workers_workerpb_worker_proto_goTypes = []interface{}{
 	(*Heartbeat)(nil),     // 3: troupe.workers.Heartbeat
 	(*HeartbeatAck)(nil),  // 4: troupe.workers.HeartbeatAck
 	(*OpenBoard)(nil),     // 5: troupe.workers.OpenBoard
-	(*BoardOpened)(nil),   // 6: troupe.workers.BoardOpened
-	(*KV)(nil),            // 7: troupe.workers.KV
-	(*Request)(nil),       // 8: troupe.workers.Request
-	(*DoAction)(nil),      // 9: troupe.workers.DoAction
-	(*AbortAction)(nil),   // 10: troupe.workers.AbortAction
-	(*Case)(nil),          // 11: troupe.workers.Case
-	(*ActionDone)(nil),    // 12: troupe.workers.ActionDone
-	(*Line)(nil),          // 13: troupe.workers.Line
-	(*ConsoleLines)(nil),  // 14: troupe.workers.ConsoleLines
-	(*MnCall)(nil),        // 15: troupe.workers.MnCall
-	(*MnMessage)(nil),     // 16: troupe.workers.MnMessage
-	(*MnReply)(nil),       // 17: troupe.workers.MnReply
-	(*CloseBoard)(nil),    // 18: troupe.workers.CloseBoard
-	(*BoardClosed)(nil),   // 19: troupe.workers.BoardClosed
-	(*ImageRef)(nil),      // 20: troupe.workers.ImageRef
-	(*FetchImage)(nil),    // 21: troupe.workers.FetchImage
-	(*ImageChunk)(nil),    // 22: troupe.workers.ImageChunk
-	(*PowerBoard)(nil),    // 23: troupe.workers.PowerBoard
-	(*PowerDone)(nil),     // 24: troupe.workers.PowerDone
-	(*OpenConsole)(nil),   // 25: troupe.workers.OpenConsole
-	(*ConsoleOpened)(nil), // 26: troupe.workers.ConsoleOpened
-	(*ConsoleInput)(nil),  // 27: troupe.workers.ConsoleInput
-	(*ConsoleOutput)(nil), // 28: troupe.workers.ConsoleOutput
-	(*CloseConsole)(nil),  // 29: troupe.workers.CloseConsole
-	nil,                   // 30: troupe.workers.DoAction.FixupEntry
-	nil,                   // 31: troupe.workers.DoAction.FilesEntry
+	(*GroupNode)(nil),     // 6: troupe.workers.GroupNode
+	(*BoardOpened)(nil),   // 7: troupe.workers.BoardOpened
+	(*KV)(nil),            // 8: troupe.workers.KV
+	(*Request)(nil),       // 9: troupe.workers.Request
+	(*DoAction)(nil),      // 10: troupe.workers.DoAction
+	(*AbortAction)(nil),   // 11: troupe.workers.AbortAction
+	(*Case)(nil),          // 12: troupe.workers.Case
+	(*ActionDone)(nil),    // 13: troupe.workers.ActionDone
+	(*Line)(nil),          // 14: troupe.workers.Line
+	(*ConsoleLines)(nil),  // 15: troupe.workers.ConsoleLines
+	(*MnCall)(nil),        // 16: troupe.workers.MnCall
+	(*MnMessage)(nil),     // 17: troupe.workers.MnMessage
+	(*MnReply)(nil),       // 18: troupe.workers.MnReply
+	(*CloseBoard)(nil),    // 19: troupe.workers.CloseBoard
+	(*BoardClosed)(nil),   // 20: troupe.workers.BoardClosed
+	(*ImageRef)(nil),      // 21: troupe.workers.ImageRef
+	(*FetchImage)(nil),    // 22: troupe.workers.FetchImage
+	(*ImageChunk)(nil),    // 23: troupe.workers.ImageChunk
+	(*PowerBoard)(nil),    // 24: troupe.workers.PowerBoard
+	(*PowerDone)(nil),     // 25: troupe.workers.PowerDone
+	(*OpenConsole)(nil),   // 26: troupe.workers.OpenConsole
+	(*ConsoleOpened)(nil), // 27: troupe.workers.ConsoleOpened
+	(*ConsoleInput)(nil),  // 28: troupe.workers.ConsoleInput
+	(*ConsoleOutput)(nil), // 29: troupe.workers.ConsoleOutput
+	(*CloseConsole)(nil),  // 30: troupe.workers.CloseConsole
+	nil,                   // 31: troupe.workers.BoardOpened.AddrsEntry
+	nil,                   // 32: troupe.workers.DoAction.FixupEntry
+	nil,                   // 33: troupe.workers.DoAction.FilesEntry
 }
 var file_workers_workerpb_worker_proto_depIdxs = []int32{
 	0,  // 0: troupe.workers.Register.boards:type_name -> troupe.workers.Board
-	30, // 1: troupe.workers.DoAction.fixup:type_name -> troupe.workers.DoAction.FixupEntry
-	8,  // 2: troupe.workers.DoAction.before:type_name -> troupe.workers.Request
-	7,  // 3: troupe.workers.DoAction.env:type_name -> troupe.workers.KV
-	31, // 4: troupe.workers.DoAction.files:type_name -> troupe.workers.DoAction.FilesEntry
-	20, // 5: troupe.workers.DoAction.images:type_name -> troupe.workers.ImageRef
-	11, // 6: troupe.workers.ActionDone.cases:type_name -> troupe.workers.Case
-	13, // 7: troupe.workers.ConsoleLines.lines:type_name -> troupe.workers.Line
-	7,  // 8: troupe.workers.MnCall.data:type_name -> troupe.workers.KV
-	16, // 9: troupe.workers.MnReply.data:type_name -> troupe.workers.MnMessage
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 1: troupe.workers.OpenBoard.group_nodes:type_name -> troupe.workers.GroupNode
+	31, // 2: troupe.workers.BoardOpened.addrs:type_name -> troupe.workers.BoardOpened.AddrsEntry
+	32, // 3: troupe.workers.DoAction.fixup:type_name -> troupe.workers.DoAction.FixupEntry
+	9,  // 4: troupe.workers.DoAction.before:type_name -> troupe.workers.Request
+	8,  // 5: troupe.workers.DoAction.env:type_name -> troupe.workers.KV
+	33, // 6: troupe.workers.DoAction.files:type_name -> troupe.workers.DoAction.FilesEntry
+	21, // 7: troupe.workers.DoAction.images:type_name -> troupe.workers.ImageRef
+	12, // 8: troupe.workers.ActionDone.cases:type_name -> troupe.workers.Case
+	14, // 9: troupe.workers.ConsoleLines.lines:type_name -> troupe.workers.Line
+	8,  // 10: troupe.workers.MnCall.data:type_name -> troupe.workers.KV
+	17, // 11: troupe.workers.MnReply.data:type_name -> troupe.workers.MnMessage
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_workers_workerpb_worker_proto_init() }
@@ -2569,7 +2696,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[6].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*BoardOpened); i {
+			switch v := v.(*GroupNode); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2581,7 +2708,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[7].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*KV); i {
+			switch v := v.(*BoardOpened); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2593,7 +2720,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[8].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Request); i {
+			switch v := v.(*KV); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2605,7 +2732,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[9].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*DoAction); i {
+			switch v := v.(*Request); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2617,7 +2744,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[10].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*AbortAction); i {
+			switch v := v.(*DoAction); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2629,7 +2756,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Case); i {
+			switch v := v.(*AbortAction); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2641,7 +2768,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ActionDone); i {
+			switch v := v.(*Case); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2653,7 +2780,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Line); i {
+			switch v := v.(*ActionDone); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2665,7 +2792,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsoleLines); i {
+			switch v := v.(*Line); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2677,7 +2804,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*MnCall); i {
+			switch v := v.(*ConsoleLines); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2689,7 +2816,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*MnMessage); i {
+			switch v := v.(*MnCall); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2701,7 +2828,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*MnReply); i {
+			switch v := v.(*MnMessage); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2713,7 +2840,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CloseBoard); i {
+			switch v := v.(*MnReply); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2725,7 +2852,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*BoardClosed); i {
+			switch v := v.(*CloseBoard); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2737,7 +2864,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ImageRef); i {
+			switch v := v.(*BoardClosed); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2749,7 +2876,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*FetchImage); i {
+			switch v := v.(*ImageRef); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2761,7 +2888,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[22].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ImageChunk); i {
+			switch v := v.(*FetchImage); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2773,7 +2900,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[23].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*PowerBoard); i {
+			switch v := v.(*ImageChunk); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2785,7 +2912,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[24].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*PowerDone); i {
+			switch v := v.(*PowerBoard); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2797,7 +2924,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[25].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*OpenConsole); i {
+			switch v := v.(*PowerDone); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2809,7 +2936,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[26].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsoleOpened); i {
+			switch v := v.(*OpenConsole); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2821,7 +2948,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[27].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsoleInput); i {
+			switch v := v.(*ConsoleOpened); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2833,7 +2960,7 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[28].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ConsoleOutput); i {
+			switch v := v.(*ConsoleInput); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2845,6 +2972,18 @@ func file_workers_workerpb_worker_proto_init() {
 			}
 		}
 		file_workers_workerpb_worker_proto_msgTypes[29].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ConsoleOutput); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_workers_workerpb_worker_proto_msgTypes[30].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*CloseConsole); i {
 			case 0:
 				return &v.state
@@ -2863,7 +3002,7 @@ func file_workers_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_workers_workerpb_worker_proto_rawDesc,
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
