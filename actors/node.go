@@ -34,12 +34,14 @@ type nodeActor struct {
 	tests      []report.Test
 	attached   int // bytes of the attachments kept in tests
 	done       bool
-	addrs      map[string]string // node → address: Config.Addresses, or its board's network's
-	retried    map[int]int       // action index → retries made
-	shared     *groupShared
-	ownAddrs   bool   // addrs are its board's network's (not Config.Addresses)
-	host       string // a guest's host node, whose board it logs in to; "": not a guest
-	counted    bool   // a guest's end is counted (hostBoards.guestEnded)
+	// netAddrs are the addresses of the node's board's group network
+	// (JoinGroup), node → address; they take the place of
+	// Config.Addresses for those nodes (addr).
+	netAddrs map[string]string
+	retried  map[int]int // action index → retries made
+	shared   *groupShared
+	host     string // a guest's host node, whose board it logs in to; "": not a guest
+	counted  bool   // a guest's end is counted (hostBoards.guestEnded)
 	// stopWait, closed at stop, ends a host's wait for its guests.
 	stopWait chan struct{}
 }
@@ -58,17 +60,20 @@ func (a *nodeActor) boardNode() string {
 const MaxNodeAttachments = 4 * testshell.MaxRunAttachments
 
 func newNodeActor(cfg Config, n jobs.Node, coord *actor.PID, shared *groupShared) *nodeActor {
-	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, addrs: cfg.Addresses, shared: shared}
+	return &nodeActor{cfg: cfg, node: n, actions: cfg.Job.ActionsFor(n.Role), coord: coord, timedOut: -1, shared: shared}
 }
 
 // groupShared is what every node of a group reads and none changes: the
-// job's nodes and the group file made from the configured addresses.
-// hosts (the boards of host nodes, for their guests) is the one part
-// nodes change, under its lock.
+// job's nodes, the group file made from the configured addresses and the
+// boards on this host. hosts (the boards of host nodes, for their guests)
+// and workers (what a worker's boards are told of the group) are made as
+// nodes need them, under their locks.
 type groupShared struct {
 	nodes     []jobs.Node
 	groupFile []byte
+	here      map[string]lab.Board // node → board, of the boards on this host (not on workers)
 	hosts     *hostBoards
+	workers   *workerGroups
 }
 
 func newGroupShared(cfg Config) *groupShared {
@@ -79,7 +84,14 @@ func newGroupShared(cfg Config) *groupShared {
 			hosts.expect(hostNode(r))
 		}
 	}
-	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, cfg.Addresses), hosts: hosts}
+	here := make(map[string]lab.Board, len(cfg.Boards))
+	for node, b := range cfg.Boards {
+		if _, remote := cfg.Remote[node]; !remote {
+			here[node] = b
+		}
+	}
+	return &groupShared{nodes: nodes, groupFile: groupFile(nodes, func(n string) string { return cfg.Addresses[n] }), here: here,
+		hosts: hosts, workers: &workerGroups{m: map[string]*workerGroup{}}}
 }
 
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -203,7 +215,7 @@ func (a *nodeActor) next(ctx actor.Context, i int) {
 			{"TROUPE_JOB", a.cfg.Job.Name},
 			{"TROUPE_NODE", a.node.Name},
 			{"TROUPE_ROLE", a.node.Role},
-			{"TROUPE_IP", a.addrs[a.boardNode()]},
+			{"TROUPE_IP", a.addr(a.boardNode())},
 			{"TROUPE_BOARD", a.cfg.Boards[a.boardNode()].Name},
 			// LAVA's own (its overlay's environment file): what troupe
 			// has of them. Job ids are troupe's job names.
@@ -354,35 +366,21 @@ func (a *nodeActor) joinGroup(ctx actor.Context, backend Backend) error {
 	if !ok {
 		return nil
 	}
-	here := make(map[string]lab.Board, len(a.cfg.Boards))
-	for node, b := range a.cfg.Boards {
-		if _, remote := a.cfg.Remote[node]; !remote {
-			here[node] = b
-		}
-	}
-	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.shared.nodes, Boards: here, Addresses: a.cfg.Addresses})
+	addrs, err := n.JoinGroup(lab.Group{ID: ctx.Parent().String(), Node: a.node.Name, Nodes: a.shared.nodes, Boards: a.shared.here, Addresses: a.cfg.Addresses})
 	if err != nil {
 		return err
 	}
-	a.useAddrs(addrs)
+	a.netAddrs = addrs
 	return nil
 }
 
-// useAddrs makes the addresses of the node's board's network replace the
-// configured ones of those nodes.
-func (a *nodeActor) useAddrs(addrs map[string]string) {
-	if len(addrs) == 0 {
-		return
+// addr is node's address: on the node's board's group network if it has
+// one there, else the configured one.
+func (a *nodeActor) addr(node string) string {
+	if v, ok := a.netAddrs[node]; ok {
+		return v
 	}
-	a.ownAddrs = true
-	merged := make(map[string]string, len(a.cfg.Addresses))
-	for k, v := range a.cfg.Addresses {
-		merged[k] = v
-	}
-	for k, v := range addrs {
-		merged[k] = v
-	}
-	a.addrs = merged
+	return a.cfg.Addresses[node]
 }
 
 func (a *nodeActor) stopTimer() {
@@ -395,16 +393,16 @@ func (a *nodeActor) stopTimer() {
 // groupFile lists every node of the group for the helpers (troupe-group,
 // troupe-role list, troupe-network query): "name<TAB>role<TAB>address" lines.
 func (a *nodeActor) groupFile() []byte {
-	if !a.ownAddrs {
+	if len(a.netAddrs) == 0 {
 		return a.shared.groupFile
 	}
-	return groupFile(a.shared.nodes, a.addrs)
+	return groupFile(a.shared.nodes, a.addr)
 }
 
-func groupFile(nodes []jobs.Node, addrs map[string]string) []byte {
+func groupFile(nodes []jobs.Node, addr func(node string) string) []byte {
 	var b strings.Builder
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, addrs[n.Name])
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", n.Name, n.Role, addr(n.Name))
 	}
 	return []byte(b.String())
 }

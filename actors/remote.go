@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -70,16 +71,9 @@ func (a *nodeActor) startRemote(ctx actor.Context, rb RemoteBoard) {
 	role, _ := a.cfg.Job.Role(a.node.Role)
 	mn := mnClient{root: ctx.ActorSystem().Root, coord: a.coord, node: a.node.Name, timeout: role.Timeout}
 	group := ctx.Parent()
-	members := make([]*workerpb.GroupNode, 0, len(a.shared.nodes))
-	for _, n := range a.shared.nodes {
-		gn := &workerpb.GroupNode{Name: n.Name, Role: n.Role, Address: a.cfg.Addresses[n.Name]}
-		if other, ok := a.cfg.Remote[n.Name]; ok && other.Worker == rb.Worker {
-			gn.Board = a.cfg.Boards[n.Name].Name
-		}
-		members = append(members, gn)
-	}
+	wg := a.shared.workers.of(rb.Worker, a.cfg, a.shared.nodes)
 	a.board = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, members: members, next: 1,
+		return &boardProxy{cfg: a.cfg, node: a.node.Name, board: b, rb: rb, mn: mn, group: group, wg: wg, next: 1,
 			held: map[uint64]*workerpb.ConsoleLines{}, served: map[string]*images.Reader{}, naming: map[int]context.CancelFunc{}}
 	}))
 	ctx.Send(ctx.Parent(), &nodePhase{node: a.node.Name, action: fmt.Sprintf("open board %s on worker %s", b.Name, rb.Worker)})
@@ -101,8 +95,40 @@ func (a *nodeActor) opened(ctx actor.Context, m *remoteOpened) {
 		a.finish(ctx, report.StatusIncomplete, report.Infrastructure, m.err.Error())
 		return
 	}
-	a.useAddrs(m.addrs)
+	a.netAddrs = m.addrs
 	a.next(ctx, 0)
+}
+
+// workerGroup is what the boards of one worker are told of their group:
+// every node, the board of those on that worker.
+type workerGroup struct {
+	members []*workerpb.GroupNode // read only, once made
+	here    map[string]bool       // the nodes on that worker
+}
+
+// workerGroups are a group's workerGroup by worker, made once each.
+type workerGroups struct {
+	mu sync.Mutex
+	m  map[string]*workerGroup
+}
+
+func (w *workerGroups) of(worker string, cfg Config, nodes []jobs.Node) *workerGroup {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g := w.m[worker]; g != nil {
+		return g
+	}
+	g := &workerGroup{members: make([]*workerpb.GroupNode, 0, len(nodes)), here: map[string]bool{}}
+	for _, n := range nodes {
+		gn := &workerpb.GroupNode{Name: n.Name, Role: n.Role, Address: cfg.Addresses[n.Name]}
+		if rb, ok := cfg.Remote[n.Name]; ok && rb.Worker == worker {
+			gn.Board = cfg.Boards[n.Name].Name
+			g.here[n.Name] = true
+		}
+		g.members = append(g.members, gn)
+	}
+	w.m[worker] = g
+	return g
 }
 
 // boardProxy stands, in the node actor's tree, for the board actor that
@@ -117,7 +143,7 @@ type boardProxy struct {
 	rb      RemoteBoard
 	mn      mnClient
 	group   *actor.PID
-	members []*workerpb.GroupNode // the group's nodes, for OpenBoard
+	wg      *workerGroup // the group as its worker is told it
 	session string
 	host    *actor.PID // the worker's board host, once it opened the board
 	pending []*workerpb.DoAction
@@ -142,7 +168,7 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 		p.mnCtx, p.stopMN = context.WithCancel(context.Background())
 		ctx.Request(p.rb.Boards, &workerpb.OpenBoard{Session: p.session, Job: p.cfg.Job.Name, Node: p.node,
 			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit(),
-			Group: p.group.String(), GroupNodes: p.members})
+			Group: p.group.String(), GroupNodes: p.wg.members})
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		p.stop = p.cfg.Clock.AfterFunc(openTimeout, func() { root.Send(self, &proxyOpenTimeout{}) })
 	case *doAction:
@@ -263,12 +289,12 @@ func (p *boardProxy) fail(ctx actor.Context, err error) {
 // address is the worker's to give).
 func (p *boardProxy) addrs(got map[string]string) map[string]string {
 	var out map[string]string
-	for _, n := range p.members {
-		if a, ok := got[n.Name]; ok && n.Board != "" && validAddr(a) {
+	for n, a := range got {
+		if p.wg.here[n] && validAddr(a) {
 			if out == nil {
 				out = map[string]string{}
 			}
-			out[n.Name] = a
+			out[n] = a
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/troupe-lab/troupe/jobs"
 )
@@ -93,9 +95,18 @@ func DefaultImages(ctx context.Context, arch, cacheDir string, tmpFiles map[stri
 	im := jobs.Images{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd")}
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if _, err := os.Stat(filepath.Join(dir, "version")); err == nil {
+	stamp := filepath.Join(dir, "version")
+	if fi, err := os.Stat(stamp); err == nil {
+		// The version file's time is when the images were last used
+		// (pruneImages), brought forward at most hourly.
+		if now := time.Now(); now.Sub(fi.ModTime()) > time.Hour {
+			_ = os.Chtimes(stamp, now, now)
+		}
 		return im, nil
 	}
+	// Another troupe version's (or kernel's) images unused for a while go
+	// first: each is ~15 MB, and nothing else removes them.
+	pruneImages(cacheDir, time.Now(), imagesUnusedFor)
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
 	}
@@ -137,4 +148,37 @@ func DefaultImages(ctx context.Context, arch, cacheDir string, tmpFiles map[stri
 		}
 	}
 	return im, nil
+}
+
+// imagesUnusedFor is how long default images (of another troupe version,
+// kernel or set of helpers) stay in the cache unused before a build
+// removes them.
+const imagesUnusedFor = 14 * 24 * time.Hour
+
+// pruneImages removes from cacheDir the default images not used since
+// maxAge before now (their version file's time), and builds left behind
+// (.build-*) older than that. It removes only what has the shape of either:
+// the cache directory may be shared.
+func pruneImages(cacheDir string, now time.Time, maxAge time.Duration) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(cacheDir, e.Name())
+		stamp := filepath.Join(p, "version")
+		if strings.HasPrefix(e.Name(), ".build-") {
+			stamp = p
+		}
+		fi, err := os.Stat(stamp)
+		if err != nil || now.Sub(fi.ModTime()) <= maxAge {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			slog.Warn("qemu: remove unused default images", "dir", p, "err", err)
+		}
+	}
 }

@@ -52,6 +52,10 @@ type netns struct {
 	mu       sync.Mutex
 	last     string // what the stage said after "ok", once it has ended
 	done     chan struct{}
+	// addrs are the addresses JoinGroup gives on this network, made by
+	// the group's first board (the same for all: read only).
+	addrOnce sync.Once
+	addrs    map[string]string
 }
 
 // maxSpawning bounds the requests waiting in a network stage's control

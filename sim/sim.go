@@ -976,6 +976,13 @@ func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
 	if old != nil {
 		b.o.Networks.leave(old)
 	}
+	n.addrOnce.Do(func() { n.addrs = missingAddrs(g) })
+	return n.addrs, nil
+}
+
+// missingAddrs gives the group's sim nodes on this host that have no
+// address one: 127.1.x.y by their place in the group.
+func missingAddrs(g lab.Group) map[string]string {
 	var addrs map[string]string
 	for i, node := range g.Nodes {
 		bd, here := g.Boards[node.Name]
@@ -987,7 +994,7 @@ func (b *Board) JoinGroup(g lab.Group) (map[string]string, error) {
 		}
 		addrs[node.Name] = fmt.Sprintf("127.1.%d.%d", i/250, i%250+1)
 	}
-	return addrs, nil
+	return addrs
 }
 
 // network returns the board's network, making a private one if it has
