@@ -25,6 +25,8 @@ type Env struct {
 	Networks *qemu.Networks   // the run's group networks, for QEMU boards
 	// SimNetworks are the run's group networks of sim boards.
 	SimNetworks *sim.Networks
+	// SimLimits bound each sandboxed sim board (zero: the defaults).
+	SimLimits sim.Limits
 	// Unsandboxed runs sim boards without namespaces (lab sandbox = "none").
 	Unsandboxed bool
 	Logger      *slog.Logger // nil: discard
@@ -43,7 +45,7 @@ type Kind struct {
 var kinds = map[string]Kind{
 	lab.Sim: {
 		Open: func(b lab.Board, env Env) (actors.Backend, error) {
-			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger, Networks: env.SimNetworks, Unsandboxed: env.Unsandboxed, StandIn: b.StandIn})
+			return sim.New(sim.Options{Name: b.Name, Dir: env.Dir, Logger: env.Logger, Networks: env.SimNetworks, Unsandboxed: env.Unsandboxed, StandIn: b.StandIn, Limits: env.SimLimits})
 		},
 		PowerOffLeftover: func(_ context.Context, _ lab.Board, dir string) error {
 			return sim.PowerOffLeftover(dir)

@@ -30,6 +30,7 @@ type Injector struct {
 	// of the run and, for a lab with sandbox = "none", no sandbox.
 	networks    *sim.Networks
 	unsandboxed bool
+	limits      sim.Limits
 
 	mu      sync.Mutex
 	boards  map[string]*sim.Board // by node
@@ -47,7 +48,7 @@ func New(plan scenario.Plan, l *lab.Lab, log func(string)) *Injector {
 		log = func(string) {}
 	}
 	return &Injector{plan: plan, log: log, boards: map[string]*sim.Board{}, config: map[string]sim.Faults{},
-		fired: make([]bool, len(plan.Faults)), networks: sim.NewNetworks(), unsandboxed: l.Sandbox == lab.SandboxNone}
+		fired: make([]bool, len(plan.Faults)), networks: sim.NewNetworks(), unsandboxed: l.Sandbox == lab.SandboxNone, limits: sim.LabLimits(l)}
 }
 
 // staticKinds are set on the board itself; with the boot trigger, before
@@ -59,7 +60,7 @@ var staticKinds = map[string]bool{
 
 // Open makes a simulated board for node and arms the faults aimed at it.
 func (in *Injector) Open(node string, b lab.Board, dir string) (actors.Backend, error) {
-	sb, err := sim.New(sim.Options{Name: b.Name, Dir: dir, Networks: in.networks, Unsandboxed: in.unsandboxed})
+	sb, err := sim.New(sim.Options{Name: b.Name, Dir: dir, Networks: in.networks, Unsandboxed: in.unsandboxed, Limits: in.limits})
 	if err != nil {
 		return nil, err
 	}

@@ -122,7 +122,18 @@ type Lab struct {
 	// (also when "", the default) or SandboxNone (they run as troupe's
 	// user, seeing everything it can).
 	Sandbox string
+	// SandboxProcesses and SandboxFileSize bound each sandboxed sim
+	// board: its processes at once, and the bytes of any one file it
+	// writes (sim.Limits). Zero: the defaults.
+	SandboxProcesses int
+	SandboxFileSize  int64
 }
+
+// Bounds of the lab file's sandbox limits.
+const (
+	MinSandboxProcesses = 16
+	MinSandboxFileSize  = 1 << 20
+)
 
 // LAVAMirror is one [lava_mirrors] entry: URLs starting with URL are
 // read from Dir (absolute: a relative directory in the file is the lab
@@ -200,7 +211,8 @@ func Parse(file string, data []byte) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{File: file, Retries: DefaultRetries, BadAfter: DefaultBadAfter}
-	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "log_limit", "boot_limit", "deploy_limit", "lava_mirrors")
+	root.Only("board", "retries", "bad_after", "health_check", "tftp", "sandbox", "sandbox_processes", "sandbox_file_size",
+		"log_limit", "boot_limit", "deploy_limit", "lava_mirrors")
 	if t, ok := root.Table("lava_mirrors"); ok {
 		l.LAVAMirrors = parseLAVAMirrors(t, file)
 	}
@@ -242,6 +254,18 @@ func Parse(file string, data []byte) (*Lab, error) {
 			root.Errorf("bad_after", "must be >= 1 (got %d)", n)
 		}
 		l.BadAfter = int(n)
+	}
+	if n, ok := root.Int("sandbox_processes"); ok {
+		if n < MinSandboxProcesses || n > 1<<22 {
+			root.Errorf("sandbox_processes", "must be %d to %d (got %d)", MinSandboxProcesses, 1<<22, n)
+		}
+		l.SandboxProcesses = int(n)
+	}
+	if n, ok := root.Int("sandbox_file_size"); ok {
+		if n < MinSandboxFileSize {
+			root.Errorf("sandbox_file_size", "must be >= %d bytes (got %d)", MinSandboxFileSize, n)
+		}
+		l.SandboxFileSize = n
 	}
 	if n, ok := root.Int("log_limit"); ok {
 		if n < 4096 {

@@ -117,7 +117,7 @@ func StartService(l *lab.Lab, opts ServiceOptions) (*Service, error) {
 		networks := qemu.NewNetworks(logger) // private networks of the QEMU boards' groups
 		simNets := sim.NewNetworks()         // and of the sim boards' groups
 		open = func(_ string, b lab.Board, dir string) (actors.Backend, error) {
-			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, SimNetworks: simNets, Unsandboxed: unsandboxed, Logger: logger})
+			return backend.Open(b, backend.Env{Dir: dir, Hardware: hwOpts, Networks: networks, SimNetworks: simNets, Unsandboxed: unsandboxed, SimLimits: sim.LabLimits(l), Logger: logger})
 		}
 	}
 	rl := &Service{system: system, ownSystem: ownSystem, work: work, tempWork: temp, stopTFTP: stopTFTP, logger: opts.Logger}

@@ -343,7 +343,8 @@ func (n *netns) spawn(sp shellSpec) (*box, error) {
 	if sp.probe {
 		probe = 1
 	}
-	req := fmt.Sprintf("%s %d %d %d", sp.hostname, ShellNice, probe, mn)
+	lim := sp.limits.withDefaults()
+	req := fmt.Sprintf("%s %d %d %d %d %d", sp.hostname, ShellNice, probe, mn, lim.Processes, lim.FileSize)
 	rc, err := n.ctl.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

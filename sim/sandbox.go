@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/troupe-lab/troupe/lab"
 )
 
 // A sandboxed shell runs as a chain of processes:
@@ -79,6 +81,40 @@ type shellSpec struct {
 	hostname string
 	env      []string
 	probe    bool // the init stops once the sandbox is built, saying "ok" on tty
+	limits   Limits
+}
+
+// Limits bound what one sandboxed board may take of its host (stage.c):
+// Processes, its processes at once (RLIMIT_NPROC, counted in the
+// board's own user namespace: a fork bomb fails there, not on the host);
+// FileSize, the bytes of any one file it writes (RLIMIT_FSIZE: a write
+// past it fails, SIGXFSZ). Zero: the default. An unsandboxed board is
+// not bound.
+type Limits struct {
+	Processes int
+	FileSize  int64
+}
+
+// Defaults of Limits.
+const (
+	DefaultProcesses = 1024
+	DefaultFileSize  = 1 << 30
+)
+
+// LabLimits are the limits lab file l sets for its sim boards.
+func LabLimits(l *lab.Lab) Limits {
+	return Limits{Processes: l.SandboxProcesses, FileSize: l.SandboxFileSize}
+}
+
+// withDefaults is l with the defaults for its zero fields.
+func (l Limits) withDefaults() Limits {
+	if l.Processes <= 0 {
+		l.Processes = DefaultProcesses
+	}
+	if l.FileSize <= 0 {
+		l.FileSize = DefaultFileSize
+	}
+	return l
 }
 
 // shellEnvFile is a sealed-size memory file holding env, NUL-separated,

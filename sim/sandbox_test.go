@@ -93,6 +93,32 @@ func TestSandboxFileSystem(t *testing.T) {
 	assert.Equal(t, "refused\n", run(t, b, c, fmt.Sprintf("kill -0 %d 2>/dev/null && echo signalled || echo refused", os.Getpid())))
 }
 
+// TestSandboxLimits: a board's processes and file sizes are bounded as
+// its lab says: a fork bomb's forks fail inside the board (the host and
+// the board's shell go on), a file stops growing at the bound; a board
+// with the defaults is bound by them.
+func TestSandboxLimits(t *testing.T) {
+	b, c := newBoardOn(t, "bound", Options{Limits: Limits{Processes: 24, FileSize: 1 << 20}})
+	limits := "awk '/^Max (processes|file size)/ {print $(NF-2), $(NF-1)}' /proc/self/limits"
+	assert.Equal(t, "1048576 1048576\n24 24\n", run(t, b, c, limits), "file size and processes, soft and hard")
+	// The bomb in a subshell: a failed fork ends it (not the login
+	// shell); counted with built-ins, as nothing can fork then.
+	count := "n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n"
+	out := run(t, b, c, "(while :; do sleep 30 & done) 2>/dev/null; "+count)
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	require.NoError(t, err, out)
+	assert.LessOrEqual(t, n, 24, "processes of the board at once")
+	assert.GreaterOrEqual(t, n, 20, "the board forks up to its bound")
+	assert.Equal(t, "still here\n", run(t, b, c, "kill -9 -1 2>/dev/null; sleep 0.2; echo still here"), "the board works again once they are gone")
+	assert.Regexp(t, `(?s)File size limit exceeded.*\nrefused 1048576\n$`, run(t, b, c, "(head -c 3000000 /dev/zero > big) 2>/dev/null && echo written || echo refused $(wc -c < big)"),
+		"the writer is stopped at the bound (SIGXFSZ)")
+	assert.Equal(t, "raise refused\n", run(t, b, c, "(ulimit -H -p 100000) 2>/dev/null && echo raised || echo raise refused"),
+		"the board's root cannot lift its bound")
+
+	d, dc := newBoardOn(t, "defaults", Options{})
+	assert.Equal(t, fmt.Sprintf("%d %d\n%d %d\n", DefaultFileSize, DefaultFileSize, DefaultProcesses, DefaultProcesses), run(t, d, dc, limits))
+}
+
 // listen serves one TCP connection on addr, answering "pong".
 func listen(t *testing.T, addr string) {
 	t.Helper()

@@ -65,6 +65,9 @@ type Options struct {
 	// are taken and left unused, said in its log; tar images are still
 	// unpacked into its root.
 	StandIn bool
+	// Limits bound a sandboxed board's processes and file sizes (zero:
+	// the defaults).
+	Limits Limits
 	// KeepEcho: the console's shell echoes what is typed, as a real
 	// board's does (troupe simboard, which stands in for one). Without
 	// it, echo is off from the login on (see EchoOff).
@@ -869,7 +872,7 @@ func (b *Board) startShell(s *session, tty, mn *os.File, env func(sandboxed bool
 	}
 	// Asked for outside s.mu (a round trip to the network's stage): a
 	// power off meanwhile is seen below, and the sandbox killed then.
-	bx, err := n.spawn(shellSpec{tty: tty, mn: mn, root: b.root, hostname: b.o.Name, env: env(true)})
+	bx, err := n.spawn(shellSpec{tty: tty, mn: mn, root: b.root, hostname: b.o.Name, env: env(true), limits: b.o.Limits})
 	if err != nil {
 		return nil, fmt.Errorf("start shell: %w", err)
 	}

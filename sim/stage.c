@@ -20,7 +20,7 @@
 //	    socket ends it; its boards die with it (death signal), and it dies
 //	    with troupe.
 //
-// A request: the text "HOSTNAME NICE PROBE MN" and, as SCM_RIGHTS, the
+// A request: the text "HOSTNAME NICE PROBE MN NPROC FSIZE" and, as SCM_RIGHTS, the
 // descriptors [reply, console, root, env] plus [side channel] when MN is 1:
 // reply, a socket where the answer goes ("ok PID" with the init's pidfd,
 // or "error MESSAGE"); console, the init's and shell's stdin/out/err;
@@ -33,6 +33,9 @@
 // (build_root), starts /bin/sh -i on the console as a child of its own
 // (the foreground process group) and reaps every orphan; PROBE 1: it says
 // "ok" on the console once the file system is built and exits instead.
+// NPROC and FSIZE bound the board (0: no bound): its processes at once
+// (RLIMIT_NPROC, counted per user namespace: per board) and the bytes of
+// any one file it writes (RLIMIT_FSIZE), both hard limits.
 // Errors of an init: a line on the console, exit status 125.
 
 #define _GNU_SOURCE
@@ -374,7 +377,16 @@ struct request {
 	int session;                       // the init writes a byte here once its session exists
 	char hostname[65];
 	int nice, probe;
+	unsigned long long nproc, fsize; // 0: no bound
 };
+
+// limit sets resource r's soft and hard limit to n (0: leaves it).
+static void limit(int r, unsigned long long n, const char *what) {
+	if (n == 0)
+		return;
+	struct rlimit l = {.rlim_cur = n, .rlim_max = n};
+	check(setrlimit(r, &l), "limit %s", what);
+}
 
 // board_init is PID 1 of a board, just cloned by the network stage into
 // its new namespaces.
@@ -416,6 +428,8 @@ static void board_init(struct request *r) {
 			die("say ok");
 		_exit(0);
 	}
+	limit(RLIMIT_NPROC, r->nproc, "processes");
+	limit(RLIMIT_FSIZE, r->fsize, "file size");
 	// Signals from inside the namespace reach PID 1 only when it handles
 	// them: it does not (SIGKILL from the host still ends it, and with it
 	// every process of the board). The shell is not PID 1 itself: a
@@ -452,14 +466,14 @@ static int answer(int reply, const char *text, int fd) {
 // parse fills r from the request's text and descriptors; it returns an
 // error message, or NULL.
 static const char *parse(struct request *r, char *text, int *fds, int nfds) {
-	char *save = NULL, *f[4];
-	for (int i = 0; i < 4; i++) {
+	char *save = NULL, *f[6];
+	for (int i = 0; i < 6; i++) {
 		f[i] = strtok_r(i == 0 ? text : NULL, " ", &save);
 		if (f[i] == NULL)
-			return "want HOSTNAME NICE PROBE MN";
+			return "want HOSTNAME NICE PROBE MN NPROC FSIZE";
 	}
 	if (strtok_r(NULL, " ", &save) != NULL)
-		return "want HOSTNAME NICE PROBE MN";
+		return "want HOSTNAME NICE PROBE MN NPROC FSIZE";
 	size_t hn = strlen(f[0]);
 	if (hn == 0 || hn >= sizeof r->hostname)
 		return "bad hostname";
@@ -470,6 +484,13 @@ static const char *parse(struct request *r, char *text, int *fds, int nfds) {
 		return "bad nice";
 	r->probe = strcmp(f[2], "1") == 0;
 	int mn = strcmp(f[3], "1") == 0;
+	errno = 0;
+	r->nproc = strtoull(f[4], &end, 10);
+	if (*end != '\0' || errno != 0 || f[4][0] == '-')
+		return "bad NPROC";
+	r->fsize = strtoull(f[5], &end, 10);
+	if (*end != '\0' || errno != 0 || f[5][0] == '-')
+		return "bad FSIZE";
 	if (nfds != (mn ? 5 : 4))
 		return "wrong number of descriptors";
 	r->reply = fds[0], r->console = fds[1], r->root = fds[2], r->env = fds[3];

@@ -111,7 +111,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return exitIncomplete
 	}
 	env := backend.Env{Hardware: hardware.Options{Logger: logger}, Networks: qemu.NewNetworks(logger),
-		SimNetworks: sim.NewNetworks(), Unsandboxed: unsandboxed, Logger: logger}
+		SimNetworks: sim.NewNetworks(), Unsandboxed: unsandboxed, SimLimits: sim.LabLimits(l), Logger: logger}
 	boardsActor, err := workers.StartBoards(system, actors.WorkerBoardsConfig{Worker: *name, Boards: l.Boards, Logger: logger, Images: cache,
 		// troupe power and troupe console through the server.
 		Power:   func(b lab.Board) (actors.WorkerPowerSwitch, error) { return hardware.Switch(b) },
