@@ -166,9 +166,12 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 	case *actor.Started:
 		p.session = ctx.Self().Id
 		p.mnCtx, p.stopMN = context.WithCancel(context.Background())
-		ctx.Request(p.rb.Boards, &workerpb.OpenBoard{Session: p.session, Job: p.cfg.Job.Name, Node: p.node,
-			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit(),
-			Group: p.group.String(), GroupNodes: p.wg.members})
+		open := &workerpb.OpenBoard{Session: p.session, Job: p.cfg.Job.Name, Node: p.node,
+			Board: p.board.Name, MnTimeoutMs: p.mn.timeout.Milliseconds(), LogLimit: p.logLimit()}
+		if p.group != nil && p.wg != nil {
+			open.Group, open.GroupNodes = p.group.String(), p.wg.members
+		}
+		ctx.Request(p.rb.Boards, open)
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		p.stop = p.cfg.Clock.AfterFunc(openTimeout, func() { root.Send(self, &proxyOpenTimeout{}) })
 	case *doAction:
@@ -222,7 +225,7 @@ func (p *boardProxy) Receive(ctx actor.Context) {
 			ctx.Send(p.host, d)
 		}
 		p.pending = nil
-		ctx.Send(ctx.Parent(), &remoteOpened{addrs: p.addrs(m.Addrs)})
+		p.tellOpened(ctx, &remoteOpened{addrs: p.addrs(m.Addrs)})
 	case *workerpb.ActionDone:
 		if p.ours(m.Worker, m.Session) {
 			ctx.Send(ctx.Parent(), fromPB(m))
@@ -277,11 +280,19 @@ func (p *boardProxy) disarm() {
 // action asked for, and every later one, with err.
 func (p *boardProxy) fail(ctx actor.Context, err error) {
 	p.failed = err
-	ctx.Send(ctx.Parent(), &remoteOpened{err: err})
+	p.tellOpened(ctx, &remoteOpened{err: err})
 	for _, d := range p.pending {
 		ctx.Send(ctx.Parent(), &actionResult{index: int(d.Index), err: err})
 	}
 	p.pending = nil
+}
+
+// tellOpened tells the node actor whether its board is open (a proxy
+// of no node, as tests spawn, tells nobody).
+func (p *boardProxy) tellOpened(ctx actor.Context, m *remoteOpened) {
+	if parent := ctx.Parent(); parent != nil {
+		ctx.Send(parent, m)
+	}
 }
 
 // addrs keeps, of the addresses a worker reports for its board's group
@@ -289,6 +300,9 @@ func (p *boardProxy) fail(ctx actor.Context, err error) {
 // address is the worker's to give).
 func (p *boardProxy) addrs(got map[string]string) map[string]string {
 	var out map[string]string
+	if p.wg == nil {
+		return nil
+	}
 	for n, a := range got {
 		if p.wg.here[n] && validAddr(a) {
 			if out == nil {
