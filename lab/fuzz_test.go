@@ -20,6 +20,7 @@ func FuzzParseLab(f *testing.F) {
 	// Job paths are relative to the lab file, here the package directory.
 	f.Add([]byte("retries = 0\nbad_after = 2\n" + labFile + "[[health_check]]\ndevice_type = \"sim\"\njob = \"testdata/health-sim.toml\"\nevery = 3\ninterval = \"1h\"\n"))
 	f.Add([]byte(labFile + "[[health_check]]\ndevice_type = \"rpi4\"\njob = \"testdata/health-sim.toml\"\n"))
+	f.Add([]byte("sandbox_processes = 64\nsandbox_file_size = 1048576\n" + labFile))
 	f.Add([]byte("[[board]]\nname = \"b-1\"\ndevice_type = \"x\"\nbackend = \"hardware\"\n[board.console]\nkind = \"tcp\"\naddress = \"h:1\"\nmode = \"rfc2217\"\nbaud = 9600\nparity = \"odd\"\nstop_bits = 2\nflow_control = \"rtscts\"\nreconnect = \"3s\"\n[board.power]\nkind = \"manual\"\ncycle_delay = \"1s\"\nretries = 1\nsettle = \"1s\"\n[board.boot]\nmethod = \"u-boot\"\ninterrupt = \"Hit\"\ninterrupt_string = \" \"\nuboot_prompt = \"=> $\"\ncommands = [\"boot\"]\npassword = \"pw\"\nshell_prompt = \"# $\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var l *lab.Lab
@@ -66,6 +67,13 @@ func FuzzParseLab(f *testing.F) {
 		}
 		assert.GreaterOrEqual(t, l.Retries, 0)
 		assert.GreaterOrEqual(t, l.BadAfter, 1)
+		// Sandbox limits: unset (0, the defaults) or within their bounds.
+		if l.SandboxProcesses != 0 {
+			assert.GreaterOrEqual(t, l.SandboxProcesses, lab.MinSandboxProcesses)
+		}
+		if l.SandboxFileSize != 0 {
+			assert.GreaterOrEqual(t, l.SandboxFileSize, int64(lab.MinSandboxFileSize))
+		}
 		types := map[string]bool{}
 		for _, hc := range l.HealthChecks {
 			assert.True(t, hasType(l, hc.DeviceType), "no board of type %q", hc.DeviceType)
