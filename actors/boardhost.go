@@ -145,22 +145,9 @@ func (w *workerBoards) free(host string) {
 }
 
 func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
-	refuse := func(format string, args ...interface{}) {
-		ctx.Respond(&workerpb.BoardOpened{Worker: w.cfg.Worker, Session: m.Session, Error: fmt.Sprintf(format, args...)})
-	}
-	b, ok := w.byName[m.Board]
-	switch {
-	case !ok:
-		refuse("worker %s has no board %s", w.cfg.Worker, m.Board)
-		return
-	case m.Session == "" || w.sessions[m.Session] != nil:
-		refuse("session %q already open", m.Session)
-		return
-	case w.busy[m.Board] != "":
-		refuse("board %s is still in session %s", m.Board, w.busy[m.Board])
-		return
-	case len(w.resets) > 0:
-		refuse("worker %s is releasing its boards", w.cfg.Worker)
+	b, why := w.available(m.Board, m.Session)
+	if why != "" {
+		ctx.Respond(&workerpb.BoardOpened{Worker: w.cfg.Worker, Session: m.Session, Error: why})
 		return
 	}
 	proxy := ctx.Sender()
@@ -174,6 +161,23 @@ func (w *workerBoards) open(ctx actor.Context, m *workerpb.OpenBoard) {
 	w.sessions[m.Session] = h
 	w.boardOf[h.Id], w.sessionOf[h.Id] = m.Board, m.Session
 	w.busy[m.Board] = m.Session
+}
+
+// available returns board name for a new session, or why it cannot have
+// one (a job's board or a console's alike).
+func (w *workerBoards) available(name, session string) (lab.Board, string) {
+	b, ok := w.byName[name]
+	switch {
+	case !ok:
+		return b, fmt.Sprintf("worker %s has no board %s", w.cfg.Worker, name)
+	case session == "" || w.sessions[session] != nil:
+		return b, fmt.Sprintf("session %q already open", session)
+	case w.busy[name] != "":
+		return b, fmt.Sprintf("board %s is in session %s on worker %s", name, w.busy[name], w.cfg.Worker)
+	case len(w.resets) > 0:
+		return b, fmt.Sprintf("worker %s is releasing its boards", w.cfg.Worker)
+	}
+	return b, ""
 }
 
 // group is the board's group as OpenBoard tells it, with the boards of

@@ -407,19 +407,10 @@ func (w *workerBoards) openConsole(ctx actor.Context, m *workerpb.OpenConsole) {
 	refuse := func(format string, args ...interface{}) {
 		ctx.Respond(&workerpb.ConsoleOpened{Worker: w.cfg.Worker, Session: m.Session, Error: fmt.Sprintf(format, args...), Refused: true})
 	}
-	b, ok := w.byName[m.Board]
+	b, why := w.available(m.Board, m.Session)
 	switch {
-	case !ok:
-		refuse("worker %s has no board %s", w.cfg.Worker, m.Board)
-		return
-	case m.Session == "" || w.sessions[m.Session] != nil:
-		refuse("session %q already open", m.Session)
-		return
-	case w.busy[m.Board] != "":
-		refuse("board %s is in session %s on worker %s", m.Board, w.busy[m.Board], w.cfg.Worker)
-		return
-	case len(w.resets) > 0:
-		refuse("worker %s is releasing its boards", w.cfg.Worker)
+	case why != "":
+		refuse("%s", why)
 		return
 	case w.cfg.Console == nil:
 		refuse("worker %s attaches no consoles", w.cfg.Worker)
