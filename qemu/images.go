@@ -142,6 +142,13 @@ func DefaultImages(ctx context.Context, arch, cacheDir string, tmpFiles map[stri
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return jobs.Images{}, fmt.Errorf("default %s images: mkinitramfs.sh: %w: %s", arch, err, strings.TrimSpace(string(b)))
 	}
+	// Readable by everyone whatever the umask: a confined QEMU (the
+	// sandbox user) opens them (confine.go).
+	for _, f := range []string{"vmlinuz", "initrd"} {
+		if err := os.Chmod(filepath.Join(out, f), 0o644); err != nil {
+			return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)
+		}
+	}
 	if err := os.Rename(out, dir); err != nil {
 		if _, statErr := os.Stat(filepath.Join(dir, "version")); statErr != nil {
 			return jobs.Images{}, fmt.Errorf("default %s images: %w", arch, err)

@@ -228,6 +228,32 @@ func (b *Board) On(ctx context.Context) error {
 	}
 	mn := b.nextMN
 	b.nextMN = nil
+	// fd 3: the group network's socket; then the side channel's (see
+	// argv); then, confined, the images.
+	var extra []*os.File
+	if b.port != nil {
+		extra = append(extra, b.port.guest)
+	}
+	if mn != nil {
+		extra = append(extra, mn.qemu)
+	}
+	var images []*os.File
+	defer func() {
+		for _, f := range images {
+			_ = f.Close() // QEMU has its own copies (or never will)
+		}
+	}()
+	confine := confined()
+	if confine {
+		cim, files, err := confineImages(im, 3+len(extra))
+		if err != nil {
+			confine = false
+			b.logger.Warn("qemu runs unconfined, as troupe's user", "board", b.name, "err", err)
+		} else {
+			im, images = cim, files
+			extra = append(extra, files...)
+		}
+	}
 	bin, args := b.argv(im, mn != nil)
 	path, err := exec.LookPath(bin)
 	if err != nil {
@@ -242,12 +268,11 @@ func (b *Board) On(ctx context.Context) error {
 	// process group (a ^C is troupe's to handle).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = time.Second
-	// fd 3: the group network's socket; then the side channel's (see argv).
-	if b.port != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, b.port.guest)
-	}
-	if mn != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, mn.qemu)
+	cmd.ExtraFiles = extra
+	if confine {
+		setConfined(cmd.SysProcAttr)
+		// A rootfs's snapshot overlay (snapshot=on) goes to $TMPDIR.
+		cmd.Env = append(os.Environ(), "TMPDIR=/var/tmp")
 	}
 	stdin, err := cmd.StdinPipe()
 	if err == nil {

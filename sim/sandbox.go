@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/troupe-lab/troupe/internal/sandboxid"
 	"github.com/troupe-lab/troupe/lab"
 )
 
@@ -53,12 +54,7 @@ const maxHostname = 64
 
 // sandboxIDs is the host uid and gid sandboxes run as: this process's own
 // when it is not root, nobody's when it is (never root).
-func sandboxIDs() (uid, gid int) {
-	if os.Geteuid() != 0 {
-		return os.Geteuid(), os.Getegid()
-	}
-	return 65534, 65534
-}
+func sandboxIDs() (uid, gid int) { return sandboxid.IDs() }
 
 // openExe opens this program's executable for the stages.
 func openExe() (*os.File, error) {
