@@ -194,6 +194,15 @@ func waitEnded(t *testing.T, base, id string, d time.Duration) server.Job {
 	})
 }
 
+// leftoverCmd starts a process in a session of its own (it survives the
+// console's hangup) and prints its pid once it is there: printed before its
+// setsid, a kill of the server at once could still hang it up.
+const leftoverCmd = `setsid sleep 31337 &
+p=$!
+i=0
+while [ "$(cut -d' ' -f6 /proc/$p/stat)" != "$p" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done
+echo "leftover pid: $p"`
+
 var leftoverRE = regexp.MustCompile(`(?m) leftover pid: (\d+)$`)
 
 // waitLeftovers polls job id's merged log until it shows n leftover pids.
@@ -349,13 +358,12 @@ timeout = "3m"
 run = '''
 %s
 if mkdir %s/first-$TROUPE_NODE 2>/dev/null; then
-  setsid sleep 31337 &
-  echo "leftover pid: $!"
+%s
   sleep 150
 fi
 %s
 troupe-test-case a-case --result pass
-'''`, markCmd("start", "A"), shared, markCmd("end", "A")))
+'''`, markCmd("start", "A"), shared, leftoverCmd, markCmd("end", "A")))
 	queued := func(name string) string {
 		return submitJob(t, srv.url, fmt.Sprintf(`name = %q
 [roles.q]
@@ -483,8 +491,7 @@ type = "boot"
 type = "test"
 name = "hang"
 run = '''
-setsid sleep 31337 &
-echo "leftover pid: $!"
+` + leftoverCmd + `
 sleep 150
 '''`)
 	pids := waitLeftovers(t, srv.url, id, 2)
