@@ -117,6 +117,7 @@ bench:
 	@: > $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench=. ./coordinator ./actors ./scheduler ./labstate ./workers 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./runner 2>&1 | tee -a $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench=HostShellStart -benchtime=300x ./runner 2>&1 | tee -a $(BENCH_OUT)
 	TROUPE_BENCH_1000=1 $(GO) test -run='^$$' -bench='SyncJob/N=1000' -benchtime=1x -timeout=15m ./runner 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench='SubmitLoad' -benchtime=1x -timeout=90m ./server 2>&1 | tee -a $(BENCH_OUT)
 	$(GO) test -run='^$$' -bench=QemuJob -benchtime=3x ./qemu 2>&1 | tee -a $(BENCH_OUT)

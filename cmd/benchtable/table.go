@@ -94,6 +94,7 @@ func perSync(with, without string, n float64) func(Results) (float64, bool) {
 }
 
 var goals = []goal{
+	{"host: a shell's start and end (/bin/sh -c :), the machine's speed", metric("runner/BenchmarkHostShellStart", "ms/start", 1), "ms", 0},
 	{"1000-node job, 3 barriers: wall", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "s/job", 1), "s", 15},
 	{"1000-node job, 3 barriers: harness CPU", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "harness-cpu-s/job", 1), "s", 8},
 	{"1000-node job, 3 barriers: shells' CPU", metric("runner/BenchmarkSyncJob/N=1000/syncs=3", "shells-cpu-s/job", 1), "s", 0},

@@ -15,6 +15,7 @@ pkg: github.com/troupe-lab/troupe/runner
 BenchmarkSyncJob/N=100/syncs=0-2    	       3	   2.500 s/job	   1.2 harness-cpu-s/job
 BenchmarkSyncJob/N=100/syncs=10-2   	       3	   2.650 s/job	  31.5 barrier-interval-ms
 BenchmarkJob/hello-1+3-2   	1	0.2 s/job
+BenchmarkHostShellStart-2   	1000	2900000 ns/op	2.900 ms/start
 BenchmarkBroken-2   1   x ns/op
 pkg: github.com/troupe-lab/troupe/qemu
 BenchmarkQemuJob/pair-syncs=0-2         	       3	       232.4 rss-MiB/VM	         4.500 s/job	         0 ns/op
@@ -51,6 +52,8 @@ func TestTable(t *testing.T) {
 	assert.Equal(t, "-", missing.Met)
 	qemu := rows["barrier end to end, two QEMU boards ((1000 syncs - 0)/1000)"]
 	assert.Equal(t, Row{qemu.Figure, "2.50 ms", "(reported)", "-"}, qemu, "(7 s - 4.5 s) / 1000")
+	host := rows["host: a shell's start and end (/bin/sh -c :), the machine's speed"]
+	assert.Equal(t, Row{host.Figure, "2.90 ms", "(reported)", "-"}, host)
 	server := "server, 100 submitters x 100 jobs, 200 boards: "
 	assert.Equal(t, Row{server + "throughput", "19.25 jobs/s", "(reported)", "-"}, rows[server+"throughput"])
 	assert.Equal(t, "75.50 ms", rows[server+"submit p50"].Value)
