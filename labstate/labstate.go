@@ -219,7 +219,6 @@ type Machine struct {
 	queue     []*queued
 	running   map[string]*running
 	feasible  *scheduler.Feasibility // for the boards' current health; nil: make one
-	worker    map[string]string      // board → its worker; absent: the lab file's
 	offline   map[string]bool        // boards of a lost worker
 	checkSeq  int
 	ticking   bool
@@ -243,7 +242,7 @@ func New(cfg Config) *Machine {
 		cfg.Retries = 0
 	}
 	m := &Machine{cfg: cfg, index: map[string]int{}, failures: map[string]int{}, jobsOn: map[string]int{},
-		lastCheck: map[string]time.Time{}, running: map[string]*running{}, worker: map[string]string{}, offline: map[string]bool{}}
+		lastCheck: map[string]time.Time{}, running: map[string]*running{}, offline: map[string]bool{}}
 	for _, b := range cfg.Boards {
 		m.addBoard(b)
 	}
@@ -333,7 +332,6 @@ type BoardStatus struct {
 	scheduler.Board
 	Failures int    // consecutive infrastructure errors
 	Job      string // the job or health check running on it, or ""
-	Worker   string // the worker it is on; "": the server's own
 	Offline  bool   // its worker is lost
 }
 
@@ -345,7 +343,7 @@ func (m *Machine) Boards(now time.Time) []BoardStatus {
 		if !b.Reserved(now) {
 			b.ReservedBy, b.ReservedUntil = "", time.Time{}
 		}
-		out[i] = BoardStatus{Board: b, Failures: m.failures[b.Name], Worker: m.worker[b.Name], Offline: m.offline[b.Name]}
+		out[i] = BoardStatus{Board: b, Failures: m.failures[b.Name], Offline: m.offline[b.Name]}
 	}
 	for id, r := range m.running {
 		for _, b := range r.boards {

@@ -56,25 +56,25 @@ func (m *Machine) boardsJoined(e BoardsJoined) {
 	for _, b := range e.Boards {
 		listed[b.Name] = true
 		i, ok := m.index[b.Name]
-		if ok && m.worker[b.Name] == "" {
+		if ok && m.boards[i].Worker == "" {
 			continue // the lab file's own board (the hub refuses it)
 		}
 		if !ok {
+			b.Worker = e.Worker
 			m.addBoard(b)
-			m.worker[b.Name] = e.Worker
 			m.emit(ConnectionChanged{Board: b.Name, Worker: e.Worker})
 			continue
 		}
 		m.boards[i].DeviceType, m.boards[i].Tags = b.DeviceType, b.Tags
 		m.feasible = nil
-		m.worker[b.Name] = e.Worker
+		m.boards[i].Worker = e.Worker
 		if m.offline[b.Name] {
 			delete(m.offline, b.Name)
 			m.emit(ConnectionChanged{Board: b.Name, Worker: e.Worker})
 		}
 	}
 	for _, b := range m.boards {
-		if m.worker[b.Name] == e.Worker && !listed[b.Name] && !m.offline[b.Name] {
+		if b.Worker == e.Worker && !listed[b.Name] && !m.offline[b.Name] {
 			m.offline[b.Name] = true
 			m.emit(ConnectionChanged{Board: b.Name, Worker: e.Worker, Offline: true})
 		}
@@ -85,7 +85,7 @@ func (m *Machine) boardsJoined(e BoardsJoined) {
 func (m *Machine) workerLost(e WorkerLost) {
 	var lost []string
 	for _, b := range m.boards {
-		if m.worker[b.Name] == e.Worker && !m.offline[b.Name] {
+		if b.Worker == e.Worker && !m.offline[b.Name] {
 			m.offline[b.Name] = true
 			lost = append(lost, b.Name)
 			m.emit(ConnectionChanged{Board: b.Name, Worker: e.Worker, Offline: true})
@@ -123,7 +123,7 @@ func (m *Machine) planView(now time.Time) []scheduler.Board {
 	view := slices.Clone(m.boards)
 	for i, b := range view {
 		if m.offline[b.Name] {
-			view[i].ReservedBy = "worker " + m.worker[b.Name] + " (offline)"
+			view[i].ReservedBy = "worker " + b.Worker + " (offline)"
 			view[i].ReservedUntil = now.Add(offlineHold)
 		}
 	}

@@ -119,3 +119,21 @@ func TestWorkerCannotTakeLabBoard(t *testing.T) {
 	assert.False(t, status(m, "local").Offline)
 	assert.True(t, status(m, "w1-a").Offline)
 }
+
+// TestGroupOnOneWorker: the boards a worker brings are its (Worker), and a
+// group goes to one worker's boards when one has enough, though lab order
+// puts the lab file's board and another worker's first.
+func TestGroupOnOneWorker(t *testing.T) {
+	m := New(Config{Boards: sims("s0"), BadAfter: 1})
+	m.Step(BoardsJoined{Now: t0, Worker: "w1", Boards: sims("a0")})
+	m.Step(BoardsJoined{Now: t0, Worker: "w2", Boards: sims("b0", "b1", "b2")})
+	assert.Equal(t, "", status(m, "s0").Worker)
+	assert.Equal(t, "w1", status(m, "a0").Worker)
+	starts := of[StartJob](m.Step(Submit{Now: t0, Job: job("j", 3)}))
+	require.Len(t, starts, 1)
+	assert.Equal(t, map[string]string{"a-0": "b0", "a-1": "b1", "a-2": "b2"}, starts[0].Boards)
+
+	// A board that moves to another worker is that worker's.
+	m.Step(BoardsJoined{Now: t0, Worker: "w2", Boards: sims("b0", "b1", "b2", "a0")})
+	assert.Equal(t, "w2", status(m, "a0").Worker)
+}

@@ -1,5 +1,10 @@
 package scheduler
 
+import (
+	"cmp"
+	"slices"
+)
+
 // match matches the nodes of j to boards, each role choosing among the
 // boards keep accepts in the order of list(role). It returns the board of
 // every node (in NodeNames order) or nil.
@@ -41,6 +46,57 @@ func (p *planner) match(j *Job, list func(*spec) []int, keep func(int) bool) []i
 	}
 	p.m.clear()
 	return got
+}
+
+// spansHosts reports whether the boards got are on more than one host.
+func (p *planner) spansHosts(got []int) bool {
+	for _, b := range got[1:] {
+		if p.boards[b].Worker != p.boards[got[0]].Worker {
+			return true
+		}
+	}
+	return false
+}
+
+// oneHost matches j as match does, on the boards of one host only: the
+// first host, in lab order (of its first candidate), with a board for
+// every node. It returns nil if no host has. A host with fewer candidates
+// than j has nodes is not searched.
+func (p *planner) oneHost(j *Job, list func(*spec) []int, keep func(int) bool) []int {
+	type host struct{ first, count int }
+	hosts := map[string]*host{}
+	nodes := 0
+	for ri := range j.Roles {
+		if j.Roles[ri].Count <= 0 {
+			continue
+		}
+		nodes += j.Roles[ri].Count
+		for _, i := range list(p.spec(&j.Roles[ri])) {
+			if !keep(i) {
+				continue
+			}
+			h := hosts[p.boards[i].Worker]
+			if h == nil {
+				h = &host{first: i}
+				hosts[p.boards[i].Worker] = h
+			}
+			h.first = min(h.first, i)
+			h.count++ // a board two roles list counts twice: it only rules out
+		}
+	}
+	var order []string
+	for name, h := range hosts {
+		if h.count >= nodes {
+			order = append(order, name)
+		}
+	}
+	slices.SortFunc(order, func(a, b string) int { return cmp.Compare(hosts[a].first, hosts[b].first) })
+	for _, name := range order {
+		if got := p.match(j, list, func(i int) bool { return p.boards[i].Worker == name && keep(i) }); got != nil {
+			return got
+		}
+	}
+	return nil
 }
 
 // matcher finds a maximum bipartite matching of nodes to boards with

@@ -13,7 +13,11 @@
 // ascending (FIFO within a priority), then ID ascending. A job starts only if
 // every one of its nodes gets a distinct usable board at once (all or
 // nothing; boards are matched to nodes with augmenting paths, preferring
-// boards in lab order). A board is usable by a job when it has the role's
+// boards in lab order). A job of several nodes whose boards would span
+// hosts (Board.Worker: a worker, or the server) starts on the first host, in lab order, that has a
+// usable board for every node at once, if there is one: a group network
+// does not cross hosts. It is a preference, not a condition: with no
+// such host the job starts across hosts rather than wait. A board is usable by a job when it has the role's
 // device type and all its tags, its health is Good (or Unknown, for device
 // types without a health-check job), it is not busy, the job does not avoid
 // it, it is not reserved for manual work (Board.ReservedBy), and it is not
@@ -75,6 +79,11 @@ type Board struct {
 	Name, DeviceType string
 	Tags             []string
 	Health           Health
+	// Worker is the worker the board is on ("": the lab server's own).
+	// A group's boards on one host share a network; boards on different
+	// hosts do not, so a job starts on the boards of one host when one
+	// has all it needs at once (see the package comment).
+	Worker string
 	// ReservedBy holds the board for manual work until ReservedUntil: no
 	// job starts on it before then. Empty: not reserved.
 	ReservedBy    string
@@ -428,9 +437,15 @@ func (p *planner) tryStart(j *Job, d *Decision) bool {
 	if p.noIdle {
 		list = usableList
 	}
-	got := p.match(j, list, func(i int) bool { return p.usableNow(j, i, backfill) })
+	keep := func(i int) bool { return p.usableNow(j, i, backfill) }
+	got := p.match(j, list, keep)
 	if got == nil {
 		return false
+	}
+	if p.spansHosts(got) {
+		if one := p.oneHost(j, list, keep); one != nil {
+			got = one
+		}
 	}
 	end := p.s.Now.Add(j.Timeout)
 	if j.Timeout <= 0 {

@@ -588,3 +588,59 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
 }
+
+// TestOneHost: a group's boards come from one host (worker) when one has
+// a board for every node; lab order decides among such hosts; with none,
+// the job starts across hosts. One-host labs and one-node jobs are not
+// touched.
+func TestOneHost(t *testing.T) {
+	on := func(host string, b Board) Board { b.Worker = host; return b }
+	lab := []Board{
+		on("", brd("s0", "sim")),
+		on("w1", brd("a0", "sim")), on("w1", brd("a1", "sim")),
+		on("w2", brd("b0", "sim")), on("w2", brd("b1", "sim")), on("w2", brd("b2", "qemu")),
+		on("w3", brd("c0", "sim")), on("w3", brd("c1", "sim")), on("w3", brd("c2", "sim")), on("w3", brd("c3", "qemu")),
+	}
+	tests := []struct {
+		name  string
+		busy  []string
+		roles []Role
+		want  map[string]string
+	}{
+		{"lab order would span three hosts", nil, []Role{role("n", "sim", 3)},
+			map[string]string{"n-0": "c0", "n-1": "c1", "n-2": "c2"}},
+		{"the first host in lab order that fits", nil, []Role{role("n", "sim", 2)},
+			map[string]string{"n-0": "a0", "n-1": "a1"}},
+		{"hosts with enough candidates only by counting a board twice", nil,
+			[]Role{role("x", "sim", 1), role("y", "sim", 1), role("z", "sim", 1)},
+			map[string]string{"x-0": "c0", "y-0": "c1", "z-0": "c2"}},
+		{"roles of two device types on one host", nil, []Role{role("srv", "qemu", 1), role("cl", "sim", 2)},
+			map[string]string{"srv-0": "b2", "cl-0": "b0", "cl-1": "b1"}},
+		{"a busy board rules its host out", []string{"c1"}, []Role{role("srv", "qemu", 1), role("cl", "sim", 2)},
+			map[string]string{"srv-0": "b2", "cl-0": "b0", "cl-1": "b1"}},
+		{"no host fits: across hosts rather than wait", []string{"c0"}, []Role{role("n", "sim", 3)},
+			map[string]string{"n-0": "s0", "n-1": "a0", "n-2": "a1"}},
+		{"one node: lab order", nil, []Role{role("n", "sim", 1)},
+			map[string]string{"n-0": "s0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := State{Now: t0, Boards: lab, Queue: []Job{job("j", 0, tt.roles...)}}
+			if tt.busy != nil {
+				s.Running = []Running{{JobID: "other", Boards: tt.busy, Started: t0, Timeout: time.Minute}}
+			}
+			d := Plan(s)
+			require.Len(t, d.Start, 1)
+			assert.Equal(t, tt.want, d.Start[0].Boards)
+		})
+	}
+
+	// Without hosts the same lab is one host: lab order, as before.
+	flat := slices.Clone(lab)
+	for i := range flat {
+		flat[i].Worker = ""
+	}
+	d := Plan(State{Now: t0, Boards: flat, Queue: []Job{job("j", 0, role("n", "sim", 3))}})
+	require.Len(t, d.Start, 1)
+	assert.Equal(t, map[string]string{"n-0": "s0", "n-1": "a0", "n-2": "a1"}, d.Start[0].Boards)
+}

@@ -491,7 +491,7 @@ type = "boot"
 type = "test"
 name = "hang"
 run = '''
-` + leftoverCmd + `
+`+leftoverCmd+`
 sleep 150
 '''`)
 	pids := waitLeftovers(t, srv.url, id, 2)
