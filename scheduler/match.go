@@ -51,7 +51,7 @@ func (p *planner) match(j *Job, list func(*spec) []int, keep func(int) bool) []i
 // spansHosts reports whether the boards got are on more than one host.
 func (p *planner) spansHosts(got []int) bool {
 	for _, b := range got[1:] {
-		if p.boards[b].Worker != p.boards[got[0]].Worker {
+		if p.host[b] != p.host[got[0]] {
 			return true
 		}
 	}
@@ -63,40 +63,85 @@ func (p *planner) spansHosts(got []int) bool {
 // every node. It returns nil if no host has. A host with fewer candidates
 // than j has nodes is not searched.
 func (p *planner) oneHost(j *Job, list func(*spec) []int, keep func(int) bool) []int {
-	type host struct{ first, count int }
-	hosts := map[string]*host{}
 	nodes := 0
+	p.hostBuf = p.hostBuf[:0]
+	splits := map[*spec]hostSplit{}
+	count := make([]int, p.hosts) // a board two roles list counts twice: it only rules out
 	for ri := range j.Roles {
 		if j.Roles[ri].Count <= 0 {
 			continue
 		}
 		nodes += j.Roles[ri].Count
-		for _, i := range list(p.spec(&j.Roles[ri])) {
-			if !keep(i) {
-				continue
-			}
-			h := hosts[p.boards[i].Worker]
-			if h == nil {
-				h = &host{first: i}
-				hosts[p.boards[i].Worker] = h
-			}
-			h.first = min(h.first, i)
-			h.count++ // a board two roles list counts twice: it only rules out
+		sp := p.spec(&j.Roles[ri])
+		hs, ok := splits[sp]
+		if !ok {
+			hs = p.split(list(sp), keep)
+			splits[sp] = hs
+		}
+		for h := range p.hosts {
+			count[h] += hs.at[h+1] - hs.at[h]
 		}
 	}
-	var order []string
-	for name, h := range hosts {
-		if h.count >= nodes {
-			order = append(order, name)
+	var order []int
+	for h := range p.hosts {
+		if count[h] >= nodes {
+			order = append(order, h)
 		}
 	}
-	slices.SortFunc(order, func(a, b string) int { return cmp.Compare(hosts[a].first, hosts[b].first) })
-	for _, name := range order {
-		if got := p.match(j, list, func(i int) bool { return p.boards[i].Worker == name && keep(i) }); got != nil {
+	// Lab order of the hosts: of their first candidate.
+	first := func(h int) int {
+		f := len(p.boards)
+		for _, hs := range splits {
+			if hs.at[h] < hs.at[h+1] {
+				f = min(f, hs.cands[hs.at[h]])
+			}
+		}
+		return f
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(first(a), first(b)) })
+	for _, h := range order {
+		got := p.match(j, func(sp *spec) []int { return splits[sp].of(h) }, func(int) bool { return true })
+		if got != nil {
 			return got
 		}
 	}
 	return nil
+}
+
+// hostSplit is a list of boards split by host, each host's in list order:
+// host h's are cands[at[h]:at[h+1]].
+type hostSplit struct{ at, cands []int }
+
+func (hs hostSplit) of(h int) []int { return hs.cands[hs.at[h]:hs.at[h+1]] }
+
+// split splits the boards of l that keep accepts by host (a counting
+// sort), in the planner's scratch p.hostBuf (made empty by oneHost).
+func (p *planner) split(l []int, keep func(int) bool) hostSplit {
+	start := len(p.hostBuf)
+	p.hostBuf = slices.Grow(p.hostBuf, 2*(p.hosts+1))[:start+2*(p.hosts+1)]
+	at, next := p.hostBuf[start:start+p.hosts+1], p.hostBuf[start+p.hosts+1:]
+	clear(at)
+	for _, i := range l {
+		if keep(i) {
+			at[p.host[i]+1]++
+		}
+	}
+	for h := range p.hosts {
+		at[h+1] += at[h]
+	}
+	copy(next, at)
+	n := at[p.hosts]
+	base := len(p.hostBuf)
+	p.hostBuf = slices.Grow(p.hostBuf, n)[:base+n]
+	cands := p.hostBuf[base:]
+	for _, i := range l {
+		if keep(i) {
+			h := p.host[i]
+			cands[next[h]] = i
+			next[h]++
+		}
+	}
+	return hostSplit{at: at, cands: cands}
 }
 
 // matcher finds a maximum bipartite matching of nodes to boards with

@@ -208,6 +208,11 @@ type planner struct {
 	noIdle  bool // tryStart scans the usable boards, not the idle lists
 	starts  int  // jobs started so far in this Plan (specs' idle lists)
 	byType  map[string][]int
+	// host is each board's host (Board.Worker) as a number, hosts how
+	// many there are: a group's boards are taken from one when one has
+	// them all (oneHost).
+	host  []int
+	hosts int
 	// idleOfType counts the boards of each device type that are healthy,
 	// not busy and not held for manual work: no job needing more of a type
 	// can start now (a full lab then rejects each job without a search).
@@ -230,6 +235,7 @@ type planner struct {
 	keyBuf     []byte
 	nodeCands  [][]int
 	buf        []int
+	hostBuf    []int    // oneHost's
 	parts      []string // explain's summary parts
 }
 
@@ -257,11 +263,19 @@ func newPlanner(s State) *planner {
 		specs:   map[specKey]*spec{},
 		byType:  map[string][]int{},
 		avoid:   make([]uint32, n),
+		host:    make([]int, n),
 
 		idleOfType: map[string]int{},
 	}
 	p.m.init(n)
+	hostID := map[string]int{}
 	for i, b := range s.Boards {
+		h, ok := hostID[b.Worker]
+		if !ok {
+			h = len(hostID)
+			hostID[b.Worker] = h
+		}
+		p.host[i] = h
 		if _, dup := p.index[b.Name]; !dup {
 			p.index[b.Name] = i
 		}
@@ -273,6 +287,7 @@ func newPlanner(s State) *planner {
 		}
 		p.byType[b.DeviceType] = append(p.byType[b.DeviceType], i)
 	}
+	p.hosts = len(hostID)
 	for _, r := range s.Running {
 		end := r.Started.Add(r.Timeout)
 		if r.Timeout <= 0 {

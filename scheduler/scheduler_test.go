@@ -485,9 +485,18 @@ func TestDeterministic(t *testing.T) {
 // unhealthy or unchecked. Goal (issue 18): jobs=10000/boards=5000 < 100 ms
 // per Plan on 2 cores.
 func BenchmarkPlan(b *testing.B) {
-	for _, c := range []struct{ boards, jobs int }{{500, 1000}, {5000, 10000}} {
-		b.Run(fmt.Sprintf("jobs=%d/boards=%d", c.jobs, c.boards), func(b *testing.B) {
+	for _, c := range []struct{ boards, jobs, workers int }{{500, 1000, 0}, {5000, 10000, 0}, {5000, 10000, 50}} {
+		name := fmt.Sprintf("jobs=%d/boards=%d", c.jobs, c.boards)
+		if c.workers > 0 {
+			name += fmt.Sprintf("/workers=%d", c.workers)
+		}
+		b.Run(name, func(b *testing.B) {
 			s := randomState(rand.New(rand.NewPCG(1, 2)), c.boards, c.jobs)
+			for i := range s.Boards { // host by host, as a lab lists them
+				if c.workers > 0 {
+					s.Boards[i].Worker = fmt.Sprintf("w%d", i*c.workers/c.boards)
+				}
+			}
 			b.ReportAllocs()
 			cpu0 := processCPU()
 			for b.Loop() {
@@ -643,4 +652,39 @@ func TestOneHost(t *testing.T) {
 	d := Plan(State{Now: t0, Boards: flat, Queue: []Job{job("j", 0, role("n", "sim", 3))}})
 	require.Len(t, d.Start, 1)
 	assert.Equal(t, map[string]string{"n-0": "s0", "n-1": "a0", "n-2": "a1"}, d.Start[0].Boards)
+}
+
+// TestOneHostRandom: with boards on random hosts, Plan's decisions stay
+// valid and the idle lists still decide as a scan; both a group kept on
+// one host and one spread across hosts occur.
+func TestOneHostRandom(t *testing.T) {
+	one, spread := 0, 0
+	for seed := range uint64(30) {
+		r := rand.New(rand.NewPCG(seed, 13))
+		s := randomState(r, 60+r.IntN(200), 50+r.IntN(300))
+		hosts := 1 + r.IntN(6)
+		host := map[string]string{}
+		for i := range s.Boards {
+			s.Boards[i].Worker = fmt.Sprintf("w%d", r.IntN(hosts))
+			host[s.Boards[i].Name] = s.Boards[i].Worker
+		}
+		want := plan(s, options{noIdle: true})
+		got := plan(s, options{})
+		require.Equal(t, want, got, "seed %d", seed)
+		checkDecision(t, s, got)
+		for _, st := range got.Start {
+			on := map[string]bool{}
+			for _, b := range st.Boards {
+				on[host[b]] = true
+			}
+			if len(st.Boards) > 1 && len(on) == 1 {
+				one++
+			} else if len(on) > 1 {
+				spread++
+			}
+		}
+	}
+	t.Logf("groups on one host %d, across hosts %d", one, spread)
+	assert.Greater(t, one, 10)
+	assert.Greater(t, spread, 0)
 }
