@@ -88,17 +88,19 @@ func (p *planner) oneHost(j *Job, list func(*spec) []int, keep func(int) bool) [
 			order = append(order, h)
 		}
 	}
-	// Lab order of the hosts: of their first candidate.
-	first := func(h int) int {
+	// Lab order of the hosts: of their first candidate (the lists are in
+	// lab order).
+	first := make(map[int]int, len(order))
+	for _, h := range order {
 		f := len(p.boards)
 		for _, hs := range splits {
 			if hs.at[h] < hs.at[h+1] {
 				f = min(f, hs.cands[hs.at[h]])
 			}
 		}
-		return f
+		first[h] = f
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(first(a), first(b)) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(first[a], first[b]) })
 	for _, h := range order {
 		got := p.match(j, func(sp *spec) []int { return splits[sp].of(h) }, func(int) bool { return true })
 		if got != nil {
@@ -117,29 +119,30 @@ func (hs hostSplit) of(h int) []int { return hs.cands[hs.at[h]:hs.at[h+1]] }
 // split splits the boards of l that keep accepts by host (a counting
 // sort), in the planner's scratch p.hostBuf (made empty by oneHost).
 func (p *planner) split(l []int, keep func(int) bool) hostSplit {
-	start := len(p.hostBuf)
-	p.hostBuf = slices.Grow(p.hostBuf, 2*(p.hosts+1))[:start+2*(p.hosts+1)]
-	at, next := p.hostBuf[start:start+p.hosts+1], p.hostBuf[start+p.hosts+1:]
-	clear(at)
+	p.kept = p.kept[:0]
 	for _, i := range l {
 		if keep(i) {
-			at[p.host[i]+1]++
+			p.kept = append(p.kept, i)
 		}
+	}
+	start := len(p.hostBuf)
+	n := 2*(p.hosts+1) + len(p.kept)
+	p.hostBuf = slices.Grow(p.hostBuf, n)[:start+n]
+	at := p.hostBuf[start : start+p.hosts+1]
+	next := p.hostBuf[start+p.hosts+1 : start+2*(p.hosts+1)]
+	cands := p.hostBuf[start+2*(p.hosts+1):]
+	clear(at)
+	for _, i := range p.kept {
+		at[p.host[i]+1]++
 	}
 	for h := range p.hosts {
 		at[h+1] += at[h]
 	}
 	copy(next, at)
-	n := at[p.hosts]
-	base := len(p.hostBuf)
-	p.hostBuf = slices.Grow(p.hostBuf, n)[:base+n]
-	cands := p.hostBuf[base:]
-	for _, i := range l {
-		if keep(i) {
-			h := p.host[i]
-			cands[next[h]] = i
-			next[h]++
-		}
+	for _, i := range p.kept {
+		h := p.host[i]
+		cands[next[h]] = i
+		next[h]++
 	}
 	return hostSplit{at: at, cands: cands}
 }

@@ -236,6 +236,7 @@ type planner struct {
 	nodeCands  [][]int
 	buf        []int
 	hostBuf    []int    // oneHost's
+	kept       []int    // split's
 	parts      []string // explain's summary parts
 }
 
