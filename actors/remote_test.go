@@ -360,14 +360,29 @@ troupe-test-case met --shell troupe-sync met
 // naming it, and the job is retried on the other worker's boards.
 func TestRemoteWorkerLost(t *testing.T) {
 	w := newWorkerLab(t, worker{name: "w1", boards: []string{"w1-a"}}, worker{name: "w2", boards: []string{"w2-a", "w2-b", "w2-c"}})
+	// Two of w2's boards held for manual work: the group cannot be on w2
+	// alone, so it spans both workers; they are free for the retry.
+	for _, b := range []string{"w2-b", "w2-c"} {
+		require.NoError(t, w.lab.Reserve(b, "test", time.Now().Add(time.Hour)))
+	}
 	var lostAt time.Time
 	r, log := w.run(remoteLost, func(book *logbook.Book) {
 		_, ch, cancel := book.Subscribe(1, 1024)
 		defer cancel()
-		for e := range ch {
-			if strings.Contains(e.Text, "ARRIVED") && strings.Contains(e.Text, "w1-a") {
-				break
+		timeout := time.After(time.Minute)
+	wait:
+		for {
+			select {
+			case e := <-ch:
+				if strings.Contains(e.Text, "ARRIVED") && strings.Contains(e.Text, "w1-a") {
+					break wait
+				}
+			case <-timeout:
+				t.Fatal("no node arrived on w1-a within a minute")
 			}
+		}
+		for _, b := range []string{"w2-b", "w2-c"} {
+			require.NoError(t, w.lab.Release(b))
 		}
 		lostAt = time.Now()
 		w.lab.WorkerLost("w1")
