@@ -711,6 +711,16 @@ func TestBrowserLogView(t *testing.T) {
 	if want := []string{fmt.Sprintf("%d passed", pass), fmt.Sprintf("%d failed", fail)}; strings.Join(totals, ",") != strings.Join(want, ",") {
 		t.Errorf("totals %q, want %q", totals, want)
 	}
+	// A node's lines go to sections by time to below a ms (two frames in
+	// one ms, as often on a fast host, are told apart).
+	order := run[[]bool](t, ctx, 5*time.Second, "frame times below a ms", chromedp.Evaluate[[]bool](
+		`[frameTime('2026-12-01T08:00:00.123456Z') < frameTime('2026-12-01T08:00:00.123457Z'),
+		  frameTime('2026-12-01T08:00:00.123499Z') < frameTime('2026-12-01T08:00:00.1235Z'),
+		  frameTime('2026-12-01T08:00:00.123Z') === Date.parse('2026-12-01T08:00:00.123Z'),
+		  frameTime('2026-12-01T08:00:00Z') === Date.parse('2026-12-01T08:00:00Z')]`))
+	if !slices.Equal(order, []bool{true, true, true, true}) {
+		t.Errorf("frameTime's order and values: %v", order)
+	}
 	type link struct{ Row, Href string }
 	links := run[[]link](t, ctx, 5*time.Second, "the result links", chromedp.Evaluate[[]link](
 		`[...document.querySelectorAll('#tests tr')].map((r) => ({Row: [...r.cells].slice(0, 4).map((c) => c.textContent).join('|'),

@@ -4,6 +4,16 @@
 // (el() below), never as markup.
 
 const API = '/api/v1';
+
+// frameTime is a frame's time in ms, with the digits below a ms that
+// Date.parse drops: a node's last line of one action and the start of
+// its next often fall in the same ms, and only the finer digits tell
+// which came first (a double keeps them to about a microsecond).
+const frameTime = (s) => {
+  const m = /\.\d{3}(\d+)/.exec(s);
+  return Date.parse(s) + (m ? Number('0.' + m[1]) : 0);
+};
+
 const TERMINAL = ['complete', 'incomplete', 'canceled'];
 const MAX_LINES = 20000; // console lines kept in the page; the full log is a download
 const main = document.getElementById('main');
@@ -582,7 +592,7 @@ function jobPage(alive, id, line) {
   // addAction records a node's phase change; the node's lines from its
   // time on move to the new section.
   const addAction = (f) => {
-    const t = Date.parse(f.time);
+    const t = frameTime(f.time);
     if (!isAction(f.phase)) {
       ends.set(f.node, {phase: f.phase, time: t, detail: f.detail});
       paintSections();
@@ -637,7 +647,7 @@ function jobPage(alive, id, line) {
         continue;
       }
       addTab(f.node);
-      const r = {seq: f.seq, node: f.node, time: Date.parse(f.time), text: f.text, ...readLine(f.text)};
+      const r = {seq: f.seq, node: f.node, time: frameTime(f.time), text: f.text, ...readLine(f.text)};
       r.textEl = el('span', {class: 'text'});
       r.el = el('div', {class: 'line' + (r.plumb ? ' plumb' : '') + (r.said ? ' said' : '') + (r.failed ? ' failed' : ''), id: 'L' + f.seq, 'data-node': f.node, 'data-seq': f.seq},
         el('a', {class: 'ln', href: permalink(f.seq), 'aria-label': 'line ' + f.seq}, String(f.seq)),
