@@ -106,6 +106,7 @@ var goals = []goal{
 	{"1+3 node job: harness CPU", metric("runner/BenchmarkJob/hello-1+3", "harness-cpu-s/job", 1), "s", 0},
 	{"scheduler Plan, 10 000 jobs on 5 000 boards", metric("scheduler/BenchmarkPlan/jobs=10000/boards=5000", "ns/op", 1e-6), "ms", 100},
 	{"scheduler Plan, 10 000 jobs on 5 000 boards: CPU", metric("scheduler/BenchmarkPlan/jobs=10000/boards=5000", "cpu-ms/op", 1), "ms", 0},
+	{"scheduler Plan, 10 000 jobs on 5 000 boards of 50 workers (a group kept on one host)", metric("scheduler/BenchmarkPlan/jobs=10000/boards=5000/workers=50", "ns/op", 1e-6), "ms", 100},
 	{"lab state machine tick, 10 000 jobs on 5 000 boards", metric("labstate/BenchmarkStep/tick", "ns/op", 1e-6), "ms", 100},
 	{"coordinator barrier release, 100 members p99", metric("actors/BenchmarkBarrier/members=100", "p99-ms", 1), "ms", 5},
 	{"coordinator barrier release, 1000 members p99", metric("actors/BenchmarkBarrier/members=1000", "p99-ms", 1), "ms", 50},
