@@ -688,3 +688,32 @@ func TestOneHostRandom(t *testing.T) {
 	assert.Greater(t, one, 10)
 	assert.Greater(t, spread, 0)
 }
+
+// TestPlanScales is issue 18's regression bound for the scheduler, as a
+// ratio that holds on a slow or loaded machine: ten times the queue on ten
+// times the boards costs Plan at most 60 times as much (the fastest of
+// several Plans each; 22-25 times measured, with and without -race: a
+// plan grows a little faster than the lab; one that grew with its square
+// would be ten times that).
+func TestPlanScales(t *testing.T) {
+	small := randomState(rand.New(rand.NewPCG(1, 2)), 500, 1000)
+	large := randomState(rand.New(rand.NewPCG(1, 2)), 5000, 10000)
+	fastest := func(s State, n int, best time.Duration) time.Duration {
+		for range n {
+			start := time.Now()
+			Plan(s)
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	ts, tl := time.Hour, time.Hour
+	for range 3 { // interleaved, so that a slow spell weighs on both
+		ts = fastest(small, 5, ts)
+		tl = fastest(large, 1, tl)
+	}
+	ratio := float64(tl) / float64(ts)
+	t.Logf("Plan: 1000 jobs on 500 boards %s, 10 000 on 5 000 %s (x%.1f)", ts, tl, ratio)
+	if ratio > 60 {
+		t.Errorf("Plan of 10 000 jobs on 5 000 boards took %.1f times one of 1000 on 500 (bound 60)", ratio)
+	}
+}
