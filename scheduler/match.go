@@ -50,7 +50,7 @@ func (p *planner) match(j *Job, list func(*spec) []int, keep func(int) bool) []i
 
 // spansHosts reports whether the boards got are on more than one host.
 func (p *planner) spansHosts(got []int) bool {
-	for _, b := range got[1:] {
+	for _, b := range got {
 		if p.host[b] != p.host[got[0]] {
 			return true
 		}

@@ -717,3 +717,13 @@ func TestPlanScales(t *testing.T) {
 		t.Errorf("Plan of 10 000 jobs on 5 000 boards took %.1f times one of 1000 on 500 (bound 60)", ratio)
 	}
 }
+
+// TestNoNodes: a job whose roles have no nodes starts on no boards (on a
+// lab of several hosts too).
+func TestNoNodes(t *testing.T) {
+	lab := sims(2)
+	lab[1].Worker = "w1"
+	d := Plan(State{Now: t0, Boards: lab, Queue: []Job{job("j", 0, role("none", "sim", 0))}})
+	require.Len(t, d.Start, 1)
+	assert.Empty(t, d.Start[0].Boards)
+}
